@@ -1,0 +1,307 @@
+//! Contribution bounding per privacy unit.
+//!
+//! The SQL engine hands over one *partial* per (privacy unit, group): how
+//! many rows the unit has in the group and, per measure, the count, grid
+//! sum and grid sum of squares of its (clamped) values. Bounding then
+//!
+//! 1. keeps at most G groups per unit, chosen uniformly at random with the
+//!    CSPRNG (a unit's other partials are dropped whole);
+//! 2. limits each kept partial to R rows: counts become `min(n, R)` and the
+//!    sums are scaled by `min(n, R) / n` (the unit keeps its mean but weighs
+//!    R rows at most), then clamped to `R · max_abs` so the bound holds even
+//!    if an upstream sum wrapped.
+//!
+//! After bounding, adding or removing one unit changes each group's row
+//! count by at most R, its unit count by 1, a measure's sum by at most
+//! `R · max_abs` grid units, and touches at most G groups: the sensitivities
+//! [`Sensitivity`] reports.
+
+use crate::DpError;
+use opendp::traits::samplers::sample_uniform_uint_below;
+
+/// Per-measure partial statistics, aligned with [`Partials::unit`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeasurePartials {
+    /// Non-null values of the measure.
+    pub count: Vec<i64>,
+    /// Sum of grid values.
+    pub sum: Vec<i64>,
+    /// Sum of squared grid values, for variances.
+    pub sumsq: Option<Vec<i64>>,
+    /// The grid's largest |value| (from its quantizer).
+    pub max_abs: i64,
+}
+
+/// Partial statistics per (unit, group), in columns. Units and groups are
+/// dense ids assigned by the engine; each (unit, group) appears once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Partials {
+    pub unit: Vec<u32>,
+    pub group: Vec<u32>,
+    pub rows: Vec<i64>,
+    pub measures: Vec<MeasurePartials>,
+}
+
+impl Partials {
+    pub fn len(&self) -> usize {
+        self.unit.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unit.is_empty()
+    }
+
+    fn check(&self, groups: usize) -> Result<(), DpError> {
+        let n = self.unit.len();
+        let aligned = self.group.len() == n
+            && self.rows.len() == n
+            && self.measures.iter().all(|m| {
+                m.count.len() == n && m.sum.len() == n && m.sumsq.as_ref().is_none_or(|s| s.len() == n)
+            });
+        if !aligned {
+            return Err(DpError::Internal("partial columns are not aligned"));
+        }
+        if self.group.iter().any(|&g| g as usize >= groups) {
+            return Err(DpError::Internal("partial refers to an unknown group"));
+        }
+        Ok(())
+    }
+}
+
+/// The policy's contribution bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContributionBounds {
+    /// G: groups per unit.
+    pub max_groups_per_unit: u32,
+    /// R: rows per unit and group.
+    pub max_rows_per_group: u32,
+}
+
+impl ContributionBounds {
+    pub fn new(max_groups_per_unit: u32, max_rows_per_group: u32) -> Result<Self, DpError> {
+        if max_groups_per_unit == 0 {
+            return Err(DpError::InvalidContributionBound { name: "max_groups_per_unit" });
+        }
+        if max_rows_per_group == 0 {
+            return Err(DpError::InvalidContributionBound { name: "max_rows_per_group" });
+        }
+        Ok(Self { max_groups_per_unit, max_rows_per_group })
+    }
+
+    /// G as used for calibration: never more than the number of groups that
+    /// can exist (with a public key set of K keys, one unit touches ≤ K).
+    pub fn effective_groups(&self, possible_groups: Option<usize>) -> u64 {
+        let g = self.max_groups_per_unit as u64;
+        possible_groups.map_or(g, |k| g.min(k.max(1) as u64))
+    }
+}
+
+/// Source of uniform choices for group sampling.
+pub trait UniformChooser {
+    /// A uniform integer in `[0, n)`, `n ≥ 1`.
+    fn below(&mut self, n: u64) -> Result<u64, DpError>;
+}
+
+/// Uniform choices from OpenDP's CSPRNG-backed sampler.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SecureChooser;
+
+impl UniformChooser for SecureChooser {
+    fn below(&mut self, n: u64) -> Result<u64, DpError> {
+        sample_uniform_uint_below::<u64, 8>(n).map_err(|e| DpError::Entropy(e.to_string()))
+    }
+}
+
+/// Per-group totals after (or without) bounding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupTotals {
+    pub rows: Vec<i128>,
+    pub units: Vec<i128>,
+    pub measures: Vec<MeasureTotals>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeasureTotals {
+    pub count: Vec<i128>,
+    pub sum: Vec<i128>,
+    pub sumsq: Vec<i128>,
+}
+
+impl GroupTotals {
+    fn zeros(groups: usize, measures: usize) -> Self {
+        GroupTotals {
+            rows: vec![0; groups],
+            units: vec![0; groups],
+            measures: (0..measures)
+                .map(|_| MeasureTotals {
+                    count: vec![0; groups],
+                    sum: vec![0; groups],
+                    sumsq: vec![0; groups],
+                })
+                .collect(),
+        }
+    }
+
+    pub fn groups(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn add(&mut self, p: &Partials, i: usize, row_cap: Option<i64>) {
+        let g = p.group[i] as usize;
+        let n = p.rows[i].max(0);
+        let kept_rows = row_cap.map_or(n, |r| n.min(r));
+        self.rows[g] += kept_rows as i128;
+        self.units[g] += 1;
+        for (m, t) in p.measures.iter().zip(self.measures.iter_mut()) {
+            let c = m.count[i].max(0) as i128;
+            let kept = row_cap.map_or(c, |r| c.min(r as i128));
+            let scale = |x: i128| if c == 0 { 0 } else { x * kept / c };
+            let max_abs = m.max_abs as i128;
+            let limit = kept * max_abs;
+            t.count[g] += kept;
+            t.sum[g] += scale(m.sum[i] as i128).clamp(-limit, limit);
+            if let Some(sq) = &m.sumsq {
+                t.sumsq[g] += scale(sq[i] as i128).clamp(0, kept * max_abs * max_abs);
+            }
+        }
+    }
+}
+
+/// Totals without any bounding (threshold release), every value still
+/// clamped to its grid so no partial can exceed `n · max_abs`.
+pub fn exact_totals(p: &Partials, groups: usize) -> Result<GroupTotals, DpError> {
+    p.check(groups)?;
+    let mut t = GroupTotals::zeros(groups, p.measures.len());
+    for i in 0..p.len() {
+        t.add(p, i, None);
+    }
+    Ok(t)
+}
+
+/// Bounds contributions (G groups per unit at random, R rows per group)
+/// and totals per group.
+pub fn bounded_totals(
+    p: &Partials,
+    groups: usize,
+    bounds: ContributionBounds,
+    chooser: &mut dyn UniformChooser,
+) -> Result<GroupTotals, DpError> {
+    p.check(groups)?;
+    let g_cap = bounds.max_groups_per_unit as usize;
+    // Bucket partial indices by unit (dense ids, so a counting sort).
+    let units = p.unit.iter().map(|&u| u as usize + 1).max().unwrap_or(0);
+    let mut start = vec![0usize; units + 1];
+    for &u in &p.unit {
+        start[u as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut order = vec![0usize; p.len()];
+    let mut next = start.clone();
+    for (i, &u) in p.unit.iter().enumerate() {
+        order[next[u as usize]] = i;
+        next[u as usize] += 1;
+    }
+    let mut t = GroupTotals::zeros(groups, p.measures.len());
+    let row_cap = Some(bounds.max_rows_per_group as i64);
+    for u in 0..units {
+        let slice = &mut order[start[u]..start[u + 1]];
+        if slice.len() > g_cap {
+            // Partial Fisher–Yates: the first G entries become a uniform sample.
+            for k in 0..g_cap {
+                let j = k + chooser.below((slice.len() - k) as u64)? as usize;
+                slice.swap(k, j);
+            }
+        }
+        for &i in slice.iter().take(g_cap) {
+            t.add(p, i, row_cap);
+        }
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Deterministic chooser for tests that must not depend on randomness.
+    pub(crate) struct FirstChooser;
+    impl UniformChooser for FirstChooser {
+        fn below(&mut self, _n: u64) -> Result<u64, DpError> {
+            Ok(0)
+        }
+    }
+
+    fn partials(rows: &[(u32, u32, i64, i64, i64)]) -> Partials {
+        Partials {
+            unit: rows.iter().map(|r| r.0).collect(),
+            group: rows.iter().map(|r| r.1).collect(),
+            rows: rows.iter().map(|r| r.2).collect(),
+            measures: vec![MeasurePartials {
+                count: rows.iter().map(|r| r.3).collect(),
+                sum: rows.iter().map(|r| r.4).collect(),
+                sumsq: None,
+                max_abs: 10,
+            }],
+        }
+    }
+
+    #[test]
+    fn one_unit_with_a_thousand_rows_moves_a_count_by_at_most_r() {
+        let without = partials(&[(0, 0, 3, 3, 30), (1, 0, 2, 2, 20)]);
+        let with = partials(&[(0, 0, 3, 3, 30), (1, 0, 2, 2, 20), (2, 0, 1000, 1000, 10_000)]);
+        let b = ContributionBounds::new(1, 5).expect("bounds");
+        let a = bounded_totals(&without, 1, b, &mut SecureChooser).expect("totals");
+        let c = bounded_totals(&with, 1, b, &mut SecureChooser).expect("totals");
+        assert_eq!(c.rows[0] - a.rows[0], 5);
+        assert_eq!(c.units[0] - a.units[0], 1);
+        assert_eq!(c.measures[0].sum[0] - a.measures[0].sum[0], 50);
+    }
+
+    #[test]
+    fn a_unit_keeps_at_most_g_groups() {
+        let p = partials(&[(0, 0, 1, 1, 1), (0, 1, 1, 1, 1), (0, 2, 1, 1, 1), (0, 3, 1, 1, 1)]);
+        let b = ContributionBounds::new(2, 1).expect("bounds");
+        for _ in 0..50 {
+            let t = bounded_totals(&p, 4, b, &mut SecureChooser).expect("totals");
+            assert_eq!(t.units.iter().sum::<i128>(), 2);
+            assert!(t.units.iter().all(|&u| u <= 1));
+        }
+    }
+
+    #[test]
+    fn group_choice_is_uniform() {
+        // 4 groups, keep 1: each should be kept ≈ 1/4 of 4 000 times.
+        let p = partials(&[(0, 0, 1, 1, 1), (0, 1, 1, 1, 1), (0, 2, 1, 1, 1), (0, 3, 1, 1, 1)]);
+        let b = ContributionBounds::new(1, 1).expect("bounds");
+        let mut kept = [0u32; 4];
+        for _ in 0..4_000 {
+            let t = bounded_totals(&p, 4, b, &mut SecureChooser).expect("totals");
+            for (g, k) in kept.iter_mut().enumerate() {
+                *k += t.units[g] as u32;
+            }
+        }
+        // Binomial(4000, 1/4): sd ≈ 27; 6 sd = 164.
+        assert!(kept.iter().all(|&k| (836..=1164).contains(&k)), "{kept:?}");
+    }
+
+    #[test]
+    fn wrapped_sums_are_clamped_to_the_bound() {
+        let p = partials(&[(0, 0, 2, 2, i64::MAX)]);
+        let t = exact_totals(&p, 1).expect("totals");
+        assert_eq!(t.measures[0].sum[0], 20);
+        let b = ContributionBounds::new(1, 1).expect("bounds");
+        let t = bounded_totals(&p, 1, b, &mut FirstChooser).expect("totals");
+        assert_eq!(t.measures[0].sum[0], 10);
+    }
+
+    #[test]
+    fn misaligned_partials_are_an_error() {
+        let mut p = partials(&[(0, 0, 1, 1, 1)]);
+        p.rows.push(3);
+        assert!(exact_totals(&p, 1).is_err());
+        let p = partials(&[(0, 7, 1, 1, 1)]);
+        assert!(exact_totals(&p, 1).is_err());
+    }
+}

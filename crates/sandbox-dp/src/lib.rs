@@ -1,0 +1,43 @@
+//! # sandbox-dp
+//!
+//! Differential privacy and disclosure control for released aggregates: the
+//! only crate that names `opendp`. It owns
+//!
+//! * [`noise`]: the discrete Laplace mechanism on integers, sampled by
+//!   OpenDP's cryptographically secure sampler (no hand-written noise);
+//! * [`fixed_point`]: mapping bounded real measures onto an integer grid so
+//!   sums cannot break their sensitivity through floating-point rounding;
+//! * [`bounding`]: contribution bounding per privacy unit (at most G groups,
+//!   at most R rows per group);
+//! * [`partition`]: DP partition selection (a noisy unit-count threshold);
+//! * [`aggregate`]: calibrated release of COUNT, COUNT(DISTINCT unit), SUM,
+//!   AVG, VARIANCE and STDDEV with noise scales and 95% intervals;
+//! * [`sdc`]: statistical disclosure control (k-threshold, dominance,
+//!   rounding);
+//! * [`accounting`]: ε/δ costs and their explicit split across a query.
+//!
+//! Where it sits on the job path: after the SQL engine has computed
+//! per-(unit, group) partial statistics, and before anything is released.
+//! Inputs here are exact; outputs are safe to release.
+//!
+//! ```
+//! use sandbox_dp::noise::DiscreteLaplace;
+//!
+//! // A count with sensitivity 1 released with ε = 0.5 has scale 2.
+//! let mech = DiscreteLaplace::calibrated(1, 0.5).unwrap();
+//! assert_eq!(mech.scale(), 2.0);
+//! let noisy = 100 + mech.sample().unwrap();
+//! assert!((noisy - 100).abs() < 1_000);
+//! ```
+
+pub mod accounting;
+pub mod aggregate;
+pub mod bounding;
+pub mod fixed_point;
+pub mod noise;
+pub mod partition;
+pub mod sdc;
+
+mod error;
+
+pub use error::DpError;

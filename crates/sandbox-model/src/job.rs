@@ -1,0 +1,50 @@
+//! Jobs and the usage record each one leaves behind.
+
+use crate::DatasetId;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Sql,
+    Wasm,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum JobOutcome {
+    /// Results were released.
+    Released,
+    /// A dry run: nothing was read or charged.
+    DryRun,
+    /// Refused before running; `rule` names the rule that refused it.
+    Refused { rule: String },
+    /// Failed while running (the message never carries data values).
+    Failed { message: String },
+    Cancelled,
+}
+
+/// What a job read, filtered on, output and spent: the raw material of the
+/// usage report (数据利用报告) and of the audit ledger.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub job_id: String,
+    pub grant_id: String,
+    pub datasets: Vec<DatasetId>,
+    /// `dataset.column` names read by the job.
+    pub columns_read: Vec<String>,
+    pub columns_filtered: Vec<String>,
+    pub columns_grouped: Vec<String>,
+    pub columns_aggregated: Vec<String>,
+    /// Aggregate and scalar functions used.
+    pub functions: Vec<String>,
+    pub epsilon: f64,
+    pub delta: f64,
+    pub groups_released: u64,
+    pub groups_suppressed: u64,
+    /// SHA-256 of the submitted SQL text or WebAssembly module.
+    pub submission_digest: String,
+    /// SHA-256 of the released result, when one was released.
+    pub result_digest: Option<String>,
+}

@@ -1,0 +1,197 @@
+//! Compiled (validated) policies: what the rest of the sandbox reads.
+//!
+//! Values of these types only exist after validation, so code that holds a
+//! [`Policy`] may rely on every invariant documented here.
+
+use sandbox_model::{ColumnRole, DatasetId, RoleSet};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// How results computed from a dataset may be released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseMode {
+    /// Differential privacy only: noise, contribution bounds, partition
+    /// selection; `min_units` applies to the noisy unit count.
+    Dp,
+    /// Statistical disclosure control only: k-threshold on exact distinct
+    /// unit counts, dominance rule, rounding. No formal guarantee.
+    Threshold,
+    /// Both: DP release, then the threshold rules on top.
+    Both,
+}
+
+impl ReleaseMode {
+    pub fn uses_dp(self) -> bool {
+        matches!(self, ReleaseMode::Dp | ReleaseMode::Both)
+    }
+    pub fn uses_threshold(self) -> bool {
+        matches!(self, ReleaseMode::Threshold | ReleaseMode::Both)
+    }
+}
+
+/// Aggregate functions a policy may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateKind {
+    /// `COUNT(*)` and `COUNT(column)`.
+    Count,
+    /// `COUNT(DISTINCT privacy_unit)`.
+    CountDistinct,
+    Sum,
+    Avg,
+    Variance,
+    Stddev,
+}
+
+impl AggregateKind {
+    pub const ALL: [AggregateKind; 6] = [
+        AggregateKind::Count,
+        AggregateKind::CountDistinct,
+        AggregateKind::Sum,
+        AggregateKind::Avg,
+        AggregateKind::Variance,
+        AggregateKind::Stddev,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateKind::Count => "count",
+            AggregateKind::CountDistinct => "count_distinct",
+            AggregateKind::Sum => "sum",
+            AggregateKind::Avg => "avg",
+            AggregateKind::Variance => "variance",
+            AggregateKind::Stddev => "stddev",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl fmt::Display for AggregateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The dominance rule (n, k%): a group is suppressed when its `n` largest
+/// contributors account for more than `percent` % of a released sum.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Dominance {
+    pub n: u32,
+    pub percent: f64,
+}
+
+/// Release rules common to both modes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseRules {
+    pub mode: ReleaseMode,
+    /// k: minimum distinct privacy units per released group (≥ 2).
+    pub min_units: u64,
+    /// Released values are rounded to a multiple of this (> 0), if set.
+    pub rounding_base: Option<f64>,
+    pub dominance: Option<Dominance>,
+    pub aggregates: BTreeSet<AggregateKind>,
+}
+
+/// Differential-privacy parameters (present when the mode uses DP).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DpParams {
+    /// Largest ε one query may spend (> 0).
+    pub epsilon_per_query: f64,
+    /// δ for partition selection (0 ≤ δ < 1e-3); 0 forbids partition
+    /// selection, so only public key sets may be grouped by.
+    pub delta: f64,
+    /// Total ε one agreement may spend on this dataset (≥ epsilon_per_query).
+    pub epsilon_budget: f64,
+    /// G: groups one privacy unit may contribute to in one query (≥ 1).
+    pub max_groups_per_unit: u32,
+    /// R: rows one privacy unit may contribute to one group (≥ 1).
+    pub max_rows_per_group: u32,
+}
+
+/// Which job kinds may read the dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JobPermissions {
+    pub sql: bool,
+    pub wasm: bool,
+}
+
+/// A value of a public key set: integers or strings, matching the column type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(untagged)]
+pub enum PublicKey {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublicKey::Int(i) => write!(f, "{i}"),
+            PublicKey::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One column's policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnPolicy {
+    pub roles: RoleSet,
+    /// For dimensions: the public set of keys (every one is released, even
+    /// when empty), so grouping needs no partition selection.
+    pub public_keys: Option<Vec<PublicKey>>,
+    /// For measures: public bounds `[lower, upper]`, lower < upper, finite.
+    pub bounds: Option<(f64, f64)>,
+}
+
+impl ColumnPolicy {
+    pub fn has(&self, role: ColumnRole) -> bool {
+        self.roles.contains(role)
+    }
+}
+
+/// Permission to fuse (join) with another dataset on the listed key pairs
+/// `(column here, column there)`; each must be a `join_key` on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fusion {
+    pub dataset: DatasetId,
+    pub on: Vec<(String, String)>,
+}
+
+/// A validated output policy of one dataset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    pub dataset: DatasetId,
+    /// Free-form version label written by the owner.
+    pub version: String,
+    /// SHA-256 of the policy file's bytes, recorded with every job.
+    pub digest: String,
+    /// The column carrying the privacy unit, if the dataset has one.
+    pub privacy_unit: Option<String>,
+    /// What one privacy unit is (`enterprise`, `person`); set iff
+    /// `privacy_unit` is.
+    pub unit_entity: Option<String>,
+    pub release: ReleaseRules,
+    pub dp: Option<DpParams>,
+    pub jobs: JobPermissions,
+    pub columns: BTreeMap<String, ColumnPolicy>,
+    pub fusions: Vec<Fusion>,
+}
+
+impl Policy {
+    pub fn column(&self, name: &str) -> Option<&ColumnPolicy> {
+        self.columns.get(name)
+    }
+
+    /// True when this policy permits joining `self_col` here with
+    /// `other_col` of `other`.
+    pub fn permits_fusion(&self, other: &DatasetId, self_col: &str, other_col: &str) -> bool {
+        self.fusions
+            .iter()
+            .any(|f| &f.dataset == other && f.on.iter().any(|(a, b)| a == self_col && b == other_col))
+    }
+}
