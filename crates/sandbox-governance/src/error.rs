@@ -1,0 +1,25 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GovernanceError {
+    #[error("no grant `{0}`: apply for access to the datasets first")]
+    NoGrant(String),
+    #[error("grant `{grant}` does not cover dataset {dataset}")]
+    NotCovered { grant: String, dataset: String },
+    #[error(
+        "privacy budget exhausted for {dataset} under grant `{grant}`: {spent:.3} of ε = {total:.3} spent, this job needs {requested:.3}"
+    )]
+    BudgetExhausted {
+        grant: String,
+        dataset: String,
+        spent: f64,
+        total: f64,
+        requested: f64,
+    },
+    #[error("job `{0}` is already recorded")]
+    DuplicateJob(String),
+    #[error("the sandbox database failed: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("cannot encode a record: {0}")]
+    Encoding(#[from] serde_json::Error),
+}

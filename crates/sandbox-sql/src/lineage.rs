@@ -1,0 +1,42 @@
+//! Column lineage: which dataset columns each column of a plan node
+//! derives from, and whether it is still the source column itself.
+
+use sandbox_model::DatasetId;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// A column of a catalog dataset.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SourceColumn {
+    pub dataset: DatasetId,
+    pub column: String,
+}
+
+impl fmt::Display for SourceColumn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.dataset, self.column)
+    }
+}
+
+/// What a plan column is made of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnFact {
+    /// Every source column the value depends on.
+    pub sources: BTreeSet<SourceColumn>,
+    /// Set when the value *is* a source column, unchanged.
+    pub direct: Option<SourceColumn>,
+}
+
+impl ColumnFact {
+    pub fn direct(source: SourceColumn) -> Self {
+        ColumnFact {
+            sources: BTreeSet::from([source.clone()]),
+            direct: Some(source),
+        }
+    }
+
+    pub fn derived(sources: BTreeSet<SourceColumn>) -> Self {
+        ColumnFact { sources, direct: None }
+    }
+}

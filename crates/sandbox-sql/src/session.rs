@@ -1,0 +1,156 @@
+//! One hardened DataFusion session per job.
+//!
+//! The session is built from nothing (`SessionStateBuilder::new()`, not the
+//! defaults): scalar, aggregate and window functions are registered so that
+//! queries plan and the checker can refuse what it must by name, but no
+//! table functions (`generate_series`, `range`), no table factories (no
+//! `CREATE EXTERNAL TABLE`), no URL tables and no information schema. Tables
+//! are registered by the runtime from the catalog, as listing tables over
+//! object-store paths, and only those the job's grant covers.
+
+use crate::checker::{Checker, PolicyLookup};
+use crate::{CheckedQuery, EngineLimits, SqlError, guard};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::SessionStateDefaults;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionConfig;
+use sandbox_model::DatasetId;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The catalog name every job session uses; tables are `namespace.table`.
+pub const CATALOG: &str = "sandbox";
+
+/// A dataset the job may read: where its files are and their schema.
+#[derive(Debug, Clone)]
+pub struct TableBinding {
+    pub dataset: DatasetId,
+    /// A directory URL or path of Parquet files (`file:///…/gov/tax_payments/`,
+    /// or an object-store URL once one is registered).
+    pub location: String,
+    pub schema: SchemaRef,
+}
+
+/// A job's session: its tables and its limits.
+#[derive(Clone)]
+pub struct JobSession {
+    state: SessionState,
+    limits: EngineLimits,
+    datasets: BTreeMap<DatasetId, TableBinding>,
+}
+
+impl std::fmt::Debug for JobSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobSession")
+            .field("datasets", &self.datasets.keys().collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl JobSession {
+    /// Builds the session and registers the bound tables.
+    pub fn new(bindings: &[TableBinding], limits: EngineLimits) -> Result<Self, SqlError> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, "public")
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(false)
+            .with_target_partitions(limits.target_partitions.max(1));
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_scalar_functions(SessionStateDefaults::default_scalar_functions())
+            .with_aggregate_functions(SessionStateDefaults::default_aggregate_functions())
+            .with_window_functions(SessionStateDefaults::default_window_functions())
+            .with_expr_planners(SessionStateDefaults::default_expr_planners())
+            .build();
+        let catalog = state
+            .catalog_list()
+            .catalog(CATALOG)
+            .ok_or_else(|| SqlError::Internal("default catalog missing".into()))?;
+        let mut schemas: BTreeMap<String, Arc<MemorySchemaProvider>> = BTreeMap::new();
+        let mut datasets = BTreeMap::new();
+        for b in bindings {
+            let schema = schemas
+                .entry(b.dataset.namespace().to_string())
+                .or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
+            let url = ListingTableUrl::parse(&b.location).map_err(|_| SqlError::Storage(b.dataset.to_string()))?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(b.schema.clone());
+            let table = ListingTable::try_new(config).map_err(|_| SqlError::Storage(b.dataset.to_string()))?;
+            schema
+                .register_table(b.dataset.table().to_string(), Arc::new(table))
+                .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
+            datasets.insert(b.dataset.clone(), b.clone());
+        }
+        for (name, schema) in schemas {
+            catalog
+                .register_schema(&name, schema)
+                .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
+        }
+        Ok(JobSession { state, limits, datasets })
+    }
+
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    pub fn limits(&self) -> &EngineLimits {
+        &self.limits
+    }
+
+    pub fn datasets(&self) -> impl Iterator<Item = &DatasetId> {
+        self.datasets.keys()
+    }
+
+    /// Plans `sql` (statement checks, then DataFusion's planner) on a thread
+    /// with a large stack, without checking the plan against policies.
+    pub fn plan(&self, sql: &str) -> Result<LogicalPlan, SqlError> {
+        self.on_planner_thread(|| self.plan_here(sql))
+    }
+
+    fn plan_here(&self, sql: &str) -> Result<LogicalPlan, SqlError> {
+        if sql.contains("__sandbox") {
+            return Err(SqlError::refused(
+                "reserved-name",
+                "names starting with `__sandbox` are reserved for the sandbox",
+            ));
+        }
+        let statement = guard::parse_query(sql, &self.limits)?;
+        futures::executor::block_on(self.state.statement_to_plan(statement)).map_err(|e| SqlError::Invalid(e.strip_backtrace()))
+    }
+
+    /// Plans and checks `sql` against the policies, on the planner thread.
+    pub fn plan_and_check(&self, sql: &str, policies: &dyn PolicyLookup) -> Result<CheckedQuery, SqlError> {
+        self.on_planner_thread(|| {
+            let plan = self.plan_here(sql)?;
+            Checker::new(policies).check(&plan)
+        })
+    }
+
+    fn on_planner_thread<T: Send>(&self, f: impl FnOnce() -> Result<T, SqlError> + Send) -> Result<T, SqlError> {
+        std::thread::scope(|scope| {
+            let handle = std::thread::Builder::new()
+                .name("sandbox-planner".into())
+                .stack_size(self.limits.planner_stack_bytes)
+                .spawn_scoped(scope, f)
+                .map_err(|e| SqlError::Internal(format!("cannot start the planner thread: {e}")))?;
+            handle
+                .join()
+                .map_err(|_| SqlError::Internal("the planner thread failed".into()))?
+        })
+    }
+}
