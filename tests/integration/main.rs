@@ -1,1 +1,7 @@
+//! Integration tests of the sandbox, one binary (linking once is what
+//! costs time on small machines). Modules by area.
 
+mod fixture;
+mod hostile_sql;
+mod sql_jobs;
+mod sql_queries;

@@ -1,1 +1,27 @@
-//! sandbox-runtime
+//! # sandbox-runtime
+//!
+//! The job pipeline: the one place that knows a job's whole path.
+//!
+//! ```text
+//! admit (grant covers the datasets) → plan + check (sandbox-sql)
+//!   → combine the owners' policies → dry run stops here (cost, intervals)
+//!   → charge ε, δ atomically with the job record (sandbox-governance)
+//!   → compute per-(unit, group) partials (sandbox-sql, with deadline and memory pool)
+//!   → bound, noise, select, suppress, round (sandbox-dp)
+//!   → record outcome and usage → released table
+//! ```
+//!
+//! It also owns the data directory (datasets, catalog, policies and the
+//! database in one place, created on first use).
+
+pub mod assets;
+pub mod data_dir;
+pub mod release;
+pub mod rules;
+pub mod sandbox;
+
+mod error;
+
+pub use data_dir::DataDir;
+pub use error::RuntimeError;
+pub use sandbox::{DryRunReport, Sandbox, SqlJobOptions, SqlJobResult};

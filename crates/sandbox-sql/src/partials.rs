@@ -110,7 +110,7 @@ pub struct PartialsResult {
 
 /// The cross product of the public key sets, if every key has one and it is
 /// not too large.
-fn public_groups(q: &CheckedQuery, max_groups: usize) -> Option<Vec<Vec<PublicKey>>> {
+pub fn public_groups(q: &CheckedQuery, max_groups: usize) -> Option<Vec<Vec<PublicKey>>> {
     let mut combos: Vec<Vec<PublicKey>> = vec![Vec::new()];
     for k in &q.group_keys {
         let keys = k.public_keys.as_ref()?;

@@ -1,0 +1,242 @@
+//! The verbs. Each returns a [`CliError`] carrying its exit code.
+
+use crate::{Cli, Command, DataCommand, PolicyCommand, SqlArgs, render};
+use sandbox_datagen::{GenerateOptions, Scale};
+use sandbox_model::OpenClass;
+use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
+use sandbox_runtime::{DataDir, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
+use std::path::Path;
+
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<RuntimeError> for CliError {
+    fn from(e: RuntimeError) -> Self {
+        CliError {
+            code: if e.is_refusal() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
+fn fail(message: impl Into<String>) -> CliError {
+    CliError { code: 1, message: message.into() }
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let root = DataDir::resolve(cli.data_dir.clone());
+    match cli.command {
+        Command::Data { command: DataCommand::Generate { seed, scale, entities } } => {
+            let dir = DataDir::open(&root)?;
+            generate(&dir, seed, &scale, entities)
+        }
+        Command::Policy { command: PolicyCommand::Check { dir, catalog } } => {
+            let data = DataDir::open(&root)?;
+            let policies = dir.unwrap_or_else(|| data.policies_dir());
+            let catalog = catalog.unwrap_or_else(|| data.catalog_dir());
+            policy_check(&policies, &catalog)
+        }
+        Command::Catalog => {
+            let sandbox = open(&root, false)?;
+            print!("{}", catalog_text(&sandbox));
+            Ok(())
+        }
+        Command::Sql(args) => sql(&root, args).await,
+        Command::Budget { grant, json } => {
+            let sandbox = open(&root, false)?;
+            let budget = sandbox.budget(&grant)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&budget).map_err(|e| fail(e.to_string()))?);
+            } else {
+                print!("{}", budget_text(&grant, &budget));
+            }
+            Ok(())
+        }
+        Command::Demo => demo(&root).await,
+    }
+}
+
+fn generate(dir: &DataDir, seed: u64, scale: &str, entities: Option<usize>) -> Result<(), CliError> {
+    let mut s = match scale {
+        "small" => Scale::small(),
+        "bench" => Scale::bench_10m(),
+        other => return Err(fail(format!("unknown scale `{other}`: use `small` or `bench`"))),
+    };
+    if let Some(n) = entities {
+        if n == 0 {
+            return Err(fail("--entities must be at least 1"));
+        }
+        s.entities = n;
+    }
+    let opts = GenerateOptions {
+        seed,
+        scale: s,
+        out_dir: dir.tables_dir(),
+        rows_per_file: 1_000_000,
+        only: None,
+    };
+    let start = std::time::Instant::now();
+    let report = sandbox_datagen::generate(&opts).map_err(|e| fail(e.to_string()))?;
+    for t in &report.tables {
+        println!("{:<24} {:>12} rows  {:>3} file(s)  {:>8.1} MB", t.dataset, t.rows, t.files.len(), t.bytes as f64 / 1e6);
+    }
+    println!("seed {seed}, digest {}, {:.1} s, in {}", report.digest, start.elapsed().as_secs_f64(), dir.tables_dir().display());
+    Ok(())
+}
+
+fn policy_check(policies: &Path, catalog: &Path) -> Result<(), CliError> {
+    let cat = sandbox_policy::load_catalog_dir(catalog).map_err(|e| fail(e.to_string()))?;
+    match sandbox_policy::PolicySet::load_dir(policies, &cat) {
+        Ok(set) => {
+            for p in set.iter() {
+                println!("ok  {}  (version {}, sha256 {})", p.dataset, p.version, &p.digest[..16]);
+            }
+            Ok(())
+        }
+        Err(e) => Err(CliError { code: 2, message: e.to_string() }),
+    }
+}
+
+fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError> {
+    let dir = DataDir::open(root)?;
+    let sandbox = Sandbox::open(dir.clone())?;
+    let missing = sandbox.catalog().iter().any(|d| d.open_class != OpenClass::Closed && !dir.has_table(&d.id));
+    if missing && generate_if_missing {
+        println!("No data yet in {}: generating the small synthetic dataset (seed 42)…", dir.root().display());
+        generate(&dir, 42, "small", None)?;
+    }
+    Ok(sandbox)
+}
+
+fn catalog_text(sandbox: &Sandbox) -> String {
+    let mut out = String::new();
+    for d in sandbox.catalog().iter() {
+        out.push_str(&format!("\n■ {} — {}\n", d.id, d.title));
+        out.push_str(&format!("  provider: {} ({:?}); class: {}\n", d.provider.name, d.provider.kind, d.open_class.label()));
+        if let Some(c) = &d.open_conditions {
+            out.push_str(&format!("  open conditions: {c}\n"));
+        }
+        out.push_str(&format!("  {}\n", d.summary));
+        if let Some(p) = sandbox.policies().get(&d.id) {
+            for f in &d.fields {
+                let roles = p.column(&f.name).map(|c| c.roles.to_string()).unwrap_or_default();
+                out.push_str(&format!("    {:<20} {:<8} [{}] {}\n", f.name, format!("{:?}", f.data_type).to_lowercase(), roles, f.description));
+            }
+            out.push_str("  policy:\n");
+            for line in p.describe(d) {
+                out.push_str(&format!("    - {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+fn budget_text(grant: &str, budget: &[BudgetLine]) -> String {
+    let mut out = format!("privacy budget of grant `{grant}`:\n");
+    for b in budget {
+        out.push_str(&format!(
+            "  {:<24} ε spent {:>6.2} of {:>6.2}  (left {:>6.2}), δ spent {:.1e}\n",
+            b.dataset,
+            b.epsilon_spent,
+            b.epsilon_total,
+            b.epsilon_left(),
+            b.delta_spent
+        ));
+    }
+    out
+}
+
+async fn sql(root: &Path, args: SqlArgs) -> Result<(), CliError> {
+    let query = match (&args.query, &args.file) {
+        (Some(q), None) => q.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read {}: {e}", f.display())))?,
+        _ => return Err(fail("give a query, or --file with one")),
+    };
+    let sandbox = open(root, false)?;
+    let options = SqlJobOptions {
+        epsilon: args.epsilon,
+        dry_run: args.dry_run,
+    };
+    let result = match sandbox.run_sql(&args.grant, &query, &options).await {
+        Ok(r) => r,
+        Err(e) if args.json => {
+            let code = if e.is_refusal() { 2 } else { 1 };
+            let body = serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()});
+            println!("{body}");
+            return Err(CliError { code, message: e.to_string() });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result).map_err(|e| fail(e.to_string()))?);
+        return Ok(());
+    }
+    match &result {
+        SqlJobResult::Released { table, budget, .. } => {
+            print!("{}", render::table(table));
+            print!("{}", budget_text(&args.grant, budget));
+        }
+        SqlJobResult::DryRun(r) => print!("{}", render::dry_run(r)),
+    }
+    Ok(())
+}
+
+/// Example jobs of the demo: (who, what, SQL).
+pub const DEMO_JOBS: &[(&str, &str, &str)] = &[
+    (
+        "bank (inclusive finance)",
+        "default rate and mean electricity use by district, fusing the bank's loans with government utility data",
+        "SELECT l.district, COUNT(DISTINCT b.credit_code) AS firms, AVG(b.defaulted) AS default_rate
+         FROM bank.loans b JOIN gov.legal_entities l ON b.credit_code = l.credit_code
+         GROUP BY l.district ORDER BY l.district",
+    ),
+    (
+        "bank (inclusive finance)",
+        "monthly electricity of borrowers by industry section",
+        "SELECT e.industry, AVG(u.electricity_kwh) AS mean_kwh, COUNT(*) AS rows
+         FROM gov.utility_usage u JOIN gov.legal_entities e ON u.credit_code = e.credit_code
+         WHERE u.month >= '2024-01'
+         GROUP BY e.industry",
+    ),
+    (
+        "researcher (public health)",
+        "clinic cost by age band (groups chosen by DP partition selection)",
+        "SELECT CASE WHEN age < 18 THEN '0-17' WHEN age < 40 THEN '18-39' WHEN age < 65 THEN '40-64' ELSE '65+' END AS age_band,
+                COUNT(*) AS visits, AVG(cost) AS mean_cost
+         FROM health.clinic_visits GROUP BY 1",
+    ),
+];
+
+/// A query the demo shows being refused.
+pub const DEMO_REFUSED: &str = "SELECT credit_code, tax_paid FROM gov.tax_payments WHERE credit_code = '91310115MA1H7GQX3X'";
+
+async fn demo(root: &Path) -> Result<(), CliError> {
+    let sandbox = open(root, true)?;
+    println!("Data sandbox demo — data directory {}", sandbox.data_dir().root().display());
+    println!("\n═══ Catalog (开放清单) and output policies ═══");
+    print!("{}", catalog_text(&sandbox));
+    println!("\n═══ SQL jobs ═══");
+    for (who, what, sql) in DEMO_JOBS {
+        println!("\n▶ {who}: {what}\n  {}", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        match sandbox.run_sql(DEMO_GRANT, sql, &SqlJobOptions::default()).await {
+            Ok(SqlJobResult::Released { table, .. }) => print!("{}", render::table(&table)),
+            Ok(SqlJobResult::DryRun(r)) => print!("{}", render::dry_run(&r)),
+            Err(e) if e.rule() == Some("budget-exhausted") => {
+                println!("  (the demo grant's budget is spent: {e})");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("\n▶ a query that tries to read one enterprise's tax record:\n  {DEMO_REFUSED}");
+    match sandbox.run_sql(DEMO_GRANT, DEMO_REFUSED, &SqlJobOptions::default()).await {
+        Err(e) if e.is_refusal() => println!("  refused: {e}"),
+        Err(e) => return Err(e.into()),
+        Ok(_) => return Err(fail("the demo's refused query was not refused")),
+    }
+    println!();
+    print!("{}", budget_text(DEMO_GRANT, &sandbox.budget(DEMO_GRANT)?));
+    println!("\nNext: `sandbox sql \"SELECT ...\"`, `sandbox sql --dry-run \"...\"`, `sandbox catalog`, `sandbox budget`.");
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The data directory: generated datasets, catalog, policies and the
+//! sandbox database in one place, so every CLI verb and the server find
+//! the same state with no other setup.
+//!
+//! ```text
+//! <root>/catalog/*.toml        catalog entries (copied from the shipped set on first use)
+//! <root>/policies/*.toml       output policies, one per dataset
+//! <root>/data/<ns>/<table>/    Parquet files, one directory per dataset
+//! <root>/sandbox.db            grants, budgets, jobs (SQLite)
+//! ```
+
+use crate::{RuntimeError, assets};
+use sandbox_model::DatasetId;
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides the default location.
+pub const DATA_DIR_ENV: &str = "SANDBOX_DATA_DIR";
+
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl DataDir {
+    /// `--data-dir`, else `$SANDBOX_DATA_DIR`, else `$XDG_DATA_HOME/data-sandbox`,
+    /// else `~/.local/share/data-sandbox`, else `./.sandbox-data`.
+    pub fn resolve(explicit: Option<PathBuf>) -> PathBuf {
+        if let Some(p) = explicit {
+            return p;
+        }
+        if let Some(p) = std::env::var_os(DATA_DIR_ENV).filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p).join("data-sandbox");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|p| !p.is_empty()) {
+            return PathBuf::from(h).join(".local/share/data-sandbox");
+        }
+        PathBuf::from(".sandbox-data")
+    }
+
+    /// Opens (creating on first use) a data directory and installs the
+    /// shipped catalog and policies if it has none.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let dir = DataDir { root: root.into() };
+        for d in [dir.root.clone(), dir.catalog_dir(), dir.policies_dir(), dir.tables_dir()] {
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+        }
+        dir.install_if_empty(&dir.catalog_dir(), assets::CATALOG)?;
+        dir.install_if_empty(&dir.policies_dir(), assets::POLICIES)?;
+        Ok(dir)
+    }
+
+    fn install_if_empty(&self, dir: &Path, files: &[(&str, &str)]) -> Result<(), RuntimeError> {
+        let has_toml = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(Result::ok)
+            .any(|e| e.path().extension().is_some_and(|x| x == "toml"));
+        if !has_toml {
+            for (name, text) in files {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.root.join("catalog")
+    }
+    pub fn policies_dir(&self) -> PathBuf {
+        self.root.join("policies")
+    }
+    pub fn tables_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("sandbox.db")
+    }
+
+    /// The directory holding a dataset's Parquet files.
+    pub fn table_dir(&self, dataset: &DatasetId) -> PathBuf {
+        sandbox_datagen::table_dir(&self.tables_dir(), dataset.as_str())
+    }
+
+    /// True when a dataset has at least one Parquet file.
+    pub fn has_table(&self, dataset: &DatasetId) -> bool {
+        std::fs::read_dir(self.table_dir(dataset))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+            })
+            .unwrap_or(false)
+    }
+}

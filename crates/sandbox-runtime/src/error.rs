@@ -1,0 +1,51 @@
+use thiserror::Error;
+
+/// Errors of the job pipeline. `is_refusal` tells the CLI which exit code
+/// to use (2 for a refusal, 1 for anything else).
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Sql(#[from] sandbox_sql::SqlError),
+    #[error(transparent)]
+    Governance(#[from] sandbox_governance::GovernanceError),
+    #[error("refused: {message} [rule: {rule}]")]
+    Refused { rule: &'static str, message: String },
+    #[error("the release step failed: {0}")]
+    Release(#[from] sandbox_dp::DpError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot access {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl RuntimeError {
+    pub fn refused(rule: &'static str, message: impl Into<String>) -> Self {
+        RuntimeError::Refused { rule, message: message.into() }
+    }
+
+    /// True when the job was refused by a rule (not failed).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Refused { .. }
+                | RuntimeError::Sql(sandbox_sql::SqlError::Refused(_))
+                | RuntimeError::Governance(
+                    sandbox_governance::GovernanceError::BudgetExhausted { .. }
+                        | sandbox_governance::GovernanceError::NotCovered { .. }
+                        | sandbox_governance::GovernanceError::NoGrant(_)
+                )
+        )
+    }
+
+    /// The rule that refused the job, when it was refused.
+    pub fn rule(&self) -> Option<&'static str> {
+        match self {
+            RuntimeError::Refused { rule, .. } => Some(rule),
+            RuntimeError::Sql(e) => e.rule(),
+            RuntimeError::Governance(sandbox_governance::GovernanceError::BudgetExhausted { .. }) => Some("budget-exhausted"),
+            RuntimeError::Governance(sandbox_governance::GovernanceError::NotCovered { .. }) => Some("dataset-not-granted"),
+            RuntimeError::Governance(sandbox_governance::GovernanceError::NoGrant(_)) => Some("no-grant"),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! A data directory with the small synthetic dataset, generated once per
+//! test run, and a grant with a budget large enough for every test.
+
+use sandbox_datagen::{GenerateOptions, Scale};
+use sandbox_governance::Grant;
+use sandbox_runtime::{DataDir, Sandbox};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub const TEST_GRANT: &str = "test-unlimited";
+
+static DATA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+
+/// The shared data directory (generated on first use).
+pub fn data_root() -> PathBuf {
+    DATA.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("data");
+        let dir = DataDir::open(&root).expect("data dir");
+        sandbox_datagen::generate(&GenerateOptions {
+            seed: 42,
+            scale: Scale::small(),
+            out_dir: dir.tables_dir(),
+            rows_per_file: 1_000_000,
+            only: None,
+        })
+        .expect("generate");
+        (tmp, root)
+    })
+    .1
+    .clone()
+}
+
+/// A sandbox on the shared data with a grant of huge budgets.
+pub fn sandbox() -> Sandbox {
+    let sandbox = Sandbox::open(DataDir::open(data_root()).expect("data dir")).expect("sandbox");
+    let budgets = sandbox
+        .catalog()
+        .iter()
+        .filter(|d| d.open_class == sandbox_model::OpenClass::Conditional)
+        .map(|d| (d.id.clone(), 1e9))
+        .collect();
+    sandbox
+        .store()
+        .upsert_grant(&Grant::new(TEST_GRANT, "tests", budgets))
+        .expect("grant");
+    sandbox
+}
+
+/// A sandbox on a fresh copy of the catalog and policies but the shared
+/// data files, with its own database (for budget tests).
+pub fn isolated_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
+    let root = tmp.path().join("iso");
+    let dir = DataDir::open(&root).expect("data dir");
+    std::fs::remove_dir_all(dir.tables_dir()).expect("rm tables");
+    std::os::unix::fs::symlink(DataDir::open(data_root()).expect("shared").tables_dir(), dir.tables_dir()).expect("link");
+    Sandbox::open(dir).expect("sandbox")
+}
