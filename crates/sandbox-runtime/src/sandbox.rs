@@ -169,6 +169,18 @@ impl Sandbox {
         format!("job-{}", &digest(format!("{nanos}-{n}-{}", std::process::id()).as_bytes())[..16])
     }
 
+    /// A job session over a grant's datasets (for benchmarks and tools;
+    /// jobs go through [`Sandbox::run_sql`]).
+    pub fn session_for_grant(&self, grant: &str) -> Result<JobSession, RuntimeError> {
+        let granted: Vec<DatasetId> = self
+            .store
+            .grant_datasets(grant)?
+            .into_iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        self.session_for(&granted)
+    }
+
     fn session_for(&self, granted: &[DatasetId]) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
         for d in self.catalog.iter() {

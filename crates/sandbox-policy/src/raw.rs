@@ -1,0 +1,181 @@
+//! The policy file format, as written by a data owner, before validation.
+//!
+//! A policy is one TOML file per dataset, `policies/<dataset id>.toml`. It
+//! says how results computed from the dataset may leave the sandbox. Every
+//! key below is read; an unknown key is an error (a typo must not silently
+//! weaken a policy).
+//!
+//! ```toml
+//! dataset = "gov.utility_usage"     # a dataset id from the catalog
+//! version = "2026-11-01"            # free-form label, recorded with every job
+//! unit_entity = "enterprise"        # what one privacy unit is
+//!
+//! [release]
+//! mode = "dp"
+//! min_units = 10
+//! rounding_base = 10.0
+//! dominance = { n = 2, percent = 85.0 }
+//! aggregates = ["count", "count_distinct", "sum", "avg", "variance", "stddev"]
+//!
+//! [dp]
+//! epsilon_per_query = 1.0
+//! delta = 1e-6
+//! epsilon_budget = 10.0
+//! max_groups_per_unit = 12
+//! max_rows_per_group = 24
+//!
+//! [jobs]
+//! sql = true
+//! wasm = false
+//!
+//! [columns]
+//! credit_code = { roles = ["identifier", "privacy_unit", "join_key"] }
+//! month = { role = "dimension", public_keys = ["2023-01", "2023-02"] }
+//! electricity_kwh = { role = "measure", bounds = [0.0, 500000.0] }
+//!
+//! [[fusion]]
+//! dataset = "gov.legal_entities"
+//! on = [["credit_code", "credit_code"]]
+//! ```
+//!
+//! ## Top level
+//!
+//! | key | required | meaning |
+//! |---|---|---|
+//! | `dataset` | yes | The dataset id; it must be in the catalog. One policy per dataset, and every catalog dataset needs one. |
+//! | `version` | yes | A non-empty label chosen by the owner. The SHA-256 of the file's bytes is recorded with every job as well. |
+//! | `unit_entity` | iff a column has the `privacy_unit` role | What one privacy unit is, e.g. `enterprise` or `person`. Two datasets may only be fused when both name the same entity. |
+//!
+//! ## `[release]` (required)
+//!
+//! | key | required | meaning |
+//! |---|---|---|
+//! | `mode` | yes | `"dp"` (differential privacy), `"threshold"` (statistical disclosure control only, no formal guarantee) or `"both"` (DP, then the threshold rules on top). A conditional (有条件开放) dataset released with `dp` or `both` needs a `privacy_unit` column. |
+//! | `min_units` | yes | k, an integer ≥ 2: a group with fewer distinct privacy units (rows, when there is no privacy unit) is suppressed. |
+//! | `rounding_base` | no | Released values are rounded to a multiple of this; > 0 and finite. |
+//! | `dominance` | no | `{ n, percent }`: a group is suppressed when its `n` (≥ 1) largest contributors account for more than `percent` (0 < percent ≤ 100) % of a released sum. |
+//! | `aggregates` | yes | Non-empty list without duplicates, from `count`, `count_distinct`, `sum`, `avg`, `variance`, `stddev`. |
+//!
+//! ## `[dp]` (required for `dp` and `both`, forbidden for `threshold`)
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `epsilon_per_query` | Largest ε one query may spend; > 0, finite. |
+//! | `delta` | δ for partition selection, 0 ≤ δ < 1e-3. With δ = 0 only dimensions with public keys may be grouped by. |
+//! | `epsilon_budget` | Total ε one agreement may spend on this dataset; finite and ≥ `epsilon_per_query`. |
+//! | `max_groups_per_unit` | G, an integer ≥ 1: groups one privacy unit may contribute to in one query. |
+//! | `max_rows_per_group` | R, an integer ≥ 1: rows one privacy unit may contribute to one group. |
+//!
+//! ## `[jobs]` (required)
+//!
+//! `sql` and `wasm`, both booleans: which job kinds may read the dataset.
+//!
+//! ## `[columns]` (required)
+//!
+//! Every field of the catalog entry must appear exactly once (fail closed: a
+//! new field is unusable until its owner gives it a role), and no other
+//! name may. Each entry is a table with:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `role` or `roles` | One role, or a list of roles (not both): `identifier` (never output, grouped by or filtered on), `privacy_unit` (the entity DP protects; at most one column), `join_key` (only usable to fuse), `dimension` (may be grouped by and output), `measure` (only aggregated, within bounds), `sensitive` (not readable at all), `public` (no restriction beyond aggregation). `identifier`, `privacy_unit` and `join_key` combine with each other but not with the others; `dimension`, `measure`, `sensitive` and `public` exclude each other. |
+//! | `bounds` | Required on a measure, forbidden elsewhere: `[lower, upper]`, finite, lower < upper. Values are clamped into it before aggregation. A measure must be an `int64` or `float64` column. |
+//! | `public_keys` | Only on a dimension: the public set of group keys, all released (even when empty) with no partition selection. Strings for `utf8` columns, integers for `int64` columns; non-empty, no duplicates. |
+//!
+//! ## `[[fusion]]` (optional, repeatable)
+//!
+//! Permission to join with another catalog dataset: `dataset` (not this
+//! one, at most one entry per dataset) and `on`, a non-empty list of
+//! `[column here, column there]` pairs. Each column must be a `join_key` on
+//! its side, and the other dataset's policy must permit the fusion too —
+//! a join is refused unless both owners agree. When both datasets have a
+//! privacy unit, their `unit_entity` must be the same.
+//!
+//! ## Open datasets
+//!
+//! An open (无条件开放) dataset still needs a policy with a `[release]`
+//! block, usually `mode = "threshold"` with `min_units = 2` and `public`
+//! columns. Joined as a lookup table it adds no restriction of its own:
+//! the rules of the conditional datasets in the same job still apply.
+//! A policy for a closed (非开放) dataset is accepted but recorded as a
+//! warning, since no job may read closed data.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// A policy file as read, every value with its byte span.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub dataset: Spanned<String>,
+    pub version: Spanned<String>,
+    #[serde(default)]
+    pub unit_entity: Option<Spanned<String>>,
+    pub release: Spanned<RawRelease>,
+    #[serde(default)]
+    pub dp: Option<Spanned<RawDp>>,
+    pub jobs: Spanned<RawJobs>,
+    pub columns: Spanned<BTreeMap<Spanned<String>, Spanned<RawColumn>>>,
+    #[serde(default)]
+    pub fusion: Vec<Spanned<RawFusion>>,
+}
+
+// Numbers are read as i64 / f64 and range-checked during validation, so an
+// out-of-range value gets a message naming the rule rather than a type error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelease {
+    pub mode: Spanned<String>,
+    pub min_units: Spanned<i64>,
+    #[serde(default)]
+    pub rounding_base: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub dominance: Option<Spanned<RawDominance>>,
+    pub aggregates: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDominance {
+    pub n: Spanned<i64>,
+    pub percent: Spanned<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDp {
+    pub epsilon_per_query: Spanned<f64>,
+    pub delta: Spanned<f64>,
+    pub epsilon_budget: Spanned<f64>,
+    pub max_groups_per_unit: Spanned<i64>,
+    pub max_rows_per_group: Spanned<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJobs {
+    pub sql: Spanned<bool>,
+    pub wasm: Spanned<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawColumn {
+    #[serde(default)]
+    pub role: Option<Spanned<String>>,
+    #[serde(default)]
+    pub roles: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Strings or integers; checked against the column type later.
+    #[serde(default)]
+    pub public_keys: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    #[serde(default)]
+    pub bounds: Option<Spanned<Vec<Spanned<f64>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFusion {
+    pub dataset: Spanned<String>,
+    pub on: Spanned<Vec<Spanned<Vec<Spanned<String>>>>>,
+}

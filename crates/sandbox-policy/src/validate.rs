@@ -1,0 +1,881 @@
+//! One policy file: raw TOML → checked against its catalog entry →
+//! compiled [`Policy`]. Checks that need other policies live in `set.rs`.
+//!
+//! Every check reports into one list and carries on, so an owner sees all
+//! problems of a file at once; checks that depend on an earlier value only
+//! run when that value was valid, to avoid follow-on noise.
+
+use crate::raw::{RawColumn, RawDp, RawFusion, RawPolicy, RawRelease};
+use crate::span::Source;
+use crate::{
+    AggregateKind, ColumnPolicy, Dominance, DpParams, Fusion, JobPermissions, Policy, PolicyError, PolicyErrors,
+    PublicKey, ReleaseMode, ReleaseRules,
+};
+use sandbox_model::{Catalog, ColumnRole, Dataset, DatasetId, FieldType, OpenClass, RoleSet};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use toml::Spanned;
+
+/// Where the values that cross-policy checks point at sit in the file.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicySpans {
+    pub dataset: Range<usize>,
+    /// One per compiled fusion, in order: the `dataset` value and each pair.
+    pub fusions: Vec<FusionSpans>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct FusionSpans {
+    pub dataset: Range<usize>,
+    pub pairs: Vec<Range<usize>>,
+}
+
+/// A policy that passed every single-file check.
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    pub policy: Policy,
+    pub spans: PolicySpans,
+}
+
+/// A policy that did not; `dataset` is its id when that much was readable,
+/// so the set does not also report the dataset as lacking a policy.
+#[derive(Debug, Clone)]
+pub(crate) struct Failed {
+    pub dataset: Option<DatasetId>,
+    pub errors: PolicyErrors,
+}
+
+/// Parses and validates one policy file against the catalog.
+pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compiled, Failed> {
+    let src = Source::new(file, text);
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| Failed {
+        dataset: src.top_level_str("dataset").and_then(|s| s.parse().ok()),
+        errors: src.toml_error(&e).into(),
+    })?;
+    let mut v = Validator {
+        src: &src,
+        errors: Vec::new(),
+    };
+
+    let dataset = v.dataset(&raw.dataset, catalog);
+    let entry = dataset.as_ref().and_then(|id| catalog.get(id));
+    let version = v.version(&raw.version);
+    let release = v.release(&raw.release);
+    let mode = release.as_ref().map(|r| r.mode);
+    let dp = v.dp(raw.dp.as_ref(), mode, &raw.release.get_ref().mode);
+    let jobs = JobPermissions {
+        sql: *raw.jobs.get_ref().sql.get_ref(),
+        wasm: *raw.jobs.get_ref().wasm.get_ref(),
+    };
+    let columns = v.columns(&raw.columns, entry);
+    let unit = columns
+        .as_ref()
+        .and_then(|c| v.privacy_unit(c, raw.unit_entity.as_ref(), entry, mode, &raw.release.get_ref().mode));
+    let (fusions, fusion_spans) = v.fusions(&raw.fusion, dataset.as_ref(), entry, columns.as_ref(), catalog);
+
+    if !v.errors.is_empty() {
+        let mut errors = PolicyErrors(v.errors);
+        errors.sort_within_file();
+        return Err(Failed { dataset, errors });
+    }
+    let (Some(dataset), Some(version), Some(release), Some(dp), Some(columns), Some((privacy_unit, unit_entity))) =
+        (dataset, version, release, dp, columns, unit)
+    else {
+        // Every `None` above comes with an error, so this is unreachable;
+        // fail closed all the same.
+        return Err(Failed {
+            dataset: None,
+            errors: PolicyError::unplaced(file, "", "policy could not be compiled").into(),
+        });
+    };
+    let policy = Policy {
+        dataset,
+        version,
+        digest: hex::encode(Sha256::digest(text.as_bytes())),
+        privacy_unit,
+        unit_entity,
+        release,
+        dp,
+        jobs,
+        columns: columns.policies,
+        fusions,
+    };
+    Ok(Compiled {
+        policy,
+        spans: PolicySpans {
+            dataset: raw.dataset.span(),
+            fusions: fusion_spans,
+        },
+    })
+}
+
+/// Compiled columns, with where each role list was written.
+struct Columns {
+    policies: BTreeMap<String, ColumnPolicy>,
+    role_spans: BTreeMap<String, Range<usize>>,
+}
+
+struct Validator<'a> {
+    src: &'a Source<'a>,
+    errors: Vec<PolicyError>,
+}
+
+fn finite_positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+fn type_name(t: FieldType) -> &'static str {
+    match t {
+        FieldType::Utf8 => "utf8",
+        FieldType::Int64 => "int64",
+        FieldType::Float64 => "float64",
+        FieldType::Boolean => "boolean",
+        FieldType::Date => "date",
+    }
+}
+
+fn value_kind(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date-time",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+impl Validator<'_> {
+    fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(self.src.error(span, field, message));
+    }
+
+    fn dataset(&mut self, raw: &Spanned<String>, catalog: &Catalog) -> Option<DatasetId> {
+        let id = match raw.get_ref().parse::<DatasetId>() {
+            Ok(id) => id,
+            Err(e) => {
+                self.err(raw.span(), "dataset", e.to_string());
+                return None;
+            }
+        };
+        if catalog.get(&id).is_none() {
+            self.err(
+                raw.span(),
+                "dataset",
+                format!("dataset `{id}` is not in the catalog; add catalog/{id}.toml first"),
+            );
+        }
+        Some(id)
+    }
+
+    fn version(&mut self, raw: &Spanned<String>) -> Option<String> {
+        if raw.get_ref().trim().is_empty() {
+            self.err(
+                raw.span(),
+                "version",
+                "version must not be empty; it identifies the policy in usage records",
+            );
+            return None;
+        }
+        Some(raw.get_ref().clone())
+    }
+
+    /// An integer in `min..=u32::MAX`.
+    fn small_count(&mut self, raw: &Spanned<i64>, min: i64, field: &str, what: &str) -> Option<u32> {
+        match u32::try_from(*raw.get_ref()) {
+            Ok(n) if i64::from(n) >= min => Some(n),
+            _ => {
+                self.err(
+                    raw.span(),
+                    field,
+                    format!(
+                        "{what} must be an integer >= {min} (and at most {}), got {}",
+                        u32::MAX,
+                        raw.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn release(&mut self, raw: &Spanned<RawRelease>) -> Option<ReleaseRules> {
+        let r = raw.get_ref();
+        let mode = match r.mode.get_ref().as_str() {
+            "dp" => Some(ReleaseMode::Dp),
+            "threshold" => Some(ReleaseMode::Threshold),
+            "both" => Some(ReleaseMode::Both),
+            other => {
+                self.err(
+                    r.mode.span(),
+                    "release.mode",
+                    format!("unknown release mode `{other}`; expected \"dp\", \"threshold\" or \"both\""),
+                );
+                None
+            }
+        };
+        let k = *r.min_units.get_ref();
+        let min_units = match u64::try_from(k) {
+            Ok(k) if k >= 2 => Some(k),
+            _ => {
+                self.err(
+                    r.min_units.span(),
+                    "release.min_units",
+                    format!("k (min_units) must be an integer >= 2, got {k}; a group of one unit would reveal it"),
+                );
+                None
+            }
+        };
+        let mut ok = true;
+        if let Some(base) = &r.rounding_base
+            && !finite_positive(*base.get_ref())
+        {
+            self.err(
+                base.span(),
+                "release.rounding_base",
+                format!("rounding_base must be a finite number > 0, got {}", base.get_ref()),
+            );
+            ok = false;
+        }
+        let dominance = r.dominance.as_ref().and_then(|d| {
+            let d = d.get_ref();
+            let n = self.small_count(&d.n, 1, "release.dominance.n", "dominance n");
+            let p = *d.percent.get_ref();
+            let percent = if p.is_finite() && p > 0.0 && p <= 100.0 {
+                Some(p)
+            } else {
+                self.err(
+                    d.percent.span(),
+                    "release.dominance.percent",
+                    format!("dominance percent must be above 0 and at most 100, got {p}"),
+                );
+                None
+            };
+            match (n, percent) {
+                (Some(n), Some(percent)) => Some(Dominance { n, percent }),
+                _ => {
+                    ok = false;
+                    None
+                }
+            }
+        });
+        let aggregates = self.aggregates(&r.aggregates);
+        match (mode, min_units, aggregates, ok) {
+            (Some(mode), Some(min_units), Some(aggregates), true) => Some(ReleaseRules {
+                mode,
+                min_units,
+                rounding_base: r.rounding_base.as_ref().map(|b| *b.get_ref()),
+                dominance,
+                aggregates,
+            }),
+            _ => None,
+        }
+    }
+
+    fn aggregates(&mut self, raw: &Spanned<Vec<Spanned<String>>>) -> Option<BTreeSet<AggregateKind>> {
+        let known = || AggregateKind::ALL.map(|a| a.as_str()).join(", ");
+        if raw.get_ref().is_empty() {
+            self.err(
+                raw.span(),
+                "release.aggregates",
+                format!("list at least one aggregate from: {}", known()),
+            );
+            return None;
+        }
+        let mut set = BTreeSet::new();
+        let mut ok = true;
+        for (i, name) in raw.get_ref().iter().enumerate() {
+            let field = format!("release.aggregates[{i}]");
+            match AggregateKind::parse(name.get_ref()) {
+                Some(a) if !set.insert(a) => {
+                    self.err(name.span(), field, format!("aggregate `{a}` is listed twice"));
+                    ok = false;
+                }
+                Some(_) => {}
+                None => {
+                    self.err(
+                        name.span(),
+                        field,
+                        format!("unknown aggregate `{}`; expected one of {}", name.get_ref(), known()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(set)
+    }
+
+    /// `Some(None)`: no `[dp]`, correctly. `None`: an error was reported.
+    fn dp(
+        &mut self,
+        raw: Option<&Spanned<RawDp>>,
+        mode: Option<ReleaseMode>,
+        mode_raw: &Spanned<String>,
+    ) -> Option<Option<DpParams>> {
+        match (raw, mode) {
+            (None, Some(m)) if m.uses_dp() => {
+                self.err(
+                    mode_raw.span(),
+                    "dp",
+                    format!(
+                        "mode \"{}\" needs a [dp] table with epsilon_per_query, delta, epsilon_budget, \
+                         max_groups_per_unit and max_rows_per_group",
+                        mode_raw.get_ref()
+                    ),
+                );
+                return None;
+            }
+            (None, _) => return Some(None),
+            (Some(d), Some(ReleaseMode::Threshold)) => {
+                self.err(
+                    d.span(),
+                    "dp",
+                    "[dp] does not apply with mode = \"threshold\"; remove it, or set mode = \"both\"",
+                );
+            }
+            (Some(_), _) => {}
+        }
+        let d = raw?.get_ref();
+        let eps = *d.epsilon_per_query.get_ref();
+        let eps_ok = finite_positive(eps);
+        if !eps_ok {
+            self.err(
+                d.epsilon_per_query.span(),
+                "dp.epsilon_per_query",
+                format!("epsilon_per_query (ε) must be a finite number > 0, got {eps}"),
+            );
+        }
+        let delta = *d.delta.get_ref();
+        let delta_ok = (0.0..1e-3).contains(&delta);
+        if !delta_ok {
+            self.err(
+                d.delta.span(),
+                "dp.delta",
+                format!("delta (δ) must be at least 0 and below 1e-3, got {delta}"),
+            );
+        }
+        let budget = *d.epsilon_budget.get_ref();
+        let budget_ok = budget.is_finite() && (!eps_ok || budget >= eps) && budget > 0.0;
+        if !budget_ok {
+            self.err(
+                d.epsilon_budget.span(),
+                "dp.epsilon_budget",
+                format!("epsilon_budget must be finite and at least epsilon_per_query ({eps}), got {budget}"),
+            );
+        }
+        let g = self.small_count(
+            &d.max_groups_per_unit,
+            1,
+            "dp.max_groups_per_unit",
+            "max_groups_per_unit (G)",
+        );
+        let r = self.small_count(
+            &d.max_rows_per_group,
+            1,
+            "dp.max_rows_per_group",
+            "max_rows_per_group (R)",
+        );
+        match (eps_ok && delta_ok && budget_ok, g, r, mode) {
+            (true, Some(g), Some(r), Some(m)) if m.uses_dp() => Some(Some(DpParams {
+                epsilon_per_query: eps,
+                delta,
+                epsilon_budget: budget,
+                max_groups_per_unit: g,
+                max_rows_per_group: r,
+            })),
+            _ => None,
+        }
+    }
+
+    fn columns(
+        &mut self,
+        raw: &Spanned<BTreeMap<Spanned<String>, Spanned<RawColumn>>>,
+        entry: Option<&Dataset>,
+    ) -> Option<Columns> {
+        let mut out = Columns {
+            policies: BTreeMap::new(),
+            role_spans: BTreeMap::new(),
+        };
+        let mut ok = true;
+        for (name, col) in raw.get_ref() {
+            match self.column(name, col, entry) {
+                Some((policy, span)) => {
+                    out.policies.insert(name.get_ref().clone(), policy);
+                    out.role_spans.insert(name.get_ref().clone(), span);
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(d) = entry {
+            for f in &d.fields {
+                if !raw.get_ref().contains_key(f.name.as_str()) {
+                    self.err(
+                        raw.span(),
+                        format!("columns.{}", f.name),
+                        format!(
+                            "column `{}` has no entry; every catalog field needs an explicit role (fail closed)",
+                            f.name
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Validates one `[columns]` entry; returns its policy and the span of
+    /// its role list.
+    fn column(
+        &mut self,
+        name: &Spanned<String>,
+        col: &Spanned<RawColumn>,
+        entry: Option<&Dataset>,
+    ) -> Option<(ColumnPolicy, Range<usize>)> {
+        let base = format!("columns.{}", name.get_ref());
+        let c = col.get_ref();
+        let mut ok = true;
+        let field_type = match entry {
+            Some(d) => match d.field(name.get_ref()) {
+                Some(f) => Some(f.data_type),
+                None => {
+                    let fields: Vec<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
+                    self.err(
+                        name.span(),
+                        base.clone(),
+                        format!(
+                            "unknown column `{}`: {} has no such field (its fields: {})",
+                            name.get_ref(),
+                            d.id,
+                            fields.join(", ")
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+
+        let (role_span, roles) = self.roles(&base, col, c);
+        if roles.is_none() {
+            ok = false;
+        }
+        let is = |r: ColumnRole| roles.as_ref().map(|s| s.contains(r));
+
+        if is(ColumnRole::Measure) == Some(true) {
+            if let Some(t) = field_type
+                && !t.is_numeric()
+            {
+                self.err(
+                    role_span.clone(),
+                    base.clone(),
+                    format!(
+                        "a measure must be numeric (int64 or float64); `{}` is {}",
+                        name.get_ref(),
+                        type_name(t)
+                    ),
+                );
+                ok = false;
+            }
+            if c.bounds.is_none() {
+                self.err(
+                    col.span(),
+                    format!("{base}.bounds"),
+                    "a measure needs bounds = [lower, upper]",
+                );
+                ok = false;
+            }
+        }
+        let bounds = match &c.bounds {
+            None => None,
+            Some(b) => {
+                let b = self.bounds(&base, b, is(ColumnRole::Measure));
+                ok &= b.is_some();
+                b
+            }
+        };
+        let public_keys = match &c.public_keys {
+            None => None,
+            Some(k) => {
+                let k = self.public_keys(&base, k, is(ColumnRole::Dimension), field_type);
+                ok &= k.is_some();
+                k
+            }
+        };
+        match (ok, roles) {
+            (true, Some(roles)) => Some((
+                ColumnPolicy {
+                    roles,
+                    public_keys,
+                    bounds,
+                },
+                role_span,
+            )),
+            _ => None,
+        }
+    }
+
+    /// The column's role set, from `role` or `roles`, with the span written.
+    fn roles(&mut self, base: &str, col: &Spanned<RawColumn>, c: &RawColumn) -> (Range<usize>, Option<RoleSet>) {
+        let (span, field, names): (Range<usize>, String, Vec<&Spanned<String>>) = match (&c.role, &c.roles) {
+            (Some(_), Some(list)) => {
+                self.err(
+                    list.span(),
+                    format!("{base}.roles"),
+                    "use `role` (one role) or `roles` (a list), not both",
+                );
+                return (list.span(), None);
+            }
+            (None, None) => {
+                self.err(
+                    col.span(),
+                    format!("{base}.role"),
+                    "give the column a role, e.g. role = \"dimension\" or roles = [\"identifier\", \"join_key\"] \
+                     (fail closed: every field needs an explicit role)",
+                );
+                return (col.span(), None);
+            }
+            (Some(r), None) => (r.span(), format!("{base}.role"), vec![r]),
+            (None, Some(list)) => (list.span(), format!("{base}.roles"), list.get_ref().iter().collect()),
+        };
+        let mut parsed = Vec::new();
+        let mut ok = true;
+        for n in names {
+            match ColumnRole::ALL.into_iter().find(|r| r.as_str() == n.get_ref()) {
+                Some(r) if parsed.contains(&r) => {
+                    self.err(n.span(), field.clone(), format!("role `{r}` is listed twice"));
+                    ok = false;
+                }
+                Some(r) => parsed.push(r),
+                None => {
+                    let known: Vec<&str> = ColumnRole::ALL.iter().map(|r| r.as_str()).collect();
+                    self.err(
+                        n.span(),
+                        field.clone(),
+                        format!("unknown role `{}`; expected one of {}", n.get_ref(), known.join(", ")),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return (span, None);
+        }
+        match RoleSet::new(parsed) {
+            Ok(set) => (span, Some(set)),
+            Err(message) => {
+                self.err(span.clone(), field, message);
+                (span, None)
+            }
+        }
+    }
+
+    fn bounds(&mut self, base: &str, raw: &Spanned<Vec<Spanned<f64>>>, measure: Option<bool>) -> Option<(f64, f64)> {
+        let field = format!("{base}.bounds");
+        if measure == Some(false) {
+            self.err(
+                raw.span(),
+                field,
+                "bounds only apply to a measure; remove them or make the column a measure",
+            );
+            return None;
+        }
+        let [lo, hi] = raw.get_ref().as_slice() else {
+            self.err(
+                raw.span(),
+                field,
+                format!(
+                    "bounds must be exactly [lower, upper], got {} values",
+                    raw.get_ref().len()
+                ),
+            );
+            return None;
+        };
+        let (lo, hi) = (*lo.get_ref(), *hi.get_ref());
+        if !lo.is_finite() || !hi.is_finite() {
+            self.err(
+                raw.span(),
+                field,
+                format!("bounds must be finite numbers, got [{lo}, {hi}]"),
+            );
+            return None;
+        }
+        if lo >= hi {
+            self.err(
+                raw.span(),
+                field,
+                format!("the lower bound must be below the upper bound, got [{lo}, {hi}]"),
+            );
+            return None;
+        }
+        Some((lo, hi))
+    }
+
+    fn public_keys(
+        &mut self,
+        base: &str,
+        raw: &Spanned<Vec<Spanned<toml::Value>>>,
+        dimension: Option<bool>,
+        field_type: Option<FieldType>,
+    ) -> Option<Vec<PublicKey>> {
+        let field = format!("{base}.public_keys");
+        if dimension == Some(false) {
+            self.err(
+                raw.span(),
+                field,
+                "public_keys only apply to a dimension; remove them or make the column a dimension",
+            );
+            return None;
+        }
+        if raw.get_ref().is_empty() {
+            self.err(
+                raw.span(),
+                field,
+                "public_keys must list at least one key; leave the key out to group without a public key set",
+            );
+            return None;
+        }
+        let want_str = match field_type {
+            Some(FieldType::Utf8) => Some(true),
+            Some(FieldType::Int64) => Some(false),
+            Some(t) => {
+                self.err(
+                    raw.span(),
+                    field,
+                    format!(
+                        "public keys are supported on utf8 and int64 columns only; this column is {}",
+                        type_name(t)
+                    ),
+                );
+                return None;
+            }
+            // Unknown column: already reported; still check the values.
+            None => None,
+        };
+        let mut keys = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut ok = true;
+        for (i, v) in raw.get_ref().iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let key = match (v.get_ref(), want_str) {
+                (toml::Value::String(s), Some(true) | None) => PublicKey::Str(s.clone()),
+                (toml::Value::Integer(n), Some(false) | None) => PublicKey::Int(*n),
+                (other, want) => {
+                    let expected = match want {
+                        Some(true) => "strings (it is a utf8 column)",
+                        Some(false) => "integers (it is an int64 column)",
+                        None => "strings or integers",
+                    };
+                    self.err(
+                        v.span(),
+                        f,
+                        format!("public keys must be {expected}, got {}", value_kind(other)),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if !seen.insert(key.clone()) {
+                self.err(v.span(), f, format!("public key `{key}` is listed twice"));
+                ok = false;
+                continue;
+            }
+            keys.push(key);
+        }
+        ok.then_some(keys)
+    }
+
+    /// Finds the privacy unit and checks it against `unit_entity` and the
+    /// release mode. Returns `(privacy_unit, unit_entity)`.
+    fn privacy_unit(
+        &mut self,
+        cols: &Columns,
+        unit_entity: Option<&Spanned<String>>,
+        entry: Option<&Dataset>,
+        mode: Option<ReleaseMode>,
+        mode_raw: &Spanned<String>,
+    ) -> Option<(Option<String>, Option<String>)> {
+        let units: Vec<&String> = cols
+            .policies
+            .iter()
+            .filter(|(_, p)| p.has(ColumnRole::PrivacyUnit))
+            .map(|(n, _)| n)
+            .collect();
+        let mut ok = true;
+        if let [first, rest @ ..] = units.as_slice() {
+            for extra in rest {
+                let span = cols.role_spans.get(*extra).cloned().unwrap_or(0..0);
+                self.err(
+                    span,
+                    format!("columns.{extra}"),
+                    format!(
+                        "more than one privacy_unit column (`{first}` and `{extra}`); a dataset has one privacy unit"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let unit = units.first().map(|s| (*s).clone());
+        match (&unit, unit_entity) {
+            (Some(col), None) => {
+                let span = cols.role_spans.get(col).cloned().unwrap_or(0..0);
+                self.err(
+                    span,
+                    "unit_entity",
+                    format!(
+                        "`{col}` is the privacy unit, so the policy must say what one unit is, \
+                         e.g. unit_entity = \"enterprise\" or \"person\""
+                    ),
+                );
+                ok = false;
+            }
+            (None, Some(e)) => {
+                self.err(
+                    e.span(),
+                    "unit_entity",
+                    "unit_entity is set but no column has the privacy_unit role",
+                );
+                ok = false;
+            }
+            (Some(_), Some(e)) if e.get_ref().trim().is_empty() => {
+                self.err(e.span(), "unit_entity", "unit_entity must not be empty");
+                ok = false;
+            }
+            _ => {}
+        }
+        if let (None, Some(d), Some(m)) = (&unit, entry, mode)
+            && d.open_class == OpenClass::Conditional
+            && m.uses_dp()
+        {
+            self.err(
+                mode_raw.span(),
+                "release.mode",
+                format!(
+                    "{} is a conditional (有条件开放) dataset; releasing it with differential privacy needs \
+                     a column with the privacy_unit role (the entity whose contribution is bounded)",
+                    d.id
+                ),
+            );
+            ok = false;
+        }
+        ok.then(|| (unit, unit_entity.map(|e| e.get_ref().clone())))
+    }
+
+    fn fusions(
+        &mut self,
+        raw: &[Spanned<RawFusion>],
+        this: Option<&DatasetId>,
+        entry: Option<&Dataset>,
+        cols: Option<&Columns>,
+        catalog: &Catalog,
+    ) -> (Vec<Fusion>, Vec<FusionSpans>) {
+        let mut fusions = Vec::new();
+        let mut spans = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, f) in raw.iter().enumerate() {
+            let base = format!("fusion[{i}]");
+            let f = f.get_ref();
+            let other = match f.dataset.get_ref().parse::<DatasetId>() {
+                Ok(id) => id,
+                Err(e) => {
+                    self.err(f.dataset.span(), format!("{base}.dataset"), e.to_string());
+                    continue;
+                }
+            };
+            let mut ok = true;
+            if Some(&other) == this {
+                self.err(
+                    f.dataset.span(),
+                    format!("{base}.dataset"),
+                    "a dataset cannot be fused with itself",
+                );
+                ok = false;
+            } else if !seen.insert(other.clone()) {
+                self.err(
+                    f.dataset.span(),
+                    format!("{base}.dataset"),
+                    format!("fusion with {other} is listed twice; put all key pairs in one [[fusion]] entry"),
+                );
+                ok = false;
+            }
+            let other_entry = catalog.get(&other);
+            if other_entry.is_none() {
+                self.err(
+                    f.dataset.span(),
+                    format!("{base}.dataset"),
+                    format!("cannot fuse with `{other}`: it is not in the catalog"),
+                );
+                ok = false;
+            }
+            if f.on.get_ref().is_empty() {
+                self.err(
+                    f.on.span(),
+                    format!("{base}.on"),
+                    "list at least one [column here, column there] pair",
+                );
+                ok = false;
+            }
+            let mut on = Vec::new();
+            let mut pair_spans = Vec::new();
+            for pair in f.on.get_ref() {
+                let field = format!("{base}.on");
+                let [here, there] = pair.get_ref().as_slice() else {
+                    self.err(pair.span(), field, "each pair is [column here, column there]");
+                    ok = false;
+                    continue;
+                };
+                let (here_s, there_s) = (here.get_ref(), there.get_ref());
+                let here_field = entry.and_then(|d| d.field(here_s));
+                let there_field = other_entry.and_then(|d| d.field(there_s));
+                if let (Some(d), None) = (entry, here_field) {
+                    self.err(here.span(), field.clone(), format!("{} has no column `{here_s}`", d.id));
+                    ok = false;
+                } else if let Some(c) = cols
+                    && !c.policies.get(here_s).is_some_and(|p| p.has(ColumnRole::JoinKey))
+                {
+                    self.err(
+                        here.span(),
+                        field.clone(),
+                        format!("`{here_s}` is not a join_key in this policy; give it the join_key role to fuse on it"),
+                    );
+                    ok = false;
+                }
+                if let (Some(d), None) = (other_entry, there_field) {
+                    self.err(
+                        there.span(),
+                        field.clone(),
+                        format!("{} has no column `{there_s}`", d.id),
+                    );
+                    ok = false;
+                }
+                if let (Some(a), Some(b)) = (here_field, there_field)
+                    && a.data_type != b.data_type
+                {
+                    self.err(
+                        pair.span(),
+                        field,
+                        format!(
+                            "cannot join {} `{here_s}` with {} `{there_s}`",
+                            type_name(a.data_type),
+                            type_name(b.data_type)
+                        ),
+                    );
+                    ok = false;
+                }
+                on.push((here_s.clone(), there_s.clone()));
+                pair_spans.push(pair.span());
+            }
+            if ok {
+                fusions.push(Fusion { dataset: other, on });
+                spans.push(FusionSpans {
+                    dataset: f.dataset.span(),
+                    pairs: pair_spans,
+                });
+            }
+        }
+        (fusions, spans)
+    }
+}

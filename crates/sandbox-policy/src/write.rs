@@ -1,0 +1,104 @@
+//! Writing a compiled policy back in the file format of `raw.rs`, so that
+//! parsing the result gives the same policy (except its digest).
+
+use crate::{ColumnPolicy, Policy, PublicKey, ReleaseMode};
+use std::fmt::Write as _;
+
+/// A TOML string literal, escaped by the TOML writer.
+fn string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A float that reads back bit-for-bit: Rust's `Debug` prints the shortest
+/// representation that round-trips, and always in a form TOML accepts for
+/// finite values (`10.0`, `1e-6`).
+fn float(x: f64) -> String {
+    format!("{x:?}")
+}
+
+/// A table key: bare when TOML allows it, quoted otherwise.
+fn table_key(k: &str) -> String {
+    let bare = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare { k.to_string() } else { string(k) }
+}
+
+fn key(k: &PublicKey) -> String {
+    match k {
+        PublicKey::Int(i) => i.to_string(),
+        PublicKey::Str(s) => string(s),
+    }
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(", "))
+}
+
+fn column(c: &ColumnPolicy) -> String {
+    let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+    let mut parts = vec![match roles.as_slice() {
+        [one] => format!("role = {}", string(one)),
+        many => format!("roles = {}", list(many.iter().map(|r| string(r)))),
+    }];
+    if let Some(keys) = &c.public_keys {
+        parts.push(format!("public_keys = {}", list(keys.iter().map(key))));
+    }
+    if let Some((lo, hi)) = c.bounds {
+        parts.push(format!("bounds = [{}, {}]", float(lo), float(hi)));
+    }
+    format!("{{ {} }}", parts.join(", "))
+}
+
+/// The policy in the file format. Every string and odd key goes through the
+/// TOML writer's escaping, so the output always parses.
+pub fn to_toml(p: &Policy) -> String {
+    let mut out = String::new();
+    // `writeln!` into a String cannot fail; the results are ignored.
+    let _ = writeln!(out, "dataset = {}", string(p.dataset.as_str()));
+    let _ = writeln!(out, "version = {}", string(&p.version));
+    if let Some(e) = &p.unit_entity {
+        let _ = writeln!(out, "unit_entity = {}", string(e));
+    }
+
+    let r = &p.release;
+    let mode = match r.mode {
+        ReleaseMode::Dp => "dp",
+        ReleaseMode::Threshold => "threshold",
+        ReleaseMode::Both => "both",
+    };
+    let _ = writeln!(out, "\n[release]\nmode = {}", string(mode));
+    let _ = writeln!(out, "min_units = {}", r.min_units);
+    if let Some(b) = r.rounding_base {
+        let _ = writeln!(out, "rounding_base = {}", float(b));
+    }
+    if let Some(d) = r.dominance {
+        let _ = writeln!(out, "dominance = {{ n = {}, percent = {} }}", d.n, float(d.percent));
+    }
+    let _ = writeln!(
+        out,
+        "aggregates = {}",
+        list(r.aggregates.iter().map(|a| string(a.as_str())))
+    );
+
+    if let Some(dp) = &p.dp {
+        let _ = writeln!(out, "\n[dp]");
+        let _ = writeln!(out, "epsilon_per_query = {}", float(dp.epsilon_per_query));
+        let _ = writeln!(out, "delta = {}", float(dp.delta));
+        let _ = writeln!(out, "epsilon_budget = {}", float(dp.epsilon_budget));
+        let _ = writeln!(out, "max_groups_per_unit = {}", dp.max_groups_per_unit);
+        let _ = writeln!(out, "max_rows_per_group = {}", dp.max_rows_per_group);
+    }
+
+    let _ = writeln!(out, "\n[jobs]\nsql = {}\nwasm = {}", p.jobs.sql, p.jobs.wasm);
+
+    let _ = writeln!(out, "\n[columns]");
+    for (name, c) in &p.columns {
+        let _ = writeln!(out, "{} = {}", table_key(name), column(c));
+    }
+
+    for f in &p.fusions {
+        let _ = writeln!(out, "\n[[fusion]]\ndataset = {}", string(f.dataset.as_str()));
+        let pairs = f.on.iter().map(|(a, b)| list([string(a), string(b)]));
+        let _ = writeln!(out, "on = {}", list(pairs));
+    }
+    out
+}
