@@ -19,7 +19,8 @@ use crate::rewrite::add_unit_columns;
 use crate::{CheckedQuery, SqlError};
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::logical_expr::expr::{AggregateFunction, Alias};
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
 use sandbox_model::{ColumnRole, DatasetId, OpenClass};
 use sandbox_policy::Policy;
 use std::collections::BTreeSet;
@@ -383,23 +384,36 @@ impl<'a> Checker<'a> {
                         ));
                     }
                 }
-                if j.on.is_empty() {
+                let left = self.row_source(&j.left, depth + 1)?;
+                let right = self.row_source(&j.right, depth + 1)?;
+                // The SQL planner leaves `ON a = b` in the join filter (the
+                // optimizer extracts equi-keys later), so take the equalities
+                // between a left and a right column as the join keys here.
+                let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
+                let mut rest: Vec<Expr> = Vec::new();
+                if let Some(filter) = &j.filter {
+                    for conjunct in split_conjunction(filter) {
+                        match equi_pair(conjunct, j.left.schema(), j.right.schema()) {
+                            Some(pair) => pairs.push(pair),
+                            None => rest.push(conjunct.clone()),
+                        }
+                    }
+                }
+                if pairs.is_empty() {
                     return Err(refuse(
                         "cross-join",
                         "joins need an equality on a permitted fusion key (JOIN … ON a.key = b.key); cross joins and comma joins are not allowed",
                     ));
                 }
-                let left = self.row_source(&j.left, depth + 1)?;
-                let right = self.row_source(&j.right, depth + 1)?;
-                for (l, r) in &j.on {
+                for (l, r) in &pairs {
                     let lf = self.expr_fact(l, j.left.schema(), &left, Place::Projection, 0)?;
                     let rf = self.expr_fact(r, j.right.schema(), &right, Place::Projection, 0)?;
                     self.check_join_pair(&lf, &rf)?;
                 }
                 let mut facts = left;
                 facts.extend(right);
-                if let Some(filter) = &j.filter {
-                    self.expr_fact(filter, &j.schema, &facts, Place::Filter, 0)?;
+                for conjunct in &rest {
+                    self.expr_fact(conjunct, &j.schema, &facts, Place::Filter, 0)?;
                 }
                 Ok(facts)
             }
@@ -568,8 +582,13 @@ impl<'a> Checker<'a> {
                 let [arg] = params.args.as_slice() else {
                     return Err(refuse("aggregate-not-allowed", format!("{} takes one argument", fname.to_uppercase())));
                 };
-                let fact = self.expr_fact(arg, schema, facts, Place::Projection, 0)?;
                 let measure = measure_source(arg, schema, facts);
+                if let Some(src) = &measure
+                    && self.roles_of(src)?.roles.is_restricted()
+                {
+                    return Err(refuse("identifier-in-aggregate", format!("{src} is an identifier and cannot be aggregated")));
+                }
+                let fact = self.expr_fact(arg, schema, facts, Place::Projection, 0)?;
                 let Some(src) = measure else {
                     let names: Vec<String> = fact.sources.iter().map(|s| s.to_string()).collect();
                     return Err(refuse(
@@ -765,6 +784,24 @@ fn measure_source(arg: &Expr, schema: &DFSchema, facts: &[ColumnFact]) -> Option
             }
             _ => return None,
         }
+    }
+}
+
+/// `l = r` with `l` a column of the left input and `r` of the right (or
+/// the other way round), as a (left, right) pair.
+fn equi_pair(e: &Expr, left: &DFSchema, right: &DFSchema) -> Option<(Expr, Expr)> {
+    let Expr::BinaryExpr(BinaryExpr { left: a, op: Operator::Eq, right: b }) = e else {
+        return None;
+    };
+    let (Expr::Column(ca), Expr::Column(cb)) = (strip_alias(a), strip_alias(b)) else {
+        return None;
+    };
+    if left.has_column(ca) && right.has_column(cb) {
+        Some((a.as_ref().clone(), b.as_ref().clone()))
+    } else if left.has_column(cb) && right.has_column(ca) {
+        Some((b.as_ref().clone(), a.as_ref().clone()))
+    } else {
+        None
     }
 }
 

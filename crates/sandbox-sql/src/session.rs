@@ -71,7 +71,7 @@ impl JobSession {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_scalar_functions(SessionStateDefaults::default_scalar_functions())
-            .with_aggregate_functions(SessionStateDefaults::default_aggregate_functions())
+            .with_aggregate_functions(aggregate_functions())
             .with_window_functions(SessionStateDefaults::default_window_functions())
             .with_expr_planners(SessionStateDefaults::default_expr_planners())
             .build();
@@ -153,4 +153,19 @@ impl JobSession {
                 .map_err(|_| SqlError::Internal("the planner thread failed".into()))?
         })
     }
+}
+
+/// DataFusion's aggregate functions, with `variance` added as a name for
+/// the sample variance (as in PostgreSQL).
+fn aggregate_functions() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>> {
+    SessionStateDefaults::default_aggregate_functions()
+        .into_iter()
+        .map(|f| {
+            if f.name() == "var" {
+                Arc::new(f.as_ref().clone().with_aliases(["variance"]))
+            } else {
+                f
+            }
+        })
+        .collect()
 }
