@@ -53,6 +53,10 @@ pub fn isolated_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
     let root = tmp.path().join("iso");
     let dir = DataDir::open(&root).expect("data dir");
     std::fs::remove_dir_all(dir.tables_dir()).expect("rm tables");
-    std::os::unix::fs::symlink(DataDir::open(data_root()).expect("shared").tables_dir(), dir.tables_dir()).expect("link");
+    std::os::unix::fs::symlink(
+        DataDir::open(data_root()).expect("shared").tables_dir(),
+        dir.tables_dir(),
+    )
+    .expect("link");
     Sandbox::open(dir).expect("sandbox")
 }

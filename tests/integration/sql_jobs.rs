@@ -17,10 +17,22 @@ fn released(r: SqlJobResult) -> sandbox_model::ReleasedTable {
 async fn every_public_key_appears_even_when_empty() {
     let s = sandbox();
     let sql = "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE registered_capital < 0 GROUP BY district";
-    let t = released(s.run_sql(TEST_GRANT, sql, &SqlJobOptions::default()).await.expect("run"));
+    let t = released(
+        s.run_sql(TEST_GRANT, sql, &SqlJobOptions::default())
+            .await
+            .expect("run"),
+    );
     assert_eq!(t.rows.len(), 16);
     for row in &t.rows {
-        let ReleasedCell::Noisy { value, scale, ci95, mechanism } = &row[1] else { panic!("noisy count expected") };
+        let ReleasedCell::Noisy {
+            value,
+            scale,
+            ci95,
+            mechanism,
+        } = &row[1]
+        else {
+            panic!("noisy count expected")
+        };
         assert_eq!(mechanism, "discrete_laplace");
         assert!(*value >= 0.0 && *scale > 0.0 && ci95[0] <= ci95[1]);
     }
@@ -34,10 +46,19 @@ async fn dry_run_reports_cost_without_reading_or_charging() {
     let before = s.budget(DEMO_GRANT).expect("budget");
     let sql = "SELECT industry, AVG(insured_employees) AS staff FROM gov.legal_entities GROUP BY industry";
     let r = s
-        .run_sql(DEMO_GRANT, sql, &SqlJobOptions { epsilon: Some(0.5), dry_run: true })
+        .run_sql(
+            DEMO_GRANT,
+            sql,
+            &SqlJobOptions {
+                epsilon: Some(0.5),
+                dry_run: true,
+            },
+        )
         .await
         .expect("dry run");
-    let SqlJobResult::DryRun(report) = r else { panic!("dry run expected") };
+    let SqlJobResult::DryRun(report) = r else {
+        panic!("dry run expected")
+    };
     assert_eq!(report.epsilon, 0.5);
     assert_eq!(report.public_groups, Some(20));
     // AVG splits its ε in two: the centred sum has Δ = G·R·(U-L)/2 = 2500, b = 2500 / 0.25.
@@ -52,7 +73,11 @@ async fn refusals_and_over_cap_epsilon_charge_nothing() {
     let s = isolated_sandbox(&tmp);
     let before = s.budget(DEMO_GRANT).expect("budget");
     let e = s
-        .run_sql(DEMO_GRANT, "SELECT credit_code FROM gov.legal_entities", &SqlJobOptions::default())
+        .run_sql(
+            DEMO_GRANT,
+            "SELECT credit_code FROM gov.legal_entities",
+            &SqlJobOptions::default(),
+        )
         .await
         .expect_err("refused");
     assert_eq!(e.rule(), Some("identifier-in-output"));
@@ -60,7 +85,10 @@ async fn refusals_and_over_cap_epsilon_charge_nothing() {
         .run_sql(
             DEMO_GRANT,
             "SELECT district, COUNT(*) FROM gov.legal_entities GROUP BY district",
-            &SqlJobOptions { epsilon: Some(5.0), dry_run: false },
+            &SqlJobOptions {
+                epsilon: Some(5.0),
+                dry_run: false,
+            },
         )
         .await
         .expect_err("over cap");
@@ -77,7 +105,17 @@ async fn concurrent_jobs_never_overspend_a_grant() {
     let tasks: Vec<_> = (0..24)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { s.run_sql(DEMO_GRANT, sql, &SqlJobOptions { epsilon: Some(0.75), dry_run: false }).await })
+            tokio::spawn(async move {
+                s.run_sql(
+                    DEMO_GRANT,
+                    sql,
+                    &SqlJobOptions {
+                        epsilon: Some(0.75),
+                        dry_run: false,
+                    },
+                )
+                .await
+            })
         })
         .collect();
     let mut ok = 0;
@@ -111,13 +149,25 @@ async fn threshold_rules_suppress_small_groups_and_round() {
     // counts, dominance and rounding to 1. A filter that leaves few firms per
     // year must withhold those years, naming the rule.
     let sql = "SELECT year, SUM(tax_paid) AS tax FROM gov.tax_payments WHERE tax_paid > 4990 GROUP BY year";
-    let t = released(s.run_sql(TEST_GRANT, sql, &SqlJobOptions::default()).await.expect("run"));
+    let t = released(
+        s.run_sql(TEST_GRANT, sql, &SqlJobOptions::default())
+            .await
+            .expect("run"),
+    );
     assert_eq!(t.rows.len(), 3);
-    let withheld = t.rows.iter().filter(|r| matches!(r[1], ReleasedCell::Withheld { .. })).count();
+    let withheld = t
+        .rows
+        .iter()
+        .filter(|r| matches!(r[1], ReleasedCell::Withheld { .. }))
+        .count();
     assert!(withheld >= 1, "{t:?}");
     assert!(!t.suppressed.is_empty());
     let sql = "SELECT year, SUM(tax_paid) AS tax FROM gov.tax_payments GROUP BY year";
-    let t = released(s.run_sql(TEST_GRANT, sql, &SqlJobOptions::default()).await.expect("run"));
+    let t = released(
+        s.run_sql(TEST_GRANT, sql, &SqlJobOptions::default())
+            .await
+            .expect("run"),
+    );
     for r in &t.rows {
         if let ReleasedCell::Noisy { value, .. } = r[1] {
             assert_eq!(value, value.round(), "rounded to base 1");
@@ -135,11 +185,17 @@ async fn noisy_counts_center_on_the_truth() {
     let mut values = Vec::new();
     for _ in 0..40 {
         let t = released(
-            s.run_sql(TEST_GRANT, "SELECT COUNT(*) AS n FROM gov.legal_entities", &SqlJobOptions::default())
-                .await
-                .expect("run"),
+            s.run_sql(
+                TEST_GRANT,
+                "SELECT COUNT(*) AS n FROM gov.legal_entities",
+                &SqlJobOptions::default(),
+            )
+            .await
+            .expect("run"),
         );
-        let ReleasedCell::Noisy { value, scale, .. } = t.rows[0][0] else { panic!("noisy") };
+        let ReleasedCell::Noisy { value, scale, .. } = t.rows[0][0] else {
+            panic!("noisy")
+        };
         assert_eq!(scale, 1.0, "G = R = 1, ε = 1");
         values.push(value);
     }

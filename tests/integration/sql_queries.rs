@@ -5,8 +5,13 @@ use sandbox_runtime::{SqlJobOptions, SqlJobResult};
 
 #[derive(Debug)]
 enum Expect {
-    Accept { columns: Vec<String>, rows: (String, usize) },
-    Refuse { rule: String },
+    Accept {
+        columns: Vec<String>,
+        rows: (String, usize),
+    },
+    Refuse {
+        rule: String,
+    },
 }
 
 fn cases() -> Vec<(usize, Expect, String)> {
@@ -32,7 +37,9 @@ fn cases() -> Vec<(usize, Expect, String)> {
                 };
                 Expect::Accept { columns, rows }
             }
-            Some("refuse") => Expect::Refuse { rule: parts.next().expect("rule").to_string() },
+            Some("refuse") => Expect::Refuse {
+                rule: parts.next().expect("rule").to_string(),
+            },
             other => panic!("line {}: unknown header {other:?}", n + 1),
         };
         let mut sql = String::new();
@@ -89,8 +96,16 @@ async fn every_query_of_the_table_behaves_as_declared() {
                     failures.push(format!("line {line}: not reported as a refusal"));
                 }
             }
-            (Expect::Refuse { rule }, Ok(_)) => failures.push(format!("line {line}: accepted, expected refusal {rule}")),
+            (Expect::Refuse { rule }, Ok(_)) => {
+                failures.push(format!("line {line}: accepted, expected refusal {rule}"))
+            }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

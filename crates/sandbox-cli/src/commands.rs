@@ -22,17 +22,24 @@ impl From<RuntimeError> for CliError {
 }
 
 fn fail(message: impl Into<String>) -> CliError {
-    CliError { code: 1, message: message.into() }
+    CliError {
+        code: 1,
+        message: message.into(),
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let root = DataDir::resolve(cli.data_dir.clone());
     match cli.command {
-        Command::Data { command: DataCommand::Generate { seed, scale, entities } } => {
+        Command::Data {
+            command: DataCommand::Generate { seed, scale, entities },
+        } => {
             let dir = DataDir::open(&root)?;
             generate(&dir, seed, &scale, entities)
         }
-        Command::Policy { command: PolicyCommand::Check { dir, catalog } } => {
+        Command::Policy {
+            command: PolicyCommand::Check { dir, catalog },
+        } => {
             let data = DataDir::open(&root)?;
             let policies = dir.unwrap_or_else(|| data.policies_dir());
             let catalog = catalog.unwrap_or_else(|| data.catalog_dir());
@@ -48,7 +55,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let sandbox = open(&root, false)?;
             let budget = sandbox.budget(&grant)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&budget).map_err(|e| fail(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&budget).map_err(|e| fail(e.to_string()))?
+                );
             } else {
                 print!("{}", budget_text(&grant, &budget));
             }
@@ -80,9 +90,20 @@ fn generate(dir: &DataDir, seed: u64, scale: &str, entities: Option<usize>) -> R
     let start = std::time::Instant::now();
     let report = sandbox_datagen::generate(&opts).map_err(|e| fail(e.to_string()))?;
     for t in &report.tables {
-        println!("{:<24} {:>12} rows  {:>3} file(s)  {:>8.1} MB", t.dataset, t.rows, t.files.len(), t.bytes as f64 / 1e6);
+        println!(
+            "{:<24} {:>12} rows  {:>3} file(s)  {:>8.1} MB",
+            t.dataset,
+            t.rows,
+            t.files.len(),
+            t.bytes as f64 / 1e6
+        );
     }
-    println!("seed {seed}, digest {}, {:.1} s, in {}", report.digest, start.elapsed().as_secs_f64(), dir.tables_dir().display());
+    println!(
+        "seed {seed}, digest {}, {:.1} s, in {}",
+        report.digest,
+        start.elapsed().as_secs_f64(),
+        dir.tables_dir().display()
+    );
     Ok(())
 }
 
@@ -95,16 +116,25 @@ fn policy_check(policies: &Path, catalog: &Path) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Err(e) => Err(CliError { code: 2, message: e.to_string() }),
+        Err(e) => Err(CliError {
+            code: 2,
+            message: e.to_string(),
+        }),
     }
 }
 
 fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError> {
     let dir = DataDir::open(root)?;
     let sandbox = Sandbox::open(dir.clone())?;
-    let missing = sandbox.catalog().iter().any(|d| d.open_class != OpenClass::Closed && !dir.has_table(&d.id));
+    let missing = sandbox
+        .catalog()
+        .iter()
+        .any(|d| d.open_class != OpenClass::Closed && !dir.has_table(&d.id));
     if missing && generate_if_missing {
-        println!("No data yet in {}: generating the small synthetic dataset (seed 42)…", dir.root().display());
+        println!(
+            "No data yet in {}: generating the small synthetic dataset (seed 42)…",
+            dir.root().display()
+        );
         generate(&dir, 42, "small", None)?;
     }
     Ok(sandbox)
@@ -114,7 +144,12 @@ fn catalog_text(sandbox: &Sandbox) -> String {
     let mut out = String::new();
     for d in sandbox.catalog().iter() {
         out.push_str(&format!("\n■ {} — {}\n", d.id, d.title));
-        out.push_str(&format!("  provider: {} ({:?}); class: {}\n", d.provider.name, d.provider.kind, d.open_class.label()));
+        out.push_str(&format!(
+            "  provider: {} ({:?}); class: {}\n",
+            d.provider.name,
+            d.provider.kind,
+            d.open_class.label()
+        ));
         if let Some(c) = &d.open_conditions {
             out.push_str(&format!("  open conditions: {c}\n"));
         }
@@ -122,7 +157,13 @@ fn catalog_text(sandbox: &Sandbox) -> String {
         if let Some(p) = sandbox.policies().get(&d.id) {
             for f in &d.fields {
                 let roles = p.column(&f.name).map(|c| c.roles.to_string()).unwrap_or_default();
-                out.push_str(&format!("    {:<20} {:<8} [{}] {}\n", f.name, format!("{:?}", f.data_type).to_lowercase(), roles, f.description));
+                out.push_str(&format!(
+                    "    {:<20} {:<8} [{}] {}\n",
+                    f.name,
+                    format!("{:?}", f.data_type).to_lowercase(),
+                    roles,
+                    f.description
+                ));
             }
             out.push_str("  policy:\n");
             for line in p.describe(d) {
@@ -165,12 +206,18 @@ async fn sql(root: &Path, args: SqlArgs) -> Result<(), CliError> {
             let code = if e.is_refusal() { 2 } else { 1 };
             let body = serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()});
             println!("{body}");
-            return Err(CliError { code, message: e.to_string() });
+            return Err(CliError {
+                code,
+                message: e.to_string(),
+            });
         }
         Err(e) => return Err(e.into()),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result).map_err(|e| fail(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).map_err(|e| fail(e.to_string()))?
+        );
         return Ok(());
     }
     match &result {
@@ -210,16 +257,23 @@ pub const DEMO_JOBS: &[(&str, &str, &str)] = &[
 ];
 
 /// A query the demo shows being refused.
-pub const DEMO_REFUSED: &str = "SELECT credit_code, tax_paid FROM gov.tax_payments WHERE credit_code = '91310115MA1H7GQX3X'";
+pub const DEMO_REFUSED: &str =
+    "SELECT credit_code, tax_paid FROM gov.tax_payments WHERE credit_code = '91310115MA1H7GQX3X'";
 
 async fn demo(root: &Path) -> Result<(), CliError> {
     let sandbox = open(root, true)?;
-    println!("Data sandbox demo — data directory {}", sandbox.data_dir().root().display());
+    println!(
+        "Data sandbox demo — data directory {}",
+        sandbox.data_dir().root().display()
+    );
     println!("\n═══ Catalog (开放清单) and output policies ═══");
     print!("{}", catalog_text(&sandbox));
     println!("\n═══ SQL jobs ═══");
     for (who, what, sql) in DEMO_JOBS {
-        println!("\n▶ {who}: {what}\n  {}", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        println!(
+            "\n▶ {who}: {what}\n  {}",
+            sql.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
         match sandbox.run_sql(DEMO_GRANT, sql, &SqlJobOptions::default()).await {
             Ok(SqlJobResult::Released { table, .. }) => print!("{}", render::table(&table)),
             Ok(SqlJobResult::DryRun(r)) => print!("{}", render::dry_run(&r)),
@@ -230,13 +284,18 @@ async fn demo(root: &Path) -> Result<(), CliError> {
         }
     }
     println!("\n▶ a query that tries to read one enterprise's tax record:\n  {DEMO_REFUSED}");
-    match sandbox.run_sql(DEMO_GRANT, DEMO_REFUSED, &SqlJobOptions::default()).await {
+    match sandbox
+        .run_sql(DEMO_GRANT, DEMO_REFUSED, &SqlJobOptions::default())
+        .await
+    {
         Err(e) if e.is_refusal() => println!("  refused: {e}"),
         Err(e) => return Err(e.into()),
         Ok(_) => return Err(fail("the demo's refused query was not refused")),
     }
     println!();
     print!("{}", budget_text(DEMO_GRANT, &sandbox.budget(DEMO_GRANT)?));
-    println!("\nNext: `sandbox sql \"SELECT ...\"`, `sandbox sql --dry-run \"...\"`, `sandbox catalog`, `sandbox budget`.");
+    println!(
+        "\nNext: `sandbox sql \"SELECT ...\"`, `sandbox sql --dry-run \"...\"`, `sandbox catalog`, `sandbox budget`."
+    );
     Ok(())
 }

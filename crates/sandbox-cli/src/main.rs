@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "sandbox", version, about = "A privacy-preserving data sandbox for conditionally open government data")]
+#[command(
+    name = "sandbox",
+    version,
+    about = "A privacy-preserving data sandbox for conditionally open government data"
+)]
 struct Cli {
     /// Data directory (datasets, catalog, policies, database).
     #[arg(long, global = true, env = "SANDBOX_DATA_DIR")]
@@ -101,7 +105,8 @@ pub struct SqlArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+            tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -23,7 +23,9 @@ fn cell_text(c: &ReleasedCell) -> String {
             serde_json::Value::Null => "NULL".into(),
             other => other.to_string(),
         },
-        ReleasedCell::Noisy { value, ci95, .. } => format!("{} [{} – {}]", fmt_num(*value), fmt_num(ci95[0]), fmt_num(ci95[1])),
+        ReleasedCell::Noisy { value, ci95, .. } => {
+            format!("{} [{} – {}]", fmt_num(*value), fmt_num(ci95[0]), fmt_num(ci95[1]))
+        }
         ReleasedCell::Rounded { value, .. } => fmt_num(*value),
         ReleasedCell::Withheld { rule } => format!("(withheld: {rule})"),
     }
@@ -56,7 +58,12 @@ pub fn table(t: &ReleasedTable) -> String {
         out.push_str(&line(r));
         out.push('\n');
     }
-    out.push_str(&format!("({} rows; ε spent {}, δ {})\n", t.rows.len(), t.epsilon_spent, t.delta_spent));
+    out.push_str(&format!(
+        "({} rows; ε spent {}, δ {})\n",
+        t.rows.len(),
+        t.epsilon_spent,
+        t.delta_spent
+    ));
     for s in &t.suppressed {
         out.push_str(&format!("suppressed: {} group(s) — {}\n", s.groups, s.rule));
     }
@@ -67,17 +74,26 @@ pub fn table(t: &ReleasedTable) -> String {
 }
 
 pub fn dry_run(r: &DryRunReport) -> String {
-    let mut out = format!("dry run — nothing read, nothing charged\nmode: {}\nε = {}, δ = {}\n", r.mode, r.epsilon, r.delta);
+    let mut out = format!(
+        "dry run — nothing read, nothing charged\nmode: {}\nε = {}, δ = {}\n",
+        r.mode, r.epsilon, r.delta
+    );
     for (label, eps) in &r.split {
         out.push_str(&format!("  ε share {eps:.4} → {label}\n"));
     }
     for (name, f) in &r.aggregates {
         for (stat, scale, hw) in &f.components {
-            out.push_str(&format!("  {name}: {stat} noise scale {} (95% ± {})\n", fmt_num(*scale), fmt_num(*hw)));
+            out.push_str(&format!(
+                "  {name}: {stat} noise scale {} (95% ± {})\n",
+                fmt_num(*scale),
+                fmt_num(*hw)
+            ));
         }
     }
     if let Some(t) = r.selection_threshold {
-        out.push_str(&format!("  a group appears when its noisy count of privacy units reaches {t}\n"));
+        out.push_str(&format!(
+            "  a group appears when its noisy count of privacy units reaches {t}\n"
+        ));
     }
     if let Some(n) = r.public_groups {
         out.push_str(&format!("  {n} group(s) from public key sets\n"));

@@ -103,7 +103,11 @@ impl CalibratedAggregate {
             .into_iter()
             .map(|s| DiscreteLaplace::calibrated(s, share))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CalibratedAggregate { spec, epsilon, mechanisms })
+        Ok(CalibratedAggregate {
+            spec,
+            epsilon,
+            mechanisms,
+        })
     }
 
     pub fn epsilon(&self) -> f64 {
@@ -138,7 +142,10 @@ impl CalibratedAggregate {
             .zip(&self.mechanisms)
             .map(|((n, u), m)| (n.to_string(), m.scale() * u, m.half_width(0.05) as f64 * u))
             .collect();
-        NoiseForecast { epsilon: self.epsilon, components }
+        NoiseForecast {
+            epsilon: self.epsilon,
+            components,
+        }
     }
 
     /// Releases the aggregate for one group of the bounded totals.
@@ -243,7 +250,9 @@ impl CalibratedAggregate {
 }
 
 fn measure_totals(t: &GroupTotals, measure: usize) -> Result<&crate::bounding::MeasureTotals, DpError> {
-    t.measures.get(measure).ok_or(DpError::Internal("measure index out of range"))
+    t.measures
+        .get(measure)
+        .ok_or(DpError::Internal("measure index out of range"))
 }
 
 /// The exact value of an aggregate for one group (threshold release only;
@@ -273,7 +282,11 @@ pub fn exact_value(spec: &AggregateSpec, totals: &GroupTotals, group: usize) -> 
                 let q2 = grid.quantum * grid.quantum;
                 let mean = get(&t.sum)? as f64 / c;
                 let var = (q2 * (get(&t.sumsq)? as f64 / c - mean * mean)).max(0.0);
-                if matches!(spec, AggregateSpec::Stddev { .. }) { var.sqrt() } else { var }
+                if matches!(spec, AggregateSpec::Stddev { .. }) {
+                    var.sqrt()
+                } else {
+                    var
+                }
             }
         }
     })
@@ -325,7 +338,10 @@ mod tests {
     fn variance_of_a_two_point_distribution() {
         let grid = Quantizer::for_variance(0.0, 10.0).expect("grid");
         let spec = AggregateSpec::Variance { measure: 0, grid };
-        let (lo, hi) = (grid.to_grid(0.0).expect("lo") as i128, grid.to_grid(10.0).expect("hi") as i128);
+        let (lo, hi) = (
+            grid.to_grid(0.0).expect("lo") as i128,
+            grid.to_grid(10.0).expect("hi") as i128,
+        );
         let n = 50_000i128;
         let t = totals(2 * n, 2 * n, 2 * n, n * (lo + hi), n * (lo * lo + hi * hi));
         assert!((exact_value(&spec, &t, 0).expect("exact") - 25.0).abs() < 1e-6);

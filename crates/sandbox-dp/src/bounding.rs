@@ -55,9 +55,10 @@ impl Partials {
         let n = self.unit.len();
         let aligned = self.group.len() == n
             && self.rows.len() == n
-            && self.measures.iter().all(|m| {
-                m.count.len() == n && m.sum.len() == n && m.sumsq.as_ref().is_none_or(|s| s.len() == n)
-            });
+            && self
+                .measures
+                .iter()
+                .all(|m| m.count.len() == n && m.sum.len() == n && m.sumsq.as_ref().is_none_or(|s| s.len() == n));
         if !aligned {
             return Err(DpError::Internal("partial columns are not aligned"));
         }
@@ -80,12 +81,19 @@ pub struct ContributionBounds {
 impl ContributionBounds {
     pub fn new(max_groups_per_unit: u32, max_rows_per_group: u32) -> Result<Self, DpError> {
         if max_groups_per_unit == 0 {
-            return Err(DpError::InvalidContributionBound { name: "max_groups_per_unit" });
+            return Err(DpError::InvalidContributionBound {
+                name: "max_groups_per_unit",
+            });
         }
         if max_rows_per_group == 0 {
-            return Err(DpError::InvalidContributionBound { name: "max_rows_per_group" });
+            return Err(DpError::InvalidContributionBound {
+                name: "max_rows_per_group",
+            });
         }
-        Ok(Self { max_groups_per_unit, max_rows_per_group })
+        Ok(Self {
+            max_groups_per_unit,
+            max_rows_per_group,
+        })
     }
 
     /// G as used for calibration: never more than the number of groups that

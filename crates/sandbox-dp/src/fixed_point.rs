@@ -41,7 +41,13 @@ impl Quantizer {
         if !(quantum.is_finite() && quantum > 0.0) {
             return Err(DpError::InvalidBounds(lower, upper));
         }
-        Ok(Quantizer { lower, upper, center, quantum, max_abs: steps })
+        Ok(Quantizer {
+            lower,
+            upper,
+            center,
+            quantum,
+            max_abs: steps,
+        })
     }
 
     /// For SUM: uncentred, so the sum of grid values is the sum.

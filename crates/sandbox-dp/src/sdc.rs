@@ -7,7 +7,7 @@ use crate::bounding::Partials;
 
 /// Rounds to the nearest multiple of `base` (ties away from zero).
 pub fn round_to_base(x: f64, base: f64) -> f64 {
-    if !(base.is_finite() && base > 0.0) || !x.is_finite() {
+    if !(base.is_finite() && base > 0.0 && x.is_finite()) {
         return x;
     }
     (x / base).round() * base

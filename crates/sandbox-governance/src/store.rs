@@ -223,7 +223,14 @@ impl Store {
     }
 
     /// Records a job that was refused before it could be charged.
-    pub fn record_refusal(&self, job_id: &str, grant_id: &str, kind: &str, digest: &str, outcome: &JobOutcome) -> Result<(), GovernanceError> {
+    pub fn record_refusal(
+        &self,
+        job_id: &str,
+        grant_id: &str,
+        kind: &str,
+        digest: &str,
+        outcome: &JobOutcome,
+    ) -> Result<(), GovernanceError> {
         let conn = self.conn();
         let exists: Option<String> = conn
             .query_row("SELECT id FROM grants WHERE id = ?1", params![grant_id], |r| r.get(0))
@@ -288,7 +295,8 @@ impl Store {
     /// Job counts by status for a grant.
     pub fn job_counts(&self, grant_id: &str) -> Result<Vec<(String, u64)>, GovernanceError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM jobs WHERE grant_id = ?1 GROUP BY status ORDER BY status")?;
+        let mut stmt =
+            conn.prepare("SELECT status, COUNT(*) FROM jobs WHERE grant_id = ?1 GROUP BY status ORDER BY status")?;
         let rows = stmt.query_map(params![grant_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -316,7 +324,13 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut ok = 0;
                     for i in 0..20 {
-                        let job = JobCharge::new(&format!("j{t}-{i}"), "g", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0), (ds("gov.b"), 0.1, 1e-9)]);
+                        let job = JobCharge::new(
+                            &format!("j{t}-{i}"),
+                            "g",
+                            "sql",
+                            "d",
+                            vec![(ds("gov.a"), 0.1, 0.0), (ds("gov.b"), 0.1, 1e-9)],
+                        );
                         if store.reserve(&job).is_ok() {
                             ok += 1;
                         }
@@ -331,14 +345,19 @@ mod tests {
         assert!(budget[0].epsilon_spent <= 5.0 + 1e-9);
         let charged = store.charged("g").expect("charged");
         assert!((charged[0].1 - budget[0].epsilon_spent).abs() < 1e-9);
-        assert!((budget[1].epsilon_spent - 5.0).abs() < 1e-9, "a refused job charges nothing anywhere");
+        assert!(
+            (budget[1].epsilon_spent - 5.0).abs() < 1e-9,
+            "a refused job charges nothing anywhere"
+        );
     }
 
     #[test]
     fn unknown_grant_and_uncovered_dataset() {
         let store = Store::open_in_memory().expect("open");
         assert!(matches!(store.grant_datasets("nope"), Err(GovernanceError::NoGrant(_))));
-        store.upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)])).expect("grant");
+        store
+            .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
+            .expect("grant");
         let job = JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.z"), 0.1, 0.0)]);
         assert!(matches!(store.reserve(&job), Err(GovernanceError::NotCovered { .. })));
         let job = JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0)]);
@@ -352,12 +371,22 @@ mod tests {
         let path = dir.path().join("s.db");
         {
             let store = Store::open(&path).expect("open");
-            store.upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)])).expect("grant");
-            store.reserve(&JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)])).expect("reserve");
+            store
+                .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
+                .expect("grant");
+            store
+                .reserve(&JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
+                .expect("reserve");
         }
         let store = Store::open(&path).expect("reopen");
-        store.upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)])).expect("grant again");
+        store
+            .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
+            .expect("grant again");
         assert!((store.budget("g").expect("budget")[0].epsilon_spent - 0.7).abs() < 1e-12);
-        assert!(store.reserve(&JobCharge::new("k", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)])).is_err());
+        assert!(
+            store
+                .reserve(&JobCharge::new("k", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
+                .is_err()
+        );
     }
 }

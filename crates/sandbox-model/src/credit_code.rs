@@ -39,14 +39,20 @@ pub fn check_character(first17: &str) -> Result<char, ModelError> {
 pub fn organisation_check(body8: &str) -> Result<char, ModelError> {
     let bytes = body8.as_bytes();
     if bytes.len() != 8 {
-        return Err(ModelError::InvalidCreditCode("organisation code body must be 8 characters".into()));
+        return Err(ModelError::InvalidCreditCode(
+            "organisation code body must be 8 characters".into(),
+        ));
     }
     let mut sum = 0u32;
     for (i, &b) in bytes.iter().enumerate() {
         let v = match b {
             b'0'..=b'9' => (b - b'0') as u32,
             b'A'..=b'Z' => (b - b'A') as u32 + 10,
-            _ => return Err(ModelError::InvalidCreditCode("organisation code must be digits or capitals".into())),
+            _ => {
+                return Err(ModelError::InvalidCreditCode(
+                    "organisation code must be digits or capitals".into(),
+                ));
+            }
         };
         sum += v * ORG_WEIGHTS[i];
     }
@@ -68,11 +74,15 @@ pub fn validate(code: &str) -> Result<(), ModelError> {
         )));
     }
     if !bytes[2..8].iter().all(u8::is_ascii_digit) {
-        return Err(ModelError::InvalidCreditCode("characters 3-8 must be an administrative division code".into()));
+        return Err(ModelError::InvalidCreditCode(
+            "characters 3-8 must be an administrative division code".into(),
+        ));
     }
     let org_check = organisation_check(&code[8..16])?;
     if bytes[16] as char != org_check {
-        return Err(ModelError::InvalidCreditCode("organisation code check character does not match".into()));
+        return Err(ModelError::InvalidCreditCode(
+            "organisation code check character does not match".into(),
+        ));
     }
     let expected = check_character(&code[..17])?;
     if bytes[17] as char != expected {

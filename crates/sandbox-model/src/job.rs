@@ -19,9 +19,13 @@ pub enum JobOutcome {
     /// A dry run: nothing was read or charged.
     DryRun,
     /// Refused before running; `rule` names the rule that refused it.
-    Refused { rule: String },
+    Refused {
+        rule: String,
+    },
     /// Failed while running (the message never carries data values).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
     Cancelled,
 }
 

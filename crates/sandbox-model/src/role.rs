@@ -119,8 +119,7 @@ mod tests {
 
     #[test]
     fn identifier_and_unit_and_key_combine() {
-        let set = RoleSet::new([ColumnRole::JoinKey, ColumnRole::Identifier, ColumnRole::PrivacyUnit])
-            .expect("valid");
+        let set = RoleSet::new([ColumnRole::JoinKey, ColumnRole::Identifier, ColumnRole::PrivacyUnit]).expect("valid");
         assert!(set.is_restricted());
         assert_eq!(set.to_string(), "identifier, privacy_unit, join_key");
     }

@@ -21,7 +21,10 @@ fn best(times: &[Duration]) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut scale = Scale::bench_10m();
-    if let Some(n) = std::env::var("SANDBOX_BENCH_ENTITIES").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("SANDBOX_BENCH_ENTITIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         scale.entities = n;
     }
     let tmp = tempfile::tempdir()?;
@@ -34,11 +37,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows_per_file: 1_000_000,
         only: Some(vec!["gov.legal_entities".into(), "gov.utility_usage".into()]),
     })?;
-    let rows: u64 = report.tables.iter().filter(|t| t.dataset == "gov.utility_usage").map(|t| t.rows).sum();
+    let rows: u64 = report
+        .tables
+        .iter()
+        .filter(|t| t.dataset == "gov.utility_usage")
+        .map(|t| t.rows)
+        .sum();
     println!("generated {rows} utility rows in {:.1} s", t.elapsed().as_secs_f64());
 
     let sandbox = Sandbox::open(dir)?;
-    let budgets = vec![("gov.legal_entities".parse()?, 1e9), ("gov.utility_usage".parse()?, 1e9)];
+    let budgets = vec![
+        ("gov.legal_entities".parse()?, 1e9),
+        ("gov.utility_usage".parse()?, 1e9),
+    ];
     sandbox.store().upsert_grant(&Grant::new("bench", "bench", budgets))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 
@@ -59,6 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dp.push(t.elapsed());
     }
     let (p, d) = (best(&plain), best(&dp));
-    println!("plain DataFusion: {p:.3} s   DP job (check, charge, partials, bound, noise): {d:.3} s   ratio {:.2}x (best of 3)", d / p);
+    println!(
+        "plain DataFusion: {p:.3} s   DP job (check, charge, partials, bound, noise): {d:.3} s   ratio {:.2}x (best of 3)",
+        d / p
+    );
     Ok(())
 }

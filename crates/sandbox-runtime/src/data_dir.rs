@@ -51,7 +51,12 @@ impl DataDir {
     /// shipped catalog and policies if it has none.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         let dir = DataDir { root: root.into() };
-        for d in [dir.root.clone(), dir.catalog_dir(), dir.policies_dir(), dir.tables_dir()] {
+        for d in [
+            dir.root.clone(),
+            dir.catalog_dir(),
+            dir.policies_dir(),
+            dir.tables_dir(),
+        ] {
             std::fs::create_dir_all(&d).map_err(io(&d))?;
         }
         dir.install_if_empty(&dir.catalog_dir(), assets::CATALOG)?;

@@ -20,7 +20,10 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     pub fn refused(rule: &'static str, message: impl Into<String>) -> Self {
-        RuntimeError::Refused { rule, message: message.into() }
+        RuntimeError::Refused {
+            rule,
+            message: message.into(),
+        }
     }
 
     /// True when the job was refused by a rule (not failed).
@@ -42,8 +45,12 @@ impl RuntimeError {
         match self {
             RuntimeError::Refused { rule, .. } => Some(rule),
             RuntimeError::Sql(e) => e.rule(),
-            RuntimeError::Governance(sandbox_governance::GovernanceError::BudgetExhausted { .. }) => Some("budget-exhausted"),
-            RuntimeError::Governance(sandbox_governance::GovernanceError::NotCovered { .. }) => Some("dataset-not-granted"),
+            RuntimeError::Governance(sandbox_governance::GovernanceError::BudgetExhausted { .. }) => {
+                Some("budget-exhausted")
+            }
+            RuntimeError::Governance(sandbox_governance::GovernanceError::NotCovered { .. }) => {
+                Some("dataset-not-granted")
+            }
             RuntimeError::Governance(sandbox_governance::GovernanceError::NoGrant(_)) => Some("no-grant"),
             _ => None,
         }

@@ -11,9 +11,9 @@ use sandbox_dp::bounding::{ContributionBounds, SecureChooser, bounded_totals, ex
 use sandbox_dp::partition::PartitionSelector;
 use sandbox_dp::sdc::{dominated_groups, round_to_base};
 use sandbox_model::{ReleasedCell, ReleasedColumn, ReleasedTable, Suppression};
+use sandbox_sql::CheckedQuery;
 use sandbox_sql::partials::PartialsResult;
 use sandbox_sql::query::OutputSource;
-use sandbox_sql::CheckedQuery;
 use std::cmp::Ordering;
 
 /// The label of partition selection in an ε split.
@@ -31,7 +31,10 @@ pub fn epsilon_split(q: &CheckedQuery, needs_selection: bool, epsilon: f64) -> R
 
 /// The DP contribution bounds of the rules.
 pub fn bounds(rules: &ReleaseRules) -> Result<ContributionBounds, RuntimeError> {
-    Ok(ContributionBounds::new(rules.max_groups_per_unit, rules.max_rows_per_group)?)
+    Ok(ContributionBounds::new(
+        rules.max_groups_per_unit,
+        rules.max_rows_per_group,
+    )?)
 }
 
 pub struct Released {
@@ -62,7 +65,9 @@ pub fn release(
         let g_eff = b.effective_groups(result.groups.public.then_some(n));
         let totals = bounded_totals(p, n, b, &mut SecureChooser)?;
         if !result.groups.public {
-            let share = split.share(q.aggregates.len()).ok_or(sandbox_dp::DpError::Internal("missing selection share"))?;
+            let share = split
+                .share(q.aggregates.len())
+                .ok_or(sandbox_dp::DpError::Internal("missing selection share"))?;
             let selector = PartitionSelector::new(g_eff, share, rules.delta, rules.min_units)?;
             for (g, keep) in shown.iter_mut().enumerate() {
                 *keep = selector.keep(totals.units[g])?;
@@ -79,7 +84,9 @@ pub fn release(
             .iter()
             .enumerate()
             .map(|(j, s)| {
-                let share = split.share(j).ok_or(sandbox_dp::DpError::Internal("missing aggregate share"))?;
+                let share = split
+                    .share(j)
+                    .ok_or(sandbox_dp::DpError::Internal("missing aggregate share"))?;
                 CalibratedAggregate::new(s.clone(), share, g_eff, b.max_rows_per_group as u64)
             })
             .collect::<Result<_, _>>()?;
@@ -89,7 +96,10 @@ pub fn release(
             }
             for c in &calibrated {
                 let v = c.release(&totals, g)?;
-                let value = rules.rounding_base.filter(|_| rules.threshold).map_or(v.value, |base| round_to_base(v.value, base));
+                let value = rules
+                    .rounding_base
+                    .filter(|_| rules.threshold)
+                    .map_or(v.value, |base| round_to_base(v.value, base));
                 cells[g].push(ReleasedCell::Noisy {
                     value,
                     mechanism: c.mechanism().to_string(),
@@ -103,15 +113,17 @@ pub fn release(
             b.max_rows_per_group
         ));
     } else {
-        for g in 0..n {
+        let base = rules.rounding_base.unwrap_or(0.0);
+        for (g, row) in cells.iter_mut().enumerate() {
             for s in specs {
                 let v = exact_value(s, &exact, g)?;
-                let base = rules.rounding_base.unwrap_or(0.0);
                 let value = if base > 0.0 { round_to_base(v, base) } else { v };
-                cells[g].push(ReleasedCell::Rounded { value, base });
+                row.push(ReleasedCell::Rounded { value, base });
             }
         }
-        notes.push("released under threshold rules only (no differential privacy), as the data owners' policies ask".into());
+        notes.push(
+            "released under threshold rules only (no differential privacy), as the data owners' policies ask".into(),
+        );
     }
 
     // Statistical disclosure control on exact data (threshold / both).
@@ -157,7 +169,13 @@ pub fn release(
             Some(rule) if !result.groups.public => {
                 let _ = rule;
             }
-            Some(rule) => rows.push((g, specs.iter().map(|_| ReleasedCell::Withheld { rule: rule.to_string() }).collect())),
+            Some(rule) => rows.push((
+                g,
+                specs
+                    .iter()
+                    .map(|_| ReleasedCell::Withheld { rule: rule.to_string() })
+                    .collect(),
+            )),
             None => rows.push((g, std::mem::take(&mut cells[g]))),
         }
     }
@@ -192,7 +210,9 @@ pub fn release(
                     OutputSource::Group(i) => ReleasedCell::Key {
                         value: keys[g].get(*i).cloned().unwrap_or(serde_json::Value::Null),
                     },
-                    OutputSource::Aggregate(j) => agg.get(*j).cloned().unwrap_or(ReleasedCell::Withheld { rule: "internal".into() }),
+                    OutputSource::Aggregate(j) => agg.get(*j).cloned().unwrap_or(ReleasedCell::Withheld {
+                        rule: "internal".into(),
+                    }),
                 })
                 .collect()
         })
@@ -210,10 +230,16 @@ pub fn release(
         .collect();
     let mut suppressed = Vec::new();
     if suppressed_k > 0 {
-        suppressed.push(Suppression { rule: format!("fewer than {} distinct privacy units (k-threshold)", rules.min_units), groups: suppressed_k });
+        suppressed.push(Suppression {
+            rule: format!("fewer than {} distinct privacy units (k-threshold)", rules.min_units),
+            groups: suppressed_k,
+        });
     }
     if suppressed_dom > 0 {
-        suppressed.push(Suppression { rule: "dominance rule".into(), groups: suppressed_dom });
+        suppressed.push(Suppression {
+            rule: "dominance rule".into(),
+            groups: suppressed_dom,
+        });
     }
     let groups_released = released_rows.len() as u64;
     Ok(Released {
@@ -221,7 +247,11 @@ pub fn release(
             columns,
             rows: released_rows,
             epsilon_spent: if rules.dp { epsilon } else { 0.0 },
-            delta_spent: if rules.dp && !result.groups.public { rules.delta } else { 0.0 },
+            delta_spent: if rules.dp && !result.groups.public {
+                rules.delta
+            } else {
+                0.0
+            },
             suppressed,
             notes,
         },
@@ -259,7 +289,10 @@ fn json_cmp(a: &serde_json::Value, b: &serde_json::Value) -> Ordering {
         (Null, Null) => Ordering::Equal,
         (Null, _) => Ordering::Less,
         (_, Null) => Ordering::Greater,
-        (Number(x), Number(y)) => x.as_f64().unwrap_or(f64::NAN).total_cmp(&y.as_f64().unwrap_or(f64::NAN)),
+        (Number(x), Number(y)) => x
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            .total_cmp(&y.as_f64().unwrap_or(f64::NAN)),
         (String(x), String(y)) => x.cmp(y),
         _ => a.to_string().cmp(&b.to_string()),
     }

@@ -108,8 +108,10 @@ impl Sandbox {
     /// Opens the sandbox: loads and validates catalog and policies, opens
     /// the database and makes sure the demo grant exists.
     pub fn open(dir: DataDir) -> Result<Self, RuntimeError> {
-        let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let policies = PolicySet::load_dir(&dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        let catalog =
+            sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        let policies =
+            PolicySet::load_dir(&dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         let store = Store::open(&dir.database())?;
         let sandbox = Sandbox {
             dir,
@@ -166,7 +168,10 @@ impl Sandbox {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        format!("job-{}", &digest(format!("{nanos}-{n}-{}", std::process::id()).as_bytes())[..16])
+        format!(
+            "job-{}",
+            &digest(format!("{nanos}-{n}-{}", std::process::id()).as_bytes())[..16]
+        )
     }
 
     /// A job session over a grant's datasets (for benchmarks and tools;
@@ -184,7 +189,8 @@ impl Sandbox {
     fn session_for(&self, granted: &[DatasetId]) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
         for d in self.catalog.iter() {
-            let usable = d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
+            let usable =
+                d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
             if !usable || !self.dir.has_table(&d.id) {
                 continue;
             }
@@ -257,7 +263,9 @@ impl Sandbox {
             ));
         }
         if options.dry_run {
-            return Ok(SqlJobResult::DryRun(self.dry_run(&query, &rules, &specs, public, epsilon)?));
+            return Ok(SqlJobResult::DryRun(
+                self.dry_run(&query, &rules, &specs, public, epsilon)?,
+            ));
         }
         // Charge before running.
         let delta = if rules.dp && !public { rules.delta } else { 0.0 };
@@ -266,7 +274,8 @@ impl Sandbox {
             .iter()
             .map(|d| (d.clone(), if rules.dp { epsilon } else { 0.0 }, delta))
             .collect();
-        self.store.reserve(&JobCharge::new(job_id, grant, "sql", submission, charges))?;
+        self.store
+            .reserve(&JobCharge::new(job_id, grant, "sql", submission, charges))?;
         let mut usage = UsageRecord {
             job_id: job_id.to_string(),
             grant_id: grant.to_string(),
@@ -301,7 +310,8 @@ impl Sandbox {
                 })
             }
             Err(e) => {
-                self.store.finish(job_id, &JobOutcome::Failed { message: e.to_string() }, &usage)?;
+                self.store
+                    .finish(job_id, &JobOutcome::Failed { message: e.to_string() }, &usage)?;
                 Err(e)
             }
         }
@@ -313,10 +323,15 @@ impl Sandbox {
         }
         match requested {
             None => Ok(rules.epsilon_cap),
-            Some(e) if !(e.is_finite() && e > 0.0) => Err(RuntimeError::refused("epsilon-invalid", "ε must be a positive number")),
+            Some(e) if !(e.is_finite() && e > 0.0) => {
+                Err(RuntimeError::refused("epsilon-invalid", "ε must be a positive number"))
+            }
             Some(e) if e > rules.epsilon_cap + 1e-12 => Err(RuntimeError::refused(
                 "epsilon-over-cap",
-                format!("ε = {e} exceeds the per-query cap of {} set by the data owners", rules.epsilon_cap),
+                format!(
+                    "ε = {e} exceeds the per-query cap of {} set by the data owners",
+                    rules.epsilon_cap
+                ),
             )),
             Some(e) => Ok(e),
         }

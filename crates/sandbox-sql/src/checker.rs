@@ -34,14 +34,52 @@ pub trait PolicyLookup: Sync {
 /// Scalar functions a query may use. Anything else is refused by name.
 pub const ALLOWED_SCALAR_FUNCTIONS: &[&str] = &[
     // arithmetic and math
-    "abs", "ceil", "floor", "round", "trunc", "ln", "log", "log10", "log2", "exp", "sqrt", "power", "pow", "signum",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "trunc",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "exp",
+    "sqrt",
+    "power",
+    "pow",
+    "signum",
     // conditionals
-    "coalesce", "nullif", "nvl", "ifnull", "greatest", "least",
+    "coalesce",
+    "nullif",
+    "nvl",
+    "ifnull",
+    "greatest",
+    "least",
     // strings
-    "lower", "upper", "substr", "substring", "left", "right", "length", "char_length", "character_length", "trim",
-    "btrim", "ltrim", "rtrim", "concat", "starts_with", "ends_with", "strpos", "replace",
+    "lower",
+    "upper",
+    "substr",
+    "substring",
+    "left",
+    "right",
+    "length",
+    "char_length",
+    "character_length",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "concat",
+    "starts_with",
+    "ends_with",
+    "strpos",
+    "replace",
     // dates
-    "date_part", "date_trunc", "extract", "to_date", "make_date",
+    "date_part",
+    "date_trunc",
+    "extract",
+    "to_date",
+    "make_date",
 ];
 
 const MAX_EXPR_DEPTH: usize = 256;
@@ -76,9 +114,12 @@ impl<'a> Checker<'a> {
     }
 
     fn policy(&self, dataset: &DatasetId) -> Result<&'a Policy, SqlError> {
-        self.policies
-            .policy(dataset)
-            .ok_or_else(|| refuse("dataset-not-granted", format!("dataset {dataset} is not covered by this job's grant")))
+        self.policies.policy(dataset).ok_or_else(|| {
+            refuse(
+                "dataset-not-granted",
+                format!("dataset {dataset} is not covered by this job's grant"),
+            )
+        })
     }
 
     fn roles_of(&self, c: &SourceColumn) -> Result<&'a sandbox_policy::ColumnPolicy, SqlError> {
@@ -118,13 +159,19 @@ impl<'a> Checker<'a> {
                     ));
                 }
                 LogicalPlan::Distinct(_) => {
-                    return Err(refuse("distinct", "SELECT DISTINCT returns raw rows; use GROUP BY with aggregates"));
+                    return Err(refuse(
+                        "distinct",
+                        "SELECT DISTINCT returns raw rows; use GROUP BY with aggregates",
+                    ));
                 }
                 _ => return Err(self.no_aggregation(plan)),
             }
         };
         if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
-            return Err(refuse("grouping-sets", "GROUPING SETS, ROLLUP and CUBE are not supported; run one query per grouping"));
+            return Err(refuse(
+                "grouping-sets",
+                "GROUPING SETS, ROLLUP and CUBE are not supported; run one query per grouping",
+            ));
         }
         let input_facts = self.row_source(&aggregate.input, 0)?;
         let input_schema = aggregate.input.schema();
@@ -170,7 +217,10 @@ impl<'a> Checker<'a> {
             aggregates.push(self.aggregate(e, name, input_schema, &input_facts)?);
         }
         if aggregates.is_empty() {
-            return Err(refuse("aggregation-required", "the query groups rows but releases no aggregate; add COUNT(*) or another aggregate"));
+            return Err(refuse(
+                "aggregation-required",
+                "the query groups rows but releases no aggregate; add COUNT(*) or another aggregate",
+            ));
         }
         for a in &aggregates {
             let kind = a.function.policy_kind();
@@ -179,7 +229,10 @@ impl<'a> Checker<'a> {
                 if !p.release.aggregates.contains(&kind) {
                     return Err(refuse(
                         "aggregate-not-allowed-by-policy",
-                        format!("the policy of {ds} does not allow {kind} (allowed: {})", join(&p.release.aggregates)),
+                        format!(
+                            "the policy of {ds} does not allow {kind} (allowed: {})",
+                            join(&p.release.aggregates)
+                        ),
                     ));
                 }
             }
@@ -193,7 +246,11 @@ impl<'a> Checker<'a> {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let src = if i < n_groups { OutputSource::Group(i) } else { OutputSource::Aggregate(i - n_groups) };
+                let src = if i < n_groups {
+                    OutputSource::Group(i)
+                } else {
+                    OutputSource::Aggregate(i - n_groups)
+                };
                 (f.name().clone(), src)
             })
             .collect();
@@ -230,7 +287,10 @@ impl<'a> Checker<'a> {
                 }
                 LogicalPlan::Sort(s) => {
                     if limit.is_some() {
-                        return Err(refuse("order-after-limit", "ORDER BY above a LIMIT is not supported; use one ORDER BY … LIMIT"));
+                        return Err(refuse(
+                            "order-after-limit",
+                            "ORDER BY above a LIMIT is not supported; use one ORDER BY … LIMIT",
+                        ));
                     }
                     order_by.clear();
                     for se in &s.expr {
@@ -255,12 +315,22 @@ impl<'a> Checker<'a> {
                     let fetch = match l.fetch.as_deref() {
                         None => None,
                         Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if *n >= 0 => Some(*n as usize),
-                        Some(_) => return Err(refuse("limit-expression", "LIMIT must be a non-negative integer literal")),
+                        Some(_) => {
+                            return Err(refuse(
+                                "limit-expression",
+                                "LIMIT must be a non-negative integer literal",
+                            ));
+                        }
                     };
                     let skip = match l.skip.as_deref() {
                         None => 0,
                         Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if *n >= 0 => *n as usize,
-                        Some(_) => return Err(refuse("limit-expression", "OFFSET must be a non-negative integer literal")),
+                        Some(_) => {
+                            return Err(refuse(
+                                "limit-expression",
+                                "OFFSET must be a non-negative integer literal",
+                            ));
+                        }
                     };
                     limit = match (limit, fetch) {
                         (Some(a), Some(b)) => Some(a.min(b)),
@@ -329,7 +399,10 @@ impl<'a> Checker<'a> {
                 let dataset = dataset_of(&scan.table_name)?;
                 let policy = self.policy(&dataset)?;
                 if !policy.jobs.sql {
-                    return Err(refuse("sql-not-allowed", format!("the policy of {dataset} does not accept SQL jobs")));
+                    return Err(refuse(
+                        "sql-not-allowed",
+                        format!("the policy of {dataset} does not accept SQL jobs"),
+                    ));
                 }
                 if !scan.filters.is_empty() || scan.fetch.is_some() {
                     return Err(SqlError::Internal("unexpected pushed-down scan".into()));
@@ -346,7 +419,12 @@ impl<'a> Checker<'a> {
                         }
                         self.protected.insert(dataset.clone());
                     }
-                    _ => return Err(refuse("dataset-closed", format!("dataset {dataset} is not open for use"))),
+                    _ => {
+                        return Err(refuse(
+                            "dataset-closed",
+                            format!("dataset {dataset} is not open for use"),
+                        ));
+                    }
                 }
                 self.datasets.insert(dataset.clone());
                 Ok(scan
@@ -380,7 +458,9 @@ impl<'a> Checker<'a> {
                     other => {
                         return Err(refuse(
                             "join-type",
-                            format!("{other} joins are not allowed; use INNER, LEFT or RIGHT JOIN … ON a permitted key"),
+                            format!(
+                                "{other} joins are not allowed; use INNER, LEFT or RIGHT JOIN … ON a permitted key"
+                            ),
                         ));
                     }
                 }
@@ -421,10 +501,22 @@ impl<'a> Checker<'a> {
                 "nested-aggregation",
                 "aggregating inside a subquery is not allowed: its exact results would feed the outer query",
             )),
-            LogicalPlan::Window(_) => Err(refuse("window-function", "window functions emit one value per row and are not allowed")),
-            LogicalPlan::Union(_) => Err(refuse("union", "UNION of raw rows is not allowed; run separate queries")),
-            LogicalPlan::Sort(_) => Err(refuse("order-by-raw-rows", "ORDER BY over raw rows is not allowed; order the aggregated output")),
-            LogicalPlan::Limit(_) => Err(refuse("limit-raw-rows", "LIMIT over raw rows is not allowed; limit the aggregated output")),
+            LogicalPlan::Window(_) => Err(refuse(
+                "window-function",
+                "window functions emit one value per row and are not allowed",
+            )),
+            LogicalPlan::Union(_) => Err(refuse(
+                "union",
+                "UNION of raw rows is not allowed; run separate queries",
+            )),
+            LogicalPlan::Sort(_) => Err(refuse(
+                "order-by-raw-rows",
+                "ORDER BY over raw rows is not allowed; order the aggregated output",
+            )),
+            LogicalPlan::Limit(_) => Err(refuse(
+                "limit-raw-rows",
+                "LIMIT over raw rows is not allowed; limit the aggregated output",
+            )),
             LogicalPlan::Distinct(_) => Err(refuse("distinct", "SELECT DISTINCT over raw rows is not allowed")),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Err(refuse(
                 "literal-rows",
@@ -432,8 +524,13 @@ impl<'a> Checker<'a> {
             )),
             LogicalPlan::RecursiveQuery(_) => Err(refuse("recursive-cte", "recursive CTEs are not allowed")),
             LogicalPlan::Unnest(_) => Err(refuse("unnest", "UNNEST is not allowed")),
-            LogicalPlan::Subquery(_) => Err(refuse("subquery-expression", "subqueries in expressions are not allowed")),
-            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Err(refuse("statement-not-allowed", "EXPLAIN is not allowed")),
+            LogicalPlan::Subquery(_) => Err(refuse(
+                "subquery-expression",
+                "subqueries in expressions are not allowed",
+            )),
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => {
+                Err(refuse("statement-not-allowed", "EXPLAIN is not allowed"))
+            }
             LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) => {
                 Err(refuse("statement-not-allowed", "a job is one read-only SELECT query"))
             }
@@ -447,7 +544,10 @@ impl<'a> Checker<'a> {
 
     fn check_join_pair(&mut self, l: &ColumnFact, r: &ColumnFact) -> Result<(), SqlError> {
         let (Some(a), Some(b)) = (&l.direct, &r.direct) else {
-            return Err(refuse("join-on-expression", "join conditions must compare columns directly (a.key = b.key)"));
+            return Err(refuse(
+                "join-on-expression",
+                "join conditions must compare columns directly (a.key = b.key)",
+            ));
         };
         let (pa, pb) = (self.policy(&a.dataset)?, self.policy(&b.dataset)?);
         let open_a = self.policies.open_class(&a.dataset) == Some(OpenClass::Open);
@@ -462,7 +562,9 @@ impl<'a> Checker<'a> {
                 if roles.roles.is_restricted() || roles.has(ColumnRole::Sensitive) || roles.has(ColumnRole::Measure) {
                     return Err(refuse(
                         "unpermitted-join",
-                        format!("{c} cannot be joined with a lookup table; lookups join on dimension or public columns"),
+                        format!(
+                            "{c} cannot be joined with a lookup table; lookups join on dimension or public columns"
+                        ),
                     ));
                 }
             }
@@ -474,7 +576,8 @@ impl<'a> Checker<'a> {
         if !rb.has(ColumnRole::JoinKey) {
             return Err(refuse("unpermitted-join", format!("{b} is not a join key")));
         }
-        if !(pa.permits_fusion(&b.dataset, &a.column, &b.column) && pb.permits_fusion(&a.dataset, &b.column, &a.column)) {
+        if !(pa.permits_fusion(&b.dataset, &a.column, &b.column) && pb.permits_fusion(&a.dataset, &b.column, &a.column))
+        {
             return Err(refuse(
                 "unpermitted-join",
                 format!(
@@ -494,17 +597,29 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn aggregate(&mut self, e: &Expr, name: String, schema: &DFSchema, facts: &[ColumnFact]) -> Result<AggregateRequest, SqlError> {
+    fn aggregate(
+        &mut self,
+        e: &Expr,
+        name: String,
+        schema: &DFSchema,
+        facts: &[ColumnFact],
+    ) -> Result<AggregateRequest, SqlError> {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = strip_alias(e) else {
             return Err(SqlError::Internal("aggregate expression expected".into()));
         };
         let fname = func.name().to_ascii_lowercase();
         self.usage.functions.insert(fname.clone());
         if params.filter.is_some() {
-            return Err(refuse("aggregate-filter", "FILTER (WHERE …) on aggregates is not supported; use WHERE"));
+            return Err(refuse(
+                "aggregate-filter",
+                "FILTER (WHERE …) on aggregates is not supported; use WHERE",
+            ));
         }
         if !params.order_by.is_empty() {
-            return Err(refuse("aggregate-order", "ORDER BY inside an aggregate is not supported"));
+            return Err(refuse(
+                "aggregate-order",
+                "ORDER BY inside an aggregate is not supported",
+            ));
         }
         let function = match fname.as_str() {
             "count" => {
@@ -558,7 +673,10 @@ impl<'a> Checker<'a> {
             other => {
                 return Err(refuse(
                     "aggregate-not-allowed",
-                    format!("aggregate {} is not supported (use COUNT, SUM, AVG, VARIANCE or STDDEV)", other.to_uppercase()),
+                    format!(
+                        "aggregate {} is not supported (use COUNT, SUM, AVG, VARIANCE or STDDEV)",
+                        other.to_uppercase()
+                    ),
                 ));
             }
         };
@@ -577,16 +695,25 @@ impl<'a> Checker<'a> {
             }
             _ => {
                 if params.distinct {
-                    return Err(refuse("aggregate-distinct", "DISTINCT inside SUM/AVG/VARIANCE/STDDEV is not supported"));
+                    return Err(refuse(
+                        "aggregate-distinct",
+                        "DISTINCT inside SUM/AVG/VARIANCE/STDDEV is not supported",
+                    ));
                 }
                 let [arg] = params.args.as_slice() else {
-                    return Err(refuse("aggregate-not-allowed", format!("{} takes one argument", fname.to_uppercase())));
+                    return Err(refuse(
+                        "aggregate-not-allowed",
+                        format!("{} takes one argument", fname.to_uppercase()),
+                    ));
                 };
                 let measure = measure_source(arg, schema, facts);
                 if let Some(src) = &measure
                     && self.roles_of(src)?.roles.is_restricted()
                 {
-                    return Err(refuse("identifier-in-aggregate", format!("{src} is an identifier and cannot be aggregated")));
+                    return Err(refuse(
+                        "identifier-in-aggregate",
+                        format!("{src} is an identifier and cannot be aggregated"),
+                    ));
                 }
                 let fact = self.expr_fact(arg, schema, facts, Place::Projection, 0)?;
                 let Some(src) = measure else {
@@ -602,7 +729,10 @@ impl<'a> Checker<'a> {
                 };
                 let cp = self.roles_of(&src)?;
                 if cp.roles.is_restricted() {
-                    return Err(refuse("identifier-in-aggregate", format!("{src} is an identifier and cannot be aggregated")));
+                    return Err(refuse(
+                        "identifier-in-aggregate",
+                        format!("{src} is an identifier and cannot be aggregated"),
+                    ));
                 }
                 if !cp.has(ColumnRole::Measure) {
                     return Err(refuse(
@@ -612,7 +742,10 @@ impl<'a> Checker<'a> {
                 }
                 bounds = cp.bounds;
                 if bounds.is_none() {
-                    return Err(refuse("measure-without-bounds", format!("{src} has no public bounds in its policy")));
+                    return Err(refuse(
+                        "measure-without-bounds",
+                        format!("{src} has no public bounds in its policy"),
+                    ));
                 }
                 self.usage.aggregated.insert(src.to_string());
                 display_arg = src.to_string();
@@ -629,18 +762,31 @@ impl<'a> Checker<'a> {
     }
 
     /// Computes an expression's lineage and applies the rules of its place.
-    fn expr_fact(&mut self, e: &Expr, schema: &DFSchema, facts: &[ColumnFact], place: Place, _depth: usize) -> Result<ColumnFact, SqlError> {
+    fn expr_fact(
+        &mut self,
+        e: &Expr,
+        schema: &DFSchema,
+        facts: &[ColumnFact],
+        place: Place,
+        _depth: usize,
+    ) -> Result<ColumnFact, SqlError> {
         let mut sources = BTreeSet::new();
         self.walk(e, schema, facts, &mut sources, 0)?;
         let direct = match strip_alias(e) {
-            Expr::Column(c) => schema.maybe_index_of_column(c).and_then(|i| facts.get(i)).and_then(|f| f.direct.clone()),
+            Expr::Column(c) => schema
+                .maybe_index_of_column(c)
+                .and_then(|i| facts.get(i))
+                .and_then(|f| f.direct.clone()),
             _ => None,
         };
         for s in &sources {
             self.usage.read.insert(s.to_string());
             let cp = self.roles_of(s)?;
             if cp.has(ColumnRole::Sensitive) {
-                return Err(refuse("sensitive-column", format!("{s} is sensitive and cannot be used by jobs")));
+                return Err(refuse(
+                    "sensitive-column",
+                    format!("{s} is sensitive and cannot be used by jobs"),
+                ));
             }
             match place {
                 Place::Filter => {
@@ -654,7 +800,10 @@ impl<'a> Checker<'a> {
                 }
                 Place::GroupBy => {
                     if cp.roles.is_restricted() {
-                        return Err(refuse("identifier-in-group-by", format!("{s} is an identifier and cannot appear in GROUP BY")));
+                        return Err(refuse(
+                            "identifier-in-group-by",
+                            format!("{s} is an identifier and cannot appear in GROUP BY"),
+                        ));
                     }
                     if cp.has(ColumnRole::Measure) {
                         return Err(refuse(
@@ -667,7 +816,9 @@ impl<'a> Checker<'a> {
                     if direct.is_none() && cp.roles.is_restricted() {
                         return Err(refuse(
                             "identifier-transformed",
-                            format!("{s} is an identifier; it may only be passed through, joined on or counted distinct"),
+                            format!(
+                                "{s} is an identifier; it may only be passed through, joined on or counted distinct"
+                            ),
                         ));
                     }
                 }
@@ -679,7 +830,14 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn walk(&mut self, e: &Expr, schema: &DFSchema, facts: &[ColumnFact], acc: &mut BTreeSet<SourceColumn>, depth: usize) -> Result<(), SqlError> {
+    fn walk(
+        &mut self,
+        e: &Expr,
+        schema: &DFSchema,
+        facts: &[ColumnFact],
+        acc: &mut BTreeSet<SourceColumn>,
+        depth: usize,
+    ) -> Result<(), SqlError> {
         if depth > MAX_EXPR_DEPTH {
             return Err(refuse("expression-too-large", "an expression nests too deeply"));
         }
@@ -689,7 +847,9 @@ impl<'a> Checker<'a> {
                 let i = schema
                     .maybe_index_of_column(c)
                     .ok_or_else(|| SqlError::Internal(format!("column {c} not found in its input")))?;
-                let f = facts.get(i).ok_or_else(|| SqlError::Internal("lineage out of step with schema".into()))?;
+                let f = facts
+                    .get(i)
+                    .ok_or_else(|| SqlError::Internal("lineage out of step with schema".into()))?;
                 acc.extend(f.sources.iter().cloned());
             }
             Expr::Literal(..) => {}
@@ -734,7 +894,10 @@ impl<'a> Checker<'a> {
             Expr::ScalarFunction(f) => {
                 let name = f.func.name().to_ascii_lowercase();
                 if !ALLOWED_SCALAR_FUNCTIONS.contains(&name.as_str()) {
-                    return Err(refuse("function-not-allowed", format!("function `{name}` is not available in sandbox SQL")));
+                    return Err(refuse(
+                        "function-not-allowed",
+                        format!("function `{name}` is not available in sandbox SQL"),
+                    ));
                 }
                 self.usage.functions.insert(name);
                 for a in &f.args {
@@ -748,22 +911,43 @@ impl<'a> Checker<'a> {
                 }
             }
             Expr::AggregateFunction(_) => {
-                return Err(refuse("aggregate-position", "aggregates may only appear in the SELECT list of the aggregating query"));
+                return Err(refuse(
+                    "aggregate-position",
+                    "aggregates may only appear in the SELECT list of the aggregating query",
+                ));
             }
             Expr::WindowFunction(_) => {
-                return Err(refuse("window-function", "window functions emit one value per row and are not allowed"));
+                return Err(refuse(
+                    "window-function",
+                    "window functions emit one value per row and are not allowed",
+                ));
             }
-            Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::SetComparison(_) | Expr::OuterReferenceColumn(..) => {
-                return Err(refuse("subquery-expression", "subqueries inside expressions are not allowed; use a JOIN on a permitted key"));
+            Expr::Exists(_)
+            | Expr::InSubquery(_)
+            | Expr::ScalarSubquery(_)
+            | Expr::SetComparison(_)
+            | Expr::OuterReferenceColumn(..) => {
+                return Err(refuse(
+                    "subquery-expression",
+                    "subqueries inside expressions are not allowed; use a JOIN on a permitted key",
+                ));
             }
             Expr::Placeholder(_) => return Err(refuse("placeholder", "query parameters ($1) are not supported")),
             Expr::ScalarVariable(..) => return Err(refuse("variable", "session variables are not available")),
-            Expr::GroupingSet(_) => return Err(refuse("grouping-sets", "GROUPING SETS, ROLLUP and CUBE are not supported")),
+            Expr::GroupingSet(_) => {
+                return Err(refuse(
+                    "grouping-sets",
+                    "GROUPING SETS, ROLLUP and CUBE are not supported",
+                ));
+            }
             Expr::Unnest(_) => return Err(refuse("unnest", "UNNEST is not allowed")),
             other => {
                 return Err(refuse(
                     "expression-not-allowed",
-                    format!("the expression kind `{}` is not allowed in sandbox SQL", other.variant_name()),
+                    format!(
+                        "the expression kind `{}` is not allowed in sandbox SQL",
+                        other.variant_name()
+                    ),
                 ));
             }
         }
@@ -780,7 +964,10 @@ fn measure_source(arg: &Expr, schema: &DFSchema, facts: &[ColumnFact]) -> Option
             Expr::Cast(c) => e = strip_alias(&c.expr),
             Expr::TryCast(c) => e = strip_alias(&c.expr),
             Expr::Column(c) => {
-                return schema.maybe_index_of_column(c).and_then(|i| facts.get(i)).and_then(|f| f.direct.clone());
+                return schema
+                    .maybe_index_of_column(c)
+                    .and_then(|i| facts.get(i))
+                    .and_then(|f| f.direct.clone());
             }
             _ => return None,
         }
@@ -790,7 +977,12 @@ fn measure_source(arg: &Expr, schema: &DFSchema, facts: &[ColumnFact]) -> Option
 /// `l = r` with `l` a column of the left input and `r` of the right (or
 /// the other way round), as a (left, right) pair.
 fn equi_pair(e: &Expr, left: &DFSchema, right: &DFSchema) -> Option<(Expr, Expr)> {
-    let Expr::BinaryExpr(BinaryExpr { left: a, op: Operator::Eq, right: b }) = e else {
+    let Expr::BinaryExpr(BinaryExpr {
+        left: a,
+        op: Operator::Eq,
+        right: b,
+    }) = e
+    else {
         return None;
     };
     let (Expr::Column(ca), Expr::Column(cb)) = (strip_alias(a), strip_alias(b)) else {
@@ -823,9 +1015,12 @@ fn dataset_of(table: &TableReference) -> Result<DatasetId, SqlError> {
             ));
         }
     };
-    format!("{schema}.{name}")
-        .parse()
-        .map_err(|_| refuse("dataset-not-granted", format!("{schema}.{name} is not a dataset of this job")))
+    format!("{schema}.{name}").parse().map_err(|_| {
+        refuse(
+            "dataset-not-granted",
+            format!("{schema}.{name} is not a dataset of this job"),
+        )
+    })
 }
 
 fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {

@@ -15,7 +15,11 @@ pub fn parse_query(sql: &str, limits: &EngineLimits) -> Result<DfStatement, SqlE
     if sql.len() > limits.max_sql_bytes {
         return Err(SqlError::refused(
             "sql-too-long",
-            format!("the query is {} bytes; the limit is {} bytes", sql.len(), limits.max_sql_bytes),
+            format!(
+                "the query is {} bytes; the limit is {} bytes",
+                sql.len(),
+                limits.max_sql_bytes
+            ),
         ));
     }
     if sql.trim().is_empty() {
@@ -66,13 +70,19 @@ pub fn parse_query(sql: &str, limits: &EngineLimits) -> Result<DfStatement, SqlE
     if operators > limits.max_operators {
         return Err(SqlError::refused(
             "expression-too-large",
-            format!("the query has {operators} operators; the limit is {}", limits.max_operators),
+            format!(
+                "the query has {operators} operators; the limit is {}",
+                limits.max_operators
+            ),
         ));
     }
     if max_depth > limits.max_nesting {
         return Err(SqlError::refused(
             "nesting-too-deep",
-            format!("the query nests {max_depth} levels deep; the limit is {}", limits.max_nesting),
+            format!(
+                "the query nests {max_depth} levels deep; the limit is {}",
+                limits.max_nesting
+            ),
         ));
     }
     let mut statements = DFParserBuilder::new(sql)
@@ -97,11 +107,17 @@ pub fn parse_query(sql: &str, limits: &EngineLimits) -> Result<DfStatement, SqlE
         },
         DfStatement::CreateExternalTable(_) => return Err(ddl("CREATE EXTERNAL TABLE")),
         DfStatement::CopyTo(_) => {
-            return Err(SqlError::refused("statement-not-allowed", "COPY is not allowed: results leave only through the release step"));
+            return Err(SqlError::refused(
+                "statement-not-allowed",
+                "COPY is not allowed: results leave only through the release step",
+            ));
         }
         DfStatement::Explain(_) => return Err(explain()),
         DfStatement::Reset(_) => {
-            return Err(SqlError::refused("statement-not-allowed", "RESET is not allowed: session settings are fixed by the sandbox"));
+            return Err(SqlError::refused(
+                "statement-not-allowed",
+                "RESET is not allowed: session settings are fixed by the sandbox",
+            ));
         }
     };
     let mut finder = TableFunctionFinder::default();
@@ -116,7 +132,10 @@ pub fn parse_query(sql: &str, limits: &EngineLimits) -> Result<DfStatement, SqlE
 }
 
 fn ddl(what: &str) -> SqlError {
-    SqlError::refused("statement-not-allowed", format!("{what} is not allowed: jobs are read-only queries"))
+    SqlError::refused(
+        "statement-not-allowed",
+        format!("{what} is not allowed: jobs are read-only queries"),
+    )
 }
 
 fn explain() -> SqlError {
@@ -169,7 +188,9 @@ impl Visitor for TableFunctionFinder {
     type Break = ();
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         let name = match factor {
-            TableFactor::Table { name, args: Some(_), .. } => Some(name.to_string()),
+            TableFactor::Table {
+                name, args: Some(_), ..
+            } => Some(name.to_string()),
             TableFactor::TableFunction { expr, .. } => Some(expr.to_string()),
             TableFactor::Function { name, .. } => Some(name.to_string()),
             TableFactor::UNNEST { .. } => Some("unnest".to_string()),

@@ -30,9 +30,9 @@ pub mod session;
 
 mod error;
 
-pub use error::{Refusal, SqlError};
 /// Re-exported for benchmarks and tests that compare with plain DataFusion.
 pub use datafusion;
+pub use error::{Refusal, SqlError};
 pub use limits::EngineLimits;
 pub use query::CheckedQuery;
 pub use session::{JobSession, TableBinding};

@@ -47,8 +47,15 @@ pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<Measur
     let mut measures = Vec::new();
     let bad_bounds = |e: sandbox_dp::DpError| SqlError::Internal(e.to_string());
     for a in &q.aggregates {
-        let bounds = || a.bounds.ok_or_else(|| SqlError::Internal("measure without bounds".into()));
-        let argument = || a.argument.clone().ok_or_else(|| SqlError::Internal("aggregate without argument".into()));
+        let bounds = || {
+            a.bounds
+                .ok_or_else(|| SqlError::Internal("measure without bounds".into()))
+        };
+        let argument = || {
+            a.argument
+                .clone()
+                .ok_or_else(|| SqlError::Internal("aggregate without argument".into()))
+        };
         let measure = measures.len();
         let spec = match a.function {
             AggregateFn::CountRows => AggregateSpec::CountRows,
@@ -56,9 +63,14 @@ pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<Measur
             AggregateFn::CountValues => {
                 let grid = Quantizer::for_sum(0.0, 1.0).map_err(bad_bounds)?;
                 // A non-null indicator: grid value 0 when present, NULL otherwise.
-                let e = when(argument()?.is_not_null(), lit(0i64)).otherwise(lit(ScalarValue::Int64(None)))
+                let e = when(argument()?.is_not_null(), lit(0i64))
+                    .otherwise(lit(ScalarValue::Int64(None)))
                     .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
-                measures.push(MeasureColumn { expr: e, grid, squares: false });
+                measures.push(MeasureColumn {
+                    expr: e,
+                    grid,
+                    squares: false,
+                });
                 AggregateSpec::CountValues { measure }
             }
             AggregateFn::Sum | AggregateFn::Avg | AggregateFn::Variance | AggregateFn::Stddev => {
@@ -70,7 +82,11 @@ pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<Measur
                 }
                 .map_err(bad_bounds)?;
                 let squares = matches!(a.function, AggregateFn::Variance | AggregateFn::Stddev);
-                measures.push(MeasureColumn { expr: grid_expr(argument()?, &grid), grid, squares });
+                measures.push(MeasureColumn {
+                    expr: grid_expr(argument()?, &grid),
+                    grid,
+                    squares,
+                });
                 match a.function {
                     AggregateFn::Sum => AggregateSpec::Sum { measure, grid },
                     AggregateFn::Avg => AggregateSpec::Avg { measure, grid },
@@ -140,7 +156,9 @@ fn key_json(k: &PublicKey) -> serde_json::Value {
 
 fn scalar_key(v: &ScalarValue) -> Option<PublicKey> {
     match v {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(PublicKey::Str(s.clone())),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            Some(PublicKey::Str(s.clone()))
+        }
         ScalarValue::Int8(Some(i)) => Some(PublicKey::Int(*i as i64)),
         ScalarValue::Int16(Some(i)) => Some(PublicKey::Int(*i as i64)),
         ScalarValue::Int32(Some(i)) => Some(PublicKey::Int(*i as i64)),
@@ -177,12 +195,19 @@ pub(crate) fn execution_error(e: &DataFusionError, memory: usize) -> SqlError {
 }
 
 /// Runs the partials plan and collects its output.
-pub async fn compute_partials(session: &JobSession, q: &CheckedQuery, measures: &[MeasureColumn]) -> Result<PartialsResult, SqlError> {
+pub async fn compute_partials(
+    session: &JobSession,
+    q: &CheckedQuery,
+    measures: &[MeasureColumn],
+) -> Result<PartialsResult, SqlError> {
     let limits = session.limits();
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
     let unit_exprs: Vec<Expr> = q.unit_columns.iter().cloned().map(Expr::Column).collect();
     let unit = if unit_exprs.len() == 1 {
-        unit_exprs.into_iter().next().ok_or_else(|| SqlError::Internal("no unit".into()))?
+        unit_exprs
+            .into_iter()
+            .next()
+            .ok_or_else(|| SqlError::Internal("no unit".into()))?
     } else {
         coalesce(unit_exprs)
     };
@@ -230,7 +255,12 @@ fn int_column(batch: &RecordBatch, i: usize) -> Result<ArrayRef, SqlError> {
     cast(a, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))
 }
 
-fn assemble(q: &CheckedQuery, measures: &[MeasureColumn], batches: &[RecordBatch], max_groups: usize) -> Result<PartialsResult, SqlError> {
+fn assemble(
+    q: &CheckedQuery,
+    measures: &[MeasureColumn],
+    batches: &[RecordBatch],
+    max_groups: usize,
+) -> Result<PartialsResult, SqlError> {
     let k = q.group_keys.len();
     let public = public_groups(q, max_groups);
     let public_index: Option<HashMap<Vec<PublicKey>, u32>> = public
@@ -260,7 +290,11 @@ fn assemble(q: &CheckedQuery, measures: &[MeasureColumn], batches: &[RecordBatch
         for m in measures {
             let c = int_column(batch, col_i)?;
             let s = int_column(batch, col_i + 1)?;
-            let sq = if m.squares { Some(int_column(batch, col_i + 2)?) } else { None };
+            let sq = if m.squares {
+                Some(int_column(batch, col_i + 2)?)
+            } else {
+                None
+            };
             col_i += if m.squares { 3 } else { 2 };
             mcols.push((c, s, sq));
         }
@@ -274,7 +308,9 @@ fn assemble(q: &CheckedQuery, measures: &[MeasureColumn], batches: &[RecordBatch
                 .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
             let group = match &public_index {
                 Some(index) => {
-                    let Some(pk) = key.iter().map(scalar_key).collect::<Option<Vec<_>>>() else { continue };
+                    let Some(pk) = key.iter().map(scalar_key).collect::<Option<Vec<_>>>() else {
+                        continue;
+                    };
                     match index.get(&pk) {
                         Some(g) => *g,
                         None => continue,
@@ -319,7 +355,10 @@ fn assemble(q: &CheckedQuery, measures: &[MeasureColumn], batches: &[RecordBatch
         },
         None => GroupSet {
             public: false,
-            keys: observed_keys.iter().map(|c| c.iter().map(scalar_json).collect()).collect(),
+            keys: observed_keys
+                .iter()
+                .map(|c| c.iter().map(scalar_json).collect())
+                .collect(),
         },
     };
     Ok(PartialsResult { partials: p, groups })

@@ -29,48 +29,48 @@ pub fn add_unit_columns(
 ) -> Result<(Vec<Column>, LogicalPlan), SqlError> {
     let mut counter = 0usize;
     let internal = |e: datafusion::error::DataFusionError| SqlError::Internal(e.strip_backtrace());
-    let rewritten = plan
-        .clone()
-        .transform_up(|node| match node {
-            LogicalPlan::TableScan(ref scan) => {
-                let dataset: Option<DatasetId> = match &scan.table_name {
-                    datafusion::common::TableReference::Partial { schema, table }
-                    | datafusion::common::TableReference::Full { schema, table, .. } => format!("{schema}.{table}").parse().ok(),
-                    _ => None,
-                };
-                let Some(dataset) = dataset.filter(|d| protected.contains(d)) else {
-                    return Ok(Transformed::no(node));
-                };
-                let Some(unit) = policies.policy(&dataset).and_then(|p| p.privacy_unit.clone()) else {
-                    return Ok(Transformed::no(node));
-                };
-                let schema = node.schema().clone();
-                let unit_col = schema
-                    .columns()
-                    .into_iter()
-                    .find(|c| c.name == unit)
-                    .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("unit column {unit} missing")))?;
-                let mut exprs: Vec<Expr> = schema.columns().into_iter().map(Expr::Column).collect();
-                exprs.push(Expr::Column(unit_col).alias(format!("{UNIT_PREFIX}{counter}")));
-                counter += 1;
-                let projection = Projection::try_new(exprs, Arc::new(node))?;
-                Ok(Transformed::yes(LogicalPlan::Projection(projection)))
-            }
-            LogicalPlan::Projection(p) => {
-                let mut exprs = p.expr.clone();
-                let already: BTreeSet<String> = p.schema.fields().iter().map(|f| f.name().clone()).collect();
-                for c in p.input.schema().columns() {
-                    if c.name.starts_with(UNIT_PREFIX) && !already.contains(&c.name) {
-                        exprs.push(Expr::Column(c));
-                    }
+    let rewritten =
+        plan.clone()
+            .transform_up(|node| match node {
+                LogicalPlan::TableScan(ref scan) => {
+                    let dataset: Option<DatasetId> = match &scan.table_name {
+                        datafusion::common::TableReference::Partial { schema, table }
+                        | datafusion::common::TableReference::Full { schema, table, .. } => {
+                            format!("{schema}.{table}").parse().ok()
+                        }
+                        _ => None,
+                    };
+                    let Some(dataset) = dataset.filter(|d| protected.contains(d)) else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let Some(unit) = policies.policy(&dataset).and_then(|p| p.privacy_unit.clone()) else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let schema = node.schema().clone();
+                    let unit_col = schema.columns().into_iter().find(|c| c.name == unit).ok_or_else(|| {
+                        datafusion::error::DataFusionError::Plan(format!("unit column {unit} missing"))
+                    })?;
+                    let mut exprs: Vec<Expr> = schema.columns().into_iter().map(Expr::Column).collect();
+                    exprs.push(Expr::Column(unit_col).alias(format!("{UNIT_PREFIX}{counter}")));
+                    counter += 1;
+                    let projection = Projection::try_new(exprs, Arc::new(node))?;
+                    Ok(Transformed::yes(LogicalPlan::Projection(projection)))
                 }
-                let projection = Projection::try_new(exprs, p.input.clone())?;
-                Ok(Transformed::yes(LogicalPlan::Projection(projection)))
-            }
-            other => Ok(Transformed::yes(other.recompute_schema()?)),
-        })
-        .map_err(internal)?
-        .data;
+                LogicalPlan::Projection(p) => {
+                    let mut exprs = p.expr.clone();
+                    let already: BTreeSet<String> = p.schema.fields().iter().map(|f| f.name().clone()).collect();
+                    for c in p.input.schema().columns() {
+                        if c.name.starts_with(UNIT_PREFIX) && !already.contains(&c.name) {
+                            exprs.push(Expr::Column(c));
+                        }
+                    }
+                    let projection = Projection::try_new(exprs, p.input.clone())?;
+                    Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+                }
+                other => Ok(Transformed::yes(other.recompute_schema()?)),
+            })
+            .map_err(internal)?
+            .data;
     let units: Vec<Column> = rewritten
         .schema()
         .columns()

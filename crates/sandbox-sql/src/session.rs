@@ -101,7 +101,11 @@ impl JobSession {
                 .register_schema(&name, schema)
                 .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
         }
-        Ok(JobSession { state, limits, datasets })
+        Ok(JobSession {
+            state,
+            limits,
+            datasets,
+        })
     }
 
     pub fn state(&self) -> &SessionState {
@@ -130,7 +134,8 @@ impl JobSession {
             ));
         }
         let statement = guard::parse_query(sql, &self.limits)?;
-        futures::executor::block_on(self.state.statement_to_plan(statement)).map_err(|e| SqlError::Invalid(e.strip_backtrace()))
+        futures::executor::block_on(self.state.statement_to_plan(statement))
+            .map_err(|e| SqlError::Invalid(e.strip_backtrace()))
     }
 
     /// Plans and checks `sql` against the policies, on the planner thread.
