@@ -7,6 +7,9 @@ use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
 use sandbox_runtime::{DataDir, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
 use std::path::Path;
 
+/// Enterprises in the demo's data: enough that DP noise leaves useful answers.
+const DEMO_ENTITIES: usize = 20_000;
+
 pub struct CliError {
     pub code: u8,
     pub message: String,
@@ -78,7 +81,7 @@ fn generate(dir: &DataDir, seed: u64, scale: &str, entities: Option<usize>) -> R
         if n == 0 {
             return Err(fail("--entities must be at least 1"));
         }
-        s.entities = n;
+        s = Scale::with_entities(n);
     }
     let opts = GenerateOptions {
         seed,
@@ -132,10 +135,10 @@ fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError> {
         .any(|d| d.open_class != OpenClass::Closed && !dir.has_table(&d.id));
     if missing && generate_if_missing {
         println!(
-            "No data yet in {}: generating the small synthetic dataset (seed 42)…",
+            "No data yet in {}: generating the demo dataset (seed 42, {DEMO_ENTITIES} enterprises)…",
             dir.root().display()
         );
-        generate(&dir, 42, "small", None)?;
+        generate(&dir, 42, "small", Some(DEMO_ENTITIES))?;
     }
     Ok(sandbox)
 }
@@ -288,7 +291,7 @@ async fn demo(root: &Path) -> Result<(), CliError> {
         .run_sql(DEMO_GRANT, DEMO_REFUSED, &SqlJobOptions::default())
         .await
     {
-        Err(e) if e.is_refusal() => println!("  refused: {e}"),
+        Err(e) if e.is_refusal() => println!("  {e}"),
         Err(e) => return Err(e.into()),
         Ok(_) => return Err(fail("the demo's refused query was not refused")),
     }

@@ -114,6 +114,9 @@ impl std::fmt::Debug for Store {
 impl Store {
     pub fn open(path: &Path) -> Result<Self, GovernanceError> {
         let conn = Connection::open(path)?;
+        // Wait for other processes before the first statement: switching
+        // to WAL needs a lock too.
+        conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         Self::init(conn)
@@ -388,5 +391,32 @@ mod tests {
                 .reserve(&JobCharge::new("k", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
                 .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    /// Many stores opening one new database at once must all succeed.
+    #[test]
+    fn concurrent_opens_wait_for_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let store = Store::open(&path).expect("open");
+                    let id: DatasetId = "gov.a".parse().expect("id");
+                    store
+                        .upsert_grant(&Grant::new(&format!("g{i}"), "h", vec![(id, 1.0)]))
+                        .expect("grant");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
     }
 }

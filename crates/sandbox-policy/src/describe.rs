@@ -72,6 +72,11 @@ impl Policy {
             }
         }
         lines.push(match entity {
+            Some(e) if r.mode == ReleaseMode::Dp => format!(
+                "Groups without a public key set appear only when their noisy count of distinct {} reaches at least {} (DP partition selection)",
+                entities(e),
+                r.min_units
+            ),
             Some(e) => format!(
                 "Groups with fewer than {} distinct {} are suppressed",
                 r.min_units,

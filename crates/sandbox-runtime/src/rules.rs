@@ -1,9 +1,10 @@
 //! Combining the policies of every protected dataset a job reads into the
-//! rules its release follows: always the stricter choice for privacy
-//! (smallest ε cap and δ, largest k and rounding base, every dominance
-//! rule). G and R only calibrate noise (the guarantee is set by ε and δ),
-//! so the largest declared values are used, to keep rows that some owner
-//! said a unit may contribute.
+//! rules its release follows: always the stricter choice (smallest ε cap
+//! and δ, largest k and rounding base, every dominance rule, and the
+//! smallest G, so every owner's "a unit contributes to at most G groups"
+//! holds). R is the exception: joins multiply rows (one enterprise row
+//! meets 24 monthly utility rows), so the largest declared R is used; R
+//! only calibrates noise, the guarantee is set by ε and δ.
 
 use crate::RuntimeError;
 use sandbox_policy::{Dominance, Policy};
@@ -30,7 +31,7 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         dominance: Vec::new(),
         epsilon_cap: f64::INFINITY,
         delta: 1.0,
-        max_groups_per_unit: 1,
+        max_groups_per_unit: u32::MAX,
         max_rows_per_group: 1,
     };
     let mut any = false;
@@ -49,16 +50,57 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         if let Some(dp) = &p.dp {
             r.epsilon_cap = r.epsilon_cap.min(dp.epsilon_per_query);
             r.delta = r.delta.min(dp.delta);
-            r.max_groups_per_unit = r.max_groups_per_unit.max(dp.max_groups_per_unit);
+            r.max_groups_per_unit = r.max_groups_per_unit.min(dp.max_groups_per_unit);
             r.max_rows_per_group = r.max_rows_per_group.max(dp.max_rows_per_group);
         }
     }
     if !any {
         return Err(RuntimeError::Setup("no protected dataset in the query".into()));
     }
+    if r.max_groups_per_unit == u32::MAX {
+        r.max_groups_per_unit = 1;
+    }
     if !r.dp {
         r.epsilon_cap = 0.0;
         r.delta = 0.0;
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assets;
+    use sandbox_policy::PolicySet;
+
+    fn shipped() -> PolicySet {
+        let mut catalog = sandbox_model::Catalog::new();
+        for (name, text) in assets::CATALOG {
+            catalog
+                .insert(sandbox_policy::parse_catalog_entry(name, text).expect("entry"))
+                .expect("insert");
+        }
+        let sources: Vec<(String, String)> = assets::POLICIES
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        PolicySet::from_sources(&sources, &catalog).expect("policies")
+    }
+
+    #[test]
+    fn combining_takes_the_stricter_rule_and_the_larger_r() {
+        let set = shipped();
+        let get = |id: &str| set.get(&id.parse().expect("id")).expect("policy");
+        let r = combine([get("gov.legal_entities"), get("gov.utility_usage")]).expect("combine");
+        assert!(r.dp && !r.threshold);
+        assert_eq!((r.max_groups_per_unit, r.max_rows_per_group), (1, 24));
+        assert_eq!(r.epsilon_cap, 1.0);
+        let r = combine([get("gov.tax_payments"), get("bank.loans")]).expect("combine");
+        assert!(r.dp && r.threshold, "tax is `both`");
+        assert_eq!(r.min_units, 10);
+        assert_eq!(r.epsilon_cap, 1.0, "the smaller cap of 1 and 2");
+        assert_eq!(r.dominance.len(), 1);
+        assert_eq!(r.rounding_base, Some(1.0));
+        assert!(combine([]).is_err());
+    }
 }

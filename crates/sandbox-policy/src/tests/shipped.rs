@@ -319,7 +319,7 @@ fn describe_says_what_the_policy_allows() {
     for expected in [
         "Released with differential privacy: at most ε = 1 per query, 10 per agreement, δ = 1e-6",
         "Each enterprise contributes to at most 12 groups and 24 rows per group",
-        "Groups with fewer than 10 distinct enterprises are suppressed",
+        "Groups without a public key set appear only when their noisy count of distinct enterprises reaches at least 10 (DP partition selection)",
         "credit_code: identifier, privacy unit, join key — never output",
         "electricity_kwh: measure, aggregated only, clamped to [0, 500000] kWh",
         "May be fused with gov.legal_entities on credit_code",
