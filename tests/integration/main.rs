@@ -3,5 +3,6 @@
 
 mod fixture;
 mod hostile_sql;
+mod jobs_with_code;
 mod sql_jobs;
 mod sql_queries;

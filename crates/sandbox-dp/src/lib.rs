@@ -14,6 +14,8 @@
 //!   AVG, VARIANCE and STDDEV with noise scales and 95% intervals;
 //! * [`sdc`]: statistical disclosure control (k-threshold, dominance,
 //!   rounding);
+//! * [`sample_aggregate`]: DP release of arbitrary programs' outputs
+//!   (WebAssembly analysis jobs) by sample-and-aggregate;
 //! * [`accounting`]: ε/δ costs and their explicit split across a query.
 //!
 //! Where it sits on the job path: after the SQL engine has computed
@@ -36,6 +38,7 @@ pub mod bounding;
 pub mod fixed_point;
 pub mod noise;
 pub mod partition;
+pub mod sample_aggregate;
 pub mod sdc;
 
 mod error;

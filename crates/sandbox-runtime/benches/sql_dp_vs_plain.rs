@@ -20,6 +20,11 @@ fn best(times: &[Duration]) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("SANDBOX_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SANDBOX_LOG"))
+            .init();
+    }
     let mut scale = Scale::bench_10m();
     if let Some(n) = std::env::var("SANDBOX_BENCH_ENTITIES")
         .ok()

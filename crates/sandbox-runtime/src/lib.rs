@@ -14,6 +14,7 @@
 //! It also owns the data directory (datasets, catalog, policies and the
 //! database in one place, created on first use).
 
+pub mod analysis;
 pub mod assets;
 pub mod data_dir;
 pub mod release;
@@ -22,6 +23,7 @@ pub mod sandbox;
 
 mod error;
 
+pub use analysis::{AnalysisOptions, AnalysisProgram};
 pub use data_dir::DataDir;
 pub use error::RuntimeError;
-pub use sandbox::{DryRunReport, Sandbox, SqlJobOptions, SqlJobResult};
+pub use sandbox::{AnalysisResult, DryRunReport, Sandbox, SqlJobOptions, SqlJobResult};

@@ -1,17 +1,20 @@
 //! The sandbox: catalog, policies, store and the SQL job pipeline.
 
+use crate::analysis::{AnalysisOptions, AnalysisProgram, MAX_BLOCKS, split_into_blocks};
 use crate::release::{bounds, epsilon_split, release};
 use crate::rules::{ReleaseRules, combine};
 use crate::{DataDir, RuntimeError};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use sandbox_dp::aggregate::{CalibratedAggregate, NoiseForecast};
 use sandbox_dp::partition::PartitionSelector;
+use sandbox_dp::sample_aggregate::{SampleAggregate, random_key};
 pub use sandbox_governance::BudgetLine;
 use sandbox_governance::{Grant, JobCharge, Store};
 use sandbox_model::{Catalog, DatasetId, FieldType, JobOutcome, OpenClass, ReleasedTable, UsageRecord};
 use sandbox_policy::{Policy, PolicySet};
 use sandbox_sql::checker::PolicyLookup;
-use sandbox_sql::partials::{compute_partials, plan_measures, public_groups};
+use sandbox_sql::guest::RowFunction;
+use sandbox_sql::partials::{collect_rows, compute_partials, plan_measures, public_groups};
 use sandbox_sql::{CheckedQuery, EngineLimits, JobSession, TableBinding};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -29,6 +32,14 @@ pub struct SqlJobOptions {
     pub epsilon: Option<f64>,
     /// Report the cost and interval widths without reading data or budget.
     pub dry_run: bool,
+}
+
+/// The result of an analysis job.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalysisResult {
+    pub job_id: String,
+    pub table: ReleasedTable,
+    pub budget: Vec<BudgetLine>,
 }
 
 /// What a dry run reports.
@@ -215,9 +226,27 @@ impl Sandbox {
 
     /// Runs (or dry-runs) one SQL job under a grant.
     pub async fn run_sql(&self, grant: &str, sql: &str, options: &SqlJobOptions) -> Result<SqlJobResult, RuntimeError> {
+        self.run_sql_with_functions(grant, sql, options, Vec::new()).await
+    }
+
+    /// Runs one SQL job that may call the job's own row functions
+    /// (WebAssembly UDFs), registered for this job only.
+    pub async fn run_sql_with_functions(
+        &self,
+        grant: &str,
+        sql: &str,
+        options: &SqlJobOptions,
+        functions: Vec<Arc<dyn RowFunction>>,
+    ) -> Result<SqlJobResult, RuntimeError> {
         let job_id = self.next_job_id();
-        let submission = digest(sql.as_bytes());
-        let result = self.run_sql_inner(&job_id, grant, sql, &submission, options).await;
+        let mut submitted = sql.to_string();
+        for f in &functions {
+            submitted.push_str(&format!("\n-- function {} {}", f.name(), f.identity()));
+        }
+        let submission = digest(submitted.as_bytes());
+        let result = self
+            .run_sql_inner(&job_id, grant, sql, &submission, options, functions)
+            .await;
         if let Err(e) = &result
             && let Some(rule) = e.rule()
         {
@@ -236,6 +265,7 @@ impl Sandbox {
         sql: &str,
         submission: &str,
         options: &SqlJobOptions,
+        functions: Vec<Arc<dyn RowFunction>>,
     ) -> Result<SqlJobResult, RuntimeError> {
         // Admit.
         let granted: Vec<DatasetId> = self
@@ -244,7 +274,8 @@ impl Sandbox {
             .into_iter()
             .filter_map(|d| d.parse().ok())
             .collect();
-        let session = self.session_for(&granted)?;
+        let mut session = self.session_for(&granted)?;
+        session.register_row_functions(functions)?;
         let lookup = Lookup {
             catalog: &self.catalog,
             policies: &self.policies,
@@ -293,7 +324,10 @@ impl Sandbox {
         // Execute and release; a failure still keeps the charge.
         let released = async {
             let partials = compute_partials(&session, &query, &measures).await?;
-            release(&query, &specs, &partials, &rules, epsilon)
+            let started = std::time::Instant::now();
+            let released = release(&query, &specs, &partials, &rules, epsilon);
+            tracing::debug!(elapsed = ?started.elapsed(), "released");
+            released
         }
         .await;
         match released {
@@ -315,6 +349,167 @@ impl Sandbox {
                 Err(e)
             }
         }
+    }
+
+    /// Runs an analysis job: `input_sql` selects the rows (checked like any
+    /// query, but not aggregated), the program runs on disjoint blocks of
+    /// privacy units, and the noisy average of its clamped outputs is
+    /// released (sample and aggregate).
+    pub async fn run_analysis(
+        &self,
+        grant: &str,
+        program: Arc<dyn AnalysisProgram>,
+        input_sql: &str,
+        options: &AnalysisOptions,
+    ) -> Result<AnalysisResult, RuntimeError> {
+        let job_id = self.next_job_id();
+        let submission = digest(format!("{}\n-- program {}", input_sql, program.digest()).as_bytes());
+        let result = self
+            .run_analysis_inner(&job_id, grant, program, input_sql, options, &submission)
+            .await;
+        if let Err(e) = &result
+            && let Some(rule) = e.rule()
+        {
+            let outcome = JobOutcome::Refused { rule: rule.to_string() };
+            if let Err(err) = self.store.record_refusal(&job_id, grant, "wasm", &submission, &outcome) {
+                tracing::warn!(%err, "could not record a refused job");
+            }
+        }
+        result
+    }
+
+    async fn run_analysis_inner(
+        &self,
+        job_id: &str,
+        grant: &str,
+        program: Arc<dyn AnalysisProgram>,
+        input_sql: &str,
+        options: &AnalysisOptions,
+        submission: &str,
+    ) -> Result<AnalysisResult, RuntimeError> {
+        let granted: Vec<DatasetId> = self
+            .store
+            .grant_datasets(grant)?
+            .into_iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        let session = self.session_for(&granted)?;
+        let lookup = Lookup {
+            catalog: &self.catalog,
+            policies: &self.policies,
+            granted: &granted,
+        };
+        let rows = session.plan_and_check_rows(input_sql, &lookup)?;
+        let rules = combine(rows.protected.iter().filter_map(|d| self.policies.get(d)))?;
+        if !rules.dp {
+            return Err(RuntimeError::refused(
+                "analysis-needs-dp",
+                "analysis jobs are released with differential privacy; a dataset in the input allows threshold release only",
+            ));
+        }
+        if !(2..=MAX_BLOCKS).contains(&options.blocks) {
+            return Err(RuntimeError::refused(
+                "blocks-out-of-range",
+                format!("the number of blocks must be between 2 and {MAX_BLOCKS}"),
+            ));
+        }
+        let epsilon = self.choose_epsilon(&rules, options.epsilon)?;
+        let outputs = program.outputs();
+        let ranges: Vec<(f64, f64)> = outputs.iter().map(|(_, lo, hi)| (*lo, *hi)).collect();
+        let release = SampleAggregate::new(ranges, options.blocks, epsilon)?;
+        let charges = rows.protected.iter().map(|d| (d.clone(), epsilon, 0.0)).collect();
+        self.store
+            .reserve(&JobCharge::new(job_id, grant, "wasm", submission, charges))?;
+        let mut usage = UsageRecord {
+            job_id: job_id.to_string(),
+            grant_id: grant.to_string(),
+            datasets: rows.datasets.iter().cloned().collect(),
+            columns_read: rows.usage.read.iter().cloned().collect(),
+            columns_filtered: rows.usage.filtered.iter().cloned().collect(),
+            functions: vec![format!("wasm:analysis:{}", program.name())],
+            epsilon,
+            submission_digest: submission.to_string(),
+            ..Default::default()
+        };
+        let computed = async {
+            let batches = collect_rows(&session, &rows).await?;
+            let key = random_key()?;
+            let blocks = split_into_blocks(&batches, options.blocks, &key)?;
+            let program = program.clone();
+            let results = tokio::task::spawn_blocking(move || {
+                blocks
+                    .iter()
+                    .map(|b| match program.run_block(b) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an analysis block failed; it contributes the default");
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|_| RuntimeError::Setup("the analysis worker stopped".into()))?;
+            let failed = results.iter().filter(|r| r.is_none()).count();
+            if failed > 0 {
+                tracing::info!(failed, "analysis blocks used the default output");
+            }
+            Ok::<_, RuntimeError>(release.release(&results)?)
+        }
+        .await;
+        let values = match computed {
+            Ok(v) => v,
+            Err(e) => {
+                self.store
+                    .finish(job_id, &JobOutcome::Failed { message: e.to_string() }, &usage)?;
+                return Err(e);
+            }
+        };
+        let table = ReleasedTable {
+            columns: vec![
+                sandbox_model::ReleasedColumn {
+                    name: "output".into(),
+                    kind: "group_key".into(),
+                },
+                sandbox_model::ReleasedColumn {
+                    name: "value".into(),
+                    kind: format!("sample_and_aggregate({})", program.name()),
+                },
+            ],
+            rows: outputs
+                .iter()
+                .zip(&values)
+                .map(|((name, _, _), v)| {
+                    vec![
+                        sandbox_model::ReleasedCell::Key {
+                            value: serde_json::Value::from(name.clone()),
+                        },
+                        sandbox_model::ReleasedCell::Noisy {
+                            value: v.value,
+                            mechanism: "discrete_laplace".into(),
+                            scale: v.scale,
+                            ci95: [v.ci95.0, v.ci95.1],
+                        },
+                    ]
+                })
+                .collect(),
+            epsilon_spent: epsilon,
+            delta_spent: 0.0,
+            suppressed: Vec::new(),
+            notes: vec![format!(
+                "sample and aggregate over {} disjoint blocks of privacy units; outputs clamped to their declared ranges; a failed block contributes the midpoint",
+                options.blocks
+            )],
+        };
+        let bytes = serde_json::to_vec(&table).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        usage.result_digest = Some(digest(&bytes));
+        usage.groups_released = table.rows.len() as u64;
+        self.store.finish(job_id, &JobOutcome::Released, &usage)?;
+        Ok(AnalysisResult {
+            job_id: job_id.to_string(),
+            table,
+            budget: self.store.budget(grant)?,
+        })
     }
 
     fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {

@@ -13,8 +13,8 @@
 //!
 //! Refusals name the rule and the column, never a value.
 
-use crate::lineage::{ColumnFact, SourceColumn};
-use crate::query::{AggregateFn, AggregateRequest, GroupKey, OutputSource, UsageFacts};
+use crate::lineage::{ColumnFact, GuestOutput, SourceColumn};
+use crate::query::{AggregateFn, AggregateRequest, CheckedRows, GroupKey, OutputSource, UsageFacts};
 use crate::rewrite::add_unit_columns;
 use crate::{CheckedQuery, SqlError};
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
@@ -23,7 +23,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
 use sandbox_model::{ColumnRole, DatasetId, OpenClass};
 use sandbox_policy::Policy;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the checker needs to know about datasets.
 pub trait PolicyLookup: Sync {
@@ -94,9 +94,11 @@ enum Place {
 
 pub struct Checker<'a> {
     policies: &'a dyn PolicyLookup,
+    guests: &'a BTreeMap<String, (f64, f64)>,
     usage: UsageFacts,
     datasets: BTreeSet<DatasetId>,
     protected: BTreeSet<DatasetId>,
+    uses_guests: bool,
 }
 
 fn refuse(rule: &'static str, message: impl Into<String>) -> SqlError {
@@ -104,12 +106,15 @@ fn refuse(rule: &'static str, message: impl Into<String>) -> SqlError {
 }
 
 impl<'a> Checker<'a> {
-    pub fn new(policies: &'a dyn PolicyLookup) -> Self {
+    /// `guests` are the job's row functions (name → output bounds).
+    pub fn new(policies: &'a dyn PolicyLookup, guests: &'a BTreeMap<String, (f64, f64)>) -> Self {
         Checker {
             policies,
+            guests,
             usage: UsageFacts::default(),
             datasets: BTreeSet::new(),
             protected: BTreeSet::new(),
+            uses_guests: false,
         }
     }
 
@@ -238,6 +243,17 @@ impl<'a> Checker<'a> {
             }
         }
 
+        if self.uses_guests {
+            for ds in &self.protected {
+                if !self.policy(ds)?.jobs.wasm {
+                    return Err(refuse(
+                        "wasm-not-allowed",
+                        format!("the policy of {ds} does not accept WebAssembly functions"),
+                    ));
+                }
+            }
+        }
+
         // Map outputs through the chain above the aggregation.
         let n_groups = group_keys.len();
         let mut outputs: Vec<(String, OutputSource)> = aggregate
@@ -359,11 +375,61 @@ impl<'a> Checker<'a> {
         })
     }
 
+    /// Checks a row-level query that feeds an analysis job (sample and
+    /// aggregate): no aggregation, only raw-row steps the row source allows,
+    /// and output columns that are measures, dimensions or public columns.
+    /// The rows never leave the sandbox; they go to the job's blocks.
+    pub fn check_rows(mut self, plan: &LogicalPlan) -> Result<CheckedRows, SqlError> {
+        let facts = self.row_source(plan, 0)?;
+        if self.protected.is_empty() {
+            return Err(refuse(
+                "open-data-only",
+                "the input reads only unconditionally open datasets",
+            ));
+        }
+        let mut columns = Vec::new();
+        for (f, field) in facts.iter().zip(plan.schema().fields()) {
+            for s in &f.sources {
+                let cp = self.roles_of(s)?;
+                if cp.roles.is_restricted() {
+                    return Err(refuse(
+                        "identifier-in-output",
+                        format!("{s} is an identifier and cannot be given to an analysis job"),
+                    ));
+                }
+            }
+            columns.push(field.name().clone());
+        }
+        for ds in &self.protected {
+            if !self.policy(ds)?.jobs.wasm {
+                return Err(refuse(
+                    "wasm-not-allowed",
+                    format!("the policy of {ds} does not accept WebAssembly jobs"),
+                ));
+            }
+        }
+        let (unit_columns, row_source) = add_unit_columns(plan, self.policies, &self.protected)?;
+        Ok(CheckedRows {
+            row_source,
+            unit_columns,
+            columns,
+            datasets: self.datasets,
+            protected: self.protected,
+            usage: self.usage,
+        })
+    }
+
     /// A better refusal for a query without aggregation.
     fn no_aggregation(&mut self, plan: &LogicalPlan) -> SqlError {
         match self.row_source(plan, 0) {
             Err(e) => e,
             Ok(facts) => {
+                if facts.iter().any(|f| f.guest.is_some()) {
+                    return refuse(
+                        "measure-in-output",
+                        "the output of a WebAssembly function is a measure and may only appear inside an aggregate",
+                    );
+                }
                 for f in &facts {
                     for s in &f.sources {
                         if let Ok(cp) = self.roles_of(s) {
@@ -706,6 +772,16 @@ impl<'a> Checker<'a> {
                         format!("{} takes one argument", fname.to_uppercase()),
                     ));
                 };
+                if let Some(g) = self.guest_output(arg, schema, facts) {
+                    self.expr_fact(arg, schema, facts, Place::Projection, 0)?;
+                    return Ok(AggregateRequest {
+                        function,
+                        name,
+                        display: format!("{fname}(wasm:{})", g.function),
+                        argument: Some(arg.clone()),
+                        bounds: Some(g.bounds),
+                    });
+                }
                 let measure = measure_source(arg, schema, facts);
                 if let Some(src) = &measure
                     && self.roles_of(src)?.roles.is_restricted()
@@ -779,6 +855,13 @@ impl<'a> Checker<'a> {
                 .and_then(|f| f.direct.clone()),
             _ => None,
         };
+        let guest = self.guest_output(e, schema, facts);
+        if guest.is_some() && place == Place::GroupBy {
+            return Err(refuse(
+                "measure-in-group-by",
+                "the output of a WebAssembly function is a measure and may only appear inside an aggregate",
+            ));
+        }
         for s in &sources {
             self.usage.read.insert(s.to_string());
             let cp = self.roles_of(s)?;
@@ -824,10 +907,37 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        Ok(match direct {
+        let mut fact = match direct {
             Some(d) => ColumnFact::direct(d),
             None => ColumnFact::derived(sources),
-        })
+        };
+        fact.guest = guest;
+        Ok(fact)
+    }
+
+    /// The row-function output an expression *is* (a call, possibly cast
+    /// or aliased, or a column carrying one), if any.
+    fn guest_output(&self, e: &Expr, schema: &DFSchema, facts: &[ColumnFact]) -> Option<GuestOutput> {
+        let mut e = strip_alias(e);
+        loop {
+            match e {
+                Expr::Cast(c) => e = strip_alias(&c.expr),
+                Expr::TryCast(c) => e = strip_alias(&c.expr),
+                Expr::Column(c) => {
+                    return schema
+                        .maybe_index_of_column(c)
+                        .and_then(|i| facts.get(i))
+                        .and_then(|f| f.guest.clone());
+                }
+                Expr::ScalarFunction(f) => {
+                    return self.guests.get(f.func.name()).map(|b| GuestOutput {
+                        function: f.func.name().to_string(),
+                        bounds: *b,
+                    });
+                }
+                _ => return None,
+            }
+        }
     }
 
     fn walk(
@@ -893,6 +1003,14 @@ impl<'a> Checker<'a> {
             Expr::TryCast(c) => self.walk(&c.expr, schema, facts, acc, d)?,
             Expr::ScalarFunction(f) => {
                 let name = f.func.name().to_ascii_lowercase();
+                if self.guests.contains_key(f.func.name()) {
+                    self.usage.functions.insert(format!("wasm:{}", f.func.name()));
+                    self.uses_guests = true;
+                    for a in &f.args {
+                        self.walk(a, schema, facts, acc, d)?;
+                    }
+                    return Ok(());
+                }
                 if !ALLOWED_SCALAR_FUNCTIONS.contains(&name.as_str()) {
                     return Err(refuse(
                         "function-not-allowed",

@@ -21,6 +21,7 @@
 
 pub mod checker;
 pub mod guard;
+pub mod guest;
 pub mod limits;
 pub mod lineage;
 pub mod partials;

@@ -26,17 +26,34 @@ pub struct ColumnFact {
     pub sources: BTreeSet<SourceColumn>,
     /// Set when the value *is* a source column, unchanged.
     pub direct: Option<SourceColumn>,
+    /// Set when the value is the output of a job-supplied row function
+    /// (a WebAssembly UDF): a measure with the function's declared bounds.
+    pub guest: Option<GuestOutput>,
 }
+
+/// The output of a job-supplied row function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestOutput {
+    pub function: String,
+    pub bounds: (f64, f64),
+}
+
+impl Eq for GuestOutput {}
 
 impl ColumnFact {
     pub fn direct(source: SourceColumn) -> Self {
         ColumnFact {
             sources: BTreeSet::from([source.clone()]),
             direct: Some(source),
+            guest: None,
         }
     }
 
     pub fn derived(sources: BTreeSet<SourceColumn>) -> Self {
-        ColumnFact { sources, direct: None }
+        ColumnFact {
+            sources,
+            direct: None,
+            guest: None,
+        }
     }
 }

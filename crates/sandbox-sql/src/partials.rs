@@ -20,6 +20,7 @@ use crate::{JobSession, SqlError};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::functions::expr_fn::{coalesce, greatest, least, round};
@@ -242,17 +243,157 @@ pub async fn compute_partials(
         let physical = state.create_physical_plan(&plan).await?;
         collect(physical, state.task_ctx()).await
     };
+    let started = std::time::Instant::now();
     let batches = match tokio::time::timeout(limits.deadline, run).await {
         Err(_) => return Err(SqlError::Deadline(limits.deadline)),
         Ok(Err(e)) => return Err(execution_error(&e, memory)),
         Ok(Ok(b)) => b,
     };
-    assemble(q, measures, &batches, limits.max_groups)
+    let executed = started.elapsed();
+    let result = assemble(q, measures, &batches, limits.max_groups);
+    tracing::debug!(?executed, assembled = ?(started.elapsed() - executed), "partials computed");
+    result
 }
 
 fn int_column(batch: &RecordBatch, i: usize) -> Result<ArrayRef, SqlError> {
     let a = batch.column(i);
     cast(a, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))
+}
+
+/// Maps a batch's group-key columns to dense group ids.
+enum GroupIndex {
+    /// Public key sets: one lookup per key column, combined in mixed radix.
+    Public {
+        strings: Vec<HashMap<String, usize>>,
+        ints: Vec<HashMap<i64, usize>>,
+        strides: Vec<usize>,
+    },
+    /// Observed keys, hashed in Arrow's row format.
+    Observed {
+        converter: RowConverter,
+        ids: HashMap<Box<[u8]>, u32>,
+        keys: Vec<Vec<ScalarValue>>,
+    },
+}
+
+impl GroupIndex {
+    fn new(q: &CheckedQuery, public: Option<&Vec<Vec<PublicKey>>>, batches: &[RecordBatch]) -> Result<Self, SqlError> {
+        let k = q.group_keys.len();
+        if public.is_some() {
+            let mut strings = Vec::with_capacity(k);
+            let mut ints = Vec::with_capacity(k);
+            let mut strides = vec![1usize; k];
+            for g in &q.group_keys {
+                let keys = g.public_keys.as_deref().unwrap_or_default();
+                let mut sm = HashMap::new();
+                let mut im = HashMap::new();
+                for (j, key) in keys.iter().enumerate() {
+                    match key {
+                        PublicKey::Str(s) => sm.insert(s.clone(), j),
+                        PublicKey::Int(v) => im.insert(*v, j),
+                    };
+                }
+                strings.push(sm);
+                ints.push(im);
+            }
+            // Row-major order of the cross product: the last key varies fastest.
+            for i in (0..k.saturating_sub(1)).rev() {
+                let next = q.group_keys[i + 1].public_keys.as_ref().map_or(1, |v| v.len());
+                strides[i] = strides[i + 1] * next;
+            }
+            return Ok(GroupIndex::Public { strings, ints, strides });
+        }
+        let fields: Vec<SortField> = match batches.first() {
+            Some(b) => (0..k)
+                .map(|i| SortField::new(b.schema().field(1 + i).data_type().clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let converter = RowConverter::new(fields).map_err(|e| SqlError::Internal(e.to_string()))?;
+        Ok(GroupIndex::Observed {
+            converter,
+            ids: HashMap::new(),
+            keys: Vec::new(),
+        })
+    }
+
+    /// Group ids for every row of a batch (`None`: not a released group).
+    fn ids(&mut self, batch: &RecordBatch, k: usize, max_groups: usize) -> Result<Vec<Option<u32>>, SqlError> {
+        let n = batch.num_rows();
+        match self {
+            GroupIndex::Public { strings, ints, strides } => {
+                let mut out: Vec<Option<usize>> = vec![Some(0); n];
+                for i in 0..k {
+                    let col = batch.column(1 + i);
+                    let idx: Vec<Option<usize>> = match col.data_type() {
+                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                            let a = cast(col, &DataType::Utf8).map_err(|e| SqlError::Internal(e.to_string()))?;
+                            let a = a.as_string::<i32>();
+                            (0..n)
+                                .map(|r| {
+                                    if a.is_null(r) {
+                                        None
+                                    } else {
+                                        strings[i].get(a.value(r)).copied()
+                                    }
+                                })
+                                .collect()
+                        }
+                        t if t.is_integer() => {
+                            let a = cast(col, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))?;
+                            let a = a.as_primitive::<Int64Type>();
+                            (0..n)
+                                .map(|r| {
+                                    if a.is_null(r) {
+                                        None
+                                    } else {
+                                        ints[i].get(&a.value(r)).copied()
+                                    }
+                                })
+                                .collect()
+                        }
+                        _ => vec![None; n],
+                    };
+                    for (o, x) in out.iter_mut().zip(idx) {
+                        *o = match (*o, x) {
+                            (Some(acc), Some(x)) => Some(acc + x * strides[i]),
+                            _ => None,
+                        };
+                    }
+                }
+                Ok(out.into_iter().map(|o| o.map(|g| g as u32)).collect())
+            }
+            GroupIndex::Observed { converter, ids, keys } => {
+                let columns: Vec<ArrayRef> = (0..k).map(|i| batch.column(1 + i).clone()).collect();
+                let rows = converter
+                    .convert_columns(&columns)
+                    .map_err(|e| SqlError::Internal(e.to_string()))?;
+                let mut out = Vec::with_capacity(n);
+                for r in 0..n {
+                    let row = rows.row(r);
+                    let id = match ids.get(row.as_ref()) {
+                        Some(id) => *id,
+                        None => {
+                            if keys.len() >= max_groups {
+                                tracing::warn!(max_groups, "query exceeded the group limit");
+                                return Err(SqlError::Execution);
+                            }
+                            let key: Vec<ScalarValue> = (0..k)
+                                .map(|i| ScalarValue::try_from_array(batch.column(1 + i), r))
+                                .collect::<Result<_, _>>()
+                                .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
+                            let id = keys.len() as u32;
+                            ids.insert(row.as_ref().into(), id);
+                            keys.push(key);
+                            id
+                        }
+                    };
+                    out.push(Some(id));
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 fn assemble(
@@ -263,11 +404,7 @@ fn assemble(
 ) -> Result<PartialsResult, SqlError> {
     let k = q.group_keys.len();
     let public = public_groups(q, max_groups);
-    let public_index: Option<HashMap<Vec<PublicKey>, u32>> = public
-        .as_ref()
-        .map(|combos| combos.iter().enumerate().map(|(i, c)| (c.clone(), i as u32)).collect());
-    let mut observed: HashMap<Vec<ScalarValue>, u32> = HashMap::new();
-    let mut observed_keys: Vec<Vec<ScalarValue>> = Vec::new();
+    let mut index = GroupIndex::new(q, public.as_ref(), batches)?;
     let mut units: HashMap<String, u32> = HashMap::new();
     let mut p = Partials {
         measures: measures
@@ -283,8 +420,10 @@ fn assemble(
     for batch in batches {
         let u = cast(batch.column(0), &DataType::Utf8).map_err(|e| SqlError::Internal(e.to_string()))?;
         let u = u.as_string::<i32>();
+        let groups = index.ids(batch, k, max_groups)?;
         let mut col_i = 1 + k;
         let rows = int_column(batch, col_i)?;
+        let rows = rows.as_primitive::<Int64Type>();
         col_i += 1;
         let mut mcols = Vec::new();
         for m in measures {
@@ -298,43 +437,23 @@ fn assemble(
             col_i += if m.squares { 3 } else { 2 };
             mcols.push((c, s, sq));
         }
-        for r in 0..batch.num_rows() {
+        for (r, group) in groups.into_iter().enumerate() {
+            let Some(group) = group else { continue };
             if u.is_null(r) {
                 continue;
             }
-            let key: Vec<ScalarValue> = (0..k)
-                .map(|i| ScalarValue::try_from_array(batch.column(1 + i), r))
-                .collect::<Result<_, _>>()
-                .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
-            let group = match &public_index {
-                Some(index) => {
-                    let Some(pk) = key.iter().map(scalar_key).collect::<Option<Vec<_>>>() else {
-                        continue;
-                    };
-                    match index.get(&pk) {
-                        Some(g) => *g,
-                        None => continue,
-                    }
+            let name = u.value(r);
+            let unit = match units.get(name) {
+                Some(id) => *id,
+                None => {
+                    let id = units.len() as u32;
+                    units.insert(name.to_string(), id);
+                    id
                 }
-                None => match observed.get(&key) {
-                    Some(g) => *g,
-                    None => {
-                        if observed_keys.len() >= max_groups {
-                            tracing::warn!(max_groups, "query exceeded the group limit");
-                            return Err(SqlError::Execution);
-                        }
-                        let g = observed_keys.len() as u32;
-                        observed.insert(key.clone(), g);
-                        observed_keys.push(key);
-                        g
-                    }
-                },
             };
-            let next = units.len() as u32;
-            let unit = *units.entry(u.value(r).to_string()).or_insert(next);
             p.unit.push(unit);
             p.group.push(group);
-            p.rows.push(rows.as_primitive::<Int64Type>().value(r));
+            p.rows.push(rows.value(r));
             for (mp, (c, s, sq)) in p.measures.iter_mut().zip(&mcols) {
                 let get = |a: &ArrayRef| {
                     let a = a.as_primitive::<Int64Type>();
@@ -348,18 +467,57 @@ fn assemble(
             }
         }
     }
-    let groups = match public {
-        Some(combos) => GroupSet {
+    let groups = match (public, index) {
+        (Some(combos), _) => GroupSet {
             public: true,
             keys: combos.iter().map(|c| c.iter().map(key_json).collect()).collect(),
         },
-        None => GroupSet {
+        (None, GroupIndex::Observed { keys, .. }) => GroupSet {
             public: false,
-            keys: observed_keys
-                .iter()
-                .map(|c| c.iter().map(scalar_json).collect())
-                .collect(),
+            keys: keys.iter().map(|c| c.iter().map(scalar_json).collect()).collect(),
         },
+        (None, GroupIndex::Public { .. }) => return Err(SqlError::Internal("group index mismatch".into())),
     };
     Ok(PartialsResult { partials: p, groups })
+}
+
+/// Rows of an analysis job's input, each with its privacy unit (`__u`,
+/// first column), for assignment to blocks. They never leave the process.
+pub async fn collect_rows(
+    session: &JobSession,
+    rows: &crate::query::CheckedRows,
+) -> Result<Vec<RecordBatch>, SqlError> {
+    let limits = session.limits();
+    let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
+    let unit_exprs: Vec<Expr> = rows.unit_columns.iter().cloned().map(Expr::Column).collect();
+    let unit = if unit_exprs.len() == 1 {
+        unit_exprs
+            .into_iter()
+            .next()
+            .ok_or_else(|| SqlError::Internal("no unit".into()))?
+    } else {
+        coalesce(unit_exprs)
+    };
+    let schema = rows.row_source.schema().clone();
+    let mut projection = vec![cast_expr(unit, DataType::Utf8).alias("__u")];
+    for (i, name) in rows.columns.iter().enumerate() {
+        let (qualifier, field) = schema.qualified_field(i);
+        projection.push(Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name())).alias(name));
+    }
+    let plan = LogicalPlanBuilder::from(rows.row_source.clone())
+        .project(projection)
+        .and_then(|b| b.filter(col("__u").is_not_null()))
+        .and_then(|b| b.build())
+        .map_err(internal)?;
+    let state = session.state().clone();
+    let memory = limits.memory_bytes;
+    let run = async move {
+        let physical = state.create_physical_plan(&plan).await?;
+        collect(physical, state.task_ctx()).await
+    };
+    match tokio::time::timeout(limits.deadline, run).await {
+        Err(_) => Err(SqlError::Deadline(limits.deadline)),
+        Ok(Err(e)) => Err(execution_error(&e, memory)),
+        Ok(Ok(b)) => Ok(b),
+    }
 }

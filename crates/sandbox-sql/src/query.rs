@@ -105,3 +105,16 @@ pub struct CheckedQuery {
     pub protected: BTreeSet<DatasetId>,
     pub usage: UsageFacts,
 }
+
+/// A checked row-level query (the input of an analysis job).
+#[derive(Debug, Clone)]
+pub struct CheckedRows {
+    /// The query's plan, rewritten to carry privacy-unit columns.
+    pub row_source: LogicalPlan,
+    pub unit_columns: Vec<datafusion::common::Column>,
+    /// The columns the job sees, in order.
+    pub columns: Vec<String>,
+    pub datasets: BTreeSet<DatasetId>,
+    pub protected: BTreeSet<DatasetId>,
+    pub usage: UsageFacts,
+}

@@ -9,11 +9,14 @@
 //! object-store paths, and only those the job's grant covers.
 
 use crate::checker::{Checker, PolicyLookup};
+use crate::guest::{GuestUdf, RowFunction};
+use crate::query::CheckedRows;
 use crate::{CheckedQuery, EngineLimits, SqlError, guard};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -42,6 +45,8 @@ pub struct JobSession {
     state: SessionState,
     limits: EngineLimits,
     datasets: BTreeMap<DatasetId, TableBinding>,
+    /// The job's row functions: name → output bounds.
+    guests: BTreeMap<String, (f64, f64)>,
 }
 
 impl std::fmt::Debug for JobSession {
@@ -105,7 +110,46 @@ impl JobSession {
             state,
             limits,
             datasets,
+            guests: BTreeMap::new(),
         })
+    }
+
+    /// Registers a job's row functions (WebAssembly UDFs) for this job only.
+    /// A name that collides with a built-in or another function is refused.
+    pub fn register_row_functions(&mut self, functions: Vec<Arc<dyn RowFunction>>) -> Result<(), SqlError> {
+        for f in functions {
+            let name = f.name().to_string();
+            let valid = !name.is_empty()
+                && name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(SqlError::refused(
+                    "udf-name",
+                    format!("function name `{name}` must be lower-case letters, digits and `_`"),
+                ));
+            }
+            if self.guests.contains_key(&name) || self.state.scalar_functions().contains_key(&name) {
+                return Err(SqlError::refused(
+                    "udf-name",
+                    format!("function name `{name}` is already taken by a built-in or another function of the job"),
+                ));
+            }
+            let (lo, hi) = f.bounds();
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                return Err(SqlError::refused(
+                    "udf-bounds",
+                    format!("function `{name}` must declare finite bounds with lower < upper"),
+                ));
+            }
+            self.guests.insert(name, (lo, hi));
+            self.state
+                .register_udf(Arc::new(GuestUdf::new(f).into_udf()))
+                .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
+        }
+        Ok(())
     }
 
     pub fn state(&self) -> &SessionState {
@@ -142,7 +186,15 @@ impl JobSession {
     pub fn plan_and_check(&self, sql: &str, policies: &dyn PolicyLookup) -> Result<CheckedQuery, SqlError> {
         self.on_planner_thread(|| {
             let plan = self.plan_here(sql)?;
-            Checker::new(policies).check(&plan)
+            Checker::new(policies, &self.guests).check(&plan)
+        })
+    }
+
+    /// Plans and checks a row-level input query of an analysis job.
+    pub fn plan_and_check_rows(&self, sql: &str, policies: &dyn PolicyLookup) -> Result<CheckedRows, SqlError> {
+        self.on_planner_thread(|| {
+            let plan = self.plan_here(sql)?;
+            Checker::new(policies, &self.guests).check_rows(&plan)
         })
     }
 

@@ -1,0 +1,169 @@
+//! Job-supplied code through the pipeline, with native stand-ins for
+//! WebAssembly modules: row functions inside SQL and analysis programs
+//! released by sample and aggregate. (The WebAssembly host has its own
+//! hostile-guest tests; these check what the sandbox does with outputs.)
+
+use crate::fixture::{TEST_GRANT, sandbox};
+use sandbox_model::ReleasedCell;
+use sandbox_runtime::{AnalysisOptions, AnalysisProgram, SqlJobOptions, SqlJobResult};
+use sandbox_sql::datafusion::arrow::array::{Array, Float64Array, RecordBatch};
+use sandbox_sql::guest::RowFunction;
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct Scaled;
+
+impl RowFunction for Scaled {
+    fn name(&self) -> &str {
+        "kwh_score"
+    }
+    fn arity(&self) -> usize {
+        2
+    }
+    fn bounds(&self) -> (f64, f64) {
+        (0.0, 1.0)
+    }
+    fn identity(&self) -> &str {
+        "native-test"
+    }
+    fn evaluate(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+        let a = args.column(0).as_any().downcast_ref::<Float64Array>().ok_or("type")?;
+        Ok((0..a.len())
+            .map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) / 100_000.0 })
+            .collect())
+    }
+}
+
+async fn run(sql: &str) -> Result<SqlJobResult, sandbox_runtime::RuntimeError> {
+    sandbox()
+        .run_sql_with_functions(TEST_GRANT, sql, &SqlJobOptions::default(), vec![Arc::new(Scaled)])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_functions_are_measures_with_declared_bounds() {
+    let ok = run(
+        "SELECT l.district, AVG(kwh_score(u.electricity_kwh, u.water_m3)) AS score
+         FROM gov.utility_usage u JOIN gov.legal_entities l ON u.credit_code = l.credit_code GROUP BY l.district",
+    )
+    .await
+    .expect("accepted");
+    let SqlJobResult::Released { table, .. } = ok else {
+        panic!("release")
+    };
+    assert_eq!(table.rows.len(), 16);
+    for row in &table.rows {
+        let ReleasedCell::Noisy { value, .. } = row[1] else {
+            panic!("noisy")
+        };
+        assert!((0.0..=1.0).contains(&value), "clamped to the declared bounds");
+    }
+    assert_eq!(table.columns[1].kind, "avg(wasm:kwh_score)");
+    for (sql, rule) in [
+        (
+            "SELECT kwh_score(electricity_kwh, water_m3) FROM gov.utility_usage",
+            "measure-in-output",
+        ),
+        (
+            "SELECT kwh_score(electricity_kwh, water_m3), COUNT(*) FROM gov.utility_usage GROUP BY 1",
+            "measure-in-group-by",
+        ),
+        (
+            "SELECT month, SUM(kwh_score(electricity_kwh, water_m3) * 2) FROM gov.utility_usage GROUP BY month",
+            "derived-measure",
+        ),
+        (
+            "SELECT sex, AVG(kwh_score(cost, age)) FROM health.clinic_visits GROUP BY sex",
+            "wasm-not-allowed",
+        ),
+    ] {
+        let e = run(sql).await.expect_err(sql);
+        assert_eq!(e.rule(), Some(rule), "{sql}: {e}");
+    }
+}
+
+/// Mean of the first column, or a failure when `fail` is set.
+struct MeanProgram {
+    fail: bool,
+}
+
+impl AnalysisProgram for MeanProgram {
+    fn name(&self) -> &str {
+        "mean_defaulted"
+    }
+    fn outputs(&self) -> Vec<(String, f64, f64)> {
+        vec![("default_rate".into(), 0.0, 1.0), ("mean_amount".into(), 0.0, 5000.0)]
+    }
+    fn digest(&self) -> String {
+        "native-test".into()
+    }
+    fn run_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String> {
+        if self.fail {
+            return Err("trap: unreachable".into());
+        }
+        let mean = |i: usize| {
+            let c = block
+                .column(i)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("float64");
+            c.values().iter().sum::<f64>() / c.len().max(1) as f64
+        };
+        Ok(vec![mean(0), mean(1)])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysis_jobs_release_a_noisy_block_average() {
+    let s = sandbox();
+    let sql = "SELECT defaulted, amount FROM bank.loans";
+    let options = AnalysisOptions {
+        blocks: 16,
+        epsilon: Some(1.0),
+    };
+    let r = s
+        .run_analysis(TEST_GRANT, Arc::new(MeanProgram { fail: false }), sql, &options)
+        .await
+        .expect("run");
+    assert_eq!(r.table.rows.len(), 2);
+    let ReleasedCell::Noisy { value, scale, .. } = r.table.rows[0][1] else {
+        panic!("noisy")
+    };
+    assert!((0.0..=1.0).contains(&value));
+    // scale = range · d / (k · ε) = 1 · 2 / 16
+    assert!((scale - 2.0 / 16.0).abs() < 1e-9, "{scale}");
+    // A program that always fails releases noise around the midpoints: the
+    // failure is not a signal about the data.
+    let r = s
+        .run_analysis(TEST_GRANT, Arc::new(MeanProgram { fail: true }), sql, &options)
+        .await
+        .expect("run");
+    let ReleasedCell::Noisy { value, .. } = r.table.rows[1][1] else {
+        panic!("noisy")
+    };
+    assert!((0.0..=5000.0).contains(&value));
+    // Identifiers never reach a program.
+    let e = s
+        .run_analysis(
+            TEST_GRANT,
+            Arc::new(MeanProgram { fail: false }),
+            "SELECT credit_code, amount FROM bank.loans",
+            &options,
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(e.rule(), Some("identifier-in-output"));
+    let e = s
+        .run_analysis(
+            TEST_GRANT,
+            Arc::new(MeanProgram { fail: false }),
+            sql,
+            &AnalysisOptions {
+                blocks: 1,
+                epsilon: None,
+            },
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(e.rule(), Some("blocks-out-of-range"));
+}
