@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. The README's test command; .ci/run calls it.
+# Runs every test: the host workspace, the guest SDK and example guests (their
+# own workspaces, built for wasm32 from source), and the integration tests that
+# run those guests. The README's test command; .ci/run calls it.
 #
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs on
 # one machine are incremental; a new machine builds from nothing.
@@ -7,9 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sandbox-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export SANDBOX_WASM_GUESTS="$CARGO_TARGET_DIR/wasm-guests"
 
 echo "== formatting"
 cargo fmt --all -- --check
 
-echo "== tests (target dir $CARGO_TARGET_DIR)"
+echo "== WebAssembly guests (examples/wasm, built from source)"
+bash scripts/build-guests.sh "$SANDBOX_WASM_GUESTS"
+
+echo "== guest SDK and example guests (host-target unit tests)"
+(cd sandbox-sdk && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/sdk-host" cargo test --quiet 2>&1)
+(cd examples/wasm && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests-host" cargo test --quiet 2>&1)
+
+echo "== host workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --no-fail-fast 2>&1

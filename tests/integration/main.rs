@@ -6,3 +6,4 @@ mod hostile_sql;
 mod jobs_with_code;
 mod sql_jobs;
 mod sql_queries;
+mod wasm_jobs;

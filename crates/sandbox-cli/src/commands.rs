@@ -1,6 +1,6 @@
 //! The verbs. Each returns a [`CliError`] carrying its exit code.
 
-use crate::{Cli, Command, DataCommand, PolicyCommand, SqlArgs, render};
+use crate::{Cli, Command, DataCommand, PolicyCommand, SqlArgs, WasmCommand, WasmRunArgs, render};
 use sandbox_datagen::{GenerateOptions, Scale};
 use sandbox_model::OpenClass;
 use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
@@ -67,7 +67,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Demo => demo(&root).await,
+        Command::Demo { wasm_dir } => demo(&root, wasm_dir).await,
+        Command::Wasm {
+            command: WasmCommand::Run(args),
+        } => wasm_run(&root, args).await,
     }
 }
 
@@ -203,7 +206,14 @@ async fn sql(root: &Path, args: SqlArgs) -> Result<(), CliError> {
         epsilon: args.epsilon,
         dry_run: args.dry_run,
     };
-    let result = match sandbox.run_sql(&args.grant, &query, &options).await {
+    let functions = match &args.wasm {
+        Some(path) => sandbox.load_wasm(&read_module(path)?)?.row_functions(),
+        None => Vec::new(),
+    };
+    let result = match sandbox
+        .run_sql_with_functions(&args.grant, &query, &options, functions)
+        .await
+    {
         Ok(r) => r,
         Err(e) if args.json => {
             let code = if e.is_refusal() { 2 } else { 1 };
@@ -229,6 +239,113 @@ async fn sql(root: &Path, args: SqlArgs) -> Result<(), CliError> {
             print!("{}", budget_text(&args.grant, budget));
         }
         SqlJobResult::DryRun(r) => print!("{}", render::dry_run(r)),
+    }
+    Ok(())
+}
+
+fn read_module(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+}
+
+async fn wasm_run(root: &Path, args: WasmRunArgs) -> Result<(), CliError> {
+    let sandbox = open(root, false)?;
+    let job = sandbox.load_wasm(&read_module(&args.module)?)?;
+    let program = job.analysis().ok_or_else(|| CliError {
+        code: 2,
+        message: format!(
+            "{} declares no analysis (export! {{ analysis … }})",
+            args.module.display()
+        ),
+    })?;
+    let options = sandbox_runtime::AnalysisOptions {
+        blocks: args.blocks,
+        epsilon: args.epsilon,
+    };
+    match sandbox.run_analysis(&args.grant, program, &args.input, &options).await {
+        Ok(r) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&r).map_err(|e| fail(e.to_string()))?);
+            Ok(())
+        }
+        Ok(r) => {
+            print!("{}", render::table(&r.table));
+            print!("{}", budget_text(&args.grant, &r.budget));
+            Ok(())
+        }
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
+                );
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Where the demo looks for the example guests by default.
+fn default_guest_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/sandbox-target")))
+        .unwrap_or_else(|| std::path::PathBuf::from("target"));
+    target.join("wasm-guests")
+}
+
+/// The demo's WebAssembly jobs: a UDF inside SQL and an analysis.
+async fn demo_wasm(sandbox: &Sandbox, dir: &Path) -> Result<(), CliError> {
+    let (udf, analysis) = (dir.join("risk_score.wasm"), dir.join("default_model.wasm"));
+    if !udf.exists() || !analysis.exists() {
+        println!(
+            "\n(WebAssembly examples not found in {}: build them with scripts/build-guests.sh, or run scripts/demo.sh)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    println!("\n═══ WebAssembly jobs ═══");
+    let job = sandbox.load_wasm(&read_module(&udf)?)?;
+    println!(
+        "\n▶ bank: its own credit-risk score (risk_score.wasm, sha256 {}…) inside SQL",
+        &job.digest()[..16]
+    );
+    let sql = "SELECT l.district, AVG(risk_score(u.electricity_kwh, t.tax_paid)) AS mean_risk
+         FROM gov.utility_usage u
+         JOIN gov.legal_entities l ON u.credit_code = l.credit_code
+         JOIN gov.tax_payments t ON u.credit_code = t.credit_code
+         WHERE u.month = '2024-12' AND t.year = 2024
+         GROUP BY l.district";
+    println!("  {}", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+    match sandbox
+        .run_sql_with_functions(DEMO_GRANT, sql, &SqlJobOptions::default(), job.row_functions())
+        .await
+    {
+        Ok(SqlJobResult::Released { table, .. }) => print!("{}", render::table(&table)),
+        Ok(SqlJobResult::DryRun(r)) => print!("{}", render::dry_run(&r)),
+        Err(e) if e.rule() == Some("budget-exhausted") => println!("  (the demo grant's budget is spent: {e})"),
+        Err(e) => return Err(e.into()),
+    }
+    let job = sandbox.load_wasm(&read_module(&analysis)?)?;
+    let Some(program) = job.analysis() else {
+        return Err(fail("default_model.wasm declares no analysis"));
+    };
+    let input = "SELECT u.electricity_kwh, t.tax_paid, CAST(b.defaulted AS DOUBLE) AS defaulted
+         FROM bank.loans b
+         JOIN gov.utility_usage u ON b.credit_code = u.credit_code
+         JOIN gov.tax_payments t ON b.credit_code = t.credit_code
+         WHERE u.month = '2024-12' AND t.year = 2024";
+    println!(
+        "\n▶ bank: a logistic default model (default_model.wasm, sha256 {}…) by sample and aggregate over 64 blocks\n  input: {}",
+        &job.digest()[..16],
+        input.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    let options = sandbox_runtime::AnalysisOptions {
+        blocks: 64,
+        epsilon: None,
+    };
+    match sandbox.run_analysis(DEMO_GRANT, program, input, &options).await {
+        Ok(r) => print!("{}", render::table(&r.table)),
+        Err(e) if e.rule() == Some("budget-exhausted") => println!("  (the demo grant's budget is spent: {e})"),
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
@@ -263,7 +380,7 @@ pub const DEMO_JOBS: &[(&str, &str, &str)] = &[
 pub const DEMO_REFUSED: &str =
     "SELECT credit_code, tax_paid FROM gov.tax_payments WHERE credit_code = '91310115MA1H7GQX3X'";
 
-async fn demo(root: &Path) -> Result<(), CliError> {
+async fn demo(root: &Path, wasm_dir: Option<std::path::PathBuf>) -> Result<(), CliError> {
     let sandbox = open(root, true)?;
     println!(
         "Data sandbox demo — data directory {}",
@@ -295,6 +412,7 @@ async fn demo(root: &Path) -> Result<(), CliError> {
         Err(e) => return Err(e.into()),
         Ok(_) => return Err(fail("the demo's refused query was not refused")),
     }
+    demo_wasm(&sandbox, &wasm_dir.unwrap_or_else(default_guest_dir)).await?;
     println!();
     print!("{}", budget_text(DEMO_GRANT, &sandbox.budget(DEMO_GRANT)?));
     println!(

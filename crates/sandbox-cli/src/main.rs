@@ -30,7 +30,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate demo data if needed, show the catalog and policies, and run example jobs.
-    Demo,
+    Demo {
+        /// Directory with the example guests (risk_score.wasm, default_model.wasm),
+        /// as built by scripts/build-guests.sh.
+        #[arg(long, env = "SANDBOX_WASM_GUESTS")]
+        wasm_dir: Option<PathBuf>,
+    },
+    /// WebAssembly analysis jobs.
+    Wasm {
+        #[command(subcommand)]
+        command: WasmCommand,
+    },
     /// Synthetic data.
     Data {
         #[command(subcommand)]
@@ -70,6 +80,33 @@ enum DataCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum WasmCommand {
+    /// Run a module's analysis on blocks of rows and release the noisy average
+    /// of its outputs (sample and aggregate).
+    Run(WasmRunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WasmRunArgs {
+    /// The module (.wasm).
+    module: PathBuf,
+    /// The row-level query whose rows the analysis sees (no aggregation).
+    #[arg(long)]
+    input: String,
+    /// Disjoint blocks of privacy units (k).
+    #[arg(long, default_value_t = 32)]
+    blocks: usize,
+    /// ε to spend (default: the per-query cap of the policies).
+    #[arg(long)]
+    epsilon: Option<f64>,
+    #[arg(long, default_value = "demo")]
+    grant: String,
+    /// Print JSON for machines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
 enum PolicyCommand {
     /// Validate every policy in a directory against the catalog.
     Check {
@@ -100,6 +137,9 @@ pub struct SqlArgs {
     /// The grant to run under.
     #[arg(long, default_value = "demo")]
     grant: String,
+    /// A WebAssembly module whose functions the query may call.
+    #[arg(long)]
+    wasm: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {

@@ -63,6 +63,23 @@ impl BudgetLine {
     }
 }
 
+/// Retries an operation that SQLite may refuse with SQLITE_BUSY without
+/// calling the busy handler (lock upgrades it resolves by failing fast).
+fn retry_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 200 =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Tolerance for comparing sums of ε shares.
 const EPS_SLACK: f64 = 1e-9;
 
@@ -117,7 +134,7 @@ impl Store {
         // Wait for other processes before the first statement: switching
         // to WAL needs a lock too.
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         Self::init(conn)
     }
@@ -129,7 +146,9 @@ impl Store {
     fn init(conn: Connection) -> Result<Self, GovernanceError> {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
+        // Schema creation in an IMMEDIATE transaction: a deferred one can fail
+        // at once with SQLITE_BUSY when another process creates it first.
+        retry_busy(|| conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")))?;
         Ok(Store { conn: Mutex::new(conn) })
     }
 

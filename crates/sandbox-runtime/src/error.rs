@@ -12,6 +12,9 @@ pub enum RuntimeError {
     Refused { rule: &'static str, message: String },
     #[error("the release step failed: {0}")]
     Release(#[from] sandbox_dp::DpError),
+    /// A WebAssembly module was refused at admission, or the engine failed.
+    #[error("WebAssembly: {}", .0.public_message())]
+    Wasm(sandbox_wasm::WasmError),
     #[error("{0}")]
     Setup(String),
     #[error("cannot access {path}: {source}")]
@@ -31,6 +34,15 @@ impl RuntimeError {
         matches!(
             self,
             RuntimeError::Refused { .. }
+                | RuntimeError::Wasm(
+                    sandbox_wasm::WasmError::ModuleTooLarge { .. }
+                        | sandbox_wasm::WasmError::InvalidModule(_)
+                        | sandbox_wasm::WasmError::ImportRefused { .. }
+                        | sandbox_wasm::WasmError::MissingExport { .. }
+                        | sandbox_wasm::WasmError::ExportType { .. }
+                        | sandbox_wasm::WasmError::ModuleLimits(_)
+                        | sandbox_wasm::WasmError::InvalidManifest(_)
+                )
                 | RuntimeError::Sql(sandbox_sql::SqlError::Refused(_))
                 | RuntimeError::Governance(
                     sandbox_governance::GovernanceError::BudgetExhausted { .. }
@@ -44,6 +56,7 @@ impl RuntimeError {
     pub fn rule(&self) -> Option<&'static str> {
         match self {
             RuntimeError::Refused { rule, .. } => Some(rule),
+            RuntimeError::Wasm(_) if self.is_refusal() => Some("wasm-module"),
             RuntimeError::Sql(e) => e.rule(),
             RuntimeError::Governance(sandbox_governance::GovernanceError::BudgetExhausted { .. }) => {
                 Some("budget-exhausted")

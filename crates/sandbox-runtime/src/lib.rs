@@ -20,6 +20,7 @@ pub mod data_dir;
 pub mod release;
 pub mod rules;
 pub mod sandbox;
+pub mod wasm;
 
 mod error;
 
@@ -27,3 +28,4 @@ pub use analysis::{AnalysisOptions, AnalysisProgram};
 pub use data_dir::DataDir;
 pub use error::RuntimeError;
 pub use sandbox::{AnalysisResult, DryRunReport, Sandbox, SqlJobOptions, SqlJobResult};
+pub use wasm::WasmJob;

@@ -13,7 +13,7 @@ use sandbox_dp::sdc::{dominated_groups, round_to_base};
 use sandbox_model::{ReleasedCell, ReleasedColumn, ReleasedTable, Suppression};
 use sandbox_sql::CheckedQuery;
 use sandbox_sql::partials::PartialsResult;
-use sandbox_sql::query::OutputSource;
+use sandbox_sql::query::{AggregateFn, OutputSource};
 use std::cmp::Ordering;
 
 /// The label of partition selection in an ε split.
@@ -94,10 +94,9 @@ pub fn release(
             if !shown[g] {
                 continue;
             }
-            for c in &calibrated {
+            for (j, c) in calibrated.iter().enumerate() {
                 let v = c.release(&totals, g)?;
-                let value = rules
-                    .rounding_base
+                let value = rounding_base(q, rules, j)
                     .filter(|_| rules.threshold)
                     .map_or(v.value, |base| round_to_base(v.value, base));
                 cells[g].push(ReleasedCell::Noisy {
@@ -113,9 +112,9 @@ pub fn release(
             b.max_rows_per_group
         ));
     } else {
-        let base = rules.rounding_base.unwrap_or(0.0);
         for (g, row) in cells.iter_mut().enumerate() {
-            for s in specs {
+            for (j, s) in specs.iter().enumerate() {
+                let base = rounding_base(q, rules, j).unwrap_or(0.0);
                 let v = exact_value(s, &exact, g)?;
                 let value = if base > 0.0 { round_to_base(v, base) } else { v };
                 row.push(ReleasedCell::Rounded { value, base });
@@ -258,6 +257,21 @@ pub fn release(
         groups_released,
         groups_suppressed: suppressed_k + suppressed_dom,
     })
+}
+
+/// The rounding base of aggregate `j`: counts take the largest base any
+/// policy sets; a measure's aggregate takes its own dataset's base; a
+/// job-supplied function's output is not rounded by a policy written for
+/// other quantities.
+fn rounding_base(q: &CheckedQuery, rules: &ReleaseRules, j: usize) -> Option<f64> {
+    let a = q.aggregates.get(j)?;
+    match a.function {
+        AggregateFn::CountRows | AggregateFn::CountValues | AggregateFn::CountUnits => rules.rounding_base,
+        _ => a
+            .measure_dataset
+            .as_ref()
+            .and_then(|d| rules.rounding_bases.get(d).copied()),
+    }
 }
 
 #[derive(PartialEq)]

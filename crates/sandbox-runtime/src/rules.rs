@@ -14,7 +14,10 @@ pub struct ReleaseRules {
     pub dp: bool,
     pub threshold: bool,
     pub min_units: u64,
+    /// Rounding base for counts (the largest any policy sets).
     pub rounding_base: Option<f64>,
+    /// Rounding base of each dataset's own measures.
+    pub rounding_bases: std::collections::BTreeMap<sandbox_model::DatasetId, f64>,
     pub dominance: Vec<Dominance>,
     pub epsilon_cap: f64,
     pub delta: f64,
@@ -28,6 +31,7 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         threshold: false,
         min_units: 2,
         rounding_base: None,
+        rounding_bases: std::collections::BTreeMap::new(),
         dominance: Vec::new(),
         epsilon_cap: f64::INFINITY,
         delta: 1.0,
@@ -40,6 +44,9 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         r.dp |= p.release.mode.uses_dp();
         r.threshold |= p.release.mode.uses_threshold();
         r.min_units = r.min_units.max(p.release.min_units);
+        if let Some(base) = p.release.rounding_base {
+            r.rounding_bases.insert(p.dataset.clone(), base);
+        }
         r.rounding_base = match (r.rounding_base, p.release.rounding_base) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),

@@ -93,6 +93,7 @@ pub struct Sandbox {
     store: Arc<Store>,
     limits: EngineLimits,
     jobs: AtomicU64,
+    wasm: std::sync::OnceLock<Arc<sandbox_wasm::SandboxEngine>>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -131,9 +132,27 @@ impl Sandbox {
             store: Arc::new(store),
             limits: EngineLimits::default(),
             jobs: AtomicU64::new(0),
+            wasm: std::sync::OnceLock::new(),
         };
         sandbox.ensure_demo_grant()?;
         Ok(sandbox)
+    }
+
+    /// Admits a WebAssembly module under the default runtime limits (the
+    /// engine is created on first use and shared by later jobs, so compiled
+    /// modules are cached by their SHA-256).
+    pub fn load_wasm(&self, bytes: &[u8]) -> Result<crate::WasmJob, RuntimeError> {
+        let engine = match self.wasm.get() {
+            Some(e) => e.clone(),
+            None => {
+                let config = sandbox_wasm::RuntimeConfig::builder()
+                    .build()
+                    .map_err(RuntimeError::Wasm)?;
+                let engine = Arc::new(sandbox_wasm::SandboxEngine::new(config).map_err(RuntimeError::Wasm)?);
+                self.wasm.get_or_init(|| engine).clone()
+            }
+        };
+        crate::WasmJob::load(engine, bytes)
     }
 
     pub fn with_limits(mut self, limits: EngineLimits) -> Self {

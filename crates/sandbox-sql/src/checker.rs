@@ -749,6 +749,7 @@ impl<'a> Checker<'a> {
         let display_arg;
         let mut argument = None;
         let mut bounds = None;
+        let mut measure_dataset = None;
         match function {
             AggregateFn::CountRows => display_arg = "*".to_string(),
             AggregateFn::CountUnits => {
@@ -780,6 +781,7 @@ impl<'a> Checker<'a> {
                         display: format!("{fname}(wasm:{})", g.function),
                         argument: Some(arg.clone()),
                         bounds: Some(g.bounds),
+                        measure_dataset: None,
                     });
                 }
                 let measure = measure_source(arg, schema, facts);
@@ -826,6 +828,7 @@ impl<'a> Checker<'a> {
                 self.usage.aggregated.insert(src.to_string());
                 display_arg = src.to_string();
                 argument = Some(arg.clone());
+                measure_dataset = Some(src.dataset.clone());
             }
         }
         Ok(AggregateRequest {
@@ -834,6 +837,7 @@ impl<'a> Checker<'a> {
             display: format!("{fname}({display_arg})"),
             argument,
             bounds,
+            measure_dataset,
         })
     }
 

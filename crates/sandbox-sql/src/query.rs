@@ -64,6 +64,9 @@ pub struct AggregateRequest {
     pub argument: Option<Expr>,
     /// The measure's public bounds (SUM, AVG, VARIANCE, STDDEV).
     pub bounds: Option<(f64, f64)>,
+    /// The dataset whose measure is aggregated (none for counts and for
+    /// job-supplied functions); its policy's rounding base applies.
+    pub measure_dataset: Option<DatasetId>,
 }
 
 /// Where an output column comes from.
