@@ -9,7 +9,7 @@
 use sandbox_runtime::{DataDir, Sandbox};
 use sandbox_sql::datafusion::arrow::array::{Array, Float64Array, RecordBatch};
 use sandbox_sql::datafusion::physical_plan::collect;
-use sandbox_sql::guest::{GuestUdf, RowFunction};
+use sandbox_sql::guest::RowFunction;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,12 +44,17 @@ impl RowFunction for NativeRisk {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let guests = std::env::var("SANDBOX_WASM_GUESTS").map_err(|_| "set SANDBOX_WASM_GUESTS to the built guests' directory")?;
+    let guests =
+        std::env::var("SANDBOX_WASM_GUESTS").map_err(|_| "set SANDBOX_WASM_GUESTS to the built guests' directory")?;
     let bytes = std::fs::read(std::path::Path::new(&guests).join("risk_score.wasm"))?;
     let tmp = tempfile::tempdir()?;
     let dir = DataDir::open(tmp.path().join("data"))?;
-    let entities = std::env::var("SANDBOX_BENCH_ENTITIES").ok().and_then(|v| v.parse().ok()).unwrap_or(416_667);
-    let mut opts = sandbox_datagen::GenerateOptions::new(11, sandbox_datagen::Scale::with_entities(entities), dir.tables_dir());
+    let entities = std::env::var("SANDBOX_BENCH_ENTITIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(416_667);
+    let mut opts =
+        sandbox_datagen::GenerateOptions::new(11, sandbox_datagen::Scale::with_entities(entities), dir.tables_dir());
     opts.only = Some(vec!["gov.legal_entities".into(), "gov.utility_usage".into()]);
     sandbox_datagen::generate(&opts)?;
     let sandbox = Sandbox::open(dir)?;
@@ -57,7 +62,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut session = sandbox.session_for_grant(sandbox_runtime::sandbox::DEMO_GRANT)?;
     session.register_row_functions(job.row_functions())?;
     session.register_row_functions(vec![Arc::new(NativeRisk)])?;
-    let _ = GuestUdf::new(Arc::new(NativeRisk)); // the same adapter wraps both
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let time = |f: &str| -> Result<f64, Box<dyn std::error::Error>> {
         let sql = format!("SELECT month, AVG({f}(electricity_kwh, gas_m3)) FROM gov.utility_usage GROUP BY month");
