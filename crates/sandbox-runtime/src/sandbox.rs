@@ -207,13 +207,38 @@ impl Sandbox {
     /// A job session over a grant's datasets (for benchmarks and tools;
     /// jobs go through [`Sandbox::run_sql`]).
     pub fn session_for_grant(&self, grant: &str) -> Result<JobSession, RuntimeError> {
+        Ok(self.admit(grant)?.1)
+    }
+
+    /// Admission: the datasets a grant covers, and a session over them.
+    fn admit(&self, grant: &str) -> Result<(Vec<DatasetId>, JobSession), RuntimeError> {
         let granted: Vec<DatasetId> = self
             .store
             .grant_datasets(grant)?
             .into_iter()
             .filter_map(|d| d.parse().ok())
             .collect();
-        self.session_for(&granted)
+        let session = self.session_for(&granted)?;
+        Ok((granted, session))
+    }
+
+    /// Records a job refused by a rule (it was never charged).
+    fn record_if_refused<T>(
+        &self,
+        result: &Result<T, RuntimeError>,
+        job_id: &str,
+        grant: &str,
+        kind: &str,
+        submission: &str,
+    ) {
+        if let Err(e) = result
+            && let Some(rule) = e.rule()
+        {
+            let outcome = JobOutcome::Refused { rule: rule.to_string() };
+            if let Err(err) = self.store.record_refusal(job_id, grant, kind, submission, &outcome) {
+                tracing::warn!(%err, "could not record a refused job");
+            }
+        }
     }
 
     fn session_for(&self, granted: &[DatasetId]) -> Result<JobSession, RuntimeError> {
@@ -266,14 +291,7 @@ impl Sandbox {
         let result = self
             .run_sql_inner(&job_id, grant, sql, &submission, options, functions)
             .await;
-        if let Err(e) = &result
-            && let Some(rule) = e.rule()
-        {
-            let outcome = JobOutcome::Refused { rule: rule.to_string() };
-            if let Err(err) = self.store.record_refusal(&job_id, grant, "sql", &submission, &outcome) {
-                tracing::warn!(%err, "could not record a refused job");
-            }
-        }
+        self.record_if_refused(&result, &job_id, grant, "sql", &submission);
         result
     }
 
@@ -287,13 +305,7 @@ impl Sandbox {
         functions: Vec<Arc<dyn RowFunction>>,
     ) -> Result<SqlJobResult, RuntimeError> {
         // Admit.
-        let granted: Vec<DatasetId> = self
-            .store
-            .grant_datasets(grant)?
-            .into_iter()
-            .filter_map(|d| d.parse().ok())
-            .collect();
-        let mut session = self.session_for(&granted)?;
+        let (granted, mut session) = self.admit(grant)?;
         session.register_row_functions(functions)?;
         let lookup = Lookup {
             catalog: &self.catalog,
@@ -386,14 +398,7 @@ impl Sandbox {
         let result = self
             .run_analysis_inner(&job_id, grant, program, input_sql, options, &submission)
             .await;
-        if let Err(e) = &result
-            && let Some(rule) = e.rule()
-        {
-            let outcome = JobOutcome::Refused { rule: rule.to_string() };
-            if let Err(err) = self.store.record_refusal(&job_id, grant, "wasm", &submission, &outcome) {
-                tracing::warn!(%err, "could not record a refused job");
-            }
-        }
+        self.record_if_refused(&result, &job_id, grant, "wasm", &submission);
         result
     }
 
@@ -406,13 +411,7 @@ impl Sandbox {
         options: &AnalysisOptions,
         submission: &str,
     ) -> Result<AnalysisResult, RuntimeError> {
-        let granted: Vec<DatasetId> = self
-            .store
-            .grant_datasets(grant)?
-            .into_iter()
-            .filter_map(|d| d.parse().ok())
-            .collect();
-        let session = self.session_for(&granted)?;
+        let (granted, session) = self.admit(grant)?;
         let lookup = Lookup {
             catalog: &self.catalog,
             policies: &self.policies,
