@@ -22,4 +22,11 @@ echo "== guest SDK and example guests (host-target unit tests)"
 (cd examples/wasm && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests-host" cargo test --quiet 2>&1)
 
 echo "== host workspace (target dir $CARGO_TARGET_DIR)"
-cargo test --workspace --no-fail-fast 2>&1
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary of the workspace.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "workspace: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
