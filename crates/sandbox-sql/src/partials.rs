@@ -208,15 +208,7 @@ pub async fn compute_partials(
 ) -> Result<PartialsResult, SqlError> {
     let limits = session.limits();
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
-    let unit_exprs: Vec<Expr> = q.unit_columns.iter().cloned().map(Expr::Column).collect();
-    let unit = if unit_exprs.len() == 1 {
-        unit_exprs
-            .into_iter()
-            .next()
-            .ok_or_else(|| SqlError::Internal("no unit".into()))?
-    } else {
-        coalesce(unit_exprs)
-    };
+    let unit = unit_expr(&q.unit_columns)?;
     let mut projection = vec![cast_expr(unit, DataType::Utf8).alias("__u")];
     for (i, g) in q.group_keys.iter().enumerate() {
         projection.push(g.expr.clone().alias(format!("__g{i}")));
@@ -242,18 +234,8 @@ pub async fn compute_partials(
         .and_then(|b| b.build())
         .map_err(internal)?;
 
-    let state = session.state().clone();
-    let memory = limits.memory_bytes;
-    let run = async move {
-        let physical = state.create_physical_plan(&plan).await?;
-        collect(physical, state.task_ctx()).await
-    };
     let started = std::time::Instant::now();
-    let batches = match tokio::time::timeout(limits.deadline, run).await {
-        Err(_) => return Err(SqlError::Deadline(limits.deadline)),
-        Ok(Err(e)) => return Err(execution_error(&e, memory)),
-        Ok(Ok(b)) => b,
-    };
+    let batches = execute(session, plan).await?;
     let executed = started.elapsed();
     let result = assemble(q, measures, &batches, limits.max_groups);
     tracing::debug!(?executed, assembled = ?(started.elapsed() - executed), "partials computed");
@@ -490,17 +472,8 @@ pub async fn collect_rows(
     session: &JobSession,
     rows: &crate::query::CheckedRows,
 ) -> Result<Vec<RecordBatch>, SqlError> {
-    let limits = session.limits();
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
-    let unit_exprs: Vec<Expr> = rows.unit_columns.iter().cloned().map(Expr::Column).collect();
-    let unit = if unit_exprs.len() == 1 {
-        unit_exprs
-            .into_iter()
-            .next()
-            .ok_or_else(|| SqlError::Internal("no unit".into()))?
-    } else {
-        coalesce(unit_exprs)
-    };
+    let unit = unit_expr(&rows.unit_columns)?;
     let schema = rows.row_source.schema().clone();
     let mut projection = vec![cast_expr(unit, DataType::Utf8).alias("__u")];
     for (i, name) in rows.columns.iter().enumerate() {
@@ -512,6 +485,26 @@ pub async fn collect_rows(
         .and_then(|b| b.filter(col("__u").is_not_null()))
         .and_then(|b| b.build())
         .map_err(internal)?;
+    execute(session, plan).await
+}
+
+/// The privacy unit of a row: the first non-null unit column (they are
+/// equal wherever a join put two side by side).
+fn unit_expr(columns: &[datafusion::common::Column]) -> Result<Expr, SqlError> {
+    let mut exprs: Vec<Expr> = columns.iter().cloned().map(Expr::Column).collect();
+    match exprs.len() {
+        0 => Err(SqlError::Internal("no unit".into())),
+        1 => Ok(exprs.remove(0)),
+        _ => Ok(coalesce(exprs)),
+    }
+}
+
+/// Executes a plan within the job's deadline and memory pool.
+async fn execute(
+    session: &JobSession,
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<Vec<RecordBatch>, SqlError> {
+    let limits = session.limits();
     let state = session.state().clone();
     let memory = limits.memory_bytes;
     let run = async move {
