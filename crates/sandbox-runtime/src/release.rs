@@ -165,9 +165,8 @@ pub fn release(
             continue;
         }
         match withheld[g] {
-            Some(rule) if !result.groups.public => {
-                let _ = rule;
-            }
+            // Suppressed groups without public keys are omitted (and counted).
+            Some(_) if !result.groups.public => {}
             Some(rule) => rows.push((
                 g,
                 specs

@@ -316,7 +316,8 @@ impl Sandbox {
         let query = session.plan_and_check(sql, &lookup)?;
         let rules = combine(query.protected.iter().filter_map(|d| self.policies.get(d)))?;
         let (specs, measures) = plan_measures(&query)?;
-        let public = public_groups(&query, self.limits.max_groups).is_some();
+        let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
+        let public = public_count.is_some();
         let epsilon = self.choose_epsilon(&rules, options.epsilon)?;
         if rules.dp && !public && rules.delta <= 0.0 {
             return Err(RuntimeError::refused(
@@ -325,9 +326,13 @@ impl Sandbox {
             ));
         }
         if options.dry_run {
-            return Ok(SqlJobResult::DryRun(
-                self.dry_run(&query, &rules, &specs, public, epsilon)?,
-            ));
+            return Ok(SqlJobResult::DryRun(self.dry_run(
+                &query,
+                &rules,
+                &specs,
+                public_count,
+                epsilon,
+            )?));
         }
         // Charge before running.
         let delta = if rules.dp && !public { rules.delta } else { 0.0 };
@@ -555,10 +560,10 @@ impl Sandbox {
         query: &CheckedQuery,
         rules: &ReleaseRules,
         specs: &[sandbox_dp::aggregate::AggregateSpec],
-        public: bool,
+        public_count: Option<usize>,
         epsilon: f64,
     ) -> Result<DryRunReport, RuntimeError> {
-        let public_count = public_groups(query, self.limits.max_groups).map(|g| g.len());
+        let public = public_count.is_some();
         if !rules.dp {
             return Ok(DryRunReport {
                 epsilon: 0.0,

@@ -189,7 +189,7 @@ impl<'a> Checker<'a> {
 
         let mut group_keys = Vec::new();
         for (i, e) in aggregate.group_expr.iter().enumerate() {
-            let fact = self.expr_fact(e, input_schema, &input_facts, Place::GroupBy, 0)?;
+            let fact = self.expr_fact(e, input_schema, &input_facts, Place::GroupBy)?;
             let mut public_keys = None;
             if let Some(src) = &fact.direct {
                 let cp = self.roles_of(src)?;
@@ -508,14 +508,14 @@ impl<'a> Checker<'a> {
             LogicalPlan::SubqueryAlias(a) => self.row_source(&a.input, depth + 1),
             LogicalPlan::Filter(f) => {
                 let facts = self.row_source(&f.input, depth + 1)?;
-                self.expr_fact(&f.predicate, f.input.schema(), &facts, Place::Filter, 0)?;
+                self.expr_fact(&f.predicate, f.input.schema(), &facts, Place::Filter)?;
                 Ok(facts)
             }
             LogicalPlan::Projection(p) => {
                 let facts = self.row_source(&p.input, depth + 1)?;
                 p.expr
                     .iter()
-                    .map(|e| self.expr_fact(e, p.input.schema(), &facts, Place::Projection, 0))
+                    .map(|e| self.expr_fact(e, p.input.schema(), &facts, Place::Projection))
                     .collect()
             }
             LogicalPlan::Join(j) => {
@@ -552,14 +552,14 @@ impl<'a> Checker<'a> {
                     ));
                 }
                 for (l, r) in &pairs {
-                    let lf = self.expr_fact(l, j.left.schema(), &left, Place::Projection, 0)?;
-                    let rf = self.expr_fact(r, j.right.schema(), &right, Place::Projection, 0)?;
+                    let lf = self.expr_fact(l, j.left.schema(), &left, Place::Projection)?;
+                    let rf = self.expr_fact(r, j.right.schema(), &right, Place::Projection)?;
                     self.check_join_pair(&lf, &rf)?;
                 }
                 let mut facts = left;
                 facts.extend(right);
                 for conjunct in &rest {
-                    self.expr_fact(conjunct, &j.schema, &facts, Place::Filter, 0)?;
+                    self.expr_fact(conjunct, &j.schema, &facts, Place::Filter)?;
                 }
                 Ok(facts)
             }
@@ -699,7 +699,7 @@ impl<'a> Checker<'a> {
                     }
                     AggregateFn::CountRows
                 } else {
-                    let fact = self.expr_fact(arg, schema, facts, Place::Projection, 0)?;
+                    let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
                     if params.distinct {
                         let unit = fact.direct.as_ref().and_then(|d| {
                             self.policies.policy(&d.dataset).and_then(|p| {
@@ -774,7 +774,7 @@ impl<'a> Checker<'a> {
                     ));
                 };
                 if let Some(g) = self.guest_output(arg, schema, facts) {
-                    self.expr_fact(arg, schema, facts, Place::Projection, 0)?;
+                    self.expr_fact(arg, schema, facts, Place::Projection)?;
                     return Ok(AggregateRequest {
                         function,
                         name,
@@ -793,7 +793,7 @@ impl<'a> Checker<'a> {
                         format!("{src} is an identifier and cannot be aggregated"),
                     ));
                 }
-                let fact = self.expr_fact(arg, schema, facts, Place::Projection, 0)?;
+                let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
                 let Some(src) = measure else {
                     let names: Vec<String> = fact.sources.iter().map(|s| s.to_string()).collect();
                     return Err(refuse(
@@ -848,7 +848,6 @@ impl<'a> Checker<'a> {
         schema: &DFSchema,
         facts: &[ColumnFact],
         place: Place,
-        _depth: usize,
     ) -> Result<ColumnFact, SqlError> {
         let mut sources = BTreeSet::new();
         self.walk(e, schema, facts, &mut sources, 0)?;
