@@ -1,0 +1,468 @@
+//! The policy gate on DataFusion's logical plan.
+//!
+//! The checker walks the plan the SQL planner built (whatever entry point
+//! built it) and fails closed: only the plan nodes and expressions listed
+//! here are accepted, each under the rules of the data owners' policies.
+//! The accepted shape is
+//!
+//! ```text
+//! [Projection | Sort | Limit | SubqueryAlias]*      output: keys and aggregates only
+//!   Aggregate                                       keys on dimensions, aggregates of measures
+//!     row source: TableScan | SubqueryAlias | Filter | Projection | Join
+//! ```
+//!
+//! Refusals name the rule and the column, never a value.
+
+mod aggregates;
+mod expressions;
+mod relations;
+
+use expressions::strip_alias;
+
+use crate::lineage::{ColumnFact, GuestOutput, SourceColumn};
+use crate::query::{AggregateFn, AggregateRequest, CheckedRows, GroupKey, OutputSource, UsageFacts};
+use crate::rewrite::add_unit_columns;
+use crate::{CheckedQuery, SqlError};
+use datafusion::common::{DFSchema, ScalarValue, TableReference};
+use datafusion::logical_expr::expr::{AggregateFunction, Alias};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
+use sandbox_model::{ColumnRole, DatasetId, OpenClass};
+use sandbox_policy::Policy;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the checker needs to know about datasets.
+pub trait PolicyLookup: Sync {
+    fn policy(&self, dataset: &DatasetId) -> Option<&Policy>;
+    fn open_class(&self, dataset: &DatasetId) -> Option<OpenClass>;
+}
+
+/// Scalar functions a query may use. Anything else is refused by name.
+pub const ALLOWED_SCALAR_FUNCTIONS: &[&str] = &[
+    // arithmetic and math
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "trunc",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "exp",
+    "sqrt",
+    "power",
+    "pow",
+    "signum",
+    // conditionals
+    "coalesce",
+    "nullif",
+    "nvl",
+    "ifnull",
+    "greatest",
+    "least",
+    // strings
+    "lower",
+    "upper",
+    "substr",
+    "substring",
+    "left",
+    "right",
+    "length",
+    "char_length",
+    "character_length",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "concat",
+    "starts_with",
+    "ends_with",
+    "strpos",
+    "replace",
+    // dates
+    "date_part",
+    "date_trunc",
+    "extract",
+    "to_date",
+    "make_date",
+];
+
+const MAX_EXPR_DEPTH: usize = 256;
+
+/// Where an expression sits, for the rules that depend on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Filter,
+    Projection,
+    GroupBy,
+}
+
+pub struct Checker<'a> {
+    policies: &'a dyn PolicyLookup,
+    guests: &'a BTreeMap<String, (f64, f64)>,
+    usage: UsageFacts,
+    datasets: BTreeSet<DatasetId>,
+    protected: BTreeSet<DatasetId>,
+    uses_guests: bool,
+}
+
+fn refuse(rule: &'static str, message: impl Into<String>) -> SqlError {
+    SqlError::refused(rule, message)
+}
+
+impl<'a> Checker<'a> {
+    /// `guests` are the job's row functions (name → output bounds).
+    pub fn new(policies: &'a dyn PolicyLookup, guests: &'a BTreeMap<String, (f64, f64)>) -> Self {
+        Checker {
+            policies,
+            guests,
+            usage: UsageFacts::default(),
+            datasets: BTreeSet::new(),
+            protected: BTreeSet::new(),
+            uses_guests: false,
+        }
+    }
+
+    fn policy(&self, dataset: &DatasetId) -> Result<&'a Policy, SqlError> {
+        self.policies.policy(dataset).ok_or_else(|| {
+            refuse(
+                "dataset-not-granted",
+                format!("dataset {dataset} is not covered by this job's grant"),
+            )
+        })
+    }
+
+    fn roles_of(&self, c: &SourceColumn) -> Result<&'a sandbox_policy::ColumnPolicy, SqlError> {
+        self.policy(&c.dataset)?
+            .column(&c.column)
+            .ok_or_else(|| refuse("unknown-column", format!("{c} has no role in its policy")))
+    }
+
+    /// Checks a whole plan and returns the checked query.
+    pub fn check(mut self, plan: &LogicalPlan) -> Result<CheckedQuery, SqlError> {
+        // Walk down the output chain to the aggregation.
+        let mut chain: Vec<&LogicalPlan> = Vec::new();
+        let mut node = plan;
+        let aggregate = loop {
+            match node {
+                LogicalPlan::Aggregate(a) => break a,
+                LogicalPlan::Projection(p) => {
+                    chain.push(node);
+                    node = &p.input;
+                }
+                LogicalPlan::Sort(s) => {
+                    chain.push(node);
+                    node = &s.input;
+                }
+                LogicalPlan::Limit(l) => {
+                    chain.push(node);
+                    node = &l.input;
+                }
+                LogicalPlan::SubqueryAlias(s) => {
+                    chain.push(node);
+                    node = &s.input;
+                }
+                LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)) => {
+                    return Err(refuse(
+                        "having",
+                        "HAVING filters on exact aggregates and is not allowed; filter the released result instead",
+                    ));
+                }
+                LogicalPlan::Distinct(_) => {
+                    return Err(refuse(
+                        "distinct",
+                        "SELECT DISTINCT returns raw rows; use GROUP BY with aggregates",
+                    ));
+                }
+                _ => return Err(self.no_aggregation(plan)),
+            }
+        };
+        if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(refuse(
+                "grouping-sets",
+                "GROUPING SETS, ROLLUP and CUBE are not supported; run one query per grouping",
+            ));
+        }
+        let input_facts = self.row_source(&aggregate.input, 0)?;
+        let input_schema = aggregate.input.schema();
+        if self.protected.is_empty() {
+            return Err(refuse(
+                "open-data-only",
+                "the query reads only unconditionally open datasets; download them from the open-data portal, or join them with the conditional data you analyse",
+            ));
+        }
+
+        let mut group_keys = Vec::new();
+        for (i, e) in aggregate.group_expr.iter().enumerate() {
+            let fact = self.expr_fact(e, input_schema, &input_facts, Place::GroupBy)?;
+            let mut public_keys = None;
+            if let Some(src) = &fact.direct {
+                let cp = self.roles_of(src)?;
+                public_keys = cp.public_keys.clone();
+            }
+            for s in &fact.sources {
+                self.usage.grouped.insert(s.to_string());
+            }
+            let name = aggregate
+                .schema
+                .fields()
+                .get(i)
+                .map(|f| f.name().clone())
+                .unwrap_or_else(|| e.schema_name().to_string());
+            group_keys.push(GroupKey {
+                name,
+                expr: e.clone(),
+                source: fact.direct.clone(),
+                public_keys,
+            });
+        }
+        let mut aggregates = Vec::new();
+        for (j, e) in aggregate.aggr_expr.iter().enumerate() {
+            let name = aggregate
+                .schema
+                .fields()
+                .get(group_keys.len() + j)
+                .map(|f| f.name().clone())
+                .unwrap_or_else(|| e.schema_name().to_string());
+            aggregates.push(self.aggregate(e, name, input_schema, &input_facts)?);
+        }
+        if aggregates.is_empty() {
+            return Err(refuse(
+                "aggregation-required",
+                "the query groups rows but releases no aggregate; add COUNT(*) or another aggregate",
+            ));
+        }
+        for a in &aggregates {
+            let kind = a.function.policy_kind();
+            for ds in &self.protected {
+                let p = self.policy(ds)?;
+                if !p.release.aggregates.contains(&kind) {
+                    return Err(refuse(
+                        "aggregate-not-allowed-by-policy",
+                        format!(
+                            "the policy of {ds} does not allow {kind} (allowed: {})",
+                            join(&p.release.aggregates)
+                        ),
+                    ));
+                }
+            }
+        }
+
+        if self.uses_guests {
+            for ds in &self.protected {
+                if !self.policy(ds)?.jobs.wasm {
+                    return Err(refuse(
+                        "wasm-not-allowed",
+                        format!("the policy of {ds} does not accept WebAssembly functions"),
+                    ));
+                }
+            }
+        }
+
+        // Map outputs through the chain above the aggregation.
+        let n_groups = group_keys.len();
+        let mut outputs: Vec<(String, OutputSource)> = aggregate
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let src = if i < n_groups {
+                    OutputSource::Group(i)
+                } else {
+                    OutputSource::Aggregate(i - n_groups)
+                };
+                (f.name().clone(), src)
+            })
+            .collect();
+        let mut order_by = Vec::new();
+        let mut limit = None;
+        let mut offset = 0;
+        let mut below_schema: &DFSchema = aggregate.schema.as_ref();
+        for node in chain.iter().rev() {
+            match node {
+                LogicalPlan::Projection(p) => {
+                    let mut next = Vec::new();
+                    for e in &p.expr {
+                        let inner = strip_alias(e);
+                        let Expr::Column(c) = inner else {
+                            return Err(refuse(
+                                "post-aggregation-expression",
+                                format!(
+                                    "output `{}` computes on aggregates; select group keys and aggregates as they are and compute on the released result",
+                                    e.schema_name()
+                                ),
+                            ));
+                        };
+                        let idx = below_schema
+                            .maybe_index_of_column(c)
+                            .ok_or_else(|| SqlError::Internal(format!("output column {c} not found")))?;
+                        let name = match e {
+                            Expr::Alias(Alias { name, .. }) => name.clone(),
+                            _ => c.name.clone(),
+                        };
+                        next.push((name, outputs[idx].1));
+                    }
+                    outputs = next;
+                    below_schema = p.schema.as_ref();
+                }
+                LogicalPlan::Sort(s) => {
+                    if limit.is_some() {
+                        return Err(refuse(
+                            "order-after-limit",
+                            "ORDER BY above a LIMIT is not supported; use one ORDER BY … LIMIT",
+                        ));
+                    }
+                    order_by.clear();
+                    for se in &s.expr {
+                        let Expr::Column(c) = strip_alias(&se.expr) else {
+                            return Err(refuse("order-by-expression", "ORDER BY must name output columns"));
+                        };
+                        let idx = below_schema
+                            .maybe_index_of_column(c)
+                            .ok_or_else(|| refuse("order-by-expression", "ORDER BY must name output columns"))?;
+                        let source = outputs
+                            .get(idx)
+                            .map(|o| o.1)
+                            .ok_or_else(|| SqlError::Internal("sort column out of range".into()))?;
+                        order_by.push((source, se.asc));
+                    }
+                    if s.fetch.is_some() {
+                        limit = s.fetch;
+                    }
+                    below_schema = s.input.schema().as_ref();
+                }
+                LogicalPlan::Limit(l) => {
+                    let fetch = match l.fetch.as_deref() {
+                        None => None,
+                        Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if *n >= 0 => Some(*n as usize),
+                        Some(_) => {
+                            return Err(refuse(
+                                "limit-expression",
+                                "LIMIT must be a non-negative integer literal",
+                            ));
+                        }
+                    };
+                    let skip = match l.skip.as_deref() {
+                        None => 0,
+                        Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if *n >= 0 => *n as usize,
+                        Some(_) => {
+                            return Err(refuse(
+                                "limit-expression",
+                                "OFFSET must be a non-negative integer literal",
+                            ));
+                        }
+                    };
+                    limit = match (limit, fetch) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    offset += skip;
+                    below_schema = l.input.schema().as_ref();
+                }
+                LogicalPlan::SubqueryAlias(s) => below_schema = s.schema.as_ref(),
+                _ => return Err(SqlError::Internal("unexpected node in the output chain".into())),
+            }
+        }
+        let (unit_columns, row_source) = add_unit_columns(aggregate.input.as_ref(), self.policies, &self.protected)?;
+        Ok(CheckedQuery {
+            row_source,
+            unit_columns,
+            group_keys,
+            aggregates,
+            outputs,
+            order_by,
+            limit,
+            offset,
+            datasets: self.datasets,
+            protected: self.protected,
+            usage: self.usage,
+        })
+    }
+
+    /// Checks a row-level query that feeds an analysis job (sample and
+    /// aggregate): no aggregation, only raw-row steps the row source allows,
+    /// and output columns that are measures, dimensions or public columns.
+    /// The rows never leave the sandbox; they go to the job's blocks.
+    pub fn check_rows(mut self, plan: &LogicalPlan) -> Result<CheckedRows, SqlError> {
+        let facts = self.row_source(plan, 0)?;
+        if self.protected.is_empty() {
+            return Err(refuse(
+                "open-data-only",
+                "the input reads only unconditionally open datasets",
+            ));
+        }
+        let mut columns = Vec::new();
+        for (f, field) in facts.iter().zip(plan.schema().fields()) {
+            for s in &f.sources {
+                let cp = self.roles_of(s)?;
+                if cp.roles.is_restricted() {
+                    return Err(refuse(
+                        "identifier-in-output",
+                        format!("{s} is an identifier and cannot be given to an analysis job"),
+                    ));
+                }
+            }
+            columns.push(field.name().clone());
+        }
+        for ds in &self.protected {
+            if !self.policy(ds)?.jobs.wasm {
+                return Err(refuse(
+                    "wasm-not-allowed",
+                    format!("the policy of {ds} does not accept WebAssembly jobs"),
+                ));
+            }
+        }
+        let (unit_columns, row_source) = add_unit_columns(plan, self.policies, &self.protected)?;
+        Ok(CheckedRows {
+            row_source,
+            unit_columns,
+            columns,
+            datasets: self.datasets,
+            protected: self.protected,
+            usage: self.usage,
+        })
+    }
+
+    /// A better refusal for a query without aggregation.
+    fn no_aggregation(&mut self, plan: &LogicalPlan) -> SqlError {
+        match self.row_source(plan, 0) {
+            Err(e) => e,
+            Ok(facts) => {
+                if facts.iter().any(|f| f.guest.is_some()) {
+                    return refuse(
+                        "measure-in-output",
+                        "the output of a WebAssembly function is a measure and may only appear inside an aggregate",
+                    );
+                }
+                for f in &facts {
+                    for s in &f.sources {
+                        if let Ok(cp) = self.roles_of(s) {
+                            if cp.roles.is_restricted() {
+                                return refuse(
+                                    "identifier-in-output",
+                                    format!("{s} is an identifier and cannot appear in the output"),
+                                );
+                            }
+                            if cp.has(ColumnRole::Measure) {
+                                return refuse(
+                                    "measure-in-output",
+                                    format!("{s} is a measure and may only appear inside an aggregate"),
+                                );
+                            }
+                        }
+                    }
+                }
+                refuse(
+                    "aggregation-required",
+                    "the result must be an aggregation: every output column must be a GROUP BY key or an aggregate",
+                )
+            }
+        }
+    }
+}
+
+fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
