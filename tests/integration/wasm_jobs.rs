@@ -6,6 +6,7 @@
 use crate::fixture::{TEST_GRANT, sandbox};
 use sandbox_model::ReleasedCell;
 use sandbox_runtime::{AnalysisOptions, SqlJobOptions, SqlJobResult};
+use sandbox_sql::datafusion::arrow::array::Float64Array;
 use std::path::PathBuf;
 
 fn guest(name: &str) -> Option<Vec<u8>> {
@@ -52,6 +53,46 @@ async fn risk_score_udf_runs_inside_sql_and_is_released_as_a_measure() {
         .await
         .expect_err("refused");
     assert_eq!(e.rule(), Some("measure-in-output"));
+}
+
+/// The guest uses the SDK's portable math, so its scores have the same bits
+/// as the same formula compiled natively with `libm` — on ordinary values,
+/// extremes, zeros, negatives and NaN — in batches and one row at a time.
+#[test]
+fn risk_score_udf_has_the_same_bits_as_native_code() {
+    let Some(bytes) = guest("risk_score.wasm") else { return };
+    let s = sandbox();
+    let job = s.load_wasm(&bytes).expect("admitted");
+    let functions = job.row_functions();
+    let udf = functions.iter().find(|f| f.name() == "risk_score").expect("risk_score");
+    let native = |kwh: f64, tax: f64| {
+        let z = -2.7 - 0.6 * (libm::log1p(kwh.max(0.0)) - 7.5) - 0.5 * (libm::log1p(tax.max(0.0)) - 3.5);
+        if kwh.is_nan() || tax.is_nan() {
+            f64::NAN
+        } else {
+            1.0 / (1.0 + libm::exp(-z))
+        }
+    };
+    let mut kwh: Vec<f64> = (0..5000).map(|i| (i as f64 * 7.3).powf(1.3)).collect();
+    let mut tax: Vec<f64> = (0..5000).map(|i| (i as f64 * 0.37).powf(1.7)).collect();
+    kwh.extend([0.0, -1.0, 1e300, f64::NAN, 5.0, f64::INFINITY]);
+    tax.extend([0.0, -5.0, 1e-300, 1.0, f64::NAN, 3.0]);
+    let batch = sandbox_sql::datafusion::arrow::array::RecordBatch::try_from_iter([
+        ("arg0", std::sync::Arc::new(Float64Array::from(kwh.clone())) as _),
+        ("arg1", std::sync::Arc::new(Float64Array::from(tax.clone())) as _),
+    ])
+    .expect("batch");
+    let scores = udf.evaluate(&batch).expect("scores");
+    assert_eq!(scores.len(), kwh.len());
+    for (i, score) in scores.iter().enumerate() {
+        let want = native(kwh[i], tax[i]);
+        assert!(
+            score.to_bits() == want.to_bits() || (score.is_nan() && want.is_nan()),
+            "row {i}: WebAssembly {score:e}, native {want:e}"
+        );
+    }
+    let alone = udf.evaluate(&batch.slice(17, 1)).expect("one row");
+    assert_eq!(alone[0].to_bits(), scores[17].to_bits());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

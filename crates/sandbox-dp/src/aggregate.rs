@@ -366,6 +366,10 @@ mod tests {
             })
             .count() as f64
             / n as f64;
-        assert!((0.95 - 0.001..0.95 + 0.03).contains(&covered), "coverage {covered}");
+        // The interval is exact in the noise's own units (see
+        // noise::tests::half_width_covers_95_percent_exactly); here only
+        // sampling error remains: 6 sd either side, a little more above
+        // because a discrete interval may cover slightly more than 95%.
+        assert!((0.95 - 0.021..0.95 + 0.03).contains(&covered), "coverage {covered}");
     }
 }

@@ -92,6 +92,15 @@ impl Chain {
         }
     }
 
+    /// Continues after a stored head: the last entry's sequence number and
+    /// hash (0 and [`GENESIS`] for an empty ledger).
+    pub fn resume(last_seq: u64, last_hash: &str) -> Self {
+        Chain {
+            next_seq: last_seq + 1,
+            head: last_hash.to_string(),
+        }
+    }
+
     pub fn append(&mut self, at: &str, actor: &str, kind: &str, payload: serde_json::Value) -> Entry {
         let seq = self.next_seq;
         let hash = entry_hash(&self.head, seq, at, actor, kind, &payload);

@@ -46,6 +46,59 @@ fn report(label: &str, mut samples: Vec<Duration>) {
     println!("{label:<40} mean {mean:8.2} µs   p50 {p50:8.2} µs   p99 {p99:8.2} µs");
 }
 
+/// With `SANDBOX_WASM_GUESTS` set, the example risk-score UDF on batches
+/// of DataFusion's default size: the per-call cost a SQL job pays.
+fn udf_calls(engine: &SandboxEngine) -> Result<(), Box<dyn std::error::Error>> {
+    let Ok(dir) = std::env::var("SANDBOX_WASM_GUESTS") else {
+        println!("(set SANDBOX_WASM_GUESTS to also time the risk_score UDF)");
+        return Ok(());
+    };
+    let module = engine.admit(&std::fs::read(std::path::Path::new(&dir).join("risk_score.wasm"))?)?;
+    let rows = 8192;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("arg0", DataType::Float64, true),
+        Field::new("arg1", DataType::Float64, true),
+    ]));
+    let kwh: Float64Array = (0..rows).map(|i| Some(1000.0 + i as f64)).collect();
+    let tax: Float64Array = (0..rows).map(|i| Some(10.0 + (i % 97) as f64)).collect();
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(kwh), Arc::new(tax)])?;
+    let iterations = std::env::var("SANDBOX_BENCH_UDF_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let mut calls = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        engine.call_udf(&module, "risk_score", &batch)?;
+        calls.push(started.elapsed());
+    }
+    report(&format!("call_udf risk_score, {rows} rows"), calls);
+    // Two threads at once, as DataFusion runs a query's partitions: what
+    // the kernel work of resetting memory costs under concurrency.
+    let started = Instant::now();
+    let per_thread = iterations / 2;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..per_thread).try_for_each(|_| engine.call_udf(&module, "risk_score", &batch).map(|_| ()))
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| "a worker panicked".to_string())?
+                .map_err(|e| e.to_string())
+        })
+    })?;
+    println!(
+        "{:<40} mean {:8.2} µs per call per thread",
+        "call_udf on 2 threads at once",
+        started.elapsed().as_secs_f64() * 1e6 / per_thread as f64
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = SandboxEngine::new(RuntimeConfig::builder().build()?)?;
     println!(
@@ -85,7 +138,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         calls.push(started.elapsed());
     }
     report("call_analyze, 64 rows (IPC in, 8 B out)", calls);
-    if engine.compilations() != 1 {
+    udf_calls(&engine)?;
+    if engine.compilations() > 2 {
         return Err(format!("expected one compilation, saw {}", engine.compilations()).into());
     }
     Ok(())

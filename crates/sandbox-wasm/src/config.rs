@@ -35,7 +35,7 @@ pub enum AllocationStrategy {
 /// | --- | --- |
 /// | [`call_deadline`](RuntimeConfigBuilder::call_deadline) | 5 s |
 /// | [`epoch_tick`](RuntimeConfigBuilder::epoch_tick) | 10 ms |
-/// | [`fuel_per_call`](RuntimeConfigBuilder::fuel_per_call) | 10 000 000 000 |
+/// | [`fuel_per_call`](RuntimeConfigBuilder::fuel_per_call) | off (`None`) |
 /// | [`max_memory_bytes`](RuntimeConfigBuilder::max_memory_bytes) | 64 MiB |
 /// | [`max_wasm_stack_bytes`](RuntimeConfigBuilder::max_wasm_stack_bytes) | 512 KiB |
 /// | [`max_table_elements`](RuntimeConfigBuilder::max_table_elements) | 10 000 |
@@ -49,6 +49,8 @@ pub enum AllocationStrategy {
 /// | [`allocation`](RuntimeConfigBuilder::allocation) | [`AllocationStrategy::PoolingWithFallback`] |
 /// | [`memory_guard_bytes`](RuntimeConfigBuilder::memory_guard_bytes) | 2 MiB |
 /// | [`max_instance_metadata_bytes`](RuntimeConfigBuilder::max_instance_metadata_bytes) | 1 MiB |
+/// | [`keep_resident_bytes`](RuntimeConfigBuilder::keep_resident_bytes) | 8 MiB |
+/// | [`canonicalize_nans`](RuntimeConfigBuilder::canonicalize_nans) | false |
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConfig {
     call_deadline: Duration,
@@ -67,6 +69,8 @@ pub struct RuntimeConfig {
     allocation: AllocationStrategy,
     memory_guard_bytes: usize,
     max_instance_metadata_bytes: usize,
+    keep_resident_bytes: usize,
+    canonicalize_nans: bool,
 }
 
 impl RuntimeConfig {
@@ -140,6 +144,15 @@ impl RuntimeConfig {
     pub fn max_instance_metadata_bytes(&self) -> usize {
         self.max_instance_metadata_bytes
     }
+    /// Bytes of each pooled memory kept mapped (reset with `memset`) between
+    /// instances (the setting, capped at `max_memory_bytes`).
+    pub fn keep_resident_bytes(&self) -> usize {
+        self.keep_resident_bytes.min(self.max_memory_bytes)
+    }
+    /// Whether NaN payloads are canonicalized.
+    pub fn canonicalize_nans(&self) -> bool {
+        self.canonicalize_nans
+    }
 
     /// Virtual address space the instance pool reserves when pooling:
     /// `max_instances × (max_memory_bytes + memory_guard_bytes)` for memories
@@ -180,7 +193,7 @@ impl RuntimeConfigBuilder {
             config: RuntimeConfig {
                 call_deadline: Duration::from_secs(5),
                 epoch_tick: Duration::from_millis(10),
-                fuel_per_call: Some(10_000_000_000),
+                fuel_per_call: None,
                 max_memory_bytes: 64 * MIB,
                 max_wasm_stack_bytes: 512 * KIB,
                 max_table_elements: 10_000,
@@ -194,6 +207,8 @@ impl RuntimeConfigBuilder {
                 allocation: AllocationStrategy::PoolingWithFallback,
                 memory_guard_bytes: 2 * MIB,
                 max_instance_metadata_bytes: MIB,
+                keep_resident_bytes: 8 * MIB,
+                canonicalize_nans: false,
             },
         }
     }
@@ -217,12 +232,14 @@ impl RuntimeConfigBuilder {
         self
     }
 
-    /// Fuel per call, a deterministic secondary cap: roughly one unit per
-    /// WebAssembly instruction, so the same call on the same input either
-    /// always finishes or always runs out. `None` turns metering off (guests
-    /// run faster; the deadline still applies). Default 10 000 000 000,
-    /// sized so that the deadline, not fuel, normally stops a runaway guest
-    /// (several seconds of straight-line code). Must be at least 1 000.
+    /// Fuel per call, an optional deterministic secondary cap: roughly one
+    /// unit per WebAssembly instruction, so the same call on the same input
+    /// either always finishes or always runs out. Off by default: the
+    /// deadline already stops every runaway guest, and metering makes
+    /// compiled guests about 20 % slower (every basic block updates the
+    /// counter; measured on the risk-score UDF, see docs/benchmarks.md).
+    /// With fuel on, 10 000 000 000 units is several seconds of
+    /// straight-line code. Must be at least 1 000.
     pub fn fuel_per_call(mut self, fuel: Option<u64>) -> Self {
         self.config.fuel_per_call = fuel;
         self
@@ -331,6 +348,33 @@ impl RuntimeConfigBuilder {
         self
     }
 
+    /// Bytes at the bottom of each pooled linear memory that stay mapped
+    /// between instances. When an instance ends, the pages it touched in
+    /// this range are reset to the module's initial contents with `memset`
+    /// (found with Linux's `PAGEMAP_SCAN` where the kernel has it, 6.7+)
+    /// instead of being unmapped, so the next call does not page-fault them
+    /// back in; pages above it are released with `madvise`. Either way no
+    /// byte of one call is visible to the next. Costs up to this much
+    /// resident memory per pool slot (`max_instances` slots). Default 8 MiB
+    /// (a Rust guest's stack, data and the heap of an 8 192-row batch); at
+    /// most 4 GiB, of which no more than `max_memory_bytes` is used; 0
+    /// releases everything.
+    pub fn keep_resident_bytes(mut self, bytes: usize) -> Self {
+        self.config.keep_resident_bytes = bytes;
+        self
+    }
+
+    /// Canonicalize the bits of every NaN a floating-point instruction
+    /// produces, so NaN payloads are the same on every CPU architecture.
+    /// Off by default: the host treats every NaN a guest returns alike (a
+    /// UDF's NaN becomes SQL NULL, an analysis output's NaN the midpoint
+    /// of its range), so payload bits never reach a result, and the check after
+    /// each float operation makes float-heavy guests about 40 % slower.
+    pub fn canonicalize_nans(mut self, on: bool) -> Self {
+        self.config.canonicalize_nans = on;
+        self
+    }
+
     /// Checks the settings against each other and returns the configuration.
     pub fn build(self) -> Result<RuntimeConfig, WasmError> {
         let c = self.config;
@@ -430,6 +474,12 @@ impl RuntimeConfigBuilder {
             return bad(format!(
                 "max_instance_metadata_bytes is {}; it must be between 4 KiB and 64 MiB",
                 c.max_instance_metadata_bytes
+            ));
+        }
+        if c.keep_resident_bytes > 4 * 1024 * MIB {
+            return bad(format!(
+                "keep_resident_bytes is {}; it must be at most 4 GiB (only max_memory_bytes of it is used)",
+                c.keep_resident_bytes
             ));
         }
         Ok(c)

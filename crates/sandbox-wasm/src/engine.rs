@@ -270,8 +270,8 @@ fn build_engine(c: &RuntimeConfig, pooled: bool) -> Result<Engine, WasmError> {
     let mut w = Config::new();
     w.strategy(Strategy::Cranelift)
         .cranelift_opt_level(OptLevel::Speed)
-        // Same NaN bits on every host: results do not depend on the machine.
-        .cranelift_nan_canonicalization(true)
+        // Off by default: NaN payloads never reach a result (see the setting).
+        .cranelift_nan_canonicalization(c.canonicalize_nans())
         .epoch_interruption(true)
         .consume_fuel(c.fuel_per_call().is_some())
         .max_wasm_stack(c.max_wasm_stack_bytes())
@@ -316,7 +316,15 @@ fn build_engine(c: &RuntimeConfig, pooled: bool) -> Result<Engine, WasmError> {
             .max_memory_size(c.max_memory_bytes())
             .table_elements(c.max_table_elements())
             .max_core_instance_size(c.max_instance_metadata_bytes())
-            .max_unused_warm_slots(instances);
+            .max_unused_warm_slots(instances)
+            // Reset the pages a call touched with memset rather than
+            // unmapping them: no page faults on the next call, and with
+            // PAGEMAP_SCAN only dirty pages are written.
+            .linear_memory_keep_resident(c.keep_resident_bytes())
+            // Tables are small (8 bytes an element): keep them whole, or
+            // every call would re-fault its table page.
+            .table_keep_resident(c.max_table_elements().saturating_mul(8))
+            .pagemap_scan(wasmtime::Enabled::Auto);
         w.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&w).map_err(|e| WasmError::Engine(format!("{e:#}")))

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Every call gets a fresh instance (no state survives between calls or
-//! blocks) under a wall-clock deadline (epoch interruption), a fuel cap, a
+//! blocks) under a wall-clock deadline (epoch interruption), an optional fuel cap, a
 //! memory and table cap and a stack cap; see [`RuntimeConfig`] for every
 //! limit and its default. Guests may import nothing: no files, clock,
 //! network, environment or randomness. Failures are [`WasmError`]s; show

@@ -127,9 +127,15 @@ pub fn decode_f64s(bytes: &[u8]) -> Result<Vec<f64>, SdkError> {
 pub fn to_f64_vec(array: &dyn Array) -> Result<Vec<f64>, SdkError> {
     fn prim<T: ArrowPrimitiveType>(array: &dyn Array, f: impl Fn(T::Native) -> f64) -> Vec<f64> {
         let a = array.as_primitive::<T>();
-        (0..a.len())
-            .map(|i| if a.is_null(i) { f64::NAN } else { f(a.value(i)) })
-            .collect()
+        let values = a.values().iter().map(|&v| f(v));
+        match a.nulls().filter(|n| n.null_count() > 0) {
+            // The common case: one tight loop over the values buffer.
+            None => values.collect(),
+            Some(nulls) => values
+                .zip(nulls.iter())
+                .map(|(v, valid)| if valid { v } else { f64::NAN })
+                .collect(),
+        }
     }
     Ok(match array.data_type() {
         DataType::Float64 => prim::<Float64Type>(array, |v| v),

@@ -100,6 +100,12 @@ pub use arrow_array::{self, RecordBatch};
 pub use arrow_buffer;
 pub use arrow_ipc;
 pub use arrow_schema;
+/// Portable math (`exp`, `log1p`, `pow`, …): the same Rust code, and so the
+/// same bits, on every platform. `f64::exp` and friends call the platform's
+/// C library natively but a different implementation on `wasm32`, so a job
+/// that must reproduce its native results exactly (a scoring model checked
+/// against the bank's own systems, say) uses these instead.
+pub use libm;
 pub use sandbox_abi;
 
 pub use error::SdkError;

@@ -24,7 +24,7 @@ fn defaults_are_as_documented() {
     let c = valid(RuntimeConfig::builder());
     assert_eq!(c.call_deadline(), Duration::from_secs(5));
     assert_eq!(c.epoch_tick(), Duration::from_millis(10));
-    assert_eq!(c.fuel_per_call(), Some(10_000_000_000));
+    assert_eq!(c.fuel_per_call(), None);
     assert_eq!(c.max_memory_bytes(), 64 * MIB);
     assert_eq!(c.max_wasm_stack_bytes(), 512 * 1024);
     assert_eq!(c.max_table_elements(), 10_000);
@@ -38,6 +38,8 @@ fn defaults_are_as_documented() {
     assert_eq!(c.allocation(), AllocationStrategy::PoolingWithFallback);
     assert_eq!(c.memory_guard_bytes(), 2 * MIB);
     assert_eq!(c.max_instance_metadata_bytes(), MIB);
+    assert_eq!(c.keep_resident_bytes(), 8 * MIB);
+    assert!(!c.canonicalize_nans());
     // 16 × (64 MiB + 2 MiB): about 1 GiB of address space, not memory.
     assert_eq!(c.pool_reservation_bytes(), 16 * 66 * MIB as u64);
     // 5 s / 10 ms = 500 ticks, plus one for the tick in progress.
@@ -379,4 +381,61 @@ fn pooling_only_reports_an_impossible_pool() {
         Ok(engine) => assert!(engine.is_pooled()),
         Err(err) => assert!(matches!(err, WasmError::Engine(_)), "{err:?}"),
     }
+}
+
+#[test]
+fn keep_resident_range_and_reuse() {
+    invalid(
+        RuntimeConfig::builder().keep_resident_bytes(5 * 1024 * MIB),
+        "keep_resident_bytes",
+    );
+    // Capped at the memory limit, never refused for being larger.
+    let c = valid(
+        RuntimeConfig::builder()
+            .max_memory_bytes(4 * MIB)
+            .max_input_bytes(MIB)
+            .max_output_bytes(MIB)
+            .keep_resident_bytes(8 * MIB),
+    );
+    assert_eq!(c.keep_resident_bytes(), 4 * MIB);
+    // Whatever stays resident, a call never sees what the previous one wrote:
+    // the guest returns the word at BLOB_AT, then overwrites it.
+    for keep in [0, 64 * 1024, 8 * MIB] {
+        let engine = engine_with(test_config().keep_resident_bytes(keep));
+        let module = engine
+            .admit(&analysis_guest(&format!(
+                "(f64.store (i32.const {BLOB_AT}) (f64.load (i32.const {SCRATCH}))) \
+                 (f64.store (i32.const {SCRATCH}) (f64.const 99)) {}",
+                ret(BLOB_AT, 8),
+                SCRATCH = BLOB_AT + 128,
+            )))
+            .expect("admitted");
+        for _ in 0..3 {
+            assert_eq!(
+                engine.call_analyze(&module, &f64_batch(&[&[1.0]])).expect("runs"),
+                vec![0.0],
+                "keep_resident_bytes {keep}: a call saw the previous call's write"
+            );
+        }
+        assert_healthy(&engine);
+    }
+}
+
+#[test]
+fn nan_payloads_canonicalized_only_when_asked() {
+    // 0x7ff8000000000001 + 0.0: x86 and Arm keep the payload unless
+    // canonicalization is on.
+    let body = format!(
+        "(f64.store (i32.const {BLOB_AT}) (f64.add (f64.reinterpret_i64 (i64.const 0x7ff8000000000001)) (f64.const 0))) {}",
+        ret(BLOB_AT, 8)
+    );
+    let bits = |canonical: bool| {
+        let engine = engine_with(test_config().canonicalize_nans(canonical));
+        let module = engine.admit(&analysis_guest(&body)).expect("admitted");
+        let out = engine.call_analyze(&module, &f64_batch(&[&[1.0]])).expect("runs");
+        assert!(out[0].is_nan());
+        out[0].to_bits()
+    };
+    assert_eq!(bits(true), 0x7ff8_0000_0000_0000);
+    assert!(f64::from_bits(bits(false)).is_nan());
 }

@@ -21,6 +21,7 @@
 //! tax_paid) FROM ...`, used like any other scalar function.
 
 use sandbox_sdk::export;
+use sandbox_sdk::libm::{exp, log1p};
 
 /// Log-odds of default of a typical entity (≈ 6 %).
 pub const INTERCEPT: f64 = -2.7;
@@ -34,15 +35,19 @@ pub const TYPICAL_LOG_KWH: f64 = 7.5;
 pub const TYPICAL_LOG_TAX: f64 = 3.5;
 
 /// The score of one entity, in `[0, 1]` (NaN if an input is NaN).
+///
+/// The math comes from `sandbox_sdk::libm`, so the score has the same bits
+/// in the sandbox as natively (`f64::ln_1p` would use the C library natively
+/// and a different implementation in WebAssembly).
 pub fn risk_score(electricity_kwh: f64, tax_paid: f64) -> f64 {
     let z = INTERCEPT
-        + KWH_WEIGHT * (electricity_kwh.max(0.0).ln_1p() - TYPICAL_LOG_KWH)
-        + TAX_WEIGHT * (tax_paid.max(0.0).ln_1p() - TYPICAL_LOG_TAX);
+        + KWH_WEIGHT * (log1p(electricity_kwh.max(0.0)) - TYPICAL_LOG_KWH)
+        + TAX_WEIGHT * (log1p(tax_paid.max(0.0)) - TYPICAL_LOG_TAX);
     // `f64::max` ignores a NaN operand, so restore NaN for missing inputs.
     if electricity_kwh.is_nan() || tax_paid.is_nan() {
         return f64::NAN;
     }
-    1.0 / (1.0 + (-z).exp())
+    1.0 / (1.0 + exp(-z))
 }
 
 export! {
