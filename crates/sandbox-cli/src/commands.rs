@@ -1,7 +1,8 @@
 //! The verbs. Each returns a [`CliError`] carrying its exit code.
 
-use crate::{Cli, Command, DataCommand, PolicyCommand, SqlArgs, WasmCommand, WasmRunArgs, render};
+use crate::{AuditCommand, Cli, Command, DataCommand, PolicyCommand, SqlArgs, WasmCommand, WasmRunArgs, render};
 use sandbox_datagen::{GenerateOptions, Scale};
+use sandbox_governance::{AuditReport, Store};
 use sandbox_model::OpenClass;
 use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
 use sandbox_runtime::{DataDir, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
@@ -67,10 +68,62 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Audit { command } => audit(&root, command),
         Command::Demo { wasm_dir } => demo(&root, wasm_dir).await,
         Command::Wasm {
             command: WasmCommand::Run(args),
         } => wasm_run(&root, args).await,
+    }
+}
+
+/// Opens only the database: an audit must not depend on (or change) the
+/// catalog, policies or data.
+fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
+    let dir = DataDir::open(root)?;
+    let store = Store::open(&dir.database()).map_err(|e| fail(e.to_string()))?;
+    match command {
+        AuditCommand::Verify { json } => {
+            let report = store.verify_audit().map_err(|e| fail(e.to_string()))?;
+            let text = match &report {
+                AuditReport::Intact { entries, head } => {
+                    format!("ledger intact: {entries} entries, head {head}")
+                }
+                AuditReport::Broken(b) => format!("ledger BROKEN at entry {}: {}", b.seq, b.reason),
+            };
+            if json {
+                let value = match &report {
+                    AuditReport::Intact { entries, head } => {
+                        serde_json::json!({"intact": true, "entries": entries, "head": head})
+                    }
+                    AuditReport::Broken(b) => {
+                        serde_json::json!({"intact": false, "first_bad_entry": b.seq, "reason": b.reason})
+                    }
+                };
+                println!("{value}");
+            } else {
+                println!("{text}");
+            }
+            match report {
+                AuditReport::Intact { .. } => Ok(()),
+                AuditReport::Broken(_) => Err(CliError { code: 2, message: text }),
+            }
+        }
+        AuditCommand::Export { out } => {
+            let entries = store.audit_entries().map_err(|e| fail(e.to_string()))?;
+            let mut text = String::new();
+            for e in &entries {
+                text.push_str(&serde_json::to_string(e).map_err(|e| fail(e.to_string()))?);
+                text.push('\n');
+            }
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                    eprintln!("{} entries written to {}", entries.len(), path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
     }
 }
 

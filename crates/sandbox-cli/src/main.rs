@@ -55,12 +55,33 @@ enum Command {
     Catalog,
     /// Run one SQL job and print the released table.
     Sql(SqlArgs),
+    /// The audit ledger: verify its hash chain, or export it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Show the privacy budget of a grant.
     Budget {
         #[arg(long, default_value = "demo")]
         grant: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check every entry against its predecessor and the recorded head; exit
+    /// 0 when intact, 2 naming the first bad entry when not.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every entry, oldest first, as JSON lines (one entry a line,
+    /// with its hash) to stdout or a file.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 

@@ -18,6 +18,8 @@ pub enum GovernanceError {
     },
     #[error("job `{0}` is already recorded")]
     DuplicateJob(String),
+    #[error("job `{0}` is not running (unknown, or already finished)")]
+    NotRunning(String),
     #[error("the sandbox database failed: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("cannot encode a record: {0}")]

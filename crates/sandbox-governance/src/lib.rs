@@ -20,8 +20,11 @@
 //! assert!(store.reserve(&JobCharge { job_id: "job-2".into(), ..charge }).is_err()); // 1.2 > 1.0
 //! ```
 
+mod audit;
 mod error;
 mod store;
 
+pub use audit::AuditReport;
 pub use error::GovernanceError;
+pub use sandbox_ledger::{Broken, Entry};
 pub use store::{BudgetLine, Grant, JobCharge, Store};

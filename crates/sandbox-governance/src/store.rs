@@ -1,9 +1,13 @@
-//! The SQLite store: grants, budgets, jobs, charges and usage records.
+//! The SQLite store: grants, budgets, jobs, charges and usage records, and
+//! the audit ledger entry of every change, written in the same transaction.
 
 use crate::GovernanceError;
+use crate::audit::{self, AuditReport};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sandbox_ledger::Entry;
 use sandbox_model::{DatasetId, JobOutcome, UsageRecord};
 use serde::Serialize;
+use serde_json::json;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -148,7 +152,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Schema creation in an IMMEDIATE transaction: a deferred one can fail
         // at once with SQLITE_BUSY when another process creates it first.
-        retry_busy(|| conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")))?;
+        retry_busy(|| conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} {} COMMIT;", audit::SCHEMA)))?;
         Ok(Store { conn: Mutex::new(conn) })
     }
 
@@ -159,19 +163,33 @@ impl Store {
     }
 
     /// Creates a grant, or adds datasets missing from an existing one.
-    /// Existing budgets and spending are never changed.
+    /// Existing budgets and spending are never changed. What was added is
+    /// recorded in the ledger (nothing when nothing changed).
     pub fn upsert_grant(&self, grant: &Grant) -> Result<(), GovernanceError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
+        let created = tx.execute(
             "INSERT INTO grants (id, holder) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
             params![grant.id, grant.holder],
-        )?;
+        )? > 0;
+        let mut added = Vec::new();
         for (dataset, total) in &grant.budgets {
-            tx.execute(
+            let inserted = tx.execute(
                 "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)
                  ON CONFLICT(grant_id, dataset) DO NOTHING",
                 params![grant.id, dataset.as_str(), total],
+            )?;
+            if inserted > 0 {
+                added.push(json!({"dataset": dataset.as_str(), "epsilon": total}));
+            }
+        }
+        if created || !added.is_empty() {
+            let kind = if created { "grant_created" } else { "grant_extended" };
+            audit::append(
+                &tx,
+                &grant.holder,
+                kind,
+                json!({"grant": grant.id, "holder": grant.holder, "budgets": added}),
             )?;
         }
         tx.commit()?;
@@ -240,6 +258,24 @@ impl Store {
                 params![job.grant_id, dataset.as_str(), eps, delta],
             )?;
         }
+        let holder = holder(&tx, &job.grant_id)?;
+        let charges: Vec<_> = job
+            .charges
+            .iter()
+            .map(|(d, e, dl)| json!({"dataset": d.as_str(), "epsilon": e, "delta": dl}))
+            .collect();
+        audit::append(
+            &tx,
+            &holder,
+            "job_charged",
+            json!({
+                "job": job.job_id,
+                "grant": job.grant_id,
+                "kind": job.kind,
+                "submission_digest": job.submission_digest,
+                "charges": charges,
+            }),
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -253,19 +289,31 @@ impl Store {
         digest: &str,
         outcome: &JobOutcome,
     ) -> Result<(), GovernanceError> {
-        let conn = self.conn();
-        let exists: Option<String> = conn
-            .query_row("SELECT id FROM grants WHERE id = ?1", params![grant_id], |r| r.get(0))
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let holder: Option<String> = tx
+            .query_row("SELECT holder FROM grants WHERE id = ?1", params![grant_id], |r| {
+                r.get(0)
+            })
             .optional()?;
-        if exists.is_none() {
+        let Some(holder) = holder else {
             return Ok(());
-        }
-        conn.execute(
+        };
+        let inserted = tx.execute(
             "INSERT INTO jobs (id, grant_id, kind, submission_digest, status, outcome, finished_at)
              VALUES (?1, ?2, ?3, ?4, 'refused', ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
              ON CONFLICT(id) DO NOTHING",
             params![job_id, grant_id, kind, digest, serde_json::to_string(outcome)?],
         )?;
+        if inserted > 0 {
+            audit::append(
+                &tx,
+                &holder,
+                "job_refused",
+                json!({"job": job_id, "grant": grant_id, "kind": kind, "submission_digest": digest, "outcome": outcome}),
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -278,11 +326,41 @@ impl Store {
             JobOutcome::Failed { .. } => "failed",
             JobOutcome::Cancelled => "cancelled",
         };
-        self.conn().execute(
-            "UPDATE jobs SET status = ?2, outcome = ?3, usage = ?4, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-            params![job_id, status, serde_json::to_string(outcome)?, serde_json::to_string(usage)?],
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let updated = tx.execute(
+            "UPDATE jobs SET status = ?2, outcome = ?3, usage = ?4, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE id = ?1 AND status = 'running'",
+            params![
+                job_id,
+                status,
+                serde_json::to_string(outcome)?,
+                serde_json::to_string(usage)?
+            ],
         )?;
+        if updated == 0 {
+            return Err(GovernanceError::NotRunning(job_id.to_string()));
+        }
+        let holder = holder(&tx, &usage.grant_id)?;
+        audit::append(
+            &tx,
+            &holder,
+            "job_finished",
+            json!({"job": job_id, "status": status, "outcome": outcome, "usage": usage}),
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Every ledger entry, oldest first (the operator's export).
+    pub fn audit_entries(&self) -> Result<Vec<Entry>, GovernanceError> {
+        audit::entries(&self.conn())
+    }
+
+    /// Checks the ledger: every entry follows its predecessor and the last
+    /// one is the recorded head.
+    pub fn verify_audit(&self) -> Result<AuditReport, GovernanceError> {
+        audit::verify(&self.conn())
     }
 
     /// A grant's budget per dataset.
@@ -322,6 +400,15 @@ impl Store {
         let rows = stmt.query_map(params![grant_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The account a grant's events are attributed to.
+fn holder(tx: &rusqlite::Transaction<'_>, grant_id: &str) -> Result<String, GovernanceError> {
+    tx.query_row("SELECT holder FROM grants WHERE id = ?1", params![grant_id], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .ok_or_else(|| GovernanceError::NoGrant(grant_id.to_string()))
 }
 
 #[cfg(test)]
@@ -371,6 +458,13 @@ mod tests {
             (budget[1].epsilon_spent - 5.0).abs() < 1e-9,
             "a refused job charges nothing anywhere"
         );
+        // One ledger entry per admitted job, in one unbroken chain.
+        let entries = store.audit_entries().expect("entries");
+        assert_eq!(entries.iter().filter(|e| e.kind == "job_charged").count(), 50);
+        assert!(matches!(
+            store.verify_audit().expect("verify"),
+            crate::AuditReport::Intact { entries: 51, .. }
+        ));
     }
 
     #[test]
