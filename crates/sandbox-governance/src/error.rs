@@ -18,6 +18,14 @@ pub enum GovernanceError {
     },
     #[error("job `{0}` is already recorded")]
     DuplicateJob(String),
+    #[error("agreement `{agreement}` does not allow new jobs: {why}")]
+    AgreementInactive { agreement: String, why: String },
+    #[error("no account holds this token")]
+    Unauthenticated,
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("job `{0}` is not running (unknown, or already finished)")]
     NotRunning(String),
     #[error("the sandbox database failed: {0}")]

@@ -20,10 +20,12 @@
 //! assert!(store.reserve(&JobCharge { job_id: "job-2".into(), ..charge }).is_err()); // 1.2 > 1.0
 //! ```
 
+mod access;
 mod audit;
 mod error;
 mod store;
 
+pub use access::{ApplicationBody, Decision, Role, token_digest};
 pub use audit::AuditReport;
 pub use error::GovernanceError;
 pub use sandbox_ledger::{Broken, Entry};

@@ -152,11 +152,29 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Schema creation in an IMMEDIATE transaction: a deferred one can fail
         // at once with SQLITE_BUSY when another process creates it first.
-        retry_busy(|| conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} {} COMMIT;", audit::SCHEMA)))?;
+        retry_busy(|| {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} {} {} COMMIT;",
+                audit::SCHEMA,
+                crate::access::SCHEMA
+            ))
+        })?;
         Ok(Store { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// Runs `f` in an IMMEDIATE transaction, committed only if it succeeds.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, GovernanceError>,
+    ) -> Result<T, GovernanceError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A poisoned lock only means another thread panicked mid-call; the
         // transaction it held was rolled back by SQLite, so carry on.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -215,6 +233,7 @@ impl Store {
     pub fn reserve(&self, job: &JobCharge) -> Result<(), GovernanceError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::access::enforce_terms(&tx, &job.grant_id)?;
         for (dataset, eps, _delta) in &job.charges {
             let row: Option<(f64, f64)> = tx
                 .query_row(

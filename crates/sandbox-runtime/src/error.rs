@@ -48,6 +48,7 @@ impl RuntimeError {
                     sandbox_governance::GovernanceError::BudgetExhausted { .. }
                         | sandbox_governance::GovernanceError::NotCovered { .. }
                         | sandbox_governance::GovernanceError::NoGrant(_)
+                        | sandbox_governance::GovernanceError::AgreementInactive { .. }
                 )
         )
     }
@@ -65,6 +66,9 @@ impl RuntimeError {
                 Some("dataset-not-granted")
             }
             RuntimeError::Governance(sandbox_governance::GovernanceError::NoGrant(_)) => Some("no-grant"),
+            RuntimeError::Governance(sandbox_governance::GovernanceError::AgreementInactive { .. }) => {
+                Some("agreement-inactive")
+            }
             _ => None,
         }
     }

@@ -1,0 +1,492 @@
+//! Accounts, applications and agreements: who may ask for conditionally open
+//! data, the owner's decision, and the agreement an approval creates.
+//!
+//! An agreement is a grant (its budgets are the grant's budgets) with terms:
+//! an expiry, a call quota and a status. [`Store::reserve`] enforces the
+//! terms on every job. Every step is a ledger entry in the same transaction.
+
+use crate::GovernanceError;
+use crate::audit;
+use crate::store::Store;
+use rusqlite::{OptionalExtension, params};
+use sandbox_model::DatasetId;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    provider TEXT,
+    token_sha256 TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS applications (
+    id TEXT PRIMARY KEY,
+    applicant TEXT NOT NULL REFERENCES accounts(id),
+    body TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT
+);
+CREATE TABLE IF NOT EXISTS agreements (
+    grant_id TEXT PRIMARY KEY REFERENCES grants(id),
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    expires_at TEXT NOT NULL,
+    call_quota INTEGER NOT NULL,
+    calls_used INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    status_reason TEXT
+);
+";
+
+/// The three roles of the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Role {
+    /// Manages the datasets and policies of one provider (a government
+    /// department or an enterprise bringing data).
+    DataOwner { provider: String },
+    /// A researcher or an enterprise that applies for data and runs jobs.
+    Applicant,
+    /// Audits everything and handles complaints.
+    Operator,
+}
+
+impl Role {
+    fn name(&self) -> &'static str {
+        match self {
+            Role::DataOwner { .. } => "data_owner",
+            Role::Applicant => "applicant",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+/// What an applicant asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplicationBody {
+    pub datasets: Vec<DatasetId>,
+    /// `dataset.column` names needed.
+    pub columns: Vec<String>,
+    /// `sql`, `wasm`.
+    pub job_kinds: Vec<String>,
+    /// The usage scenario (使用场景).
+    pub scenario: String,
+    /// The materials the datasets' open conditions ask for, by name.
+    pub materials: Vec<String>,
+}
+
+/// An owner's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Approve with terms: ε per dataset, expiry (RFC 3339, UTC), call quota.
+    Approve {
+        epsilon: f64,
+        expires_at: String,
+        call_quota: u64,
+    },
+    /// Reject; the reason is required and shown to the applicant.
+    Reject { reason: String },
+}
+
+/// SHA-256 of a token, hex: all the store keeps.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Store {
+    /// Creates an account holding `token` (only its SHA-256 is stored).
+    pub fn create_account(&self, id: &str, role: &Role, token: &str, by: &str) -> Result<(), GovernanceError> {
+        if token.len() < 32 {
+            return Err(GovernanceError::Invalid(
+                "an API token has at least 32 characters".into(),
+            ));
+        }
+        let provider = match role {
+            Role::DataOwner { provider } => Some(provider.as_str()),
+            _ => None,
+        };
+        self.write(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO accounts (id, role, provider, token_sha256) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                params![id, role.name(), provider, token_digest(token)],
+            )?;
+            if inserted == 0 {
+                return Err(GovernanceError::Invalid(format!(
+                    "account `{id}` (or its token) exists already"
+                )));
+            }
+            audit::append(tx, by, "account_created", json!({"account": id, "role": role}))?;
+            Ok(())
+        })
+    }
+
+    /// The account a bearer token belongs to, with its role.
+    pub fn authenticate(&self, token: &str) -> Result<(String, Role), GovernanceError> {
+        let conn = self.conn();
+        let row: Option<(String, String, Option<String>)> = conn
+            .query_row(
+                "SELECT id, role, provider FROM accounts WHERE token_sha256 = ?1",
+                params![token_digest(token)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (id, role, provider) = row.ok_or(GovernanceError::Unauthenticated)?;
+        let role = match (role.as_str(), provider) {
+            ("data_owner", Some(provider)) => Role::DataOwner { provider },
+            ("operator", _) => Role::Operator,
+            _ => Role::Applicant,
+        };
+        Ok((id, role))
+    }
+
+    /// Submits (or, for a rejected one, resubmits) an application.
+    pub fn apply(&self, id: &str, applicant: &str, body: &ApplicationBody) -> Result<u32, GovernanceError> {
+        if body.datasets.is_empty() || body.scenario.trim().is_empty() {
+            return Err(GovernanceError::Invalid(
+                "an application names at least one dataset and describes its usage scenario".into(),
+            ));
+        }
+        let text = serde_json::to_string(body)?;
+        self.write(|tx| {
+            let role: Option<String> = tx
+                .query_row("SELECT role FROM accounts WHERE id = ?1", params![applicant], |r| r.get(0))
+                .optional()?;
+            if role.as_deref() != Some("applicant") {
+                return Err(GovernanceError::Forbidden(format!("`{applicant}` is not an applicant account")));
+            }
+            let existing: Option<(String, String, u32)> = tx
+                .query_row(
+                    "SELECT applicant, status, revision FROM applications WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let revision = match existing {
+                None => {
+                    tx.execute(
+                        "INSERT INTO applications (id, applicant, body, revision, status) VALUES (?1, ?2, ?3, 1, 'submitted')",
+                        params![id, applicant, text],
+                    )?;
+                    1
+                }
+                Some((owner, status, revision)) if owner == applicant && status == "rejected" => {
+                    tx.execute(
+                        "UPDATE applications SET body = ?2, revision = ?3, status = 'submitted', reason = NULL WHERE id = ?1",
+                        params![id, text, revision + 1],
+                    )?;
+                    revision + 1
+                }
+                Some((owner, _, _)) if owner != applicant => {
+                    return Err(GovernanceError::Forbidden(format!("application `{id}` is not yours")));
+                }
+                Some((_, status, _)) => {
+                    return Err(GovernanceError::Invalid(format!(
+                        "application `{id}` is {status}; only a rejected application can be resubmitted"
+                    )));
+                }
+            };
+            audit::append(
+                tx,
+                applicant,
+                "application_submitted",
+                json!({"application": id, "revision": revision, "body": body}),
+            )?;
+            Ok(revision)
+        })
+    }
+
+    /// Decides a submitted application. Approval creates the agreement
+    /// (grant `agreement-<application>`) with ε per dataset. The caller
+    /// checks that `owner` manages every dataset applied for.
+    pub fn decide(&self, application: &str, owner: &str, decision: &Decision) -> Result<(), GovernanceError> {
+        self.write(|tx| {
+            let row: Option<(String, String, String)> = tx
+                .query_row(
+                    "SELECT applicant, body, status FROM applications WHERE id = ?1",
+                    params![application],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((applicant, body, status)) = row else {
+                return Err(GovernanceError::Invalid(format!("no application `{application}`")));
+            };
+            if status != "submitted" {
+                return Err(GovernanceError::Invalid(format!(
+                    "application `{application}` is {status}, not submitted"
+                )));
+            }
+            match decision {
+                Decision::Reject { reason } => {
+                    if reason.trim().is_empty() {
+                        return Err(GovernanceError::Invalid("a rejection must give its reason".into()));
+                    }
+                    tx.execute(
+                        "UPDATE applications SET status = 'rejected', reason = ?2 WHERE id = ?1",
+                        params![application, reason],
+                    )?;
+                    audit::append(
+                        tx,
+                        owner,
+                        "application_rejected",
+                        json!({"application": application, "reason": reason}),
+                    )?;
+                }
+                Decision::Approve {
+                    epsilon,
+                    expires_at,
+                    call_quota,
+                } => {
+                    if !(epsilon.is_finite() && *epsilon > 0.0) {
+                        return Err(GovernanceError::Invalid("ε must be a positive number".into()));
+                    }
+                    let body: ApplicationBody = serde_json::from_str(&body)?;
+                    let grant = format!("agreement-{application}");
+                    tx.execute(
+                        "UPDATE applications SET status = 'approved' WHERE id = ?1",
+                        params![application],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO grants (id, holder) VALUES (?1, ?2)",
+                        params![grant, applicant],
+                    )?;
+                    for d in &body.datasets {
+                        tx.execute(
+                            "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)",
+                            params![grant, d.as_str(), epsilon],
+                        )?;
+                    }
+                    tx.execute(
+                        "INSERT INTO agreements (grant_id, application_id, expires_at, call_quota, status)
+                         VALUES (?1, ?2, ?3, ?4, 'active')",
+                        params![grant, application, expires_at, *call_quota as i64],
+                    )?;
+                    audit::append(
+                        tx,
+                        owner,
+                        "agreement_signed",
+                        json!({
+                            "agreement": grant, "application": application, "holder": applicant,
+                            "datasets": body.datasets, "columns": body.columns, "job_kinds": body.job_kinds,
+                            "scenario": body.scenario, "epsilon": epsilon, "expires_at": expires_at,
+                            "call_quota": call_quota,
+                        }),
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Revokes an agreement (限制或者关闭数据获取权限): every later job under
+    /// it is refused.
+    pub fn revoke(&self, agreement: &str, by: &str, reason: &str) -> Result<(), GovernanceError> {
+        self.write(|tx| {
+            let updated = tx.execute(
+                "UPDATE agreements SET status = 'revoked', status_reason = ?2 WHERE grant_id = ?1 AND status = 'active'",
+                params![agreement, reason],
+            )?;
+            if updated == 0 {
+                return Err(GovernanceError::Invalid(format!("no active agreement `{agreement}`")));
+            }
+            audit::append(tx, by, "agreement_revoked", json!({"agreement": agreement, "reason": reason}))?;
+            Ok(())
+        })
+    }
+}
+
+/// Checks an agreement's terms inside the job's charging transaction and
+/// counts the call. Grants without an agreement (the operator's demo grant)
+/// have no terms.
+pub(crate) fn enforce_terms(tx: &rusqlite::Transaction<'_>, grant: &str) -> Result<(), GovernanceError> {
+    let row: Option<(String, i64, i64, String, Option<String>, String)> = tx
+        .query_row(
+            "SELECT expires_at, call_quota, calls_used, status, status_reason,
+                    strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM agreements WHERE grant_id = ?1",
+            params![grant],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()?;
+    let Some((expires_at, quota, used, status, reason, now)) = row else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        Err(GovernanceError::AgreementInactive {
+            agreement: grant.to_string(),
+            why,
+        })
+    };
+    if status != "active" {
+        return refuse(format!("it was {status}: {}", reason.unwrap_or_default()));
+    }
+    if now.as_str() >= expires_at.as_str() {
+        return refuse(format!("it expired at {expires_at}"));
+    }
+    if used >= quota {
+        return refuse(format!("its quota of {quota} calls is used up"));
+    }
+    tx.execute(
+        "UPDATE agreements SET calls_used = calls_used + 1 WHERE grant_id = ?1",
+        params![grant],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuditReport, JobCharge};
+
+    const BANK_TOKEN: &str = "bank-token-0123456789abcdef0123456789";
+    const TAX_TOKEN: &str = "tax-owner-token-0123456789abcdef012345";
+
+    fn ds(s: &str) -> DatasetId {
+        s.parse().expect("dataset id")
+    }
+
+    fn store() -> Store {
+        let s = Store::open_in_memory().expect("store");
+        s.create_account("ops", &Role::Operator, "operator-token-0123456789abcdef0123", "ops")
+            .expect("operator");
+        s.create_account("bank", &Role::Applicant, BANK_TOKEN, "ops")
+            .expect("bank");
+        s.create_account(
+            "tax-bureau",
+            &Role::DataOwner { provider: "tax".into() },
+            TAX_TOKEN,
+            "ops",
+        )
+        .expect("owner");
+        s
+    }
+
+    fn body(scenario: &str) -> ApplicationBody {
+        ApplicationBody {
+            datasets: vec![ds("gov.tax_payments")],
+            columns: vec!["gov.tax_payments.tax_paid".into()],
+            job_kinds: vec!["sql".into()],
+            scenario: scenario.into(),
+            materials: vec!["business licence".into()],
+        }
+    }
+
+    fn job(id: &str, grant: &str) -> JobCharge {
+        JobCharge::new(id, grant, "sql", "digest", vec![(ds("gov.tax_payments"), 0.1, 0.0)])
+    }
+
+    fn approve(quota: u64, expires_at: &str) -> Decision {
+        Decision::Approve {
+            epsilon: 1.0,
+            expires_at: expires_at.into(),
+            call_quota: quota,
+        }
+    }
+
+    #[test]
+    fn tokens_are_stored_as_hashes_and_authenticate() {
+        let s = store();
+        assert_eq!(
+            s.authenticate(BANK_TOKEN).expect("auth"),
+            ("bank".into(), Role::Applicant)
+        );
+        assert_eq!(
+            s.authenticate(TAX_TOKEN).expect("auth").1,
+            Role::DataOwner { provider: "tax".into() }
+        );
+        assert!(matches!(s.authenticate("nope"), Err(GovernanceError::Unauthenticated)));
+        let stored: Vec<String> = {
+            let conn = s.conn();
+            let mut st = conn.prepare("SELECT token_sha256 FROM accounts").expect("prepare");
+            st.query_map([], |r| r.get(0))
+                .expect("q")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        assert!(stored.iter().all(|t| t.len() == 64 && t != BANK_TOKEN));
+        assert!(s.create_account("short", &Role::Applicant, "short", "ops").is_err());
+    }
+
+    #[test]
+    fn apply_reject_resubmit_approve_run_then_quota_revoke_and_expiry_refuse() {
+        let s = store();
+        assert!(matches!(
+            s.apply("a1", "tax-bureau", &body("x")),
+            Err(GovernanceError::Forbidden(_))
+        ));
+        assert_eq!(s.apply("a1", "bank", &body("credit model")).expect("apply"), 1);
+        // A rejection must say why.
+        let blank = Decision::Reject { reason: "  ".into() };
+        assert!(matches!(
+            s.decide("a1", "tax-bureau", &blank),
+            Err(GovernanceError::Invalid(_))
+        ));
+        let reason = Decision::Reject {
+            reason: "describe how scores are used".into(),
+        };
+        s.decide("a1", "tax-bureau", &reason).expect("reject");
+        // Nothing runs without an agreement.
+        assert!(matches!(
+            s.reserve(&job("j0", "agreement-a1")),
+            Err(GovernanceError::NotCovered { .. })
+        ));
+        assert_eq!(
+            s.apply(
+                "a1",
+                "bank",
+                &body("credit model for SME loans, scores stay in the sandbox")
+            )
+            .expect("resubmit"),
+            2
+        );
+        s.decide("a1", "tax-bureau", &approve(2, "2999-01-01T00:00:00Z"))
+            .expect("approve");
+        assert!(matches!(
+            s.apply("a1", "bank", &body("again")),
+            Err(GovernanceError::Invalid(_))
+        ));
+        s.reserve(&job("j1", "agreement-a1")).expect("first call");
+        s.reserve(&job("j2", "agreement-a1")).expect("second call");
+        let e = s.reserve(&job("j3", "agreement-a1")).expect_err("quota");
+        assert!(e.to_string().contains("quota of 2 calls"), "{e}");
+
+        // Revocation.
+        s.apply("a2", "bank", &body("second scenario")).expect("apply");
+        s.decide("a2", "tax-bureau", &approve(100, "2999-01-01T00:00:00Z"))
+            .expect("approve");
+        s.reserve(&job("k1", "agreement-a2")).expect("runs");
+        s.revoke("agreement-a2", "ops", "complaint upheld").expect("revoke");
+        let e = s.reserve(&job("k2", "agreement-a2")).expect_err("revoked");
+        assert!(matches!(e, GovernanceError::AgreementInactive { .. }), "{e}");
+        assert!(e.to_string().contains("complaint upheld"));
+
+        // Expiry.
+        s.apply("a3", "bank", &body("short pilot")).expect("apply");
+        s.decide("a3", "tax-bureau", &approve(100, "2020-01-01T00:00:00Z"))
+            .expect("approve");
+        let e = s.reserve(&job("m1", "agreement-a3")).expect_err("expired");
+        assert!(e.to_string().contains("expired"), "{e}");
+
+        // Refused jobs charge nothing; the whole story is in the ledger.
+        let budget = s.budget("agreement-a1").expect("budget");
+        assert!((budget[0].epsilon_spent - 0.2).abs() < 1e-12);
+        let kinds: Vec<String> = s
+            .audit_entries()
+            .expect("entries")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        for kind in [
+            "account_created",
+            "application_submitted",
+            "application_rejected",
+            "agreement_signed",
+            "job_charged",
+            "agreement_revoked",
+        ] {
+            assert!(kinds.iter().any(|k| k == kind), "{kind} missing from {kinds:?}");
+        }
+        assert!(matches!(s.verify_audit().expect("verify"), AuditReport::Intact { .. }));
+    }
+}
