@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the host workspace, the guest SDK and example guests (their
 # own workspaces, built for wasm32 from source), and the integration tests that
-# run those guests. The README's test command; .ci/run calls it.
+# run those guests, with the governance store's suite on SQLite and on a real
+# PostgreSQL server that this script starts (installing Debian's package if
+# needed) and stops. The README's test command; .ci/run calls it.
 #
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs on
 # one machine are incremental; a new machine builds from nothing.
@@ -21,9 +23,15 @@ echo "== guest SDK and example guests (host-target unit tests)"
 (cd sandbox-sdk && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/sdk-host" cargo test --quiet 2>&1)
 (cd examples/wasm && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests-host" cargo test --quiet 2>&1)
 
-echo "== host workspace (target dir $CARGO_TARGET_DIR)"
+echo "== PostgreSQL for the governance store's second backend"
+pgdir="$(mktemp -d)"
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'bash scripts/postgres.sh stop "$pgdir"; rm -rf "$log" "$pgdir"' EXIT
+eval "$(bash scripts/postgres.sh start "$pgdir" "${SANDBOX_TEST_POSTGRES_PORT:-54329}")"
+export SANDBOX_REQUIRE_POSTGRES=1
+echo "   $SANDBOX_TEST_POSTGRES_URL"
+
+echo "== host workspace (target dir $CARGO_TARGET_DIR)"
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary of the workspace.

@@ -7,8 +7,8 @@
 
 use crate::GovernanceError;
 use crate::audit;
+use crate::db::Tx;
 use crate::store::Store;
-use rusqlite::{OptionalExtension, params};
 use sandbox_model::DatasetId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS applications (
     id TEXT PRIMARY KEY,
     applicant TEXT NOT NULL REFERENCES accounts(id),
     body TEXT NOT NULL,
-    revision INTEGER NOT NULL,
+    revision BIGINT NOT NULL,
     status TEXT NOT NULL,
     reason TEXT
 );
@@ -33,8 +33,8 @@ CREATE TABLE IF NOT EXISTS agreements (
     grant_id TEXT PRIMARY KEY REFERENCES grants(id),
     application_id TEXT NOT NULL REFERENCES applications(id),
     expires_at TEXT NOT NULL,
-    call_quota INTEGER NOT NULL,
-    calls_used INTEGER NOT NULL DEFAULT 0,
+    call_quota BIGINT NOT NULL,
+    calls_used BIGINT NOT NULL DEFAULT 0,
     status TEXT NOT NULL,
     status_reason TEXT
 );
@@ -90,6 +90,22 @@ pub enum Decision {
     Reject { reason: String },
 }
 
+/// An agreement as signed, with its current state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agreement {
+    /// The grant id jobs run under (`agreement-<application>`).
+    pub id: String,
+    pub application: String,
+    pub holder: String,
+    pub terms: ApplicationBody,
+    pub expires_at: String,
+    pub call_quota: u64,
+    pub calls_used: u64,
+    /// `active` or `revoked`.
+    pub status: String,
+    pub status_reason: Option<String>,
+}
+
 /// SHA-256 of a token, hex: all the store keeps.
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -107,11 +123,12 @@ impl Store {
             Role::DataOwner { provider } => Some(provider.as_str()),
             _ => None,
         };
+        let digest = token_digest(token);
         self.write(|tx| {
             let inserted = tx.execute(
                 "INSERT INTO accounts (id, role, provider, token_sha256) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO NOTHING",
-                params![id, role.name(), provider, token_digest(token)],
+                &[id.into(), role.name().into(), provider.into(), digest.into()],
             )?;
             if inserted == 0 {
                 return Err(GovernanceError::Invalid(format!(
@@ -125,15 +142,15 @@ impl Store {
 
     /// The account a bearer token belongs to, with its role.
     pub fn authenticate(&self, token: &str) -> Result<(String, Role), GovernanceError> {
-        let conn = self.conn();
-        let row: Option<(String, String, Option<String>)> = conn
-            .query_row(
+        let digest = token_digest(token);
+        let row = self.read(|tx| {
+            tx.query_opt(
                 "SELECT id, role, provider FROM accounts WHERE token_sha256 = ?1",
-                params![token_digest(token)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                &[digest.into()],
             )
-            .optional()?;
-        let (id, role, provider) = row.ok_or(GovernanceError::Unauthenticated)?;
+        })?;
+        let row = row.ok_or(GovernanceError::Unauthenticated)?;
+        let (id, role, provider) = (row.text(0)?, row.text(1)?, row.opt_text(2)?);
         let role = match (role.as_str(), provider) {
             ("data_owner", Some(provider)) => Role::DataOwner { provider },
             ("operator", _) => Role::Operator,
@@ -151,31 +168,30 @@ impl Store {
         }
         let text = serde_json::to_string(body)?;
         self.write(|tx| {
-            let role: Option<String> = tx
-                .query_row("SELECT role FROM accounts WHERE id = ?1", params![applicant], |r| r.get(0))
-                .optional()?;
-            if role.as_deref() != Some("applicant") {
+            let role = tx.query_opt("SELECT role FROM accounts WHERE id = ?1", &[applicant.into()])?;
+            if role.map(|r| r.text(0)).transpose()?.as_deref() != Some("applicant") {
                 return Err(GovernanceError::Forbidden(format!("`{applicant}` is not an applicant account")));
             }
-            let existing: Option<(String, String, u32)> = tx
-                .query_row(
-                    "SELECT applicant, status, revision FROM applications WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
+            let existing = tx.query_opt(
+                "SELECT applicant, status, revision FROM applications WHERE id = ?1",
+                &[id.into()],
+            )?;
+            let existing = match existing {
+                Some(r) => Some((r.text(0)?, r.text(1)?, r.int(2)?)),
+                None => None,
+            };
             let revision = match existing {
                 None => {
                     tx.execute(
                         "INSERT INTO applications (id, applicant, body, revision, status) VALUES (?1, ?2, ?3, 1, 'submitted')",
-                        params![id, applicant, text],
+                        &[id.into(), applicant.into(), (&text).into()],
                     )?;
                     1
                 }
                 Some((owner, status, revision)) if owner == applicant && status == "rejected" => {
                     tx.execute(
                         "UPDATE applications SET body = ?2, revision = ?3, status = 'submitted', reason = NULL WHERE id = ?1",
-                        params![id, text, revision + 1],
+                        &[id.into(), (&text).into(), (revision + 1).into()],
                     )?;
                     revision + 1
                 }
@@ -194,7 +210,7 @@ impl Store {
                 "application_submitted",
                 json!({"application": id, "revision": revision, "body": body}),
             )?;
-            Ok(revision)
+            Ok(u32::try_from(revision).unwrap_or(u32::MAX))
         })
     }
 
@@ -203,16 +219,14 @@ impl Store {
     /// checks that `owner` manages every dataset applied for.
     pub fn decide(&self, application: &str, owner: &str, decision: &Decision) -> Result<(), GovernanceError> {
         self.write(|tx| {
-            let row: Option<(String, String, String)> = tx
-                .query_row(
-                    "SELECT applicant, body, status FROM applications WHERE id = ?1",
-                    params![application],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let Some((applicant, body, status)) = row else {
+            let row = tx.query_opt(
+                "SELECT applicant, body, status FROM applications WHERE id = ?1",
+                &[application.into()],
+            )?;
+            let Some(row) = row else {
                 return Err(GovernanceError::Invalid(format!("no application `{application}`")));
             };
+            let (applicant, body, status) = (row.text(0)?, row.text(1)?, row.text(2)?);
             if status != "submitted" {
                 return Err(GovernanceError::Invalid(format!(
                     "application `{application}` is {status}, not submitted"
@@ -225,7 +239,7 @@ impl Store {
                     }
                     tx.execute(
                         "UPDATE applications SET status = 'rejected', reason = ?2 WHERE id = ?1",
-                        params![application, reason],
+                        &[application.into(), reason.into()],
                     )?;
                     audit::append(
                         tx,
@@ -242,26 +256,28 @@ impl Store {
                     if !(epsilon.is_finite() && *epsilon > 0.0) {
                         return Err(GovernanceError::Invalid("ε must be a positive number".into()));
                     }
+                    let quota = i64::try_from(*call_quota)
+                        .map_err(|_| GovernanceError::Invalid("the call quota is too large".into()))?;
                     let body: ApplicationBody = serde_json::from_str(&body)?;
                     let grant = format!("agreement-{application}");
                     tx.execute(
                         "UPDATE applications SET status = 'approved' WHERE id = ?1",
-                        params![application],
+                        &[application.into()],
                     )?;
                     tx.execute(
                         "INSERT INTO grants (id, holder) VALUES (?1, ?2)",
-                        params![grant, applicant],
+                        &[(&grant).into(), (&applicant).into()],
                     )?;
                     for d in &body.datasets {
                         tx.execute(
                             "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)",
-                            params![grant, d.as_str(), epsilon],
+                            &[(&grant).into(), d.as_str().into(), (*epsilon).into()],
                         )?;
                     }
                     tx.execute(
                         "INSERT INTO agreements (grant_id, application_id, expires_at, call_quota, status)
                          VALUES (?1, ?2, ?3, ?4, 'active')",
-                        params![grant, application, expires_at, *call_quota as i64],
+                        &[(&grant).into(), application.into(), expires_at.into(), quota.into()],
                     )?;
                     audit::append(
                         tx,
@@ -280,13 +296,37 @@ impl Store {
         })
     }
 
+    /// The agreement behind a grant, if the grant came from an approval.
+    pub fn agreement(&self, grant: &str) -> Result<Option<Agreement>, GovernanceError> {
+        let row = self.read(|tx| {
+            tx.query_opt(
+                "SELECT a.grant_id, a.application_id, p.applicant, p.body, a.expires_at, a.call_quota,
+                        a.calls_used, a.status, a.status_reason
+                 FROM agreements a JOIN applications p ON p.id = a.application_id WHERE a.grant_id = ?1",
+                &[grant.into()],
+            )
+        })?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(Agreement {
+            id: r.text(0)?,
+            application: r.text(1)?,
+            holder: r.text(2)?,
+            terms: serde_json::from_str(&r.text(3)?)?,
+            expires_at: r.text(4)?,
+            call_quota: u64::try_from(r.int(5)?).unwrap_or(0),
+            calls_used: u64::try_from(r.int(6)?).unwrap_or(0),
+            status: r.text(7)?,
+            status_reason: r.opt_text(8)?,
+        }))
+    }
+
     /// Revokes an agreement (限制或者关闭数据获取权限): every later job under
     /// it is refused.
     pub fn revoke(&self, agreement: &str, by: &str, reason: &str) -> Result<(), GovernanceError> {
         self.write(|tx| {
             let updated = tx.execute(
                 "UPDATE agreements SET status = 'revoked', status_reason = ?2 WHERE grant_id = ?1 AND status = 'active'",
-                params![agreement, reason],
+                &[agreement.into(), reason.into()],
             )?;
             if updated == 0 {
                 return Err(GovernanceError::Invalid(format!("no active agreement `{agreement}`")));
@@ -300,18 +340,16 @@ impl Store {
 /// Checks an agreement's terms inside the job's charging transaction and
 /// counts the call. Grants without an agreement (the operator's demo grant)
 /// have no terms.
-pub(crate) fn enforce_terms(tx: &rusqlite::Transaction<'_>, grant: &str) -> Result<(), GovernanceError> {
-    let row: Option<(String, i64, i64, String, Option<String>, String)> = tx
-        .query_row(
-            "SELECT expires_at, call_quota, calls_used, status, status_reason,
-                    strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM agreements WHERE grant_id = ?1",
-            params![grant],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-        )
-        .optional()?;
-    let Some((expires_at, quota, used, status, reason, now)) = row else {
+pub(crate) fn enforce_terms(tx: &mut dyn Tx, grant: &str, now: &str) -> Result<(), GovernanceError> {
+    let row = tx.query_opt(
+        "SELECT expires_at, call_quota, calls_used, status, status_reason FROM agreements WHERE grant_id = ?1",
+        &[grant.into()],
+    )?;
+    let Some(row) = row else {
         return Ok(());
     };
+    let (expires_at, quota, used, status, reason) =
+        (row.text(0)?, row.int(1)?, row.int(2)?, row.text(3)?, row.opt_text(4)?);
     let refuse = |why: String| {
         Err(GovernanceError::AgreementInactive {
             agreement: grant.to_string(),
@@ -321,7 +359,7 @@ pub(crate) fn enforce_terms(tx: &rusqlite::Transaction<'_>, grant: &str) -> Resu
     if status != "active" {
         return refuse(format!("it was {status}: {}", reason.unwrap_or_default()));
     }
-    if now.as_str() >= expires_at.as_str() {
+    if now >= expires_at.as_str() {
         return refuse(format!("it expired at {expires_at}"));
     }
     if used >= quota {
@@ -329,7 +367,7 @@ pub(crate) fn enforce_terms(tx: &rusqlite::Transaction<'_>, grant: &str) -> Resu
     }
     tx.execute(
         "UPDATE agreements SET calls_used = calls_used + 1 WHERE grant_id = ?1",
-        params![grant],
+        &[grant.into()],
     )?;
     Ok(())
 }
@@ -337,6 +375,7 @@ pub(crate) fn enforce_terms(tx: &rusqlite::Transaction<'_>, grant: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::test_dbs;
     use crate::{AuditReport, JobCharge};
 
     const BANK_TOKEN: &str = "bank-token-0123456789abcdef0123456789";
@@ -346,8 +385,7 @@ mod tests {
         s.parse().expect("dataset id")
     }
 
-    fn store() -> Store {
-        let s = Store::open_in_memory().expect("store");
+    fn accounts(s: &Store) {
         s.create_account("ops", &Role::Operator, "operator-token-0123456789abcdef0123", "ops")
             .expect("operator");
         s.create_account("bank", &Role::Applicant, BANK_TOKEN, "ops")
@@ -359,7 +397,6 @@ mod tests {
             "ops",
         )
         .expect("owner");
-        s
     }
 
     fn body(scenario: &str) -> ApplicationBody {
@@ -386,7 +423,14 @@ mod tests {
 
     #[test]
     fn tokens_are_stored_as_hashes_and_authenticate() {
-        let s = store();
+        for db in test_dbs() {
+            let s = db.open();
+            accounts(&s);
+            tokens(&s);
+        }
+    }
+
+    fn tokens(s: &Store) {
         assert_eq!(
             s.authenticate(BANK_TOKEN).expect("auth"),
             ("bank".into(), Role::Applicant)
@@ -396,21 +440,28 @@ mod tests {
             Role::DataOwner { provider: "tax".into() }
         );
         assert!(matches!(s.authenticate("nope"), Err(GovernanceError::Unauthenticated)));
-        let stored: Vec<String> = {
-            let conn = s.conn();
-            let mut st = conn.prepare("SELECT token_sha256 FROM accounts").expect("prepare");
-            st.query_map([], |r| r.get(0))
-                .expect("q")
-                .collect::<Result<_, _>>()
-                .expect("rows")
-        };
+        let stored: Vec<String> = s
+            .read(|tx| {
+                tx.query("SELECT token_sha256 FROM accounts", &[])?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect()
+            })
+            .expect("tokens");
         assert!(stored.iter().all(|t| t.len() == 64 && t != BANK_TOKEN));
         assert!(s.create_account("short", &Role::Applicant, "short", "ops").is_err());
     }
 
     #[test]
     fn apply_reject_resubmit_approve_run_then_quota_revoke_and_expiry_refuse() {
-        let s = store();
+        for db in test_dbs() {
+            let s = db.open();
+            accounts(&s);
+            lifecycle(&s);
+        }
+    }
+
+    fn lifecycle(s: &Store) {
         assert!(matches!(
             s.apply("a1", "tax-bureau", &body("x")),
             Err(GovernanceError::Forbidden(_))
@@ -446,6 +497,12 @@ mod tests {
             s.apply("a1", "bank", &body("again")),
             Err(GovernanceError::Invalid(_))
         ));
+        let agreement = s.agreement("agreement-a1").expect("read").expect("exists");
+        assert_eq!(
+            (agreement.holder.as_str(), agreement.status.as_str()),
+            ("bank", "active")
+        );
+        assert_eq!(agreement.terms.columns, ["gov.tax_payments.tax_paid"]);
         s.reserve(&job("j1", "agreement-a1")).expect("first call");
         s.reserve(&job("j2", "agreement-a1")).expect("second call");
         let e = s.reserve(&job("j3", "agreement-a1")).expect_err("quota");

@@ -6,12 +6,12 @@
 //! stores them.
 
 use crate::GovernanceError;
-use rusqlite::{OptionalExtension, Transaction, params};
+use crate::db::{Tx, now};
 use sandbox_ledger::{Broken, Chain, Entry};
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ledger (
-    seq INTEGER PRIMARY KEY,
+    seq BIGINT PRIMARY KEY,
     at TEXT NOT NULL,
     actor TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -20,8 +20,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     hash TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ledger_head (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
     hash TEXT NOT NULL
 );
 ";
@@ -35,76 +35,76 @@ pub enum AuditReport {
     Broken(Broken),
 }
 
+fn head(tx: &mut dyn Tx) -> Result<Option<(u64, String)>, GovernanceError> {
+    match tx.query_opt("SELECT seq, hash FROM ledger_head WHERE id = 1", &[])? {
+        Some(r) => Ok(Some((r.int(0)? as u64, r.text(1)?))),
+        None => Ok(None),
+    }
+}
+
 /// Appends one entry after the stored head, inside `tx`.
 pub(crate) fn append(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Tx,
     actor: &str,
     kind: &str,
     payload: serde_json::Value,
 ) -> Result<Entry, GovernanceError> {
-    let head: Option<(u64, String)> = tx
-        .query_row("SELECT seq, hash FROM ledger_head WHERE id = 1", [], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })
-        .optional()?;
-    let mut chain = match &head {
-        Some((seq, hash)) => Chain::resume(*seq, hash),
+    let mut chain = match head(tx)? {
+        Some((seq, hash)) => Chain::resume(seq, &hash),
         None => Chain::new(),
     };
-    let at: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))?;
-    let entry = chain.append(&at, actor, kind, payload);
+    let entry = chain.append(&now(), actor, kind, payload);
     tx.execute(
         "INSERT INTO ledger (seq, at, actor, kind, payload, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            entry.seq as i64,
-            entry.at,
-            entry.actor,
-            entry.kind,
-            serde_json::to_string(&entry.payload)?,
-            entry.prev,
-            entry.hash
+        &[
+            (entry.seq as i64).into(),
+            (&entry.at).into(),
+            (&entry.actor).into(),
+            (&entry.kind).into(),
+            serde_json::to_string(&entry.payload)?.into(),
+            (&entry.prev).into(),
+            (&entry.hash).into(),
         ],
     )?;
     tx.execute(
         "INSERT INTO ledger_head (id, seq, hash) VALUES (1, ?1, ?2)
          ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        params![entry.seq as i64, entry.hash],
+        &[(entry.seq as i64).into(), (&entry.hash).into()],
     )?;
     Ok(entry)
 }
 
 /// Every entry in stored order. A payload that is not JSON is kept as a
 /// string so that verification reports the entry instead of failing to read.
-pub(crate) fn entries(conn: &rusqlite::Connection) -> Result<Vec<Entry>, GovernanceError> {
-    let mut stmt = conn.prepare("SELECT seq, at, actor, kind, payload, prev, hash FROM ledger ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        let payload: String = r.get(4)?;
+pub(crate) fn entries(tx: &mut dyn Tx) -> Result<Vec<Entry>, GovernanceError> {
+    tx.query(
+        "SELECT seq, at, actor, kind, payload, prev, hash FROM ledger ORDER BY seq",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        let payload = r.text(4)?;
         Ok(Entry {
-            seq: r.get::<_, i64>(0)? as u64,
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            kind: r.get(3)?,
+            seq: r.int(0)? as u64,
+            at: r.text(1)?,
+            actor: r.text(2)?,
+            kind: r.text(3)?,
             payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
-            prev: r.get(5)?,
-            hash: r.get(6)?,
+            prev: r.text(5)?,
+            hash: r.text(6)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Verifies the stored entries and the head.
-pub(crate) fn verify(conn: &rusqlite::Connection) -> Result<AuditReport, GovernanceError> {
-    let entries = entries(conn)?;
+pub(crate) fn verify(tx: &mut dyn Tx) -> Result<AuditReport, GovernanceError> {
+    let entries = entries(tx)?;
     let checked = match sandbox_ledger::verify(&entries) {
         Ok(n) => n,
         Err(broken) => return Ok(AuditReport::Broken(broken)),
     };
-    let head: Option<(u64, String)> = conn
-        .query_row("SELECT seq, hash FROM ledger_head WHERE id = 1", [], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })
-        .optional()?;
-    let (head_seq, head_hash) = head.unwrap_or((0, sandbox_ledger::GENESIS.to_string()));
+    let (head_seq, head_hash) = head(tx)?.unwrap_or((0, sandbox_ledger::GENESIS.to_string()));
     let last_hash = entries
         .last()
         .map_or(sandbox_ledger::GENESIS.to_string(), |e| e.hash.clone());
@@ -136,20 +136,17 @@ pub(crate) fn verify(conn: &rusqlite::Connection) -> Result<AuditReport, Governa
 #[cfg(test)]
 mod tests {
     use super::AuditReport;
+    use crate::testing::test_dbs;
     use crate::{Grant, JobCharge, Store};
-    use rusqlite::Connection;
     use sandbox_model::{DatasetId, JobOutcome, UsageRecord};
 
     fn ds(s: &str) -> DatasetId {
         s.parse().expect("dataset id")
     }
 
-    /// A store with a grant and three jobs: charged+released, charged+failed,
-    /// refused: 1 + 2 + 2 + 1 = 6 entries.
-    fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.db");
-        let store = Store::open(&path).expect("open");
+    /// A grant and three jobs: charged+released, charged+failed, refused:
+    /// 1 + 2 + 2 + 1 = 6 entries.
+    fn populate(store: &Store) {
         store
             .upsert_grant(&Grant::new("g", "bank", vec![(ds("gov.a"), 5.0)]))
             .expect("grant");
@@ -172,127 +169,113 @@ mod tests {
         store
             .record_refusal("j3", "g", "sql", "d", &JobOutcome::Refused { rule: "k".into() })
             .expect("refusal");
-        (dir, path)
     }
 
-    fn report(path: &std::path::Path) -> AuditReport {
-        Store::open(path).expect("open").verify_audit().expect("verify")
+    /// Populates a fresh store on every backend, tampers with `sql`, and
+    /// returns where verification says the ledger breaks.
+    fn broken_at(sql: &str) -> Vec<(&'static str, Option<u64>)> {
+        test_dbs()
+            .iter()
+            .map(|db| {
+                let store = db.open();
+                populate(&store);
+                store.raw(sql).expect("tamper");
+                let at = match store.verify_audit().expect("verify") {
+                    AuditReport::Broken(b) => Some(b.seq),
+                    AuditReport::Intact { .. } => None,
+                };
+                (db.name(), at)
+            })
+            .collect()
     }
 
-    fn broken_at(path: &std::path::Path) -> u64 {
-        match report(path) {
-            AuditReport::Broken(b) => b.seq,
-            AuditReport::Intact { .. } => panic!("tampering went unnoticed"),
+    fn assert_broken_at(sql: &str, seq: u64) {
+        for (backend, at) in broken_at(sql) {
+            assert_eq!(at, Some(seq), "{backend}: {sql}");
         }
     }
 
     #[test]
     fn every_change_is_recorded_and_the_ledger_verifies() {
-        let (_dir, path) = populated();
-        let store = Store::open(&path).expect("open");
-        let kinds: Vec<String> = store
-            .audit_entries()
-            .expect("entries")
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "grant_created",
-                "job_charged",
-                "job_finished",
-                "job_charged",
-                "job_finished",
-                "job_refused"
-            ]
-        );
-        let entries = store.audit_entries().expect("entries");
-        assert!(entries.iter().all(|e| e.actor == "bank"));
-        assert_eq!(entries[1].payload["charges"][0]["epsilon"], 0.5);
-        assert_eq!(entries[2].payload["usage"]["columns_read"][0], "gov.a.x");
-        // Re-upserting an unchanged grant records nothing.
-        store
-            .upsert_grant(&Grant::new("g", "bank", vec![(ds("gov.a"), 5.0)]))
-            .expect("grant");
-        assert!(matches!(
-            store.verify_audit().expect("verify"),
-            AuditReport::Intact { entries: 6, .. }
-        ));
+        for db in test_dbs() {
+            let store = db.open();
+            populate(&store);
+            let entries = store.audit_entries().expect("entries");
+            let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "grant_created",
+                    "job_charged",
+                    "job_finished",
+                    "job_charged",
+                    "job_finished",
+                    "job_refused"
+                ],
+                "{}",
+                db.name()
+            );
+            assert!(entries.iter().all(|e| e.actor == "bank"));
+            assert_eq!(entries[1].payload["charges"][0]["epsilon"], 0.5);
+            assert_eq!(entries[2].payload["usage"]["columns_read"][0], "gov.a.x");
+            // Re-upserting an unchanged grant records nothing; reopening
+            // continues the same chain.
+            let store = db.open();
+            store
+                .upsert_grant(&Grant::new("g", "bank", vec![(ds("gov.a"), 5.0)]))
+                .expect("grant");
+            assert!(matches!(
+                store.verify_audit().expect("verify"),
+                AuditReport::Intact { entries: 6, .. }
+            ));
+        }
     }
 
     #[test]
     fn editing_any_field_of_any_entry_is_found_at_that_entry() {
         for seq in 1..=6 {
             for column in ["at", "actor", "kind", "payload", "prev", "hash"] {
-                let (_dir, path) = populated();
                 let value = if column == "payload" {
                     "{\"job\":\"forged\"}"
                 } else {
                     "forged"
                 };
-                Connection::open(&path)
-                    .expect("raw")
-                    .execute(
-                        &format!("UPDATE ledger SET {column} = ?1 WHERE seq = ?2"),
-                        rusqlite::params![value, seq],
-                    )
-                    .expect("tamper");
                 // Forging the hash of the last entry shows at the head check.
-                assert_eq!(broken_at(&path), seq, "{column} of entry {seq}");
+                assert_broken_at(
+                    &format!("UPDATE ledger SET {column} = '{value}' WHERE seq = {seq}"),
+                    seq,
+                );
             }
         }
     }
 
     #[test]
     fn deleting_inserting_or_swapping_entries_is_found() {
-        for seq in 1..=6i64 {
-            let (_dir, path) = populated();
-            Connection::open(&path)
-                .expect("raw")
-                .execute("DELETE FROM ledger WHERE seq = ?1", [seq])
-                .expect("delete");
-            assert_eq!(broken_at(&path), seq as u64, "delete {seq}");
+        for seq in 1..=6 {
+            assert_broken_at(&format!("DELETE FROM ledger WHERE seq = {seq}"), seq);
         }
-        // Insert a forged entry in the middle (renumbering those after it).
-        let (_dir, path) = populated();
-        let raw = Connection::open(&path).expect("raw");
-        raw.execute_batch(
+        // A forged entry in the middle, renumbering those after it.
+        assert_broken_at(
             "UPDATE ledger SET seq = seq + 100 WHERE seq >= 3; UPDATE ledger SET seq = seq - 99 WHERE seq >= 103;
              INSERT INTO ledger (seq, at, actor, kind, payload, prev, hash)
                SELECT 3, at, actor, 'job_charged', '{}', hash, hash FROM ledger WHERE seq = 2;",
-        )
-        .expect("insert");
-        assert_eq!(broken_at(&path), 3);
-        // Swap two entries' positions.
-        let (_dir, path) = populated();
-        Connection::open(&path)
-            .expect("raw")
-            .execute_batch(
-                "UPDATE ledger SET seq = 100 WHERE seq = 4; UPDATE ledger SET seq = 4 WHERE seq = 5;
-                 UPDATE ledger SET seq = 5 WHERE seq = 100;",
-            )
-            .expect("swap");
-        assert_eq!(broken_at(&path), 4);
+            3,
+        );
+        // Two entries swapped.
+        assert_broken_at(
+            "UPDATE ledger SET seq = 100 WHERE seq = 4; UPDATE ledger SET seq = 4 WHERE seq = 5;
+             UPDATE ledger SET seq = 5 WHERE seq = 100;",
+            4,
+        );
     }
 
     #[test]
     fn a_truncated_tail_or_an_appended_entry_is_found_against_the_head() {
-        let (_dir, path) = populated();
-        Connection::open(&path)
-            .expect("raw")
-            .execute("DELETE FROM ledger WHERE seq >= 5", [])
-            .expect("truncate");
-        assert_eq!(broken_at(&path), 5);
-
-        let (_dir, path) = populated();
-        Connection::open(&path)
-            .expect("raw")
-            .execute(
-                "INSERT INTO ledger SELECT 7, at, actor, kind, payload, hash, hash FROM ledger WHERE seq = 6",
-                [],
-            )
-            .expect("append");
-        assert_eq!(broken_at(&path), 7);
+        assert_broken_at("DELETE FROM ledger WHERE seq >= 5", 5);
+        assert_broken_at(
+            "INSERT INTO ledger (seq, at, actor, kind, payload, prev, hash)
+               SELECT 7, at, actor, kind, payload, hash, hash FROM ledger WHERE seq = 6",
+            7,
+        );
     }
 }

@@ -20,6 +20,8 @@ pub enum GovernanceError {
     DuplicateJob(String),
     #[error("agreement `{agreement}` does not allow new jobs: {why}")]
     AgreementInactive { agreement: String, why: String },
+    #[error("dataset {dataset} is suspended ({reason}); no job may use it until it is resumed")]
+    DatasetSuspended { dataset: String, reason: String },
     #[error("no account holds this token")]
     Unauthenticated,
     #[error("not allowed: {0}")]
@@ -28,6 +30,8 @@ pub enum GovernanceError {
     Invalid(String),
     #[error("job `{0}` is not running (unknown, or already finished)")]
     NotRunning(String),
+    #[error("the sandbox database failed: {0}")]
+    Storage(String),
     #[error("the sandbox database failed: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("cannot encode a record: {0}")]

@@ -22,11 +22,16 @@
 
 mod access;
 mod audit;
+pub mod db;
 mod error;
 mod store;
+mod suspension;
+#[cfg(test)]
+mod testing;
 
-pub use access::{ApplicationBody, Decision, Role, token_digest};
+pub use access::{Agreement, ApplicationBody, Decision, Role, token_digest};
 pub use audit::AuditReport;
 pub use error::GovernanceError;
 pub use sandbox_ledger::{Broken, Entry};
 pub use store::{BudgetLine, Grant, JobCharge, Store};
+pub use suspension::Suspension;

@@ -1,16 +1,16 @@
-//! The SQLite store: grants, budgets, jobs, charges and usage records, and
-//! the audit ledger entry of every change, written in the same transaction.
+//! The store: grants, budgets, jobs, charges and usage records, and the
+//! audit ledger entry of every change, written in the same transaction. The
+//! rules are written once against [`crate::db`] and run on SQLite (default)
+//! or PostgreSQL.
 
 use crate::GovernanceError;
 use crate::audit::{self, AuditReport};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use crate::db::{Backend, PostgresBackend, SqliteBackend, Tx, now};
 use sandbox_ledger::Entry;
 use sandbox_model::{DatasetId, JobOutcome, UsageRecord};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
 
 /// What an applicant may use: datasets, each with its ε budget.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,23 +67,6 @@ impl BudgetLine {
     }
 }
 
-/// Retries an operation that SQLite may refuse with SQLITE_BUSY without
-/// calling the busy handler (lock upgrades it resolves by failing fast).
-fn retry_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let mut attempt = 0;
-    loop {
-        match op() {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 200 =>
-            {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Tolerance for comparing sums of ε shares.
 const EPS_SLACK: f64 = 1e-9;
 
@@ -95,9 +78,9 @@ CREATE TABLE IF NOT EXISTS grants (
 CREATE TABLE IF NOT EXISTS budgets (
     grant_id TEXT NOT NULL REFERENCES grants(id),
     dataset TEXT NOT NULL,
-    epsilon_total REAL NOT NULL,
-    epsilon_spent REAL NOT NULL DEFAULT 0,
-    delta_spent REAL NOT NULL DEFAULT 0,
+    epsilon_total DOUBLE PRECISION NOT NULL,
+    epsilon_spent DOUBLE PRECISION NOT NULL DEFAULT 0,
+    delta_spent DOUBLE PRECISION NOT NULL DEFAULT 0,
     PRIMARY KEY (grant_id, dataset)
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -108,195 +91,238 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     outcome TEXT,
     usage TEXT,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    created_at TEXT NOT NULL,
     finished_at TEXT
 );
 CREATE TABLE IF NOT EXISTS charges (
     job_id TEXT NOT NULL REFERENCES jobs(id),
     dataset TEXT NOT NULL,
-    epsilon REAL NOT NULL,
-    delta REAL NOT NULL,
+    epsilon DOUBLE PRECISION NOT NULL,
+    delta DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (job_id, dataset)
 );
 ";
 
-/// The store. One connection behind a mutex per process; SQLite's own
-/// locking (`BEGIN IMMEDIATE`, WAL) orders writers across processes.
+/// The store.
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Box<dyn Backend>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
+        write!(f, "Store({})", self.backend.name())
     }
 }
 
 impl Store {
+    /// The embedded SQLite database at `path` (created if missing).
     pub fn open(path: &Path) -> Result<Self, GovernanceError> {
-        let conn = Connection::open(path)?;
-        // Wait for other processes before the first statement: switching
-        // to WAL needs a lock too.
-        conn.busy_timeout(Duration::from_secs(30))?;
-        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::init(conn)
+        Self::with_backend(Box::new(SqliteBackend::open(path)?))
     }
 
     pub fn open_in_memory() -> Result<Self, GovernanceError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::with_backend(Box::new(SqliteBackend::open_in_memory()?))
     }
 
-    fn init(conn: Connection) -> Result<Self, GovernanceError> {
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Schema creation in an IMMEDIATE transaction: a deferred one can fail
-        // at once with SQLITE_BUSY when another process creates it first.
-        retry_busy(|| {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} {} {} COMMIT;",
-                audit::SCHEMA,
-                crate::access::SCHEMA
-            ))
-        })?;
-        Ok(Store { conn: Mutex::new(conn) })
+    /// A PostgreSQL database (`postgresql://user@host:port/db`), in `schema`
+    /// if given.
+    pub fn open_postgres(url: &str, schema: Option<&str>) -> Result<Self, GovernanceError> {
+        Self::with_backend(Box::new(PostgresBackend::connect(url, schema)?))
     }
 
-    /// Runs `f` in an IMMEDIATE transaction, committed only if it succeeds.
-    pub(crate) fn write<T>(
+    /// A store on any backend; creates the tables if missing.
+    pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
+        backend.migrate(&format!(
+            "{SCHEMA} {} {} {}",
+            audit::SCHEMA,
+            crate::access::SCHEMA,
+            crate::suspension::SCHEMA
+        ))?;
+        Ok(Store { backend })
+    }
+
+    /// `sqlite` or `postgresql`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Runs `f` in a transaction that excludes every other writer; commits
+    /// only if it succeeds.
+    pub(crate) fn write<T: Send>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, GovernanceError>,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, GovernanceError> + Send,
     ) -> Result<T, GovernanceError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        let mut f = Some(f);
+        let mut out = None;
+        self.backend.write(&mut |tx| {
+            let f = f
+                .take()
+                .ok_or_else(|| GovernanceError::Storage("a transaction body ran twice".into()))?;
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| GovernanceError::Storage("a transaction ended without a result".into()))
     }
 
-    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A poisoned lock only means another thread panicked mid-call; the
-        // transaction it held was rolled back by SQLite, so carry on.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` in a read-only snapshot.
+    pub(crate) fn read<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, GovernanceError> + Send,
+    ) -> Result<T, GovernanceError> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.backend.read(&mut |tx| {
+            let f = f
+                .take()
+                .ok_or_else(|| GovernanceError::Storage("a transaction body ran twice".into()))?;
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| GovernanceError::Storage("a transaction ended without a result".into()))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn raw(&self, sql: &str) -> Result<(), GovernanceError> {
+        self.backend.raw(sql)
     }
 
     /// Creates a grant, or adds datasets missing from an existing one.
     /// Existing budgets and spending are never changed. What was added is
     /// recorded in the ledger (nothing when nothing changed).
     pub fn upsert_grant(&self, grant: &Grant) -> Result<(), GovernanceError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let created = tx.execute(
-            "INSERT INTO grants (id, holder) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
-            params![grant.id, grant.holder],
-        )? > 0;
-        let mut added = Vec::new();
-        for (dataset, total) in &grant.budgets {
-            let inserted = tx.execute(
-                "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(grant_id, dataset) DO NOTHING",
-                params![grant.id, dataset.as_str(), total],
-            )?;
-            if inserted > 0 {
-                added.push(json!({"dataset": dataset.as_str(), "epsilon": total}));
+        self.write(|tx| {
+            let created = tx.execute(
+                "INSERT INTO grants (id, holder) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
+                &[(&grant.id).into(), (&grant.holder).into()],
+            )? > 0;
+            let mut added = Vec::new();
+            for (dataset, total) in &grant.budgets {
+                let inserted = tx.execute(
+                    "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(grant_id, dataset) DO NOTHING",
+                    &[(&grant.id).into(), dataset.as_str().into(), (*total).into()],
+                )?;
+                if inserted > 0 {
+                    added.push(json!({"dataset": dataset.as_str(), "epsilon": total}));
+                }
             }
-        }
-        if created || !added.is_empty() {
-            let kind = if created { "grant_created" } else { "grant_extended" };
-            audit::append(
-                &tx,
-                &grant.holder,
-                kind,
-                json!({"grant": grant.id, "holder": grant.holder, "budgets": added}),
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if created || !added.is_empty() {
+                let kind = if created { "grant_created" } else { "grant_extended" };
+                audit::append(
+                    tx,
+                    &grant.holder,
+                    kind,
+                    json!({"grant": grant.id, "holder": grant.holder, "budgets": added}),
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Datasets a grant covers.
     pub fn grant_datasets(&self, grant_id: &str) -> Result<Vec<String>, GovernanceError> {
-        let conn = self.conn();
-        let exists: Option<String> = conn
-            .query_row("SELECT id FROM grants WHERE id = ?1", params![grant_id], |r| r.get(0))
-            .optional()?;
-        if exists.is_none() {
-            return Err(GovernanceError::NoGrant(grant_id.to_string()));
-        }
-        let mut stmt = conn.prepare("SELECT dataset FROM budgets WHERE grant_id = ?1 ORDER BY dataset")?;
-        let rows = stmt.query_map(params![grant_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+            if tx
+                .query_opt("SELECT id FROM grants WHERE id = ?1", &[grant_id.into()])?
+                .is_none()
+            {
+                return Err(GovernanceError::NoGrant(grant_id.to_string()));
+            }
+            tx.query(
+                "SELECT dataset FROM budgets WHERE grant_id = ?1 ORDER BY dataset",
+                &[grant_id.into()],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
+        })
     }
 
     /// Records the job and reserves its charges atomically, or refuses it
-    /// if any dataset's budget would be overspent.
+    /// if the grant's agreement does not allow it or any dataset's budget
+    /// would be overspent.
     pub fn reserve(&self, job: &JobCharge) -> Result<(), GovernanceError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::access::enforce_terms(&tx, &job.grant_id)?;
-        for (dataset, eps, _delta) in &job.charges {
-            let row: Option<(f64, f64)> = tx
-                .query_row(
+        self.write(|tx| {
+            let at = now();
+            crate::access::enforce_terms(tx, &job.grant_id, &at)?;
+            crate::suspension::ensure_not_suspended(tx, job.charges.iter().map(|(d, _, _)| d.as_str()))?;
+            for (dataset, eps, _delta) in &job.charges {
+                let row = tx.query_opt(
                     "SELECT epsilon_total, epsilon_spent FROM budgets WHERE grant_id = ?1 AND dataset = ?2",
-                    params![job.grant_id, dataset.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((total, spent)) = row else {
-                return Err(GovernanceError::NotCovered {
-                    grant: job.grant_id.clone(),
-                    dataset: dataset.to_string(),
-                });
-            };
-            if spent + eps > total + EPS_SLACK {
-                return Err(GovernanceError::BudgetExhausted {
-                    grant: job.grant_id.clone(),
-                    dataset: dataset.to_string(),
-                    spent,
-                    total,
-                    requested: *eps,
-                });
+                    &[(&job.grant_id).into(), dataset.as_str().into()],
+                )?;
+                let Some(row) = row else {
+                    return Err(GovernanceError::NotCovered {
+                        grant: job.grant_id.clone(),
+                        dataset: dataset.to_string(),
+                    });
+                };
+                let (total, spent) = (row.real(0)?, row.real(1)?);
+                if spent + eps > total + EPS_SLACK {
+                    return Err(GovernanceError::BudgetExhausted {
+                        grant: job.grant_id.clone(),
+                        dataset: dataset.to_string(),
+                        spent,
+                        total,
+                        requested: *eps,
+                    });
+                }
             }
-        }
-        let inserted = tx.execute(
-            "INSERT INTO jobs (id, grant_id, kind, submission_digest, status) VALUES (?1, ?2, ?3, ?4, 'running')
-             ON CONFLICT(id) DO NOTHING",
-            params![job.job_id, job.grant_id, job.kind, job.submission_digest],
-        )?;
-        if inserted == 0 {
-            return Err(GovernanceError::DuplicateJob(job.job_id.clone()));
-        }
-        for (dataset, eps, delta) in &job.charges {
-            tx.execute(
-                "INSERT INTO charges (job_id, dataset, epsilon, delta) VALUES (?1, ?2, ?3, ?4)",
-                params![job.job_id, dataset.as_str(), eps, delta],
+            let inserted = tx.execute(
+                "INSERT INTO jobs (id, grant_id, kind, submission_digest, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'running', ?5) ON CONFLICT(id) DO NOTHING",
+                &[
+                    (&job.job_id).into(),
+                    (&job.grant_id).into(),
+                    (&job.kind).into(),
+                    (&job.submission_digest).into(),
+                    at.into(),
+                ],
             )?;
-            tx.execute(
-                "UPDATE budgets SET epsilon_spent = epsilon_spent + ?3, delta_spent = delta_spent + ?4
-                 WHERE grant_id = ?1 AND dataset = ?2",
-                params![job.grant_id, dataset.as_str(), eps, delta],
+            if inserted == 0 {
+                return Err(GovernanceError::DuplicateJob(job.job_id.clone()));
+            }
+            for (dataset, eps, delta) in &job.charges {
+                tx.execute(
+                    "INSERT INTO charges (job_id, dataset, epsilon, delta) VALUES (?1, ?2, ?3, ?4)",
+                    &[
+                        (&job.job_id).into(),
+                        dataset.as_str().into(),
+                        (*eps).into(),
+                        (*delta).into(),
+                    ],
+                )?;
+                tx.execute(
+                    "UPDATE budgets SET epsilon_spent = epsilon_spent + ?3, delta_spent = delta_spent + ?4
+                     WHERE grant_id = ?1 AND dataset = ?2",
+                    &[
+                        (&job.grant_id).into(),
+                        dataset.as_str().into(),
+                        (*eps).into(),
+                        (*delta).into(),
+                    ],
+                )?;
+            }
+            let holder = holder(tx, &job.grant_id)?;
+            let charges: Vec<_> = job
+                .charges
+                .iter()
+                .map(|(d, e, dl)| json!({"dataset": d.as_str(), "epsilon": e, "delta": dl}))
+                .collect();
+            audit::append(
+                tx,
+                &holder,
+                "job_charged",
+                json!({
+                    "job": job.job_id,
+                    "grant": job.grant_id,
+                    "kind": job.kind,
+                    "submission_digest": job.submission_digest,
+                    "charges": charges,
+                }),
             )?;
-        }
-        let holder = holder(&tx, &job.grant_id)?;
-        let charges: Vec<_> = job
-            .charges
-            .iter()
-            .map(|(d, e, dl)| json!({"dataset": d.as_str(), "epsilon": e, "delta": dl}))
-            .collect();
-        audit::append(
-            &tx,
-            &holder,
-            "job_charged",
-            json!({
-                "job": job.job_id,
-                "grant": job.grant_id,
-                "kind": job.kind,
-                "submission_digest": job.submission_digest,
-                "charges": charges,
-            }),
-        )?;
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Records a job that was refused before it could be charged.
@@ -308,131 +334,158 @@ impl Store {
         digest: &str,
         outcome: &JobOutcome,
     ) -> Result<(), GovernanceError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let holder: Option<String> = tx
-            .query_row("SELECT holder FROM grants WHERE id = ?1", params![grant_id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        let Some(holder) = holder else {
-            return Ok(());
-        };
-        let inserted = tx.execute(
-            "INSERT INTO jobs (id, grant_id, kind, submission_digest, status, outcome, finished_at)
-             VALUES (?1, ?2, ?3, ?4, 'refused', ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-             ON CONFLICT(id) DO NOTHING",
-            params![job_id, grant_id, kind, digest, serde_json::to_string(outcome)?],
-        )?;
-        if inserted > 0 {
-            audit::append(
-                &tx,
-                &holder,
-                "job_refused",
-                json!({"job": job_id, "grant": grant_id, "kind": kind, "submission_digest": digest, "outcome": outcome}),
+        let outcome_text = serde_json::to_string(outcome)?;
+        self.write(|tx| {
+            let Some(row) = tx.query_opt("SELECT holder FROM grants WHERE id = ?1", &[grant_id.into()])? else {
+                return Ok(());
+            };
+            let holder = row.text(0)?;
+            let at = now();
+            let inserted = tx.execute(
+                "INSERT INTO jobs (id, grant_id, kind, submission_digest, status, outcome, created_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, 'refused', ?5, ?6, ?6) ON CONFLICT(id) DO NOTHING",
+                &[
+                    job_id.into(),
+                    grant_id.into(),
+                    kind.into(),
+                    digest.into(),
+                    outcome_text.into(),
+                    at.into(),
+                ],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if inserted > 0 {
+                audit::append(
+                    tx,
+                    &holder,
+                    "job_refused",
+                    json!({"job": job_id, "grant": grant_id, "kind": kind, "submission_digest": digest, "outcome": outcome}),
+                )?;
+            }
+            Ok(())
+        })
     }
 
-    /// Records how a charged job ended, with its usage record.
+    /// Records how a charged job ended, with its usage record. A release is
+    /// checked against suspensions in the same transaction: if a dataset
+    /// the job read was suspended meanwhile, the job is recorded as
+    /// cancelled and [`GovernanceError::DatasetSuspended`] returned, and the
+    /// caller must not release anything.
     pub fn finish(&self, job_id: &str, outcome: &JobOutcome, usage: &UsageRecord) -> Result<(), GovernanceError> {
-        let status = match outcome {
-            JobOutcome::Released => "released",
-            JobOutcome::DryRun => "dry_run",
-            JobOutcome::Refused { .. } => "refused",
-            JobOutcome::Failed { .. } => "failed",
-            JobOutcome::Cancelled => "cancelled",
-        };
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let updated = tx.execute(
-            "UPDATE jobs SET status = ?2, outcome = ?3, usage = ?4, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE id = ?1 AND status = 'running'",
-            params![
-                job_id,
-                status,
-                serde_json::to_string(outcome)?,
-                serde_json::to_string(usage)?
-            ],
-        )?;
-        if updated == 0 {
-            return Err(GovernanceError::NotRunning(job_id.to_string()));
+        let refused = self.write(|tx| {
+            let mut outcome = outcome.clone();
+            let mut refused = None;
+            if outcome == JobOutcome::Released
+                && let Err(e) = crate::suspension::ensure_not_suspended(tx, usage.datasets.iter().map(|d| d.as_str()))
+            {
+                outcome = JobOutcome::Cancelled;
+                refused = Some(e);
+            }
+            let status = match outcome {
+                JobOutcome::Released => "released",
+                JobOutcome::DryRun => "dry_run",
+                JobOutcome::Refused { .. } => "refused",
+                JobOutcome::Failed { .. } => "failed",
+                JobOutcome::Cancelled => "cancelled",
+            };
+            let updated = tx.execute(
+                "UPDATE jobs SET status = ?2, outcome = ?3, usage = ?4, finished_at = ?5
+                 WHERE id = ?1 AND status = 'running'",
+                &[
+                    job_id.into(),
+                    status.into(),
+                    serde_json::to_string(&outcome)?.into(),
+                    serde_json::to_string(usage)?.into(),
+                    now().into(),
+                ],
+            )?;
+            if updated == 0 {
+                return Err(GovernanceError::NotRunning(job_id.to_string()));
+            }
+            let holder = holder(tx, &usage.grant_id)?;
+            let mut payload = json!({"job": job_id, "status": status, "outcome": outcome, "usage": usage});
+            if let Some(e) = &refused {
+                payload["cancelled_because"] = json!(e.to_string());
+            }
+            audit::append(tx, &holder, "job_finished", payload)?;
+            Ok(refused)
+        })?;
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        let holder = holder(&tx, &usage.grant_id)?;
-        audit::append(
-            &tx,
-            &holder,
-            "job_finished",
-            json!({"job": job_id, "status": status, "outcome": outcome, "usage": usage}),
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Every ledger entry, oldest first (the operator's export).
     pub fn audit_entries(&self) -> Result<Vec<Entry>, GovernanceError> {
-        audit::entries(&self.conn())
+        self.read(audit::entries)
     }
 
     /// Checks the ledger: every entry follows its predecessor and the last
     /// one is the recorded head.
     pub fn verify_audit(&self) -> Result<AuditReport, GovernanceError> {
-        audit::verify(&self.conn())
+        self.read(audit::verify)
     }
 
     /// A grant's budget per dataset.
     pub fn budget(&self, grant_id: &str) -> Result<Vec<BudgetLine>, GovernanceError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT dataset, epsilon_total, epsilon_spent, delta_spent FROM budgets WHERE grant_id = ?1 ORDER BY dataset",
-        )?;
-        let rows = stmt.query_map(params![grant_id], |r| {
-            Ok(BudgetLine {
-                dataset: r.get(0)?,
-                epsilon_total: r.get(1)?,
-                epsilon_spent: r.get(2)?,
-                delta_spent: r.get(3)?,
+        self.read(|tx| {
+            tx.query(
+                "SELECT dataset, epsilon_total, epsilon_spent, delta_spent FROM budgets WHERE grant_id = ?1 ORDER BY dataset",
+                &[grant_id.into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(BudgetLine {
+                    dataset: r.text(0)?,
+                    epsilon_total: r.real(1)?,
+                    epsilon_spent: r.real(2)?,
+                    delta_spent: r.real(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
+        })
     }
 
     /// Sum of all charges per dataset for a grant (a consistency check:
     /// it must equal the budget's spent column).
     pub fn charged(&self, grant_id: &str) -> Result<Vec<(String, f64)>, GovernanceError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT c.dataset, SUM(c.epsilon) FROM charges c JOIN jobs j ON j.id = c.job_id
-             WHERE j.grant_id = ?1 GROUP BY c.dataset ORDER BY c.dataset",
-        )?;
-        let rows = stmt.query_map(params![grant_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+            tx.query(
+                "SELECT c.dataset, SUM(c.epsilon) FROM charges c JOIN jobs j ON j.id = c.job_id
+                 WHERE j.grant_id = ?1 GROUP BY c.dataset ORDER BY c.dataset",
+                &[grant_id.into()],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.real(1)?)))
+            .collect()
+        })
     }
 
     /// Job counts by status for a grant.
     pub fn job_counts(&self, grant_id: &str) -> Result<Vec<(String, u64)>, GovernanceError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT status, COUNT(*) FROM jobs WHERE grant_id = ?1 GROUP BY status ORDER BY status")?;
-        let rows = stmt.query_map(params![grant_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+            tx.query(
+                "SELECT status, COUNT(*) FROM jobs WHERE grant_id = ?1 GROUP BY status ORDER BY status",
+                &[grant_id.into()],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)? as u64)))
+            .collect()
+        })
     }
 }
 
 /// The account a grant's events are attributed to.
-fn holder(tx: &rusqlite::Transaction<'_>, grant_id: &str) -> Result<String, GovernanceError> {
-    tx.query_row("SELECT holder FROM grants WHERE id = ?1", params![grant_id], |r| {
-        r.get(0)
-    })
-    .optional()?
-    .ok_or_else(|| GovernanceError::NoGrant(grant_id.to_string()))
+fn holder(tx: &mut dyn Tx, grant_id: &str) -> Result<String, GovernanceError> {
+    tx.query_opt("SELECT holder FROM grants WHERE id = ?1", &[grant_id.into()])?
+        .ok_or_else(|| GovernanceError::NoGrant(grant_id.to_string()))?
+        .text(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::test_dbs;
     use std::sync::Arc;
 
     fn ds(s: &str) -> DatasetId {
@@ -441,114 +494,125 @@ mod tests {
 
     #[test]
     fn concurrent_reservations_never_overspend() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join("s.db")).expect("open"));
-        store
-            .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 5.0), (ds("gov.b"), 100.0)]))
-            .expect("grant");
-        let threads: Vec<_> = (0..16)
-            .map(|t| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    let mut ok = 0;
-                    for i in 0..20 {
-                        let job = JobCharge::new(
-                            &format!("j{t}-{i}"),
-                            "g",
-                            "sql",
-                            "d",
-                            vec![(ds("gov.a"), 0.1, 0.0), (ds("gov.b"), 0.1, 1e-9)],
-                        );
-                        if store.reserve(&job).is_ok() {
-                            ok += 1;
+        for db in test_dbs() {
+            let store = Arc::new(db.open());
+            store
+                .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 5.0), (ds("gov.b"), 100.0)]))
+                .expect("grant");
+            let threads: Vec<_> = (0..16)
+                .map(|t| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        let mut ok = 0;
+                        for i in 0..20 {
+                            let job = JobCharge::new(
+                                &format!("j{t}-{i}"),
+                                "g",
+                                "sql",
+                                "d",
+                                vec![(ds("gov.a"), 0.1, 0.0), (ds("gov.b"), 0.1, 1e-9)],
+                            );
+                            if store.reserve(&job).is_ok() {
+                                ok += 1;
+                            }
                         }
-                    }
-                    ok
+                        ok
+                    })
                 })
-            })
-            .collect();
-        let ok: i32 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-        assert_eq!(ok, 50, "exactly 5.0 / 0.1 jobs fit");
-        let budget = store.budget("g").expect("budget");
-        assert!(budget[0].epsilon_spent <= 5.0 + 1e-9);
-        let charged = store.charged("g").expect("charged");
-        assert!((charged[0].1 - budget[0].epsilon_spent).abs() < 1e-9);
-        assert!(
-            (budget[1].epsilon_spent - 5.0).abs() < 1e-9,
-            "a refused job charges nothing anywhere"
-        );
-        // One ledger entry per admitted job, in one unbroken chain.
-        let entries = store.audit_entries().expect("entries");
-        assert_eq!(entries.iter().filter(|e| e.kind == "job_charged").count(), 50);
-        assert!(matches!(
-            store.verify_audit().expect("verify"),
-            crate::AuditReport::Intact { entries: 51, .. }
-        ));
+                .collect();
+            let ok: i32 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+            assert_eq!(ok, 50, "{}: exactly 5.0 / 0.1 jobs fit", db.name());
+            let budget = store.budget("g").expect("budget");
+            assert!(budget[0].epsilon_spent <= 5.0 + 1e-9);
+            let charged = store.charged("g").expect("charged");
+            assert!((charged[0].1 - budget[0].epsilon_spent).abs() < 1e-9);
+            assert!(
+                (budget[1].epsilon_spent - 5.0).abs() < 1e-9,
+                "a refused job charges nothing anywhere"
+            );
+            // One ledger entry per admitted job, in one unbroken chain.
+            let entries = store.audit_entries().expect("entries");
+            assert_eq!(entries.iter().filter(|e| e.kind == "job_charged").count(), 50);
+            assert!(matches!(
+                store.verify_audit().expect("verify"),
+                crate::AuditReport::Intact { entries: 51, .. }
+            ));
+        }
     }
 
     #[test]
     fn unknown_grant_and_uncovered_dataset() {
-        let store = Store::open_in_memory().expect("open");
-        assert!(matches!(store.grant_datasets("nope"), Err(GovernanceError::NoGrant(_))));
-        store
-            .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
-            .expect("grant");
-        let job = JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.z"), 0.1, 0.0)]);
-        assert!(matches!(store.reserve(&job), Err(GovernanceError::NotCovered { .. })));
-        let job = JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0)]);
-        store.reserve(&job).expect("reserve");
-        assert!(matches!(store.reserve(&job), Err(GovernanceError::DuplicateJob(_))));
+        for db in test_dbs() {
+            let store = db.open();
+            assert!(matches!(store.grant_datasets("nope"), Err(GovernanceError::NoGrant(_))));
+            store
+                .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
+                .expect("grant");
+            let job = JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.z"), 0.1, 0.0)]);
+            assert!(matches!(store.reserve(&job), Err(GovernanceError::NotCovered { .. })));
+            let job = JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0)]);
+            store.reserve(&job).expect("reserve");
+            assert!(matches!(store.reserve(&job), Err(GovernanceError::DuplicateJob(_))));
+            let usage = UsageRecord {
+                job_id: "j".into(),
+                grant_id: "g".into(),
+                ..Default::default()
+            };
+            store.finish("j", &JobOutcome::Released, &usage).expect("finish");
+            assert!(
+                matches!(
+                    store.finish("j", &JobOutcome::Released, &usage),
+                    Err(GovernanceError::NotRunning(_))
+                ),
+                "a job finishes once"
+            );
+        }
     }
 
     #[test]
     fn charges_survive_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.db");
-        {
-            let store = Store::open(&path).expect("open");
+        for db in test_dbs() {
+            {
+                let store = db.open();
+                store
+                    .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
+                    .expect("grant");
+                store
+                    .reserve(&JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
+                    .expect("reserve");
+            }
+            let store = db.open();
             store
                 .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
-                .expect("grant");
-            store
-                .reserve(&JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
-                .expect("reserve");
+                .expect("grant again");
+            assert!((store.budget("g").expect("budget")[0].epsilon_spent - 0.7).abs() < 1e-12);
+            assert!(
+                store
+                    .reserve(&JobCharge::new("k", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
+                    .is_err()
+            );
         }
-        let store = Store::open(&path).expect("reopen");
-        store
-            .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
-            .expect("grant again");
-        assert!((store.budget("g").expect("budget")[0].epsilon_spent - 0.7).abs() < 1e-12);
-        assert!(
-            store
-                .reserve(&JobCharge::new("k", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
-                .is_err()
-        );
     }
-}
-
-#[cfg(test)]
-mod open_tests {
-    use super::*;
 
     /// Many stores opening one new database at once must all succeed.
     #[test]
     fn concurrent_opens_wait_for_each_other() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.db");
-        let threads: Vec<_> = (0..16)
-            .map(|i| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    let store = Store::open(&path).expect("open");
-                    let id: DatasetId = "gov.a".parse().expect("id");
-                    store
-                        .upsert_grant(&Grant::new(&format!("g{i}"), "h", vec![(id, 1.0)]))
-                        .expect("grant");
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("thread");
+        for db in test_dbs() {
+            std::thread::scope(|scope| {
+                for i in 0..16 {
+                    let db = &db;
+                    scope.spawn(move || {
+                        let store = db.open();
+                        store
+                            .upsert_grant(&Grant::new(&format!("g{i}"), "h", vec![(ds("gov.a"), 1.0)]))
+                            .expect("grant");
+                    });
+                }
+            });
+            assert!(matches!(
+                db.open().verify_audit().expect("verify"),
+                crate::AuditReport::Intact { entries: 16, .. }
+            ));
         }
     }
 }

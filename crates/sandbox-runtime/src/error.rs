@@ -49,6 +49,7 @@ impl RuntimeError {
                         | sandbox_governance::GovernanceError::NotCovered { .. }
                         | sandbox_governance::GovernanceError::NoGrant(_)
                         | sandbox_governance::GovernanceError::AgreementInactive { .. }
+                        | sandbox_governance::GovernanceError::DatasetSuspended { .. }
                 )
         )
     }
@@ -68,6 +69,9 @@ impl RuntimeError {
             RuntimeError::Governance(sandbox_governance::GovernanceError::NoGrant(_)) => Some("no-grant"),
             RuntimeError::Governance(sandbox_governance::GovernanceError::AgreementInactive { .. }) => {
                 Some("agreement-inactive")
+            }
+            RuntimeError::Governance(sandbox_governance::GovernanceError::DatasetSuspended { .. }) => {
+                Some("dataset-suspended")
             }
             _ => None,
         }
