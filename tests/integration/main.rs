@@ -2,6 +2,7 @@
 //! costs time on small machines). Modules by area.
 
 mod fixture;
+mod governance_lifecycle;
 mod hostile_sql;
 mod jobs_with_code;
 mod sql_jobs;

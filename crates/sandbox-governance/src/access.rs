@@ -296,6 +296,27 @@ impl Store {
         })
     }
 
+    /// What an application asks for (its latest revision).
+    pub fn application(&self, id: &str) -> Result<Option<ApplicationBody>, GovernanceError> {
+        let row = self.read(|tx| tx.query_opt("SELECT body FROM applications WHERE id = ?1", &[id.into()]))?;
+        match row {
+            Some(r) => Ok(Some(serde_json::from_str(&r.text(0)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// An account's role, if the account exists.
+    pub fn role(&self, account: &str) -> Result<Option<Role>, GovernanceError> {
+        let row =
+            self.read(|tx| tx.query_opt("SELECT role, provider FROM accounts WHERE id = ?1", &[account.into()]))?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(match (r.text(0)?.as_str(), r.opt_text(1)?) {
+            ("data_owner", Some(provider)) => Role::DataOwner { provider },
+            ("operator", _) => Role::Operator,
+            _ => Role::Applicant,
+        }))
+    }
+
     /// The agreement behind a grant, if the grant came from an approval.
     pub fn agreement(&self, grant: &str) -> Result<Option<Agreement>, GovernanceError> {
         let row = self.read(|tx| {

@@ -17,6 +17,7 @@
 pub mod analysis;
 pub mod assets;
 pub mod data_dir;
+mod governance;
 pub mod release;
 pub mod rules;
 pub mod sandbox;

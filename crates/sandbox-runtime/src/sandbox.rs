@@ -94,6 +94,7 @@ pub struct Sandbox {
     limits: EngineLimits,
     jobs: AtomicU64,
     wasm: std::sync::OnceLock<Arc<sandbox_wasm::SandboxEngine>>,
+    running: crate::governance::RunningJobs,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -133,6 +134,7 @@ impl Sandbox {
             limits: EngineLimits::default(),
             jobs: AtomicU64::new(0),
             wasm: std::sync::OnceLock::new(),
+            running: Default::default(),
         };
         sandbox.ensure_demo_grant()?;
         Ok(sandbox)
@@ -171,6 +173,13 @@ impl Sandbox {
     }
     pub fn data_dir(&self) -> &DataDir {
         &self.dir
+    }
+    pub(crate) fn running(&self) -> &crate::governance::RunningJobs {
+        &self.running
+    }
+    /// Jobs between their charge and their release right now.
+    pub fn running_jobs(&self) -> usize {
+        self.running.count()
     }
 
     fn ensure_demo_grant(&self) -> Result<(), RuntimeError> {
@@ -306,6 +315,7 @@ impl Sandbox {
     ) -> Result<SqlJobResult, RuntimeError> {
         // Admit.
         let (granted, mut session) = self.admit(grant)?;
+        let has_functions = !functions.is_empty();
         session.register_row_functions(functions)?;
         let lookup = Lookup {
             catalog: &self.catalog,
@@ -314,6 +324,8 @@ impl Sandbox {
         };
         // Plan and check.
         let query = session.plan_and_check(sql, &lookup)?;
+        let kinds: &[&str] = if has_functions { &["sql", "wasm"] } else { &["sql"] };
+        self.check_job_allowed(grant, kinds, &query.datasets, &query.usage)?;
         let rules = combine(query.protected.iter().filter_map(|d| self.policies.get(d)))?;
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
@@ -357,15 +369,20 @@ impl Sandbox {
             submission_digest: submission.to_string(),
             ..Default::default()
         };
-        // Execute and release; a failure still keeps the charge.
-        let released = async {
+        // Execute and release; a failure still keeps the charge. A
+        // suspension or revocation meanwhile cancels the computation.
+        let running = self.running.register(job_id, grant, &query.datasets);
+        let computation = async {
             let partials = compute_partials(&session, &query, &measures).await?;
             let started = std::time::Instant::now();
             let released = release(&query, &specs, &partials, &rules, epsilon);
             tracing::debug!(elapsed = ?started.elapsed(), "released");
             released
-        }
-        .await;
+        };
+        let released = tokio::select! {
+            r = computation => r,
+            () = running.cancelled() => return self.cancelled(job_id, &usage, &query.datasets),
+        };
         match released {
             Ok(r) => {
                 let bytes = serde_json::to_vec(&r.table).map_err(|e| RuntimeError::Setup(e.to_string()))?;
@@ -423,6 +440,7 @@ impl Sandbox {
             granted: &granted,
         };
         let rows = session.plan_and_check_rows(input_sql, &lookup)?;
+        self.check_job_allowed(grant, &["wasm"], &rows.datasets, &rows.usage)?;
         let rules = combine(rows.protected.iter().filter_map(|d| self.policies.get(d)))?;
         if !rules.dp {
             return Err(RuntimeError::refused(
@@ -454,7 +472,8 @@ impl Sandbox {
             submission_digest: submission.to_string(),
             ..Default::default()
         };
-        let computed = async {
+        let running = self.running.register(job_id, grant, &rows.datasets);
+        let computation = async {
             let batches = collect_rows(&session, &rows).await?;
             let key = random_key()?;
             let blocks = split_into_blocks(&batches, options.blocks, &key)?;
@@ -478,8 +497,11 @@ impl Sandbox {
                 tracing::info!(failed, "analysis blocks used the default output");
             }
             Ok::<_, RuntimeError>(release.release(&results)?)
-        }
-        .await;
+        };
+        let computed = tokio::select! {
+            r = computation => r,
+            () = running.cancelled() => return self.cancelled(job_id, &usage, &rows.datasets),
+        };
         let values = match computed {
             Ok(v) => v,
             Err(e) => {
@@ -533,6 +555,23 @@ impl Sandbox {
             table,
             budget: self.store.budget(grant)?,
         })
+    }
+
+    /// Records a job cancelled while running and says why: a suspended
+    /// dataset, or a revoked agreement.
+    fn cancelled<T>(
+        &self,
+        job_id: &str,
+        usage: &UsageRecord,
+        datasets: &std::collections::BTreeSet<DatasetId>,
+    ) -> Result<T, RuntimeError> {
+        self.store.finish(job_id, &JobOutcome::Cancelled, usage)?;
+        let names: Vec<&str> = datasets.iter().map(DatasetId::as_str).collect();
+        self.store.check_not_suspended(&names)?;
+        Err(RuntimeError::refused(
+            "job-cancelled",
+            "the job was cancelled while running (its agreement was revoked); nothing was released",
+        ))
     }
 
     fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {

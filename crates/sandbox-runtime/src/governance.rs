@@ -1,0 +1,268 @@
+//! Governance on the job path: the agreement a job runs under must cover
+//! its kind and every column it touches, no dataset it reads may be
+//! suspended, and a suspension or revocation cancels the jobs it affects
+//! while they run. Also the catalog-aware wrappers of the store's
+//! application steps (only conditionally open datasets are applied for; an
+//! owner decides only for its own provider's datasets).
+
+use crate::RuntimeError;
+use crate::sandbox::Sandbox;
+use sandbox_governance::{ApplicationBody, Decision, Role};
+use sandbox_model::{DatasetId, OpenClass};
+use sandbox_sql::query::UsageFacts;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Jobs between their charge and their release, so that a suspension or
+/// revocation can stop them.
+#[derive(Debug, Default)]
+pub(crate) struct RunningJobs {
+    jobs: Mutex<HashMap<String, RunningJob>>,
+}
+
+#[derive(Debug)]
+struct RunningJob {
+    grant: String,
+    datasets: BTreeSet<DatasetId>,
+    cancel: Arc<Notify>,
+}
+
+/// Deregisters its job when dropped.
+pub(crate) struct RunningGuard<'a> {
+    jobs: &'a RunningJobs,
+    id: String,
+    cancel: Arc<Notify>,
+}
+
+impl RunningGuard<'_> {
+    /// Completes when the job is cancelled.
+    pub(crate) async fn cancelled(&self) {
+        self.cancel.notified().await
+    }
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.jobs.lock().remove(&self.id);
+    }
+}
+
+impl RunningJobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningJob>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn register(&self, id: &str, grant: &str, datasets: &BTreeSet<DatasetId>) -> RunningGuard<'_> {
+        let cancel = Arc::new(Notify::new());
+        self.lock().insert(
+            id.to_string(),
+            RunningJob {
+                grant: grant.to_string(),
+                datasets: datasets.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        RunningGuard {
+            jobs: self,
+            id: id.to_string(),
+            cancel,
+        }
+    }
+
+    /// Cancels the running jobs `matches` selects; returns how many.
+    fn cancel_where(&self, matches: impl Fn(&RunningJob) -> bool) -> usize {
+        let jobs = self.lock();
+        let mut n = 0;
+        for job in jobs.values().filter(|j| matches(j)) {
+            // notify_one stores a permit, so a job that has not reached its
+            // wait yet still sees the cancellation.
+            job.cancel.notify_one();
+            n += 1;
+        }
+        n
+    }
+
+    /// Jobs now running (for status pages and tests).
+    pub(crate) fn count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Every column a job touched.
+fn touched(usage: &UsageFacts) -> BTreeSet<&str> {
+    usage
+        .read
+        .iter()
+        .chain(&usage.filtered)
+        .chain(&usage.grouped)
+        .chain(&usage.aggregated)
+        .map(String::as_str)
+        .collect()
+}
+
+impl Sandbox {
+    /// Refuses a job its agreement does not cover or whose datasets are
+    /// suspended. Grants without an agreement (the operator's demo grant)
+    /// have no column or kind terms.
+    pub(crate) fn check_job_allowed(
+        &self,
+        grant: &str,
+        kinds: &[&str],
+        datasets: &BTreeSet<DatasetId>,
+        usage: &UsageFacts,
+    ) -> Result<(), RuntimeError> {
+        let names: Vec<&str> = datasets.iter().map(DatasetId::as_str).collect();
+        self.store().check_not_suspended(&names)?;
+        let Some(agreement) = self.store().agreement(grant)? else {
+            return Ok(());
+        };
+        for kind in kinds {
+            if !agreement.terms.job_kinds.iter().any(|k| k == kind) {
+                return Err(RuntimeError::refused(
+                    "agreement-job-kind",
+                    format!(
+                        "agreement `{grant}` allows {} jobs, not {kind} jobs",
+                        agreement.terms.job_kinds.join(" and ")
+                    ),
+                ));
+            }
+        }
+        let conditional = |column: &str| {
+            self.catalog()
+                .iter()
+                .find(|d| column.starts_with(&format!("{}.", d.id.as_str())))
+                .is_some_and(|d| d.open_class == OpenClass::Conditional)
+        };
+        for column in touched(usage) {
+            let dataset_wide = column
+                .rsplit_once('.')
+                .map(|(dataset, _)| format!("{dataset}.*"))
+                .unwrap_or_default();
+            let covered = agreement
+                .terms
+                .columns
+                .iter()
+                .any(|c| c == column || *c == dataset_wide);
+            if conditional(column) && !covered {
+                return Err(RuntimeError::refused(
+                    "agreement-column",
+                    format!("column {column} is not among the columns agreement `{grant}` covers"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Suspends a dataset on complaint and cancels the running jobs that
+    /// read it; returns how many were cancelled. Only the operator or the
+    /// dataset's own owner may suspend.
+    pub fn suspend_dataset(&self, account: &str, dataset: &DatasetId, reason: &str) -> Result<usize, RuntimeError> {
+        self.require_owner_or_operator(account, dataset)?;
+        self.store().suspend_dataset(dataset.as_str(), account, reason)?;
+        Ok(self.running().cancel_where(|j| j.datasets.contains(dataset)))
+    }
+
+    /// Revokes an agreement and cancels the jobs running under it; returns
+    /// how many were cancelled.
+    pub fn revoke_agreement(&self, account: &str, agreement: &str, reason: &str) -> Result<usize, RuntimeError> {
+        let Some(terms) = self.store().agreement(agreement)? else {
+            return Err(RuntimeError::refused(
+                "no-agreement",
+                format!("no agreement `{agreement}`"),
+            ));
+        };
+        for d in &terms.terms.datasets {
+            self.require_owner_or_operator(account, d)?;
+        }
+        self.store().revoke(agreement, account, reason)?;
+        Ok(self.running().cancel_where(|j| j.grant == agreement))
+    }
+
+    /// Submits an application after checking it against the catalog:
+    /// conditionally open datasets only (open ones need none, closed ones
+    /// cannot be applied for), columns of those datasets, known job kinds.
+    pub fn apply(&self, applicant: &str, id: &str, body: &ApplicationBody) -> Result<u32, RuntimeError> {
+        for d in &body.datasets {
+            let entry = self
+                .catalog()
+                .get(d)
+                .ok_or_else(|| RuntimeError::refused("application-dataset", format!("{d} is not in the catalog")))?;
+            match entry.open_class {
+                OpenClass::Conditional => {}
+                OpenClass::Open => {
+                    return Err(RuntimeError::refused(
+                        "application-dataset",
+                        format!("{d} is unconditionally open: use it without applying"),
+                    ));
+                }
+                OpenClass::Closed => {
+                    return Err(RuntimeError::refused(
+                        "application-dataset",
+                        format!("{d} is closed and cannot be applied for"),
+                    ));
+                }
+            }
+        }
+        for c in &body.columns {
+            let ok = body.datasets.iter().any(|d| {
+                c.strip_prefix(&format!("{}.", d.as_str()))
+                    .is_some_and(|col| col == "*" || self.catalog().get(d).is_some_and(|e| e.field(col).is_some()))
+            });
+            if !ok {
+                return Err(RuntimeError::refused(
+                    "application-column",
+                    format!("{c} is not a column of the datasets applied for (write dataset.column)"),
+                ));
+            }
+        }
+        if let Some(k) = body.job_kinds.iter().find(|k| *k != "sql" && *k != "wasm") {
+            return Err(RuntimeError::refused(
+                "application-job-kind",
+                format!("unknown job kind `{k}`: use sql or wasm"),
+            ));
+        }
+        Ok(self.store().apply(id, applicant, body)?)
+    }
+
+    /// Records an owner's decision; the owner must manage every dataset
+    /// of the application (the operator may not decide for owners).
+    pub fn decide(&self, owner: &str, application: &str, decision: &Decision) -> Result<(), RuntimeError> {
+        let body = self
+            .store()
+            .application(application)?
+            .ok_or_else(|| RuntimeError::refused("no-application", format!("no application `{application}`")))?;
+        let role = self.store().role(owner)?;
+        let Some(Role::DataOwner { provider }) = role else {
+            return Err(RuntimeError::refused(
+                "decide-not-owner",
+                format!("`{owner}` is not a data owner"),
+            ));
+        };
+        for d in &body.datasets {
+            let owned = self.catalog().get(d).is_some_and(|e| e.provider.id == provider);
+            if !owned {
+                return Err(RuntimeError::refused(
+                    "decide-not-owner",
+                    format!("{d} is not a dataset of provider `{provider}`"),
+                ));
+            }
+        }
+        Ok(self.store().decide(application, owner, decision)?)
+    }
+
+    fn require_owner_or_operator(&self, account: &str, dataset: &DatasetId) -> Result<(), RuntimeError> {
+        match self.store().role(account)? {
+            Some(Role::Operator) => Ok(()),
+            Some(Role::DataOwner { provider })
+                if self.catalog().get(dataset).is_some_and(|e| e.provider.id == provider) =>
+            {
+                Ok(())
+            }
+            _ => Err(RuntimeError::refused(
+                "not-owner-or-operator",
+                format!("only the platform operator or the owner of {dataset} may do this"),
+            )),
+        }
+    }
+}
