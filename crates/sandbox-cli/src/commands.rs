@@ -1,8 +1,10 @@
 //! The verbs. Each returns a [`CliError`] carrying its exit code.
 
-use crate::{AuditCommand, Cli, Command, DataCommand, PolicyCommand, SqlArgs, WasmCommand, WasmRunArgs, render};
+use crate::{
+    AuditCommand, Cli, Command, DataCommand, PolicyCommand, ReportArgs, SqlArgs, WasmCommand, WasmRunArgs, render,
+};
 use sandbox_datagen::{GenerateOptions, Scale};
-use sandbox_governance::{AuditReport, Store};
+use sandbox_governance::{AuditReport, Store, UsageReport};
 use sandbox_model::OpenClass;
 use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
 use sandbox_runtime::{DataDir, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
@@ -69,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Audit { command } => audit(&root, command),
+        Command::Report(args) => report(&root, args),
         Command::Demo { wasm_dir } => demo(&root, wasm_dir).await,
         Command::Wasm {
             command: WasmCommand::Run(args),
@@ -125,6 +128,40 @@ fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Like the audit, opens only the database. A report is only built from a
+/// ledger that verifies (exit 2 otherwise, as `audit verify`).
+fn report(root: &Path, args: ReportArgs) -> Result<(), CliError> {
+    let dir = DataDir::open(root)?;
+    let store = Store::open(&dir.database()).map_err(|e| fail(e.to_string()))?;
+    if let AuditReport::Broken(b) = store.verify_audit().map_err(|e| fail(e.to_string()))? {
+        return Err(CliError {
+            code: 2,
+            message: format!(
+                "ledger BROKEN at entry {}: {}; no report from a ledger that does not verify",
+                b.seq, b.reason
+            ),
+        });
+    }
+    let entries = store.audit_entries().map_err(|e| fail(e.to_string()))?;
+    let report = UsageReport::from_entries(&entries, &args.grant, args.from.as_deref(), args.to.as_deref())
+        .map_err(|e| fail(e.to_string()))?;
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&report).map_err(|e| fail(e.to_string()))?;
+        json.push('\n');
+        json
+    } else {
+        report.to_markdown()
+    };
+    match args.out {
+        Some(path) => {
+            std::fs::write(&path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            eprintln!("usage report of `{}` written to {}", args.grant, path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 fn generate(dir: &DataDir, seed: u64, scale: &str, entities: Option<usize>) -> Result<(), CliError> {

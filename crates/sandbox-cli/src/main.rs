@@ -60,6 +60,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A usage report (数据利用报告) of one grant or agreement over a period,
+    /// built from the audit ledger: terms, status, jobs by outcome, fields,
+    /// functions, ε spent and left, and the ledger range it covers.
+    Report(ReportArgs),
     /// Show the privacy budget of a grant.
     Budget {
         #[arg(long, default_value = "demo")]
@@ -83,6 +87,25 @@ enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// The grant (for an agreement, `agreement-<application>`).
+    #[arg(long)]
+    grant: String,
+    /// Start of the period, included: RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01, UTC).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the period, excluded: RFC 3339 or a date.
+    #[arg(long)]
+    to: Option<String>,
+    /// Print JSON for machines instead of Markdown.
+    #[arg(long)]
+    json: bool,
+    /// Write the report to a file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -24,6 +24,7 @@ mod access;
 mod audit;
 pub mod db;
 mod error;
+mod report;
 mod store;
 mod suspension;
 #[cfg(test)]
@@ -32,6 +33,10 @@ mod testing;
 pub use access::{Agreement, ApplicationBody, Decision, Role, token_digest};
 pub use audit::AuditReport;
 pub use error::GovernanceError;
+pub use report::{
+    AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,
+    WasmUse,
+};
 pub use sandbox_ledger::{Broken, Entry};
 pub use store::{BudgetLine, Grant, JobCharge, Store};
 pub use suspension::Suspension;

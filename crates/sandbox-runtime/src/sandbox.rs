@@ -121,11 +121,17 @@ impl Sandbox {
     /// Opens the sandbox: loads and validates catalog and policies, opens
     /// the database and makes sure the demo grant exists.
     pub fn open(dir: DataDir) -> Result<Self, RuntimeError> {
+        let store = Store::open(&dir.database())?;
+        Self::open_with_store(dir, store)
+    }
+
+    /// Opens the sandbox on a given governance store (PostgreSQL, say)
+    /// instead of the data directory's SQLite database.
+    pub fn open_with_store(dir: DataDir, store: Store) -> Result<Self, RuntimeError> {
         let catalog =
             sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         let policies =
             PolicySet::load_dir(&dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let store = Store::open(&dir.database())?;
         let sandbox = Sandbox {
             dir,
             catalog,
