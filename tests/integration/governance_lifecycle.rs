@@ -155,13 +155,21 @@ async fn apply_reject_resubmit_approve_run_refuse_revoke() {
     assert_eq!(e.rule(), Some("agreement-inactive"));
     assert!(e.to_string().contains("re-identification"), "{e}");
 
-    let kinds: Vec<String> = s
-        .store()
-        .audit_entries()
-        .expect("ledger")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let entries = s.store().audit_entries().expect("ledger");
+    assert!(
+        entries.iter().any(|e| e.kind == "job_charged"
+            && e.actor == "bank"
+            && e.payload["submission"].as_str().is_some_and(|t| t == TAX_SQL)),
+        "the ledger records the submitted SQL, attributed to the bank"
+    );
+    assert!(entries.iter().any(|e| {
+        e.kind == "job_refused"
+            && e.payload["outcome"]["rule"] == "agreement-column"
+            && e.payload["submission"]
+                .as_str()
+                .is_some_and(|t| t.contains("AVG(t.vat)"))
+    }));
+    let kinds: Vec<String> = entries.into_iter().map(|e| e.kind).collect();
     for k in [
         "application_submitted",
         "application_rejected",

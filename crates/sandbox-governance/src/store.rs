@@ -37,6 +37,10 @@ pub struct JobCharge {
     pub grant_id: String,
     pub kind: String,
     pub submission_digest: String,
+    /// What was submitted, for the ledger: the SQL text (with the digests
+    /// of any WebAssembly functions it may call), or the analysis's input
+    /// query and module digest.
+    pub submission_text: Option<String>,
     pub charges: Vec<(DatasetId, f64, f64)>,
 }
 
@@ -47,8 +51,15 @@ impl JobCharge {
             grant_id: grant_id.to_string(),
             kind: kind.to_string(),
             submission_digest: digest.to_string(),
+            submission_text: None,
             charges,
         }
+    }
+
+    /// Records the submitted text in the ledger with the charge.
+    pub fn with_text(mut self, text: &str) -> Self {
+        self.submission_text = Some(text.to_string());
+        self
     }
 }
 
@@ -318,6 +329,7 @@ impl Store {
                     "grant": job.grant_id,
                     "kind": job.kind,
                     "submission_digest": job.submission_digest,
+                    "submission": job.submission_text,
                     "charges": charges,
                 }),
             )?;
@@ -332,6 +344,20 @@ impl Store {
         grant_id: &str,
         kind: &str,
         digest: &str,
+        outcome: &JobOutcome,
+    ) -> Result<(), GovernanceError> {
+        self.record_refusal_with_text(job_id, grant_id, kind, digest, None, outcome)
+    }
+
+    /// [`record_refusal`](Self::record_refusal) with the submitted text
+    /// (see [`JobCharge::submission_text`]) in the ledger.
+    pub fn record_refusal_with_text(
+        &self,
+        job_id: &str,
+        grant_id: &str,
+        kind: &str,
+        digest: &str,
+        text: Option<&str>,
         outcome: &JobOutcome,
     ) -> Result<(), GovernanceError> {
         let outcome_text = serde_json::to_string(outcome)?;
@@ -358,7 +384,7 @@ impl Store {
                     tx,
                     &holder,
                     "job_refused",
-                    json!({"job": job_id, "grant": grant_id, "kind": kind, "submission_digest": digest, "outcome": outcome}),
+                    json!({"job": job_id, "grant": grant_id, "kind": kind, "submission_digest": digest, "submission": text, "outcome": outcome}),
                 )?;
             }
             Ok(())

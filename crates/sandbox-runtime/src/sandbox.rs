@@ -117,6 +117,22 @@ fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What a job submitted, as recorded: the text (SQL, plus the digests of
+/// the WebAssembly code it may run) and its SHA-256.
+struct Submission {
+    text: String,
+    digest: String,
+}
+
+impl Submission {
+    fn new(text: String) -> Self {
+        Submission {
+            digest: digest(text.as_bytes()),
+            text,
+        }
+    }
+}
+
 impl Sandbox {
     /// Opens the sandbox: loads and validates catalog and policies, opens
     /// the database and makes sure the demo grant exists.
@@ -244,13 +260,21 @@ impl Sandbox {
         job_id: &str,
         grant: &str,
         kind: &str,
-        submission: &str,
+        submission: &Submission,
     ) {
         if let Err(e) = result
             && let Some(rule) = e.rule()
         {
             let outcome = JobOutcome::Refused { rule: rule.to_string() };
-            if let Err(err) = self.store.record_refusal(job_id, grant, kind, submission, &outcome) {
+            let recorded = self.store.record_refusal_with_text(
+                job_id,
+                grant,
+                kind,
+                &submission.digest,
+                Some(&submission.text),
+                &outcome,
+            );
+            if let Err(err) = recorded {
                 tracing::warn!(%err, "could not record a refused job");
             }
         }
@@ -302,7 +326,7 @@ impl Sandbox {
         for f in &functions {
             submitted.push_str(&format!("\n-- function {} {}", f.name(), f.identity()));
         }
-        let submission = digest(submitted.as_bytes());
+        let submission = Submission::new(submitted);
         let result = self
             .run_sql_inner(&job_id, grant, sql, &submission, options, functions)
             .await;
@@ -315,7 +339,7 @@ impl Sandbox {
         job_id: &str,
         grant: &str,
         sql: &str,
-        submission: &str,
+        submission: &Submission,
         options: &SqlJobOptions,
         functions: Vec<Arc<dyn RowFunction>>,
     ) -> Result<SqlJobResult, RuntimeError> {
@@ -360,7 +384,7 @@ impl Sandbox {
             .map(|d| (d.clone(), if rules.dp { epsilon } else { 0.0 }, delta))
             .collect();
         self.store
-            .reserve(&JobCharge::new(job_id, grant, "sql", submission, charges))?;
+            .reserve(&JobCharge::new(job_id, grant, "sql", &submission.digest, charges).with_text(&submission.text))?;
         let mut usage = UsageRecord {
             job_id: job_id.to_string(),
             grant_id: grant.to_string(),
@@ -372,7 +396,7 @@ impl Sandbox {
             functions: query.usage.functions.iter().cloned().collect(),
             epsilon: if rules.dp { epsilon } else { 0.0 },
             delta,
-            submission_digest: submission.to_string(),
+            submission_digest: submission.digest.clone(),
             ..Default::default()
         };
         // Execute and release; a failure still keeps the charge. A
@@ -422,7 +446,7 @@ impl Sandbox {
         options: &AnalysisOptions,
     ) -> Result<AnalysisResult, RuntimeError> {
         let job_id = self.next_job_id();
-        let submission = digest(format!("{}\n-- program {}", input_sql, program.digest()).as_bytes());
+        let submission = Submission::new(format!("{}\n-- program {}", input_sql, program.digest()));
         let result = self
             .run_analysis_inner(&job_id, grant, program, input_sql, options, &submission)
             .await;
@@ -437,7 +461,7 @@ impl Sandbox {
         program: Arc<dyn AnalysisProgram>,
         input_sql: &str,
         options: &AnalysisOptions,
-        submission: &str,
+        submission: &Submission,
     ) -> Result<AnalysisResult, RuntimeError> {
         let (granted, session) = self.admit(grant)?;
         let lookup = Lookup {
@@ -466,7 +490,7 @@ impl Sandbox {
         let release = SampleAggregate::new(ranges, options.blocks, epsilon)?;
         let charges = rows.protected.iter().map(|d| (d.clone(), epsilon, 0.0)).collect();
         self.store
-            .reserve(&JobCharge::new(job_id, grant, "wasm", submission, charges))?;
+            .reserve(&JobCharge::new(job_id, grant, "wasm", &submission.digest, charges).with_text(&submission.text))?;
         let mut usage = UsageRecord {
             job_id: job_id.to_string(),
             grant_id: grant.to_string(),
@@ -475,7 +499,7 @@ impl Sandbox {
             columns_filtered: rows.usage.filtered.iter().cloned().collect(),
             functions: vec![format!("wasm:analysis:{}", program.name())],
             epsilon,
-            submission_digest: submission.to_string(),
+            submission_digest: submission.digest.clone(),
             ..Default::default()
         };
         let running = self.running.register(job_id, grant, &rows.datasets);
