@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS applications (
     status TEXT NOT NULL,
     reason TEXT
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    dataset TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    epsilon DOUBLE PRECISION NOT NULL,
+    expires_at TEXT NOT NULL,
+    call_quota BIGINT NOT NULL,
+    PRIMARY KEY (application_id, dataset)
+);
 CREATE TABLE IF NOT EXISTS agreements (
     grant_id TEXT PRIMARY KEY REFERENCES grants(id),
     application_id TEXT NOT NULL REFERENCES applications(id),
@@ -189,6 +198,7 @@ impl Store {
                     1
                 }
                 Some((owner, status, revision)) if owner == applicant && status == "rejected" => {
+                    tx.execute("DELETE FROM approvals WHERE application_id = ?1", &[id.into()])?;
                     tx.execute(
                         "UPDATE applications SET body = ?2, revision = ?3, status = 'submitted', reason = NULL WHERE id = ?1",
                         &[id.into(), (&text).into(), (revision + 1).into()],
@@ -214,10 +224,34 @@ impl Store {
         })
     }
 
-    /// Decides a submitted application. Approval creates the agreement
-    /// (grant `agreement-<application>`) with ε per dataset. The caller
-    /// checks that `owner` manages every dataset applied for.
+    /// Decides a submitted application for all its datasets (an
+    /// application to one owner). See [`decide_for`](Self::decide_for).
     pub fn decide(&self, application: &str, owner: &str, decision: &Decision) -> Result<(), GovernanceError> {
+        let body = self
+            .application(application)?
+            .ok_or_else(|| GovernanceError::Invalid(format!("no application `{application}`")))?;
+        self.decide_for(application, owner, decision, &body.datasets)
+    }
+
+    /// An owner's decision on the datasets of an application it manages
+    /// (the caller checks ownership against the catalog). A rejection by
+    /// any owner rejects the application (with its reason). An approval
+    /// sets that owner's terms for its datasets; when every dataset has
+    /// been approved, the agreement `agreement-<application>` is created:
+    /// ε per dataset as each owner set it, the earliest expiry and the
+    /// smallest call quota. A resubmission clears earlier approvals.
+    pub fn decide_for(
+        &self,
+        application: &str,
+        owner: &str,
+        decision: &Decision,
+        datasets: &[DatasetId],
+    ) -> Result<(), GovernanceError> {
+        if datasets.is_empty() {
+            return Err(GovernanceError::Forbidden(format!(
+                "`{owner}` manages none of the datasets of application `{application}`"
+            )));
+        }
         self.write(|tx| {
             let row = tx.query_opt(
                 "SELECT applicant, body, status FROM applications WHERE id = ?1",
@@ -232,6 +266,12 @@ impl Store {
                     "application `{application}` is {status}, not submitted"
                 )));
             }
+            let body: ApplicationBody = serde_json::from_str(&body)?;
+            if let Some(d) = datasets.iter().find(|d| !body.datasets.contains(d)) {
+                return Err(GovernanceError::Invalid(format!(
+                    "application `{application}` does not ask for {d}"
+                )));
+            }
             match decision {
                 Decision::Reject { reason } => {
                     if reason.trim().is_empty() {
@@ -241,11 +281,12 @@ impl Store {
                         "UPDATE applications SET status = 'rejected', reason = ?2 WHERE id = ?1",
                         &[application.into(), reason.into()],
                     )?;
+                    tx.execute("DELETE FROM approvals WHERE application_id = ?1", &[application.into()])?;
                     audit::append(
                         tx,
                         owner,
                         "application_rejected",
-                        json!({"application": application, "reason": reason}),
+                        json!({"application": application, "datasets": datasets, "reason": reason}),
                     )?;
                 }
                 Decision::Approve {
@@ -258,38 +299,53 @@ impl Store {
                     }
                     let quota = i64::try_from(*call_quota)
                         .map_err(|_| GovernanceError::Invalid("the call quota is too large".into()))?;
-                    let body: ApplicationBody = serde_json::from_str(&body)?;
-                    let grant = format!("agreement-{application}");
-                    tx.execute(
-                        "UPDATE applications SET status = 'approved' WHERE id = ?1",
-                        &[application.into()],
-                    )?;
-                    tx.execute(
-                        "INSERT INTO grants (id, holder) VALUES (?1, ?2)",
-                        &[(&grant).into(), (&applicant).into()],
-                    )?;
-                    for d in &body.datasets {
+                    for d in datasets {
                         tx.execute(
-                            "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)",
-                            &[(&grant).into(), d.as_str().into(), (*epsilon).into()],
+                            "INSERT INTO approvals (application_id, dataset, owner, epsilon, expires_at, call_quota)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                             ON CONFLICT(application_id, dataset) DO UPDATE SET owner = excluded.owner,
+                               epsilon = excluded.epsilon, expires_at = excluded.expires_at,
+                               call_quota = excluded.call_quota",
+                            &[
+                                application.into(),
+                                d.as_str().into(),
+                                owner.into(),
+                                (*epsilon).into(),
+                                expires_at.into(),
+                                quota.into(),
+                            ],
                         )?;
                     }
-                    tx.execute(
-                        "INSERT INTO agreements (grant_id, application_id, expires_at, call_quota, status)
-                         VALUES (?1, ?2, ?3, ?4, 'active')",
-                        &[(&grant).into(), application.into(), expires_at.into(), quota.into()],
-                    )?;
                     audit::append(
                         tx,
                         owner,
-                        "agreement_signed",
+                        "application_approved",
                         json!({
-                            "agreement": grant, "application": application, "holder": applicant,
-                            "datasets": body.datasets, "columns": body.columns, "job_kinds": body.job_kinds,
-                            "scenario": body.scenario, "epsilon": epsilon, "expires_at": expires_at,
-                            "call_quota": call_quota,
+                            "application": application, "datasets": datasets, "epsilon": epsilon,
+                            "expires_at": expires_at, "call_quota": call_quota,
                         }),
                     )?;
+                    let approvals = tx.query(
+                        "SELECT dataset, epsilon, expires_at, call_quota FROM approvals WHERE application_id = ?1",
+                        &[application.into()],
+                    )?;
+                    let mut budgets = Vec::new();
+                    let (mut expiry, mut quota) = (String::new(), i64::MAX);
+                    for r in &approvals {
+                        budgets.push((r.text(0)?, r.real(1)?));
+                        let e = r.text(2)?;
+                        if expiry.is_empty() || e < expiry {
+                            expiry = e;
+                        }
+                        quota = quota.min(r.int(3)?);
+                    }
+                    if body
+                        .datasets
+                        .iter()
+                        .all(|d| budgets.iter().any(|(b, _)| b == d.as_str()))
+                    {
+                        sign(tx, application, owner, &applicant, &body, &budgets, &expiry, quota)?;
+                    }
                 }
             }
             Ok(())
@@ -356,6 +412,54 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// Creates the agreement once every dataset is approved.
+#[allow(clippy::too_many_arguments)]
+fn sign(
+    tx: &mut dyn Tx,
+    application: &str,
+    owner: &str,
+    applicant: &str,
+    body: &ApplicationBody,
+    budgets: &[(String, f64)],
+    expires_at: &str,
+    quota: i64,
+) -> Result<(), GovernanceError> {
+    let grant = format!("agreement-{application}");
+    tx.execute(
+        "UPDATE applications SET status = 'approved' WHERE id = ?1",
+        &[application.into()],
+    )?;
+    tx.execute(
+        "INSERT INTO grants (id, holder) VALUES (?1, ?2)",
+        &[(&grant).into(), applicant.into()],
+    )?;
+    for (dataset, epsilon) in budgets {
+        tx.execute(
+            "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)",
+            &[(&grant).into(), dataset.into(), (*epsilon).into()],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO agreements (grant_id, application_id, expires_at, call_quota, status)
+         VALUES (?1, ?2, ?3, ?4, 'active')",
+        &[(&grant).into(), application.into(), expires_at.into(), quota.into()],
+    )?;
+    let smallest = budgets.iter().map(|(_, e)| *e).fold(f64::INFINITY, f64::min);
+    audit::append(
+        tx,
+        owner,
+        "agreement_signed",
+        json!({
+            "agreement": grant, "application": application, "holder": applicant,
+            "datasets": body.datasets, "columns": body.columns, "job_kinds": body.job_kinds,
+            "scenario": body.scenario,
+            "budgets": budgets.iter().map(|(d, e)| json!({"dataset": d, "epsilon": e})).collect::<Vec<_>>(),
+            "epsilon": smallest, "expires_at": expires_at, "call_quota": quota,
+        }),
+    )?;
+    Ok(())
 }
 
 /// Checks an agreement's terms inside the job's charging transaction and
@@ -566,5 +670,99 @@ mod tests {
             assert!(kinds.iter().any(|k| k == kind), "{kind} missing from {kinds:?}");
         }
         assert!(matches!(s.verify_audit().expect("verify"), AuditReport::Intact { .. }));
+    }
+
+    #[test]
+    fn every_owner_approves_before_the_agreement_exists() {
+        for db in test_dbs() {
+            let s = db.open();
+            accounts(&s);
+            s.create_account(
+                "grid",
+                &Role::DataOwner {
+                    provider: "utilities".into(),
+                },
+                "grid-owner-token-0123456789abcdef0123",
+                "ops",
+            )
+            .expect("grid");
+            let (tax, power) = (ds("gov.tax_payments"), ds("gov.utility_usage"));
+            let mut fused = body("fused credit model");
+            fused.datasets = vec![tax.clone(), power.clone()];
+            s.apply("f", "bank", &fused).expect("apply");
+            let terms = |eps: f64, quota: u64, expires: &str| Decision::Approve {
+                epsilon: eps,
+                expires_at: expires.into(),
+                call_quota: quota,
+            };
+            assert!(matches!(
+                s.decide_for("f", "grid", &terms(1.0, 5, "2999-01-01T00:00:00Z"), &[]),
+                Err(GovernanceError::Forbidden(_))
+            ));
+            s.decide_for(
+                "f",
+                "tax-bureau",
+                &terms(1.0, 50, "2999-01-01T00:00:00Z"),
+                std::slice::from_ref(&tax),
+            )
+            .expect("tax approves");
+            assert!(
+                s.agreement("agreement-f").expect("read").is_none(),
+                "one owner is not enough"
+            );
+            assert!(s.reserve(&job("x", "agreement-f")).is_err());
+            s.decide_for(
+                "f",
+                "grid",
+                &terms(2.0, 5, "2998-01-01T00:00:00Z"),
+                std::slice::from_ref(&power),
+            )
+            .expect("grid approves");
+            let a = s.agreement("agreement-f").expect("read").expect("signed");
+            assert_eq!((a.call_quota, a.expires_at.as_str()), (5, "2998-01-01T00:00:00Z"));
+            let budget = s.budget("agreement-f").expect("budget");
+            let eps: Vec<(String, f64)> = budget.iter().map(|b| (b.dataset.clone(), b.epsilon_total)).collect();
+            assert_eq!(
+                eps,
+                [
+                    ("gov.tax_payments".to_string(), 1.0),
+                    ("gov.utility_usage".to_string(), 2.0)
+                ],
+                "{}",
+                db.name()
+            );
+
+            // A rejection by one owner rejects the whole application and
+            // clears the other's approval.
+            s.apply("g", "bank", &fused).expect("apply");
+            s.decide_for(
+                "g",
+                "tax-bureau",
+                &terms(1.0, 50, "2999-01-01T00:00:00Z"),
+                std::slice::from_ref(&tax),
+            )
+            .expect("tax approves");
+            s.decide_for(
+                "g",
+                "grid",
+                &Decision::Reject {
+                    reason: "the scenario does not need monthly data".into(),
+                },
+                std::slice::from_ref(&power),
+            )
+            .expect("grid rejects");
+            s.apply("g", "bank", &fused).expect("resubmit");
+            s.decide_for(
+                "g",
+                "grid",
+                &terms(1.0, 5, "2999-01-01T00:00:00Z"),
+                std::slice::from_ref(&power),
+            )
+            .expect("grid approves the revision");
+            assert!(
+                s.agreement("agreement-g").expect("read").is_none(),
+                "tax must approve the revision again"
+            );
+        }
     }
 }

@@ -69,7 +69,8 @@ pub struct AgreementTerms {
     pub datasets: Vec<String>,
     pub columns: Vec<String>,
     pub job_kinds: Vec<String>,
-    /// ε granted for each dataset.
+    /// The smallest ε granted for a dataset (per-dataset figures are in
+    /// the report's budget lines).
     pub epsilon_per_dataset: f64,
     pub expires_at: String,
     pub call_quota: u64,
@@ -408,8 +409,15 @@ impl UsageReport {
                         signed_by: entry.actor.clone(),
                     };
                     if before_end {
+                        // Each owner sets ε for its own datasets (`budgets`);
+                        // `epsilon` alone is the smallest of them.
+                        let budgets = budget_list(p);
                         for dataset in &terms.datasets {
-                            totals.entry(dataset.clone()).or_insert(terms.epsilon_per_dataset);
+                            let eps = budgets
+                                .iter()
+                                .find(|(d, _)| d == dataset)
+                                .map_or(terms.epsilon_per_dataset, |(_, e)| *e);
+                            totals.entry(dataset.clone()).or_insert(eps);
                         }
                     }
                     agreement = Some(terms);

@@ -225,8 +225,9 @@ impl Sandbox {
         Ok(self.store().apply(id, applicant, body)?)
     }
 
-    /// Records an owner's decision; the owner must manage every dataset
-    /// of the application (the operator may not decide for owners).
+    /// Records an owner's decision on the datasets of the application that
+    /// its provider owns; the agreement is created once every dataset's
+    /// owner has approved (see `Store::decide_for`).
     pub fn decide(&self, owner: &str, application: &str, decision: &Decision) -> Result<(), RuntimeError> {
         let body = self
             .store()
@@ -234,21 +235,21 @@ impl Sandbox {
             .ok_or_else(|| RuntimeError::refused("no-application", format!("no application `{application}`")))?;
         let role = self.store().role(owner)?;
         let Some(Role::DataOwner { provider }) = role else {
+            return Err(RuntimeError::refused("decide-not-owner", format!("`{owner}` is not a data owner")));
+        };
+        let owned: Vec<DatasetId> = body
+            .datasets
+            .iter()
+            .filter(|d| self.catalog().get(d).is_some_and(|e| e.provider.id == provider))
+            .cloned()
+            .collect();
+        if owned.is_empty() {
             return Err(RuntimeError::refused(
                 "decide-not-owner",
-                format!("`{owner}` is not a data owner"),
+                format!("application `{application}` asks for no dataset of provider `{provider}`"),
             ));
-        };
-        for d in &body.datasets {
-            let owned = self.catalog().get(d).is_some_and(|e| e.provider.id == provider);
-            if !owned {
-                return Err(RuntimeError::refused(
-                    "decide-not-owner",
-                    format!("{d} is not a dataset of provider `{provider}`"),
-                ));
-            }
         }
-        Ok(self.store().decide(application, owner, decision)?)
+        Ok(self.store().decide_for(application, owner, decision, &owned)?)
     }
 
     fn require_owner_or_operator(&self, account: &str, dataset: &DatasetId) -> Result<(), RuntimeError> {
