@@ -20,23 +20,46 @@ pub struct CliError {
 
 impl From<RuntimeError> for CliError {
     fn from(e: RuntimeError) -> Self {
+        let mut message = e.to_string();
+        // Every refusal names its rule, whichever layer refused.
+        if let Some(rule) = e.rule()
+            && !message.contains("[rule:")
+        {
+            message.push_str(&format!(" [rule: {rule}]"));
+        }
         CliError {
             code: if e.is_refusal() { 2 } else { 1 },
-            message: e.to_string(),
+            message,
         }
     }
 }
 
-fn fail(message: impl Into<String>) -> CliError {
+pub fn fail(message: impl Into<String>) -> CliError {
     CliError {
         code: 1,
         message: message.into(),
     }
 }
 
+/// `--database-url`, set once per process before any verb runs.
+static DATABASE_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The governance store: PostgreSQL with `--database-url`, else the data
+/// directory's SQLite database.
+pub fn open_store(dir: &DataDir) -> Result<Store, CliError> {
+    let store = match DATABASE_URL.get().and_then(Option::as_deref) {
+        Some(url) => Store::open_postgres(url, None),
+        None => Store::open(&dir.database()),
+    };
+    store.map_err(|e| fail(e.to_string()))
+}
+
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let root = DataDir::resolve(cli.data_dir.clone());
+    let _ = DATABASE_URL.set(cli.database_url.clone());
+    let token = cli.token.clone();
     match cli.command {
+        Command::Governance(command) => crate::governance::run(&root, command, token.as_deref()),
         Command::Data {
             command: DataCommand::Generate { seed, scale, entities },
         } => {
@@ -56,7 +79,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", catalog_text(&sandbox));
             Ok(())
         }
-        Command::Sql(args) => sql(&root, args).await,
+        Command::Sql(args) => sql(&root, args, token.as_deref()).await,
         Command::Budget { grant, json } => {
             let sandbox = open(&root, false)?;
             let budget = sandbox.budget(&grant)?;
@@ -75,7 +98,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo { wasm_dir } => demo(&root, wasm_dir).await,
         Command::Wasm {
             command: WasmCommand::Run(args),
-        } => wasm_run(&root, args).await,
+        } => wasm_run(&root, args, token.as_deref()).await,
     }
 }
 
@@ -83,7 +106,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// catalog, policies or data.
 fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
     let dir = DataDir::open(root)?;
-    let store = Store::open(&dir.database()).map_err(|e| fail(e.to_string()))?;
+    let store = open_store(&dir)?;
     match command {
         AuditCommand::Verify { json } => {
             let report = store.verify_audit().map_err(|e| fail(e.to_string()))?;
@@ -134,7 +157,7 @@ fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
 /// ledger that verifies (exit 2 otherwise, as `audit verify`).
 fn report(root: &Path, args: ReportArgs) -> Result<(), CliError> {
     let dir = DataDir::open(root)?;
-    let store = Store::open(&dir.database()).map_err(|e| fail(e.to_string()))?;
+    let store = open_store(&dir)?;
     if let AuditReport::Broken(b) = store.verify_audit().map_err(|e| fail(e.to_string()))? {
         return Err(CliError {
             code: 2,
@@ -219,9 +242,9 @@ fn policy_check(policies: &Path, catalog: &Path) -> Result<(), CliError> {
     }
 }
 
-fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError> {
+pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError> {
     let dir = DataDir::open(root)?;
-    let sandbox = Sandbox::open(dir.clone())?;
+    let sandbox = Sandbox::open_with_store(dir.clone(), open_store(&dir)?)?;
     let missing = sandbox
         .catalog()
         .iter()
@@ -285,13 +308,14 @@ fn budget_text(grant: &str, budget: &[BudgetLine]) -> String {
     out
 }
 
-async fn sql(root: &Path, args: SqlArgs) -> Result<(), CliError> {
+async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliError> {
     let query = match (&args.query, &args.file) {
         (Some(q), None) => q.clone(),
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read {}: {e}", f.display())))?,
         _ => return Err(fail("give a query, or --file with one")),
     };
     let sandbox = open(root, false)?;
+    crate::governance::authorize_job(&sandbox, &args.grant, token)?;
     let options = SqlJobOptions {
         epsilon: args.epsilon,
         dry_run: args.dry_run,
@@ -337,8 +361,9 @@ fn read_module(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
 }
 
-async fn wasm_run(root: &Path, args: WasmRunArgs) -> Result<(), CliError> {
+async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result<(), CliError> {
     let sandbox = open(root, false)?;
+    crate::governance::authorize_job(&sandbox, &args.grant, token)?;
     let job = sandbox.load_wasm(&read_module(&args.module)?)?;
     let program = job.analysis().ok_or_else(|| CliError {
         code: 2,
@@ -503,10 +528,12 @@ async fn demo(root: &Path, wasm_dir: Option<std::path::PathBuf>) -> Result<(), C
         Ok(_) => return Err(fail("the demo's refused query was not refused")),
     }
     demo_wasm(&sandbox, &wasm_dir.unwrap_or_else(default_guest_dir)).await?;
+    crate::governance::demo_governance(&sandbox).await?;
     println!();
     print!("{}", budget_text(DEMO_GRANT, &sandbox.budget(DEMO_GRANT)?));
     println!(
-        "\nNext: `sandbox sql \"SELECT ...\"`, `sandbox sql --dry-run \"...\"`, `sandbox catalog`, `sandbox budget`."
+        "\nNext: `sandbox sql \"SELECT ...\"`, `sandbox sql --dry-run \"...\"`, `sandbox catalog`, `sandbox budget`, \
+         `sandbox report --grant <agreement>`, `sandbox audit verify`."
     );
     Ok(())
 }

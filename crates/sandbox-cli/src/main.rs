@@ -7,6 +7,7 @@
 //! failure with 1.
 
 mod commands;
+mod governance;
 mod render;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,13 @@ struct Cli {
     /// Data directory (datasets, catalog, policies, database).
     #[arg(long, global = true, env = "SANDBOX_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the governance database in PostgreSQL
+    /// (`postgresql://user@host:port/db`) instead of the data directory's SQLite file.
+    #[arg(long, global = true, env = "SANDBOX_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// API token of the account acting (governance verbs, jobs under an agreement).
+    #[arg(long, global = true, env = "SANDBOX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +72,8 @@ enum Command {
     /// built from the audit ledger: terms, status, jobs by outcome, fields,
     /// functions, ε spent and left, and the ledger range it covers.
     Report(ReportArgs),
+    #[command(flatten)]
+    Governance(GovernanceCommand),
     /// Show the privacy budget of a grant.
     Budget {
         #[arg(long, default_value = "demo")]
@@ -71,6 +81,99 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Governance verbs; each acts as the account of `--token` / `$SANDBOX_TOKEN`.
+#[derive(Subcommand, Debug)]
+pub enum GovernanceCommand {
+    /// Accounts (the operator creates them; the first one is the operator).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Apply for conditionally open datasets (applicants), or revise a rejected application.
+    Apply(ApplyArgs),
+    /// Approve or reject an application for your provider's datasets (data owners).
+    Decide(DecideArgs),
+    /// Show an agreement: terms, status, calls used.
+    Agreement {
+        /// `agreement-<application>`.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agreement (its datasets' owner, or the operator); running jobs are cancelled.
+    Revoke {
+        agreement: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Suspend a dataset on a complaint (its owner, or the operator); running jobs are cancelled.
+    Suspend {
+        dataset: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a dataset's suspension.
+    Resume {
+        dataset: String,
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Create an account and print its API token (once).
+    Create {
+        id: String,
+        /// operator, applicant or owner.
+        #[arg(long)]
+        role: String,
+        /// For an owner: the provider id in the catalog (e.g. shanghai-tax).
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Show the account of the token.
+    Whoami,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// The application's id (reuse it to resubmit after a rejection).
+    id: String,
+    /// A conditionally open dataset (repeat for several).
+    #[arg(long, required = true)]
+    dataset: Vec<String>,
+    /// A column needed, `dataset.column` or `dataset.*` (repeat).
+    #[arg(long)]
+    column: Vec<String>,
+    /// A job kind: sql or wasm (repeat).
+    #[arg(long, default_value = "sql")]
+    kind: Vec<String>,
+    /// The usage scenario (使用场景).
+    #[arg(long)]
+    scenario: String,
+    /// A material the open conditions ask for (repeat).
+    #[arg(long)]
+    material: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DecideArgs {
+    application: String,
+    #[arg(long, conflicts_with = "reject")]
+    approve: bool,
+    /// Reject, with the reason the applicant will see.
+    #[arg(long)]
+    reject: Option<String>,
+    /// ε for each of your datasets.
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// Expiry, RFC 3339 UTC (2027-12-31T00:00:00Z).
+    #[arg(long)]
+    expires: Option<String>,
+    /// Jobs allowed under the agreement.
+    #[arg(long)]
+    quota: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -361,6 +361,14 @@ impl Store {
         }
     }
 
+    /// How many accounts exist (the first one is created without a token).
+    pub fn account_count(&self) -> Result<u64, GovernanceError> {
+        let n = self.read(|tx| tx.query_opt("SELECT COUNT(*) FROM accounts", &[]))?;
+        Ok(n.map(|r| r.int(0))
+            .transpose()?
+            .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+
     /// An account's role, if the account exists.
     pub fn role(&self, account: &str) -> Result<Option<Role>, GovernanceError> {
         let row =

@@ -163,6 +163,12 @@ impl Sandbox {
         Ok(self.running().cancel_where(|j| j.datasets.contains(dataset)))
     }
 
+    /// Lifts a dataset's suspension (its owner, or the operator).
+    pub fn resume_dataset(&self, account: &str, dataset: &DatasetId, note: &str) -> Result<(), RuntimeError> {
+        self.require_owner_or_operator(account, dataset)?;
+        Ok(self.store().resume_dataset(dataset.as_str(), account, note)?)
+    }
+
     /// Revokes an agreement and cancels the jobs running under it; returns
     /// how many were cancelled.
     pub fn revoke_agreement(&self, account: &str, agreement: &str, reason: &str) -> Result<usize, RuntimeError> {
@@ -235,7 +241,10 @@ impl Sandbox {
             .ok_or_else(|| RuntimeError::refused("no-application", format!("no application `{application}`")))?;
         let role = self.store().role(owner)?;
         let Some(Role::DataOwner { provider }) = role else {
-            return Err(RuntimeError::refused("decide-not-owner", format!("`{owner}` is not a data owner")));
+            return Err(RuntimeError::refused(
+                "decide-not-owner",
+                format!("`{owner}` is not a data owner"),
+            ));
         };
         let owned: Vec<DatasetId> = body
             .datasets
