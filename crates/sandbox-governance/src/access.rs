@@ -422,6 +422,22 @@ impl Store {
     }
 }
 
+/// Fails if the grant's agreement was revoked (checked again when a result
+/// is released, so a revocation stops what was running too).
+pub(crate) fn ensure_not_revoked(tx: &mut dyn Tx, grant: &str) -> Result<(), GovernanceError> {
+    let row = tx.query_opt(
+        "SELECT status, status_reason FROM agreements WHERE grant_id = ?1",
+        &[grant.into()],
+    )?;
+    match row {
+        Some(r) if r.text(0)? != "active" => Err(GovernanceError::AgreementInactive {
+            agreement: grant.to_string(),
+            why: format!("it was {}: {}", r.text(0)?, r.opt_text(1)?.unwrap_or_default()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Creates the agreement once every dataset is approved.
 #[allow(clippy::too_many_arguments)]
 fn sign(
@@ -646,7 +662,17 @@ mod tests {
         s.decide("a2", "tax-bureau", &approve(100, "2999-01-01T00:00:00Z"))
             .expect("approve");
         s.reserve(&job("k1", "agreement-a2")).expect("runs");
+        s.reserve(&job("k1b", "agreement-a2")).expect("running when revoked");
         s.revoke("agreement-a2", "ops", "complaint upheld").expect("revoke");
+        let usage = sandbox_model::UsageRecord {
+            job_id: "k1b".into(),
+            grant_id: "agreement-a2".into(),
+            ..Default::default()
+        };
+        let e = s
+            .finish("k1b", &sandbox_model::JobOutcome::Released, &usage)
+            .expect_err("not released");
+        assert!(matches!(e, GovernanceError::AgreementInactive { .. }), "{e}");
         let e = s.reserve(&job("k2", "agreement-a2")).expect_err("revoked");
         assert!(matches!(e, GovernanceError::AgreementInactive { .. }), "{e}");
         assert!(e.to_string().contains("complaint upheld"));

@@ -392,19 +392,21 @@ impl Store {
     }
 
     /// Records how a charged job ended, with its usage record. A release is
-    /// checked against suspensions in the same transaction: if a dataset
-    /// the job read was suspended meanwhile, the job is recorded as
-    /// cancelled and [`GovernanceError::DatasetSuspended`] returned, and the
-    /// caller must not release anything.
+    /// checked against suspensions and revocations in the same transaction:
+    /// if a dataset the job read was suspended, or its agreement revoked,
+    /// meanwhile, the job is recorded as cancelled and the refusal returned,
+    /// and the caller must not release anything.
     pub fn finish(&self, job_id: &str, outcome: &JobOutcome, usage: &UsageRecord) -> Result<(), GovernanceError> {
         let refused = self.write(|tx| {
             let mut outcome = outcome.clone();
             let mut refused = None;
-            if outcome == JobOutcome::Released
-                && let Err(e) = crate::suspension::ensure_not_suspended(tx, usage.datasets.iter().map(|d| d.as_str()))
-            {
-                outcome = JobOutcome::Cancelled;
-                refused = Some(e);
+            if outcome == JobOutcome::Released {
+                let check = crate::suspension::ensure_not_suspended(tx, usage.datasets.iter().map(|d| d.as_str()))
+                    .and_then(|()| crate::access::ensure_not_revoked(tx, &usage.grant_id));
+                if let Err(e) = check {
+                    outcome = JobOutcome::Cancelled;
+                    refused = Some(e);
+                }
             }
             let status = match outcome {
                 JobOutcome::Released => "released",
