@@ -171,6 +171,7 @@ async fn apply_reject_resubmit_approve_run_refuse_revoke() {
     }));
     let kinds: Vec<String> = entries.into_iter().map(|e| e.kind).collect();
     for k in [
+        "dataset_registered",
         "application_submitted",
         "application_rejected",
         "agreement_signed",

@@ -24,6 +24,7 @@ mod access;
 mod audit;
 pub mod db;
 mod error;
+mod registry;
 mod report;
 mod store;
 mod suspension;
@@ -33,6 +34,7 @@ mod testing;
 pub use access::{Agreement, ApplicationBody, Decision, Role, token_digest};
 pub use audit::AuditReport;
 pub use error::GovernanceError;
+pub use registry::Registration;
 pub use report::{
     AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,
     WasmUse,

@@ -144,10 +144,11 @@ impl Store {
     /// A store on any backend; creates the tables if missing.
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
         backend.migrate(&format!(
-            "{SCHEMA} {} {} {}",
+            "{SCHEMA} {} {} {} {}",
             audit::SCHEMA,
             crate::access::SCHEMA,
-            crate::suspension::SCHEMA
+            crate::suspension::SCHEMA,
+            crate::registry::SCHEMA
         ))?;
         Ok(Store { backend })
     }

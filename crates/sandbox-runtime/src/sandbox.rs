@@ -158,6 +158,7 @@ impl Sandbox {
             wasm: std::sync::OnceLock::new(),
             running: Default::default(),
         };
+        sandbox.register_datasets()?;
         sandbox.ensure_demo_grant()?;
         Ok(sandbox)
     }
@@ -202,6 +203,31 @@ impl Sandbox {
     /// Jobs between their charge and their release right now.
     pub fn running_jobs(&self) -> usize {
         self.running.count()
+    }
+
+    /// Records each dataset and the digest of its policy in the ledger
+    /// (only what is new or changed since the last opening).
+    fn register_datasets(&self) -> Result<(), RuntimeError> {
+        let registrations = self
+            .catalog
+            .iter()
+            .map(|d| {
+                let entry = serde_json::to_vec(d).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+                Ok(sandbox_governance::Registration {
+                    dataset: d.id.to_string(),
+                    provider: d.provider.id.clone(),
+                    open_class: format!("{:?}", d.open_class).to_lowercase(),
+                    catalog_digest: digest(&entry),
+                    policy_digest: self
+                        .policies
+                        .get(&d.id)
+                        .map(|p| digest(sandbox_policy::to_toml(p).as_bytes()))
+                        .unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        self.store.register_datasets(&registrations, "platform")?;
+        Ok(())
     }
 
     fn ensure_demo_grant(&self) -> Result<(), RuntimeError> {
