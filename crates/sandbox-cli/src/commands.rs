@@ -74,6 +74,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let catalog = catalog.unwrap_or_else(|| data.catalog_dir());
             policy_check(&policies, &catalog)
         }
+        Command::Policy {
+            command: PolicyCommand::Set { file },
+        } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+            let name = file
+                .file_name()
+                .map_or_else(|| "policy.toml".into(), |n| n.to_string_lossy().into_owned());
+            let sandbox = open(&root, false)?;
+            let account = crate::governance::account_of(sandbox.store(), token.as_deref())?;
+            let digest = sandbox.set_policy(&account, &name, &text)?;
+            println!("policy installed; digest {digest} recorded in the ledger");
+            Ok(())
+        }
         Command::Catalog => {
             let sandbox = open(&root, false)?;
             print!("{}", catalog_text(&sandbox));

@@ -34,6 +34,11 @@ fn caller(store: &Store, token: Option<&str>) -> Result<(String, Role), CliError
     })
 }
 
+/// The account id of the token (for verbs that act as someone).
+pub fn account_of(store: &Store, token: Option<&str>) -> Result<String, CliError> {
+    Ok(caller(store, token)?.0)
+}
+
 /// A job under an agreement runs only for the agreement's holder.
 pub fn authorize_job(sandbox: &Sandbox, grant: &str, token: Option<&str>) -> Result<(), CliError> {
     let Some(agreement) = sandbox.store().agreement(grant)? else {

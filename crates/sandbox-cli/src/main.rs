@@ -263,6 +263,12 @@ enum PolicyCommand {
         #[arg(long)]
         catalog: Option<PathBuf>,
     },
+    /// Replace the output policy of one of your datasets (data owners): validated,
+    /// installed in the data directory, and its digest recorded in the ledger.
+    Set {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]

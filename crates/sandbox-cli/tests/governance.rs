@@ -122,6 +122,40 @@ fn accounts_apply_approve_run_revoke() {
     ));
     assert!(refused(&run(Some(&bank))).contains("agreement-inactive"));
 
+    // The owner replaces its output policy; nobody else may, and a broken
+    // policy is refused with its errors.
+    let installed = dir.join("policies").join("gov.tax_payments.toml");
+    let current = std::fs::read_to_string(&installed).expect("installed policy");
+    let revised = dir.join("revised.toml");
+    let version_line = current
+        .lines()
+        .find(|l| l.starts_with("version"))
+        .expect("version line");
+    std::fs::write(&revised, current.replace(version_line, "version = \"2026-12 revised\"")).expect("write");
+    let set = ["policy", "set", revised.to_str().expect("utf-8 path")];
+    assert!(refused(&sandbox(dir, Some(&bank), &set)).contains("not-owner"));
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "dataset = \"gov.tax_payments\"\n[release]\nmode = \"nonsense\"\n",
+    )
+    .expect("write");
+    let broken_set = ["policy", "set", broken.to_str().expect("utf-8 path")];
+    assert!(refused(&sandbox(dir, Some(&tax), &broken_set)).contains("policy-invalid"));
+    assert!(ok(&sandbox(dir, Some(&tax), &set)).contains("digest"));
+    assert!(
+        std::fs::read_to_string(&installed)
+            .expect("read")
+            .contains("2026-12 revised")
+    );
+    let export = ok(&sandbox(dir, None, &["audit", "export"]));
+    assert!(
+        export
+            .lines()
+            .any(|l| l.contains("\"kind\":\"policy_version\"") && l.contains("\"actor\":\"tax\"")),
+        "the new policy version is in the ledger, by its owner"
+    );
+
     ok(&sandbox(
         dir,
         Some(&tax),

@@ -261,6 +261,63 @@ impl Sandbox {
         Ok(self.store().decide_for(application, owner, decision, &owned)?)
     }
 
+    /// A data owner replaces the output policy of one of its datasets: the
+    /// file is validated alone and together with every other policy (fusion
+    /// keys, privacy units), written atomically to the policies directory,
+    /// and its new digest recorded in the ledger as a `policy_version` by
+    /// the owner. Sandboxes opened from then on apply it. Returns the new
+    /// policy's digest.
+    pub fn set_policy(&self, account: &str, file_name: &str, text: &str) -> Result<String, RuntimeError> {
+        let invalid = |e: sandbox_policy::PolicyErrors| RuntimeError::refused("policy-invalid", e.to_string());
+        let policy = sandbox_policy::parse_policy(file_name, text, self.catalog()).map_err(invalid)?;
+        let dataset = policy.dataset.clone();
+        match self.store().role(account)? {
+            Some(Role::DataOwner { provider })
+                if self.catalog().get(&dataset).is_some_and(|e| e.provider.id == provider) => {}
+            _ => {
+                return Err(RuntimeError::refused(
+                    "not-owner",
+                    format!("only the owner of {dataset} sets its output policy"),
+                ));
+            }
+        }
+        // Every policy together, with this one in place of the old one.
+        let dir = self.data_dir().policies_dir();
+        let target = format!("{dataset}.toml");
+        let mut sources = vec![(target.clone(), text.to_string())];
+        let entries = std::fs::read_dir(&dir).map_err(|e| RuntimeError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".toml") && name != target {
+                let body = std::fs::read_to_string(entry.path()).map_err(|e| RuntimeError::Io {
+                    path: entry.path().display().to_string(),
+                    source: e,
+                })?;
+                sources.push((name, body));
+            }
+        }
+        sandbox_policy::PolicySet::from_sources(&sources, self.catalog()).map_err(invalid)?;
+        let path = dir.join(&target);
+        let staging = dir.join(format!(".{target}.new"));
+        let io = |e: std::io::Error| RuntimeError::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        std::fs::write(&staging, text).map_err(io)?;
+        std::fs::rename(&staging, &path).map_err(io)?;
+        let mut registration = self
+            .registrations()?
+            .into_iter()
+            .find(|r| r.dataset == dataset.as_str())
+            .ok_or_else(|| RuntimeError::Setup(format!("{dataset} vanished from the catalog")))?;
+        registration.policy_digest = policy.digest.clone();
+        self.store().register_datasets(&[registration], account)?;
+        Ok(policy.digest)
+    }
+
     fn require_owner_or_operator(&self, account: &str, dataset: &DatasetId) -> Result<(), RuntimeError> {
         match self.store().role(account)? {
             Some(Role::Operator) => Ok(()),

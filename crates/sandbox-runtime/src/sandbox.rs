@@ -205,9 +205,15 @@ impl Sandbox {
         self.running.count()
     }
 
-    /// Records each dataset and the digest of its policy in the ledger
+    /// Records each dataset and the digest of its policy file in the ledger
     /// (only what is new or changed since the last opening).
     fn register_datasets(&self) -> Result<(), RuntimeError> {
+        self.store.register_datasets(&self.registrations()?, "platform")?;
+        Ok(())
+    }
+
+    /// Each catalog dataset with the digests of its entry and policy.
+    pub(crate) fn registrations(&self) -> Result<Vec<sandbox_governance::Registration>, RuntimeError> {
         let registrations = self
             .catalog
             .iter()
@@ -218,16 +224,11 @@ impl Sandbox {
                     provider: d.provider.id.clone(),
                     open_class: format!("{:?}", d.open_class).to_lowercase(),
                     catalog_digest: digest(&entry),
-                    policy_digest: self
-                        .policies
-                        .get(&d.id)
-                        .map(|p| digest(sandbox_policy::to_toml(p).as_bytes()))
-                        .unwrap_or_default(),
+                    policy_digest: self.policies.get(&d.id).map(|p| p.digest.clone()).unwrap_or_default(),
                 })
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
-        self.store.register_datasets(&registrations, "platform")?;
-        Ok(())
+        Ok(registrations)
     }
 
     fn ensure_demo_grant(&self) -> Result<(), RuntimeError> {
