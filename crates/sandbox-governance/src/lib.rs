@@ -20,7 +20,9 @@
 //! assert!(store.reserve(&JobCharge { job_id: "job-2".into(), ..charge }).is_err()); // 1.2 > 1.0
 //! ```
 
-mod access;
+mod accounts;
+mod agreements;
+mod applications;
 mod audit;
 pub mod db;
 mod error;
@@ -31,7 +33,9 @@ mod suspension;
 #[cfg(test)]
 mod testing;
 
-pub use access::{Agreement, ApplicationBody, Decision, Role, token_digest};
+pub use accounts::{Role, token_digest};
+pub use agreements::Agreement;
+pub use applications::{ApplicationBody, Decision};
 pub use audit::AuditReport;
 pub use error::GovernanceError;
 pub use registry::Registration;

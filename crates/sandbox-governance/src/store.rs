@@ -144,9 +144,11 @@ impl Store {
     /// A store on any backend; creates the tables if missing.
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
         backend.migrate(&format!(
-            "{SCHEMA} {} {} {} {}",
+            "{SCHEMA} {} {} {} {} {} {}",
             audit::SCHEMA,
-            crate::access::SCHEMA,
+            crate::accounts::SCHEMA,
+            crate::applications::SCHEMA,
+            crate::agreements::SCHEMA,
             crate::suspension::SCHEMA,
             crate::registry::SCHEMA
         ))?;
@@ -256,7 +258,7 @@ impl Store {
     pub fn reserve(&self, job: &JobCharge) -> Result<(), GovernanceError> {
         self.write(|tx| {
             let at = now();
-            crate::access::enforce_terms(tx, &job.grant_id, &at)?;
+            crate::agreements::enforce_terms(tx, &job.grant_id, &at)?;
             crate::suspension::ensure_not_suspended(tx, job.charges.iter().map(|(d, _, _)| d.as_str()))?;
             for (dataset, eps, _delta) in &job.charges {
                 let row = tx.query_opt(
@@ -403,7 +405,7 @@ impl Store {
             let mut refused = None;
             if outcome == JobOutcome::Released {
                 let check = crate::suspension::ensure_not_suspended(tx, usage.datasets.iter().map(|d| d.as_str()))
-                    .and_then(|()| crate::access::ensure_not_revoked(tx, &usage.grant_id));
+                    .and_then(|()| crate::agreements::ensure_not_revoked(tx, &usage.grant_id));
                 if let Err(e) = check {
                     outcome = JobOutcome::Cancelled;
                     refused = Some(e);

@@ -1,9 +1,8 @@
-//! Accounts, applications and agreements: who may ask for conditionally open
-//! data, the owner's decision, and the agreement an approval creates.
-//!
-//! An agreement is a grant (its budgets are the grant's budgets) with terms:
-//! an expiry, a call quota and a status. [`Store::reserve`] enforces the
-//! terms on every job. Every step is a ledger entry in the same transaction.
+//! Applications and decisions: an applicant asks for conditionally open
+//! datasets with a usage scenario; the owner of each dataset approves or
+//! rejects (with a reason); when every owner has approved, the agreement
+//! is signed (see [`crate::agreements`]). Every step is a ledger entry in
+//! the same transaction.
 
 use crate::GovernanceError;
 use crate::audit;
@@ -12,15 +11,8 @@ use crate::store::Store;
 use sandbox_model::DatasetId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    provider TEXT,
-    token_sha256 TEXT NOT NULL UNIQUE
-);
 CREATE TABLE IF NOT EXISTS applications (
     id TEXT PRIMARY KEY,
     applicant TEXT NOT NULL REFERENCES accounts(id),
@@ -38,39 +30,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     call_quota BIGINT NOT NULL,
     PRIMARY KEY (application_id, dataset)
 );
-CREATE TABLE IF NOT EXISTS agreements (
-    grant_id TEXT PRIMARY KEY REFERENCES grants(id),
-    application_id TEXT NOT NULL REFERENCES applications(id),
-    expires_at TEXT NOT NULL,
-    call_quota BIGINT NOT NULL,
-    calls_used BIGINT NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,
-    status_reason TEXT
-);
 ";
-
-/// The three roles of the platform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "role")]
-pub enum Role {
-    /// Manages the datasets and policies of one provider (a government
-    /// department or an enterprise bringing data).
-    DataOwner { provider: String },
-    /// A researcher or an enterprise that applies for data and runs jobs.
-    Applicant,
-    /// Audits everything and handles complaints.
-    Operator,
-}
-
-impl Role {
-    fn name(&self) -> &'static str {
-        match self {
-            Role::DataOwner { .. } => "data_owner",
-            Role::Applicant => "applicant",
-            Role::Operator => "operator",
-        }
-    }
-}
 
 /// What an applicant asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,75 +59,7 @@ pub enum Decision {
     Reject { reason: String },
 }
 
-/// An agreement as signed, with its current state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Agreement {
-    /// The grant id jobs run under (`agreement-<application>`).
-    pub id: String,
-    pub application: String,
-    pub holder: String,
-    pub terms: ApplicationBody,
-    pub expires_at: String,
-    pub call_quota: u64,
-    pub calls_used: u64,
-    /// `active` or `revoked`.
-    pub status: String,
-    pub status_reason: Option<String>,
-}
-
-/// SHA-256 of a token, hex: all the store keeps.
-pub fn token_digest(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 impl Store {
-    /// Creates an account holding `token` (only its SHA-256 is stored).
-    pub fn create_account(&self, id: &str, role: &Role, token: &str, by: &str) -> Result<(), GovernanceError> {
-        if token.len() < 32 {
-            return Err(GovernanceError::Invalid(
-                "an API token has at least 32 characters".into(),
-            ));
-        }
-        let provider = match role {
-            Role::DataOwner { provider } => Some(provider.as_str()),
-            _ => None,
-        };
-        let digest = token_digest(token);
-        self.write(|tx| {
-            let inserted = tx.execute(
-                "INSERT INTO accounts (id, role, provider, token_sha256) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO NOTHING",
-                &[id.into(), role.name().into(), provider.into(), digest.into()],
-            )?;
-            if inserted == 0 {
-                return Err(GovernanceError::Invalid(format!(
-                    "account `{id}` (or its token) exists already"
-                )));
-            }
-            audit::append(tx, by, "account_created", json!({"account": id, "role": role}))?;
-            Ok(())
-        })
-    }
-
-    /// The account a bearer token belongs to, with its role.
-    pub fn authenticate(&self, token: &str) -> Result<(String, Role), GovernanceError> {
-        let digest = token_digest(token);
-        let row = self.read(|tx| {
-            tx.query_opt(
-                "SELECT id, role, provider FROM accounts WHERE token_sha256 = ?1",
-                &[digest.into()],
-            )
-        })?;
-        let row = row.ok_or(GovernanceError::Unauthenticated)?;
-        let (id, role, provider) = (row.text(0)?, row.text(1)?, row.opt_text(2)?);
-        let role = match (role.as_str(), provider) {
-            ("data_owner", Some(provider)) => Role::DataOwner { provider },
-            ("operator", _) => Role::Operator,
-            _ => Role::Applicant,
-        };
-        Ok((id, role))
-    }
-
     /// Submits (or, for a rejected one, resubmits) an application.
     pub fn apply(&self, id: &str, applicant: &str, body: &ApplicationBody) -> Result<u32, GovernanceError> {
         if body.datasets.is_empty() || body.scenario.trim().is_empty() {
@@ -360,82 +252,6 @@ impl Store {
             None => Ok(None),
         }
     }
-
-    /// How many accounts exist (the first one is created without a token).
-    pub fn account_count(&self) -> Result<u64, GovernanceError> {
-        let n = self.read(|tx| tx.query_opt("SELECT COUNT(*) FROM accounts", &[]))?;
-        Ok(n.map(|r| r.int(0))
-            .transpose()?
-            .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
-    }
-
-    /// An account's role, if the account exists.
-    pub fn role(&self, account: &str) -> Result<Option<Role>, GovernanceError> {
-        let row =
-            self.read(|tx| tx.query_opt("SELECT role, provider FROM accounts WHERE id = ?1", &[account.into()]))?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(match (r.text(0)?.as_str(), r.opt_text(1)?) {
-            ("data_owner", Some(provider)) => Role::DataOwner { provider },
-            ("operator", _) => Role::Operator,
-            _ => Role::Applicant,
-        }))
-    }
-
-    /// The agreement behind a grant, if the grant came from an approval.
-    pub fn agreement(&self, grant: &str) -> Result<Option<Agreement>, GovernanceError> {
-        let row = self.read(|tx| {
-            tx.query_opt(
-                "SELECT a.grant_id, a.application_id, p.applicant, p.body, a.expires_at, a.call_quota,
-                        a.calls_used, a.status, a.status_reason
-                 FROM agreements a JOIN applications p ON p.id = a.application_id WHERE a.grant_id = ?1",
-                &[grant.into()],
-            )
-        })?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(Agreement {
-            id: r.text(0)?,
-            application: r.text(1)?,
-            holder: r.text(2)?,
-            terms: serde_json::from_str(&r.text(3)?)?,
-            expires_at: r.text(4)?,
-            call_quota: u64::try_from(r.int(5)?).unwrap_or(0),
-            calls_used: u64::try_from(r.int(6)?).unwrap_or(0),
-            status: r.text(7)?,
-            status_reason: r.opt_text(8)?,
-        }))
-    }
-
-    /// Revokes an agreement (限制或者关闭数据获取权限): every later job under
-    /// it is refused.
-    pub fn revoke(&self, agreement: &str, by: &str, reason: &str) -> Result<(), GovernanceError> {
-        self.write(|tx| {
-            let updated = tx.execute(
-                "UPDATE agreements SET status = 'revoked', status_reason = ?2 WHERE grant_id = ?1 AND status = 'active'",
-                &[agreement.into(), reason.into()],
-            )?;
-            if updated == 0 {
-                return Err(GovernanceError::Invalid(format!("no active agreement `{agreement}`")));
-            }
-            audit::append(tx, by, "agreement_revoked", json!({"agreement": agreement, "reason": reason}))?;
-            Ok(())
-        })
-    }
-}
-
-/// Fails if the grant's agreement was revoked (checked again when a result
-/// is released, so a revocation stops what was running too).
-pub(crate) fn ensure_not_revoked(tx: &mut dyn Tx, grant: &str) -> Result<(), GovernanceError> {
-    let row = tx.query_opt(
-        "SELECT status, status_reason FROM agreements WHERE grant_id = ?1",
-        &[grant.into()],
-    )?;
-    match row {
-        Some(r) if r.text(0)? != "active" => Err(GovernanceError::AgreementInactive {
-            agreement: grant.to_string(),
-            why: format!("it was {}: {}", r.text(0)?, r.opt_text(1)?.unwrap_or_default()),
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// Creates the agreement once every dataset is approved.
@@ -486,46 +302,11 @@ fn sign(
     Ok(())
 }
 
-/// Checks an agreement's terms inside the job's charging transaction and
-/// counts the call. Grants without an agreement (the operator's demo grant)
-/// have no terms.
-pub(crate) fn enforce_terms(tx: &mut dyn Tx, grant: &str, now: &str) -> Result<(), GovernanceError> {
-    let row = tx.query_opt(
-        "SELECT expires_at, call_quota, calls_used, status, status_reason FROM agreements WHERE grant_id = ?1",
-        &[grant.into()],
-    )?;
-    let Some(row) = row else {
-        return Ok(());
-    };
-    let (expires_at, quota, used, status, reason) =
-        (row.text(0)?, row.int(1)?, row.int(2)?, row.text(3)?, row.opt_text(4)?);
-    let refuse = |why: String| {
-        Err(GovernanceError::AgreementInactive {
-            agreement: grant.to_string(),
-            why,
-        })
-    };
-    if status != "active" {
-        return refuse(format!("it was {status}: {}", reason.unwrap_or_default()));
-    }
-    if now >= expires_at.as_str() {
-        return refuse(format!("it expired at {expires_at}"));
-    }
-    if used >= quota {
-        return refuse(format!("its quota of {quota} calls is used up"));
-    }
-    tx.execute(
-        "UPDATE agreements SET calls_used = calls_used + 1 WHERE grant_id = ?1",
-        &[grant.into()],
-    )?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::test_dbs;
-    use crate::{AuditReport, JobCharge};
+    use crate::{AuditReport, GovernanceError, JobCharge, Role};
 
     const BANK_TOKEN: &str = "bank-token-0123456789abcdef0123456789";
     const TAX_TOKEN: &str = "tax-owner-token-0123456789abcdef012345";

@@ -1,0 +1,115 @@
+//! Accounts and their roles: who acts. API tokens are kept only as
+//! SHA-256; every ledger entry names the account it is attributed to.
+
+use crate::GovernanceError;
+use crate::audit;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    provider TEXT,
+    token_sha256 TEXT NOT NULL UNIQUE
+);
+";
+
+/// The three roles of the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Role {
+    /// Manages the datasets and policies of one provider (a government
+    /// department or an enterprise bringing data).
+    DataOwner { provider: String },
+    /// A researcher or an enterprise that applies for data and runs jobs.
+    Applicant,
+    /// Audits everything and handles complaints.
+    Operator,
+}
+
+impl Role {
+    fn name(&self) -> &'static str {
+        match self {
+            Role::DataOwner { .. } => "data_owner",
+            Role::Applicant => "applicant",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+/// SHA-256 of a token, hex: all the store keeps.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Store {
+    /// Creates an account holding `token` (only its SHA-256 is stored).
+    pub fn create_account(&self, id: &str, role: &Role, token: &str, by: &str) -> Result<(), GovernanceError> {
+        if token.len() < 32 {
+            return Err(GovernanceError::Invalid(
+                "an API token has at least 32 characters".into(),
+            ));
+        }
+        let provider = match role {
+            Role::DataOwner { provider } => Some(provider.as_str()),
+            _ => None,
+        };
+        let digest = token_digest(token);
+        self.write(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO accounts (id, role, provider, token_sha256) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                &[id.into(), role.name().into(), provider.into(), digest.into()],
+            )?;
+            if inserted == 0 {
+                return Err(GovernanceError::Invalid(format!(
+                    "account `{id}` (or its token) exists already"
+                )));
+            }
+            audit::append(tx, by, "account_created", json!({"account": id, "role": role}))?;
+            Ok(())
+        })
+    }
+
+    /// The account a bearer token belongs to, with its role.
+    pub fn authenticate(&self, token: &str) -> Result<(String, Role), GovernanceError> {
+        let digest = token_digest(token);
+        let row = self.read(|tx| {
+            tx.query_opt(
+                "SELECT id, role, provider FROM accounts WHERE token_sha256 = ?1",
+                &[digest.into()],
+            )
+        })?;
+        let row = row.ok_or(GovernanceError::Unauthenticated)?;
+        let (id, role, provider) = (row.text(0)?, row.text(1)?, row.opt_text(2)?);
+        let role = match (role.as_str(), provider) {
+            ("data_owner", Some(provider)) => Role::DataOwner { provider },
+            ("operator", _) => Role::Operator,
+            _ => Role::Applicant,
+        };
+        Ok((id, role))
+    }
+
+    /// How many accounts exist (the first one is created without a token).
+    pub fn account_count(&self) -> Result<u64, GovernanceError> {
+        let n = self.read(|tx| tx.query_opt("SELECT COUNT(*) FROM accounts", &[]))?;
+        Ok(n.map(|r| r.int(0))
+            .transpose()?
+            .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    }
+
+    /// An account's role, if the account exists.
+    pub fn role(&self, account: &str) -> Result<Option<Role>, GovernanceError> {
+        let row =
+            self.read(|tx| tx.query_opt("SELECT role, provider FROM accounts WHERE id = ?1", &[account.into()]))?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(match (r.text(0)?.as_str(), r.opt_text(1)?) {
+            ("data_owner", Some(provider)) => Role::DataOwner { provider },
+            ("operator", _) => Role::Operator,
+            _ => Role::Applicant,
+        }))
+    }
+}
