@@ -39,29 +39,47 @@ pub struct Agreement {
     pub status_reason: Option<String>,
 }
 
+const AGREEMENT_SELECT: &str = "SELECT a.grant_id, a.application_id, p.applicant, p.body, a.expires_at, a.call_quota,
+        a.calls_used, a.status, a.status_reason
+ FROM agreements a JOIN applications p ON p.id = a.application_id";
+
+fn agreement_from_row(r: &crate::db::Row) -> Result<Agreement, GovernanceError> {
+    Ok(Agreement {
+        id: r.text(0)?,
+        application: r.text(1)?,
+        holder: r.text(2)?,
+        terms: serde_json::from_str(&r.text(3)?)?,
+        expires_at: r.text(4)?,
+        call_quota: u64::try_from(r.int(5)?).unwrap_or(0),
+        calls_used: u64::try_from(r.int(6)?).unwrap_or(0),
+        status: r.text(7)?,
+        status_reason: r.opt_text(8)?,
+    })
+}
+
 impl Store {
     /// The agreement behind a grant, if the grant came from an approval.
     pub fn agreement(&self, grant: &str) -> Result<Option<Agreement>, GovernanceError> {
-        let row = self.read(|tx| {
-            tx.query_opt(
-                "SELECT a.grant_id, a.application_id, p.applicant, p.body, a.expires_at, a.call_quota,
-                        a.calls_used, a.status, a.status_reason
-                 FROM agreements a JOIN applications p ON p.id = a.application_id WHERE a.grant_id = ?1",
-                &[grant.into()],
+        let row = self.read(|tx| tx.query_opt(&format!("{AGREEMENT_SELECT} WHERE a.grant_id = ?1"), &[grant.into()]))?;
+        row.map(|r| agreement_from_row(&r)).transpose()
+    }
+
+    /// Every agreement, oldest application first (callers filter by who
+    /// may see them).
+    pub fn agreements(&self) -> Result<Vec<Agreement>, GovernanceError> {
+        let rows = self.read(|tx| tx.query(&format!("{AGREEMENT_SELECT} ORDER BY a.grant_id"), &[]))?;
+        rows.iter().map(agreement_from_row).collect()
+    }
+
+    /// The agreements an account holds.
+    pub fn agreements_held_by(&self, holder: &str) -> Result<Vec<Agreement>, GovernanceError> {
+        let rows = self.read(|tx| {
+            tx.query(
+                &format!("{AGREEMENT_SELECT} WHERE p.applicant = ?1 ORDER BY a.grant_id"),
+                &[holder.into()],
             )
         })?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(Agreement {
-            id: r.text(0)?,
-            application: r.text(1)?,
-            holder: r.text(2)?,
-            terms: serde_json::from_str(&r.text(3)?)?,
-            expires_at: r.text(4)?,
-            call_quota: u64::try_from(r.int(5)?).unwrap_or(0),
-            calls_used: u64::try_from(r.int(6)?).unwrap_or(0),
-            status: r.text(7)?,
-            status_reason: r.opt_text(8)?,
-        }))
+        rows.iter().map(agreement_from_row).collect()
     }
 
     /// Revokes an agreement (限制或者关闭数据获取权限): every later job under

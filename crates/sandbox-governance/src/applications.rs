@@ -46,6 +46,31 @@ pub struct ApplicationBody {
     pub materials: Vec<String>,
 }
 
+/// An application as stored, with its state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplicationRecord {
+    pub id: String,
+    pub applicant: String,
+    pub body: ApplicationBody,
+    pub revision: u32,
+    /// `submitted`, `rejected` or `approved`.
+    pub status: String,
+    /// The rejection's reason.
+    pub reason: Option<String>,
+    /// One per dataset approved so far.
+    pub approvals: Vec<Approval>,
+}
+
+/// One owner's approval of one dataset of an application.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Approval {
+    pub dataset: String,
+    pub owner: String,
+    pub epsilon: f64,
+    pub expires_at: String,
+    pub call_quota: u64,
+}
+
 /// An owner's decision.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -242,6 +267,49 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// Every application with its state and the approvals given so far
+    /// (callers filter by who may see them).
+    pub fn applications(&self) -> Result<Vec<ApplicationRecord>, GovernanceError> {
+        let (apps, approvals) = self.read(|tx| {
+            let apps = tx.query(
+                "SELECT id, applicant, body, revision, status, reason FROM applications ORDER BY id",
+                &[],
+            )?;
+            let approvals = tx.query(
+                "SELECT application_id, dataset, owner, epsilon, expires_at, call_quota FROM approvals",
+                &[],
+            )?;
+            Ok((apps, approvals))
+        })?;
+        apps.iter()
+            .map(|r| {
+                let id = r.text(0)?;
+                let approvals = approvals
+                    .iter()
+                    .filter(|a| a.text(0).is_ok_and(|x| x == id))
+                    .map(|a| {
+                        Ok(Approval {
+                            dataset: a.text(1)?,
+                            owner: a.text(2)?,
+                            epsilon: a.real(3)?,
+                            expires_at: a.text(4)?,
+                            call_quota: u64::try_from(a.int(5)?).unwrap_or(0),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, GovernanceError>>()?;
+                Ok(ApplicationRecord {
+                    id,
+                    applicant: r.text(1)?,
+                    body: serde_json::from_str(&r.text(2)?)?,
+                    revision: u32::try_from(r.int(3)?).unwrap_or(0),
+                    status: r.text(4)?,
+                    reason: r.opt_text(5)?,
+                    approvals,
+                })
+            })
+            .collect()
     }
 
     /// What an application asks for (its latest revision).

@@ -35,7 +35,7 @@ mod testing;
 
 pub use accounts::{Role, token_digest};
 pub use agreements::Agreement;
-pub use applications::{ApplicationBody, Decision};
+pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};
 pub use audit::AuditReport;
 pub use error::GovernanceError;
 pub use registry::Registration;
