@@ -60,7 +60,8 @@ fn agreement_from_row(r: &crate::db::Row) -> Result<Agreement, GovernanceError> 
 impl Store {
     /// The agreement behind a grant, if the grant came from an approval.
     pub fn agreement(&self, grant: &str) -> Result<Option<Agreement>, GovernanceError> {
-        let row = self.read(|tx| tx.query_opt(&format!("{AGREEMENT_SELECT} WHERE a.grant_id = ?1"), &[grant.into()]))?;
+        let row =
+            self.read(|tx| tx.query_opt(&format!("{AGREEMENT_SELECT} WHERE a.grant_id = ?1"), &[grant.into()]))?;
         row.map(|r| agreement_from_row(&r)).transpose()
     }
 

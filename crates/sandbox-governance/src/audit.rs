@@ -35,6 +35,12 @@ pub enum AuditReport {
     Broken(Broken),
 }
 
+impl AuditReport {
+    pub fn is_intact(&self) -> bool {
+        matches!(self, AuditReport::Intact { .. })
+    }
+}
+
 fn head(tx: &mut dyn Tx) -> Result<Option<(u64, String)>, GovernanceError> {
     match tx.query_opt("SELECT seq, hash FROM ledger_head WHERE id = 1", &[])? {
         Some(r) => Ok(Some((r.int(0)? as u64, r.text(1)?))),

@@ -26,6 +26,7 @@ mod applications;
 mod audit;
 pub mod db;
 mod error;
+mod queue;
 mod registry;
 mod report;
 mod store;
@@ -38,6 +39,7 @@ pub use agreements::Agreement;
 pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};
 pub use audit::AuditReport;
 pub use error::GovernanceError;
+pub use queue::{QueueState, QueuedJob, RecordedJob};
 pub use registry::Registration;
 pub use report::{
     AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,

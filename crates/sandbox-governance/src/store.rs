@@ -144,8 +144,9 @@ impl Store {
     /// A store on any backend; creates the tables if missing.
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
         backend.migrate(&format!(
-            "{SCHEMA} {} {} {} {} {} {}",
+            "{SCHEMA} {} {} {} {} {} {} {}",
             audit::SCHEMA,
+            crate::queue::SCHEMA,
             crate::accounts::SCHEMA,
             crate::applications::SCHEMA,
             crate::agreements::SCHEMA,
@@ -258,6 +259,9 @@ impl Store {
     pub fn reserve(&self, job: &JobCharge) -> Result<(), GovernanceError> {
         self.write(|tx| {
             let at = now();
+            if resume_charged(tx, job)? {
+                return Ok(());
+            }
             crate::agreements::enforce_terms(tx, &job.grant_id, &at)?;
             crate::suspension::ensure_not_suspended(tx, job.charges.iter().map(|(d, _, _)| d.as_str()))?;
             for (dataset, eps, _delta) in &job.charges {
@@ -400,6 +404,19 @@ impl Store {
     /// meanwhile, the job is recorded as cancelled and the refusal returned,
     /// and the caller must not release anything.
     pub fn finish(&self, job_id: &str, outcome: &JobOutcome, usage: &UsageRecord) -> Result<(), GovernanceError> {
+        self.finish_with_result(job_id, outcome, usage, None)
+    }
+
+    /// [`finish`](Self::finish), storing a released result (JSON) in the
+    /// same transaction, so a result is kept exactly when its release is
+    /// recorded.
+    pub fn finish_with_result(
+        &self,
+        job_id: &str,
+        outcome: &JobOutcome,
+        usage: &UsageRecord,
+        result: Option<&str>,
+    ) -> Result<(), GovernanceError> {
         let refused = self.write(|tx| {
             let mut outcome = outcome.clone();
             let mut refused = None;
@@ -438,6 +455,12 @@ impl Store {
                 payload["cancelled_because"] = json!(e.to_string());
             }
             audit::append(tx, &holder, "job_finished", payload)?;
+            if let (Some(result), None, JobOutcome::Released) = (result, &refused, &outcome) {
+                tx.execute(
+                    "INSERT INTO job_results (job_id, result) VALUES (?1, ?2)",
+                    &[job_id.into(), result.into()],
+                )?;
+            }
             Ok(refused)
         })?;
         match refused {
@@ -507,6 +530,30 @@ impl Store {
 }
 
 /// The account a grant's events are attributed to.
+/// A job charged before a restart interrupted it runs again under its
+/// first charge: the same id, grant and submission, still `running` (no
+/// result was released, so the earlier computation was never seen). The
+/// ledger records the resumption; nothing is charged twice.
+fn resume_charged(tx: &mut dyn Tx, job: &JobCharge) -> Result<bool, GovernanceError> {
+    let row = tx.query_opt(
+        "SELECT grant_id, submission_digest, status FROM jobs WHERE id = ?1",
+        &[(&job.job_id).into()],
+    )?;
+    let Some(row) = row else { return Ok(false) };
+    let (grant, digest, status) = (row.text(0)?, row.text(1)?, row.text(2)?);
+    if grant != job.grant_id || digest != job.submission_digest || status != "running" {
+        return Err(GovernanceError::DuplicateJob(job.job_id.clone()));
+    }
+    let holder = holder(tx, &job.grant_id)?;
+    audit::append(
+        tx,
+        &holder,
+        "job_resumed",
+        json!({"job": job.job_id, "grant": job.grant_id, "submission_digest": job.submission_digest}),
+    )?;
+    Ok(true)
+}
+
 fn holder(tx: &mut dyn Tx, grant_id: &str) -> Result<String, GovernanceError> {
     tx.query_opt("SELECT holder FROM grants WHERE id = ?1", &[grant_id.into()])?
         .ok_or_else(|| GovernanceError::NoGrant(grant_id.to_string()))?
@@ -583,7 +630,13 @@ mod tests {
             assert!(matches!(store.reserve(&job), Err(GovernanceError::NotCovered { .. })));
             let job = JobCharge::new("j", "g", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0)]);
             store.reserve(&job).expect("reserve");
-            assert!(matches!(store.reserve(&job), Err(GovernanceError::DuplicateJob(_))));
+            // The same job again while it is recorded as running (a restart
+            // interrupted it) resumes under its first charge.
+            store.reserve(&job).expect("resume");
+            assert_eq!(store.charged("g").expect("charged"), vec![("gov.a".to_string(), 0.1)]);
+            assert_eq!(store.budget("g").expect("budget")[0].epsilon_spent, 0.1);
+            let other = JobCharge::new("j", "g", "sql", "other digest", vec![(ds("gov.a"), 0.1, 0.0)]);
+            assert!(matches!(store.reserve(&other), Err(GovernanceError::DuplicateJob(_))));
             let usage = UsageRecord {
                 job_id: "j".into(),
                 grant_id: "g".into(),
@@ -596,6 +649,79 @@ mod tests {
                     Err(GovernanceError::NotRunning(_))
                 ),
                 "a job finishes once"
+            );
+            assert!(
+                matches!(store.reserve(&job), Err(GovernanceError::DuplicateJob(_))),
+                "a finished job never runs again"
+            );
+            let kinds: Vec<String> = store
+                .audit_entries()
+                .expect("entries")
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            assert_eq!(kinds.iter().filter(|k| *k == "job_resumed").count(), 1);
+            assert!(store.verify_audit().expect("verify").is_intact());
+        }
+    }
+
+    #[test]
+    fn released_results_are_stored_with_their_release_only() {
+        for db in test_dbs() {
+            let store = db.open();
+            store
+                .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
+                .expect("grant");
+            let usage = |id: &str| UsageRecord {
+                job_id: id.into(),
+                grant_id: "g".into(),
+                datasets: vec![ds("gov.a")],
+                ..Default::default()
+            };
+            for id in ["released", "suspended", "failed"] {
+                store
+                    .reserve(&JobCharge::new(id, "g", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0)]))
+                    .expect("reserve");
+            }
+            store
+                .finish_with_result(
+                    "released",
+                    &JobOutcome::Released,
+                    &usage("released"),
+                    Some("{\"rows\":[]}"),
+                )
+                .expect("finish");
+            assert_eq!(
+                store.job_result("released").expect("read").as_deref(),
+                Some("{\"rows\":[]}")
+            );
+            store
+                .finish_with_result(
+                    "failed",
+                    &JobOutcome::Failed { message: "x".into() },
+                    &usage("failed"),
+                    Some("{}"),
+                )
+                .expect("finish");
+            assert_eq!(
+                store.job_result("failed").expect("read"),
+                None,
+                "only releases keep results"
+            );
+            store.suspend_dataset("gov.a", "ops", "complaint").expect("suspend");
+            assert!(
+                store
+                    .finish_with_result("suspended", &JobOutcome::Released, &usage("suspended"), Some("{}"))
+                    .is_err()
+            );
+            assert_eq!(
+                store.job_result("suspended").expect("read"),
+                None,
+                "a cancelled release keeps nothing"
+            );
+            assert_eq!(
+                store.recorded_job("suspended").expect("read").expect("row").status,
+                "cancelled"
             );
         }
     }

@@ -83,6 +83,17 @@ impl RunningJobs {
         n
     }
 
+    /// Cancels one running job; returns whether it was running.
+    pub(crate) fn cancel(&self, id: &str) -> bool {
+        match self.lock().get(id) {
+            Some(job) => {
+                job.cancel.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Jobs now running (for status pages and tests).
     pub(crate) fn count(&self) -> usize {
         self.lock().len()
@@ -152,6 +163,13 @@ impl Sandbox {
             }
         }
         Ok(())
+    }
+
+    /// Cancels a job between its charge and its release (its submitter's
+    /// request); nothing is released and the charge is kept. Returns
+    /// whether the job was running.
+    pub fn cancel_job(&self, job_id: &str) -> bool {
+        self.running().cancel(job_id)
     }
 
     /// Suspends a dataset on complaint and cancels the running jobs that

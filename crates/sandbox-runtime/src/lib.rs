@@ -28,5 +28,5 @@ mod error;
 pub use analysis::{AnalysisOptions, AnalysisProgram};
 pub use data_dir::DataDir;
 pub use error::RuntimeError;
-pub use sandbox::{AnalysisResult, DryRunReport, Sandbox, SqlJobOptions, SqlJobResult};
+pub use sandbox::{AnalysisResult, DryRunReport, JobContext, Sandbox, SqlJobOptions, SqlJobResult};
 pub use wasm::WasmJob;

@@ -34,6 +34,41 @@ pub struct SqlJobOptions {
     pub dry_run: bool,
 }
 
+/// Who names a job and hears how it goes: the server passes its queue id
+/// (so a job interrupted by a restart resumes under its first charge) and
+/// a progress callback; local callers take [`JobContext::default`]'s fresh
+/// id.
+#[derive(Clone, Default)]
+pub struct JobContext {
+    /// The job's id; a fresh one when `None`.
+    pub id: Option<String>,
+    /// Called with each stage a job reaches: `checking`, `computing`,
+    /// `releasing`.
+    pub progress: Option<Arc<dyn Fn(&'static str) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext").field("id", &self.id).finish()
+    }
+}
+
+impl JobContext {
+    /// A job named `id`.
+    pub fn with_id(id: &str) -> Self {
+        JobContext {
+            id: Some(id.to_string()),
+            progress: None,
+        }
+    }
+
+    fn report(&self, stage: &'static str) {
+        if let Some(progress) = &self.progress {
+            progress(stage);
+        }
+    }
+}
+
 /// The result of an analysis job.
 #[derive(Debug, Clone, Serialize)]
 pub struct AnalysisResult {
@@ -348,21 +383,37 @@ impl Sandbox {
         options: &SqlJobOptions,
         functions: Vec<Arc<dyn RowFunction>>,
     ) -> Result<SqlJobResult, RuntimeError> {
-        let job_id = self.next_job_id();
+        self.run_sql_job(&JobContext::default(), grant, sql, options, functions)
+            .await
+    }
+
+    /// [`run_sql_with_functions`](Self::run_sql_with_functions) under a
+    /// given job id and progress callback.
+    pub async fn run_sql_job(
+        &self,
+        context: &JobContext,
+        grant: &str,
+        sql: &str,
+        options: &SqlJobOptions,
+        functions: Vec<Arc<dyn RowFunction>>,
+    ) -> Result<SqlJobResult, RuntimeError> {
+        let job_id = context.id.clone().unwrap_or_else(|| self.next_job_id());
         let mut submitted = sql.to_string();
         for f in &functions {
             submitted.push_str(&format!("\n-- function {} {}", f.name(), f.identity()));
         }
         let submission = Submission::new(submitted);
         let result = self
-            .run_sql_inner(&job_id, grant, sql, &submission, options, functions)
+            .run_sql_inner(context, &job_id, grant, sql, &submission, options, functions)
             .await;
         self.record_if_refused(&result, &job_id, grant, "sql", &submission);
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_sql_inner(
         &self,
+        context: &JobContext,
         job_id: &str,
         grant: &str,
         sql: &str,
@@ -371,6 +422,7 @@ impl Sandbox {
         functions: Vec<Arc<dyn RowFunction>>,
     ) -> Result<SqlJobResult, RuntimeError> {
         // Admit.
+        context.report("checking");
         let (granted, mut session) = self.admit(grant)?;
         let has_functions = !functions.is_empty();
         session.register_row_functions(functions)?;
@@ -429,8 +481,10 @@ impl Sandbox {
         // Execute and release; a failure still keeps the charge. A
         // suspension or revocation meanwhile cancels the computation.
         let running = self.running.register(job_id, grant, &query.datasets);
+        context.report("computing");
         let computation = async {
             let partials = compute_partials(&session, &query, &measures).await?;
+            context.report("releasing");
             let started = std::time::Instant::now();
             let released = release(&query, &specs, &partials, &rules, epsilon);
             tracing::debug!(elapsed = ?started.elapsed(), "released");
@@ -446,7 +500,9 @@ impl Sandbox {
                 usage.result_digest = Some(digest(&bytes));
                 usage.groups_released = r.groups_released;
                 usage.groups_suppressed = r.groups_suppressed;
-                self.store.finish(job_id, &JobOutcome::Released, &usage)?;
+                let stored = String::from_utf8_lossy(&bytes);
+                self.store
+                    .finish_with_result(job_id, &JobOutcome::Released, &usage, Some(&stored))?;
                 Ok(SqlJobResult::Released {
                     job_id: job_id.to_string(),
                     table: r.table,
@@ -472,8 +528,23 @@ impl Sandbox {
         input_sql: &str,
         options: &AnalysisOptions,
     ) -> Result<AnalysisResult, RuntimeError> {
-        let job_id = self.next_job_id();
+        self.run_analysis_job(&JobContext::default(), grant, program, input_sql, options)
+            .await
+    }
+
+    /// [`run_analysis`](Self::run_analysis) under a given job id and
+    /// progress callback.
+    pub async fn run_analysis_job(
+        &self,
+        context: &JobContext,
+        grant: &str,
+        program: Arc<dyn AnalysisProgram>,
+        input_sql: &str,
+        options: &AnalysisOptions,
+    ) -> Result<AnalysisResult, RuntimeError> {
+        let job_id = context.id.clone().unwrap_or_else(|| self.next_job_id());
         let submission = Submission::new(format!("{}\n-- program {}", input_sql, program.digest()));
+        context.report("checking");
         let result = self
             .run_analysis_inner(&job_id, grant, program, input_sql, options, &submission)
             .await;
@@ -606,7 +677,9 @@ impl Sandbox {
         let bytes = serde_json::to_vec(&table).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         usage.result_digest = Some(digest(&bytes));
         usage.groups_released = table.rows.len() as u64;
-        self.store.finish(job_id, &JobOutcome::Released, &usage)?;
+        let stored = String::from_utf8_lossy(&bytes);
+        self.store
+            .finish_with_result(job_id, &JobOutcome::Released, &usage, Some(&stored))?;
         Ok(AnalysisResult {
             job_id: job_id.to_string(),
             table,
@@ -625,9 +698,17 @@ impl Sandbox {
         self.store.finish(job_id, &JobOutcome::Cancelled, usage)?;
         let names: Vec<&str> = datasets.iter().map(DatasetId::as_str).collect();
         self.store.check_not_suspended(&names)?;
+        let revoked = self
+            .store
+            .agreement(&usage.grant_id)?
+            .is_some_and(|a| a.status != "active");
         Err(RuntimeError::refused(
             "job-cancelled",
-            "the job was cancelled while running (its agreement was revoked); nothing was released",
+            if revoked {
+                "the job was cancelled while running (its agreement was revoked); nothing was released"
+            } else {
+                "the job was cancelled while running at its submitter's request; nothing was released and its charge is kept"
+            },
         ))
     }
 

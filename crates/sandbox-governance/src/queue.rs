@@ -1,0 +1,252 @@
+//! The job queue of the server: what was submitted, by whom, and where it
+//! stands (queued → running → succeeded / refused / failed / cancelled),
+//! kept in the store so that a restart loses nothing. Released results are
+//! written by [`Store::finish_with_result`] in the transaction that records
+//! the release, so a result exists exactly when the ledger says it was
+//! released, and its SHA-256 is the ledger's `result_digest`.
+
+use crate::GovernanceError;
+use crate::db::now;
+use crate::store::Store;
+use serde::Serialize;
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS job_queue (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    progress TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_results (
+    job_id TEXT PRIMARY KEY,
+    result TEXT NOT NULL
+);
+";
+
+/// Where a queued job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueState {
+    Queued,
+    Running,
+    Succeeded,
+    Refused,
+    Failed,
+    Cancelled,
+}
+
+impl QueueState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Queued => "queued",
+            QueueState::Running => "running",
+            QueueState::Succeeded => "succeeded",
+            QueueState::Refused => "refused",
+            QueueState::Failed => "failed",
+            QueueState::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, GovernanceError> {
+        Ok(match s {
+            "queued" => QueueState::Queued,
+            "running" => QueueState::Running,
+            "succeeded" => QueueState::Succeeded,
+            "refused" => QueueState::Refused,
+            "failed" => QueueState::Failed,
+            "cancelled" => QueueState::Cancelled,
+            other => return Err(GovernanceError::Storage(format!("unknown job state `{other}`"))),
+        })
+    }
+
+    /// Whether the job will not change any more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, QueueState::Queued | QueueState::Running)
+    }
+}
+
+/// A job in the queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueuedJob {
+    pub id: String,
+    /// The account that submitted it (the only one that may see it).
+    pub account: String,
+    pub grant: String,
+    /// `sql` or `analysis`.
+    pub kind: String,
+    /// The request as submitted (JSON), to run it again after a restart.
+    #[serde(skip)]
+    pub request: String,
+    pub state: QueueState,
+    /// The stage a running job has reached.
+    pub progress: Option<String>,
+    /// Why a job was refused or failed (JSON: rule and message).
+    pub error: Option<serde_json::Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What the store recorded of a charged job, for recovery after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedJob {
+    /// `running`, `released`, `refused`, `failed`, `cancelled` or `dry_run`.
+    pub status: String,
+    pub outcome: Option<serde_json::Value>,
+}
+
+const JOB_SELECT: &str =
+    "SELECT id, account, grant_id, kind, request, state, progress, error, created_at, updated_at FROM job_queue";
+
+fn job_from_row(r: &crate::db::Row) -> Result<QueuedJob, GovernanceError> {
+    Ok(QueuedJob {
+        id: r.text(0)?,
+        account: r.text(1)?,
+        grant: r.text(2)?,
+        kind: r.text(3)?,
+        request: r.text(4)?,
+        state: QueueState::parse(&r.text(5)?)?,
+        progress: r.opt_text(6)?,
+        error: r.opt_text(7)?.map(|e| serde_json::from_str(&e)).transpose()?,
+        created_at: r.text(8)?,
+        updated_at: r.text(9)?,
+    })
+}
+
+impl Store {
+    /// Adds a job to the queue.
+    pub fn enqueue(
+        &self,
+        id: &str,
+        account: &str,
+        grant: &str,
+        kind: &str,
+        request: &str,
+    ) -> Result<(), GovernanceError> {
+        let at = now();
+        self.write(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO job_queue (id, account, grant_id, kind, request, state, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6) ON CONFLICT(id) DO NOTHING",
+                &[
+                    id.into(),
+                    account.into(),
+                    grant.into(),
+                    kind.into(),
+                    request.into(),
+                    at.into(),
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(GovernanceError::DuplicateJob(id.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Moves a job to `state` (with its progress or error). A job in a
+    /// final state never moves again; returns whether it moved.
+    pub fn set_queue_state(
+        &self,
+        id: &str,
+        state: QueueState,
+        progress: Option<&str>,
+        error: Option<&serde_json::Value>,
+    ) -> Result<bool, GovernanceError> {
+        let error = error.map(serde_json::to_string).transpose()?;
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE job_queue SET state = ?2, progress = ?3, error = ?4, updated_at = ?5
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
+                &[
+                    id.into(),
+                    state.as_str().into(),
+                    progress.into(),
+                    error.as_deref().into(),
+                    now().into(),
+                ],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Records a running job's stage.
+    pub fn set_queue_progress(&self, id: &str, progress: &str) -> Result<(), GovernanceError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE job_queue SET progress = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'running'",
+                &[id.into(), progress.into(), now().into()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// One queued job.
+    pub fn queued_job(&self, id: &str) -> Result<Option<QueuedJob>, GovernanceError> {
+        let row = self.read(|tx| tx.query_opt(&format!("{JOB_SELECT} WHERE id = ?1"), &[id.into()]))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// An account's jobs, newest first (at most `limit`).
+    pub fn queued_jobs_of(&self, account: &str, limit: u32) -> Result<Vec<QueuedJob>, GovernanceError> {
+        let rows = self.read(|tx| {
+            tx.query(
+                &format!("{JOB_SELECT} WHERE account = ?1 ORDER BY created_at DESC, id LIMIT ?2"),
+                &[account.into(), i64::from(limit).into()],
+            )
+        })?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Jobs a restart interrupted (queued or running), oldest first.
+    pub fn unfinished_jobs(&self) -> Result<Vec<QueuedJob>, GovernanceError> {
+        let rows = self.read(|tx| {
+            tx.query(
+                &format!("{JOB_SELECT} WHERE state IN ('queued', 'running') ORDER BY created_at, id"),
+                &[],
+            )
+        })?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// How many jobs are in each queue state.
+    pub fn queue_counts(&self) -> Result<Vec<(String, u64)>, GovernanceError> {
+        let rows = self.read(|tx| tx.query("SELECT state, COUNT(*) FROM job_queue GROUP BY state", &[]))?;
+        rows.iter()
+            .map(|r| Ok((r.text(0)?, u64::try_from(r.int(1)?).unwrap_or(0))))
+            .collect()
+    }
+
+    /// The stored result of a job (a released table, or a dry run's
+    /// report), as JSON.
+    pub fn job_result(&self, id: &str) -> Result<Option<String>, GovernanceError> {
+        let row = self.read(|tx| tx.query_opt("SELECT result FROM job_results WHERE job_id = ?1", &[id.into()]))?;
+        row.map(|r| r.text(0)).transpose()
+    }
+
+    /// Stores a result that has no charge behind it (a dry run's report).
+    pub fn store_uncharged_result(&self, id: &str, result: &str) -> Result<(), GovernanceError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO job_results (job_id, result) VALUES (?1, ?2) ON CONFLICT(job_id) DO NOTHING",
+                &[id.into(), result.into()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// What the store recorded of a charged or refused job, if anything.
+    pub fn recorded_job(&self, id: &str) -> Result<Option<RecordedJob>, GovernanceError> {
+        let row = self.read(|tx| tx.query_opt("SELECT status, outcome FROM jobs WHERE id = ?1", &[id.into()]))?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(RecordedJob {
+            status: r.text(0)?,
+            outcome: r.opt_text(1)?.map(|o| serde_json::from_str(&o)).transpose()?,
+        }))
+    }
+}
