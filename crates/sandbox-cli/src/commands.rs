@@ -88,6 +88,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("policy installed; digest {digest} recorded in the ledger");
             Ok(())
         }
+        Command::Serve(args) => crate::serve::serve(&root, args).await,
         Command::Catalog => {
             let sandbox = open(&root, false)?;
             print!("{}", catalog_text(&sandbox));

@@ -9,6 +9,7 @@
 mod commands;
 mod governance;
 mod render;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ enum Command {
     Report(ReportArgs),
     #[command(flatten)]
     Governance(GovernanceCommand),
+    /// Serve the HTTP API (and Arrow Flight SQL) over this data directory.
+    Serve(ServeArgs),
     /// Show the privacy budget of a grant.
     Budget {
         #[arg(long, default_value = "demo")]
@@ -272,6 +275,25 @@ enum PolicyCommand {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Jobs running at once.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Jobs waiting at most (more submissions are answered 503).
+    #[arg(long, default_value_t = 256)]
+    max_queued: usize,
+    /// Largest request body in bytes (WebAssembly modules travel in it, base64).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Write the bound address to this file once listening (scripts, tests).
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct SqlArgs {
     /// The query.
     query: Option<String>,
@@ -295,11 +317,20 @@ pub struct SqlArgs {
     wasm: Option<PathBuf>,
 }
 
+/// Servers log requests and jobs; one-shot commands only errors.
+fn default_log_filter() -> &'static str {
+    if std::env::args().nth(1).as_deref() == Some("serve") {
+        "info"
+    } else {
+        "error"
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter())),
         )
         .with_writer(std::io::stderr)
         .init();

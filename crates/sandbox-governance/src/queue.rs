@@ -240,6 +240,17 @@ impl Store {
         })
     }
 
+    /// The ε a job was charged, per dataset.
+    pub fn job_charges(&self, id: &str) -> Result<Vec<(String, f64)>, GovernanceError> {
+        let rows = self.read(|tx| {
+            tx.query(
+                "SELECT dataset, epsilon FROM charges WHERE job_id = ?1 ORDER BY dataset",
+                &[id.into()],
+            )
+        })?;
+        rows.iter().map(|r| Ok((r.text(0)?, r.real(1)?))).collect()
+    }
+
     /// What the store recorded of a charged or refused job, if anything.
     pub fn recorded_job(&self, id: &str) -> Result<Option<RecordedJob>, GovernanceError> {
         let row = self.read(|tx| tx.query_opt("SELECT status, outcome FROM jobs WHERE id = ?1", &[id.into()]))?;

@@ -144,8 +144,9 @@ impl Store {
     /// A store on any backend; creates the tables if missing.
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
         backend.migrate(&format!(
-            "{SCHEMA} {} {} {} {} {} {} {}",
+            "{SCHEMA} {} {} {} {} {} {} {} {}",
             audit::SCHEMA,
+            crate::complaints::SCHEMA,
             crate::queue::SCHEMA,
             crate::accounts::SCHEMA,
             crate::applications::SCHEMA,

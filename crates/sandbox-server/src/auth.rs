@@ -1,0 +1,82 @@
+//! Who is calling: the bearer token of every request resolves to an
+//! account and its role (tokens are kept only as SHA-256 in the store);
+//! handlers state the roles they admit with the `require_*` helpers.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sandbox_governance::Role;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: String,
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthenticated("send `Authorization: Bearer <token>`"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+        let (account, role) = state.sandbox.store().authenticate(token)?;
+        Ok(Caller { account, role })
+    }
+}
+
+impl Caller {
+    pub fn is_operator(&self) -> bool {
+        self.role == Role::Operator
+    }
+
+    /// The provider this caller owns data for, if a data owner.
+    pub fn provider(&self) -> Option<&str> {
+        match &self.role {
+            Role::DataOwner { provider } => Some(provider),
+            _ => None,
+        }
+    }
+
+    pub fn require_applicant(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Applicant => Ok(()),
+            _ => Err(ApiError::forbidden("role-applicant", "only applicants do this")),
+        }
+    }
+
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Operator => Ok(()),
+            _ => Err(ApiError::forbidden(
+                "role-operator",
+                "only the platform operator does this",
+            )),
+        }
+    }
+
+    pub fn require_owner(&self) -> Result<&str, ApiError> {
+        self.provider()
+            .ok_or_else(|| ApiError::forbidden("role-data-owner", "only data owners do this"))
+    }
+
+    pub fn require_owner_or_operator(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Operator | Role::DataOwner { .. } => Ok(()),
+            Role::Applicant => Err(ApiError::forbidden(
+                "role-owner-or-operator",
+                "only data owners and the operator do this",
+            )),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What a job submission says and how a job is shown: the request as
+//! stored in the queue (so a restart can run it again) and its view.
+
+use crate::error::ApiError;
+use base64::Engine;
+use sandbox_governance::QueuedJob;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The largest SQL text accepted (the runtime's own guard is the same or
+/// smaller; this one answers before anything is stored).
+pub const MAX_SQL_BYTES: usize = 100 * 1024;
+
+/// A job to run under one of the caller's agreements.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobRequest {
+    /// A SQL job; it may call the row functions of a WebAssembly module.
+    Sql {
+        /// The agreement (grant id) the job runs under.
+        agreement: String,
+        sql: String,
+        /// ε to spend (default: the owners' per-query cap).
+        #[serde(default)]
+        epsilon: Option<f64>,
+        /// Report the cost and interval widths only: no data read, no budget spent.
+        #[serde(default)]
+        dry_run: bool,
+        /// A WebAssembly module with row functions (UDFs), base64.
+        #[serde(default)]
+        wasm_module: Option<String>,
+    },
+    /// A WebAssembly analysis run by sample and aggregate over the rows
+    /// `input_sql` selects.
+    Analysis {
+        agreement: String,
+        input_sql: String,
+        /// The WebAssembly module, base64.
+        wasm_module: String,
+        /// Disjoint blocks of privacy units (default 32).
+        #[serde(default)]
+        blocks: Option<usize>,
+        #[serde(default)]
+        epsilon: Option<f64>,
+    },
+}
+
+impl JobRequest {
+    pub fn agreement(&self) -> &str {
+        match self {
+            JobRequest::Sql { agreement, .. } | JobRequest::Analysis { agreement, .. } => agreement,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobRequest::Sql { .. } => "sql",
+            JobRequest::Analysis { .. } => "analysis",
+        }
+    }
+
+    /// Checks what can be checked before queueing.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let (sql, module) = match self {
+            JobRequest::Sql { sql, wasm_module, .. } => (sql, wasm_module.as_deref()),
+            JobRequest::Analysis {
+                input_sql, wasm_module, ..
+            } => (input_sql, Some(wasm_module.as_str())),
+        };
+        if sql.trim().is_empty() {
+            return Err(ApiError::invalid("the job has no SQL"));
+        }
+        if sql.len() > MAX_SQL_BYTES {
+            return Err(ApiError::invalid(format!(
+                "the SQL text has {} bytes; at most {MAX_SQL_BYTES} are accepted",
+                sql.len()
+            )));
+        }
+        if let Some(m) = module {
+            decode_module(m)?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a base64 WebAssembly module.
+pub fn decode_module(base64_text: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(base64_text.trim())
+        .map_err(|e| ApiError::invalid(format!("wasm_module is not base64: {e}")))
+}
+
+/// A job as its submitter sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    /// `sql` or `analysis`.
+    pub kind: String,
+    pub agreement: String,
+    /// `queued`, `running`, `succeeded`, `refused`, `failed` or `cancelled`.
+    pub state: String,
+    /// The stage a running job has reached: `checking`, `computing`, `releasing`.
+    pub progress: Option<String>,
+    /// Why the job was refused or failed: `{"rule", "message"}`.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Where the result is, once the job succeeded.
+    pub result: Option<String>,
+}
+
+impl From<QueuedJob> for JobView {
+    fn from(j: QueuedJob) -> Self {
+        let state = j.state.as_str().to_string();
+        JobView {
+            result: (state == "succeeded").then(|| format!("/v1/jobs/{}/result", j.id)),
+            id: j.id,
+            kind: j.kind,
+            agreement: j.grant,
+            state,
+            progress: j.progress,
+            error: j.error,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The job pool: jobs wait in the store's queue and run on a fixed number
+//! of workers, so a burst of submissions never runs more than `workers`
+//! jobs at once and never holds more than `max_queued` waiting ones.
+//!
+//! Restart safety: the queue lives in the store. When the pool starts it
+//! looks at every job a stop interrupted: one whose end the store recorded
+//! (released, refused, failed, cancelled) takes that end; any other runs
+//! again under the same id, and a job that was already charged resumes
+//! under its first charge (the store refuses to charge an id twice), so no
+//! job is lost and none is charged twice.
+
+use crate::error::{ApiError, ApiResult};
+use crate::job::{JobRequest, decode_module};
+use crate::metrics::Metrics;
+use sandbox_governance::{QueueState, QueuedJob};
+use sandbox_runtime::{AnalysisOptions, JobContext, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{Notify, mpsc};
+
+/// The pool's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Jobs running at once.
+    pub workers: usize,
+    /// Jobs waiting at most; more submissions are answered `503 busy`.
+    pub max_queued: usize,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            workers: 2,
+            max_queued: 256,
+        }
+    }
+}
+
+/// Runs queued jobs.
+#[derive(Clone)]
+pub struct JobPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sandbox: Arc<Sandbox>,
+    metrics: Arc<Metrics>,
+    sender: mpsc::UnboundedSender<String>,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+    limits: PoolLimits,
+    cancels: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl std::fmt::Debug for JobPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobPool")
+            .field("limits", &self.inner.limits)
+            .field("waiting", &self.waiting())
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
+fn new_job_id() -> ApiResult<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness for a job id: {e}")))?;
+    Ok(format!("job-{}", hex::encode(bytes)))
+}
+
+/// How a job ended, for the queue and the metrics.
+struct Ending {
+    state: QueueState,
+    error: Option<serde_json::Value>,
+}
+
+impl Ending {
+    fn of(result: Result<(), RuntimeError>) -> Self {
+        match result {
+            Ok(()) => Ending {
+                state: QueueState::Succeeded,
+                error: None,
+            },
+            Err(e) => {
+                let api = ApiError::from(e);
+                let state = match api.rule {
+                    Some("job-cancelled") => QueueState::Cancelled,
+                    Some(_) => QueueState::Refused,
+                    None => QueueState::Failed,
+                };
+                Ending {
+                    state,
+                    error: Some(json!({"rule": api.rule, "message": api.message})),
+                }
+            }
+        }
+    }
+}
+
+impl JobPool {
+    /// Starts `limits.workers` workers on the current tokio runtime and
+    /// takes up the jobs a stop interrupted.
+    pub fn start(sandbox: Arc<Sandbox>, metrics: Arc<Metrics>, limits: PoolLimits) -> ApiResult<Self> {
+        if limits.workers == 0 || limits.max_queued == 0 {
+            return Err(ApiError::invalid(
+                "the job pool needs at least one worker and one queue slot",
+            ));
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let pool = JobPool {
+            inner: Arc::new(Inner {
+                sandbox,
+                metrics,
+                sender,
+                waiting: AtomicUsize::new(0),
+                running: AtomicUsize::new(0),
+                limits,
+                cancels: Mutex::new(HashMap::new()),
+            }),
+        };
+        pool.recover()?;
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for worker in 0..limits.workers {
+            let pool = pool.clone();
+            let receiver = receiver.clone();
+            tokio::spawn(async move {
+                loop {
+                    let next = receiver.lock().await.recv().await;
+                    let Some(id) = next else { break };
+                    pool.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                    pool.run(&id).await;
+                }
+                tracing::debug!(worker, "job worker stopped");
+            });
+        }
+        Ok(pool)
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Jobs a worker is running.
+    pub fn running(&self) -> usize {
+        self.inner.running.load(Ordering::SeqCst)
+    }
+
+    /// Queues a job for `account`, which must hold the agreement.
+    pub fn submit(&self, account: &str, request: &JobRequest) -> ApiResult<QueuedJob> {
+        request.validate()?;
+        let store = self.inner.sandbox.store();
+        let grant = request.agreement();
+        let holds = store.agreement(grant)?.is_some_and(|a| a.holder == account);
+        if !holds {
+            return Err(ApiError::refused(
+                "agreement-holder",
+                format!("`{grant}` is not one of your agreements"),
+            ));
+        }
+        // Reserve a queue slot before storing, so concurrent submissions
+        // never exceed the limit.
+        let slot = self
+            .inner
+            .waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.inner.limits.max_queued).then_some(n + 1)
+            });
+        if slot.is_err() {
+            return Err(ApiError::busy(format!(
+                "{} jobs are waiting already; submit again shortly",
+                self.inner.limits.max_queued
+            )));
+        }
+        let queued = (|| {
+            let id = new_job_id()?;
+            let text = serde_json::to_string(request).map_err(|e| ApiError::internal(e.to_string()))?;
+            store.enqueue(&id, account, grant, request.kind(), &text)?;
+            let job = store
+                .queued_job(&id)?
+                .ok_or_else(|| ApiError::internal("a queued job vanished"))?;
+            Ok::<_, ApiError>(job)
+        })();
+        match queued {
+            Ok(job) => {
+                tracing::info!(job = %job.id, account, grant, kind = request.kind(), "job queued");
+                if self.inner.sender.send(job.id.clone()).is_err() {
+                    return Err(ApiError::internal("the job workers have stopped"));
+                }
+                Ok(job)
+            }
+            Err(e) => {
+                self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancels a job: a waiting one at once, a running one as soon as its
+    /// worker sees it (nothing is released; a charge already made is kept).
+    /// Returns the state the job is in or is going to.
+    pub fn cancel(&self, job: &QueuedJob) -> ApiResult<QueueState> {
+        let store = self.inner.sandbox.store();
+        if job.state == QueueState::Queued {
+            let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
+            if store.set_queue_state(&job.id, QueueState::Cancelled, None, Some(&error))? {
+                self.inner.metrics.job_finished("cancelled", std::time::Duration::ZERO);
+                return Ok(QueueState::Cancelled);
+            }
+        }
+        let current = store
+            .queued_job(&job.id)?
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        if current.state.is_final() {
+            return Err(ApiError::conflict(format!(
+                "job `{}` has ended already ({})",
+                job.id,
+                current.state.as_str()
+            )));
+        }
+        let cancels = self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        match cancels.get(&job.id) {
+            Some(notify) => notify.notify_one(),
+            // Claimed but not yet started: the worker checks the state when
+            // it starts and the store refuses to move a final job.
+            None => {
+                let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
+                store.set_queue_state(&job.id, QueueState::Cancelled, None, Some(&error))?;
+            }
+        }
+        Ok(QueueState::Cancelled)
+    }
+
+    /// Takes up the jobs a stop interrupted.
+    fn recover(&self) -> ApiResult<()> {
+        let store = self.inner.sandbox.store();
+        for job in store.unfinished_jobs()? {
+            match store.recorded_job(&job.id)? {
+                Some(recorded) if recorded.status != "running" => {
+                    let state = match recorded.status.as_str() {
+                        "released" => QueueState::Succeeded,
+                        "refused" => QueueState::Refused,
+                        "cancelled" => QueueState::Cancelled,
+                        _ => QueueState::Failed,
+                    };
+                    let error = recorded.outcome.filter(|_| state != QueueState::Succeeded);
+                    store.set_queue_state(&job.id, state, None, error.as_ref())?;
+                    tracing::info!(job = %job.id, state = state.as_str(), "job ended before the restart");
+                }
+                _ => {
+                    tracing::info!(job = %job.id, "job interrupted by a restart runs again");
+                    self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+                    self.inner
+                        .sender
+                        .send(job.id.clone())
+                        .map_err(|_| ApiError::internal("the job workers have stopped"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one job to its end.
+    async fn run(&self, id: &str) {
+        let store = self.inner.sandbox.store();
+        let claimed = store.queued_job(id).and_then(|job| match job {
+            Some(job) if !job.state.is_final() => {
+                let moved = store.set_queue_state(id, QueueState::Running, Some("starting"), None)?;
+                Ok(moved.then_some(job))
+            }
+            _ => Ok(None),
+        });
+        let job = match claimed {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "could not claim a job");
+                return;
+            }
+        };
+        let notify = Arc::new(Notify::new());
+        self.lock_cancels().insert(id.to_string(), notify.clone());
+        self.inner.running.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let ending = self.execute(&job, &notify).await;
+        self.inner.running.fetch_sub(1, Ordering::SeqCst);
+        self.lock_cancels().remove(id);
+        if ending.state == QueueState::Succeeded {
+            match store.job_charges(id) {
+                Ok(charges) => {
+                    for (dataset, epsilon) in charges {
+                        self.inner.metrics.epsilon_spent(&dataset, epsilon);
+                    }
+                }
+                Err(e) => tracing::warn!(job = id, error = %e, "could not read a job's charges"),
+            }
+        }
+        self.inner
+            .metrics
+            .job_finished(ending.state.as_str(), started.elapsed());
+        if let Err(e) = store.set_queue_state(id, ending.state, None, ending.error.as_ref()) {
+            // The store recorded how the job ended; the next start reads it.
+            tracing::error!(job = id, error = %e, "could not record a job's end");
+        }
+        tracing::info!(job = id, state = ending.state.as_str(), elapsed = ?started.elapsed(), "job ended");
+    }
+
+    fn lock_cancels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the job's computation; a cancellation request stops it.
+    async fn execute(&self, job: &QueuedJob, cancel: &Notify) -> Ending {
+        let request: JobRequest = match serde_json::from_str(&job.request) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ending {
+                    state: QueueState::Failed,
+                    error: Some(json!({"rule": null, "message": format!("the stored request is unreadable: {e}")})),
+                };
+            }
+        };
+        let sandbox = self.inner.sandbox.clone();
+        let progress_id = job.id.clone();
+        let progress_sandbox = sandbox.clone();
+        let context = JobContext {
+            id: Some(job.id.clone()),
+            progress: Some(Arc::new(move |stage| {
+                if let Err(e) = progress_sandbox.store().set_queue_progress(&progress_id, stage) {
+                    tracing::warn!(job = %progress_id, error = %e, "could not record progress");
+                }
+            })),
+        };
+        let work = run_request(&sandbox, &context, &job.grant, request);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return Ending::of(result),
+                () = cancel.notified() => {
+                    // Between its charge and its release a job is registered
+                    // as running and stops itself, recording the cancellation.
+                    if sandbox.cancel_job(&job.id) {
+                        continue;
+                    }
+                    // Not charged yet (the charge and the registration happen
+                    // in one poll of `work`, which is not being polled now):
+                    // dropping the work cancels it with nothing spent.
+                    match sandbox.store().recorded_job(&job.id) {
+                        Ok(None) => {
+                            return Ending {
+                                state: QueueState::Cancelled,
+                                error: Some(json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it was charged"})),
+                            };
+                        }
+                        // Already ended: let the work return its result.
+                        _ => continue,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs one request through the sandbox; a released result (or a dry
+/// run's report) is stored with the job.
+async fn run_request(
+    sandbox: &Sandbox,
+    context: &JobContext,
+    grant: &str,
+    request: JobRequest,
+) -> Result<(), RuntimeError> {
+    let id = context.id.clone().unwrap_or_default();
+    match request {
+        JobRequest::Sql {
+            sql,
+            epsilon,
+            dry_run,
+            wasm_module,
+            ..
+        } => {
+            let functions = match wasm_module {
+                Some(m) => {
+                    let bytes = decode_module(&m).map_err(|e| RuntimeError::Setup(e.message))?;
+                    sandbox.load_wasm(&bytes)?.row_functions()
+                }
+                None => Vec::new(),
+            };
+            let options = SqlJobOptions { epsilon, dry_run };
+            match sandbox.run_sql_job(context, grant, &sql, &options, functions).await? {
+                SqlJobResult::Released { .. } => Ok(()),
+                SqlJobResult::DryRun(report) => {
+                    let text = serde_json::to_string(&json!({"kind": "dry_run", "report": report}))
+                        .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+                    sandbox.store().store_uncharged_result(&id, &text)?;
+                    Ok(())
+                }
+            }
+        }
+        JobRequest::Analysis {
+            input_sql,
+            wasm_module,
+            blocks,
+            epsilon,
+            ..
+        } => {
+            let bytes = decode_module(&wasm_module).map_err(|e| RuntimeError::Setup(e.message))?;
+            let program = sandbox.load_wasm(&bytes)?.analysis().ok_or_else(|| {
+                RuntimeError::refused(
+                    "wasm-no-analysis",
+                    "the module exports no analysis program (see docs/wasm.md)",
+                )
+            })?;
+            let options = AnalysisOptions {
+                blocks: blocks.unwrap_or(AnalysisOptions::default().blocks),
+                epsilon,
+            };
+            sandbox
+                .run_analysis_job(context, grant, program, &input_sql, &options)
+                .await?;
+            Ok(())
+        }
+    }
+}
