@@ -6,6 +6,8 @@ mod fixture;
 mod governance_lifecycle;
 mod hostile_sql;
 mod jobs_with_code;
+mod server_api;
+mod server_support;
 mod sql_jobs;
 mod sql_queries;
 mod wasm_jobs;

@@ -1,0 +1,595 @@
+//! The HTTP API end to end: every route under every role (allowed or
+//! forbidden, and no account ever sees another's jobs, results or
+//! agreements), the job lifecycle (queued → succeeded / refused /
+//! cancelled, dry runs, results kept for their owner), structured errors,
+//! request limits, and the OpenAPI document covering every route.
+
+use crate::server_support::{Client, OPS_TOKEN, TAX_SQL, TestServer, approval, tax_application};
+use sandbox_server::{PoolLimits, ServerConfig};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Anonymous,
+    Operator,
+    Bank,
+    OtherApplicant,
+    TaxOwner,
+    GridOwner,
+}
+
+const EVERYONE: [Who; 6] = [
+    Who::Anonymous,
+    Who::Operator,
+    Who::Bank,
+    Who::OtherApplicant,
+    Who::TaxOwner,
+    Who::GridOwner,
+];
+const SIGNED_IN: &[Who] = &[
+    Who::Operator,
+    Who::Bank,
+    Who::OtherApplicant,
+    Who::TaxOwner,
+    Who::GridOwner,
+];
+
+struct World {
+    server: TestServer,
+    ops: Client,
+    bank: Client,
+    other: Client,
+    tax: Client,
+    grid: Client,
+    agreement: String,
+    job: String,
+}
+
+impl World {
+    fn as_(&self, who: Who) -> Client {
+        match who {
+            Who::Anonymous => self.server.client(None),
+            Who::Operator => self.ops.clone(),
+            Who::Bank => self.bank.clone(),
+            Who::OtherApplicant => self.other.clone(),
+            Who::TaxOwner => self.tax.clone(),
+            Who::GridOwner => self.grid.clone(),
+        }
+    }
+}
+
+/// Accounts, an approved agreement for the bank and one finished job.
+fn world() -> World {
+    let server = TestServer::start(ServerConfig::default());
+    let ops = server.client(Some(OPS_TOKEN));
+    let bank = server.client(Some(&ops.create_account("bank", "applicant", None)));
+    let other = server.client(Some(&ops.create_account("other-bank", "applicant", None)));
+    let tax = server.client(Some(&ops.create_account(
+        "tax-bureau",
+        "data_owner",
+        Some("shanghai-tax"),
+    )));
+    let grid = server.client(Some(&ops.create_account(
+        "grid",
+        "data_owner",
+        Some("shanghai-utilities"),
+    )));
+
+    // Apply → reject with a reason → resubmit → approve.
+    let (status, body) = bank.post("/v1/applications", &tax_application("a1"));
+    assert_eq!((status, body["revision"].as_u64()), (201, Some(1)), "{body}");
+    let (status, body) = tax.post(
+        "/v1/applications/a1/decision",
+        &json!({"decision": "reject", "reason": "say how long results are kept"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, app) = bank.get("/v1/applications/a1");
+    assert_eq!(app["status"], "rejected");
+    assert_eq!(app["reason"], "say how long results are kept");
+    let mut revised = tax_application("a1");
+    revised.as_object_mut().expect("object").remove("id");
+    let (status, body) = bank.call("PUT", "/v1/applications/a1", Some(&revised));
+    assert_eq!((status, body["revision"].as_u64()), (200, Some(2)), "{body}");
+    let (status, body) = tax.post("/v1/applications/a1/decision", &approval(50.0, 1000));
+    assert_eq!(status, 200, "{body}");
+    let agreement = body["agreement"].as_str().expect("agreement signed").to_string();
+
+    let (status, job) = bank.post(
+        "/v1/jobs",
+        &json!({"kind": "sql", "agreement": agreement, "sql": TAX_SQL}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let job = job["id"].as_str().expect("id").to_string();
+    assert_eq!(bank.wait_job(&job)["state"], "succeeded");
+    World {
+        server,
+        ops,
+        bank,
+        other,
+        tax,
+        grid,
+        agreement,
+        job,
+    }
+}
+
+/// Whether a status means "refused": unauthenticated, forbidden, or not
+/// found (what another account's records look like).
+fn denied(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404)
+}
+
+#[test]
+fn every_route_under_every_role() {
+    let w = world();
+    let a = w.agreement.clone();
+    let j = w.job.clone();
+    let policy = w.tax.get("/v1/policies/gov.tax_payments").1["toml"]
+        .as_str()
+        .expect("policy text")
+        .to_string();
+    // (method, path, body, who may) — read-only or repeatable calls; each
+    // role calls each route.
+    let cases: Vec<(&str, String, Option<Value>, Vec<Who>)> = vec![
+        ("GET", "/v1/me".into(), None, SIGNED_IN.to_vec()),
+        ("GET", "/v1/catalog".into(), None, SIGNED_IN.to_vec()),
+        ("GET", "/v1/catalog/gov.tax_payments".into(), None, SIGNED_IN.to_vec()),
+        ("GET", "/v1/policies/gov.tax_payments".into(), None, SIGNED_IN.to_vec()),
+        (
+            "PUT",
+            "/v1/policies/gov.tax_payments".into(),
+            Some(json!({"toml": policy})),
+            vec![Who::TaxOwner],
+        ),
+        ("GET", "/v1/complaints".into(), None, SIGNED_IN.to_vec()),
+        ("GET", "/v1/applications".into(), None, SIGNED_IN.to_vec()),
+        (
+            "GET",
+            "/v1/applications/a1".into(),
+            None,
+            vec![Who::Operator, Who::Bank, Who::TaxOwner],
+        ),
+        ("GET", "/v1/agreements".into(), None, SIGNED_IN.to_vec()),
+        (
+            "GET",
+            format!("/v1/agreements/{a}"),
+            None,
+            vec![Who::Operator, Who::Bank, Who::TaxOwner],
+        ),
+        (
+            "GET",
+            format!("/v1/agreements/{a}/budget"),
+            None,
+            vec![Who::Operator, Who::Bank, Who::TaxOwner],
+        ),
+        (
+            "GET",
+            format!("/v1/agreements/{a}/report"),
+            None,
+            vec![Who::Operator, Who::Bank, Who::TaxOwner],
+        ),
+        (
+            "GET",
+            format!("/v1/agreements/{a}/report?format=markdown"),
+            None,
+            vec![Who::Operator, Who::Bank, Who::TaxOwner],
+        ),
+        ("GET", "/v1/jobs".into(), None, SIGNED_IN.to_vec()),
+        ("GET", format!("/v1/jobs/{j}"), None, vec![Who::Bank]),
+        ("GET", format!("/v1/jobs/{j}/result"), None, vec![Who::Bank]),
+        ("GET", "/v1/audit".into(), None, vec![Who::Operator]),
+        ("GET", "/v1/audit/verify".into(), None, vec![Who::Operator]),
+        ("GET", "/metrics".into(), None, vec![Who::Operator]),
+        (
+            "POST",
+            "/v1/jobs".into(),
+            Some(json!({"kind": "sql", "agreement": a, "sql": TAX_SQL, "dry_run": true})),
+            vec![Who::Bank],
+        ),
+        // Denied for everyone but the roles listed; the allowed calls are
+        // made once, below, because they change state.
+        (
+            "POST",
+            "/v1/applications/a1/decision".into(),
+            Some(json!({"decision": "reject", "reason": "x"})),
+            vec![],
+        ),
+        (
+            "POST",
+            format!("/v1/agreements/{a}/revoke"),
+            Some(json!({"reason": "x"})),
+            vec![],
+        ),
+        (
+            "POST",
+            "/v1/datasets/gov.tax_payments/suspend".into(),
+            Some(json!({"reason": "x"})),
+            vec![],
+        ),
+        (
+            "POST",
+            "/v1/datasets/gov.tax_payments/resume".into(),
+            Some(json!({"reason": "x"})),
+            vec![],
+        ),
+    ];
+    // Who may make the state-changing calls at all (checked to be refused
+    // for everyone else above; exercised for real below).
+    let may_change = |path: &str, who: Who| match path {
+        // a1 is decided: its owner is told so (below); nobody else may decide.
+        p if p.ends_with("/decision") => who == Who::TaxOwner,
+        p if p.ends_with("/revoke") => matches!(who, Who::Operator | Who::TaxOwner),
+        p if p.contains("/datasets/") => matches!(who, Who::Operator | Who::TaxOwner),
+        _ => false,
+    };
+    for (method, path, body, allowed) in &cases {
+        for who in EVERYONE {
+            if allowed.is_empty() && may_change(path, who) {
+                continue;
+            }
+            let (status, response) = w.as_(who).call(method, path, body.as_ref());
+            if allowed.contains(&who) {
+                assert!(
+                    (200..300).contains(&status),
+                    "{who:?} {method} {path} should be allowed: {status} {response}"
+                );
+            } else {
+                assert!(
+                    denied(status),
+                    "{who:?} {method} {path} should be refused: {status} {response}"
+                );
+                if who == Who::Anonymous {
+                    assert_eq!(status, 401, "{method} {path}");
+                }
+                assert!(response["error"]["message"].is_string(), "structured error: {response}");
+            }
+        }
+    }
+    let (status, body) = w.tax.post(
+        "/v1/applications/a1/decision",
+        &json!({"decision": "reject", "reason": "x"}),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    // Accounts: the operator only.
+    for who in EVERYONE {
+        let (status, body) = w.as_(who).post(
+            "/v1/accounts",
+            &json!({"id": format!("new-{who:?}").to_lowercase(), "role": "applicant"}),
+        );
+        assert_eq!(who == Who::Operator, status == 201, "{who:?}: {status} {body}");
+    }
+    // Complaints: anyone signed in; the complainant, the owner and the
+    // operator see it, nobody else.
+    let (status, complaint) = w.other.post(
+        "/v1/complaints",
+        &json!({"dataset": "gov.tax_payments", "text": "my firm's figures are identifiable"}),
+    );
+    assert_eq!(status, 201, "{complaint}");
+    for (who, sees) in [
+        (Who::OtherApplicant, true),
+        (Who::TaxOwner, true),
+        (Who::Operator, true),
+        (Who::Bank, false),
+        (Who::GridOwner, false),
+    ] {
+        let (_, list) = w.as_(who).get("/v1/complaints");
+        let seen = list
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["id"] == complaint["id"]);
+        assert_eq!(seen, sees, "{who:?} sees the complaint: {list}");
+    }
+    // Lists never show another account's records.
+    for who in [Who::OtherApplicant, Who::GridOwner] {
+        let c = w.as_(who);
+        assert_eq!(c.get("/v1/agreements").1, json!([]), "{who:?}");
+        assert_eq!(c.get("/v1/applications").1, json!([]), "{who:?}");
+        assert_eq!(c.get("/v1/jobs").1, json!([]), "{who:?}");
+    }
+    // Another applicant cannot run under the bank's agreement.
+    let (status, body) = w
+        .other
+        .post("/v1/jobs", &json!({"kind": "sql", "agreement": a, "sql": TAX_SQL}));
+    assert_eq!(
+        (status, body["error"]["rule"].as_str()),
+        (403, Some("agreement-holder")),
+        "{body}"
+    );
+    // Cancelling a finished job: its owner hears it has ended; others 404.
+    assert_eq!(w.bank.post(&format!("/v1/jobs/{j}/cancel"), &json!({})).0, 409);
+    assert_eq!(w.other.post(&format!("/v1/jobs/{j}/cancel"), &json!({})).0, 404);
+
+    // The state-changing calls, by those allowed: suspend and resume (the
+    // owner, then the operator), then revoke.
+    for who in [Who::TaxOwner, Who::Operator] {
+        let c = w.as_(who);
+        let (status, body) = c.post("/v1/datasets/gov.tax_payments/suspend", &json!({"reason": "complaint"}));
+        assert_eq!(status, 200, "{who:?} {body}");
+        let (_, page) = w.bank.get("/v1/catalog/gov.tax_payments");
+        assert!(page["suspension"].is_object(), "{page}");
+        let (status, body) = c.post("/v1/datasets/gov.tax_payments/resume", &json!({"reason": "handled"}));
+        assert_eq!(status, 204, "{who:?} {body}");
+    }
+    let (status, body) = w
+        .tax
+        .post(&format!("/v1/agreements/{a}/revoke"), &json!({"reason": "misuse"}));
+    assert_eq!(status, 200, "{body}");
+    let (_, job) = w
+        .bank
+        .post("/v1/jobs", &json!({"kind": "sql", "agreement": a, "sql": TAX_SQL}));
+    let ended = w.bank.wait_job(job["id"].as_str().expect("id"));
+    assert_eq!(
+        (ended["state"].as_str(), ended["error"]["rule"].as_str()),
+        (Some("refused"), Some("agreement-inactive")),
+        "{ended}"
+    );
+    let (_, verify) = w.ops.get("/v1/audit/verify");
+    assert_eq!(verify["intact"], true, "{verify}");
+}
+
+#[test]
+fn job_lifecycle_results_and_errors() {
+    let w = world();
+    let a = w.agreement.clone();
+    let bank = &w.bank;
+
+    // The finished job's result: noisy aggregates, ε charged once.
+    let (status, result) = bank.get(&format!("/v1/jobs/{}/result", w.job));
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["kind"], "released");
+    let rows = result["table"]["rows"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{result}");
+    let (_, budget) = bank.get(&format!("/v1/agreements/{a}/budget"));
+    let spent = budget[0]["epsilon_spent"].as_f64().expect("spent");
+    let charged = result["table"]["epsilon_spent"].as_f64().expect("ε");
+    assert!(charged > 0.0 && (spent - charged).abs() < 1e-9, "{budget} {result}");
+
+    // A column outside the agreement: refused, naming the rule and column.
+    let (_, job) = bank.post(
+        "/v1/jobs",
+        &json!({"kind": "sql", "agreement": a, "sql": "SELECT t.year, AVG(t.vat) FROM gov.tax_payments t GROUP BY t.year"}),
+    );
+    let refused = bank.wait_job(job["id"].as_str().expect("id"));
+    assert_eq!(refused["state"], "refused", "{refused}");
+    assert_eq!(refused["error"]["rule"], "agreement-column");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("gov.tax_payments.vat")
+    );
+    let (status, body) = bank.get(&format!("/v1/jobs/{}/result", refused["id"].as_str().expect("id")));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")));
+
+    // A dry run: a report, no budget spent.
+    let (_, job) = bank.post(
+        "/v1/jobs",
+        &json!({"kind": "sql", "agreement": a, "sql": TAX_SQL, "dry_run": true, "epsilon": 0.5}),
+    );
+    let id = job["id"].as_str().expect("id").to_string();
+    assert_eq!(bank.wait_job(&id)["state"], "succeeded");
+    let (_, report) = bank.get(&format!("/v1/jobs/{id}/result"));
+    assert_eq!(report["kind"], "dry_run", "{report}");
+    assert_eq!(report["report"]["epsilon"], 0.5);
+    let (_, after) = bank.get(&format!("/v1/agreements/{a}/budget"));
+    assert_eq!(
+        after[0]["epsilon_spent"], budget[0]["epsilon_spent"],
+        "a dry run spends nothing"
+    );
+
+    // Bad requests: structured errors, nothing queued.
+    for (body, fragment) in [
+        (json!({"kind": "sql", "agreement": a, "sql": "  "}), "no SQL"),
+        (json!({"kind": "sql", "agreement": a}), "sql"),
+        (json!({"kind": "python", "agreement": a, "sql": TAX_SQL}), "python"),
+        (
+            json!({"kind": "sql", "agreement": a, "sql": TAX_SQL, "wasm_module": "%%%"}),
+            "base64",
+        ),
+        (
+            json!({"kind": "sql", "agreement": a, "sql": "x".repeat(200_000)}),
+            "bytes",
+        ),
+    ] {
+        let (status, response) = bank.post("/v1/jobs", &body);
+        assert_eq!(status, 400, "{response}");
+        assert_eq!(response["error"]["code"], "invalid");
+        assert!(
+            response["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(fragment),
+            "{fragment}: {response}"
+        );
+    }
+    let (status, response) = bank.call("GET", "/v1/nowhere", None);
+    assert_eq!((status, response["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, response) = bank.call("DELETE", "/v1/jobs", None);
+    assert_eq!(
+        (status, response["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (_, jobs) = bank.get("/v1/jobs");
+    assert_eq!(
+        jobs.as_array().expect("jobs").len(),
+        3,
+        "bad requests queue nothing: {jobs}"
+    );
+
+    // The usage report and the ledger record the jobs.
+    let (_, report) = bank.get(&format!("/v1/agreements/{a}/report"));
+    assert!(report.is_object(), "{report}");
+    let (_, entries) = w.ops.get("/v1/audit");
+    let kinds: Vec<&str> = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"job_charged") && kinds.contains(&"job_refused"),
+        "{kinds:?}"
+    );
+    let (_, metrics) = w.ops.get("/metrics");
+    let metrics = metrics.as_str().expect("text");
+    assert!(
+        metrics.contains("sandbox_jobs_total{outcome=\"succeeded\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sandbox_jobs_total{outcome=\"refused\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sandbox_epsilon_spent_total{dataset=\"gov.tax_payments\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn queued_jobs_can_be_cancelled_and_the_queue_is_bounded() {
+    // One worker, two queue slots: a burst fills the queue, the rest is
+    // answered 503, and a waiting job is cancelled before it is charged.
+    let w = {
+        let mut w = world();
+        // A fresh server with a small pool over a fresh store.
+        let server = TestServer::start(ServerConfig {
+            pool: PoolLimits {
+                workers: 1,
+                max_queued: 2,
+            },
+            ..ServerConfig::default()
+        });
+        let ops = server.client(Some(OPS_TOKEN));
+        let bank = server.client(Some(&ops.create_account("bank", "applicant", None)));
+        let tax = server.client(Some(&ops.create_account(
+            "tax-bureau",
+            "data_owner",
+            Some("shanghai-tax"),
+        )));
+        assert_eq!(bank.post("/v1/applications", &tax_application("a1")).0, 201);
+        assert_eq!(tax.post("/v1/applications/a1/decision", &approval(50.0, 1000)).0, 200);
+        w.server = server;
+        w.ops = ops;
+        w.bank = bank;
+        w
+    };
+    let job = json!({"kind": "sql", "agreement": "agreement-a1", "sql": TAX_SQL});
+    let mut accepted = Vec::new();
+    let mut busy = 0;
+    for _ in 0..12 {
+        let (status, body) = w.bank.post("/v1/jobs", &job);
+        match status {
+            202 => accepted.push(body["id"].as_str().expect("id").to_string()),
+            503 => {
+                assert_eq!(body["error"]["code"], "busy");
+                busy += 1;
+            }
+            other => panic!("{other} {body}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "a burst of 12 over one worker and 2 slots is turned away in part"
+    );
+    // Cancel the last accepted job (still waiting, or already running).
+    let last = accepted.last().expect("accepted").clone();
+    let (status, body) = w.bank.post(&format!("/v1/jobs/{last}/cancel"), &json!({}));
+    assert!(status == 202 || status == 409, "{status} {body}");
+    let mut states = Vec::new();
+    for id in &accepted {
+        states.push(w.bank.wait_job(id)["state"].as_str().expect("state").to_string());
+    }
+    let succeeded = states.iter().filter(|s| *s == "succeeded").count();
+    let (_, budget) = w.bank.get("/v1/agreements/agreement-a1/budget");
+    let (_, charges) = w.ops.get("/v1/audit");
+    let charged = charges
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "job_charged")
+        .count();
+    // Every charge is one job's; a job cancelled while waiting has none.
+    assert!(
+        charged >= succeeded && charged <= accepted.len(),
+        "{states:?} {charged}"
+    );
+    let spent = budget[0]["epsilon_spent"].as_f64().expect("spent");
+    let per_job = spent / charged as f64;
+    assert!((per_job * charged as f64 - spent).abs() < 1e-9 && per_job > 0.0);
+    if status == 202 {
+        assert_eq!(states.last().map(String::as_str), Some("cancelled"), "{states:?}");
+    }
+}
+
+#[test]
+fn the_openapi_document_covers_every_route() {
+    let server = TestServer::start(ServerConfig::default());
+    let (status, doc) = server.client(None).get("/openapi.json");
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/health", "get"),
+        ("/openapi.json", "get"),
+        ("/metrics", "get"),
+        ("/v1/me", "get"),
+        ("/v1/accounts", "post"),
+        ("/v1/catalog", "get"),
+        ("/v1/catalog/{dataset}", "get"),
+        ("/v1/policies/{dataset}", "get"),
+        ("/v1/policies/{dataset}", "put"),
+        ("/v1/datasets/{dataset}/suspend", "post"),
+        ("/v1/datasets/{dataset}/resume", "post"),
+        ("/v1/complaints", "get"),
+        ("/v1/complaints", "post"),
+        ("/v1/applications", "get"),
+        ("/v1/applications", "post"),
+        ("/v1/applications/{id}", "get"),
+        ("/v1/applications/{id}", "put"),
+        ("/v1/applications/{id}/decision", "post"),
+        ("/v1/agreements", "get"),
+        ("/v1/agreements/{id}", "get"),
+        ("/v1/agreements/{id}/revoke", "post"),
+        ("/v1/agreements/{id}/budget", "get"),
+        ("/v1/agreements/{id}/report", "get"),
+        ("/v1/jobs", "get"),
+        ("/v1/jobs", "post"),
+        ("/v1/jobs/{id}", "get"),
+        ("/v1/jobs/{id}/result", "get"),
+        ("/v1/jobs/{id}/cancel", "post"),
+        ("/v1/audit", "get"),
+        ("/v1/audit/verify", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is documented"
+        );
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().map_or(0, |m| m.len())).sum();
+    assert_eq!(documented, 30, "every documented operation is listed above");
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[test]
+fn oversized_bodies_are_refused() {
+    let server = TestServer::start(ServerConfig {
+        max_body_bytes: 4096,
+        ..ServerConfig::default()
+    });
+    let ops = server.client(Some(OPS_TOKEN));
+    let (status, body) = ops.post(
+        "/v1/complaints",
+        &json!({"dataset": "gov.tax_payments", "text": "x".repeat(10_000)}),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+}
