@@ -7,6 +7,7 @@ mod governance_lifecycle;
 mod hostile_sql;
 mod jobs_with_code;
 mod server_api;
+mod server_load;
 mod server_support;
 mod sql_jobs;
 mod sql_queries;
