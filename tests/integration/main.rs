@@ -8,6 +8,7 @@ mod hostile_sql;
 mod jobs_with_code;
 mod server_api;
 mod server_load;
+mod server_restart;
 mod server_support;
 mod sql_jobs;
 mod sql_queries;
