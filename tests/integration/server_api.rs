@@ -382,6 +382,38 @@ fn job_lifecycle_results_and_errors() {
         "a dry run spends nothing"
     );
 
+    // The owner lowers the per-query ε cap; the running server enforces
+    // it from the next job on.
+    let (_, policy) = w.tax.get("/v1/policies/gov.tax_payments");
+    let tightened = policy["toml"]
+        .as_str()
+        .expect("toml")
+        .replace("epsilon_per_query = 1.0", "epsilon_per_query = 0.25");
+    let (status, body) = w.tax.call(
+        "PUT",
+        "/v1/policies/gov.tax_payments",
+        Some(&json!({"toml": tightened})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, job) = bank.post(
+        "/v1/jobs",
+        &json!({"kind": "sql", "agreement": a, "sql": TAX_SQL, "epsilon": 0.5}),
+    );
+    let over = bank.wait_job(job["id"].as_str().expect("id"));
+    assert_eq!(over["error"]["rule"], "epsilon-over-cap", "{over}");
+    let (_, page) = bank.get("/v1/catalog/gov.tax_payments");
+    assert_eq!(page["policy_digest"], body["digest"], "{page}");
+    let invalid = w.tax.call(
+        "PUT",
+        "/v1/policies/gov.tax_payments",
+        Some(&json!({"toml": "[dataset"})),
+    );
+    assert_eq!(
+        (invalid.0, invalid.1["error"]["rule"].as_str()),
+        (403, Some("policy-invalid")),
+        "{invalid:?}"
+    );
+
     // Bad requests: structured errors, nothing queued.
     for (body, fragment) in [
         (json!({"kind": "sql", "agreement": a, "sql": "  "}), "no SQL"),
@@ -417,7 +449,7 @@ fn job_lifecycle_results_and_errors() {
     let (_, jobs) = bank.get("/v1/jobs");
     assert_eq!(
         jobs.as_array().expect("jobs").len(),
-        3,
+        4,
         "bad requests queue nothing: {jobs}"
     );
 
@@ -442,7 +474,7 @@ fn job_lifecycle_results_and_errors() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("sandbox_jobs_total{outcome=\"refused\"} 1"),
+        metrics.contains("sandbox_jobs_total{outcome=\"refused\"} 2"),
         "{metrics}"
     );
     assert!(

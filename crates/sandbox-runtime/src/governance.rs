@@ -317,7 +317,7 @@ impl Sandbox {
                 sources.push((name, body));
             }
         }
-        sandbox_policy::PolicySet::from_sources(&sources, self.catalog()).map_err(invalid)?;
+        let installed = sandbox_policy::PolicySet::from_sources(&sources, self.catalog()).map_err(invalid)?;
         let path = dir.join(&target);
         let staging = dir.join(format!(".{target}.new"));
         let io = |e: std::io::Error| RuntimeError::Io {
@@ -333,6 +333,8 @@ impl Sandbox {
             .ok_or_else(|| RuntimeError::Setup(format!("{dataset} vanished from the catalog")))?;
         registration.policy_digest = policy.digest.clone();
         self.store().register_datasets(&[registration], account)?;
+        // Jobs that start from now on use the new version.
+        self.replace_policies(installed);
         Ok(policy.digest)
     }
 

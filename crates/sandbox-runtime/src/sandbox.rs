@@ -124,7 +124,9 @@ impl PolicyLookup for Lookup<'_> {
 pub struct Sandbox {
     dir: DataDir,
     catalog: Catalog,
-    policies: PolicySet,
+    /// Swapped whole when an owner installs a new policy version; a job
+    /// keeps the set it started with.
+    policies: std::sync::RwLock<Arc<PolicySet>>,
     store: Arc<Store>,
     limits: EngineLimits,
     jobs: AtomicU64,
@@ -186,7 +188,7 @@ impl Sandbox {
         let sandbox = Sandbox {
             dir,
             catalog,
-            policies,
+            policies: std::sync::RwLock::new(Arc::new(policies)),
             store: Arc::new(store),
             limits: EngineLimits::default(),
             jobs: AtomicU64::new(0),
@@ -223,8 +225,16 @@ impl Sandbox {
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
-    pub fn policies(&self) -> &PolicySet {
-        &self.policies
+    /// The output policies in force (a snapshot: a policy installed later
+    /// applies to jobs that start later).
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts a new, validated policy set in force for the jobs that start
+    /// from now on.
+    pub(crate) fn replace_policies(&self, policies: PolicySet) {
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
     }
     pub fn store(&self) -> &Store {
         &self.store
@@ -249,6 +259,7 @@ impl Sandbox {
 
     /// Each catalog dataset with the digests of its entry and policy.
     pub(crate) fn registrations(&self) -> Result<Vec<sandbox_governance::Registration>, RuntimeError> {
+        let policies = self.policies();
         let registrations = self
             .catalog
             .iter()
@@ -259,7 +270,7 @@ impl Sandbox {
                     provider: d.provider.id.clone(),
                     open_class: format!("{:?}", d.open_class).to_lowercase(),
                     catalog_digest: digest(&entry),
-                    policy_digest: self.policies.get(&d.id).map(|p| p.digest.clone()).unwrap_or_default(),
+                    policy_digest: policies.get(&d.id).map(|p| p.digest.clone()).unwrap_or_default(),
                 })
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
@@ -267,12 +278,13 @@ impl Sandbox {
     }
 
     fn ensure_demo_grant(&self) -> Result<(), RuntimeError> {
+        let policies = self.policies();
         let budgets = self
             .catalog
             .iter()
             .filter(|d| d.open_class == OpenClass::Conditional)
             .filter_map(|d| {
-                let p = self.policies.get(&d.id)?;
+                let p = policies.get(&d.id)?;
                 let total = p.dp.map_or(0.0, |dp| dp.epsilon_budget);
                 Some((d.id.clone(), total))
             })
@@ -426,16 +438,17 @@ impl Sandbox {
         let (granted, mut session) = self.admit(grant)?;
         let has_functions = !functions.is_empty();
         session.register_row_functions(functions)?;
+        let policies = self.policies();
         let lookup = Lookup {
             catalog: &self.catalog,
-            policies: &self.policies,
+            policies: &policies,
             granted: &granted,
         };
         // Plan and check.
         let query = session.plan_and_check(sql, &lookup)?;
         let kinds: &[&str] = if has_functions { &["sql", "wasm"] } else { &["sql"] };
         self.check_job_allowed(grant, kinds, &query.datasets, &query.usage)?;
-        let rules = combine(query.protected.iter().filter_map(|d| self.policies.get(d)))?;
+        let rules = combine(query.protected.iter().filter_map(|d| policies.get(d)))?;
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
         let public = public_count.is_some();
@@ -562,14 +575,15 @@ impl Sandbox {
         submission: &Submission,
     ) -> Result<AnalysisResult, RuntimeError> {
         let (granted, session) = self.admit(grant)?;
+        let policies = self.policies();
         let lookup = Lookup {
             catalog: &self.catalog,
-            policies: &self.policies,
+            policies: &policies,
             granted: &granted,
         };
         let rows = session.plan_and_check_rows(input_sql, &lookup)?;
         self.check_job_allowed(grant, &["wasm"], &rows.datasets, &rows.usage)?;
-        let rules = combine(rows.protected.iter().filter_map(|d| self.policies.get(d)))?;
+        let rules = combine(rows.protected.iter().filter_map(|d| policies.get(d)))?;
         if !rules.dp {
             return Err(RuntimeError::refused(
                 "analysis-needs-dp",

@@ -87,7 +87,8 @@ pub async fn dataset_page(
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("no such dataset"))?;
-    let policy = state.sandbox.policies().get(&id);
+    let policies = state.sandbox.policies();
+    let policy = policies.get(&id);
     let suspension = state
         .sandbox
         .store()
@@ -136,8 +137,8 @@ pub async fn get_policy(
 }
 
 /// Installs a new version of a dataset's output policy (its owner only).
-/// It is validated with every other policy first; jobs use it from the
-/// next start of the server.
+/// It is validated with every other policy first, recorded in the ledger,
+/// and in force for every job that starts afterwards.
 #[utoipa::path(put, path = "/v1/policies/{dataset}", tag = "catalog", security(("bearer" = [])),
     params(("dataset" = String, Path)), request_body = PolicyText,
     responses((status = 200, body = PolicyInstalled), (status = 403, body = crate::ErrorBody)))]
@@ -155,7 +156,7 @@ pub async fn put_policy(
     Ok(Json(PolicyInstalled {
         dataset: id.to_string(),
         digest,
-        note: "installed and recorded in the ledger; jobs use it from the server's next start".into(),
+        note: "installed and recorded in the ledger; in force for every job that starts from now on".into(),
     }))
 }
 
