@@ -5,6 +5,7 @@
 //! request limits, and the OpenAPI document covering every route.
 
 use crate::server_support::{Client, OPS_TOKEN, TAX_SQL, TestServer, approval, tax_application};
+use base64::Engine;
 use sandbox_server::{PoolLimits, ServerConfig};
 use serde_json::{Value, json};
 
@@ -624,4 +625,66 @@ fn oversized_bodies_are_refused() {
         (413, Some("too_large")),
         "{body}"
     );
+}
+
+#[test]
+fn webassembly_jobs_over_http() {
+    let Some(dir) = std::env::var_os("SANDBOX_WASM_GUESTS") else {
+        eprintln!("SANDBOX_WASM_GUESTS is not set: run scripts/test.sh to build the guests and run this test");
+        return;
+    };
+    let module = std::fs::read(std::path::Path::new(&dir).join("risk_score.wasm")).expect("risk_score.wasm");
+    let module = base64::engine::general_purpose::STANDARD.encode(module);
+    let server = TestServer::start(ServerConfig::default());
+    let ops = server.client(Some(OPS_TOKEN));
+    let bank = server.client(Some(&ops.create_account("bank", "applicant", None)));
+    let grid = server.client(Some(&ops.create_account(
+        "grid",
+        "data_owner",
+        Some("shanghai-utilities"),
+    )));
+    let application = json!({
+        "id": "w1", "datasets": ["gov.utility_usage"], "columns": ["gov.utility_usage.*"],
+        "job_kinds": ["sql", "wasm"], "scenario": "energy-based credit risk", "materials": [],
+    });
+    assert_eq!(bank.post("/v1/applications", &application).0, 201);
+    assert_eq!(grid.post("/v1/applications/w1/decision", &approval(50.0, 100)).0, 200);
+    let sql = "SELECT month, AVG(risk_score(electricity_kwh, gas_m3)) FROM gov.utility_usage GROUP BY month";
+
+    // A UDF inside SQL: released as a measure.
+    let (status, job) = bank.post(
+        "/v1/jobs",
+        &json!({"kind": "sql", "agreement": "agreement-w1", "sql": sql, "wasm_module": module}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    assert_eq!(bank.wait_job(&id)["state"], "succeeded");
+    let (_, result) = bank.get(&format!("/v1/jobs/{id}/result"));
+    assert!(
+        !result["table"]["rows"].as_array().expect("rows").is_empty(),
+        "{result}"
+    );
+
+    // A module with no analysis export, and bytes that are no module at all:
+    // refused by name, the server stays up.
+    for (request, rule) in [
+        (
+            json!({"kind": "analysis", "agreement": "agreement-w1", "input_sql": "SELECT electricity_kwh FROM gov.utility_usage", "wasm_module": module}),
+            "wasm-no-analysis",
+        ),
+        (
+            json!({"kind": "sql", "agreement": "agreement-w1", "sql": sql, "wasm_module": "AGFzbQEAAAAB/////w=="}),
+            "wasm-module",
+        ),
+    ] {
+        let (status, job) = bank.post("/v1/jobs", &request);
+        assert_eq!(status, 202, "{job}");
+        let ended = bank.wait_job(job["id"].as_str().expect("id"));
+        assert_eq!(
+            (ended["state"].as_str(), ended["error"]["rule"].as_str()),
+            (Some("refused"), Some(rule)),
+            "{ended}"
+        );
+    }
+    assert_eq!(server.client(None).get("/health").0, 200);
 }
