@@ -687,4 +687,17 @@ fn webassembly_jobs_over_http() {
         );
     }
     assert_eq!(server.client(None).get("/health").0, 200);
+    let (_, entries) = ops.get("/v1/audit");
+    let refused_modules = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "job_refused")
+        .filter(|e| {
+            e["payload"]["submission"]
+                .as_str()
+                .is_some_and(|s| s.contains("refused at admission"))
+        })
+        .count();
+    assert_eq!(refused_modules, 2, "both refused modules are in the ledger");
 }

@@ -13,8 +13,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::job::{JobRequest, decode_module};
 use crate::metrics::Metrics;
 use sandbox_governance::{QueueState, QueuedJob};
+use sandbox_model::JobOutcome;
 use sandbox_runtime::{AnalysisOptions, JobContext, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -384,7 +386,9 @@ async fn run_request(
             let functions = match wasm_module {
                 Some(m) => {
                     let bytes = decode_module(&m).map_err(|e| RuntimeError::Setup(e.message))?;
-                    sandbox.load_wasm(&bytes)?.row_functions()
+                    let admitted = sandbox.load_wasm(&bytes);
+                    let job = recorded_if_refused(sandbox, &id, grant, "sql", &sql, &bytes, admitted)?;
+                    job.row_functions()
                 }
                 None => Vec::new(),
             };
@@ -407,12 +411,15 @@ async fn run_request(
             ..
         } => {
             let bytes = decode_module(&wasm_module).map_err(|e| RuntimeError::Setup(e.message))?;
-            let program = sandbox.load_wasm(&bytes)?.analysis().ok_or_else(|| {
-                RuntimeError::refused(
-                    "wasm-no-analysis",
-                    "the module exports no analysis program (see docs/wasm.md)",
-                )
-            })?;
+            let program = sandbox.load_wasm(&bytes).and_then(|job| {
+                job.analysis().ok_or_else(|| {
+                    RuntimeError::refused(
+                        "wasm-no-analysis",
+                        "the module exports no analysis program (see docs/wasm.md)",
+                    )
+                })
+            });
+            let program = recorded_if_refused(sandbox, &id, grant, "wasm", &input_sql, &bytes, program)?;
             let options = AnalysisOptions {
                 blocks: blocks.unwrap_or(AnalysisOptions::default().blocks),
                 epsilon,
@@ -423,4 +430,34 @@ async fn run_request(
             Ok(())
         }
     }
+}
+
+/// Records in the ledger a job whose module was refused at admission
+/// (before the job reached the runtime, which records its own refusals).
+fn recorded_if_refused<T>(
+    sandbox: &Sandbox,
+    id: &str,
+    grant: &str,
+    kind: &str,
+    sql: &str,
+    module: &[u8],
+    admitted: Result<T, RuntimeError>,
+) -> Result<T, RuntimeError> {
+    if let Err(e) = &admitted
+        && let Some(rule) = e.rule()
+    {
+        let text = format!(
+            "{sql}\n-- module {} (refused at admission)",
+            hex::encode(Sha256::digest(module))
+        );
+        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        let outcome = JobOutcome::Refused { rule: rule.to_string() };
+        if let Err(err) = sandbox
+            .store()
+            .record_refusal_with_text(id, grant, kind, &digest, Some(&text), &outcome)
+        {
+            tracing::warn!(job = id, error = %err, "could not record a refused module");
+        }
+    }
+    admitted
 }
