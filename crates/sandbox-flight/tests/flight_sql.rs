@@ -251,6 +251,21 @@ async fn every_rpc_needs_a_valid_token() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 
+    // Handshake: a bearer token is accepted and echoed; anything else is not.
+    let mut bank = client(&server, Some(&server.tokens.applicant)).await;
+    let request = futures::stream::iter([arrow_flight::HandshakeRequest::default()]);
+    let mut request = tonic::Request::new(request);
+    let bearer = format!("Bearer {}", server.tokens.applicant);
+    request.metadata_mut().insert("authorization", bearer.parse().unwrap());
+    let response = bank.inner_mut().handshake(request).await.unwrap();
+    assert_eq!(
+        response.metadata().get("authorization").unwrap().to_str().unwrap(),
+        bearer
+    );
+    // Basic authentication is not offered (the client wraps the status).
+    let e = anonymous.handshake("bank", "password").await.unwrap_err();
+    assert!(e.to_string().contains("must be `Bearer <token>`"), "{e}");
+
     // Nothing was charged or recorded as a job.
     assert!(
         !server
@@ -421,4 +436,39 @@ async fn requests_over_the_size_limit_are_refused() {
     );
     let e = execute(&mut bank, &sql).await.unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_budget_is_a_refusal() {
+    let server = start(FlightConfig::default()).await;
+    // A second agreement with room for one job, and a header to choose it.
+    let body = sandbox_governance::ApplicationBody {
+        datasets: vec!["gov.utility_usage".parse().unwrap()],
+        columns: vec!["gov.utility_usage.*".into()],
+        job_kinds: vec!["sql".into()],
+        scenario: "one query".into(),
+        materials: vec!["营业执照 (business licence)".into()],
+    };
+    server.sandbox.apply("bank", "small", &body).unwrap();
+    let approve = sandbox_governance::Decision::Approve {
+        epsilon: 1.0,
+        expires_at: "2999-01-01T00:00:00Z".into(),
+        call_quota: 100,
+    };
+    server.sandbox.decide("grid", "small", &approve).unwrap();
+
+    let mut bank = client(&server, Some(&server.tokens.applicant)).await;
+    // Two active agreements now: the header is required.
+    let e = execute(&mut bank, UTILITY_SQL).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("2 active agreements"), "{}", e.message());
+    bank.set_header("x-sandbox-agreement", "agreement-small");
+    execute(&mut bank, UTILITY_SQL).await.unwrap();
+    let e = execute(&mut bank, UTILITY_SQL).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(
+        e.message().starts_with("refused by rule `budget-exhausted`"),
+        "{}",
+        e.message()
+    );
 }
