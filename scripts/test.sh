@@ -3,7 +3,9 @@
 # own workspaces, built for wasm32 from source), and the integration tests that
 # run those guests, with the governance store's suite on SQLite and on a real
 # PostgreSQL server that this script starts (installing Debian's package if
-# needed) and stops. The README's test command; .ci/run calls it.
+# needed) and stops, and a third-party Flight SQL client (ADBC, installed
+# from PyPI into a cached venv) against `sandbox serve`. The README's test
+# command; .ci/run calls it.
 #
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs on
 # one machine are incremental; a new machine builds from nothing.
@@ -37,4 +39,10 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary of the workspace.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "workspace: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+
+echo "== Arrow Flight SQL with a third-party client (ADBC from PyPI) against sandbox serve"
+flight=0
+bash scripts/flight-client-test.sh || flight=$?
+echo "flight sql client: $([ "$flight" -eq 0 ] && echo passed || echo FAILED)"
+[ "$status" -ne 0 ] && exit "$status"
+exit "$flight"

@@ -291,6 +291,15 @@ pub struct ServeArgs {
     /// Write the bound address to this file once listening (scripts, tests).
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// Address of the Arrow Flight SQL endpoint (standard SQL clients: ADBC, JDBC).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    flight_listen: std::net::SocketAddr,
+    /// Do not serve Arrow Flight SQL.
+    #[arg(long)]
+    no_flight: bool,
+    /// Write the Flight SQL endpoint's bound address to this file once listening.
+    #[arg(long)]
+    flight_addr_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -1,14 +1,69 @@
-//! `sandbox serve`: the HTTP API over the data directory (generated demo
-//! data and the embedded SQLite store by default, so it starts with
-//! nothing else installed). When the store has no account yet, the
-//! operator's account is created and its token printed once.
+//! `sandbox serve`: the HTTP API and the Arrow Flight SQL endpoint over the
+//! data directory (generated demo data and the embedded SQLite store by
+//! default, so it starts with nothing else installed). Both run their jobs
+//! through the same job pool, so Flight SQL jobs are queued, bounded,
+//! counted in the metrics and resumed after a restart like any other. When
+//! the store has no account yet, the operator's account is created and its
+//! token printed once.
 
 use crate::ServeArgs;
 use crate::commands::{CliError, fail, open};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sandbox_flight::{FlightConfig, FlightJobs, ReleasedJob};
 use sandbox_governance::Role;
-use sandbox_server::{PoolLimits, ServerConfig};
+use sandbox_model::ReleasedTable;
+use sandbox_runtime::{RuntimeError, Sandbox};
+use sandbox_server::job::JobRequest;
+use sandbox_server::{ApiError, JobPool, PoolLimits, ServerConfig};
 use std::path::Path;
 use std::sync::Arc;
+
+/// Flight SQL jobs run on the server's job pool.
+struct PoolJobs {
+    pool: JobPool,
+    sandbox: Arc<Sandbox>,
+}
+
+/// A pool error as the runtime's, so Flight SQL maps it like any other
+/// (a refusal keeps its rule and its message without the prefix and
+/// suffix `ApiError` adds).
+fn runtime_error(e: ApiError) -> RuntimeError {
+    match e.rule {
+        Some(rule) => {
+            let suffix = format!(" [rule: {rule}]");
+            let message = e.message.strip_prefix("refused: ").unwrap_or(&e.message);
+            let message = message.strip_suffix(suffix.as_str()).unwrap_or(message);
+            RuntimeError::refused(rule, message)
+        }
+        None => RuntimeError::Setup(e.message),
+    }
+}
+
+impl FlightJobs for PoolJobs {
+    fn run_sql(&self, account: &str, grant: &str, sql: &str) -> BoxFuture<'static, Result<ReleasedJob, RuntimeError>> {
+        let (pool, sandbox) = (self.pool.clone(), self.sandbox.clone());
+        let account = account.to_string();
+        let request = JobRequest::Sql {
+            agreement: grant.to_string(),
+            sql: sql.to_string(),
+            epsilon: None,
+            dry_run: false,
+            wasm_module: None,
+        };
+        async move {
+            let job = pool.submit_and_wait(&account, &request).await.map_err(runtime_error)?;
+            let text = sandbox
+                .store()
+                .job_result(&job.id)?
+                .ok_or_else(|| RuntimeError::Setup("a succeeded job has no stored result".into()))?;
+            let table: ReleasedTable =
+                serde_json::from_str(&text).map_err(|e| RuntimeError::Setup(format!("a stored result: {e}")))?;
+            Ok(ReleasedJob { job_id: job.id, table })
+        }
+        .boxed()
+    }
+}
 
 pub async fn serve(root: &Path, args: ServeArgs) -> Result<(), CliError> {
     let sandbox = Arc::new(open(root, true)?);
@@ -30,7 +85,7 @@ pub async fn serve(root: &Path, args: ServeArgs) -> Result<(), CliError> {
             max_queued: args.max_queued,
         },
     };
-    let (router, _state) = sandbox_server::app(sandbox.clone(), config).map_err(|e| fail(e.message))?;
+    let (router, state) = sandbox_server::app(sandbox.clone(), config).map_err(|e| fail(e.message))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -44,11 +99,45 @@ pub async fn serve(root: &Path, args: ServeArgs) -> Result<(), CliError> {
         "serving the sandbox API on http://{addr} (store: {}); OpenAPI at http://{addr}/openapi.json",
         sandbox.store().backend_name()
     );
+    let (stop_flight, flight_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flight = if args.no_flight {
+        None
+    } else {
+        let flight_listener = tokio::net::TcpListener::bind(args.flight_listen)
+            .await
+            .map_err(|e| fail(format!("cannot listen on {}: {e}", args.flight_listen)))?;
+        let flight_addr = flight_listener
+            .local_addr()
+            .map_err(|e| fail(format!("cannot read the bound address: {e}")))?;
+        if let Some(file) = &args.flight_addr_file {
+            std::fs::write(file, flight_addr.to_string())
+                .map_err(|e| fail(format!("cannot write {}: {e}", file.display())))?;
+        }
+        println!("serving Arrow Flight SQL on grpc://{flight_addr} (docs/flight-sql.md)");
+        let jobs = Arc::new(PoolJobs {
+            pool: state.pool.clone(),
+            sandbox: sandbox.clone(),
+        });
+        let sandbox = sandbox.clone();
+        Some(tokio::spawn(async move {
+            let stopped = async {
+                let _ = flight_stopped.await;
+            };
+            sandbox_flight::serve_listener(flight_listener, sandbox, jobs, &FlightConfig::default(), stopped).await
+        }))
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down; unfinished jobs resume at the next start");
     };
-    sandbox_server::serve(listener, router, shutdown)
-        .await
-        .map_err(|e| fail(format!("the server stopped: {e}")))
+    let served = sandbox_server::serve(listener, router, shutdown).await;
+    let _ = stop_flight.send(());
+    if let Some(flight) = flight {
+        match flight.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the Flight SQL endpoint failed"),
+            Err(e) => tracing::error!(error = %e, "the Flight SQL endpoint stopped"),
+        }
+    }
+    served.map_err(|e| fail(format!("the server stopped: {e}")))
 }

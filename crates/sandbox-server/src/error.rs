@@ -28,7 +28,7 @@ pub struct ErrorDetail {
 }
 
 /// An error of the HTTP API.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     pub status: StatusCode,

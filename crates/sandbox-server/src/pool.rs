@@ -21,7 +21,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Who waits for a job's end in this process (Flight SQL requests).
+type Waiter = oneshot::Sender<Result<(), ApiError>>;
 
 /// The pool's limits.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +58,7 @@ struct Inner {
     running: AtomicUsize,
     limits: PoolLimits,
     cancels: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Mutex<HashMap<String, Waiter>>,
 }
 
 impl std::fmt::Debug for JobPool {
@@ -73,10 +77,11 @@ fn new_job_id() -> ApiResult<String> {
     Ok(format!("job-{}", hex::encode(bytes)))
 }
 
-/// How a job ended, for the queue and the metrics.
+/// How a job ended, for the queue, the metrics and any waiter.
 struct Ending {
     state: QueueState,
     error: Option<serde_json::Value>,
+    failure: Option<ApiError>,
 }
 
 impl Ending {
@@ -85,21 +90,28 @@ impl Ending {
             Ok(()) => Ending {
                 state: QueueState::Succeeded,
                 error: None,
+                failure: None,
             },
-            Err(e) => {
-                let api = ApiError::from(e);
-                let state = match api.rule {
-                    Some("job-cancelled") => QueueState::Cancelled,
-                    Some(_) => QueueState::Refused,
-                    None => QueueState::Failed,
-                };
-                Ending {
-                    state,
-                    error: Some(json!({"rule": api.rule, "message": api.message})),
-                }
-            }
+            Err(e) => Self::failed(ApiError::from(e)),
         }
     }
+
+    fn failed(api: ApiError) -> Self {
+        let state = match api.rule {
+            Some("job-cancelled") => QueueState::Cancelled,
+            Some(_) => QueueState::Refused,
+            None => QueueState::Failed,
+        };
+        Ending {
+            state,
+            error: Some(json!({"rule": api.rule, "message": api.message})),
+            failure: Some(api),
+        }
+    }
+}
+
+fn cancelled_before_running() -> ApiError {
+    ApiError::refused("job-cancelled", "cancelled by its submitter before it ran")
 }
 
 impl JobPool {
@@ -121,6 +133,7 @@ impl JobPool {
                 running: AtomicUsize::new(0),
                 limits,
                 cancels: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(HashMap::new()),
             }),
         };
         pool.recover()?;
@@ -153,6 +166,28 @@ impl JobPool {
 
     /// Queues a job for `account`, which must hold the agreement.
     pub fn submit(&self, account: &str, request: &JobRequest) -> ApiResult<QueuedJob> {
+        self.submit_with(account, request, None)
+    }
+
+    /// Queues a job and waits for its end: the job as it ended, or the
+    /// refusal or failure that ended it (Flight SQL, which answers in one
+    /// request).
+    pub async fn submit_and_wait(&self, account: &str, request: &JobRequest) -> ApiResult<QueuedJob> {
+        let (sender, receiver) = oneshot::channel();
+        let job = self.submit_with(account, request, Some(sender))?;
+        match receiver.await {
+            Ok(Ok(())) => self
+                .inner
+                .sandbox
+                .store()
+                .queued_job(&job.id)?
+                .ok_or_else(|| ApiError::internal("a finished job vanished")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ApiError::internal("the job's worker stopped before the job ended")),
+        }
+    }
+
+    fn submit_with(&self, account: &str, request: &JobRequest, waiter: Option<Waiter>) -> ApiResult<QueuedJob> {
         request.validate()?;
         let store = self.inner.sandbox.store();
         let grant = request.agreement();
@@ -189,6 +224,9 @@ impl JobPool {
         match queued {
             Ok(job) => {
                 tracing::info!(job = %job.id, account, grant, kind = request.kind(), "job queued");
+                if let Some(waiter) = waiter {
+                    self.lock_waiters().insert(job.id.clone(), waiter);
+                }
                 if self.inner.sender.send(job.id.clone()).is_err() {
                     return Err(ApiError::internal("the job workers have stopped"));
                 }
@@ -210,6 +248,7 @@ impl JobPool {
             let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
             if store.set_queue_state(&job.id, QueueState::Cancelled, None, Some(&error))? {
                 self.inner.metrics.job_finished("cancelled", std::time::Duration::ZERO);
+                self.tell_waiter(&job.id, Err(cancelled_before_running()));
                 return Ok(QueueState::Cancelled);
             }
         }
@@ -230,7 +269,9 @@ impl JobPool {
             // it starts and the store refuses to move a final job.
             None => {
                 let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
-                store.set_queue_state(&job.id, QueueState::Cancelled, None, Some(&error))?;
+                if store.set_queue_state(&job.id, QueueState::Cancelled, None, Some(&error))? {
+                    self.tell_waiter(&job.id, Err(cancelled_before_running()));
+                }
             }
         }
         Ok(QueueState::Cancelled)
@@ -277,9 +318,13 @@ impl JobPool {
         });
         let job = match claimed {
             Ok(Some(job)) => job,
-            Ok(None) => return,
+            Ok(None) => {
+                self.tell_waiter(id, Err(cancelled_before_running()));
+                return;
+            }
             Err(e) => {
                 tracing::error!(job = id, error = %e, "could not claim a job");
+                self.tell_waiter(id, Err(ApiError::from(e)));
                 return;
             }
         };
@@ -308,6 +353,19 @@ impl JobPool {
             tracing::error!(job = id, error = %e, "could not record a job's end");
         }
         tracing::info!(job = id, state = ending.state.as_str(), elapsed = ?started.elapsed(), "job ended");
+        self.tell_waiter(id, ending.failure.map_or(Ok(()), Err));
+    }
+
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
+        self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells whoever waits for the job in this process how it ended.
+    fn tell_waiter(&self, id: &str, outcome: Result<(), ApiError>) {
+        if let Some(waiter) = self.lock_waiters().remove(id) {
+            // The waiter may have gone (its client hung up): nothing to do.
+            let _ = waiter.send(outcome);
+        }
     }
 
     fn lock_cancels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
@@ -319,10 +377,7 @@ impl JobPool {
         let request: JobRequest = match serde_json::from_str(&job.request) {
             Ok(r) => r,
             Err(e) => {
-                return Ending {
-                    state: QueueState::Failed,
-                    error: Some(json!({"rule": null, "message": format!("the stored request is unreadable: {e}")})),
-                };
+                return Ending::failed(ApiError::internal(format!("the stored request is unreadable: {e}")));
             }
         };
         let sandbox = self.inner.sandbox.clone();
@@ -352,10 +407,10 @@ impl JobPool {
                     // dropping the work cancels it with nothing spent.
                     match sandbox.store().recorded_job(&job.id) {
                         Ok(None) => {
-                            return Ending {
-                                state: QueueState::Cancelled,
-                                error: Some(json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it was charged"})),
-                            };
+                            return Ending::failed(ApiError::refused(
+                                "job-cancelled",
+                                "cancelled by its submitter before it was charged",
+                            ));
                         }
                         // Already ended: let the work return its result.
                         _ => continue,
