@@ -58,6 +58,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let root = DataDir::resolve(cli.data_dir.clone());
     let _ = DATABASE_URL.set(cli.database_url.clone());
     let token = cli.token.clone();
+    if let Some(server) = &cli.server {
+        return crate::remote::run(server, token.as_deref(), cli.command);
+    }
     match cli.command {
         Command::Governance(command) => crate::governance::run(&root, command, token.as_deref()),
         Command::Data {

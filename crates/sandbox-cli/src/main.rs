@@ -8,6 +8,7 @@
 
 mod commands;
 mod governance;
+mod remote;
 mod render;
 mod serve;
 
@@ -29,6 +30,9 @@ struct Cli {
     /// (`postgresql://user@host:port/db`) instead of the data directory's SQLite file.
     #[arg(long, global = true, env = "SANDBOX_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Talk to a sandbox server (`sandbox serve`) at this URL instead of a local data directory.
+    #[arg(long, global = true, env = "SANDBOX_SERVER")]
+    server: Option<String>,
     /// API token of the account acting (governance verbs, jobs under an agreement).
     #[arg(long, global = true, env = "SANDBOX_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -37,7 +41,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub(crate) enum Command {
     /// Generate demo data if needed, show the catalog and policies, and run example jobs.
     Demo {
         /// Directory with the example guests (risk_score.wasm, default_model.wasm),
@@ -180,7 +184,7 @@ pub struct DecideArgs {
 }
 
 #[derive(Subcommand, Debug)]
-enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// Check every entry against its predecessor and the recorded head; exit
     /// 0 when intact, 2 naming the first bad entry when not.
     Verify {
@@ -230,7 +234,7 @@ enum DataCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum WasmCommand {
+pub(crate) enum WasmCommand {
     /// Run a module's analysis on blocks of rows and release the noisy average
     /// of its outputs (sample and aggregate).
     Run(WasmRunArgs),
@@ -257,7 +261,7 @@ pub struct WasmRunArgs {
 }
 
 #[derive(Subcommand, Debug)]
-enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Validate every policy in a directory against the catalog.
     Check {
         /// Policy directory (default: the data directory's).
