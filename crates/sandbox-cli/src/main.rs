@@ -332,7 +332,7 @@ pub struct SqlArgs {
 
 /// Servers log requests and jobs; one-shot commands only errors.
 fn default_log_filter() -> &'static str {
-    if std::env::args().nth(1).as_deref() == Some("serve") {
+    if std::env::args().skip(1).any(|a| a == "serve") {
         "info"
     } else {
         "error"
@@ -340,13 +340,17 @@ fn default_log_filter() -> &'static str {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter())),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SANDBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter()));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // SANDBOX_LOG_FORMAT=json: one JSON object a line, for log collectors.
+    if std::env::var("SANDBOX_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
