@@ -33,13 +33,15 @@ fn can_see(state: &AppState, caller: &Caller, holder: &str, datasets: &[DatasetI
     })
 }
 
-/// An application as submitted.
+/// An application as submitted (`POST`) or revised (`PUT`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewApplication {
+pub struct ApplicationRequest {
     /// Your name for it (letters, digits, `-`, `_`); the agreement will be
-    /// `agreement-<id>`.
-    pub id: String,
+    /// `agreement-<id>`. Required when submitting; when revising, absent or
+    /// the same as the path's.
+    #[serde(default)]
+    pub id: Option<String>,
     /// Conditionally open datasets, e.g. `gov.tax_payments`.
     #[schema(value_type = Vec<String>)]
     pub datasets: Vec<DatasetId>,
@@ -54,17 +56,16 @@ pub struct NewApplication {
     pub materials: Vec<String>,
 }
 
-/// A resubmission of a rejected application.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RevisedApplication {
-    #[schema(value_type = Vec<String>)]
-    pub datasets: Vec<DatasetId>,
-    pub columns: Vec<String>,
-    pub job_kinds: Vec<String>,
-    pub scenario: String,
-    #[serde(default)]
-    pub materials: Vec<String>,
+impl ApplicationRequest {
+    fn body(self) -> ApplicationBody {
+        ApplicationBody {
+            datasets: self.datasets,
+            columns: self.columns,
+            job_kinds: self.job_kinds,
+            scenario: self.scenario,
+            materials: self.materials,
+        }
+    }
 }
 
 /// The application's state after a submission.
@@ -88,44 +89,43 @@ fn valid_application_id(id: &str) -> ApiResult<()> {
 
 /// Applies for conditionally open datasets (applicants).
 #[utoipa::path(post, path = "/v1/applications", tag = "applications", security(("bearer" = [])),
-    request_body = NewApplication,
+    request_body = ApplicationRequest,
     responses((status = 201, body = Submitted), (status = 403, body = crate::ErrorBody)))]
 pub async fn submit_application(
     State(state): State<AppState>,
     caller: Caller,
-    Body(new): Body<NewApplication>,
+    Body(new): Body<ApplicationRequest>,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
     caller.require_applicant()?;
-    valid_application_id(&new.id)?;
-    if state.sandbox.store().application(&new.id)?.is_some() {
+    let id = new
+        .id
+        .clone()
+        .ok_or_else(|| ApiError::invalid("an application needs its `id`"))?;
+    valid_application_id(&id)?;
+    if state.sandbox.store().application(&id)?.is_some() {
         return Err(ApiError::conflict(format!(
-            "application `{}` exists; resubmit a rejected one with PUT /v1/applications/{}",
-            new.id, new.id
+            "application `{id}` exists; resubmit a rejected one with PUT /v1/applications/{id}"
         )));
     }
-    let body = ApplicationBody {
-        datasets: new.datasets,
-        columns: new.columns,
-        job_kinds: new.job_kinds,
-        scenario: new.scenario,
-        materials: new.materials,
-    };
-    let revision = state.sandbox.apply(&caller.account, &new.id, &body)?;
-    Ok((StatusCode::CREATED, Json(Submitted { id: new.id, revision })))
+    let revision = state.sandbox.apply(&caller.account, &id, &new.body())?;
+    Ok((StatusCode::CREATED, Json(Submitted { id, revision })))
 }
 
 /// Resubmits a rejected application with revisions (its applicant).
 #[utoipa::path(put, path = "/v1/applications/{id}", tag = "applications", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = RevisedApplication,
+    params(("id" = String, Path)), request_body = ApplicationRequest,
     responses((status = 200, body = Submitted), (status = 403, body = crate::ErrorBody),
               (status = 404, body = crate::ErrorBody)))]
 pub async fn resubmit_application(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(revised): Body<RevisedApplication>,
+    Body(revised): Body<ApplicationRequest>,
 ) -> ApiResult<Json<Submitted>> {
     caller.require_applicant()?;
+    if revised.id.as_deref().is_some_and(|i| i != id) {
+        return Err(ApiError::invalid("the body's `id` differs from the path's"));
+    }
     let mine = state
         .sandbox
         .store()
@@ -135,14 +135,7 @@ pub async fn resubmit_application(
     if !mine {
         return Err(ApiError::not_found(format!("you have no application `{id}`")));
     }
-    let body = ApplicationBody {
-        datasets: revised.datasets,
-        columns: revised.columns,
-        job_kinds: revised.job_kinds,
-        scenario: revised.scenario,
-        materials: revised.materials,
-    };
-    let revision = state.sandbox.apply(&caller.account, &id, &body)?;
+    let revision = state.sandbox.apply(&caller.account, &id, &revised.body())?;
     Ok(Json(Submitted { id, revision }))
 }
 
