@@ -3,7 +3,7 @@
 use sandbox_model::{ReleasedCell, ReleasedTable};
 use sandbox_runtime::DryRunReport;
 
-fn fmt_num(v: f64) -> String {
+pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         return v.to_string();
     }
@@ -31,33 +31,61 @@ fn cell_text(c: &ReleasedCell) -> String {
     }
 }
 
-/// An aligned text table; noisy values show their 95% interval.
-pub fn table(t: &ReleasedTable) -> String {
-    let headers: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
-    let rows: Vec<Vec<String>> = t.rows.iter().map(|r| r.iter().map(cell_text).collect()).collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
+/// Columns a text takes on a terminal: CJK ideographs, kana, hangul and
+/// full-width forms take two (dataset titles are Chinese), others one.
+fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match u32::from(c) {
+            0x1100..=0x115F
+            | 0x2E80..=0x303E
+            | 0x3041..=0x33FF
+            | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF
+            | 0xA000..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6
+            | 0x20000..=0x3FFFD => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// An aligned text table: a header line, a rule, one line a row.
+pub fn grid(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| display_width(h)).collect();
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(display_width(c));
         }
     }
     let line = |cells: &[String]| {
         cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(display_width(c)))))
             .collect::<Vec<_>>()
             .join(" │ ")
     };
     let mut out = String::new();
-    out.push_str(&line(&headers));
+    out.push_str(&line(headers));
     out.push('\n');
     out.push_str(&widths.iter().map(|w| "─".repeat(*w)).collect::<Vec<_>>().join("─┼─"));
     out.push('\n');
-    for r in &rows {
+    for r in rows {
         out.push_str(&line(r));
         out.push('\n');
     }
+    out
+}
+
+/// An aligned text table; noisy values show their 95% interval.
+pub fn table(t: &ReleasedTable) -> String {
+    let headers: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+    let rows: Vec<Vec<String>> = t.rows.iter().map(|r| r.iter().map(cell_text).collect()).collect();
+    let mut out = grid(&headers, &rows);
     out.push_str(&format!(
         "({} rows; ε spent {}, δ {})\n",
         t.rows.len(),
@@ -99,4 +127,24 @@ pub fn dry_run(r: &DryRunReport) -> String {
         out.push_str(&format!("  {n} group(s) from public key sets\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_align_wide_characters() {
+        let headers = ["dataset".to_string(), "title".to_string()];
+        let rows = [
+            vec!["gov.tax_payments".to_string(), "企业纳税信息".to_string()],
+            vec!["gov.districts".to_string(), "Districts".to_string()],
+        ];
+        let g = grid(&headers, &rows);
+        let lines: Vec<&str> = g.lines().collect();
+        assert_eq!(lines[0], "dataset          │ title       ");
+        assert_eq!(lines[2], "gov.tax_payments │ 企业纳税信息");
+        assert_eq!(lines[3], "gov.districts    │ Districts   ");
+        assert_eq!(display_width(lines[1]), display_width(lines[2]));
+    }
 }

@@ -1,9 +1,10 @@
 //! The CLI against a server: `sandbox serve` in a child process, then the
 //! same verbs with `--server`: the operator creates accounts, a bank
-//! applies, the tax bureau approves, the bank's job is followed to its
-//! table, a column outside the agreement is refused by rule (exit 2), the
-//! budget shows the charge, the usage report comes back, and only the
-//! operator may verify the ledger.
+//! applies (and revises a rejected application), the tax bureau approves,
+//! the bank's job is followed to its table, a column outside the agreement
+//! is refused by rule (exit 2), the budget shows the charge, the owner
+//! installs a policy, suspends, resumes and revokes, and only the operator
+//! may verify and export the ledger.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -35,6 +36,7 @@ fn remote(url: &str, token: &str, args: &[&str]) -> Output {
         .arg(url)
         .args(args)
         .env("SANDBOX_TOKEN", token)
+        .env_remove("SANDBOX_DATA_DIR")
         .output()
         .expect("run sandbox")
 }
@@ -159,43 +161,144 @@ fn the_cli_drives_a_server() {
     ));
     assert!(decided.contains("agreement-a1"), "{decided}");
 
-    let table = ok(&remote(
+    // A rejected application is revised: the POST answers 409, the CLI PUTs.
+    let apply_a2 = |scenario: &str| {
+        remote(
+            &url,
+            &bank,
+            &[
+                "apply",
+                "a2",
+                "--dataset",
+                "gov.tax_payments",
+                "--column",
+                "gov.tax_payments.year",
+                "--scenario",
+                scenario,
+            ],
+        )
+    };
+    assert!(ok(&apply_a2("credit scoring")).contains("revision 1"));
+    ok(&remote(
         &url,
-        &bank,
-        &[
-            "sql",
-            "--grant",
-            "agreement-a1",
-            "SELECT t.year, AVG(t.tax_paid) FROM gov.tax_payments t GROUP BY t.year",
-        ],
+        &tax,
+        &["decide", "a2", "--reject", "say how the scores are used"],
     ));
-    assert!(table.contains("2024") && table.contains("year"), "{table}");
-    let refusal = exit_2(&remote(
-        &url,
-        &bank,
-        &[
-            "sql",
-            "--grant",
-            "agreement-a1",
-            "SELECT t.year, AVG(t.vat) FROM gov.tax_payments t GROUP BY t.year",
-        ],
-    ));
+    assert!(ok(&apply_a2("SME credit scoring; only aggregates leave")).contains("revision 2"));
+
+    let catalog = ok(&remote(&url, &bank, &["catalog"]));
     assert!(
-        refusal.contains("agreement-column") && refusal.contains("gov.tax_payments.vat"),
+        catalog.starts_with("dataset") && catalog.contains("gov.tax_payments") && catalog.contains("shanghai-tax"),
+        "{catalog}"
+    );
+    let agreement = ok(&remote(&url, &bank, &["agreement", "agreement-a1"]));
+    assert!(
+        agreement.contains("holder bank") && agreement.contains("gov.tax_payments.tax_paid"),
+        "{agreement}"
+    );
+
+    const QUERY: &str = "SELECT t.year, AVG(t.tax_paid) FROM gov.tax_payments t GROUP BY t.year";
+    let dry = ok(&remote(
+        &url,
+        &bank,
+        &["sql", "--dry-run", "--grant", "agreement-a1", QUERY],
+    ));
+    assert!(dry.starts_with("dry run — nothing read"), "{dry}");
+    let run = remote(&url, &bank, &["sql", "--grant", "agreement-a1", QUERY]);
+    let table = ok(&run);
+    // No terminal, no progress indicator.
+    assert!(run.stderr.is_empty(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(table.starts_with("year"), "{table}");
+    for year in ["2022", "2023", "2024"] {
+        assert!(table.lines().any(|l| l.starts_with(year)), "{year} missing:\n{table}");
+    }
+    let spent = table
+        .lines()
+        .find_map(|l| l.split("ε spent ").nth(1)?.split(',').next()?.parse::<f64>().ok())
+        .expect("the table says what it spent");
+    assert!(spent > 0.0, "{table}");
+    assert!(table.contains("privacy budget of grant `agreement-a1`"), "{table}");
+    let released: serde_json::Value = serde_json::from_str(&ok(&remote(
+        &url,
+        &bank,
+        &["sql", "--json", "--grant", "agreement-a1", QUERY],
+    )))
+    .expect("--json prints JSON");
+    assert_eq!(released["kind"], "released", "{released}");
+
+    let outside = "SELECT t.year, AVG(t.vat) FROM gov.tax_payments t GROUP BY t.year";
+    let refusal = exit_2(&remote(&url, &bank, &["sql", "--grant", "agreement-a1", outside]));
+    assert!(
+        refusal.contains("[rule: agreement-column]")
+            && refusal.contains("gov.tax_payments.vat")
+            && !refusal.contains("refused: refused"),
         "{refusal}"
     );
-    let budget = ok(&remote(&url, &bank, &["budget", "--grant", "agreement-a1"]));
-    assert!(
-        budget.contains("gov.tax_payments") && budget.contains("10.000"),
-        "{budget}"
+    let refused = remote(&url, &bank, &["sql", "--json", "--grant", "agreement-a1", outside]);
+    assert_eq!(refused.status.code(), Some(2));
+    let refused: serde_json::Value = serde_json::from_slice(&refused.stdout).expect("a JSON refusal");
+    assert_eq!(
+        (&refused["rule"], &refused["refused"]),
+        (&"agreement-column".into(), &true.into())
     );
+
+    let budget = ok(&remote(&url, &bank, &["budget", "--grant", "agreement-a1"]));
+    let line = budget
+        .lines()
+        .find(|l| l.starts_with("gov.tax_payments"))
+        .unwrap_or_else(|| panic!("no budget line:\n{budget}"));
+    let cells: Vec<&str> = line.split('│').map(str::trim).collect();
+    assert_eq!(cells[1], "10.00", "{budget}");
+    // Two released runs of the query (the table, the JSON); dry runs and refusals are free.
+    assert_eq!(cells[2], format!("{:.2}", 2.0 * spent), "{budget}");
     let report = ok(&remote(&url, &bank, &["report", "--grant", "agreement-a1"]));
     assert!(report.contains("数据利用报告"), "{report}");
+
+    // Owners' verbs: a policy (re)installed, a suspension that refuses jobs, a revocation.
+    let policy = dir.join("policies").join("gov.tax_payments.toml");
+    let policy = policy.to_str().expect("a UTF-8 path");
+    exit_2(&remote(&url, &bank, &["policy", "set", policy]));
+    assert!(ok(&remote(&url, &tax, &["policy", "set", policy])).contains("digest"));
+    ok(&remote(
+        &url,
+        &tax,
+        &["suspend", "gov.tax_payments", "--reason", "complaint 1"],
+    ));
+    exit_2(&remote(&url, &bank, &["sql", "--grant", "agreement-a1", QUERY]));
+    ok(&remote(
+        &url,
+        &tax,
+        &["resume", "gov.tax_payments", "--note", "resolved"],
+    ));
+    ok(&remote(
+        &url,
+        &tax,
+        &["revoke", "agreement-a1", "--reason", "the study ended"],
+    ));
+    exit_2(&remote(&url, &bank, &["sql", "--grant", "agreement-a1", QUERY]));
+
+    // The operator's ledger: intact, exported; not the applicant's to see.
     assert!(ok(&remote(&url, &ops, &["audit", "verify"])).contains("ledger intact"));
+    let export = ok(&remote(&url, &ops, &["audit", "export"]));
+    assert!(export.lines().count() > 5, "{export}");
+    for line in export.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a JSON line");
+    }
     let forbidden = exit_2(&remote(&url, &bank, &["audit", "verify"]));
     assert!(forbidden.contains("operator"), "{forbidden}");
+
     let other = remote(&url, "sbx_not-a-token-0000000000000000000000000000", &["catalog"]);
     assert!(exit_2(&other).contains("no account holds this token"));
     let local_only = remote(&url, &bank, &["demo"]);
     assert_eq!(local_only.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&local_only.stderr).contains("local data directory"));
+
+    drop(server);
+    let gone = remote(&url, &bank, &["catalog"]);
+    assert_eq!(gone.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        said.contains(&format!("cannot talk to the sandbox server at {url}")),
+        "{said}"
+    );
 }

@@ -1,17 +1,28 @@
 //! The CLI against a server (`--server URL`, `$SANDBOX_SERVER`): the same
-//! verbs, as HTTP calls under the token of `--token` / `$SANDBOX_TOKEN`.
-//! Jobs are submitted, followed with a progress indicator on a terminal,
-//! and their released tables printed as tables.
+//! verbs, as calls to the HTTP API (docs/api.md) under the token of
+//! `--token` / `$SANDBOX_TOKEN`; no local data directory is opened. Jobs
+//! are submitted, followed (a spinner on a terminal, nothing otherwise)
+//! and their released tables printed as the local verbs print them.
 
 mod client;
+mod view;
 
 use crate::commands::{CliError, fail};
-use crate::{AccountCommand, AuditCommand, Command, GovernanceCommand, PolicyCommand, SqlArgs, WasmCommand};
+use crate::{
+    AccountCommand, ApplyArgs, AuditCommand, Command, DecideArgs, GovernanceCommand, PolicyCommand, ReportArgs,
+    SqlArgs, WasmCommand, WasmRunArgs,
+};
 use base64::Engine;
-use client::{Client, segment};
+use client::{ApiFailure, Client, segment};
 use sandbox_model::ReleasedTable;
 use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use view::text;
+
+/// How often a job is polled while it is queued or running.
+const POLL_EVERY: Duration = Duration::from_millis(100);
 
 pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), CliError> {
     let client = Client::new(server, token);
@@ -19,28 +30,9 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
         Command::Sql(args) => sql(&client, args),
         Command::Wasm {
             command: WasmCommand::Run(args),
-        } => {
-            let module = read(&args.module)?;
-            let request = json!({
-                "kind": "analysis", "agreement": args.grant, "input_sql": args.input,
-                "wasm_module": base64::engine::general_purpose::STANDARD.encode(module),
-                "blocks": args.blocks, "epsilon": args.epsilon,
-            });
-            let result = run_job(&client, &request)?;
-            print_result(&result, args.json)
-        }
+        } => wasm_run(&client, args),
         Command::Catalog => {
-            let lines = client.get("/v1/catalog")?;
-            for d in lines.as_array().into_iter().flatten() {
-                println!(
-                    "{:<24} {:<12} {:<20} {}{}",
-                    text(&d["id"]),
-                    text(&d["open_class"]),
-                    text(&d["provider"]),
-                    text(&d["title"]),
-                    if d["suspended"] == true { "  [SUSPENDED]" } else { "" }
-                );
-            }
+            print!("{}", view::catalog(&client.get("/v1/catalog")?));
             Ok(())
         }
         Command::Budget { grant, json } => {
@@ -48,105 +40,35 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
             if json {
                 println!("{}", pretty(&budget)?);
             } else {
-                println!("{:<24} {:>10} {:>10} {:>10}", "dataset", "ε total", "ε spent", "ε left");
-                for b in budget.as_array().into_iter().flatten() {
-                    println!(
-                        "{:<24} {:>10.3} {:>10.3} {:>10.3}",
-                        text(&b["dataset"]),
-                        b["epsilon_total"].as_f64().unwrap_or(0.0),
-                        b["epsilon_spent"].as_f64().unwrap_or(0.0),
-                        b["epsilon_left"].as_f64().unwrap_or(0.0)
-                    );
-                }
+                print!("{}", view::budget(&grant, &budget));
             }
             Ok(())
         }
-        Command::Report(args) => {
-            let mut query = vec![format!("format={}", if args.json { "json" } else { "markdown" })];
-            if let Some(from) = &args.from {
-                query.push(format!("from={}", segment(from)));
-            }
-            if let Some(to) = &args.to {
-                query.push(format!("to={}", segment(to)));
-            }
-            let report = client.get(&format!(
-                "/v1/agreements/{}/report?{}",
-                segment(&args.grant),
-                query.join("&")
-            ))?;
-            let body = match report {
-                Value::String(markdown) => markdown,
-                other => pretty(&other)?,
-            };
-            match &args.out {
-                Some(path) => {
-                    std::fs::write(path, body).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
-                }
-                None => {
-                    print!("{body}");
-                    Ok(())
-                }
-            }
-        }
+        Command::Report(args) => report(&client, args),
         Command::Audit {
             command: AuditCommand::Verify { json },
-        } => {
-            let v = client.get("/v1/audit/verify")?;
-            let intact = v["intact"] == true;
-            let line = if intact {
-                format!("ledger intact: {} entries, head {}", v["entries"], text(&v["head"]))
-            } else {
-                format!("ledger BROKEN at entry {}: {}", v["first_bad_seq"], text(&v["problem"]))
-            };
-            println!("{}", if json { v.to_string() } else { line.clone() });
-            if intact {
-                Ok(())
-            } else {
-                Err(CliError { code: 2, message: line })
-            }
-        }
+        } => audit_verify(&client, json),
         Command::Audit {
             command: AuditCommand::Export { out },
-        } => {
-            let entries = client.get("/v1/audit")?;
-            let mut lines = String::new();
-            for e in entries.as_array().into_iter().flatten() {
-                lines.push_str(&e.to_string());
-                lines.push('\n');
-            }
-            match out {
-                Some(path) => {
-                    std::fs::write(&path, lines).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
-                }
-                None => {
-                    print!("{lines}");
-                    Ok(())
-                }
-            }
-        }
+        } => audit_export(&client, out),
         Command::Policy {
             command: PolicyCommand::Set { file },
-        } => {
-            let toml =
-                std::fs::read_to_string(&file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
-            let dataset = policy_dataset(&toml)
-                .ok_or_else(|| fail(format!("{} names no dataset (`dataset = \"…\"`)", file.display())))?;
-            let installed = client.call(
-                "PUT",
-                &format!("/v1/policies/{}", segment(&dataset)),
-                Some(&json!({"toml": toml})),
-            )?;
-            println!(
-                "policy installed; digest {} recorded in the ledger",
-                text(&installed["digest"])
-            );
-            Ok(())
-        }
+        } => policy_set(&client, &file),
         Command::Governance(command) => governance(&client, command),
-        Command::Demo { .. } | Command::Data { .. } | Command::Policy { .. } | Command::Serve(_) => Err(fail(
-            "this verb works on a local data directory only; run it without --server",
-        )),
+        Command::Demo { .. } => Err(local_only("demo")),
+        Command::Data { .. } => Err(local_only("data generate")),
+        Command::Policy {
+            command: PolicyCommand::Check { .. },
+        } => Err(local_only("policy check")),
+        Command::Serve(_) => Err(local_only("serve")),
     }
+}
+
+fn local_only(verb: &str) -> CliError {
+    fail(format!(
+        "`sandbox {verb}` works on a local data directory, not against a server: \
+         run it without --server (and without SANDBOX_SERVER in the environment)"
+    ))
 }
 
 fn governance(client: &Client, command: GovernanceCommand) -> Result<(), CliError> {
@@ -159,6 +81,7 @@ fn governance(client: &Client, command: GovernanceCommand) -> Result<(), CliErro
             }
         }
         GovernanceCommand::Account(AccountCommand::Create { id, role, provider }) => {
+            // The CLI says `owner`, the API `data_owner`.
             let role = if role == "owner" {
                 "data_owner".to_string()
             } else {
@@ -170,75 +93,14 @@ fn governance(client: &Client, command: GovernanceCommand) -> Result<(), CliErro
                 text(&created["token"])
             );
         }
-        GovernanceCommand::Apply(args) => {
-            let body = json!({
-                "datasets": args.dataset, "columns": args.column, "job_kinds": args.kind,
-                "scenario": args.scenario, "materials": args.material,
-            });
-            let mut new = body.clone();
-            new["id"] = json!(args.id);
-            let submitted = match client.post("/v1/applications", &new) {
-                Err(e) if e.message.contains("exists") => {
-                    client.call("PUT", &format!("/v1/applications/{}", segment(&args.id)), Some(&body))?
-                }
-                other => other?,
-            };
-            println!(
-                "application `{}` submitted (revision {})",
-                args.id, submitted["revision"]
-            );
-        }
-        GovernanceCommand::Decide(args) => {
-            let decision = match (args.reject, args.approve) {
-                (Some(reason), false) => json!({"decision": "reject", "reason": reason}),
-                (None, true) => json!({
-                    "decision": "approve",
-                    "epsilon": args.epsilon.ok_or_else(|| fail("--approve needs --epsilon"))?,
-                    "expires_at": args.expires.ok_or_else(|| fail("--approve needs --expires (RFC 3339, UTC)"))?,
-                    "call_quota": args.quota.ok_or_else(|| fail("--approve needs --quota"))?,
-                }),
-                _ => {
-                    return Err(fail(
-                        "give --approve (with --epsilon, --expires, --quota) or --reject REASON",
-                    ));
-                }
-            };
-            let decided = client.post(
-                &format!("/v1/applications/{}/decision", segment(&args.application)),
-                &decision,
-            )?;
-            match decided["agreement"].as_str() {
-                Some(a) => println!("decision recorded; agreement `{a}` is in force"),
-                None => println!("decision recorded"),
-            }
-        }
+        GovernanceCommand::Apply(args) => apply(client, args)?,
+        GovernanceCommand::Decide(args) => decide(client, args)?,
         GovernanceCommand::Agreement { id, json } => {
             let a = client.get(&format!("/v1/agreements/{}", segment(&id)))?;
             if json {
                 println!("{}", pretty(&a)?);
             } else {
-                let list = |v: &Value| {
-                    v.as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(text)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                println!(
-                    "{} — holder {}, {} ({}), expires {}, calls {}/{}\n  scenario: {}\n  datasets: {}\n  columns: {}\n  job kinds: {}",
-                    text(&a["id"]),
-                    text(&a["holder"]),
-                    text(&a["status"]),
-                    text(&a["status_reason"]),
-                    text(&a["expires_at"]),
-                    a["calls_used"],
-                    a["call_quota"],
-                    text(&a["terms"]["scenario"]),
-                    list(&a["terms"]["datasets"]),
-                    list(&a["terms"]["columns"]),
-                    list(&a["terms"]["job_kinds"])
-                );
+                print!("{}", view::agreement(&a));
             }
         }
         GovernanceCommand::Revoke { agreement, reason } => {
@@ -248,7 +110,7 @@ fn governance(client: &Client, command: GovernanceCommand) -> Result<(), CliErro
             )?;
             println!(
                 "agreement `{agreement}` revoked; {} running job(s) cancelled",
-                r["cancelled_jobs"]
+                text(&r["cancelled_jobs"])
             );
         }
         GovernanceCommand::Suspend { dataset, reason } => {
@@ -256,7 +118,10 @@ fn governance(client: &Client, command: GovernanceCommand) -> Result<(), CliErro
                 &format!("/v1/datasets/{}/suspend", segment(&dataset)),
                 &json!({"reason": reason}),
             )?;
-            println!("{dataset} suspended; {} running job(s) cancelled", r["cancelled_jobs"]);
+            println!(
+                "{dataset} suspended; {} running job(s) cancelled",
+                text(&r["cancelled_jobs"])
+            );
         }
         GovernanceCommand::Resume { dataset, note } => {
             client.post(
@@ -269,105 +134,320 @@ fn governance(client: &Client, command: GovernanceCommand) -> Result<(), CliErro
     Ok(())
 }
 
+/// Submits an application; one that exists (409) is revised instead, as
+/// the local verb does (the server accepts a revision of a rejected one).
+fn apply(client: &Client, args: ApplyArgs) -> Result<(), CliError> {
+    let body = json!({
+        "datasets": args.dataset, "columns": args.column, "job_kinds": args.kind,
+        "scenario": args.scenario, "materials": args.material,
+    });
+    let submitted = {
+        let mut new = body.clone();
+        new["id"] = json!(args.id);
+        match client.post("/v1/applications", &new) {
+            Err(ApiFailure { status: Some(409), .. }) => {
+                client.put(&format!("/v1/applications/{}", segment(&args.id)), &body)?
+            }
+            other => other?,
+        }
+    };
+    println!(
+        "application `{}` submitted (revision {})",
+        args.id,
+        text(&submitted["revision"])
+    );
+    Ok(())
+}
+
+fn decide(client: &Client, args: DecideArgs) -> Result<(), CliError> {
+    let decision = match (args.reject, args.approve) {
+        (Some(reason), false) => json!({"decision": "reject", "reason": reason}),
+        (None, true) => json!({
+            "decision": "approve",
+            "epsilon": args.epsilon.ok_or_else(|| fail("--approve needs --epsilon"))?,
+            "expires_at": args.expires.ok_or_else(|| fail("--approve needs --expires (RFC 3339, UTC)"))?,
+            "call_quota": args.quota.ok_or_else(|| fail("--approve needs --quota"))?,
+        }),
+        _ => {
+            return Err(fail(
+                "give --approve (with --epsilon, --expires, --quota) or --reject REASON",
+            ));
+        }
+    };
+    let decided = client.post(
+        &format!("/v1/applications/{}/decision", segment(&args.application)),
+        &decision,
+    )?;
+    match decided["agreement"].as_str() {
+        Some(a) => println!("decision recorded; agreement `{a}` is in force"),
+        None => println!("decision recorded"),
+    }
+    Ok(())
+}
+
 fn sql(client: &Client, args: SqlArgs) -> Result<(), CliError> {
     let query = match (&args.query, &args.file) {
         (Some(q), None) => q.clone(),
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read {}: {e}", f.display())))?,
         _ => return Err(fail("give a query, or --file with one")),
     };
-    let module = args
-        .wasm
-        .as_ref()
-        .map(|p| read(p).map(|m| base64::engine::general_purpose::STANDARD.encode(m)))
-        .transpose()?;
+    let module = args.wasm.as_deref().map(base64_file).transpose()?;
     let request = json!({
         "kind": "sql", "agreement": args.grant, "sql": query,
         "epsilon": args.epsilon, "dry_run": args.dry_run, "wasm_module": module,
     });
-    let result = run_job(client, &request)?;
-    print_result(&result, args.json)
+    let result = run_job(client, &request, args.json)?;
+    print_result(client, &args.grant, &result, args.json)
 }
 
-/// Submits a job, follows it (a spinner on a terminal) and returns its
-/// result; a refused or failed job is an error naming the rule.
-fn run_job(client: &Client, request: &Value) -> Result<Value, CliError> {
-    let job = client.post("/v1/jobs", request)?;
+fn wasm_run(client: &Client, args: WasmRunArgs) -> Result<(), CliError> {
+    let request = json!({
+        "kind": "analysis", "agreement": args.grant, "input_sql": args.input,
+        "wasm_module": base64_file(&args.module)?,
+        "blocks": args.blocks, "epsilon": args.epsilon,
+    });
+    let result = run_job(client, &request, args.json)?;
+    print_result(client, &args.grant, &result, args.json)
+}
+
+/// Submits a job, follows it to its end and returns its result. A job
+/// refused (at submission or while running) is an error naming its rule;
+/// with `json`, the error is also printed as JSON on stdout, as the local
+/// verbs do.
+fn run_job(client: &Client, request: &Value, json: bool) -> Result<Value, CliError> {
+    let ended = follow(client, request);
+    match ended {
+        Err(failure) if json => {
+            let refused = failure.code == "refused";
+            println!(
+                "{}",
+                json!({"error": failure.message, "rule": failure.rule, "refused": refused})
+            );
+            Err(failure.into())
+        }
+        other => Ok(other?),
+    }
+}
+
+fn follow(client: &Client, request: &Value) -> Result<Value, ApiFailure> {
+    let mut job = client.post("/v1/jobs", request)?;
     let id = text(&job["id"]);
-    let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    let mut job = job;
+    let spinner = if std::io::stderr().is_terminal() {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     while matches!(job["state"].as_str(), Some("queued" | "running")) {
-        spinner.set_message(format!(
-            "{id}: {}{}",
-            text(&job["state"]),
-            job["progress"].as_str().map(|p| format!(" ({p})")).unwrap_or_default()
-        ));
-        std::thread::sleep(Duration::from_millis(100));
-        job = client.get(&format!("/v1/jobs/{}", segment(&id)))?;
+        spinner.set_message(match job["progress"].as_str() {
+            Some(stage) => format!("job {id}: {} — {stage}", text(&job["state"])),
+            None => format!("job {id}: {}", text(&job["state"])),
+        });
+        std::thread::sleep(POLL_EVERY);
+        job = match client.get(&format!("/v1/jobs/{}", segment(&id))) {
+            Ok(j) => j,
+            Err(e) => {
+                spinner.finish_and_clear();
+                return Err(e);
+            }
+        };
     }
     spinner.finish_and_clear();
     match job["state"].as_str() {
         Some("succeeded") => client.get(&format!("/v1/jobs/{}/result", segment(&id))),
-        state => {
-            let rule = job["error"]["rule"].as_str();
-            let mut message = format!(
-                "job {id} {}: {}",
-                state.unwrap_or("ended"),
-                job["error"]["message"].as_str().unwrap_or("no reason given")
-            );
-            if let Some(rule) = rule
-                && !message.contains("[rule:")
-            {
-                message.push_str(&format!(" [rule: {rule}]"));
-            }
-            Err(CliError {
-                code: if state == Some("refused") || state == Some("cancelled") {
-                    2
-                } else {
-                    1
-                },
-                message,
-            })
-        }
+        state => Err(job_failure(&id, state, &job["error"])),
     }
 }
 
-fn print_result(result: &Value, json: bool) -> Result<(), CliError> {
+/// A job that ended without a result, as an API failure: refused and
+/// cancelled jobs (the server names the rule) exit 2, failed ones 1.
+fn job_failure(id: &str, state: Option<&str>, error: &Value) -> ApiFailure {
+    let state = state.unwrap_or("ended");
+    ApiFailure {
+        status: None,
+        code: if matches!(state, "refused" | "cancelled") {
+            "refused"
+        } else {
+            "failed"
+        }
+        .into(),
+        rule: error["rule"].as_str().map(str::to_string),
+        message: {
+            let reason = error["message"].as_str().unwrap_or("no reason given");
+            // The runtime's messages may start with the state already.
+            let reason = reason.strip_prefix(&format!("{state}: ")).unwrap_or(reason);
+            format!("job {id} {state}: {reason}")
+        },
+    }
+}
+
+/// A job's result: its released table and the grant's budget after it
+/// (as the local verbs print them), a dry run's report, or the JSON.
+fn print_result(client: &Client, grant: &str, result: &Value, json: bool) -> Result<(), CliError> {
     if json {
         println!("{}", pretty(result)?);
         return Ok(());
     }
     match result["kind"].as_str() {
-        Some("released") => {
+        Some("dry_run") => print!("{}", view::dry_run(&result["report"])),
+        _ => {
             let table: ReleasedTable = serde_json::from_value(result["table"].clone())
                 .map_err(|e| fail(format!("the server sent a table this CLI cannot read: {e}")))?;
             print!("{}", crate::render::table(&table));
+            // The budget is a second look; the table is what was asked for.
+            if let Ok(budget) = client.get(&format!("/v1/agreements/{}/budget", segment(grant))) {
+                print!("{}", view::budget(grant, &budget));
+            }
         }
-        _ => println!("{}", pretty(&result["report"])?),
     }
     Ok(())
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+fn report(client: &Client, args: ReportArgs) -> Result<(), CliError> {
+    let mut query = vec![format!("format={}", if args.json { "json" } else { "markdown" })];
+    if let Some(from) = &args.from {
+        query.push(format!("from={}", segment(from)));
+    }
+    if let Some(to) = &args.to {
+        query.push(format!("to={}", segment(to)));
+    }
+    let report = client.get(&format!(
+        "/v1/agreements/{}/report?{}",
+        segment(&args.grant),
+        query.join("&")
+    ))?;
+    let body = match report {
+        Value::String(markdown) => markdown,
+        other => format!("{}\n", pretty(&other)?),
+    };
+    match &args.out {
+        Some(path) => {
+            write(path, &body)?;
+            eprintln!("usage report of `{}` written to {}", args.grant, path.display());
+        }
+        None => print!("{body}"),
+    }
+    Ok(())
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+/// Exit 0 when the server's ledger verifies, 2 naming the first bad entry.
+fn audit_verify(client: &Client, json: bool) -> Result<(), CliError> {
+    let v = client.get("/v1/audit/verify")?;
+    let (line, value) = if v["intact"] == true {
+        (
+            format!(
+                "ledger intact: {} entries, head {}",
+                text(&v["entries"]),
+                text(&v["head"])
+            ),
+            json!({"intact": true, "entries": v["entries"], "head": v["head"]}),
+        )
+    } else {
+        let seq = text(&v["first_bad_seq"]);
+        let problem = text(&v["problem"]);
+        let prefix = format!("ledger broken at entry {seq}: ");
+        let reason = problem.strip_prefix(&prefix).unwrap_or(&problem).to_string();
+        (
+            format!("ledger BROKEN at entry {seq}: {reason}"),
+            json!({"intact": false, "first_bad_entry": v["first_bad_seq"], "reason": reason}),
+        )
+    };
+    println!("{}", if json { value.to_string() } else { line.clone() });
+    if v["intact"] == true {
+        Ok(())
+    } else {
+        Err(CliError { code: 2, message: line })
     }
+}
+
+/// Every entry, oldest first, one JSON object a line.
+fn audit_export(client: &Client, out: Option<PathBuf>) -> Result<(), CliError> {
+    let entries = client.get("/v1/audit")?;
+    let entries = entries
+        .as_array()
+        .ok_or_else(|| fail("the server's ledger export is not a list of entries"))?;
+    let mut lines = String::new();
+    for e in entries {
+        lines.push_str(&e.to_string());
+        lines.push('\n');
+    }
+    match out {
+        Some(path) => {
+            write(&path, &lines)?;
+            eprintln!("{} entries written to {}", entries.len(), path.display());
+        }
+        None => print!("{lines}"),
+    }
+    Ok(())
+}
+
+/// Installs a policy file for the dataset it names (`dataset = "…"`).
+fn policy_set(client: &Client, file: &Path) -> Result<(), CliError> {
+    let toml = std::fs::read_to_string(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+    let dataset = policy_dataset(&toml).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    let installed = client.put(&format!("/v1/policies/{}", segment(&dataset)), &json!({"toml": toml}))?;
+    println!(
+        "policy installed; digest {} recorded in the ledger",
+        text(&installed["digest"])
+    );
+    Ok(())
+}
+
+/// The dataset a policy file is about: its top-level `dataset = "…"`.
+fn policy_dataset(text: &str) -> Result<String, String> {
+    let table: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
+    table
+        .get("dataset")
+        .and_then(toml::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| "names no dataset (a top-level `dataset = \"…\"`)".into())
+}
+
+fn base64_file(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), CliError> {
+    std::fs::write(path, text).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
 }
 
 fn pretty(v: &Value) -> Result<String, CliError> {
     serde_json::to_string_pretty(v).map_err(|e| fail(e.to_string()))
 }
 
-/// The dataset a policy file is about (its top-level `dataset = "…"`).
-fn policy_dataset(toml: &str) -> Option<String> {
-    toml.lines().find_map(|l| {
-        let (key, value) = l.split_once('=')?;
-        (key.trim() == "dataset").then(|| value.trim().trim_matches('"').to_string())
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_names_its_dataset() {
+        let policy = "# owner notes\ndataset = \"gov.tax_payments\"\nversion = \"1\"\n[columns]\nyear = { roles = [\"group\"] }\n";
+        assert_eq!(policy_dataset(policy).as_deref(), Ok("gov.tax_payments"));
+        assert!(policy_dataset("[release]\nmode = \"dp\"\n").is_err());
+        assert!(policy_dataset("dataset = ").is_err());
+    }
+
+    #[test]
+    fn ended_jobs_keep_their_rule_and_exit_code() {
+        let e = CliError::from(job_failure(
+            "job-1",
+            Some("refused"),
+            &json!({"rule": "agreement-column", "message": "refused: gov.tax_payments.vat is not covered"}),
+        ));
+        assert_eq!(e.code, 2);
+        assert_eq!(
+            e.message,
+            "job job-1 refused: gov.tax_payments.vat is not covered [rule: agreement-column]"
+        );
+        let e = CliError::from(job_failure(
+            "job-2",
+            Some("cancelled"),
+            &json!({"rule": "job-cancelled", "message": "cancelled"}),
+        ));
+        assert_eq!(e.code, 2);
+        let e = CliError::from(job_failure("job-3", Some("failed"), &json!({"message": "disk full"})));
+        assert_eq!((e.code, e.message.as_str()), (1, "job job-3 failed: disk full"));
+    }
 }
