@@ -25,17 +25,10 @@ struct PoolJobs {
     sandbox: Arc<Sandbox>,
 }
 
-/// A pool error as the runtime's, so Flight SQL maps it like any other
-/// (a refusal keeps its rule and its message without the prefix and
-/// suffix `ApiError` adds).
+/// A pool error as the runtime's, so Flight SQL maps it like any other.
 fn runtime_error(e: ApiError) -> RuntimeError {
     match e.rule {
-        Some(rule) => {
-            let suffix = format!(" [rule: {rule}]");
-            let message = e.message.strip_prefix("refused: ").unwrap_or(&e.message);
-            let message = message.strip_suffix(suffix.as_str()).unwrap_or(message);
-            RuntimeError::refused(rule, message)
-        }
+        Some(rule) => RuntimeError::refused(rule, e.message),
         None => RuntimeError::Setup(e.message),
     }
 }

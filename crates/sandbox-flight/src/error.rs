@@ -41,12 +41,7 @@ pub(crate) fn refused(rule: &str, message: &str) -> Status {
 /// the data, or on the machine, are logged and answered generically.
 pub(crate) fn runtime_status(e: &RuntimeError) -> Status {
     if let Some(rule) = e.rule() {
-        let message = match e {
-            RuntimeError::Refused { message, .. } => message.clone(),
-            RuntimeError::Sql(SqlError::Refused(refusal)) => refusal.message.clone(),
-            other => other.to_string(),
-        };
-        return refused(rule, &message);
+        return refused(rule, &e.refusal_message());
     }
     match e {
         RuntimeError::Governance(g) => governance_status(g),

@@ -54,6 +54,16 @@ impl RuntimeError {
         )
     }
 
+    /// What a refusal says, without the `refused:` prefix and the rule
+    /// (front ends show the rule on its own); other errors as displayed.
+    pub fn refusal_message(&self) -> String {
+        match self {
+            RuntimeError::Refused { message, .. } => message.clone(),
+            RuntimeError::Sql(sandbox_sql::SqlError::Refused(refusal)) => refusal.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The rule that refused the job, when it was refused.
     pub fn rule(&self) -> Option<&'static str> {
         match self {

@@ -115,7 +115,7 @@ impl IntoResponse for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         if let Some(rule) = e.rule() {
-            return ApiError::refused(rule, e.to_string());
+            return ApiError::refused(rule, e.refusal_message());
         }
         match e {
             RuntimeError::Governance(g) => g.into(),

@@ -273,12 +273,10 @@ fn job_failure(id: &str, state: Option<&str>, error: &Value) -> ApiFailure {
         }
         .into(),
         rule: error["rule"].as_str().map(str::to_string),
-        message: {
-            let reason = error["message"].as_str().unwrap_or("no reason given");
-            // The runtime's messages may start with the state already.
-            let reason = reason.strip_prefix(&format!("{state}: ")).unwrap_or(reason);
-            format!("job {id} {state}: {reason}")
-        },
+        message: format!(
+            "job {id} {state}: {}",
+            error["message"].as_str().unwrap_or("no reason given")
+        ),
     }
 }
 
@@ -345,9 +343,7 @@ fn audit_verify(client: &Client, json: bool) -> Result<(), CliError> {
         )
     } else {
         let seq = text(&v["first_bad_seq"]);
-        let problem = text(&v["problem"]);
-        let prefix = format!("ledger broken at entry {seq}: ");
-        let reason = problem.strip_prefix(&prefix).unwrap_or(&problem).to_string();
+        let reason = text(&v["problem"]);
         (
             format!("ledger BROKEN at entry {seq}: {reason}"),
             json!({"intact": false, "first_bad_entry": v["first_bad_seq"], "reason": reason}),
@@ -434,7 +430,7 @@ mod tests {
         let e = CliError::from(job_failure(
             "job-1",
             Some("refused"),
-            &json!({"rule": "agreement-column", "message": "refused: gov.tax_payments.vat is not covered"}),
+            &json!({"rule": "agreement-column", "message": "gov.tax_payments.vat is not covered"}),
         ));
         assert_eq!(e.code, 2);
         assert_eq!(

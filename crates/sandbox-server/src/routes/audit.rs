@@ -26,7 +26,7 @@ pub struct Verification {
     pub intact: bool,
     pub entries: Option<u64>,
     pub head: Option<String>,
-    /// The first bad entry's sequence number and what is wrong with it.
+    /// The first bad entry's position (1-based) and what is wrong with it.
     pub first_bad_seq: Option<u64>,
     pub problem: Option<String>,
 }
@@ -49,7 +49,7 @@ pub async fn verify_audit(State(state): State<AppState>, caller: Caller) -> ApiR
             entries: None,
             head: None,
             first_bad_seq: Some(broken.seq),
-            problem: Some(broken.to_string()),
+            problem: Some(broken.reason),
         },
     }))
 }
