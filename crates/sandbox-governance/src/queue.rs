@@ -18,7 +18,6 @@ CREATE TABLE IF NOT EXISTS job_queue (
     kind TEXT NOT NULL,
     request TEXT NOT NULL,
     state TEXT NOT NULL,
-    progress TEXT,
     error TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -84,8 +83,6 @@ pub struct QueuedJob {
     #[serde(skip)]
     pub request: String,
     pub state: QueueState,
-    /// The stage a running job has reached.
-    pub progress: Option<String>,
     /// Why a job was refused or failed (JSON: rule and message).
     pub error: Option<serde_json::Value>,
     pub created_at: String,
@@ -101,7 +98,7 @@ pub struct RecordedJob {
 }
 
 const JOB_SELECT: &str =
-    "SELECT id, account, grant_id, kind, request, state, progress, error, created_at, updated_at FROM job_queue";
+    "SELECT id, account, grant_id, kind, request, state, error, created_at, updated_at FROM job_queue";
 
 fn job_from_row(r: &crate::db::Row) -> Result<QueuedJob, GovernanceError> {
     Ok(QueuedJob {
@@ -111,10 +108,9 @@ fn job_from_row(r: &crate::db::Row) -> Result<QueuedJob, GovernanceError> {
         kind: r.text(3)?,
         request: r.text(4)?,
         state: QueueState::parse(&r.text(5)?)?,
-        progress: r.opt_text(6)?,
-        error: r.opt_text(7)?.map(|e| serde_json::from_str(&e)).transpose()?,
-        created_at: r.text(8)?,
-        updated_at: r.text(9)?,
+        error: r.opt_text(6)?.map(|e| serde_json::from_str(&e)).transpose()?,
+        created_at: r.text(7)?,
+        updated_at: r.text(8)?,
     })
 }
 
@@ -149,40 +145,22 @@ impl Store {
         })
     }
 
-    /// Moves a job to `state` (with its progress or error). A job in a
-    /// final state never moves again; returns whether it moved.
+    /// Moves a job to `state` (with its error). A job in a final state
+    /// never moves again; returns whether it moved.
     pub fn set_queue_state(
         &self,
         id: &str,
         state: QueueState,
-        progress: Option<&str>,
         error: Option<&serde_json::Value>,
     ) -> Result<bool, GovernanceError> {
         let error = error.map(serde_json::to_string).transpose()?;
         self.write(|tx| {
             let n = tx.execute(
-                "UPDATE job_queue SET state = ?2, progress = ?3, error = ?4, updated_at = ?5
+                "UPDATE job_queue SET state = ?2, error = ?3, updated_at = ?4
                  WHERE id = ?1 AND state IN ('queued', 'running')",
-                &[
-                    id.into(),
-                    state.as_str().into(),
-                    progress.into(),
-                    error.as_deref().into(),
-                    now().into(),
-                ],
+                &[id.into(), state.as_str().into(), error.as_deref().into(), now().into()],
             )?;
             Ok(n > 0)
-        })
-    }
-
-    /// Records a running job's stage.
-    pub fn set_queue_progress(&self, id: &str, progress: &str) -> Result<(), GovernanceError> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE job_queue SET progress = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'running'",
-                &[id.into(), progress.into(), now().into()],
-            )?;
-            Ok(())
         })
     }
 

@@ -110,16 +110,17 @@ pub struct JobView {
     pub result: Option<String>,
 }
 
-impl From<QueuedJob> for JobView {
-    fn from(j: QueuedJob) -> Self {
+impl JobView {
+    /// The view of `j`, which has reached `stage` if running.
+    pub fn new(j: QueuedJob, stage: Option<&str>) -> Self {
         let state = j.state.as_str().to_string();
         JobView {
             result: (state == "succeeded").then(|| format!("/v1/jobs/{}/result", j.id)),
+            progress: stage.filter(|_| state == "running").map(str::to_string),
             id: j.id,
             kind: j.kind,
             agreement: j.grant,
             state,
-            progress: j.progress,
             error: j.error,
             created_at: j.created_at,
             updated_at: j.updated_at,

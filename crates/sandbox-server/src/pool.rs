@@ -10,7 +10,7 @@
 //! job is lost and none is charged twice.
 
 use crate::error::{ApiError, ApiResult};
-use crate::job::{JobRequest, decode_module};
+use crate::job::{JobRequest, JobView, decode_module};
 use crate::metrics::Metrics;
 use sandbox_governance::{QueueState, QueuedJob};
 use sandbox_model::JobOutcome;
@@ -59,6 +59,9 @@ struct Inner {
     limits: PoolLimits,
     cancels: Mutex<HashMap<String, Arc<Notify>>>,
     waiters: Mutex<HashMap<String, Waiter>>,
+    /// The stage each running job has reached (kept in memory: a stage is
+    /// worth no write to the store, and a restart runs the job again).
+    stages: Arc<Mutex<HashMap<String, &'static str>>>,
 }
 
 impl std::fmt::Debug for JobPool {
@@ -134,6 +137,7 @@ impl JobPool {
                 limits,
                 cancels: Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
+                stages: Arc::default(),
             }),
         };
         pool.recover()?;
@@ -152,6 +156,18 @@ impl JobPool {
             });
         }
         Ok(pool)
+    }
+
+    /// A job as its submitter sees it, with the stage it has reached.
+    pub fn view(&self, job: QueuedJob) -> JobView {
+        let stage = self
+            .inner
+            .stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&job.id)
+            .copied();
+        JobView::new(job, stage)
     }
 
     /// Jobs waiting for a worker.
@@ -246,7 +262,7 @@ impl JobPool {
         let store = self.inner.sandbox.store();
         if job.state == QueueState::Queued {
             let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
-            if store.set_queue_state(&job.id, QueueState::Cancelled, None, Some(&error))? {
+            if store.set_queue_state(&job.id, QueueState::Cancelled, Some(&error))? {
                 self.inner.metrics.job_finished("cancelled", std::time::Duration::ZERO);
                 self.tell_waiter(&job.id, Err(cancelled_before_running()));
                 return Ok(QueueState::Cancelled);
@@ -269,7 +285,7 @@ impl JobPool {
             // it starts and the store refuses to move a final job.
             None => {
                 let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
-                if store.set_queue_state(&job.id, QueueState::Cancelled, None, Some(&error))? {
+                if store.set_queue_state(&job.id, QueueState::Cancelled, Some(&error))? {
                     self.tell_waiter(&job.id, Err(cancelled_before_running()));
                 }
             }
@@ -290,7 +306,7 @@ impl JobPool {
                         _ => QueueState::Failed,
                     };
                     let error = recorded.outcome.filter(|_| state != QueueState::Succeeded);
-                    store.set_queue_state(&job.id, state, None, error.as_ref())?;
+                    store.set_queue_state(&job.id, state, error.as_ref())?;
                     tracing::info!(job = %job.id, state = state.as_str(), "job ended before the restart");
                 }
                 _ => {
@@ -311,7 +327,7 @@ impl JobPool {
         let store = self.inner.sandbox.store();
         let claimed = store.queued_job(id).and_then(|job| match job {
             Some(job) if !job.state.is_final() => {
-                let moved = store.set_queue_state(id, QueueState::Running, Some("starting"), None)?;
+                let moved = store.set_queue_state(id, QueueState::Running, None)?;
                 Ok(moved.then_some(job))
             }
             _ => Ok(None),
@@ -335,6 +351,7 @@ impl JobPool {
         let ending = self.execute(&job, &notify).await;
         self.inner.running.fetch_sub(1, Ordering::SeqCst);
         self.lock_cancels().remove(id);
+        self.inner.stages.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         if ending.state == QueueState::Succeeded {
             match store.job_charges(id) {
                 Ok(charges) => {
@@ -348,7 +365,7 @@ impl JobPool {
         self.inner
             .metrics
             .job_finished(ending.state.as_str(), started.elapsed());
-        if let Err(e) = store.set_queue_state(id, ending.state, None, ending.error.as_ref()) {
+        if let Err(e) = store.set_queue_state(id, ending.state, ending.error.as_ref()) {
             // The store recorded how the job ended; the next start reads it.
             tracing::error!(job = id, error = %e, "could not record a job's end");
         }
@@ -381,14 +398,14 @@ impl JobPool {
             }
         };
         let sandbox = self.inner.sandbox.clone();
-        let progress_id = job.id.clone();
-        let progress_sandbox = sandbox.clone();
+        let (stages, progress_id) = (self.inner.stages.clone(), job.id.clone());
         let context = JobContext {
             id: Some(job.id.clone()),
             progress: Some(Arc::new(move |stage| {
-                if let Err(e) = progress_sandbox.store().set_queue_progress(&progress_id, stage) {
-                    tracing::warn!(job = %progress_id, error = %e, "could not record progress");
-                }
+                stages
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(progress_id.clone(), stage);
             })),
         };
         let work = run_request(&sandbox, &context, &job.grant, request);

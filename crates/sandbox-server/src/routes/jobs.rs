@@ -36,7 +36,7 @@ pub async fn submit_job(
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     caller.require_applicant()?;
     let job = state.pool.submit(&caller.account, &request)?;
-    Ok((StatusCode::ACCEPTED, Json(job.into())))
+    Ok((StatusCode::ACCEPTED, Json(state.pool.view(job))))
 }
 
 /// How many jobs to list.
@@ -62,7 +62,7 @@ pub async fn list_jobs(
             .store()
             .queued_jobs_of(&caller.account, limit)?
             .into_iter()
-            .map(JobView::from)
+            .map(|j| state.pool.view(j))
             .collect(),
     ))
 }
@@ -76,7 +76,7 @@ pub async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
-    Ok(Json(own_job(&state, &caller, &id)?.into()))
+    Ok(Json(state.pool.view(own_job(&state, &caller, &id)?)))
 }
 
 /// The released result of one of the caller's jobs:
@@ -123,5 +123,8 @@ pub async fn cancel_job(
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     let job = own_job(&state, &caller, &id)?;
     state.pool.cancel(&job)?;
-    Ok((StatusCode::ACCEPTED, Json(own_job(&state, &caller, &id)?.into())))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.pool.view(own_job(&state, &caller, &id)?)),
+    ))
 }
