@@ -1,0 +1,186 @@
+//! The path of an analysis job (a WebAssembly program run by sample and
+//! aggregate): admission and checks as for SQL, the charge, the program on
+//! disjoint blocks of privacy units, the noisy average released.
+
+use super::{AnalysisResult, JobContext, Lookup, Sandbox, Submission, digest};
+use crate::RuntimeError;
+use crate::analysis::{AnalysisOptions, AnalysisProgram, MAX_BLOCKS, split_into_blocks};
+use crate::rules::combine;
+use sandbox_dp::sample_aggregate::{SampleAggregate, random_key};
+use sandbox_governance::JobCharge;
+use sandbox_model::{JobOutcome, ReleasedTable, UsageRecord};
+use sandbox_sql::partials::collect_rows;
+use std::sync::Arc;
+
+impl Sandbox {
+    /// Runs an analysis job: `input_sql` selects the rows (checked like any
+    /// query, but not aggregated), the program runs on disjoint blocks of
+    /// privacy units, and the noisy average of its clamped outputs is
+    /// released (sample and aggregate).
+    pub async fn run_analysis(
+        &self,
+        grant: &str,
+        program: Arc<dyn AnalysisProgram>,
+        input_sql: &str,
+        options: &AnalysisOptions,
+    ) -> Result<AnalysisResult, RuntimeError> {
+        self.run_analysis_job(&JobContext::default(), grant, program, input_sql, options)
+            .await
+    }
+
+    /// [`run_analysis`](Self::run_analysis) under a given job id and
+    /// progress callback.
+    pub async fn run_analysis_job(
+        &self,
+        context: &JobContext,
+        grant: &str,
+        program: Arc<dyn AnalysisProgram>,
+        input_sql: &str,
+        options: &AnalysisOptions,
+    ) -> Result<AnalysisResult, RuntimeError> {
+        let job_id = context.id.clone().unwrap_or_else(|| self.next_job_id());
+        let submission = Submission::new(format!("{}\n-- program {}", input_sql, program.digest()));
+        context.report("checking");
+        let result = self
+            .run_analysis_inner(&job_id, grant, program, input_sql, options, &submission)
+            .await;
+        self.record_if_refused(&result, &job_id, grant, "wasm", &submission);
+        result
+    }
+
+    async fn run_analysis_inner(
+        &self,
+        job_id: &str,
+        grant: &str,
+        program: Arc<dyn AnalysisProgram>,
+        input_sql: &str,
+        options: &AnalysisOptions,
+        submission: &Submission,
+    ) -> Result<AnalysisResult, RuntimeError> {
+        let (granted, session) = self.admit(grant)?;
+        let policies = self.policies();
+        let lookup = Lookup {
+            catalog: &self.catalog,
+            policies: &policies,
+            granted: &granted,
+        };
+        let rows = session.plan_and_check_rows(input_sql, &lookup)?;
+        self.check_job_allowed(grant, &["wasm"], &rows.datasets, &rows.usage)?;
+        let rules = combine(rows.protected.iter().filter_map(|d| policies.get(d)))?;
+        if !rules.dp {
+            return Err(RuntimeError::refused(
+                "analysis-needs-dp",
+                "analysis jobs are released with differential privacy; a dataset in the input allows threshold release only",
+            ));
+        }
+        if !(2..=MAX_BLOCKS).contains(&options.blocks) {
+            return Err(RuntimeError::refused(
+                "blocks-out-of-range",
+                format!("the number of blocks must be between 2 and {MAX_BLOCKS}"),
+            ));
+        }
+        let epsilon = self.choose_epsilon(&rules, options.epsilon)?;
+        let outputs = program.outputs();
+        let ranges: Vec<(f64, f64)> = outputs.iter().map(|(_, lo, hi)| (*lo, *hi)).collect();
+        let release = SampleAggregate::new(ranges, options.blocks, epsilon)?;
+        let charges = rows.protected.iter().map(|d| (d.clone(), epsilon, 0.0)).collect();
+        self.store
+            .reserve(&JobCharge::new(job_id, grant, "wasm", &submission.digest, charges).with_text(&submission.text))?;
+        let mut usage = UsageRecord {
+            job_id: job_id.to_string(),
+            grant_id: grant.to_string(),
+            datasets: rows.datasets.iter().cloned().collect(),
+            columns_read: rows.usage.read.iter().cloned().collect(),
+            columns_filtered: rows.usage.filtered.iter().cloned().collect(),
+            functions: vec![format!("wasm:analysis:{}", program.name())],
+            epsilon,
+            submission_digest: submission.digest.clone(),
+            ..Default::default()
+        };
+        let running = self.running.register(job_id, grant, &rows.datasets);
+        let computation = async {
+            let batches = collect_rows(&session, &rows).await?;
+            let key = random_key()?;
+            let blocks = split_into_blocks(&batches, options.blocks, &key)?;
+            let program = program.clone();
+            let results = tokio::task::spawn_blocking(move || {
+                blocks
+                    .iter()
+                    .map(|b| match program.run_block(b) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an analysis block failed; it contributes the default");
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|_| RuntimeError::Setup("the analysis worker stopped".into()))?;
+            let failed = results.iter().filter(|r| r.is_none()).count();
+            if failed > 0 {
+                tracing::info!(failed, "analysis blocks used the default output");
+            }
+            Ok::<_, RuntimeError>(release.release(&results)?)
+        };
+        let computed = tokio::select! {
+            r = computation => r,
+            () = running.cancelled() => return self.cancelled(job_id, &usage, &rows.datasets),
+        };
+        let values = match computed {
+            Ok(v) => v,
+            Err(e) => {
+                self.store
+                    .finish(job_id, &JobOutcome::Failed { message: e.to_string() }, &usage)?;
+                return Err(e);
+            }
+        };
+        let table = ReleasedTable {
+            columns: vec![
+                sandbox_model::ReleasedColumn {
+                    name: "output".into(),
+                    kind: "group_key".into(),
+                },
+                sandbox_model::ReleasedColumn {
+                    name: "value".into(),
+                    kind: format!("sample_and_aggregate({})", program.name()),
+                },
+            ],
+            rows: outputs
+                .iter()
+                .zip(&values)
+                .map(|((name, _, _), v)| {
+                    vec![
+                        sandbox_model::ReleasedCell::Key {
+                            value: serde_json::Value::from(name.clone()),
+                        },
+                        sandbox_model::ReleasedCell::Noisy {
+                            value: v.value,
+                            mechanism: "discrete_laplace".into(),
+                            scale: v.scale,
+                            ci95: [v.ci95.0, v.ci95.1],
+                        },
+                    ]
+                })
+                .collect(),
+            epsilon_spent: epsilon,
+            delta_spent: 0.0,
+            suppressed: Vec::new(),
+            notes: vec![format!(
+                "sample and aggregate over {} disjoint blocks of privacy units; outputs clamped to their declared ranges; a failed block contributes the midpoint",
+                options.blocks
+            )],
+        };
+        let bytes = serde_json::to_vec(&table).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        usage.result_digest = Some(digest(&bytes));
+        usage.groups_released = table.rows.len() as u64;
+        let stored = String::from_utf8_lossy(&bytes);
+        self.store
+            .finish_with_result(job_id, &JobOutcome::Released, &usage, Some(&stored))?;
+        Ok(AnalysisResult {
+            job_id: job_id.to_string(),
+            table,
+            budget: self.store.budget(grant)?,
+        })
+    }
+}
