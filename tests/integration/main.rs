@@ -7,6 +7,7 @@ mod governance_lifecycle;
 mod hostile_sql;
 mod jobs_with_code;
 mod server_api;
+mod server_authz;
 mod server_load;
 mod server_restart;
 mod server_support;

@@ -159,3 +159,109 @@ pub fn tax_application(id: &str) -> Value {
 pub fn approval(epsilon: f64, quota: u64) -> Value {
     json!({"decision": "approve", "epsilon": epsilon, "expires_at": "2999-01-01T00:00:00Z", "call_quota": quota})
 }
+
+/// The callers of the authorization tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Who {
+    Anonymous,
+    Operator,
+    Bank,
+    OtherApplicant,
+    TaxOwner,
+    GridOwner,
+}
+
+pub const EVERYONE: [Who; 6] = [
+    Who::Anonymous,
+    Who::Operator,
+    Who::Bank,
+    Who::OtherApplicant,
+    Who::TaxOwner,
+    Who::GridOwner,
+];
+pub const SIGNED_IN: &[Who] = &[
+    Who::Operator,
+    Who::Bank,
+    Who::OtherApplicant,
+    Who::TaxOwner,
+    Who::GridOwner,
+];
+
+pub struct World {
+    pub server: TestServer,
+    pub ops: Client,
+    pub bank: Client,
+    pub other: Client,
+    pub tax: Client,
+    pub grid: Client,
+    pub agreement: String,
+    pub job: String,
+}
+
+impl World {
+    pub fn as_(&self, who: Who) -> Client {
+        match who {
+            Who::Anonymous => self.server.client(None),
+            Who::Operator => self.ops.clone(),
+            Who::Bank => self.bank.clone(),
+            Who::OtherApplicant => self.other.clone(),
+            Who::TaxOwner => self.tax.clone(),
+            Who::GridOwner => self.grid.clone(),
+        }
+    }
+}
+
+/// Accounts, an approved agreement for the bank and one finished job.
+pub fn world() -> World {
+    let server = TestServer::start(ServerConfig::default());
+    let ops = server.client(Some(OPS_TOKEN));
+    let bank = server.client(Some(&ops.create_account("bank", "applicant", None)));
+    let other = server.client(Some(&ops.create_account("other-bank", "applicant", None)));
+    let tax = server.client(Some(&ops.create_account(
+        "tax-bureau",
+        "data_owner",
+        Some("shanghai-tax"),
+    )));
+    let grid = server.client(Some(&ops.create_account(
+        "grid",
+        "data_owner",
+        Some("shanghai-utilities"),
+    )));
+
+    // Apply → reject with a reason → resubmit → approve.
+    let (status, body) = bank.post("/v1/applications", &tax_application("a1"));
+    assert_eq!((status, body["revision"].as_u64()), (201, Some(1)), "{body}");
+    let (status, body) = tax.post(
+        "/v1/applications/a1/decision",
+        &json!({"decision": "reject", "reason": "say how long results are kept"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, app) = bank.get("/v1/applications/a1");
+    assert_eq!(app["status"], "rejected");
+    assert_eq!(app["reason"], "say how long results are kept");
+    let mut revised = tax_application("a1");
+    revised.as_object_mut().expect("object").remove("id");
+    let (status, body) = bank.call("PUT", "/v1/applications/a1", Some(&revised));
+    assert_eq!((status, body["revision"].as_u64()), (200, Some(2)), "{body}");
+    let (status, body) = tax.post("/v1/applications/a1/decision", &approval(50.0, 1000));
+    assert_eq!(status, 200, "{body}");
+    let agreement = body["agreement"].as_str().expect("agreement signed").to_string();
+
+    let (status, job) = bank.post(
+        "/v1/jobs",
+        &json!({"kind": "sql", "agreement": agreement, "sql": TAX_SQL}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let job = job["id"].as_str().expect("id").to_string();
+    assert_eq!(bank.wait_job(&job)["state"], "succeeded");
+    World {
+        server,
+        ops,
+        bank,
+        other,
+        tax,
+        grid,
+        agreement,
+        job,
+    }
+}
