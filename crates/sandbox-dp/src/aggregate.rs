@@ -72,6 +72,7 @@ pub struct NoiseForecast {
 pub struct CalibratedAggregate {
     spec: AggregateSpec,
     epsilon: f64,
+    sensitivities: Vec<u128>,
     mechanisms: Vec<DiscreteLaplace>,
 }
 
@@ -100,18 +101,45 @@ impl CalibratedAggregate {
             }
         };
         let mechanisms = sens
-            .into_iter()
-            .map(|s| DiscreteLaplace::calibrated(s, share))
+            .iter()
+            .map(|s| DiscreteLaplace::calibrated(*s, share))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CalibratedAggregate {
             spec,
             epsilon,
+            sensitivities: sens,
             mechanisms,
         })
     }
 
     pub fn epsilon(&self) -> f64 {
         self.epsilon
+    }
+
+    /// The L1 sensitivity (over all groups, in grid units) of each noised
+    /// statistic, in the order of [`CalibratedAggregate::exact_components`].
+    pub fn sensitivities(&self) -> Vec<u128> {
+        self.sensitivities.clone()
+    }
+
+    /// The exact (bounded) integer statistics of one group that get noise:
+    /// the count, sum or unit count, then sums of squares as the spec needs.
+    pub fn exact_components(&self, totals: &GroupTotals, group: usize) -> Result<Vec<i128>, DpError> {
+        let get = |v: &Vec<i128>| v.get(group).copied().ok_or(DpError::Internal("group out of range"));
+        Ok(match &self.spec {
+            AggregateSpec::CountRows => vec![get(&totals.rows)?],
+            AggregateSpec::CountUnits => vec![get(&totals.units)?],
+            AggregateSpec::CountValues { measure } => vec![get(&measure_totals(totals, *measure)?.count)?],
+            AggregateSpec::Sum { measure, .. } => vec![get(&measure_totals(totals, *measure)?.sum)?],
+            AggregateSpec::Avg { measure, .. } => {
+                let t = measure_totals(totals, *measure)?;
+                vec![get(&t.count)?, get(&t.sum)?]
+            }
+            AggregateSpec::Variance { measure, .. } | AggregateSpec::Stddev { measure, .. } => {
+                let t = measure_totals(totals, *measure)?;
+                vec![get(&t.count)?, get(&t.sum)?, get(&t.sumsq)?]
+            }
+        })
     }
 
     pub fn spec(&self) -> &AggregateSpec {
@@ -299,6 +327,7 @@ mod tests {
 
     fn totals(rows: i128, units: i128, count: i128, sum: i128, sumsq: i128) -> GroupTotals {
         GroupTotals {
+            kept: Vec::new(),
             rows: vec![rows],
             units: vec![units],
             measures: vec![MeasureTotals {

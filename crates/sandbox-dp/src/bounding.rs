@@ -4,8 +4,11 @@
 //! many rows the unit has in the group and, per measure, the count, grid
 //! sum and grid sum of squares of its (clamped) values. Bounding then
 //!
-//! 1. keeps at most G groups per unit, chosen uniformly at random with the
-//!    CSPRNG (a unit's other partials are dropped whole);
+//! 1. keeps at most G groups per unit: the G partials of the unit with the
+//!    smallest *priority*, a keyed hash of (unit, group) under a key drawn
+//!    per job from the CSPRNG ([`choice_key`]), so the kept set is a
+//!    pseudo-random subset that depends on the unit's own partials only (a
+//!    unit's other partials are dropped whole);
 //! 2. limits each kept partial to R rows: counts become `min(n, R)` and the
 //!    sums are scaled by `min(n, R) / n` (the unit keeps its mean but weighs
 //!    R rows at most), then clamped to `R · max_abs` so the bound holds even
@@ -13,11 +16,13 @@
 //!
 //! After bounding, adding or removing one unit changes each group's row
 //! count by at most R, its unit count by 1, a measure's sum by at most
-//! `R · max_abs` grid units, and touches at most G groups: the sensitivities
-//! [`Sensitivity`] reports.
+//! `R · max_abs` grid units, and touches at most G groups; no other unit's
+//! kept partials change, because each unit's choice is a function of its
+//! own partials and the job's key. The DP guarantee needs only that; the
+//! keyed hash (not a cryptographic PRF) only makes the choice unbiased
+//! across groups in practice.
 
 use crate::DpError;
-use opendp::traits::samplers::sample_uniform_uint_below;
 
 /// Per-measure partial statistics, aligned with [`Partials::unit`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,6 +43,9 @@ pub struct MeasurePartials {
 pub struct Partials {
     pub unit: Vec<u32>,
     pub group: Vec<u32>,
+    /// The keyed hash that ranks a unit's partials for the choice of its
+    /// G groups (smallest first).
+    pub priority: Vec<u64>,
     pub rows: Vec<i64>,
     pub measures: Vec<MeasurePartials>,
 }
@@ -54,6 +62,7 @@ impl Partials {
     fn check(&self, groups: usize) -> Result<(), DpError> {
         let n = self.unit.len();
         let aligned = self.group.len() == n
+            && self.priority.len() == n
             && self.rows.len() == n
             && self
                 .measures
@@ -104,25 +113,23 @@ impl ContributionBounds {
     }
 }
 
-/// Source of uniform choices for group sampling.
-pub trait UniformChooser {
-    /// A uniform integer in `[0, n)`, `n ≥ 1`.
-    fn below(&mut self, n: u64) -> Result<u64, DpError>;
-}
-
-/// Uniform choices from OpenDP's CSPRNG-backed sampler.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SecureChooser;
-
-impl UniformChooser for SecureChooser {
-    fn below(&mut self, n: u64) -> Result<u64, DpError> {
-        sample_uniform_uint_below::<u64, 8>(n).map_err(|e| DpError::Entropy(e.to_string()))
+/// The job's key for the keyed group choice: 64 bits from OpenDP's
+/// CSPRNG, or a fixed key when a neighbouring-database test has switched
+/// noise off ([`crate::testing`]).
+pub fn choice_key() -> Result<u64, DpError> {
+    if crate::testing::noise_off() {
+        return Ok(0);
     }
+    let mut key = [0u8; 8];
+    opendp::traits::samplers::fill_bytes(&mut key).map_err(|e| DpError::Entropy(e.to_string()))?;
+    Ok(u64::from_le_bytes(key))
 }
 
 /// Per-group totals after (or without) bounding.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupTotals {
+    /// Indices of the partials that were kept (all of them without bounding).
+    pub kept: Vec<usize>,
     pub rows: Vec<i128>,
     pub units: Vec<i128>,
     pub measures: Vec<MeasureTotals>,
@@ -138,6 +145,7 @@ pub struct MeasureTotals {
 impl GroupTotals {
     fn zeros(groups: usize, measures: usize) -> Self {
         GroupTotals {
+            kept: Vec::new(),
             rows: vec![0; groups],
             units: vec![0; groups],
             measures: (0..measures)
@@ -158,21 +166,41 @@ impl GroupTotals {
         let g = p.group[i] as usize;
         let n = p.rows[i].max(0);
         let kept_rows = row_cap.map_or(n, |r| n.min(r));
+        self.kept.push(i);
         self.rows[g] += kept_rows as i128;
         self.units[g] += 1;
         for (m, t) in p.measures.iter().zip(self.measures.iter_mut()) {
-            let c = m.count[i].max(0) as i128;
-            let kept = row_cap.map_or(c, |r| c.min(r as i128));
-            let scale = |x: i128| if c == 0 { 0 } else { x * kept / c };
-            let max_abs = m.max_abs as i128;
-            let limit = kept * max_abs;
-            t.count[g] += kept;
-            t.sum[g] += scale(m.sum[i] as i128).clamp(-limit, limit);
-            if let Some(sq) = &m.sumsq {
-                t.sumsq[g] += scale(sq[i] as i128).clamp(0, kept * max_abs * max_abs);
-            }
+            let c = bounded_measure(m, i, row_cap);
+            t.count[g] += c.count;
+            t.sum[g] += c.sum;
+            t.sumsq[g] += c.sumsq;
         }
     }
+}
+
+/// One partial's measure statistics after the row cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundedMeasure {
+    pub count: i128,
+    pub sum: i128,
+    pub sumsq: i128,
+}
+
+/// The statistics partial `i` contributes to measure `m` under a row cap R
+/// (`None`: no cap): counts become `min(n, R)`, sums are scaled by
+/// `min(n, R) / n` and clamped to what `min(n, R)` grid values can reach.
+pub fn bounded_measure(m: &MeasurePartials, i: usize, row_cap: Option<i64>) -> BoundedMeasure {
+    let c = m.count.get(i).copied().unwrap_or(0).max(0) as i128;
+    let kept = row_cap.map_or(c, |r| c.min(r as i128));
+    let scale = |x: i128| if c == 0 { 0 } else { x * kept / c };
+    let max_abs = m.max_abs as i128;
+    let limit = kept * max_abs;
+    let sum = scale(m.sum.get(i).copied().unwrap_or(0) as i128).clamp(-limit, limit);
+    let sumsq = match &m.sumsq {
+        Some(sq) => scale(sq.get(i).copied().unwrap_or(0) as i128).clamp(0, kept * max_abs * max_abs),
+        None => 0,
+    };
+    BoundedMeasure { count: kept, sum, sumsq }
 }
 
 /// Totals without any bounding (threshold release), every value still
@@ -186,14 +214,9 @@ pub fn exact_totals(p: &Partials, groups: usize) -> Result<GroupTotals, DpError>
     Ok(t)
 }
 
-/// Bounds contributions (G groups per unit at random, R rows per group)
-/// and totals per group.
-pub fn bounded_totals(
-    p: &Partials,
-    groups: usize,
-    bounds: ContributionBounds,
-    chooser: &mut dyn UniformChooser,
-) -> Result<GroupTotals, DpError> {
+/// Bounds contributions (per unit the G partials of smallest priority, R
+/// rows per group) and totals per group.
+pub fn bounded_totals(p: &Partials, groups: usize, bounds: ContributionBounds) -> Result<GroupTotals, DpError> {
     p.check(groups)?;
     let g_cap = bounds.max_groups_per_unit as usize;
     // Bucket partial indices by unit (dense ids, so a counting sort).
@@ -216,11 +239,8 @@ pub fn bounded_totals(
     for u in 0..units {
         let slice = &mut order[start[u]..start[u + 1]];
         if slice.len() > g_cap {
-            // Partial Fisher–Yates: the first G entries become a uniform sample.
-            for k in 0..g_cap {
-                let j = k + chooser.below((slice.len() - k) as u64)? as usize;
-                slice.swap(k, j);
-            }
+            // The G smallest (priority, group): ties cannot depend on order.
+            slice.select_nth_unstable_by_key(g_cap - 1, |&i| (p.priority[i], p.group[i]));
         }
         for &i in slice.iter().take(g_cap) {
             t.add(p, i, row_cap);
@@ -233,18 +253,14 @@ pub fn bounded_totals(
 pub(crate) mod tests {
     use super::*;
 
-    /// Deterministic chooser for tests that must not depend on randomness.
-    pub(crate) struct FirstChooser;
-    impl UniformChooser for FirstChooser {
-        fn below(&mut self, _n: u64) -> Result<u64, DpError> {
-            Ok(0)
-        }
-    }
-
     fn partials(rows: &[(u32, u32, i64, i64, i64)]) -> Partials {
         Partials {
             unit: rows.iter().map(|r| r.0).collect(),
             group: rows.iter().map(|r| r.1).collect(),
+            priority: rows
+                .iter()
+                .map(|r| (r.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (r.1 as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+                .collect(),
             rows: rows.iter().map(|r| r.2).collect(),
             measures: vec![MeasurePartials {
                 count: rows.iter().map(|r| r.3).collect(),
@@ -260,8 +276,8 @@ pub(crate) mod tests {
         let without = partials(&[(0, 0, 3, 3, 30), (1, 0, 2, 2, 20)]);
         let with = partials(&[(0, 0, 3, 3, 30), (1, 0, 2, 2, 20), (2, 0, 1000, 1000, 10_000)]);
         let b = ContributionBounds::new(1, 5).expect("bounds");
-        let a = bounded_totals(&without, 1, b, &mut SecureChooser).expect("totals");
-        let c = bounded_totals(&with, 1, b, &mut SecureChooser).expect("totals");
+        let a = bounded_totals(&without, 1, b).expect("totals");
+        let c = bounded_totals(&with, 1, b).expect("totals");
         assert_eq!(c.rows[0] - a.rows[0], 5);
         assert_eq!(c.units[0] - a.units[0], 1);
         assert_eq!(c.measures[0].sum[0] - a.measures[0].sum[0], 50);
@@ -271,26 +287,49 @@ pub(crate) mod tests {
     fn a_unit_keeps_at_most_g_groups() {
         let p = partials(&[(0, 0, 1, 1, 1), (0, 1, 1, 1, 1), (0, 2, 1, 1, 1), (0, 3, 1, 1, 1)]);
         let b = ContributionBounds::new(2, 1).expect("bounds");
-        for _ in 0..50 {
-            let t = bounded_totals(&p, 4, b, &mut SecureChooser).expect("totals");
-            assert_eq!(t.units.iter().sum::<i128>(), 2);
-            assert!(t.units.iter().all(|&u| u <= 1));
-        }
+        let t = bounded_totals(&p, 4, b).expect("totals");
+        assert_eq!(t.units.iter().sum::<i128>(), 2);
+        assert!(t.units.iter().all(|&u| u <= 1));
     }
 
+    /// Removing one unit changes no other unit's kept groups: the choice
+    /// is a function of the unit's own partials.
     #[test]
-    fn group_choice_is_uniform() {
-        // 4 groups, keep 1: each should be kept ≈ 1/4 of 4 000 times.
-        let p = partials(&[(0, 0, 1, 1, 1), (0, 1, 1, 1, 1), (0, 2, 1, 1, 1), (0, 3, 1, 1, 1)]);
+    fn a_units_choice_does_not_depend_on_other_units() {
+        let mut rows = Vec::new();
+        for u in 0..50u32 {
+            for g in 0..6u32 {
+                rows.push((u, (u + g) % 8, 1, 1, 1));
+            }
+        }
+        let b = ContributionBounds::new(2, 1).expect("bounds");
+        let all = bounded_totals(&partials(&rows), 8, b).expect("totals");
+        let without: Vec<_> = rows.iter().copied().filter(|r| r.0 != 17).collect();
+        let less = bounded_totals(&partials(&without), 8, b).expect("totals");
+        let l1: i128 = all.units.iter().zip(&less.units).map(|(a, b)| (a - b).abs()).sum();
+        assert_eq!(l1, 2, "exactly the removed unit's two groups change");
+    }
+
+    /// Under random keys, each of a unit's 4 groups is kept about 1/4 of
+    /// the time (4 000 keys; 6 sd of Binomial(4000, 1/4) ≈ 164).
+    #[test]
+    fn group_choice_is_uniform_over_keys() {
+        let hasher = |key: u64, g: u32| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (key, g).hash(&mut h);
+            h.finish()
+        };
         let b = ContributionBounds::new(1, 1).expect("bounds");
         let mut kept = [0u32; 4];
-        for _ in 0..4_000 {
-            let t = bounded_totals(&p, 4, b, &mut SecureChooser).expect("totals");
+        for key in 0..4_000u64 {
+            let mut p = partials(&[(0, 0, 1, 1, 1), (0, 1, 1, 1, 1), (0, 2, 1, 1, 1), (0, 3, 1, 1, 1)]);
+            p.priority = (0..4).map(|g| hasher(key, g)).collect();
+            let t = bounded_totals(&p, 4, b).expect("totals");
             for (g, k) in kept.iter_mut().enumerate() {
                 *k += t.units[g] as u32;
             }
         }
-        // Binomial(4000, 1/4): sd ≈ 27; 6 sd = 164.
         assert!(kept.iter().all(|&k| (836..=1164).contains(&k)), "{kept:?}");
     }
 
@@ -300,7 +339,7 @@ pub(crate) mod tests {
         let t = exact_totals(&p, 1).expect("totals");
         assert_eq!(t.measures[0].sum[0], 20);
         let b = ContributionBounds::new(1, 1).expect("bounds");
-        let t = bounded_totals(&p, 1, b, &mut FirstChooser).expect("totals");
+        let t = bounded_totals(&p, 1, b).expect("totals");
         assert_eq!(t.measures[0].sum[0], 10);
     }
 

@@ -40,7 +40,10 @@ pub mod noise;
 pub mod partition;
 pub mod sample_aggregate;
 pub mod sdc;
+pub mod testing;
 
 mod error;
+#[cfg(test)]
+mod privacy_loss;
 
 pub use error::DpError;

@@ -50,9 +50,21 @@ impl PartitionSelector {
         self.mechanism.scale()
     }
 
-    /// Decides one group from its exact (bounded) distinct-unit count.
+    /// Decides one group from its exact (bounded) distinct-unit count. A
+    /// group no unit contributes to after bounding is never a candidate:
+    /// otherwise a unit's dropped groups would each spend δ.
     pub fn keep(&self, units: i128) -> Result<bool, DpError> {
-        Ok(self.mechanism.privatize(units)? >= self.threshold)
+        Ok(self.noisy_count(units)?.is_some())
+    }
+
+    /// The noisy unit count of a group that passes selection (`None` when
+    /// it does not, or has no unit): post-processing may rank groups by it.
+    pub fn noisy_count(&self, units: i128) -> Result<Option<i128>, DpError> {
+        if units <= 0 {
+            return Ok(None);
+        }
+        let noisy = self.mechanism.privatize(units)?;
+        Ok((noisy >= self.threshold).then_some(noisy))
     }
 
     /// The δ actually achieved by the threshold (≤ the requested δ).

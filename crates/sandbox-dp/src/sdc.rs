@@ -1,9 +1,14 @@
-//! Statistical disclosure control for the `threshold` release mode (and on
-//! top of DP in `both`): minimum distinct units (k), the dominance rule, and
-//! rounding. These rules carry no formal guarantee; they are what data
-//! owners used before DP and still ask for.
+//! Statistical disclosure control: minimum distinct units (k), the
+//! dominance rule, and rounding.
+//!
+//! In the `threshold` release mode these rules run on exact data and carry
+//! no formal guarantee; they are what data owners used before DP and still
+//! ask for. Together with DP (`both`), the runtime decides them on noisy
+//! statistics only, from the per-group contributions this module computes
+//! (see [`top_contributions`] for their sensitivity), so a suppression is
+//! post-processing of a DP release.
 
-use crate::bounding::Partials;
+use crate::bounding::{GroupTotals, Partials, bounded_measure};
 
 /// Rounds to the nearest multiple of `base` (ties away from zero).
 pub fn round_to_base(x: f64, base: f64) -> f64 {
@@ -13,33 +18,58 @@ pub fn round_to_base(x: f64, base: f64) -> f64 {
     (x / base).round() * base
 }
 
-/// Groups where the `n` largest contributors (privacy units) hold more than
-/// `percent` % of the absolute total of a measure's sum, for any of the
-/// given measures.
-pub fn dominated_groups(p: &Partials, groups: usize, measures: &[usize], n: u32, percent: f64) -> Vec<bool> {
+/// Per group, the sum of the `n` largest absolute contributions of privacy
+/// units to measure `m` and the sum of all of them, in grid units, over the
+/// partials that `totals` kept (each is one unit's contribution to one
+/// group) under the row cap `row_cap`. `centre_steps` moves centred grid
+/// values back to the measure's origin (0 for sums).
+///
+/// Sensitivity: adding or removing one unit changes, in each group it
+/// touches, both sums by at most its own contribution, at most
+/// `R · (max_abs + |centre_steps|)`; over the at most G groups it touches,
+/// each vector moves by at most `G · R · (max_abs + |centre_steps|)` in L1.
+pub fn top_contributions(
+    p: &Partials,
+    totals: &GroupTotals,
+    measure: usize,
+    n: u32,
+    row_cap: Option<i64>,
+    centre_steps: i128,
+) -> (Vec<i128>, Vec<i128>) {
+    let groups = totals.groups();
     let n = n.max(1) as usize;
-    let mut out = vec![false; groups];
-    for &m in measures {
-        let Some(mp) = p.measures.get(m) else { continue };
-        let mut top: Vec<Vec<i128>> = vec![Vec::new(); groups];
-        let mut total = vec![0i128; groups];
-        for i in 0..p.len() {
-            let g = p.group[i] as usize;
-            if g >= groups {
-                continue;
-            }
-            let c = (mp.sum[i] as i128).abs();
-            total[g] += c;
-            let t = &mut top[g];
-            t.push(c);
-            if t.len() > n {
-                t.sort_unstable_by(|a, b| b.cmp(a));
-                t.truncate(n);
-            }
+    let mut top: Vec<Vec<i128>> = vec![Vec::new(); groups];
+    let mut total = vec![0i128; groups];
+    let Some(mp) = p.measures.get(measure) else {
+        return (vec![0; groups], total);
+    };
+    for &i in &totals.kept {
+        let g = p.group[i] as usize;
+        if g >= groups {
+            continue;
         }
-        for g in 0..groups {
-            let top_sum: i128 = top[g].iter().sum();
-            if total[g] > 0 && (top_sum as f64) > percent / 100.0 * total[g] as f64 {
+        let b = bounded_measure(mp, i, row_cap);
+        let c = (b.sum + b.count * centre_steps).abs();
+        total[g] += c;
+        let t = &mut top[g];
+        t.push(c);
+        if t.len() > n {
+            t.sort_unstable_by(|a, b| b.cmp(a));
+            t.truncate(n);
+        }
+    }
+    (top.iter().map(|t| t.iter().sum()).collect(), total)
+}
+
+/// Groups where the `n` largest contributors hold more than `percent` % of
+/// the absolute total of a measure, for any of the given measures (exact
+/// data: the `threshold` mode only).
+pub fn dominated_groups(p: &Partials, totals: &GroupTotals, measures: &[(usize, i128)], n: u32, percent: f64) -> Vec<bool> {
+    let mut out = vec![false; totals.groups()];
+    for &(m, centre) in measures {
+        let (top, total) = top_contributions(p, totals, m, n, None, centre);
+        for g in 0..out.len() {
+            if total[g] > 0 && (top[g] as f64) > percent / 100.0 * total[g] as f64 {
                 out[g] = true;
             }
         }
@@ -66,6 +96,7 @@ mod tests {
         let p = Partials {
             unit: vec![0, 1, 2, 3, 4, 5, 6],
             group: vec![0, 0, 0, 0, 1, 1, 1],
+            priority: vec![0; 7],
             rows: vec![1; 7],
             measures: vec![MeasurePartials {
                 count: vec![1; 7],
@@ -74,6 +105,7 @@ mod tests {
                 max_abs: 100,
             }],
         };
-        assert_eq!(dominated_groups(&p, 2, &[0], 2, 85.0), vec![true, false]);
+        let totals = crate::bounding::exact_totals(&p, 2).expect("totals");
+        assert_eq!(dominated_groups(&p, &totals, &[(0, 0)], 2, 85.0), vec![true, false]);
     }
 }

@@ -21,6 +21,7 @@ mod governance;
 pub mod release;
 pub mod rules;
 pub mod sandbox;
+pub mod testing;
 pub mod wasm;
 
 mod error;

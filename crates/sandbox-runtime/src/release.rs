@@ -1,15 +1,23 @@
 //! From partial statistics to a released table: the DP path (bound, select,
-//! noise) and the threshold path (k, dominance, rounding), applied as the
-//! combined rules say. Exact values never leave this module except through
-//! the threshold path, which the data owner chose.
+//! noise, then threshold rules on noisy statistics) and the threshold path
+//! (k, dominance, rounding on exact data), as the combined rules say.
+//!
+//! On the DP path every decision an analyst can observe is a function of
+//! noisy statistics only: which groups appear (partition selection, or the
+//! public key set), which are withheld by k (a noisy count of privacy
+//! units) or by dominance (a noisy top-n sum against a noisy total), the
+//! values and their rounding, and the cap on released groups (ranked by
+//! noisy unit counts). Exact values leave this module only on the
+//! threshold path, which the data owners chose.
 
 use crate::RuntimeError;
 use crate::rules::ReleaseRules;
 use sandbox_dp::accounting::EpsilonSplit;
 use sandbox_dp::aggregate::{AggregateSpec, CalibratedAggregate, exact_value};
-use sandbox_dp::bounding::{ContributionBounds, SecureChooser, bounded_totals, exact_totals};
+use sandbox_dp::bounding::{ContributionBounds, GroupTotals, bounded_totals, exact_totals};
+use sandbox_dp::noise::DiscreteLaplace;
 use sandbox_dp::partition::PartitionSelector;
-use sandbox_dp::sdc::{dominated_groups, round_to_base};
+use sandbox_dp::sdc::{dominated_groups, round_to_base, top_contributions};
 use sandbox_model::{ReleasedCell, ReleasedColumn, ReleasedTable, Suppression};
 use sandbox_sql::CheckedQuery;
 use sandbox_sql::partials::PartialsResult;
@@ -18,15 +26,64 @@ use std::cmp::Ordering;
 
 /// The label of partition selection in an ε split.
 pub const SELECTION: &str = "partition selection";
+/// The label of the noisy unit counts that decide k with DP.
+pub const K_THRESHOLD: &str = "k-threshold (noisy unit count)";
+/// The label of the noisy top-n and total sums that decide dominance with DP.
+pub const DOMINANCE: &str = "dominance (noisy top-n and total sums)";
+
+/// The parts of one query's ε besides its aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ExtraParts {
+    selection: bool,
+    k_threshold: bool,
+    dominance: bool,
+}
+
+impl ExtraParts {
+    fn new(specs: &[AggregateSpec], rules: &ReleaseRules, public: bool) -> Self {
+        let sdc = rules.dp && rules.threshold;
+        ExtraParts {
+            selection: !public,
+            // Without public keys, partition selection's threshold is
+            // already at least k.
+            k_threshold: sdc && public && rules.min_units > 1,
+            dominance: sdc && !rules.dominance.is_empty() && !dominance_measures(specs).is_empty(),
+        }
+    }
+}
 
 /// How the query's ε is split: one equal share per aggregate, plus one for
-/// partition selection when the groups are not public.
-pub fn epsilon_split(q: &CheckedQuery, needs_selection: bool, epsilon: f64) -> Result<EpsilonSplit, RuntimeError> {
+/// partition selection when the groups are not public, and, with threshold
+/// rules on top of DP, one for the noisy unit counts that decide k (public
+/// groups) and one for the noisy sums that decide dominance.
+pub fn epsilon_split(
+    q: &CheckedQuery,
+    specs: &[AggregateSpec],
+    rules: &ReleaseRules,
+    public: bool,
+    epsilon: f64,
+) -> Result<EpsilonSplit, RuntimeError> {
+    let extra = ExtraParts::new(specs, rules, public);
     let mut labels: Vec<String> = q.aggregates.iter().map(|a| a.display.clone()).collect();
-    if needs_selection {
-        labels.push(SELECTION.to_string());
+    for (on, label) in [
+        (extra.selection, SELECTION),
+        (extra.k_threshold, K_THRESHOLD),
+        (extra.dominance, DOMINANCE),
+    ] {
+        if on {
+            labels.push(label.to_string());
+        }
     }
     Ok(EpsilonSplit::equal(epsilon, labels)?)
+}
+
+fn share(split: &EpsilonSplit, label: &str) -> Result<f64, RuntimeError> {
+    split
+        .parts
+        .iter()
+        .find(|(l, _)| l == label)
+        .map(|(_, e)| *e)
+        .ok_or_else(|| sandbox_dp::DpError::Internal("missing share in the ε split").into())
 }
 
 /// The DP contribution bounds of the rules.
@@ -37,135 +94,269 @@ pub fn bounds(rules: &ReleaseRules) -> Result<ContributionBounds, RuntimeError> 
     )?)
 }
 
+/// Measures dominance applies to: those of SUM and AVG, with the grid steps
+/// that move a centred value back to the measure's origin.
+fn dominance_measures(specs: &[AggregateSpec]) -> Vec<(usize, i128)> {
+    let mut out: Vec<(usize, i128)> = Vec::new();
+    for s in specs {
+        let (m, centre) = match s {
+            AggregateSpec::Sum { measure, .. } => (*measure, 0),
+            AggregateSpec::Avg { measure, grid } => (*measure, (grid.center / grid.quantum).round() as i128),
+            _ => continue,
+        };
+        if !out.iter().any(|(x, _)| *x == m) {
+            out.push((m, centre));
+        }
+    }
+    out
+}
+
 pub struct Released {
     pub table: ReleasedTable,
     pub groups_released: u64,
     pub groups_suppressed: u64,
 }
 
-/// Releases the partials under the rules.
+/// What happens to each group before the table is assembled.
+struct Decisions {
+    shown: Vec<bool>,
+    withheld: Vec<Option<&'static str>>,
+    /// Rank for the cap on released groups (higher first): the noisy unit
+    /// count where partition selection made one.
+    rank: Vec<i128>,
+    cells: Vec<Vec<ReleasedCell>>,
+    notes: Vec<String>,
+}
+
+/// Releases the partials under the rules. `max_groups` caps the groups in
+/// the released table.
 pub fn release(
     q: &CheckedQuery,
     specs: &[AggregateSpec],
     result: &PartialsResult,
     rules: &ReleaseRules,
     epsilon: f64,
+    max_groups: usize,
 ) -> Result<Released, RuntimeError> {
+    let d = if rules.dp {
+        dp_decisions(q, specs, result, rules, epsilon)?
+    } else {
+        threshold_decisions(q, specs, result, rules)?
+    };
+    assemble(q, specs, result, rules, epsilon, max_groups, d)
+}
+
+fn dp_decisions(
+    q: &CheckedQuery,
+    specs: &[AggregateSpec],
+    result: &PartialsResult,
+    rules: &ReleaseRules,
+    epsilon: f64,
+) -> Result<Decisions, RuntimeError> {
     let n = result.groups.keys.len();
+    let public = result.groups.public;
     let p = &result.partials;
     let mut notes = Vec::new();
-    let exact = exact_totals(p, n)?;
+    let split = epsilon_split(q, specs, rules, public, epsilon)?;
+    let extra = ExtraParts::new(specs, rules, public);
+    let b = bounds(rules)?;
+    let g_eff = b.effective_groups(public.then_some(n));
+    let r = b.max_rows_per_group as u64;
+    let totals = bounded_totals(p, n, b)?;
+    let mut trace = crate::testing::Trace::new(g_eff, r);
 
-    // Which groups may appear at all (DP partition selection).
+    // Which groups may appear at all.
     let mut shown = vec![true; n];
-    let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
-    if rules.dp {
-        let split = epsilon_split(q, !result.groups.public, epsilon)?;
-        let b = bounds(rules)?;
-        let g_eff = b.effective_groups(result.groups.public.then_some(n));
-        let totals = bounded_totals(p, n, b, &mut SecureChooser)?;
-        if !result.groups.public {
-            let share = split
-                .share(q.aggregates.len())
-                .ok_or(sandbox_dp::DpError::Internal("missing selection share"))?;
-            let selector = PartitionSelector::new(g_eff, share, rules.delta, rules.min_units)?;
-            for (g, keep) in shown.iter_mut().enumerate() {
-                *keep = selector.keep(totals.units[g])?;
-            }
-            notes.push(format!(
-                "groups were chosen by DP partition selection: a group appears when its noisy count of privacy units reaches {} (noise scale {:.2})",
-                selector.threshold(),
-                selector.scale()
-            ));
-        } else {
-            notes.push("every group of the public key set appears, including empty ones".into());
-        }
-        let calibrated: Vec<CalibratedAggregate> = specs
-            .iter()
-            .enumerate()
-            .map(|(j, s)| {
-                let share = split
-                    .share(j)
-                    .ok_or(sandbox_dp::DpError::Internal("missing aggregate share"))?;
-                CalibratedAggregate::new(s.clone(), share, g_eff, b.max_rows_per_group as u64)
-            })
-            .collect::<Result<_, _>>()?;
+    let mut rank = vec![0i128; n];
+    if extra.selection {
+        let selector = PartitionSelector::new(g_eff, share(&split, SELECTION)?, rules.delta, rules.min_units)?;
         for g in 0..n {
-            if !shown[g] {
-                continue;
+            match selector.noisy_count(totals.units[g])? {
+                Some(noisy) => rank[g] = noisy,
+                None => shown[g] = false,
             }
-            for (j, c) in calibrated.iter().enumerate() {
-                let v = c.release(&totals, g)?;
-                let value = rounding_base(q, rules, j)
-                    .filter(|_| rules.threshold)
-                    .map_or(v.value, |base| round_to_base(v.value, base));
-                cells[g].push(ReleasedCell::Noisy {
-                    value,
-                    mechanism: c.mechanism().to_string(),
-                    scale: v.scale,
-                    ci95: [v.ci95.0, v.ci95.1],
-                });
+        }
+        trace.selection(selector.threshold());
+        notes.push(format!(
+            "groups were chosen by DP partition selection: a group appears when its noisy count of privacy units reaches {} (noise scale {:.2})",
+            selector.threshold(),
+            selector.scale()
+        ));
+    } else {
+        notes.push("every group of the public key set appears, including empty ones".into());
+    }
+
+    // Threshold rules on noisy statistics.
+    let mut withheld: Vec<Option<&'static str>> = vec![None; n];
+    if extra.k_threshold {
+        let counts = DiscreteLaplace::calibrated(g_eff as u128, share(&split, K_THRESHOLD)?)?;
+        for g in (0..n).filter(|&g| shown[g]) {
+            if counts.privatize(totals.units[g])? < rules.min_units as i128 {
+                withheld[g] = Some("k-threshold");
             }
         }
         notes.push(format!(
-            "each privacy unit contributed to at most {g_eff} group(s) and {} row(s) per group; measures were clamped to their public bounds",
-            b.max_rows_per_group
+            "groups whose noisy count of privacy units (noise scale {:.2}) is below {} are withheld",
+            counts.scale(),
+            rules.min_units
         ));
-    } else {
-        for (g, row) in cells.iter_mut().enumerate() {
-            for (j, s) in specs.iter().enumerate() {
-                let base = rounding_base(q, rules, j).unwrap_or(0.0);
-                let v = exact_value(s, &exact, g)?;
-                let value = if base > 0.0 { round_to_base(v, base) } else { v };
-                row.push(ReleasedCell::Rounded { value, base });
-            }
-        }
-        notes.push(
-            "released under threshold rules only (no differential privacy), as the data owners' policies ask".into(),
-        );
     }
-
-    // Statistical disclosure control on exact data (threshold / both).
-    let mut suppressed_k = 0u64;
-    let mut suppressed_dom = 0u64;
-    let mut withheld = vec![None; n];
-    if rules.threshold {
-        let sums: Vec<usize> = specs
-            .iter()
-            .filter_map(|s| match s {
-                AggregateSpec::Sum { measure, .. } | AggregateSpec::Avg { measure, .. } => Some(*measure),
-                _ => None,
-            })
-            .collect();
-        let mut dominated = vec![false; n];
-        for d in &rules.dominance {
-            let flags = dominated_groups(p, n, &sums, d.n, d.percent);
-            for (a, b) in dominated.iter_mut().zip(flags) {
-                *a |= b;
-            }
-        }
+    if extra.dominance {
+        let dominated = noisy_dominance(p, &totals, specs, rules, g_eff, r, share(&split, DOMINANCE)?)?;
         for g in 0..n {
-            if !shown[g] {
-                continue;
-            }
-            if exact.units[g] < rules.min_units as i128 {
-                withheld[g] = Some("k-threshold");
-                suppressed_k += 1;
-            } else if dominated[g] {
+            if shown[g] && withheld[g].is_none() && dominated[g] {
                 withheld[g] = Some("dominance");
-                suppressed_dom += 1;
             }
         }
+        notes.push("the dominance rule was decided on noisy top-contributor and total sums".into());
     }
 
-    // Assemble rows: public groups show withheld cells; others are omitted.
-    let mut rows: Vec<(usize, Vec<ReleasedCell>)> = Vec::new();
+    let calibrated: Vec<CalibratedAggregate> = specs
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let share = split
+                .share(j)
+                .ok_or(sandbox_dp::DpError::Internal("missing aggregate share"))?;
+            CalibratedAggregate::new(s.clone(), share, g_eff, r)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
     for g in 0..n {
-        if !shown[g] {
+        trace.group(&result.groups.keys[g], &totals, &calibrated, g, shown[g], withheld[g])?;
+        if !shown[g] || withheld[g].is_some() {
             continue;
         }
-        match withheld[g] {
-            // Suppressed groups without public keys are omitted (and counted).
+        for (j, c) in calibrated.iter().enumerate() {
+            let v = c.release(&totals, g)?;
+            let value = rounding_base(q, rules, j)
+                .filter(|_| rules.threshold)
+                .map_or(v.value, |base| round_to_base(v.value, base));
+            cells[g].push(ReleasedCell::Noisy {
+                value,
+                mechanism: c.mechanism().to_string(),
+                scale: v.scale,
+                ci95: [v.ci95.0, v.ci95.1],
+            });
+        }
+    }
+    trace.finish(&calibrated);
+    notes.push(format!(
+        "each privacy unit contributed to at most {g_eff} group(s) and {r} row(s) per group; measures were clamped to their public bounds"
+    ));
+    Ok(Decisions {
+        shown,
+        withheld,
+        rank,
+        cells,
+        notes,
+    })
+}
+
+/// Dominance with DP: for each rule (n, p%) and measure, a group is
+/// dominated when its noisy sum of the n largest unit contributions
+/// exceeds p% of its noisy total. Both vectors have L1 sensitivity
+/// `G · R · (max_abs + |centre|)` (see `sdc::top_contributions`); the share
+/// of ε is split equally over all of them.
+fn noisy_dominance(
+    p: &sandbox_dp::bounding::Partials,
+    totals: &GroupTotals,
+    specs: &[AggregateSpec],
+    rules: &ReleaseRules,
+    g_eff: u64,
+    r: u64,
+    epsilon: f64,
+) -> Result<Vec<bool>, RuntimeError> {
+    let measures = dominance_measures(specs);
+    let parts = (2 * measures.len() * rules.dominance.len()).max(1) as f64;
+    let mut out = vec![false; totals.groups()];
+    for rule in &rules.dominance {
+        for &(m, centre) in &measures {
+            let max_abs = p.measures.get(m).map_or(0, |x| x.max_abs) as u128;
+            let sensitivity = (g_eff as u128)
+                .checked_mul(r as u128)
+                .and_then(|x| x.checked_mul(max_abs + centre.unsigned_abs()))
+                .ok_or(sandbox_dp::DpError::Overflow)?;
+            let mech = DiscreteLaplace::calibrated(sensitivity, epsilon / parts)?;
+            let (top, total) = top_contributions(p, totals, m, rule.n, Some(r as i64), centre);
+            for g in 0..out.len() {
+                let noisy_top = mech.privatize(top[g])?;
+                let noisy_total = mech.privatize(total[g])?;
+                if noisy_total > 0 && (noisy_top as f64) > rule.percent / 100.0 * noisy_total as f64 {
+                    out[g] = true;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Threshold release (no DP): exact values rounded, k and dominance on
+/// exact data. No formal guarantee; the owners' policies ask for it.
+fn threshold_decisions(
+    q: &CheckedQuery,
+    specs: &[AggregateSpec],
+    result: &PartialsResult,
+    rules: &ReleaseRules,
+) -> Result<Decisions, RuntimeError> {
+    let n = result.groups.keys.len();
+    let p = &result.partials;
+    let exact = exact_totals(p, n)?;
+    let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
+    for (g, row) in cells.iter_mut().enumerate() {
+        for (j, s) in specs.iter().enumerate() {
+            let base = rounding_base(q, rules, j).unwrap_or(0.0);
+            let v = exact_value(s, &exact, g)?;
+            let value = if base > 0.0 { round_to_base(v, base) } else { v };
+            row.push(ReleasedCell::Rounded { value, base });
+        }
+    }
+    let measures = dominance_measures(specs);
+    let mut dominated = vec![false; n];
+    for d in &rules.dominance {
+        let flags = dominated_groups(p, &exact, &measures, d.n, d.percent);
+        for (a, b) in dominated.iter_mut().zip(flags) {
+            *a |= b;
+        }
+    }
+    let mut withheld = vec![None; n];
+    for g in 0..n {
+        if exact.units[g] < rules.min_units as i128 {
+            withheld[g] = Some("k-threshold");
+        } else if dominated[g] {
+            withheld[g] = Some("dominance");
+        }
+    }
+    Ok(Decisions {
+        shown: vec![true; n],
+        withheld,
+        rank: exact.units.clone(),
+        cells,
+        notes: vec![
+            "released under threshold rules only (no differential privacy), as the data owners' policies ask; k and dominance were decided on exact data".into(),
+        ],
+    })
+}
+
+fn assemble(
+    q: &CheckedQuery,
+    specs: &[AggregateSpec],
+    result: &PartialsResult,
+    rules: &ReleaseRules,
+    epsilon: f64,
+    max_groups: usize,
+    mut d: Decisions,
+) -> Result<Released, RuntimeError> {
+    let n = result.groups.keys.len();
+    let count = |rule: &str| d.withheld.iter().zip(&d.shown).filter(|(w, s)| **s && **w == Some(rule)).count() as u64;
+    let (suppressed_k, suppressed_dom) = (count("k-threshold"), count("dominance"));
+    // Rows: public groups show withheld cells; others are omitted.
+    let mut rows: Vec<(usize, Vec<ReleasedCell>)> = Vec::new();
+    for g in 0..n {
+        if !d.shown[g] {
+            continue;
+        }
+        match d.withheld[g] {
             Some(_) if !result.groups.public => {}
             Some(rule) => rows.push((
                 g,
@@ -174,8 +365,19 @@ pub fn release(
                     .map(|_| ReleasedCell::Withheld { rule: rule.to_string() })
                     .collect(),
             )),
-            None => rows.push((g, std::mem::take(&mut cells[g]))),
+            None => rows.push((g, std::mem::take(&mut d.cells[g]))),
         }
+    }
+    // The cap on released groups, applied to what was selected: the groups
+    // with the largest noisy unit counts stay (post-processing).
+    let mut notes = d.notes;
+    if rows.len() > max_groups {
+        let selected = rows.len();
+        rows.sort_by(|a, b| d.rank[b.0].cmp(&d.rank[a.0]).then(a.0.cmp(&b.0)));
+        rows.truncate(max_groups);
+        notes.push(format!(
+            "{selected} groups passed selection; the {max_groups} with the largest noisy counts of privacy units are shown"
+        ));
     }
     let keys = &result.groups.keys;
     let sort_value = |row: &(usize, Vec<ReleasedCell>), src: OutputSource| -> SortKey {

@@ -500,7 +500,7 @@ impl Sandbox {
             let partials = compute_partials(&session, &query, &measures).await?;
             context.report("releasing");
             let started = std::time::Instant::now();
-            let released = release(&query, &specs, &partials, &rules, epsilon);
+            let released = release(&query, &specs, &partials, &rules, epsilon, self.limits.max_groups);
             tracing::debug!(elapsed = ?started.elapsed(), "released");
             released
         };
@@ -596,7 +596,7 @@ impl Sandbox {
                 public_groups: public_count,
             });
         }
-        let split = epsilon_split(query, !public, epsilon)?;
+        let split = epsilon_split(query, specs, rules, public, epsilon)?;
         let b = bounds(rules)?;
         let g_eff = b.effective_groups(public_count);
         let mut aggregates = Vec::new();
@@ -608,7 +608,11 @@ impl Sandbox {
         let selection_threshold = if public {
             None
         } else {
-            let share = split.share(specs.len()).unwrap_or(0.0);
+            let share = split
+                .parts
+                .iter()
+                .find(|(label, _)| label == crate::release::SELECTION)
+                .map_or(0.0, |(_, e)| *e);
             Some(PartitionSelector::new(g_eff, share, rules.delta, rules.min_units)?.threshold() as i64)
         };
         Ok(DryRunReport {

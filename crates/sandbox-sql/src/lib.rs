@@ -28,6 +28,7 @@ pub mod partials;
 pub mod query;
 pub mod rewrite;
 pub mod session;
+pub mod total;
 
 mod error;
 

@@ -29,6 +29,15 @@ pub struct ColumnFact {
     /// Set when the value is the output of a job-supplied row function
     /// (a WebAssembly UDF): a measure with the function's declared bounds.
     pub guest: Option<GuestOutput>,
+    /// Set when the value *is* the privacy-unit column of the protected scan
+    /// with this number (scans are numbered as the checker meets them),
+    /// unchanged. Units are tracked by scan, never by column name.
+    pub unit_scan: Option<usize>,
+    /// The value comes from the null-supplying side of an outer join: it
+    /// may be NULL where the other side has a row.
+    pub outer_nullable: bool,
+    /// The value depends on the output of a job-supplied function.
+    pub guest_derived: bool,
 }
 
 /// The output of a job-supplied row function.
@@ -45,15 +54,14 @@ impl ColumnFact {
         ColumnFact {
             sources: BTreeSet::from([source.clone()]),
             direct: Some(source),
-            guest: None,
+            ..Default::default()
         }
     }
 
     pub fn derived(sources: BTreeSet<SourceColumn>) -> Self {
         ColumnFact {
             sources,
-            direct: None,
-            guest: None,
+            ..Default::default()
         }
     }
 }

@@ -304,8 +304,10 @@ impl GroupIndex {
         })
     }
 
-    /// Group ids for every row of a batch (`None`: not a released group).
-    fn ids(&mut self, batch: &RecordBatch, k: usize, max_groups: usize) -> Result<Vec<Option<u32>>, SqlError> {
+    /// Group ids for every row of a batch (`None`: not a released group),
+    /// with a fingerprint of each row's key that does not depend on the
+    /// order groups were met in (for the keyed group choice).
+    fn ids(&mut self, batch: &RecordBatch, k: usize) -> Result<Vec<Option<(u32, u64)>>, SqlError> {
         let n = batch.num_rows();
         match self {
             GroupIndex::Public { strings, ints, strides } => {
@@ -348,7 +350,7 @@ impl GroupIndex {
                         };
                     }
                 }
-                Ok(out.into_iter().map(|o| o.map(|g| g as u32)).collect())
+                Ok(out.into_iter().map(|o| o.map(|g| (g as u32, g as u64))).collect())
             }
             GroupIndex::Observed { converter, ids, keys } => {
                 let columns: Vec<ArrayRef> = (0..k).map(|i| batch.column(1 + i).clone()).collect();
@@ -356,15 +358,15 @@ impl GroupIndex {
                     .convert_columns(&columns)
                     .map_err(|e| SqlError::Internal(e.to_string()))?;
                 let mut out = Vec::with_capacity(n);
+                let fingerprint = foldhash::fast::FixedState::with_seed(0);
                 for r in 0..n {
                     let row = rows.row(r);
+                    // Candidate groups are not capped here: a cap that fails
+                    // the job would turn one unit's extra group into an
+                    // oracle. The release caps the groups it shows.
                     let id = match ids.get(row.as_ref()) {
                         Some(id) => *id,
                         None => {
-                            if keys.len() >= max_groups {
-                                tracing::warn!(max_groups, "query exceeded the group limit");
-                                return Err(SqlError::Execution);
-                            }
                             let key: Vec<ScalarValue> = (0..k)
                                 .map(|i| ScalarValue::try_from_array(batch.column(1 + i), r))
                                 .collect::<Result<_, _>>()
@@ -375,7 +377,7 @@ impl GroupIndex {
                             id
                         }
                     };
-                    out.push(Some(id));
+                    out.push(Some((id, fingerprint.hash_one(row.as_ref()))));
                 }
                 Ok(out)
             }
@@ -389,6 +391,10 @@ fn assemble(
     batches: &[RecordBatch],
     max_groups: usize,
 ) -> Result<PartialsResult, SqlError> {
+    // The job's key for the keyed choice of each unit's groups.
+    let choice = foldhash::fast::FixedState::with_seed(
+        sandbox_dp::bounding::choice_key().map_err(|e| SqlError::Internal(e.to_string()))?,
+    );
     let k = q.group_keys.len();
     let public = public_groups(q, max_groups);
     let mut index = GroupIndex::new(q, public.as_ref(), batches)?;
@@ -411,7 +417,7 @@ fn assemble(
     for batch in batches {
         let u = cast(batch.column(0), &DataType::Utf8).map_err(|e| SqlError::Internal(e.to_string()))?;
         let u = u.as_string::<i32>();
-        let groups = index.ids(batch, k, max_groups)?;
+        let groups = index.ids(batch, k)?;
         let mut col_i = 1 + k;
         let rows = int_column(batch, col_i)?;
         let rows = rows.as_primitive::<Int64Type>();
@@ -429,7 +435,7 @@ fn assemble(
             mcols.push((c, s, sq));
         }
         for (r, group) in groups.into_iter().enumerate() {
-            let Some(group) = group else { continue };
+            let Some((group, fingerprint)) = group else { continue };
             if u.is_null(r) {
                 continue;
             }
@@ -438,6 +444,7 @@ fn assemble(
             let unit = *units.entry(key).or_insert(next);
             p.unit.push(unit);
             p.group.push(group);
+            p.priority.push(choice.hash_one((u.value(r), fingerprint)));
             p.rows.push(rows.value(r));
             for (mp, (c, s, sq)) in p.measures.iter_mut().zip(&mcols) {
                 let get = |a: &ArrayRef| {
@@ -508,7 +515,12 @@ async fn execute(
     let state = session.state().clone();
     let memory = limits.memory_bytes;
     let run = async move {
-        let physical = state.create_physical_plan(&plan).await?;
+        // Optimise, then make every expression total (see `crate::total`)
+        // on exactly the plan that runs: no later pass adds casts.
+        let optimized = state.optimize(&plan)?;
+        let total = crate::total::make_total(optimized)
+            .map_err(|e| DataFusionError::Plan(format!("cannot make the plan total: {e}")))?;
+        let physical = state.query_planner().create_physical_plan(&total, &state).await?;
         collect(physical, state.task_ctx()).await
     };
     match tokio::time::timeout(limits.deadline, run).await {

@@ -41,17 +41,22 @@ impl Checker<'_> {
                 } else {
                     let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
                     if params.distinct {
-                        let unit = fact.direct.as_ref().and_then(|d| {
-                            self.policies.policy(&d.dataset).and_then(|p| {
-                                (p.privacy_unit.as_deref() == Some(d.column.as_str())).then_some(d.clone())
-                            })
-                        });
-                        match unit {
-                            Some(u) => {
+                        // The release counts the privacy units of each group,
+                        // which is COUNT(DISTINCT x) only when x *is* every
+                        // row's unit: a unit column of a scan that no outer
+                        // join can leave NULL.
+                        match (&fact.direct, fact.unit_scan, fact.outer_nullable) {
+                            (Some(u), Some(_), false) => {
                                 self.usage.aggregated.insert(u.to_string());
                                 AggregateFn::CountUnits
                             }
-                            None => {
+                            (_, Some(_), true) => {
+                                return Err(refuse(
+                                    "count-distinct",
+                                    "COUNT(DISTINCT …) of a privacy unit on the optional side of an outer join is not supported; count the unit of the side every row has",
+                                ));
+                            }
+                            _ => {
                                 return Err(refuse(
                                     "count-distinct",
                                     "COUNT(DISTINCT …) is only allowed on the privacy unit column",
@@ -114,7 +119,15 @@ impl Checker<'_> {
                     ));
                 };
                 if let Some(g) = self.guest_output(arg, schema, facts) {
-                    self.expr_fact(arg, schema, facts, Place::Projection)?;
+                    let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
+                    let datasets: BTreeSet<DatasetId> = fact.sources.iter().map(|s| s.dataset.clone()).collect();
+                    for ds in datasets.iter().filter(|d| self.protected.contains(*d)) {
+                        self.require_program_aggregates(
+                            ds,
+                            super::ROW_FUNCTION_AGGREGATES,
+                            &format!("{}(wasm:{})", fname.to_uppercase(), g.function),
+                        )?;
+                    }
                     return Ok(AggregateRequest {
                         function,
                         name,

@@ -13,16 +13,16 @@ impl Checker<'_> {
         place: Place,
     ) -> Result<ColumnFact, SqlError> {
         let mut sources = BTreeSet::new();
+        self.saw_guest = false;
         self.walk(e, schema, facts, &mut sources, 0)?;
-        let direct = match strip_alias(e) {
-            Expr::Column(c) => schema
-                .maybe_index_of_column(c)
-                .and_then(|i| facts.get(i))
-                .and_then(|f| f.direct.clone()),
+        let guest_derived = self.saw_guest;
+        let input = match strip_alias(e) {
+            Expr::Column(c) => schema.maybe_index_of_column(c).and_then(|i| facts.get(i)),
             _ => None,
         };
+        let direct = input.and_then(|f| f.direct.clone());
         let guest = self.guest_output(e, schema, facts);
-        if guest.is_some() && place == Place::GroupBy {
+        if guest_derived && place == Place::GroupBy {
             return Err(refuse(
                 "measure-in-group-by",
                 "the output of a WebAssembly function is a measure and may only appear inside an aggregate",
@@ -77,7 +77,15 @@ impl Checker<'_> {
             Some(d) => ColumnFact::direct(d),
             None => ColumnFact::derived(sources),
         };
+        if let Some(input) = input.filter(|f| f.direct.is_some()) {
+            fact.unit_scan = input.unit_scan;
+            fact.outer_nullable = input.outer_nullable;
+            // An outer join's conditions stay in the lineage of its
+            // null-supplying side.
+            fact.sources.extend(input.sources.iter().cloned());
+        }
         fact.guest = guest;
+        fact.guest_derived = guest_derived;
         Ok(fact)
     }
 
@@ -127,10 +135,19 @@ impl Checker<'_> {
                     .get(i)
                     .ok_or_else(|| SqlError::Internal("lineage out of step with schema".into()))?;
                 acc.extend(f.sources.iter().cloned());
+                if f.guest.is_some() || f.guest_derived {
+                    self.saw_guest = true;
+                }
             }
             Expr::Literal(..) => {}
             Expr::Alias(a) => self.walk(&a.expr, schema, facts, acc, d)?,
             Expr::BinaryExpr(b) => {
+                if !ALLOWED_OPERATORS.contains(&b.op) {
+                    return Err(refuse(
+                        "operator-not-allowed",
+                        format!("the operator `{}` is not available in sandbox SQL", b.op),
+                    ));
+                }
                 self.walk(&b.left, schema, facts, acc, d)?;
                 self.walk(&b.right, schema, facts, acc, d)?;
             }
@@ -144,9 +161,15 @@ impl Checker<'_> {
             | Expr::IsNotFalse(x)
             | Expr::IsNotUnknown(x)
             | Expr::Negative(x) => self.walk(x, schema, facts, acc, d)?,
-            Expr::Like(l) | Expr::SimilarTo(l) => {
+            Expr::Like(l) => {
+                check_like_pattern(l)?;
                 self.walk(&l.expr, schema, facts, acc, d)?;
-                self.walk(&l.pattern, schema, facts, acc, d)?;
+            }
+            Expr::SimilarTo(_) => {
+                return Err(refuse(
+                    "operator-not-allowed",
+                    "SIMILAR TO is not available in sandbox SQL; use LIKE with a literal pattern",
+                ));
             }
             Expr::Between(b) => {
                 self.walk(&b.expr, schema, facts, acc, d)?;
@@ -172,6 +195,7 @@ impl Checker<'_> {
                 if self.guests.contains_key(f.func.name()) {
                     self.usage.functions.insert(format!("wasm:{}", f.func.name()));
                     self.uses_guests = true;
+                    self.saw_guest = true;
                     for a in &f.args {
                         self.walk(a, schema, facts, acc, d)?;
                     }
@@ -237,6 +261,53 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// Binary operators a query may use: comparisons, logic, arithmetic (made
+/// total before execution, see `crate::total`) and string concatenation.
+const ALLOWED_OPERATORS: &[Operator] = &[
+    Operator::Eq,
+    Operator::NotEq,
+    Operator::Lt,
+    Operator::LtEq,
+    Operator::Gt,
+    Operator::GtEq,
+    Operator::IsDistinctFrom,
+    Operator::IsNotDistinctFrom,
+    Operator::And,
+    Operator::Or,
+    Operator::Plus,
+    Operator::Minus,
+    Operator::Multiply,
+    Operator::Divide,
+    Operator::Modulo,
+    Operator::StringConcat,
+];
+
+/// A LIKE pattern must be a literal that the engine accepts, so that
+/// evaluating it cannot fail on some rows and not others.
+fn check_like_pattern(l: &datafusion::logical_expr::Like) -> Result<(), SqlError> {
+    use datafusion::arrow::array::{Scalar, StringArray};
+    let pattern = match strip_alias(&l.pattern) {
+        Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p)) | ScalarValue::LargeUtf8(Some(p)), _) => p,
+        _ => {
+            return Err(refuse(
+                "like-pattern",
+                "LIKE patterns must be string literals",
+            ));
+        }
+    };
+    if l.escape_char.is_some() {
+        return Err(refuse("like-pattern", "LIKE … ESCAPE is not supported"));
+    }
+    let probe = StringArray::from(vec![""]);
+    let pattern = Scalar::new(StringArray::from(vec![pattern.as_str()]));
+    let checked = if l.case_insensitive {
+        datafusion::arrow::compute::kernels::comparison::ilike(&probe, &pattern)
+    } else {
+        datafusion::arrow::compute::kernels::comparison::like(&probe, &pattern)
+    };
+    checked.map(|_| ()).map_err(|_| refuse("like-pattern", "the LIKE pattern is not valid"))
 }
 
 pub(super) fn strip_alias(e: &Expr) -> &Expr {

@@ -105,6 +105,13 @@ pub struct Checker<'a> {
     datasets: BTreeSet<DatasetId>,
     protected: BTreeSet<DatasetId>,
     uses_guests: bool,
+    /// Protected scans in the order the checker meets them (a dataset read
+    /// twice is two scans), and the union-find parent of each: scans joined
+    /// on permitted equalities of their privacy-unit columns share a class.
+    scans: Vec<DatasetId>,
+    unit_parent: Vec<usize>,
+    /// Set while walking an expression that reads a job function's output.
+    saw_guest: bool,
 }
 
 fn refuse(rule: &'static str, message: impl Into<String>) -> SqlError {
@@ -121,6 +128,9 @@ impl<'a> Checker<'a> {
             datasets: BTreeSet::new(),
             protected: BTreeSet::new(),
             uses_guests: false,
+            scans: Vec::new(),
+            unit_parent: Vec::new(),
+            saw_guest: false,
         }
     }
 
@@ -141,6 +151,7 @@ impl<'a> Checker<'a> {
 
     /// Checks a whole plan and returns the checked query.
     pub fn check(mut self, plan: &LogicalPlan) -> Result<CheckedQuery, SqlError> {
+        refuse_reserved_names(plan)?;
         // Walk down the output chain to the aggregation.
         let mut chain: Vec<&LogicalPlan> = Vec::new();
         let mut node = plan;
@@ -185,6 +196,7 @@ impl<'a> Checker<'a> {
             ));
         }
         let input_facts = self.row_source(&aggregate.input, 0)?;
+        self.require_one_unit_class()?;
         let input_schema = aggregate.input.schema();
         if self.protected.is_empty() {
             return Err(refuse(
@@ -386,7 +398,9 @@ impl<'a> Checker<'a> {
     /// and output columns that are measures, dimensions or public columns.
     /// The rows never leave the sandbox; they go to the job's blocks.
     pub fn check_rows(mut self, plan: &LogicalPlan) -> Result<CheckedRows, SqlError> {
+        refuse_reserved_names(plan)?;
         let facts = self.row_source(plan, 0)?;
+        self.require_one_unit_class()?;
         if self.protected.is_empty() {
             return Err(refuse(
                 "open-data-only",
@@ -407,12 +421,26 @@ impl<'a> Checker<'a> {
             columns.push(field.name().clone());
         }
         for ds in &self.protected {
-            if !self.policy(ds)?.jobs.wasm {
+            let policy = self.policy(ds)?;
+            if !policy.jobs.wasm {
                 return Err(refuse(
                     "wasm-not-allowed",
                     format!("the policy of {ds} does not accept WebAssembly jobs"),
                 ));
             }
+            // A program computes any statistic of its block: it may read a
+            // dataset only if its owner allows every aggregate and leaves
+            // release to differential privacy alone (threshold rules cannot
+            // be applied to a program's output).
+            if policy.release.mode.uses_threshold() {
+                return Err(refuse(
+                    "analysis-threshold-rules",
+                    format!(
+                        "the policy of {ds} applies threshold rules (k, dominance, rounding), which an analysis program's output cannot follow; use SQL"
+                    ),
+                ));
+            }
+            self.require_program_aggregates(ds, PROGRAM_AGGREGATES, "an analysis program")?;
         }
         let (unit_columns, row_source) = add_unit_columns(plan, self.policies, &self.protected)?;
         Ok(CheckedRows {
@@ -460,6 +488,113 @@ impl<'a> Checker<'a> {
                 )
             }
         }
+    }
+}
+
+/// Aggregates a program can emulate: a sum of any row function reproduces
+/// sums, means and (through squares) variances; a block program computes
+/// any statistic at all.
+pub(crate) const ROW_FUNCTION_AGGREGATES: &[sandbox_policy::AggregateKind] = &[
+    sandbox_policy::AggregateKind::Sum,
+    sandbox_policy::AggregateKind::Avg,
+    sandbox_policy::AggregateKind::Variance,
+    sandbox_policy::AggregateKind::Stddev,
+];
+const PROGRAM_AGGREGATES: &[sandbox_policy::AggregateKind] = &[
+    sandbox_policy::AggregateKind::Count,
+    sandbox_policy::AggregateKind::Sum,
+    sandbox_policy::AggregateKind::Avg,
+    sandbox_policy::AggregateKind::Variance,
+    sandbox_policy::AggregateKind::Stddev,
+];
+
+impl Checker<'_> {
+    /// Refuses a job function or program over `dataset` unless its policy
+    /// allows every aggregate in `needed` (what the code could emulate).
+    pub(super) fn require_program_aggregates(
+        &self,
+        dataset: &DatasetId,
+        needed: &[sandbox_policy::AggregateKind],
+        what: &str,
+    ) -> Result<(), SqlError> {
+        let policy = self.policy(dataset)?;
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|k| !policy.release.aggregates.contains(k))
+            .map(|k| k.to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(refuse(
+            "aggregate-not-allowed-by-policy",
+            format!(
+                "{what} over {dataset} could compute {} (e.g. a sum of squares), which its policy does not allow",
+                missing.join(", ")
+            ),
+        ))
+    }
+
+    /// Numbers a protected scan.
+    pub(super) fn new_scan(&mut self, dataset: &DatasetId) -> usize {
+        let id = self.scans.len();
+        self.scans.push(dataset.clone());
+        self.unit_parent.push(id);
+        id
+    }
+
+    pub(super) fn unit_class(&mut self, mut scan: usize) -> usize {
+        while self.unit_parent[scan] != scan {
+            let grandparent = self.unit_parent[self.unit_parent[scan]];
+            self.unit_parent[scan] = grandparent;
+            scan = grandparent;
+        }
+        scan
+    }
+
+    pub(super) fn unite(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.unit_class(a), self.unit_class(b));
+        self.unit_parent[b] = a;
+    }
+
+    /// Every protected scan must belong to one privacy-unit class: each row
+    /// of the row source then belongs to exactly one unit.
+    fn require_one_unit_class(&mut self) -> Result<(), SqlError> {
+        let classes: BTreeSet<usize> = (0..self.scans.len()).map(|s| self.unit_class(s)).collect();
+        if classes.len() > 1 {
+            return Err(SqlError::Internal(
+                "protected scans left in separate privacy-unit classes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Names starting with `__sandbox` (in any case) are the sandbox's own;
+/// checked on every schema of the planned plan, where DataFusion has already
+/// normalised unquoted identifiers.
+fn refuse_reserved_names(plan: &LogicalPlan) -> Result<(), SqlError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = None;
+    let visited = plan.apply_with_subqueries(|node| {
+        let reserved = |name: &str| name.to_ascii_lowercase().starts_with("__sandbox");
+        for (qualifier, field) in node.schema().iter() {
+            if reserved(field.name()) || qualifier.is_some_and(|q| reserved(q.table())) {
+                found = Some(field.name().clone());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if let Err(e) = visited {
+        return Err(SqlError::Internal(e.strip_backtrace()));
+    }
+    match found {
+        Some(_) => Err(refuse(
+            "reserved-name",
+            "names starting with `__sandbox` (in any case) are reserved for the sandbox",
+        )),
+        None => Ok(()),
     }
 }
 

@@ -22,16 +22,18 @@ impl Checker<'_> {
                     return Err(SqlError::Internal("unexpected pushed-down scan".into()));
                 }
                 let class = self.policies.open_class(&dataset);
+                let mut unit = None;
                 match class {
                     Some(OpenClass::Open) => {}
                     Some(OpenClass::Conditional) => {
-                        if policy.privacy_unit.is_none() {
+                        let Some(column) = policy.privacy_unit.clone() else {
                             return Err(refuse(
                                 "no-privacy-unit",
                                 format!("{dataset} has no privacy unit in its policy and cannot be queried"),
                             ));
-                        }
+                        };
                         self.protected.insert(dataset.clone());
+                        unit = Some((self.new_scan(&dataset), column));
                     }
                     _ => {
                         return Err(refuse(
@@ -46,10 +48,16 @@ impl Checker<'_> {
                     .fields()
                     .iter()
                     .map(|f| {
-                        ColumnFact::direct(SourceColumn {
+                        let mut fact = ColumnFact::direct(SourceColumn {
                             dataset: dataset.clone(),
                             column: f.name().clone(),
-                        })
+                        });
+                        if let Some((scan, column)) = &unit
+                            && column == f.name()
+                        {
+                            fact.unit_scan = Some(*scan);
+                        }
+                        fact
                     })
                     .collect())
             }
@@ -78,8 +86,12 @@ impl Checker<'_> {
                         ));
                     }
                 }
+                let first_left = self.scans.len();
                 let left = self.row_source(&j.left, depth + 1)?;
+                let first_right = self.scans.len();
                 let right = self.row_source(&j.right, depth + 1)?;
+                let end = self.scans.len();
+                let both_protected = first_right > first_left && end > first_right;
                 // The SQL planner leaves `ON a = b` in the join filter (the
                 // optimizer extracts equi-keys later), so take the equalities
                 // between a left and a right column as the join keys here.
@@ -99,15 +111,60 @@ impl Checker<'_> {
                         "joins need an equality on a permitted fusion key (JOIN … ON a.key = b.key); cross joins and comma joins are not allowed",
                     ));
                 }
+                // Sources of every condition that is not a fusion on privacy
+                // units: the null-supplying side of an outer join depends on
+                // them.
+                let mut condition_sources: BTreeSet<SourceColumn> = BTreeSet::new();
+                let mut pair_facts = Vec::with_capacity(pairs.len());
                 for (l, r) in &pairs {
                     let lf = self.expr_fact(l, j.left.schema(), &left, Place::Projection)?;
                     let rf = self.expr_fact(r, j.right.schema(), &right, Place::Projection)?;
-                    self.check_join_pair(&lf, &rf)?;
+                    pair_facts.push((lf, rf));
+                }
+                let is_unit_pair =
+                    |(lf, rf): &(ColumnFact, ColumnFact)| both_protected && lf.unit_scan.is_some() && rf.unit_scan.is_some();
+                // Two protected relations meet only on their privacy units:
+                // any other path (through a lookup table, a subquery, a
+                // non-unit key) would let one unit's rows reach another's.
+                if both_protected && !pair_facts.iter().any(is_unit_pair) {
+                    let names = |range: std::ops::Range<usize>| {
+                        let set: BTreeSet<String> = self.scans[range].iter().map(|d| d.to_string()).collect();
+                        join(set)
+                    };
+                    return Err(refuse(
+                        "join-not-on-privacy-unit",
+                        format!(
+                            "{} and {} are joined other than on their privacy units; protected datasets may only be joined on an equality of their privacy-unit columns that both policies permit",
+                            names(first_left..first_right),
+                            names(first_right..end)
+                        ),
+                    ));
+                }
+                for pair in &pair_facts {
+                    self.check_join_pair(&pair.0, &pair.1)?;
+                    match (pair.0.unit_scan, pair.1.unit_scan) {
+                        (Some(a), Some(b)) if is_unit_pair(pair) => self.unite(a, b),
+                        _ => {
+                            condition_sources.extend(pair.0.sources.iter().cloned());
+                            condition_sources.extend(pair.1.sources.iter().cloned());
+                        }
+                    }
                 }
                 let mut facts = left;
+                let n_left = facts.len();
                 facts.extend(right);
                 for conjunct in &rest {
-                    self.expr_fact(conjunct, &j.schema, &facts, Place::Filter)?;
+                    let f = self.expr_fact(conjunct, &j.schema, &facts, Place::Filter)?;
+                    condition_sources.extend(f.sources);
+                }
+                let nullable = match j.join_type {
+                    JoinType::Left => n_left..facts.len(),
+                    JoinType::Right => 0..n_left,
+                    _ => 0..0,
+                };
+                for f in &mut facts[nullable] {
+                    f.outer_nullable = true;
+                    f.sources.extend(condition_sources.iter().cloned());
                 }
                 Ok(facts)
             }

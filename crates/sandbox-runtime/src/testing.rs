@@ -1,0 +1,112 @@
+//! Release traces for neighbouring-database tests.
+//!
+//! With the `neighbouring-tests` feature (debug builds only, see
+//! `sandbox_dp::testing`), and only while a test has switched noise off,
+//! every DP release records what its noise was added to: per candidate
+//! group the bounded unit count and each aggregate's exact bounded
+//! statistics, with their declared L1 sensitivities. A test runs a job on
+//! D and on D minus one privacy unit and checks that these move by no more
+//! than declared. Without the feature the trace is an empty type and every
+//! call is a no-op.
+
+use sandbox_dp::aggregate::CalibratedAggregate;
+use sandbox_dp::bounding::GroupTotals;
+
+/// One DP release as the noise saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseTrace {
+    /// G as calibrated (effective groups per unit).
+    pub groups_per_unit: u64,
+    /// R as calibrated.
+    pub rows_per_group: u64,
+    /// τ of partition selection, when the groups were not public.
+    pub selection_threshold: Option<i128>,
+    /// Per aggregate, the L1 sensitivity of each noised statistic.
+    pub sensitivities: Vec<Vec<u128>>,
+    pub groups: Vec<TracedGroup>,
+}
+
+/// One candidate group of a traced release.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedGroup {
+    pub key: Vec<serde_json::Value>,
+    /// Privacy units after contribution bounding.
+    pub units: i128,
+    /// Per aggregate, its exact bounded statistics (before noise).
+    pub components: Vec<Vec<i128>>,
+    pub shown: bool,
+    pub withheld: Option<String>,
+}
+
+#[cfg(feature = "neighbouring-tests")]
+static TRACES: std::sync::Mutex<Vec<ReleaseTrace>> = std::sync::Mutex::new(Vec::new());
+
+/// The traces recorded since the last call (tests only).
+#[cfg(feature = "neighbouring-tests")]
+pub fn take_traces() -> Vec<ReleaseTrace> {
+    std::mem::take(&mut *TRACES.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Turns DP noise off (and the keyed group choice to a fixed key) for the
+/// whole process; releases are traced while it is off (tests only).
+#[cfg(feature = "neighbouring-tests")]
+pub fn set_noise_off(off: bool) {
+    sandbox_dp::testing::set_noise_off(off);
+}
+
+/// The recorder the release path calls; records only in traced test runs.
+pub(crate) struct Trace(Option<ReleaseTrace>);
+
+impl Trace {
+    pub(crate) fn new(groups_per_unit: u64, rows_per_group: u64) -> Self {
+        let recording = cfg!(feature = "neighbouring-tests") && sandbox_dp::testing::noise_off();
+        Trace(recording.then(|| ReleaseTrace {
+            groups_per_unit,
+            rows_per_group,
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) fn selection(&mut self, threshold: i128) {
+        if let Some(t) = &mut self.0 {
+            t.selection_threshold = Some(threshold);
+        }
+    }
+
+    pub(crate) fn group(
+        &mut self,
+        key: &[serde_json::Value],
+        totals: &GroupTotals,
+        calibrated: &[CalibratedAggregate],
+        group: usize,
+        shown: bool,
+        withheld: Option<&str>,
+    ) -> Result<(), sandbox_dp::DpError> {
+        let Some(t) = &mut self.0 else { return Ok(()) };
+        let units = totals.units.get(group).copied().unwrap_or(0);
+        if units == 0 && t.selection_threshold.is_some() {
+            return Ok(());
+        }
+        let components = calibrated
+            .iter()
+            .map(|c| c.exact_components(totals, group))
+            .collect::<Result<_, _>>()?;
+        t.groups.push(TracedGroup {
+            key: key.to_vec(),
+            units,
+            components,
+            shown,
+            withheld: withheld.map(str::to_string),
+        });
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, calibrated: &[CalibratedAggregate]) {
+        let Some(mut t) = self.0 else { return };
+        t.sensitivities = calibrated.iter().map(|c| c.sensitivities()).collect();
+        #[cfg(feature = "neighbouring-tests")]
+        TRACES.lock().unwrap_or_else(|p| p.into_inner()).push(t);
+        #[cfg(not(feature = "neighbouring-tests"))]
+        drop(t);
+    }
+}

@@ -1,0 +1,234 @@
+//! Total semantics: once a job is admitted, evaluating its expressions
+//! cannot fail on data.
+//!
+//! Whether a job is released or fails is visible to the analyst. An
+//! expression that fails on some values (`CAST('x' AS BIGINT)`, `1 / 0`,
+//! `to_date` of a malformed string, …) would answer a yes/no question about
+//! one row exactly, at any ε. So the plan that runs is rewritten, after
+//! DataFusion's analyzer has inserted its implicit casts and its optimizer
+//! has run, and right before physical planning:
+//!
+//! * every `CAST` becomes `TRY_CAST` (a value that does not convert is NULL);
+//! * `/` and `%` become [`SafeArithmetic`]: NULL where the engine would
+//!   fail (division by zero, `i64::MIN / -1`); `+`, `-`, `*` and unary `-`
+//!   already wrap in DataFusion (`fail_on_overflow` is off) and never fail;
+//! * every scalar function is wrapped in [`TotalFunction`]: a batch that
+//!   fails (an error or a panic) is evaluated again row by row, and a row
+//!   that fails on its own is NULL.
+//!
+//! NULLs then flow through the release like any missing value. What can
+//! still stop a job after admission — the deadline and the memory pool —
+//! depends on data volume; `docs/threat-model.md` states that residual
+//! channel.
+
+use crate::SqlError;
+use datafusion::arrow::array::{Array, ArrayRef, new_null_array};
+use datafusion::arrow::compute::concat;
+use datafusion::arrow::compute::kernels::numeric::{div, rem};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, TryCast, Volatility,
+};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+/// Rewrites every expression of `plan` into its total form (see the module
+/// docs). Names of outputs are preserved, so the plan's schema is unchanged.
+pub fn make_total(plan: LogicalPlan) -> Result<LogicalPlan, SqlError> {
+    plan.transform_up(|node| {
+        let preserver = NamePreserver::new(&node);
+        let rewritten = node.map_expressions(|e| {
+            let saved = preserver.save(&e);
+            let total = e.transform_up(total_expr)?;
+            Ok(if total.transformed {
+                total.update_data(|x| saved.restore(x))
+            } else {
+                total
+            })
+        })?;
+        if rewritten.transformed {
+            rewritten.map_data(|n| n.recompute_schema())
+        } else {
+            Ok(rewritten)
+        }
+    })
+    .map(|t| t.data)
+    .map_err(|e| SqlError::Internal(e.strip_backtrace()))
+}
+
+fn total_expr(e: Expr) -> DfResult<Transformed<Expr>> {
+    Ok(match e {
+        Expr::Cast(c) => Transformed::yes(Expr::TryCast(TryCast::new_from_field(c.expr, Arc::new(c.field.as_ref().clone().with_nullable(true))))),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) if matches!(op, Operator::Divide | Operator::Modulo) => {
+            let udf = Arc::new(ScalarUDF::new_from_impl(SafeArithmetic::new(op)));
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![*left, *right])))
+        }
+        Expr::ScalarFunction(f) if !is_total(&f.func) => {
+            let udf = Arc::new(ScalarUDF::new_from_impl(TotalFunction {
+                inner: f.func.clone(),
+            }));
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf, f.args)))
+        }
+        other => Transformed::no(other),
+    })
+}
+
+/// Already total: our own wrappers.
+fn is_total(f: &ScalarUDF) -> bool {
+    let inner = f.inner();
+    inner.is::<TotalFunction>() || inner.is::<SafeArithmetic>()
+}
+
+/// Evaluates `call` on the whole batch; if it fails or panics, evaluates it
+/// row by row and gives NULL to each row that fails on its own.
+fn evaluate_totally(
+    args: ScalarFunctionArgs,
+    call: impl Fn(ScalarFunctionArgs) -> DfResult<ColumnarValue>,
+) -> DfResult<ColumnarValue> {
+    let return_type = args.return_field.data_type().clone();
+    let n = args.number_rows;
+    if let Ok(Ok(v)) = catch_unwind(AssertUnwindSafe(|| call(args.clone()))) {
+        return Ok(v);
+    }
+    tracing::debug!("a batch failed in a function; evaluating it row by row");
+    let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    if all_scalar {
+        let mut one = args.clone();
+        one.number_rows = 1;
+        return Ok(match catch_unwind(AssertUnwindSafe(|| call(one))) {
+            Ok(Ok(v)) => v,
+            _ => ColumnarValue::Scalar(ScalarValue::try_from(&return_type)?),
+        });
+    }
+    let mut parts: Vec<ArrayRef> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut row = args.clone();
+        row.number_rows = 1;
+        row.args = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Array(array) => ColumnarValue::Array(array.slice(i, 1)),
+                ColumnarValue::Scalar(s) => ColumnarValue::Scalar(s.clone()),
+            })
+            .collect();
+        let value = match catch_unwind(AssertUnwindSafe(|| call(row))) {
+            Ok(Ok(v)) => v.to_array(1).ok().filter(|a| a.len() == 1 && a.data_type() == &return_type),
+            _ => None,
+        };
+        parts.push(value.unwrap_or_else(|| new_null_array(&return_type, 1)));
+    }
+    if parts.is_empty() {
+        return Ok(ColumnarValue::Array(new_null_array(&return_type, 0)));
+    }
+    let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+    Ok(ColumnarValue::Array(concat(&refs)?))
+}
+
+/// A scalar function that never fails: see [`evaluate_totally`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TotalFunction {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for TotalFunction {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        self.inner.inner().schema_name(args)
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(arg_types)
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let field = self.inner.return_field_from_args(args)?;
+        Ok(Arc::new(field.as_ref().clone().with_nullable(true)))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        evaluate_totally(args, |a| self.inner.invoke_with_args(a))
+    }
+}
+
+/// `/` and `%` that give NULL where the engine's kernels fail.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SafeArithmetic {
+    op: Operator,
+    signature: Signature,
+}
+
+impl SafeArithmetic {
+    fn new(op: Operator) -> Self {
+        SafeArithmetic {
+            op,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SafeArithmetic {
+    fn name(&self) -> &str {
+        match self.op {
+            Operator::Divide => "sandbox_divide",
+            _ => "sandbox_modulo",
+        }
+    }
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        match args {
+            [l, r] => Ok(format!("{} {} {}", l.schema_name(), self.op, r.schema_name())),
+            _ => Ok(self.name().to_string()),
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        match arg_types {
+            [l, r] => BinaryTypeCoercer::new(l, &self.op, r).get_result_type(),
+            _ => datafusion::common::plan_err!("{} takes two arguments", self.name()),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let op = self.op;
+        evaluate_totally(args, |a| {
+            let [l, r] = a.args.as_slice() else {
+                return datafusion::common::exec_err!("two arguments expected");
+            };
+            let scalar = matches!((l, r), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
+            let (l, r) = (datum(l)?, datum(r)?);
+            let out = match op {
+                Operator::Divide => div(l.as_ref(), r.as_ref())?,
+                _ => rem(l.as_ref(), r.as_ref())?,
+            };
+            let out = if out.data_type() == a.return_field.data_type() {
+                out
+            } else {
+                datafusion::arrow::compute::cast(&out, a.return_field.data_type())?
+            };
+            Ok(if scalar {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+            } else {
+                ColumnarValue::Array(out)
+            })
+        })
+    }
+}
+
+fn datum(v: &ColumnarValue) -> DfResult<Box<dyn datafusion::arrow::array::Datum>> {
+    Ok(match v {
+        ColumnarValue::Array(a) => Box::new(a.clone()),
+        ColumnarValue::Scalar(s) => Box::new(s.to_scalar()?),
+    })
+}

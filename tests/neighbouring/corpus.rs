@@ -1,0 +1,303 @@
+//! The queries run on D and its neighbours.
+
+use crate::neighbours::World;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// (origin, SQL) for every query of the corpus.
+pub fn all(world: &World) -> Vec<(String, String)> {
+    let mut out = table_queries();
+    out.extend(attacks(world));
+    out.extend(generated(0x5eed_2026, 72));
+    out
+}
+
+/// Every accepted query of `tests/sql/queries.test`.
+fn table_queries() -> Vec<(String, String)> {
+    let text = include_str!("../sql/queries.test");
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((n, line)) = lines.next() {
+        if !line.trim().starts_with("accept") {
+            continue;
+        }
+        let mut sql = String::new();
+        while let Some((_, l)) = lines.peek() {
+            if l.trim().is_empty() {
+                break;
+            }
+            sql.push_str(l);
+            sql.push('\n');
+            lines.next();
+        }
+        out.push((format!("queries.test:{}", n + 1), sql));
+    }
+    out
+}
+
+/// The attack shapes of the soundness issue, aimed at the rare units.
+fn attacks(world: &World) -> Vec<(String, String)> {
+    let f = &world.facts;
+    let date = &f.rare_date;
+    let until = &f.padding_until;
+    let cap = f.rare_capital - 0.005;
+    let staff = f.rare_employees;
+    let district = &f.rare_district;
+    let cost = f.top_cost - 0.5;
+    let shapes = [
+        // 1. Protected tables bridged through an open lookup table.
+        format!(
+            "SELECT a.district, COUNT(*) AS n FROM gov.legal_entities a JOIN gov.districts d ON a.district = d.district
+             JOIN gov.legal_entities b ON b.district = d.district WHERE b.founded = DATE '{date}' GROUP BY a.district"
+        ),
+        format!(
+            "SELECT a.district, COUNT(*) AS n FROM gov.legal_entities a JOIN gov.districts d ON a.district = d.district
+             JOIN gov.legal_entities b ON b.district = d.district
+             WHERE b.founded = DATE '{date}' AND b.registered_capital > {cap} GROUP BY a.district"
+        ),
+        format!(
+            "SELECT a.sex, COUNT(*) AS n FROM health.clinic_visits a JOIN gov.districts d ON a.district = d.district
+             JOIN health.clinic_visits b ON b.district = d.district WHERE b.cost > {cost} GROUP BY a.sex"
+        ),
+        format!(
+            "SELECT t.year, SUM(t.tax_paid) AS s FROM gov.tax_payments t JOIN gov.legal_entities l ON t.credit_code = l.credit_code
+             JOIN gov.districts d ON l.district = d.district JOIN gov.legal_entities b ON b.district = d.district
+             WHERE b.founded = DATE '{date}' GROUP BY t.year"
+        ),
+        format!(
+            "SELECT a.district, COUNT(*) AS n FROM gov.legal_entities a
+             JOIN (SELECT b.district AS dd FROM gov.legal_entities b WHERE b.founded = DATE '{date}') s ON a.district = s.dd
+             GROUP BY a.district"
+        ),
+        format!(
+            "SELECT d.district, COUNT(*) AS n FROM gov.districts d JOIN gov.legal_entities b ON b.district = d.district
+             JOIN bank.loans l ON l.credit_code = b.credit_code JOIN gov.legal_entities a ON a.district = d.district
+             WHERE b.founded = DATE '{date}' GROUP BY d.district"
+        ),
+        // 2. An alias that would become the privacy unit.
+        "SELECT founded, COUNT(*) AS n FROM (SELECT founded, name AS __SANDBOX_UNIT_9 FROM gov.legal_entities) t GROUP BY founded"
+            .to_string(),
+        "SELECT founded, COUNT(*) AS n FROM (SELECT founded, name AS \"__Sandbox_Unit_0\" FROM gov.legal_entities) t GROUP BY founded"
+            .to_string(),
+        "SELECT t.founded, COUNT(*) AS n FROM (SELECT founded, district AS __sandbox_unit_1 FROM gov.legal_entities) AS t GROUP BY t.founded"
+            .to_string(),
+        // 3. Data-dependent execution errors.
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE CASE WHEN founded = DATE '{date}' THEN CAST(industry AS BIGINT) ELSE 0 END = 0 GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE 100 / (insured_employees - {staff}) > -1000000 GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE insured_employees % (insured_employees - {staff}) >= 0 GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE to_date(CASE WHEN founded = DATE '{date}' THEN 'garbage' ELSE '2020-01-01' END) IS NOT NULL GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE substr(industry, 1, CASE WHEN founded = DATE '{date}' THEN -1 ELSE 1 END) <> 'x' GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE make_date(2020, CASE WHEN founded = DATE '{date}' THEN 13 ELSE 1 END, 1) IS NOT NULL GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE CAST(CASE WHEN founded = DATE '{date}' THEN registered_capital * 1e300 ELSE 1 END AS BIGINT) > 0 GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE power(CASE WHEN founded = DATE '{date}' THEN 10 ELSE 2 END, 40) > 0 GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE abs(CASE WHEN founded = DATE '{date}' THEN -9223372036854775807 - 1 ELSE 1 END) > 0 GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE date_trunc(CASE WHEN founded = DATE '{date}' THEN 'fortnight' ELSE 'month' END, CAST(founded AS TIMESTAMP)) IS NOT NULL
+             GROUP BY district"
+        ),
+        format!(
+            "SELECT industry, AVG(insured_employees / (insured_employees - {staff})) AS r FROM gov.legal_entities GROUP BY industry"
+        ),
+        // 5. `both` mode: k and dominance on a group padded to exactly k.
+        format!(
+            "SELECT t.year, SUM(t.tax_paid) AS s FROM gov.tax_payments t JOIN gov.legal_entities l ON t.credit_code = l.credit_code
+             WHERE l.founded >= DATE '{date}' AND l.founded <= DATE '{until}' GROUP BY t.year"
+        ),
+        format!(
+            "SELECT t.year, AVG(t.tax_paid) AS s FROM gov.tax_payments t JOIN gov.legal_entities l ON t.credit_code = l.credit_code
+             WHERE l.founded >= DATE '{date}' AND l.founded <= DATE '{until}' AND t.tax_paid > 0 GROUP BY t.year"
+        ),
+        // 6. A unit with many groups: dropped groups are no candidates.
+        "SELECT age, COUNT(*) AS n FROM health.clinic_visits GROUP BY age".to_string(),
+        "SELECT diagnosis_chapter, age, COUNT(*) AS n FROM health.clinic_visits GROUP BY diagnosis_chapter, age".to_string(),
+        // 8. Measure-dependent conditions in a lookup LEFT JOIN; COUNT(DISTINCT) on a nullable side.
+        format!(
+            "SELECT d.population_10k, COUNT(*) AS n FROM gov.legal_entities a
+             LEFT JOIN gov.districts d ON a.district = d.district AND a.registered_capital > {cap} GROUP BY d.population_10k"
+        ),
+        format!(
+            "SELECT b.term_months, COUNT(*) AS n FROM gov.legal_entities l
+             LEFT JOIN bank.loans b ON l.credit_code = b.credit_code AND b.amount > 100 GROUP BY b.term_months"
+        ),
+        "SELECT l.district, COUNT(DISTINCT b.credit_code) AS n FROM gov.legal_entities l
+         LEFT JOIN bank.loans b ON l.credit_code = b.credit_code GROUP BY l.district"
+            .to_string(),
+        format!(
+            "SELECT d.district, COUNT(*) AS n FROM gov.districts d LEFT JOIN gov.legal_entities a
+             ON a.district = d.district AND a.founded = DATE '{date}' GROUP BY d.district"
+        ),
+        format!(
+            "SELECT a.industry, COUNT(*) AS n FROM gov.legal_entities a WHERE a.district = '{district}' AND a.founded = DATE '{date}' GROUP BY a.industry"
+        ),
+        // Regular expressions and LIKE with data patterns.
+        "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE industry LIKE district GROUP BY district".to_string(),
+        "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE industry ~ '^[A-C]' GROUP BY district".to_string(),
+        "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE industry LIKE 'C%' GROUP BY district".to_string(),
+    ];
+    shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, sql)| (format!("attack {}", i + 1), sql))
+        .collect()
+}
+
+/// A table the generator draws from: (dataset, alias, measures, dimensions).
+struct Table {
+    dataset: &'static str,
+    measures: &'static [&'static str],
+    dimensions: &'static [&'static str],
+    enterprise: bool,
+}
+
+const TABLES: &[Table] = &[
+    Table {
+        dataset: "gov.legal_entities",
+        measures: &["registered_capital", "insured_employees"],
+        dimensions: &["district", "industry", "founded"],
+        enterprise: true,
+    },
+    Table {
+        dataset: "gov.tax_payments",
+        measures: &["tax_paid", "vat"],
+        dimensions: &["year"],
+        enterprise: true,
+    },
+    Table {
+        dataset: "gov.utility_usage",
+        measures: &["electricity_kwh", "water_m3", "gas_m3"],
+        dimensions: &["month"],
+        enterprise: true,
+    },
+    Table {
+        dataset: "bank.loans",
+        measures: &["amount", "rate", "defaulted"],
+        dimensions: &["term_months"],
+        enterprise: true,
+    },
+    Table {
+        dataset: "health.clinic_visits",
+        measures: &["cost"],
+        dimensions: &["sex", "district", "diagnosis_chapter", "age"],
+        enterprise: false,
+    },
+];
+
+fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
+    &items[rng.random_range(0..items.len())]
+}
+
+/// Seeded random queries over joins (fusions, lookups, bridges), subqueries,
+/// CASE, casts, filters and group keys. Many are refused; the property is
+/// the same either way.
+fn generated(seed: u64, count: usize) -> Vec<(String, String)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for i in 0..count {
+        let base = pick(&mut rng, TABLES);
+        let mut from = format!("{} a", base.dataset);
+        // Columns visible as (qualified name, is measure).
+        let mut measures: Vec<String> = base.measures.iter().map(|m| format!("a.{m}")).collect();
+        let mut dimensions: Vec<String> = base.dimensions.iter().map(|d| format!("a.{d}")).collect();
+        let unit = if base.enterprise { "a.credit_code" } else { "a.person_id" };
+        match rng.random_range(0..6) {
+            // fusion with another enterprise table on the unit
+            0 | 1 if base.enterprise => {
+                let other = loop {
+                    let t = pick(&mut rng, TABLES);
+                    if t.enterprise && t.dataset != base.dataset {
+                        break t;
+                    }
+                };
+                let kind = if rng.random_bool(0.3) { "LEFT JOIN" } else { "JOIN" };
+                from.push_str(&format!(" {kind} {} b ON a.credit_code = b.credit_code", other.dataset));
+                measures.extend(other.measures.iter().map(|m| format!("b.{m}")));
+                dimensions.extend(other.dimensions.iter().map(|d| format!("b.{d}")));
+            }
+            // lookup
+            2 if base.dimensions.contains(&"district") => {
+                let kind = if rng.random_bool(0.3) { "LEFT JOIN" } else { "JOIN" };
+                from.push_str(&format!(" {kind} gov.districts d ON a.district = d.district"));
+                dimensions.push("d.division_code".into());
+            }
+            // bridge through the lookup to a second protected scan (refused)
+            3 if base.dimensions.contains(&"district") => {
+                from.push_str(&format!(
+                    " JOIN gov.districts d ON a.district = d.district JOIN {} c ON c.district = d.district",
+                    base.dataset
+                ));
+                measures.extend(base.measures.iter().map(|m| format!("c.{m}")));
+            }
+            // subquery wrapping the base
+            4 => {
+                let cols: Vec<String> = base
+                    .measures
+                    .iter()
+                    .chain(base.dimensions)
+                    .map(|c| c.to_string())
+                    .chain(std::iter::once(unit.trim_start_matches("a.").to_string()))
+                    .collect();
+                from = format!("(SELECT {} FROM {}) a", cols.join(", "), base.dataset);
+            }
+            _ => {}
+        }
+        let m = pick(&mut rng, &measures).clone();
+        let dim = pick(&mut rng, &dimensions).clone();
+        let filter = match rng.random_range(0..8) {
+            0 => format!(" WHERE {m} > {}", rng.random_range(0..500)),
+            1 => format!(" WHERE CASE WHEN {m} > 10 THEN CAST({dim} AS BIGINT) ELSE 0 END = 0"),
+            2 => format!(" WHERE 100 / ({m} - {}) > 0", rng.random_range(0..3)),
+            3 => format!(" WHERE CAST({dim} AS VARCHAR) <> 'x'"),
+            4 => format!(" WHERE {m} BETWEEN 1 AND {}", rng.random_range(10..10_000)),
+            5 => format!(" WHERE {m} IS NOT NULL AND {m} % 7 <> 3"),
+            _ => String::new(),
+        };
+        let key = match rng.random_range(0..5) {
+            0 => format!("CASE WHEN CAST({dim} AS VARCHAR) < 'M' THEN 'low' ELSE 'high' END"),
+            1 => format!("CAST({dim} AS VARCHAR)"),
+            2 => m.clone(),
+            _ => dim.clone(),
+        };
+        let aggregate = match rng.random_range(0..7) {
+            0 => format!("SUM({m})"),
+            1 => format!("AVG({m})"),
+            2 => format!("COUNT(DISTINCT {unit})"),
+            3 => format!("COUNT({m})"),
+            4 => format!("VARIANCE({m})"),
+            5 => format!("AVG(CAST({m} AS DOUBLE))"),
+            _ => "COUNT(*)".to_string(),
+        };
+        let sql = if rng.random_bool(0.15) {
+            format!("SELECT {aggregate} AS v FROM {from}{filter}")
+        } else {
+            format!("SELECT {key} AS k, {aggregate} AS v FROM {from}{filter} GROUP BY {key}")
+        };
+        out.push((format!("generated {i}"), sql));
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! Neighbouring-database tests: the same job on a database D and on D minus
+//! one privacy unit, with DP noise switched off in the test-only mode
+//! (`neighbouring-tests`, debug builds only), must
+//!
+//! * have the same outcome: released, refused by the same rule, or failed
+//!   with the same message;
+//! * when released, move each noised statistic (summed over all candidate
+//!   groups, L1) by at most its declared sensitivity, and the bounded unit
+//!   counts that partition selection and k see by at most G.
+//!
+//! What a release shows is a function of those statistics (plus public key
+//! sets), so with noise on the release is (ε, δ)-DP as declared. The
+//! corpus: every accepted query of `tests/sql/queries.test`, the attack
+//! shapes of the soundness issue, and queries from a seeded generator over
+//! joins, lookups, subqueries, CASE, casts, filters and group keys. The
+//! removed units include the rare ones (a founding date only one
+//! enterprise has, the largest capital, the most loans, the person with
+//! most visits).
+//!
+//! Its own test binary: noise off is a process-wide switch.
+
+mod corpus;
+mod neighbours;
+
+use neighbours::{Neighbour, World};
+use sandbox_runtime::testing::{ReleaseTrace, take_traces};
+use sandbox_runtime::{Sandbox, SqlJobOptions, SqlJobResult};
+use std::collections::BTreeMap;
+
+/// What an analyst sees of a job, reduced to what must not differ.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Released(Box<ReleaseTrace>),
+    Refused(String),
+    Failed(String),
+}
+
+impl Outcome {
+    fn kind(&self) -> String {
+        match self {
+            Outcome::Released(_) => "released".into(),
+            Outcome::Refused(rule) => format!("refused by `{rule}`"),
+            Outcome::Failed(message) => format!("failed: {message}"),
+        }
+    }
+}
+
+async fn run(sandbox: &Sandbox, sql: &str) -> Outcome {
+    take_traces();
+    match sandbox.run_sql(neighbours::GRANT, sql, &SqlJobOptions::default()).await {
+        Ok(SqlJobResult::Released { .. }) => {
+            let mut traces = take_traces();
+            assert_eq!(traces.len(), 1, "one traced DP release per job: {sql}");
+            Outcome::Released(Box::new(traces.remove(0)))
+        }
+        Ok(SqlJobResult::DryRun(_)) => panic!("not a dry run"),
+        Err(e) => match e.rule() {
+            Some(rule) => Outcome::Refused(rule.to_string()),
+            None => Outcome::Failed(e.to_string()),
+        },
+    }
+}
+
+/// Checks one pair of releases; returns a description of the first excess.
+fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
+    if (d.groups_per_unit, d.rows_per_group, &d.sensitivities) != (n.groups_per_unit, n.rows_per_group, &n.sensitivities)
+    {
+        return Err("the calibration differs between D and its neighbour".into());
+    }
+    let by_key = |t: &ReleaseTrace| -> BTreeMap<String, (i128, Vec<Vec<i128>>)> {
+        t.groups
+            .iter()
+            .map(|g| (serde_json::to_string(&g.key).unwrap_or_default(), (g.units, g.components.clone())))
+            .collect()
+    };
+    let (a, b) = (by_key(d), by_key(n));
+    let zero: Vec<Vec<i128>> = d.sensitivities.iter().map(|s| vec![0; s.len()]).collect();
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut units_l1 = 0i128;
+    let mut l1: Vec<Vec<i128>> = zero.clone();
+    for key in keys {
+        let (ua, ca) = a.get(key).cloned().unwrap_or((0, zero.clone()));
+        let (ub, cb) = b.get(key).cloned().unwrap_or((0, zero.clone()));
+        units_l1 += (ua - ub).abs();
+        for (j, (x, y)) in ca.iter().zip(&cb).enumerate() {
+            for (c, (p, q)) in x.iter().zip(y).enumerate() {
+                l1[j][c] += (p - q).abs();
+            }
+        }
+    }
+    let g = d.groups_per_unit as i128;
+    if units_l1 > g {
+        return Err(format!("unit counts moved by {units_l1} (L1) where G = {g}"));
+    }
+    for (j, comps) in l1.iter().enumerate() {
+        for (c, moved) in comps.iter().enumerate() {
+            let bound = d.sensitivities[j][c] as i128;
+            if *moved > bound {
+                return Err(format!(
+                    "aggregate {j} statistic {c} moved by {moved} (L1) where its sensitivity is {bound}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
+    sandbox_runtime::testing::set_noise_off(true);
+    let world = World::build();
+    let corpus = corpus::all(&world);
+    assert!(corpus.len() >= 100, "corpus of {} queries", corpus.len());
+    let base = world.sandbox(None);
+    let neighbours: Vec<(&Neighbour, Sandbox)> = world.neighbours.iter().map(|n| (n, world.sandbox(Some(n)))).collect();
+    let mut failures = Vec::new();
+    let mut released = 0usize;
+    for (origin, sql) in &corpus {
+        let on_d = run(&base, sql).await;
+        if matches!(on_d, Outcome::Released(_)) {
+            released += 1;
+        }
+        for (neighbour, sandbox) in &neighbours {
+            if !neighbour.touches(sql) {
+                continue;
+            }
+            let on_n = run(sandbox, sql).await;
+            let verdict = match (&on_d, &on_n) {
+                (Outcome::Released(a), Outcome::Released(b)) => compare(a, b),
+                (a, b) if a == b => Ok(()),
+                (a, b) => Err(format!("outcome {} on D, {} without the unit", a.kind(), b.kind())),
+            };
+            if let Err(why) = verdict {
+                failures.push(format!("[{origin}] without {}: {why}\n    {}", neighbour.label, sql.trim()));
+            }
+        }
+    }
+    eprintln!(
+        "neighbouring databases: {} queries ({released} released on D) × {} neighbours, {} violations",
+        corpus.len(),
+        neighbours.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} neighbouring-database violations:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
