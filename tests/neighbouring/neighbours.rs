@@ -70,8 +70,9 @@ pub struct World {
 }
 
 fn table_dir(root: &Path, dataset: &str) -> PathBuf {
-    let (ns, table) = dataset.split_once('.').expect("namespace.table");
-    root.join("tables").join(ns).join(table)
+    DataDir::open(root)
+        .expect("data dir")
+        .table_dir(&dataset.parse().expect("dataset id"))
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -105,17 +106,16 @@ impl World {
         let ctx = SessionContext::new();
         for (dataset, _) in ENTERPRISE_TABLES.iter().chain(PERSON_TABLES) {
             let name = dataset.replace('.', "_");
-            let path = table_dir(&base, dataset);
-            block_on(ctx.register_parquet(&name, path.to_str().expect("utf-8 path"), ParquetReadOptions::default()))
-                .expect("register");
+            let path = format!("{}/", table_dir(&base, dataset).display());
+            block_on(ctx.register_parquet(&name, &path, ParquetReadOptions::default())).expect("register");
         }
         let pick = |sql: &str| first_string(&query(&ctx, sql), 0);
         let rare = query(
             &ctx,
-            "SELECT credit_code, CAST(founded AS VARCHAR), registered_capital, insured_employees, district
-             FROM gov_legal_entities WHERE founded IN
-               (SELECT founded FROM gov_legal_entities GROUP BY founded HAVING COUNT(*) = 1)
-             ORDER BY founded LIMIT 1",
+            "SELECT e.credit_code, CAST(e.founded AS VARCHAR) AS f, e.registered_capital, e.insured_employees, e.district
+             FROM gov_legal_entities e JOIN
+               (SELECT founded AS once FROM gov_legal_entities GROUP BY founded HAVING COUNT(*) = 1) o ON e.founded = o.once
+             ORDER BY f LIMIT 1",
         );
         let rare_code = first_string(&rare, 0);
         let rare_date = first_string(&rare, 1);
@@ -123,8 +123,8 @@ impl World {
         let rare_employees: i64 = first_string(&rare, 3).parse().expect("employees");
         let rare_district = first_string(&rare, 4);
         let padding_until = pick(&format!(
-            "SELECT CAST(founded AS VARCHAR) FROM gov_legal_entities WHERE founded >= DATE '{rare_date}'
-             ORDER BY founded LIMIT 1 OFFSET 9"
+            "SELECT CAST(founded AS VARCHAR) AS f FROM gov_legal_entities WHERE founded >= DATE '{rare_date}'
+             ORDER BY f LIMIT 1 OFFSET 9"
         ));
         let richest = pick("SELECT credit_code FROM gov_legal_entities ORDER BY registered_capital DESC, credit_code LIMIT 1");
         let borrower = pick("SELECT credit_code FROM bank_loans GROUP BY credit_code ORDER BY COUNT(*) DESC, credit_code LIMIT 1");
@@ -201,7 +201,8 @@ fn write_neighbour(ctx: &SessionContext, base: &Path, root: &Path, entity: Entit
         Entity::Enterprise => ENTERPRISE_TABLES,
         Entity::Person => PERSON_TABLES,
     };
-    for ns in std::fs::read_dir(base.join("tables")).expect("tables") {
+    let base_tables = DataDir::open(base).expect("data dir").tables_dir();
+    for ns in std::fs::read_dir(base_tables).expect("tables") {
         let ns = ns.expect("entry");
         for table in std::fs::read_dir(ns.path()).expect("namespace") {
             let table = table.expect("entry");
