@@ -229,7 +229,11 @@ async fn a_suspension_cancels_a_running_job_and_refuses_new_ones() {
         tokio::spawn(async move {
             s.run_sql_with_functions(
                 DEMO_GRANT,
-                "SELECT t.year, AVG(gate(t.tax_paid)) FROM gov.tax_payments t GROUP BY t.year",
+                // The function reads utility data only: a job function may not
+                // read tax data, whose policy allows no variance (which a
+                // function could emulate).
+                "SELECT t.year, AVG(gate(u.electricity_kwh)) FROM gov.tax_payments t
+                 JOIN gov.utility_usage u ON t.credit_code = u.credit_code GROUP BY t.year",
                 &SqlJobOptions::default(),
                 vec![f],
             )

@@ -23,11 +23,10 @@ async fn risk_score_udf_runs_inside_sql_and_is_released_as_a_measure() {
     let Some(bytes) = guest("risk_score.wasm") else { return };
     let s = sandbox();
     let job = s.load_wasm(&bytes).expect("admitted");
-    let sql = "SELECT l.district, AVG(risk_score(u.electricity_kwh, t.tax_paid)) AS risk
+    let sql = "SELECT l.district, AVG(risk_score(u.electricity_kwh, u.gas_m3)) AS risk
                FROM gov.utility_usage u
                JOIN gov.legal_entities l ON u.credit_code = l.credit_code
-               JOIN gov.tax_payments t ON u.credit_code = t.credit_code
-               WHERE u.month = '2024-06' AND t.year = 2024
+               WHERE u.month = '2024-06'
                GROUP BY l.district";
     let r = s
         .run_sql_with_functions(TEST_GRANT, sql, &SqlJobOptions::default(), job.row_functions())
@@ -103,11 +102,10 @@ async fn default_model_analysis_is_released_by_sample_and_aggregate() {
     let s = sandbox();
     let job = s.load_wasm(&bytes).expect("admitted");
     let program = job.analysis().expect("declares an analysis");
-    let input = "SELECT u.electricity_kwh, t.tax_paid, CAST(b.defaulted AS DOUBLE) AS defaulted
+    let input = "SELECT u.electricity_kwh, u.gas_m3, CAST(b.defaulted AS DOUBLE) AS defaulted
                  FROM bank.loans b
                  JOIN gov.utility_usage u ON b.credit_code = u.credit_code
-                 JOIN gov.tax_payments t ON b.credit_code = t.credit_code
-                 WHERE u.month = '2024-06' AND t.year = 2024";
+                 WHERE u.month = '2024-06'";
     let r = s
         .run_analysis(
             TEST_GRANT,
@@ -129,7 +127,7 @@ async fn default_model_analysis_is_released_by_sample_and_aggregate() {
             _ => String::new(),
         })
         .collect();
-    assert_eq!(names, ["intercept", "coef_log_kwh", "coef_log_tax"]);
+    assert_eq!(names, ["intercept", "coef_log_kwh", "coef_log_gas"]);
     for row in &r.table.rows {
         let ReleasedCell::Noisy { value, scale, .. } = row[1] else {
             panic!("noisy")

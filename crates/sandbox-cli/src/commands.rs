@@ -441,11 +441,10 @@ async fn demo_wasm(sandbox: &Sandbox, dir: &Path) -> Result<(), CliError> {
         "\n▶ bank: its own credit-risk score (risk_score.wasm, sha256 {}…) inside SQL",
         &job.digest()[..16]
     );
-    let sql = "SELECT l.district, AVG(risk_score(u.electricity_kwh, t.tax_paid)) AS mean_risk
+    let sql = "SELECT l.district, AVG(risk_score(u.electricity_kwh, u.gas_m3)) AS mean_risk
          FROM gov.utility_usage u
          JOIN gov.legal_entities l ON u.credit_code = l.credit_code
-         JOIN gov.tax_payments t ON u.credit_code = t.credit_code
-         WHERE u.month = '2024-12' AND t.year = 2024
+         WHERE u.month = '2024-12'
          GROUP BY l.district";
     println!("  {}", sql.split_whitespace().collect::<Vec<_>>().join(" "));
     match sandbox
@@ -461,11 +460,10 @@ async fn demo_wasm(sandbox: &Sandbox, dir: &Path) -> Result<(), CliError> {
     let Some(program) = job.analysis() else {
         return Err(fail("default_model.wasm declares no analysis"));
     };
-    let input = "SELECT u.electricity_kwh, t.tax_paid, CAST(b.defaulted AS DOUBLE) AS defaulted
+    let input = "SELECT u.electricity_kwh, u.gas_m3, CAST(b.defaulted AS DOUBLE) AS defaulted
          FROM bank.loans b
          JOIN gov.utility_usage u ON b.credit_code = u.credit_code
-         JOIN gov.tax_payments t ON b.credit_code = t.credit_code
-         WHERE u.month = '2024-12' AND t.year = 2024";
+         WHERE u.month = '2024-12'";
     println!(
         "\n▶ bank: a logistic default model (default_model.wasm, sha256 {}…) by sample and aggregate over 64 blocks\n  input: {}",
         &job.digest()[..16],

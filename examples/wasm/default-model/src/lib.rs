@@ -1,8 +1,8 @@
 //! Example guest: the analysis `default_model`, a logistic regression of loan
-//! default on electricity use and tax paid.
+//! default on electricity use and gas use.
 //!
 //! Input: a block (one record batch) with numeric columns `electricity_kwh`,
-//! `tax_paid` and `defaulted` (0/1; any integer or float type). Output, in
+//! `gas_m3` and `defaulted` (0/1; any integer or float type). Output, in
 //! order, each declared in `[-10, 10]` (the host clamps to these bounds and
 //! adds its privacy noise, e.g. by sample-and-aggregate over blocks):
 //!
@@ -10,7 +10,7 @@
 //! |----------------|----------------------------------------------------------------|
 //! | `intercept`    | log-odds of default at the block's mean of both features       |
 //! | `coef_log_kwh` | change in log-odds per standard deviation of `ln(1 + kWh)`     |
-//! | `coef_log_tax` | change in log-odds per standard deviation of `ln(1 + tax)`     |
+//! | `coef_log_gas` | change in log-odds per standard deviation of `ln(1 + gas)`     |
 //!
 //! The features are `ln(1 + max(x, 0))`, standardized with the block's own
 //! mean and (population) standard deviation. The fit is Newton's method on
@@ -37,20 +37,20 @@ pub const INTERCEPT_RIDGE: f64 = 0.01;
 /// Fewer usable rows than this and the block returns zeros.
 pub const MIN_ROWS: usize = 10;
 
-/// Fit the model on one block: `[intercept, coef_log_kwh, coef_log_tax]`.
+/// Fit the model on one block: `[intercept, coef_log_kwh, coef_log_gas]`.
 pub fn default_model(batch: &RecordBatch) -> Result<[f64; 3], SdkError> {
     let kwh = column_f64(batch, "electricity_kwh")?;
-    let tax = column_f64(batch, "tax_paid")?;
+    let gas = column_f64(batch, "gas_m3")?;
     let defaulted = column_f64(batch, "defaulted")?;
-    Ok(fit(&kwh, &tax, &defaulted))
+    Ok(fit(&kwh, &gas, &defaulted))
 }
 
 /// The fit itself, on plain columns (see the crate docs).
-pub fn fit(kwh: &[f64], tax: &[f64], defaulted: &[f64]) -> [f64; 3] {
+pub fn fit(kwh: &[f64], gas: &[f64], defaulted: &[f64]) -> [f64; 3] {
     let mut x1 = Vec::with_capacity(kwh.len());
     let mut x2 = Vec::with_capacity(kwh.len());
     let mut y = Vec::with_capacity(kwh.len());
-    for ((&k, &t), &d) in kwh.iter().zip(tax).zip(defaulted) {
+    for ((&k, &t), &d) in kwh.iter().zip(gas).zip(defaulted) {
         if k.is_nan() || t.is_nan() || d.is_nan() {
             continue;
         }
@@ -146,7 +146,7 @@ export! {
     analysis default_model(batch: &RecordBatch) -> [
         intercept in [-10.0, 10.0],
         coef_log_kwh in [-10.0, 10.0],
-        coef_log_tax in [-10.0, 10.0],
+        coef_log_gas in [-10.0, 10.0],
     ] => default_model;
 }
 
@@ -237,7 +237,7 @@ mod tests {
                 r#"{"abi":1,"udfs":[],"analysis":{"name":"default_model","outputs":["#,
                 r#"{"name":"intercept","lower":-10.0,"upper":10.0},"#,
                 r#"{"name":"coef_log_kwh","lower":-10.0,"upper":10.0},"#,
-                r#"{"name":"coef_log_tax","lower":-10.0,"upper":10.0}]}}"#
+                r#"{"name":"coef_log_gas","lower":-10.0,"upper":10.0}]}}"#
             )
         );
         let (k, t, d) = synthetic(500, [-2.0, -1.0, -0.5], 9);
@@ -245,14 +245,14 @@ mod tests {
         let d_int: Vec<i64> = d.iter().map(|v| *v as i64).collect();
         let batch = RecordBatch::try_from_iter([
             ("electricity_kwh", Arc::new(Float64Array::from(k.clone())) as ArrayRef),
-            ("tax_paid", Arc::new(Float64Array::from(t.clone())) as ArrayRef),
+            ("gas_m3", Arc::new(Float64Array::from(t.clone())) as ArrayRef),
             ("defaulted", Arc::new(Int64Array::from(d_int)) as ArrayRef),
         ])
         .unwrap();
         let out = SANDBOX_JOB.analyze_ipc(&ipc::encode_batch(&batch).unwrap()).unwrap();
         assert_eq!(ipc::decode_f64s(&out).unwrap(), fit(&k, &t, &d).to_vec());
 
-        let missing = RecordBatch::try_from_iter([("tax_paid", Arc::new(Float64Array::from(t)) as ArrayRef)]).unwrap();
+        let missing = RecordBatch::try_from_iter([("gas_m3", Arc::new(Float64Array::from(t)) as ArrayRef)]).unwrap();
         assert_eq!(
             SANDBOX_JOB.analyze(&missing).unwrap_err().code(),
             sandbox_sdk::sandbox_abi::ERR_BAD_INPUT
