@@ -518,6 +518,12 @@ impl Checker<'_> {
         what: &str,
     ) -> Result<(), SqlError> {
         let policy = self.policy(dataset)?;
+        if !policy.jobs.wasm {
+            return Err(refuse(
+                "wasm-not-allowed",
+                format!("the policy of {dataset} does not accept WebAssembly jobs"),
+            ));
+        }
         let missing: Vec<String> = needed
             .iter()
             .filter(|k| !policy.release.aggregates.contains(k))
