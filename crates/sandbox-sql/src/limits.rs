@@ -21,7 +21,11 @@ pub struct EngineLimits {
     pub memory_bytes: usize,
     /// Wall-clock deadline of planning and execution (default 60 s).
     pub deadline: Duration,
-    /// Most distinct groups a query may produce before release (default 100 000).
+    /// Most groups a released table shows (default 100 000); also the largest
+    /// public key cross product enumerated. Groups chosen by partition
+    /// selection beyond it are cut to those with the largest noisy unit
+    /// counts; candidate groups are not capped (a cap that failed the job
+    /// would depend on one unit's presence).
     pub max_groups: usize,
     /// Threads DataFusion may use for one job (default 2).
     pub target_partitions: usize,
