@@ -124,6 +124,36 @@ fn attacks(world: &World) -> Vec<(String, String)> {
         format!(
             "SELECT industry, AVG(insured_employees / (insured_employees - {staff})) AS r FROM gov.legal_entities GROUP BY industry"
         ),
+        // Found by the red team: date, timestamp and decimal arithmetic that
+        // overflows on one row's value; one row's group key grown to gigabytes.
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE CASE WHEN founded = DATE '{date}' THEN founded + INTERVAL '95020000 days' ELSE founded END > DATE '1900-01-01'
+             GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE CASE WHEN founded = DATE '{date}' THEN CAST(founded AS TIMESTAMP) + INTERVAL '95020000 days'
+                   ELSE CAST(founded AS TIMESTAMP) END > TIMESTAMP '1900-01-01 00:00:00' GROUP BY district"
+        ),
+        format!(
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities
+             WHERE CAST(registered_capital AS DECIMAL(38,0)) * CAST('10000000000000000000000000000000000' AS DECIMAL(38,0))
+                   > CAST('1' AS DECIMAL(38,0)) AND founded <> DATE '{date}' OR registered_capital > {cap} GROUP BY district"
+        ),
+        format!(
+            "SELECT year, SUM(tax_paid) AS s FROM gov.tax_payments
+             WHERE CASE WHEN tax_paid > 4000 THEN make_date(year, 1, 1) + INTERVAL '95020000 days' END IS NULL GROUP BY year"
+        ),
+        format!(
+            "WITH a AS (SELECT district, founded, CASE WHEN founded = DATE '{date}' THEN concat(district, district, district, district, district, district, district, district) ELSE district END AS k FROM gov.legal_entities),
+                  b AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM a),
+                  c AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM b),
+                  d AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM c),
+                  e AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM d),
+                  f AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) || k AS k FROM e)
+             SELECT district, COUNT(*) AS n FROM f WHERE length(k) > 0 OR k IS NULL GROUP BY district"
+        ),
         // 5. `both` mode: k and dominance on a group padded to exactly k.
         format!(
             "SELECT t.year, SUM(t.tax_paid) AS s FROM gov.tax_payments t JOIN gov.legal_entities l ON t.credit_code = l.credit_code

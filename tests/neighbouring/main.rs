@@ -67,14 +67,26 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
     {
         return Err("the calibration differs between D and its neighbour".into());
     }
+    if d.dominance_sensitivities != n.dominance_sensitivities {
+        return Err("the dominance calibration differs between D and its neighbour".into());
+    }
+    // The dominance statistics ride along as one more "aggregate".
+    let mut sensitivities = d.sensitivities.clone();
+    sensitivities.push(d.dominance_sensitivities.clone());
     let by_key = |t: &ReleaseTrace| -> BTreeMap<String, (i128, Vec<Vec<i128>>)> {
         t.groups
             .iter()
-            .map(|g| (serde_json::to_string(&g.key).unwrap_or_default(), (g.units, g.components.clone())))
+            .map(|g| {
+                let mut components = g.components.clone();
+                let mut dominance = g.dominance.clone();
+                dominance.resize(t.dominance_sensitivities.len(), 0);
+                components.push(dominance);
+                (serde_json::to_string(&g.key).unwrap_or_default(), (g.units, components))
+            })
             .collect()
     };
     let (a, b) = (by_key(d), by_key(n));
-    let zero: Vec<Vec<i128>> = d.sensitivities.iter().map(|s| vec![0; s.len()]).collect();
+    let zero: Vec<Vec<i128>> = sensitivities.iter().map(|s| vec![0; s.len()]).collect();
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let mut units_l1 = 0i128;
     let mut l1: Vec<Vec<i128>> = zero.clone();
@@ -94,7 +106,7 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
     }
     for (j, comps) in l1.iter().enumerate() {
         for (c, moved) in comps.iter().enumerate() {
-            let bound = d.sensitivities[j][c] as i128;
+            let bound = sensitivities[j][c] as i128;
             if *moved > bound {
                 return Err(format!(
                     "aggregate {j} statistic {c} moved by {moved} (L1) where its sensitivity is {bound}"

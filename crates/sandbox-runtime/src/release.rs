@@ -201,8 +201,10 @@ fn dp_decisions(
             rules.min_units
         ));
     }
+    let mut dominance_statistics = DominanceStatistics::default();
     if extra.dominance {
-        let dominated = noisy_dominance(p, &totals, specs, rules, g_eff, r, share(&split, DOMINANCE)?)?;
+        let (dominated, statistics) = noisy_dominance(p, &totals, specs, rules, g_eff, r, share(&split, DOMINANCE)?)?;
+        dominance_statistics = statistics;
         for g in 0..n {
             if shown[g] && withheld[g].is_none() && dominated[g] {
                 withheld[g] = Some("dominance");
@@ -223,7 +225,15 @@ fn dp_decisions(
         .collect::<Result<_, _>>()?;
     let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
     for g in 0..n {
-        trace.group(&result.groups.keys[g], &totals, &calibrated, g, shown[g], withheld[g])?;
+        trace.group(
+            &result.groups.keys[g],
+            &totals,
+            &calibrated,
+            g,
+            dominance_statistics.per_group.get(g).cloned().unwrap_or_default(),
+            shown[g],
+            withheld[g],
+        )?;
         if !shown[g] || withheld[g].is_some() {
             continue;
         }
@@ -240,7 +250,7 @@ fn dp_decisions(
             });
         }
     }
-    trace.finish(&calibrated);
+    trace.finish(&calibrated, dominance_statistics.sensitivities);
     notes.push(format!(
         "each privacy unit contributed to at most {g_eff} group(s) and {r} row(s) per group; measures were clamped to their public bounds"
     ));
@@ -251,6 +261,15 @@ fn dp_decisions(
         cells,
         notes,
     })
+}
+
+/// The exact statistics the dominance rule noised: per group, the top-n
+/// and total sums of each (rule, measure) in turn, and each one's L1
+/// sensitivity (for the neighbouring-database trace).
+#[derive(Default)]
+struct DominanceStatistics {
+    per_group: Vec<Vec<i128>>,
+    sensitivities: Vec<u128>,
 }
 
 /// Dominance with DP: for each rule (n, p%) and measure, a group is
@@ -266,10 +285,14 @@ fn noisy_dominance(
     g_eff: u64,
     r: u64,
     epsilon: f64,
-) -> Result<Vec<bool>, RuntimeError> {
+) -> Result<(Vec<bool>, DominanceStatistics), RuntimeError> {
     let measures = dominance_measures(specs);
     let parts = (2 * measures.len() * rules.dominance.len()).max(1) as f64;
     let mut out = vec![false; totals.groups()];
+    let mut statistics = DominanceStatistics {
+        per_group: vec![Vec::new(); totals.groups()],
+        sensitivities: Vec::new(),
+    };
     for rule in &rules.dominance {
         for &(m, centre) in &measures {
             let max_abs = p.measures.get(m).map_or(0, |x| x.max_abs) as u128;
@@ -279,7 +302,9 @@ fn noisy_dominance(
                 .ok_or(sandbox_dp::DpError::Overflow)?;
             let mech = DiscreteLaplace::calibrated(sensitivity, epsilon / parts)?;
             let (top, total) = top_contributions(p, totals, m, rule.n, Some(r as i64), centre);
+            statistics.sensitivities.extend([sensitivity, sensitivity]);
             for g in 0..out.len() {
+                statistics.per_group[g].extend([top[g], total[g]]);
                 let noisy_top = mech.privatize(top[g])?;
                 let noisy_total = mech.privatize(total[g])?;
                 if noisy_total > 0 && (noisy_top as f64) > rule.percent / 100.0 * noisy_total as f64 {
@@ -288,7 +313,7 @@ fn noisy_dominance(
             }
         }
     }
-    Ok(out)
+    Ok((out, statistics))
 }
 
 /// Threshold release (no DP): exact values rounded, k and dominance on

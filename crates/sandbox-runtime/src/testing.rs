@@ -23,6 +23,8 @@ pub struct ReleaseTrace {
     pub selection_threshold: Option<i128>,
     /// Per aggregate, the L1 sensitivity of each noised statistic.
     pub sensitivities: Vec<Vec<u128>>,
+    /// The L1 sensitivity of each statistic the dominance rule noised.
+    pub dominance_sensitivities: Vec<u128>,
     pub groups: Vec<TracedGroup>,
 }
 
@@ -34,6 +36,8 @@ pub struct TracedGroup {
     pub units: i128,
     /// Per aggregate, its exact bounded statistics (before noise).
     pub components: Vec<Vec<i128>>,
+    /// The dominance rule's exact statistics (top-n and total sums).
+    pub dominance: Vec<i128>,
     pub shown: bool,
     pub withheld: Option<String>,
 }
@@ -79,6 +83,7 @@ impl Trace {
         totals: &GroupTotals,
         calibrated: &[CalibratedAggregate],
         group: usize,
+        dominance: Vec<i128>,
         shown: bool,
         withheld: Option<&str>,
     ) -> Result<(), sandbox_dp::DpError> {
@@ -95,15 +100,17 @@ impl Trace {
             key: key.to_vec(),
             units,
             components,
+            dominance,
             shown,
             withheld: withheld.map(str::to_string),
         });
         Ok(())
     }
 
-    pub(crate) fn finish(self, calibrated: &[CalibratedAggregate]) {
+    pub(crate) fn finish(self, calibrated: &[CalibratedAggregate], dominance_sensitivities: Vec<u128>) {
         let Some(mut t) = self.0 else { return };
         t.sensitivities = calibrated.iter().map(|c| c.sensitivities()).collect();
+        t.dominance_sensitivities = dominance_sensitivities;
         #[cfg(feature = "neighbouring-tests")]
         TRACES.lock().unwrap_or_else(|p| p.into_inner()).push(t);
         #[cfg(not(feature = "neighbouring-tests"))]
