@@ -254,7 +254,11 @@ fn generated(seed: u64, count: usize) -> Vec<(String, String)> {
         // Columns visible as (qualified name, is measure).
         let mut measures: Vec<String> = base.measures.iter().map(|m| format!("a.{m}")).collect();
         let mut dimensions: Vec<String> = base.dimensions.iter().map(|d| format!("a.{d}")).collect();
-        let unit = if base.enterprise { "a.credit_code" } else { "a.person_id" };
+        let unit = if base.enterprise {
+            "a.credit_code"
+        } else {
+            "a.person_id"
+        };
         match rng.random_range(0..6) {
             // fusion with another enterprise table on the unit
             0 | 1 if base.enterprise => {

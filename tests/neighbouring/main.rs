@@ -63,7 +63,8 @@ async fn run(sandbox: &Sandbox, sql: &str) -> Outcome {
 
 /// Checks one pair of releases; returns a description of the first excess.
 fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
-    if (d.groups_per_unit, d.rows_per_group, &d.sensitivities) != (n.groups_per_unit, n.rows_per_group, &n.sensitivities)
+    if (d.groups_per_unit, d.rows_per_group, &d.sensitivities)
+        != (n.groups_per_unit, n.rows_per_group, &n.sensitivities)
     {
         return Err("the calibration differs between D and its neighbour".into());
     }
@@ -143,7 +144,11 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
                 (a, b) => Err(format!("outcome {} on D, {} without the unit", a.kind(), b.kind())),
             };
             if let Err(why) = verdict {
-                failures.push(format!("[{origin}] without {}: {why}\n    {}", neighbour.label, sql.trim()));
+                failures.push(format!(
+                    "[{origin}] without {}: {why}\n    {}",
+                    neighbour.label,
+                    sql.trim()
+                ));
             }
         }
     }

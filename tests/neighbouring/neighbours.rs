@@ -85,8 +85,11 @@ fn query(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
 
 fn first_string(batches: &[RecordBatch], column: usize) -> String {
     let b = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
-    let c = sandbox_sql::datafusion::arrow::compute::cast(b.column(column), &sandbox_sql::datafusion::arrow::datatypes::DataType::Utf8)
-        .expect("cast");
+    let c = sandbox_sql::datafusion::arrow::compute::cast(
+        b.column(column),
+        &sandbox_sql::datafusion::arrow::datatypes::DataType::Utf8,
+    )
+    .expect("cast");
     c.as_string::<i32>().value(0).to_string()
 }
 
@@ -126,20 +129,29 @@ impl World {
             "SELECT CAST(founded AS VARCHAR) AS f FROM gov_legal_entities WHERE founded >= DATE '{rare_date}'
              ORDER BY f LIMIT 1 OFFSET 9"
         ));
-        let richest = pick("SELECT credit_code FROM gov_legal_entities ORDER BY registered_capital DESC, credit_code LIMIT 1");
-        let borrower = pick("SELECT credit_code FROM bank_loans GROUP BY credit_code ORDER BY COUNT(*) DESC, credit_code LIMIT 1");
+        let richest =
+            pick("SELECT credit_code FROM gov_legal_entities ORDER BY registered_capital DESC, credit_code LIMIT 1");
+        let borrower =
+            pick("SELECT credit_code FROM bank_loans GROUP BY credit_code ORDER BY COUNT(*) DESC, credit_code LIMIT 1");
         let taxpayer = pick("SELECT credit_code FROM gov_tax_payments ORDER BY tax_paid DESC, credit_code LIMIT 1");
         let ordinary = pick("SELECT credit_code FROM gov_legal_entities ORDER BY credit_code LIMIT 1 OFFSET 777");
-        let patient = pick("SELECT person_id FROM health_clinic_visits GROUP BY person_id ORDER BY COUNT(*) DESC, person_id LIMIT 1");
-        let one_visit =
-            pick("SELECT person_id FROM health_clinic_visits GROUP BY person_id HAVING COUNT(*) = 1 ORDER BY person_id LIMIT 1");
+        let patient = pick(
+            "SELECT person_id FROM health_clinic_visits GROUP BY person_id ORDER BY COUNT(*) DESC, person_id LIMIT 1",
+        );
+        let one_visit = pick(
+            "SELECT person_id FROM health_clinic_visits GROUP BY person_id HAVING COUNT(*) = 1 ORDER BY person_id LIMIT 1",
+        );
         let top_cost: f64 = pick(&format!(
             "SELECT MAX(cost) FROM health_clinic_visits WHERE person_id = '{patient}'"
         ))
         .parse()
         .expect("cost");
         let removals = [
-            ("the enterprise with a founding date of its own", Entity::Enterprise, rare_code),
+            (
+                "the enterprise with a founding date of its own",
+                Entity::Enterprise,
+                rare_code,
+            ),
             ("the enterprise with the largest capital", Entity::Enterprise, richest),
             ("the enterprise with the most loans", Entity::Enterprise, borrower),
             ("the largest taxpayer", Entity::Enterprise, taxpayer),

@@ -200,7 +200,11 @@ pub fn bounded_measure(m: &MeasurePartials, i: usize, row_cap: Option<i64>) -> B
         Some(sq) => scale(sq.get(i).copied().unwrap_or(0) as i128).clamp(0, kept * max_abs * max_abs),
         None => 0,
     };
-    BoundedMeasure { count: kept, sum, sumsq }
+    BoundedMeasure {
+        count: kept,
+        sum,
+        sumsq,
+    }
 }
 
 /// Totals without any bounding (threshold release), every value still
@@ -259,7 +263,9 @@ pub(crate) mod tests {
             group: rows.iter().map(|r| r.1).collect(),
             priority: rows
                 .iter()
-                .map(|r| (r.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (r.1 as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+                .map(|r| {
+                    (r.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (r.1 as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+                })
                 .collect(),
             rows: rows.iter().map(|r| r.2).collect(),
             measures: vec![MeasurePartials {

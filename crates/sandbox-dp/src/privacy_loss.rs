@@ -105,11 +105,7 @@ fn partition_selection_loss_is_within_epsilon() {
     let eps = 1.0;
     let s = PartitionSelector::new(1, eps, 1e-3, 0).expect("selector");
     let c = s.threshold();
-    let keep = |units: i128| -> Vec<i64> {
-        (0..DRAWS)
-            .map(|_| i64::from(s.keep(units).expect("keep")))
-            .collect()
-    };
+    let keep = |units: i128| -> Vec<i64> { (0..DRAWS).map(|_| i64::from(s.keep(units).expect("keep"))).collect() };
     let loss = excess_loss(&keep(c), &keep(c - 1));
     assert!(loss <= eps, "empirical loss {loss} > ε = {eps}");
 }

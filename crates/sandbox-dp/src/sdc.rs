@@ -64,7 +64,13 @@ pub fn top_contributions(
 /// Groups where the `n` largest contributors hold more than `percent` % of
 /// the absolute total of a measure, for any of the given measures (exact
 /// data: the `threshold` mode only).
-pub fn dominated_groups(p: &Partials, totals: &GroupTotals, measures: &[(usize, i128)], n: u32, percent: f64) -> Vec<bool> {
+pub fn dominated_groups(
+    p: &Partials,
+    totals: &GroupTotals,
+    measures: &[(usize, i128)],
+    n: u32,
+    percent: f64,
+) -> Vec<bool> {
     let mut out = vec![false; totals.groups()];
     for &(m, centre) in measures {
         let (top, total) = top_contributions(p, totals, m, n, None, centre);

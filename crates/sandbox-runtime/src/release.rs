@@ -373,7 +373,13 @@ fn assemble(
     mut d: Decisions,
 ) -> Result<Released, RuntimeError> {
     let n = result.groups.keys.len();
-    let count = |rule: &str| d.withheld.iter().zip(&d.shown).filter(|(w, s)| **s && **w == Some(rule)).count() as u64;
+    let count = |rule: &str| {
+        d.withheld
+            .iter()
+            .zip(&d.shown)
+            .filter(|(w, s)| **s && **w == Some(rule))
+            .count() as u64
+    };
     let (suppressed_k, suppressed_dom) = (count("k-threshold"), count("dominance"));
     // Rows: public groups show withheld cells; others are omitted.
     let mut rows: Vec<(usize, Vec<ReleasedCell>)> = Vec::new();

@@ -38,8 +38,8 @@ use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, TryCast, Volatility,
+    BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TryCast, Volatility,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -85,7 +85,10 @@ fn total_expr(e: Expr) -> DfResult<Transformed<Expr>> {
                 Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo
             ) =>
         {
-            Transformed::yes(call(ScalarUDF::new_from_impl(SafeArithmetic::new(op)), vec![*left, *right]))
+            Transformed::yes(call(
+                ScalarUDF::new_from_impl(SafeArithmetic::new(op)),
+                vec![*left, *right],
+            ))
         }
         Expr::Negative(x) => Transformed::yes(call(ScalarUDF::new_from_impl(SafeArithmetic::negate()), vec![*x])),
         Expr::BinaryExpr(b) if b.op == Operator::StringConcat => Transformed::yes(call(
@@ -93,9 +96,7 @@ fn total_expr(e: Expr) -> DfResult<Transformed<Expr>> {
             vec![Expr::BinaryExpr(b)],
         )),
         Expr::ScalarFunction(f) if !is_total(&f.func) => {
-            let udf = Arc::new(ScalarUDF::new_from_impl(TotalFunction {
-                inner: f.func.clone(),
-            }));
+            let udf = Arc::new(ScalarUDF::new_from_impl(TotalFunction { inner: f.func.clone() }));
             Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf, f.args)))
         }
         other => Transformed::no(other),
@@ -142,7 +143,10 @@ fn evaluate_totally(
             })
             .collect();
         let value = match catch_unwind(AssertUnwindSafe(|| call(row))) {
-            Ok(Ok(v)) => v.to_array(1).ok().filter(|a| a.len() == 1 && a.data_type() == &return_type),
+            Ok(Ok(v)) => v
+                .to_array(1)
+                .ok()
+                .filter(|a| a.len() == 1 && a.data_type() == &return_type),
             _ => None,
         };
         parts.push(value.unwrap_or_else(|| new_null_array(&return_type, 1)));

@@ -289,12 +289,12 @@ const ALLOWED_OPERATORS: &[Operator] = &[
 fn check_like_pattern(l: &datafusion::logical_expr::Like) -> Result<(), SqlError> {
     use datafusion::arrow::array::{Scalar, StringArray};
     let pattern = match strip_alias(&l.pattern) {
-        Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p)) | ScalarValue::LargeUtf8(Some(p)), _) => p,
+        Expr::Literal(
+            ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p)) | ScalarValue::LargeUtf8(Some(p)),
+            _,
+        ) => p,
         _ => {
-            return Err(refuse(
-                "like-pattern",
-                "LIKE patterns must be string literals",
-            ));
+            return Err(refuse("like-pattern", "LIKE patterns must be string literals"));
         }
     };
     if l.escape_char.is_some() {
@@ -307,7 +307,9 @@ fn check_like_pattern(l: &datafusion::logical_expr::Like) -> Result<(), SqlError
     } else {
         datafusion::arrow::compute::kernels::comparison::like(&probe, &pattern)
     };
-    checked.map(|_| ()).map_err(|_| refuse("like-pattern", "the LIKE pattern is not valid"))
+    checked
+        .map(|_| ())
+        .map_err(|_| refuse("like-pattern", "the LIKE pattern is not valid"))
 }
 
 pub(super) fn strip_alias(e: &Expr) -> &Expr {

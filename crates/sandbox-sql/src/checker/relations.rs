@@ -121,8 +121,9 @@ impl Checker<'_> {
                     let rf = self.expr_fact(r, j.right.schema(), &right, Place::Projection)?;
                     pair_facts.push((lf, rf));
                 }
-                let is_unit_pair =
-                    |(lf, rf): &(ColumnFact, ColumnFact)| both_protected && lf.unit_scan.is_some() && rf.unit_scan.is_some();
+                let is_unit_pair = |(lf, rf): &(ColumnFact, ColumnFact)| {
+                    both_protected && lf.unit_scan.is_some() && rf.unit_scan.is_some()
+                };
                 // Two protected relations meet only on their privacy units:
                 // any other path (through a lookup table, a subquery, a
                 // non-unit key) would let one unit's rows reach another's.
