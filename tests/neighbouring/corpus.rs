@@ -148,11 +148,8 @@ fn attacks(world: &World) -> Vec<(String, String)> {
         format!(
             "WITH a AS (SELECT district, founded, CASE WHEN founded = DATE '{date}' THEN concat(district, district, district, district, district, district, district, district) ELSE district END AS k FROM gov.legal_entities),
                   b AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM a),
-                  c AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM b),
-                  d AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM c),
-                  e AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM d),
-                  f AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) || k AS k FROM e)
-             SELECT district, COUNT(*) AS n FROM f WHERE length(k) > 0 OR k IS NULL GROUP BY district"
+                  c AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) || k AS k FROM b)
+             SELECT district, COUNT(*) AS n FROM c WHERE length(k) > 0 OR k IS NULL GROUP BY district"
         ),
         // 5. `both` mode: k and dominance on a group padded to exactly k.
         format!(
