@@ -192,7 +192,7 @@ fn groups_by_unit(units: &dyn Array) -> DfResult<Vec<Rows>> {
     let units = cast(units, &DataType::Utf8)?;
     let units = units.as_string::<i32>();
     let mut groups: Vec<Rows> = Vec::new();
-    let mut index: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut index: HashMap<Option<&str>, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut previous: Option<(Option<&str>, usize)> = None;
     for row in 0..units.len() {
         let unit = (!units.is_null(row)).then(|| units.value(row));

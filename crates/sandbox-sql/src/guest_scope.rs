@@ -124,7 +124,7 @@ fn node_unit(node: &LogicalPlan, unit_columns: &[Column]) -> Expr {
     match columns.len() {
         0 => Expr::Literal(ScalarValue::Utf8(None), None),
         1 => columns.remove(0),
-        _ => coalesce(columns.into_iter().map(|c| cast_utf8(c)).collect()),
+        _ => coalesce(columns.into_iter().map(cast_utf8).collect()),
     }
 }
 
@@ -135,7 +135,7 @@ fn cast_utf8(e: Expr) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
+    use datafusion::arrow::array::{AsArray, Float64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{Field, Float64Type, Schema};
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;
