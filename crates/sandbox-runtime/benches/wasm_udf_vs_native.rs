@@ -127,7 +127,9 @@ impl ScalarUDFImpl for Plain {
             arrays[0].as_any().downcast_ref::<Float64Array>(),
             arrays[1].as_any().downcast_ref::<Float64Array>(),
         ) else {
-            return Err(sandbox_sql::datafusion::common::DataFusionError::Internal("float64".into()));
+            return Err(sandbox_sql::datafusion::common::DataFusionError::Internal(
+                "float64".into(),
+            ));
         };
         let out: Float64Array = (0..n)
             .map(|i| {

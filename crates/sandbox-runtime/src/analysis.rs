@@ -255,11 +255,14 @@ mod tests {
             Field::new("x", DataType::Float64, true),
             Field::new("label", DataType::Utf8, true),
         ]));
-        for batches in [Vec::new(), vec![RecordBatch::new_empty(Arc::new(Schema::new(vec![
-            Field::new("__u", DataType::Utf8, true),
-            Field::new("x", DataType::Int32, true),
-            Field::new("label", DataType::Utf8, true),
-        ])))]] {
+        for batches in [
+            Vec::new(),
+            vec![RecordBatch::new_empty(Arc::new(Schema::new(vec![
+                Field::new("__u", DataType::Utf8, true),
+                Field::new("x", DataType::Int32, true),
+                Field::new("label", DataType::Utf8, true),
+            ])))],
+        ] {
             let blocks = split_into_blocks(&batches, &schema, 5, &[1u8; 32]).expect("blocks");
             assert_eq!(blocks.len(), 5);
             for b in &blocks {
@@ -325,7 +328,13 @@ mod tests {
                 })
                 .collect()
         };
-        for (order, size) in [(&forward, 7), (&backward, 200), (&backward, 13), (&shuffled, 1), (&shuffled, 64)] {
+        for (order, size) in [
+            (&forward, 7),
+            (&backward, 200),
+            (&backward, 13),
+            (&shuffled, 1),
+            (&shuffled, 64),
+        ] {
             let blocks = split_into_blocks(&delivered(order, size), &schema, 6, &key).expect("blocks");
             assert_eq!(blocks, reference, "batches of {size}");
             assert_eq!(bytes(&blocks), bytes(&reference), "batches of {size}");

@@ -160,7 +160,7 @@ fn evaluate_groups(function: &dyn RowFunction, batch: &RecordBatch, groups: &[Ro
         let values = match function.evaluate(&input) {
             Ok(v) if v.len() == group.len() => Some(v),
             Ok(v) => {
-                tracing::warn!(
+                tracing::debug!(
                     function = function.name(),
                     expected = group.len(),
                     got = v.len(),
@@ -169,7 +169,7 @@ fn evaluate_groups(function: &dyn RowFunction, batch: &RecordBatch, groups: &[Ro
                 None
             }
             Err(e) => {
-                tracing::warn!(function = function.name(), error = %e, "a call failed; its rows take the default");
+                tracing::debug!(function = function.name(), error = %e, "a call failed; its rows take the default");
                 None
             }
         };
@@ -181,7 +181,14 @@ fn evaluate_groups(function: &dyn RowFunction, batch: &RecordBatch, groups: &[Ro
         });
     }
     if failed > 0 {
-        tracing::info!(function = function.name(), failed, calls = groups.len(), "calls took the default");
+        // One line per batch, not per call: a function that fails on
+        // purpose must not flood the operator log.
+        tracing::warn!(
+            function = function.name(),
+            failed,
+            calls = groups.len(),
+            "calls took the default"
+        );
     }
     Ok(out)
 }
@@ -267,7 +274,9 @@ impl ScalarUDFImpl for GuestUdf {
         let batch = argument_batch(arrays, n)?;
         let groups: Vec<Rows> = (0..n).map(|row| Rows::Range(row, 1)).collect();
         let values = evaluate_groups(self.function.as_ref(), &batch, &groups)?;
-        Ok(ColumnarValue::Array(Arc::new(values.into_iter().collect::<Float64Array>())))
+        Ok(ColumnarValue::Array(Arc::new(
+            values.into_iter().collect::<Float64Array>(),
+        )))
     }
 }
 
@@ -334,10 +343,11 @@ impl ScalarUDFImpl for UnitScopedUdf {
         let groups = groups_by_unit(units.as_ref())?;
         let batch = argument_batch(arrays, n)?;
         let values = evaluate_groups(self.function.as_ref(), &batch, &groups)?;
-        Ok(ColumnarValue::Array(Arc::new(values.into_iter().collect::<Float64Array>())))
+        Ok(ColumnarValue::Array(Arc::new(
+            values.into_iter().collect::<Float64Array>(),
+        )))
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -365,7 +375,9 @@ mod tests {
             "test"
         }
         fn evaluate(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
-            let a = args.column(0).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            let a = args
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
             let rows: Vec<f64> = a.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
             self.calls.lock().map_err(|_| "poisoned")?.push(rows.clone());
             if rows.iter().any(|v| *v == 99.0) {
@@ -410,6 +422,9 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, vec![vec![0, 1, 4], vec![2, 6], vec![3, 5]]);
-        assert!(matches!(groups_by_unit(&StringArray::from(vec!["x", "x", "x"])).expect("groups")[..], [Rows::Range(0, 3)]));
+        assert!(matches!(
+            groups_by_unit(&StringArray::from(vec!["x", "x", "x"])).expect("groups")[..],
+            [Rows::Range(0, 3)]
+        ));
     }
 }

@@ -87,7 +87,9 @@ fn scope_expr(
         let function = functions
             .get(name)
             .filter(|f| f.identity() == guest.function().identity())
-            .ok_or_else(|| DataFusionError::Internal(format!("job function `{name}` is not registered for this job")))?;
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!("job function `{name}` is not registered for this job"))
+            })?;
         if call.args.len() != function.arity() {
             return Err(DataFusionError::Internal(format!(
                 "job function `{name}` called with {} arguments, declared {}",
@@ -193,7 +195,17 @@ mod tests {
     /// Units a, b, c interleaved (x = 100·unit + row within unit), one
     /// public row with a NULL unit.
     fn table() -> RecordBatch {
-        let units = vec![Some("a"), Some("b"), Some("c"), Some("a"), None, Some("c"), Some("b"), Some("a"), Some("c")];
+        let units = vec![
+            Some("a"),
+            Some("b"),
+            Some("c"),
+            Some("a"),
+            None,
+            Some("c"),
+            Some("b"),
+            Some("a"),
+            Some("c"),
+        ];
         let x = vec![100.0, 200.0, 300.0, 101.0, 900.0, 301.0, 201.0, 102.0, 302.0];
         RecordBatch::try_new(
             Arc::new(Schema::new(vec![
@@ -225,7 +237,10 @@ mod tests {
             let units = vec![Column::from_name("__sandbox_unit_0")];
             let scoped = scope_guest_calls(plan.clone(), &units, &functions).expect("scope");
             assert_eq!(plan.schema(), scoped.schema(), "names and types are preserved");
-            assert!(format!("{scoped}").contains("fake(t.__sandbox_unit_0, t.x)"), "{scoped}");
+            assert!(
+                format!("{scoped}").contains("fake(t.__sandbox_unit_0, t.x)"),
+                "{scoped}"
+            );
             ctx.execute_logical_plan(scoped)
                 .await
                 .expect("execute")
@@ -295,7 +310,9 @@ mod tests {
             calls: Mutex::new(Vec::new()),
         });
         let functions = BTreeMap::from([("fake".to_string(), function.clone())]);
-        let call = GuestUdf::new(function).into_udf().call(vec![datafusion::prelude::col("x")]);
+        let call = GuestUdf::new(function)
+            .into_udf()
+            .call(vec![datafusion::prelude::col("x")]);
         let scoped = scope_guest_calls_in_expr(call, datafusion::prelude::col("u"), &functions).expect("scope");
         assert_eq!(scoped.to_string(), "fake(u, x)");
         // Another function of the same name is not a job function.
@@ -304,7 +321,9 @@ mod tests {
             behaviour: Behaviour::Echo,
             calls: Mutex::new(Vec::new()),
         });
-        let call = GuestUdf::new(other).into_udf().call(vec![datafusion::prelude::col("x")]);
+        let call = GuestUdf::new(other)
+            .into_udf()
+            .call(vec![datafusion::prelude::col("x")]);
         assert!(scope_guest_calls_in_expr(call, datafusion::prelude::col("u"), &empty).is_err());
     }
 }
