@@ -380,7 +380,7 @@ mod tests {
                 .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
             let rows: Vec<f64> = a.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
             self.calls.lock().map_err(|_| "poisoned")?.push(rows.clone());
-            if rows.iter().any(|v| *v == 99.0) {
+            if rows.contains(&99.0) {
                 return Err("trap".into());
             }
             Ok(rows.iter().map(|v| v * 2.0).collect())
