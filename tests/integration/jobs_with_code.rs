@@ -167,3 +167,65 @@ async fn analysis_jobs_release_a_noisy_block_average() {
         .expect_err("refused");
     assert_eq!(e.rule(), Some("blocks-out-of-range"));
 }
+
+/// Counts its calls and the rows it saw.
+#[derive(Default)]
+struct Counting {
+    calls: std::sync::atomic::AtomicUsize,
+    rows: std::sync::atomic::AtomicUsize,
+}
+
+impl AnalysisProgram for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn outputs(&self) -> Vec<(String, f64, f64)> {
+        vec![("rows".into(), 0.0, 1000.0)]
+    }
+    fn digest(&self) -> String {
+        "native-test".into()
+    }
+    fn run_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        self.rows.fetch_add(block.num_rows(), Relaxed);
+        Ok(vec![block.num_rows() as f64])
+    }
+}
+
+/// A filter that selects nothing (one enterprise that is not there) is not
+/// an existence oracle: the job runs and releases k default blocks, and the
+/// program is never called on an empty block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysis_on_empty_input_releases_k_default_blocks() {
+    let s = sandbox();
+    let options = AnalysisOptions {
+        blocks: 8,
+        epsilon: Some(1.0),
+    };
+    let program = Arc::new(Counting::default());
+    let r = s
+        .run_analysis(
+            TEST_GRANT,
+            program.clone(),
+            "SELECT amount FROM bank.loans WHERE amount < -1",
+            &options,
+        )
+        .await
+        .expect("released, not failed");
+    assert_eq!(program.calls.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(r.table.rows.len(), 1);
+    let ReleasedCell::Noisy { value, scale, .. } = r.table.rows[0][1] else {
+        panic!("noisy")
+    };
+    assert!((0.0..=1000.0).contains(&value));
+    assert!((scale - 1000.0 / 8.0).abs() < 1e-9, "{scale}");
+    // With rows: every row reaches exactly one non-empty block.
+    let program = Arc::new(Counting::default());
+    s.run_analysis(TEST_GRANT, program.clone(), "SELECT amount FROM bank.loans", &options)
+        .await
+        .expect("released");
+    let calls = program.calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=8).contains(&calls), "{calls}");
+    assert!(program.rows.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}

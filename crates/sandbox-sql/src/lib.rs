@@ -22,6 +22,7 @@
 pub mod checker;
 pub mod guard;
 pub mod guest;
+pub mod guest_scope;
 pub mod limits;
 pub mod lineage;
 pub mod partials;

@@ -47,6 +47,9 @@ pub struct JobSession {
     datasets: BTreeMap<DatasetId, TableBinding>,
     /// The job's row functions: name → output bounds.
     guests: BTreeMap<String, (f64, f64)>,
+    /// The job's row functions by name (for unit scoping, see
+    /// [`crate::guest_scope`]).
+    functions: BTreeMap<String, Arc<dyn RowFunction>>,
 }
 
 impl std::fmt::Debug for JobSession {
@@ -111,6 +114,7 @@ impl JobSession {
             limits,
             datasets,
             guests: BTreeMap::new(),
+            functions: BTreeMap::new(),
         })
     }
 
@@ -144,12 +148,19 @@ impl JobSession {
                     format!("function `{name}` must declare finite bounds with lower < upper"),
                 ));
             }
-            self.guests.insert(name, (lo, hi));
+            self.guests.insert(name.clone(), (lo, hi));
+            self.functions.insert(name, f.clone());
             self.state
                 .register_udf(Arc::new(GuestUdf::new(f).into_udf()))
                 .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
         }
         Ok(())
+    }
+
+    /// The job's row functions by name, for
+    /// [`scope_guest_calls`](crate::guest_scope::scope_guest_calls).
+    pub fn row_functions(&self) -> &BTreeMap<String, Arc<dyn RowFunction>> {
+        &self.functions
     }
 
     pub fn state(&self) -> &SessionState {

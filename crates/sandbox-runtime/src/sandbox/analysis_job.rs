@@ -4,7 +4,7 @@
 
 use super::{AnalysisResult, JobContext, Lookup, Sandbox, Submission, digest};
 use crate::RuntimeError;
-use crate::analysis::{AnalysisOptions, AnalysisProgram, MAX_BLOCKS, split_into_blocks};
+use crate::analysis::{AnalysisOptions, AnalysisProgram, MAX_BLOCKS, block_schema, split_into_blocks};
 use crate::rules::combine;
 use sandbox_dp::sample_aggregate::{SampleAggregate, random_key};
 use sandbox_governance::JobCharge;
@@ -101,16 +101,29 @@ impl Sandbox {
         let computation = async {
             let batches = collect_rows(&session, &rows).await?;
             let key = random_key()?;
-            let blocks = split_into_blocks(&batches, options.blocks, &key)?;
+            // Exactly k blocks, with the schema of the checked query, even
+            // when the query selects no rows: the number of blocks and
+            // whether the job runs never depend on the data.
+            let blocks = split_into_blocks(&batches, &block_schema(&rows), options.blocks, &key)?;
             let program = program.clone();
             let results = tokio::task::spawn_blocking(move || {
                 blocks
                     .iter()
-                    .map(|b| match program.run_block(b) {
-                        Ok(v) => Some(v),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "an analysis block failed; it contributes the default");
-                            None
+                    .map(|b| {
+                        // An empty block contributes the default without
+                        // running the program. Sound: a block's output is a
+                        // function of its own rows, and with no rows the
+                        // default is as good a constant as any; adding or
+                        // removing one unit still changes one block only.
+                        if b.num_rows() == 0 {
+                            return None;
+                        }
+                        match program.run_block(b) {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "an analysis block failed; it contributes the default");
+                                None
+                            }
                         }
                     })
                     .collect::<Vec<_>>()
@@ -167,7 +180,7 @@ impl Sandbox {
             delta_spent: 0.0,
             suppressed: Vec::new(),
             notes: vec![format!(
-                "sample and aggregate over {} disjoint blocks of privacy units; outputs clamped to their declared ranges; a failed block contributes the midpoint",
+                "sample and aggregate over {} disjoint blocks of privacy units; outputs clamped to their declared ranges; an empty or failed block contributes the midpoint",
                 options.blocks
             )],
         };
