@@ -272,6 +272,8 @@ impl Sandbox {
                     open_class: format!("{:?}", d.open_class).to_lowercase(),
                     catalog_digest: digest(&entry),
                     policy_digest: policies.get(&d.id).map(|p| p.digest.clone()).unwrap_or_default(),
+                    epsilon_budget: policies.get(&d.id).and_then(|p| p.dp).map(|dp| dp.epsilon_budget),
+                    delta_budget: policies.get(&d.id).and_then(|p| p.dp).map(|dp| dp.delta_budget),
                 })
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
@@ -556,24 +558,39 @@ impl Sandbox {
         ))
     }
 
+    /// The ε a job spends: the one asked for, or the per-query cap; never
+    /// above the cap nor below the largest minimum of the policies
+    /// (`epsilon-below-minimum`, also when the cap itself is below it).
     fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {
         if !rules.dp {
             return Ok(0.0);
         }
-        match requested {
-            None => Ok(rules.epsilon_cap),
+        let e = match requested {
+            None => rules.epsilon_cap,
             Some(e) if !(e.is_finite() && e > 0.0) => {
-                Err(RuntimeError::refused("epsilon-invalid", "ε must be a positive number"))
+                return Err(RuntimeError::refused("epsilon-invalid", "ε must be a positive number"));
             }
-            Some(e) if e > rules.epsilon_cap + 1e-12 => Err(RuntimeError::refused(
-                "epsilon-over-cap",
+            Some(e) if e > rules.epsilon_cap + 1e-12 => {
+                return Err(RuntimeError::refused(
+                    "epsilon-over-cap",
+                    format!(
+                        "ε = {e} exceeds the per-query cap of {} set by the data owners",
+                        rules.epsilon_cap
+                    ),
+                ));
+            }
+            Some(e) => e,
+        };
+        if e < rules.epsilon_min {
+            return Err(RuntimeError::refused(
+                "epsilon-below-minimum",
                 format!(
-                    "ε = {e} exceeds the per-query cap of {} set by the data owners",
-                    rules.epsilon_cap
+                    "ε = {e} is below the minimum of {} per query set by the data owners (epsilon_min_per_query)",
+                    rules.epsilon_min
                 ),
-            )),
-            Some(e) => Ok(e),
+            ));
         }
+        Ok(e)
     }
 
     fn dry_run(
