@@ -565,32 +565,31 @@ impl Sandbox {
         if !rules.dp {
             return Ok(0.0);
         }
-        let e = match requested {
-            None => rules.epsilon_cap,
-            Some(e) if !(e.is_finite() && e > 0.0) => {
-                return Err(RuntimeError::refused("epsilon-invalid", "ε must be a positive number"));
-            }
-            Some(e) if e > rules.epsilon_cap + 1e-12 => {
-                return Err(RuntimeError::refused(
-                    "epsilon-over-cap",
-                    format!(
-                        "ε = {e} exceeds the per-query cap of {} set by the data owners",
-                        rules.epsilon_cap
-                    ),
-                ));
-            }
-            Some(e) => e,
-        };
-        if e < rules.epsilon_min {
-            return Err(RuntimeError::refused(
+        let below = |e: f64| {
+            Err(RuntimeError::refused(
                 "epsilon-below-minimum",
                 format!(
                     "ε = {e} is below the minimum of {} per query set by the data owners (epsilon_min_per_query)",
                     rules.epsilon_min
                 ),
-            ));
+            ))
+        };
+        match requested {
+            None if rules.epsilon_cap < rules.epsilon_min => below(rules.epsilon_cap),
+            None => Ok(rules.epsilon_cap),
+            Some(e) if !(e.is_finite() && e > 0.0) => {
+                Err(RuntimeError::refused("epsilon-invalid", "ε must be a positive number"))
+            }
+            Some(e) if e > rules.epsilon_cap + 1e-12 => Err(RuntimeError::refused(
+                "epsilon-over-cap",
+                format!(
+                    "ε = {e} exceeds the per-query cap of {} set by the data owners",
+                    rules.epsilon_cap
+                ),
+            )),
+            Some(e) if e < rules.epsilon_min => below(e),
+            Some(e) => Ok(e),
         }
-        Ok(e)
     }
 
     fn dry_run(
