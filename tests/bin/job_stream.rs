@@ -50,11 +50,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let datasets: Vec<DatasetId> = DATASETS.iter().map(|d| d.parse()).collect::<Result<_, _>>()?;
 
     let store = Store::open(&db)?;
-    store.upsert_grant(&Grant::new(
-        GRANT,
-        HOLDER,
-        datasets.iter().map(|d| (d.clone(), budget)).collect(),
-    ))?;
+    let grant = datasets.iter().fold(
+        Grant::new(GRANT, HOLDER, datasets.iter().map(|d| (d.clone(), budget)).collect()),
+        |g, d| g.with_delta_budget(d.clone(), 0.01),
+    );
+    store.upsert_grant(&grant)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;

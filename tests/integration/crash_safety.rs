@@ -235,7 +235,12 @@ fn check(db: &Path) -> (Seen, Vec<String>) {
         })
         .expect("read charges");
     for row in rows {
-        let (job, dataset, eps, delta): (String, String, f64, f64) = row.expect("charge row");
+        // Fixed-point units: ε in 1e-9, δ in 1e-15 (sandbox_governance::amount).
+        let (job, dataset, eps, delta): (String, String, i64, i64) = row.expect("charge row");
+        let (eps, delta) = (
+            sandbox_governance::Epsilon::from_units(eps).as_f64(),
+            sandbox_governance::Delta::from_units(delta).as_f64(),
+        );
         charge_rows.entry(job).or_default().insert(dataset, (eps, delta));
         row_count += 1;
     }
@@ -521,11 +526,10 @@ fn the_check_finds_a_half_written_job() {
     let populate = |path: &Path| {
         let store = Store::open(path).expect("store");
         store
-            .upsert_grant(&Grant::new(
-                GRANT,
-                "h",
-                vec![(ds("gov.alpha"), 5.0), (ds("gov.beta"), 5.0)],
-            ))
+            .upsert_grant(
+                &Grant::new(GRANT, "h", vec![(ds("gov.alpha"), 5.0), (ds("gov.beta"), 5.0)])
+                    .with_delta_budget(ds("gov.beta"), 1e-3),
+            )
             .expect("grant");
         for (job, finish) in [("released", true), ("running", false)] {
             let charges = vec![(ds("gov.alpha"), 0.5, 0.0), (ds("gov.beta"), 0.25, 1e-9)];
@@ -566,11 +570,11 @@ fn the_check_finds_a_half_written_job() {
         ),
         (
             "spent ε without a charge",
-            "UPDATE budgets SET epsilon_spent = epsilon_spent + 0.5".into(),
+            "UPDATE budgets SET epsilon_spent = epsilon_spent + 500000000".into(),
         ),
         (
             "spent δ without a charge",
-            "UPDATE budgets SET delta_spent = delta_spent + 1e-6".into(),
+            "UPDATE budgets SET delta_spent = delta_spent + 1000000000".into(),
         ),
         (
             "a release without a charge",

@@ -17,6 +17,7 @@ pub fn data_root() -> PathBuf {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("data");
         let dir = DataDir::open(&root).expect("data dir");
+        raise_policy_budgets(&dir);
         sandbox_datagen::generate(&GenerateOptions {
             seed: 42,
             scale: Scale::small(),
@@ -29,6 +30,29 @@ pub fn data_root() -> PathBuf {
     })
     .1
     .clone()
+}
+
+/// Raises every DP policy's budgets to the largest the validation allows
+/// (ε 10000, δ 0.09): the policy caps every grant's line, and the shared
+/// grant and the servers' agreements run more jobs than the shipped
+/// budgets hold. Budget tests use [`isolated_sandbox`], with the shipped
+/// policies.
+pub fn raise_policy_budgets(dir: &DataDir) {
+    for entry in std::fs::read_dir(dir.policies_dir()).expect("policies").flatten() {
+        let text = std::fs::read_to_string(entry.path()).expect("policy");
+        let raised: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("epsilon_budget") {
+                    "epsilon_budget = 10000.0\ndelta_budget = 0.09".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(entry.path(), raised + "\n").expect("write policy");
+    }
 }
 
 /// A sandbox on the shared data with a grant of huge budgets.
@@ -50,6 +74,18 @@ pub fn sandbox() -> Sandbox {
 /// A sandbox on a fresh copy of the catalog and policies but the shared
 /// data files, with its own database (for budget tests).
 pub fn isolated_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
+    Sandbox::open(isolated_dir(tmp)).expect("sandbox")
+}
+
+/// [`isolated_sandbox`] with every policy's budgets raised
+/// ([`raise_policy_budgets`]), for servers whose agreements run many jobs.
+pub fn roomy_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
+    let dir = isolated_dir(tmp);
+    raise_policy_budgets(&dir);
+    Sandbox::open(dir).expect("sandbox")
+}
+
+fn isolated_dir(tmp: &tempfile::TempDir) -> DataDir {
     let root = tmp.path().join("iso");
     let dir = DataDir::open(&root).expect("data dir");
     std::fs::remove_dir_all(dir.tables_dir()).expect("rm tables");
@@ -58,5 +94,5 @@ pub fn isolated_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
         dir.tables_dir(),
     )
     .expect("link");
-    Sandbox::open(dir).expect("sandbox")
+    dir
 }

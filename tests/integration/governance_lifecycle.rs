@@ -106,6 +106,19 @@ async fn apply_reject_resubmit_approve_run_refuse_revoke() {
             .expect("resubmit"),
         2
     );
+    // The owner's policy caps what an approval may grant (tax: ε 10).
+    let e = s
+        .decide(
+            "tax-bureau",
+            "a1",
+            &Decision::Approve {
+                epsilon: 16.0,
+                expires_at: "2999-01-01T00:00:00Z".into(),
+                call_quota: 10,
+            },
+        )
+        .expect_err("above the policy's epsilon_budget");
+    assert_eq!(e.rule(), Some("approval-over-policy-budget"), "{e}");
     s.decide(
         "tax-bureau",
         "a1",

@@ -6,7 +6,7 @@
 //! exactly once, the budget equals the sum of those charges, and the
 //! ledger verifies.
 
-use crate::fixture::isolated_sandbox;
+use crate::fixture::roomy_sandbox;
 use crate::server_support::{Client, TAX_SQL, approval, tax_application};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -68,7 +68,7 @@ fn count(entries: &[Value], kind: &str) -> HashMap<String, usize> {
 #[test]
 fn kill_9_with_jobs_in_flight_loses_and_double_charges_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    drop(isolated_sandbox(&tmp));
+    drop(roomy_sandbox(&tmp));
     let data: PathBuf = tmp.path().join("iso");
     let epsilon = 0.05;
 

@@ -1,7 +1,7 @@
 //! An in-process HTTP server over an isolated sandbox, and a small
 //! blocking client for the tests that talk to it over loopback.
 
-use crate::fixture::isolated_sandbox;
+use crate::fixture::roomy_sandbox;
 use sandbox_governance::Role;
 use sandbox_server::ServerConfig;
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ impl TestServer {
     /// Starts a server with the operator account (token [`OPS_TOKEN`]).
     pub fn start(config: ServerConfig) -> TestServer {
         let tmp = tempfile::tempdir().expect("tmp");
-        let sandbox = isolated_sandbox(&tmp);
+        let sandbox = roomy_sandbox(&tmp);
         sandbox
             .store()
             .create_account("ops", &Role::Operator, OPS_TOKEN, "ops")

@@ -93,7 +93,74 @@ async fn refusals_and_over_cap_epsilon_charge_nothing() {
         .await
         .expect_err("over cap");
     assert_eq!(e.rule(), Some("epsilon-over-cap"));
+    // Below the policies' minimum ε per query (0.01 by default): refused
+    // before it runs, not charged a rounding error.
+    for tiny in [1e-17, 0.009] {
+        let e = s
+            .run_sql(
+                DEMO_GRANT,
+                "SELECT district, COUNT(*) FROM gov.legal_entities GROUP BY district",
+                &SqlJobOptions {
+                    epsilon: Some(tiny),
+                    dry_run: false,
+                },
+            )
+            .await
+            .expect_err("below the minimum");
+        assert_eq!(e.rule(), Some("epsilon-below-minimum"), "{e}");
+        assert!(e.to_string().contains("minimum of 0.01"), "{e}");
+    }
     assert_eq!(s.budget(DEMO_GRANT).expect("budget"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_is_budgeted_per_agreement_and_dataset() {
+    use sandbox_governance::Role;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = isolated_sandbox(&tmp);
+    let line = |s: &sandbox_runtime::Sandbox| {
+        s.budget(DEMO_GRANT)
+            .expect("budget")
+            .into_iter()
+            .find(|b| b.dataset == "gov.legal_entities")
+            .expect("line")
+    };
+    assert_eq!(line(&s).delta_total, 1e-4, "the default: 100 × δ");
+    // The owner allows δ for one query with partition selection.
+    s.store()
+        .create_account("ops", &Role::Operator, "operator-token-0123456789abcdef0123", "ops")
+        .expect("ops");
+    s.store()
+        .create_account(
+            "market",
+            &Role::DataOwner {
+                provider: "shanghai-market-regulation".into(),
+            },
+            "market-token-0123456789abcdef0123456789",
+            "ops",
+        )
+        .expect("owner");
+    let path = s.data_dir().policies_dir().join("gov.legal_entities.toml");
+    let text = std::fs::read_to_string(&path).expect("policy");
+    let text = text.replacen("epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = 1e-6", 1);
+    s.set_policy("market", "gov.legal_entities.toml", &text)
+        .expect("policy set");
+    assert_eq!(line(&s).delta_total, 1e-6);
+    // `founded` has no public key set: groups are chosen with δ.
+    let sql = "SELECT founded, COUNT(*) FROM gov.legal_entities GROUP BY founded";
+    let options = SqlJobOptions {
+        epsilon: Some(0.5),
+        dry_run: false,
+    };
+    let t = released(s.run_sql(DEMO_GRANT, sql, &options).await.expect("first"));
+    assert_eq!(t.delta_spent, 1e-6);
+    let e = s.run_sql(DEMO_GRANT, sql, &options).await.expect_err("δ spent");
+    assert_eq!(e.rule(), Some("delta-budget-exhausted"), "{e}");
+    let l = line(&s);
+    assert_eq!((l.delta_spent, l.delta_left(), l.epsilon_spent), (1e-6, 0.0, 0.5));
+    // Public keys need no δ: still allowed.
+    let public = "SELECT district, COUNT(*) FROM gov.legal_entities GROUP BY district";
+    s.run_sql(DEMO_GRANT, public, &options).await.expect("no δ needed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,11 +202,10 @@ async fn concurrent_jobs_never_overspend_a_grant() {
         .into_iter()
         .find(|b| b.dataset == "gov.legal_entities")
         .expect("line");
-    assert!(line.epsilon_spent <= line.epsilon_total + 1e-9);
-    assert!((line.epsilon_spent - 9.75).abs() < 1e-9);
+    assert_eq!(line.epsilon_spent, 9.75, "exactly 13 × 0.75");
     let charged = s.store().charged(DEMO_GRANT).expect("charged");
     let c = charged.iter().find(|c| c.0 == "gov.legal_entities").expect("charge");
-    assert!((c.1 - line.epsilon_spent).abs() < 1e-9, "charges match the budget");
+    assert_eq!(c.1, line.epsilon_spent, "charges match the budget");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -314,13 +314,16 @@ fn catalog_text(sandbox: &Sandbox) -> String {
 fn budget_text(grant: &str, budget: &[BudgetLine]) -> String {
     let mut out = format!("privacy budget of grant `{grant}`:\n");
     for b in budget {
+        let x = b.exact();
         out.push_str(&format!(
-            "  {:<24} ε spent {:>6.2} of {:>6.2}  (left {:>6.2}), δ spent {:.1e}\n",
+            "  {:<24} ε spent {} of {}  (left {}), δ spent {} of {}  (left {})\n",
             b.dataset,
-            b.epsilon_spent,
-            b.epsilon_total,
-            b.epsilon_left(),
-            b.delta_spent
+            x.epsilon_spent,
+            x.epsilon_total,
+            x.epsilon_total.saturating_sub(x.epsilon_spent),
+            x.delta_spent,
+            x.delta_total,
+            x.delta_total.saturating_sub(x.delta_spent),
         ));
     }
     out

@@ -248,9 +248,10 @@ fn the_cli_drives_a_server() {
         .find(|l| l.starts_with("gov.tax_payments"))
         .unwrap_or_else(|| panic!("no budget line:\n{budget}"));
     let cells: Vec<&str> = line.split('│').map(str::trim).collect();
-    assert_eq!(cells[1], "10.00", "{budget}");
+    assert_eq!(cells[1], "10", "{budget}");
     // Two released runs of the query (the table, the JSON); dry runs and refusals are free.
-    assert_eq!(cells[2], format!("{:.2}", 2.0 * spent), "{budget}");
+    assert_eq!(cells[2].parse::<f64>().ok(), Some(2.0 * spent), "{budget}");
+    assert_eq!(cells[4], "1e-4", "δ total: the policy's delta_budget, {budget}");
     let report = ok(&remote(&url, &bank, &["report", "--grant", "agreement-a1"]));
     assert!(report.contains("数据利用报告"), "{report}");
 

@@ -191,7 +191,7 @@ fn report_a_grant_and_an_agreement() {
         "revoked at ",
         "by ops: complaint upheld",
         "Calls (charged jobs): 1 in the period, 1 up to its end; quota 10, 9 left.",
-        "| gov.tax_payments | 1 | 0.4 | 0 | 0.4 | 0.6 |",
+        "| gov.tax_payments | 1 | 0.4 | 0.4 | 0.6 | policy's | 0 | 0 | policy's |",
         "| `sum` | 1 |",
         "`result-k1`",
         "Hash chain of the entries read: intact",

@@ -5,6 +5,7 @@
 //! the same transaction.
 
 use crate::GovernanceError;
+use crate::amount::{Delta, Epsilon};
 use crate::audit;
 use crate::db::Tx;
 use crate::store::Store;
@@ -214,6 +215,29 @@ impl Store {
                     if !(epsilon.is_finite() && *epsilon > 0.0) {
                         return Err(GovernanceError::Invalid("ε must be a positive number".into()));
                     }
+                    let approved = Epsilon::charge(*epsilon)?;
+                    if Epsilon::total(*epsilon)?.is_zero() {
+                        return Err(GovernanceError::Invalid(format!(
+                            "ε = {epsilon} is below the smallest budget, {}",
+                            Epsilon::from_units(1)
+                        )));
+                    }
+                    // The owner's policy caps what any approval grants.
+                    for d in datasets {
+                        let cap = tx.query_opt(
+                            "SELECT epsilon_budget FROM policy_budgets WHERE dataset = ?1",
+                            &[d.as_str().into()],
+                        )?;
+                        if let Some(cap) = cap.map(|r| r.int(0)).transpose()?.map(Epsilon::from_units)
+                            && approved > cap
+                        {
+                            return Err(GovernanceError::OverPolicyBudget {
+                                dataset: d.to_string(),
+                                approved,
+                                cap,
+                            });
+                        }
+                    }
                     let quota = i64::try_from(*call_quota)
                         .map_err(|_| GovernanceError::Invalid("the call quota is too large".into()))?;
                     for d in datasets {
@@ -343,11 +367,34 @@ fn sign(
         "INSERT INTO grants (id, holder) VALUES (?1, ?2)",
         &[(&grant).into(), applicant.into()],
     )?;
+    let mut lines = Vec::with_capacity(budgets.len());
     for (dataset, epsilon) in budgets {
-        tx.execute(
-            "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)",
-            &[(&grant).into(), dataset.into(), (*epsilon).into()],
-        )?;
+        let epsilon = Epsilon::total(*epsilon)?;
+        // δ as the policy allows at signing; a later policy lowers it.
+        let delta = tx
+            .query_opt(
+                "SELECT delta_budget FROM policy_budgets WHERE dataset = ?1",
+                &[dataset.into()],
+            )?
+            .map(|r| r.int(0))
+            .transpose()?
+            .map(Delta::from_units);
+        match delta {
+            Some(delta) => tx.execute(
+                "INSERT INTO budgets (grant_id, dataset, epsilon_total, delta_total) VALUES (?1, ?2, ?3, ?4)",
+                &[
+                    (&grant).into(),
+                    dataset.into(),
+                    epsilon.units().into(),
+                    delta.units().into(),
+                ],
+            )?,
+            None => tx.execute(
+                "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)",
+                &[(&grant).into(), dataset.into(), epsilon.units().into()],
+            )?,
+        };
+        lines.push(json!({"dataset": dataset, "epsilon": epsilon, "delta": delta}));
     }
     tx.execute(
         "INSERT INTO agreements (grant_id, application_id, expires_at, call_quota, status)
@@ -363,7 +410,7 @@ fn sign(
             "agreement": grant, "application": application, "holder": applicant,
             "datasets": body.datasets, "columns": body.columns, "job_kinds": body.job_kinds,
             "scenario": body.scenario,
-            "budgets": budgets.iter().map(|(d, e)| json!({"dataset": d, "epsilon": e})).collect::<Vec<_>>(),
+            "budgets": lines,
             "epsilon": smallest, "expires_at": expires_at, "call_quota": quota,
         }),
     )?;
@@ -553,6 +600,56 @@ mod tests {
             assert!(kinds.iter().any(|k| k == kind), "{kind} missing from {kinds:?}");
         }
         assert!(matches!(s.verify_audit().expect("verify"), AuditReport::Intact { .. }));
+    }
+
+    #[test]
+    fn an_approval_cannot_exceed_the_policy_budget() {
+        for db in test_dbs() {
+            let s = db.open();
+            accounts(&s);
+            let policy = |eps: f64, delta: f64| crate::Registration {
+                dataset: "gov.tax_payments".into(),
+                provider: "tax".into(),
+                open_class: "conditional".into(),
+                catalog_digest: "c".into(),
+                policy_digest: format!("p{eps}"),
+                epsilon_budget: Some(eps),
+                delta_budget: Some(delta),
+            };
+            s.register_datasets(&[policy(10.0, 1e-4)], "platform")
+                .expect("register");
+            s.apply("a1", "bank", &body("credit model")).expect("apply");
+            let terms = |epsilon: f64| Decision::Approve {
+                epsilon,
+                expires_at: "2999-01-01T00:00:00Z".into(),
+                call_quota: 100,
+            };
+            let e = s
+                .decide("a1", "tax-bureau", &terms(16.0))
+                .expect_err("above the policy");
+            assert!(matches!(e, GovernanceError::OverPolicyBudget { .. }), "{e}");
+            assert!(e.to_string().contains("epsilon_budget is 10"), "{e}");
+            let e = s
+                .decide("a1", "tax-bureau", &terms(10.000_000_000_1))
+                .expect_err("above by less than a unit");
+            assert!(matches!(e, GovernanceError::OverPolicyBudget { .. }), "{e}");
+            assert!(s.agreement("agreement-a1").expect("read").is_none(), "nothing signed");
+            s.decide("a1", "tax-bureau", &terms(10.0))
+                .expect("at the policy's budget");
+            let line = &s.budget("agreement-a1").expect("budget")[0];
+            assert_eq!((line.epsilon_total, line.delta_total), (10.0, 1e-4), "{}", db.name());
+            // The owner lowers the policy later: the agreement's line follows.
+            s.register_datasets(&[policy(4.0, 1e-5)], "platform").expect("lower");
+            let line = &s.budget("agreement-a1").expect("budget")[0];
+            assert_eq!((line.epsilon_total, line.delta_total), (4.0, 1e-5));
+            let signed = s
+                .audit_entries()
+                .expect("entries")
+                .into_iter()
+                .find(|e| e.kind == "agreement_signed")
+                .expect("signed");
+            assert_eq!(signed.payload["budgets"][0]["delta"], 1e-4);
+        }
     }
 
     #[test]

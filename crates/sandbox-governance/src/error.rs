@@ -1,3 +1,4 @@
+use crate::amount::{AmountError, Delta, Epsilon};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -7,15 +8,34 @@ pub enum GovernanceError {
     #[error("grant `{grant}` does not cover dataset {dataset}")]
     NotCovered { grant: String, dataset: String },
     #[error(
-        "privacy budget exhausted for {dataset} under grant `{grant}`: {spent:.3} of ε = {total:.3} spent, this job needs {requested:.3}"
+        "privacy budget exhausted for {dataset} under grant `{grant}`: ε = {spent} of {total} spent, this job needs ε = {requested}"
     )]
     BudgetExhausted {
         grant: String,
         dataset: String,
-        spent: f64,
-        total: f64,
-        requested: f64,
+        spent: Epsilon,
+        total: Epsilon,
+        requested: Epsilon,
     },
+    #[error(
+        "δ budget exhausted for {dataset} under grant `{grant}`: δ = {spent} of {total} spent, this job needs δ = {requested}"
+    )]
+    DeltaBudgetExhausted {
+        grant: String,
+        dataset: String,
+        spent: Delta,
+        total: Delta,
+        requested: Delta,
+    },
+    #[error(
+        "an approval cannot grant more than the policy of {dataset} allows: ε = {approved} asked, the policy's epsilon_budget is {cap}"
+    )]
+    OverPolicyBudget {
+        dataset: String,
+        approved: Epsilon,
+        cap: Epsilon,
+    },
+
     #[error("job `{0}` is already recorded")]
     DuplicateJob(String),
     #[error("agreement `{agreement}` does not allow new jobs: {why}")]
@@ -36,4 +56,10 @@ pub enum GovernanceError {
     Database(#[from] rusqlite::Error),
     #[error("cannot encode a record: {0}")]
     Encoding(#[from] serde_json::Error),
+}
+
+impl From<AmountError> for GovernanceError {
+    fn from(e: AmountError) -> Self {
+        GovernanceError::Invalid(e.0)
+    }
 }

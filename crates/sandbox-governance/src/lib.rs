@@ -22,11 +22,13 @@
 
 mod accounts;
 mod agreements;
+pub mod amount;
 mod applications;
 mod audit;
 mod complaints;
 pub mod db;
 mod error;
+mod migrate;
 mod queue;
 mod registry;
 mod report;
@@ -37,6 +39,7 @@ mod testing;
 
 pub use accounts::{Role, token_digest};
 pub use agreements::Agreement;
+pub use amount::{Delta, Epsilon};
 pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};
 pub use audit::AuditReport;
 pub use complaints::{Complaint, MAX_COMPLAINT_BYTES};
@@ -48,5 +51,5 @@ pub use report::{
     WasmUse,
 };
 pub use sandbox_ledger::{Broken, Entry};
-pub use store::{BudgetLine, Grant, JobCharge, Store};
+pub use store::{BudgetLine, ExactBudget, Grant, JobCharge, Store};
 pub use suspension::Suspension;

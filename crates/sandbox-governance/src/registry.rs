@@ -4,7 +4,9 @@
 //! after it (`dataset_registered`, `policy_version`).
 
 use crate::GovernanceError;
+use crate::amount::{Delta, Epsilon};
 use crate::audit;
+use crate::db::Tx;
 use crate::db::now;
 use crate::store::Store;
 use serde_json::json;
@@ -28,16 +30,23 @@ pub struct Registration {
     pub catalog_digest: String,
     /// Empty when the dataset has no policy (closed datasets).
     pub policy_digest: String,
+    /// The policy's `epsilon_budget` and `delta_budget` (DP policies only):
+    /// they cap every grant's budget line on the dataset, and every
+    /// approval.
+    pub epsilon_budget: Option<f64>,
+    pub delta_budget: Option<f64>,
 }
 
 impl Store {
     /// Records datasets not seen before and policy or catalog versions that
     /// changed; returns how many ledger entries it wrote (0 when nothing
-    /// changed).
+    /// changed). Each dataset's policy budgets are kept as given (they cap
+    /// grants from now on).
     pub fn register_datasets(&self, datasets: &[Registration], actor: &str) -> Result<usize, GovernanceError> {
         self.write(|tx| {
             let mut written = 0;
             for r in datasets {
+                set_policy_budget(tx, r)?;
                 let known = tx.query_opt(
                     "SELECT catalog_digest, policy_digest FROM registrations WHERE dataset = ?1",
                     &[(&r.dataset).into()],
@@ -77,6 +86,27 @@ impl Store {
     }
 }
 
+/// Keeps a dataset's policy budgets (ε rounded down to 1e-9, δ to 1e-15),
+/// or removes them when its policy has no `[dp]`.
+fn set_policy_budget(tx: &mut dyn Tx, r: &Registration) -> Result<(), GovernanceError> {
+    match (r.epsilon_budget, r.delta_budget) {
+        (Some(eps), delta) => {
+            let eps = Epsilon::total(eps)?;
+            let delta = Delta::total(delta.unwrap_or(0.0))?;
+            tx.execute(
+                "INSERT INTO policy_budgets (dataset, epsilon_budget, delta_budget) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(dataset) DO UPDATE SET epsilon_budget = excluded.epsilon_budget,
+                   delta_budget = excluded.delta_budget",
+                &[(&r.dataset).into(), eps.units().into(), delta.units().into()],
+            )?;
+        }
+        (None, _) => {
+            tx.execute("DELETE FROM policy_budgets WHERE dataset = ?1", &[(&r.dataset).into()])?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::Registration;
@@ -89,6 +119,8 @@ mod tests {
             open_class: "conditional".into(),
             catalog_digest: "c1".into(),
             policy_digest: policy.into(),
+            epsilon_budget: None,
+            delta_budget: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! or PostgreSQL.
 
 use crate::GovernanceError;
+use crate::amount::{Delta, Epsilon};
 use crate::audit::{self, AuditReport};
 use crate::db::{Backend, PostgresBackend, SqliteBackend, Tx, now};
 use sandbox_ledger::Entry;
@@ -12,12 +13,16 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
 
-/// What an applicant may use: datasets, each with its ε budget.
+/// What an applicant may use: datasets, each with its ε budget, and
+/// optionally a δ budget (without one, a line's δ budget is its dataset's
+/// policy's `delta_budget`, as registered; with neither, no δ may be
+/// charged).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     pub id: String,
     pub holder: String,
     pub budgets: Vec<(DatasetId, f64)>,
+    pub delta_budgets: Vec<(DatasetId, f64)>,
 }
 
 impl Grant {
@@ -26,11 +31,20 @@ impl Grant {
             id: id.to_string(),
             holder: holder.to_string(),
             budgets,
+            delta_budgets: Vec::new(),
         }
+    }
+
+    /// Sets the δ budget of one dataset's line (the policy's `delta_budget`
+    /// still caps it).
+    pub fn with_delta_budget(mut self, dataset: DatasetId, delta: f64) -> Self {
+        self.delta_budgets.push((dataset, delta));
+        self
     }
 }
 
-/// The ε and δ a job reserves, per dataset, with the job's record.
+/// The ε and δ a job reserves, per dataset, with the job's record. The
+/// amounts are charged rounded up to whole units ([`Epsilon`], [`Delta`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobCharge {
     pub job_id: String,
@@ -63,24 +77,63 @@ impl JobCharge {
     }
 }
 
-/// A grant's budget for one dataset.
+/// A grant's budget for one dataset. The totals are the effective ones:
+/// the smaller of what the grant (the approval) set and what the
+/// dataset's policy allows now. The `f64` fields are the nearest doubles
+/// of the exact amounts ([`BudgetLine::exact`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BudgetLine {
     pub dataset: String,
     pub epsilon_total: f64,
     pub epsilon_spent: f64,
+    pub delta_total: f64,
     pub delta_spent: f64,
+    #[serde(skip)]
+    exact: ExactBudget,
+}
+
+/// A budget line in fixed-point units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExactBudget {
+    pub epsilon_total: Epsilon,
+    pub epsilon_spent: Epsilon,
+    pub delta_total: Delta,
+    pub delta_spent: Delta,
 }
 
 impl BudgetLine {
+    fn new(dataset: String, exact: ExactBudget) -> Self {
+        BudgetLine {
+            dataset,
+            epsilon_total: exact.epsilon_total.as_f64(),
+            epsilon_spent: exact.epsilon_spent.as_f64(),
+            delta_total: exact.delta_total.as_f64(),
+            delta_spent: exact.delta_spent.as_f64(),
+            exact,
+        }
+    }
+
+    /// The line in exact units.
+    pub fn exact(&self) -> ExactBudget {
+        self.exact
+    }
+
     pub fn epsilon_left(&self) -> f64 {
-        (self.epsilon_total - self.epsilon_spent).max(0.0)
+        self.exact
+            .epsilon_total
+            .saturating_sub(self.exact.epsilon_spent)
+            .as_f64()
+    }
+
+    pub fn delta_left(&self) -> f64 {
+        self.exact.delta_total.saturating_sub(self.exact.delta_spent).as_f64()
     }
 }
 
-/// Tolerance for comparing sums of ε shares.
-const EPS_SLACK: f64 = 1e-9;
-
+/// Budgets in fixed-point units: ε in 1e-9 and δ in 1e-15 (see
+/// [`crate::amount`]). `delta_total` NULL: the policy's δ budget.
+/// `policy_budgets`: each dataset's policy's `epsilon_budget` and
+/// `delta_budget` as last registered; they cap every grant's line.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS grants (
     id TEXT PRIMARY KEY,
@@ -89,9 +142,10 @@ CREATE TABLE IF NOT EXISTS grants (
 CREATE TABLE IF NOT EXISTS budgets (
     grant_id TEXT NOT NULL REFERENCES grants(id),
     dataset TEXT NOT NULL,
-    epsilon_total DOUBLE PRECISION NOT NULL,
-    epsilon_spent DOUBLE PRECISION NOT NULL DEFAULT 0,
-    delta_spent DOUBLE PRECISION NOT NULL DEFAULT 0,
+    epsilon_total BIGINT NOT NULL,
+    epsilon_spent BIGINT NOT NULL DEFAULT 0,
+    delta_total BIGINT,
+    delta_spent BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (grant_id, dataset)
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -108,9 +162,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS charges (
     job_id TEXT NOT NULL REFERENCES jobs(id),
     dataset TEXT NOT NULL,
-    epsilon DOUBLE PRECISION NOT NULL,
-    delta DOUBLE PRECISION NOT NULL,
+    epsilon BIGINT NOT NULL,
+    delta BIGINT NOT NULL,
     PRIMARY KEY (job_id, dataset)
+);
+CREATE TABLE IF NOT EXISTS policy_budgets (
+    dataset TEXT PRIMARY KEY,
+    epsilon_budget BIGINT NOT NULL,
+    delta_budget BIGINT NOT NULL
 );
 ";
 
@@ -154,7 +213,9 @@ impl Store {
             crate::suspension::SCHEMA,
             crate::registry::SCHEMA
         ))?;
-        Ok(Store { backend })
+        let store = Store { backend };
+        crate::migrate::upgrade(&store)?;
+        Ok(store)
     }
 
     /// `sqlite` or `postgresql`.
@@ -213,13 +274,32 @@ impl Store {
             )? > 0;
             let mut added = Vec::new();
             for (dataset, total) in &grant.budgets {
-                let inserted = tx.execute(
-                    "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(grant_id, dataset) DO NOTHING",
-                    &[(&grant.id).into(), dataset.as_str().into(), (*total).into()],
-                )?;
+                let epsilon = Epsilon::total(*total)?;
+                let delta = grant
+                    .delta_budgets
+                    .iter()
+                    .find(|(d, _)| d == dataset)
+                    .map(|(_, x)| Delta::total(*x))
+                    .transpose()?;
+                let inserted = match delta {
+                    Some(delta) => tx.execute(
+                        "INSERT INTO budgets (grant_id, dataset, epsilon_total, delta_total) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(grant_id, dataset) DO NOTHING",
+                        &[
+                            (&grant.id).into(),
+                            dataset.as_str().into(),
+                            epsilon.units().into(),
+                            delta.units().into(),
+                        ],
+                    )?,
+                    None => tx.execute(
+                        "INSERT INTO budgets (grant_id, dataset, epsilon_total) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(grant_id, dataset) DO NOTHING",
+                        &[(&grant.id).into(), dataset.as_str().into(), epsilon.units().into()],
+                    )?,
+                };
                 if inserted > 0 {
-                    added.push(json!({"dataset": dataset.as_str(), "epsilon": total}));
+                    added.push(json!({"dataset": dataset.as_str(), "epsilon": epsilon, "delta": delta}));
                 }
             }
             if created || !added.is_empty() {
@@ -265,27 +345,42 @@ impl Store {
             }
             crate::agreements::enforce_terms(tx, &job.grant_id, &at)?;
             crate::suspension::ensure_not_suspended(tx, job.charges.iter().map(|(d, _, _)| d.as_str()))?;
-            for (dataset, eps, _delta) in &job.charges {
-                let row = tx.query_opt(
-                    "SELECT epsilon_total, epsilon_spent FROM budgets WHERE grant_id = ?1 AND dataset = ?2",
-                    &[(&job.grant_id).into(), dataset.as_str().into()],
-                )?;
-                let Some(row) = row else {
+            let mut amounts = Vec::with_capacity(job.charges.len());
+            for (dataset, eps, delta) in &job.charges {
+                let (eps, delta) = (Epsilon::charge(*eps)?, Delta::charge(*delta)?);
+                let Some(line) = budget_line(tx, &job.grant_id, dataset.as_str())? else {
                     return Err(GovernanceError::NotCovered {
                         grant: job.grant_id.clone(),
                         dataset: dataset.to_string(),
                     });
                 };
-                let (total, spent) = (row.real(0)?, row.real(1)?);
-                if spent + eps > total + EPS_SLACK {
+                let over_eps = line
+                    .epsilon_spent
+                    .checked_add(eps)
+                    .is_none_or(|after| after > line.epsilon_total);
+                if !eps.is_zero() && over_eps {
                     return Err(GovernanceError::BudgetExhausted {
                         grant: job.grant_id.clone(),
                         dataset: dataset.to_string(),
-                        spent,
-                        total,
-                        requested: *eps,
+                        spent: line.epsilon_spent,
+                        total: line.epsilon_total,
+                        requested: eps,
                     });
                 }
+                let over_delta = line
+                    .delta_spent
+                    .checked_add(delta)
+                    .is_none_or(|after| after > line.delta_total);
+                if !delta.is_zero() && over_delta {
+                    return Err(GovernanceError::DeltaBudgetExhausted {
+                        grant: job.grant_id.clone(),
+                        dataset: dataset.to_string(),
+                        spent: line.delta_spent,
+                        total: line.delta_total,
+                        requested: delta,
+                    });
+                }
+                amounts.push((dataset, eps, delta));
             }
             let inserted = tx.execute(
                 "INSERT INTO jobs (id, grant_id, kind, submission_digest, status, created_at)
@@ -301,14 +396,14 @@ impl Store {
             if inserted == 0 {
                 return Err(GovernanceError::DuplicateJob(job.job_id.clone()));
             }
-            for (dataset, eps, delta) in &job.charges {
+            for (dataset, eps, delta) in &amounts {
                 tx.execute(
                     "INSERT INTO charges (job_id, dataset, epsilon, delta) VALUES (?1, ?2, ?3, ?4)",
                     &[
                         (&job.job_id).into(),
                         dataset.as_str().into(),
-                        (*eps).into(),
-                        (*delta).into(),
+                        eps.units().into(),
+                        delta.units().into(),
                     ],
                 )?;
                 tx.execute(
@@ -317,14 +412,13 @@ impl Store {
                     &[
                         (&job.grant_id).into(),
                         dataset.as_str().into(),
-                        (*eps).into(),
-                        (*delta).into(),
+                        eps.units().into(),
+                        delta.units().into(),
                     ],
                 )?;
             }
             let holder = holder(tx, &job.grant_id)?;
-            let charges: Vec<_> = job
-                .charges
+            let charges: Vec<_> = amounts
                 .iter()
                 .map(|(d, e, dl)| json!({"dataset": d.as_str(), "epsilon": e, "delta": dl}))
                 .collect();
@@ -481,37 +575,41 @@ impl Store {
         self.read(audit::verify)
     }
 
-    /// A grant's budget per dataset.
+    /// A grant's budget per dataset: the effective totals (the smaller of
+    /// the grant's and the dataset's policy's) and what was spent.
     pub fn budget(&self, grant_id: &str) -> Result<Vec<BudgetLine>, GovernanceError> {
         self.read(|tx| {
             tx.query(
-                "SELECT dataset, epsilon_total, epsilon_spent, delta_spent FROM budgets WHERE grant_id = ?1 ORDER BY dataset",
+                &format!("{LINE_SELECT} WHERE b.grant_id = ?1 ORDER BY b.dataset"),
                 &[grant_id.into()],
             )?
             .iter()
-            .map(|r| {
-                Ok(BudgetLine {
-                    dataset: r.text(0)?,
-                    epsilon_total: r.real(1)?,
-                    epsilon_spent: r.real(2)?,
-                    delta_spent: r.real(3)?,
-                })
-            })
+            .map(|r| Ok(BudgetLine::new(r.text(0)?, exact_line(r)?)))
             .collect()
         })
     }
 
-    /// Sum of all charges per dataset for a grant (a consistency check:
-    /// it must equal the budget's spent column).
+    /// Sum of all ε charges per dataset for a grant (a consistency check:
+    /// it must equal the budget's spent column, exactly).
     pub fn charged(&self, grant_id: &str) -> Result<Vec<(String, f64)>, GovernanceError> {
+        Ok(self
+            .charged_exact(grant_id)?
+            .into_iter()
+            .map(|(d, e, _)| (d, e.as_f64()))
+            .collect())
+    }
+
+    /// Sum of all ε and δ charges per dataset for a grant, in exact units.
+    pub fn charged_exact(&self, grant_id: &str) -> Result<Vec<(String, Epsilon, Delta)>, GovernanceError> {
         self.read(|tx| {
             tx.query(
-                "SELECT c.dataset, SUM(c.epsilon) FROM charges c JOIN jobs j ON j.id = c.job_id
+                "SELECT c.dataset, CAST(SUM(c.epsilon) AS BIGINT), CAST(SUM(c.delta) AS BIGINT)
+                 FROM charges c JOIN jobs j ON j.id = c.job_id
                  WHERE j.grant_id = ?1 GROUP BY c.dataset ORDER BY c.dataset",
                 &[grant_id.into()],
             )?
             .iter()
-            .map(|r| Ok((r.text(0)?, r.real(1)?)))
+            .map(|r| Ok((r.text(0)?, Epsilon::from_units(r.int(1)?), Delta::from_units(r.int(2)?))))
             .collect()
         })
     }
@@ -530,7 +628,42 @@ impl Store {
     }
 }
 
-/// The account a grant's events are attributed to.
+/// A budget line with the dataset's policy caps beside it (see
+/// [`exact_line`]).
+const LINE_SELECT: &str = "SELECT b.dataset, b.epsilon_total, b.epsilon_spent, b.delta_total, b.delta_spent,
+        p.epsilon_budget, p.delta_budget
+ FROM budgets b LEFT JOIN policy_budgets p ON p.dataset = b.dataset";
+
+/// The effective line of a [`LINE_SELECT`] row: ε total = min(granted,
+/// policy's), δ total = min(granted, policy's), either alone when the
+/// other is missing, 0 when both are (no δ without a δ budget).
+fn exact_line(r: &crate::db::Row) -> Result<ExactBudget, GovernanceError> {
+    let granted_eps = Epsilon::from_units(r.int(1)?);
+    let policy_eps = r.opt_int(5)?.map(Epsilon::from_units);
+    let granted_delta = r.opt_int(3)?.map(Delta::from_units);
+    let policy_delta = r.opt_int(6)?.map(Delta::from_units);
+    let delta_total = match (granted_delta, policy_delta) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => Delta::ZERO,
+    };
+    Ok(ExactBudget {
+        epsilon_total: policy_eps.map_or(granted_eps, |p| p.min(granted_eps)),
+        epsilon_spent: Epsilon::from_units(r.int(2)?),
+        delta_total,
+        delta_spent: Delta::from_units(r.int(4)?),
+    })
+}
+
+fn budget_line(tx: &mut dyn Tx, grant: &str, dataset: &str) -> Result<Option<ExactBudget>, GovernanceError> {
+    tx.query_opt(
+        &format!("{LINE_SELECT} WHERE b.grant_id = ?1 AND b.dataset = ?2"),
+        &[grant.into(), dataset.into()],
+    )?
+    .map(|r| exact_line(&r))
+    .transpose()
+}
+
 /// A job charged before a restart interrupted it runs again under its
 /// first charge: the same id, grant and submission, still `running` (no
 /// result was released, so the earlier computation was never seen). The
@@ -555,6 +688,7 @@ fn resume_charged(tx: &mut dyn Tx, job: &JobCharge) -> Result<bool, GovernanceEr
     Ok(true)
 }
 
+/// The account a grant's events are attributed to.
 fn holder(tx: &mut dyn Tx, grant_id: &str) -> Result<String, GovernanceError> {
     tx.query_opt("SELECT holder FROM grants WHERE id = ?1", &[grant_id.into()])?
         .ok_or_else(|| GovernanceError::NoGrant(grant_id.to_string()))?
@@ -576,7 +710,10 @@ mod tests {
         for db in test_dbs() {
             let store = Arc::new(db.open());
             store
-                .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 5.0), (ds("gov.b"), 100.0)]))
+                .upsert_grant(
+                    &Grant::new("g", "h", vec![(ds("gov.a"), 5.0), (ds("gov.b"), 100.0)])
+                        .with_delta_budget(ds("gov.b"), 1e-6),
+                )
                 .expect("grant");
             let threads: Vec<_> = (0..16)
                 .map(|t| {
@@ -602,13 +739,13 @@ mod tests {
             let ok: i32 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
             assert_eq!(ok, 50, "{}: exactly 5.0 / 0.1 jobs fit", db.name());
             let budget = store.budget("g").expect("budget");
-            assert!(budget[0].epsilon_spent <= 5.0 + 1e-9);
-            let charged = store.charged("g").expect("charged");
-            assert!((charged[0].1 - budget[0].epsilon_spent).abs() < 1e-9);
-            assert!(
-                (budget[1].epsilon_spent - 5.0).abs() < 1e-9,
-                "a refused job charges nothing anywhere"
-            );
+            assert_eq!(budget[0].exact().epsilon_spent, Epsilon::from_units(5_000_000_000));
+            assert_eq!(budget[0].epsilon_spent, 5.0, "exactly, not about");
+            let charged = store.charged_exact("g").expect("charged");
+            assert_eq!(charged[0].1, budget[0].exact().epsilon_spent);
+            assert_eq!(budget[1].epsilon_spent, 5.0, "a refused job charges nothing anywhere");
+            assert_eq!(charged[1].2, Delta::from_units(50 * 1_000_000));
+            assert_eq!(budget[1].exact().delta_spent, charged[1].2);
             // One ledger entry per admitted job, in one unbroken chain.
             let entries = store.audit_entries().expect("entries");
             assert_eq!(entries.iter().filter(|e| e.kind == "job_charged").count(), 50);
@@ -749,6 +886,237 @@ mod tests {
                     .reserve(&JobCharge::new("k", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
                     .is_err()
             );
+        }
+    }
+
+    /// Racing jobs that each charge δ: exactly as many as the δ budget
+    /// holds are admitted, whichever of ε or δ runs out first.
+    #[test]
+    fn concurrent_reservations_never_overspend_delta() {
+        for db in test_dbs() {
+            let store = Arc::new(db.open());
+            store
+                .upsert_grant(
+                    &Grant::new("g", "h", vec![(ds("gov.a"), 1000.0), (ds("gov.b"), 0.37)])
+                        .with_delta_budget(ds("gov.a"), 3.3e-5),
+                )
+                .expect("grant");
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        let mut outcomes = Vec::new();
+                        for i in 0..20 {
+                            // δ jobs on gov.a; ε-only jobs on gov.b.
+                            let charges = if i % 2 == 0 {
+                                vec![(ds("gov.a"), 0.01, 1e-6)]
+                            } else {
+                                vec![(ds("gov.b"), 0.01, 0.0)]
+                            };
+                            let job = JobCharge::new(&format!("j{t}-{i}"), "g", "sql", "d", charges);
+                            outcomes.push((i % 2 == 0, store.reserve(&job)));
+                        }
+                        outcomes
+                    })
+                })
+                .collect();
+            let outcomes: Vec<_> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+            let admitted = |delta: bool| outcomes.iter().filter(|(d, r)| *d == delta && r.is_ok()).count();
+            assert_eq!(admitted(true), 33, "{}: 3.3e-5 / 1e-6 δ jobs", db.name());
+            assert_eq!(admitted(false), 37, "{}: 0.37 / 0.01 ε jobs", db.name());
+            assert!(outcomes.iter().all(|(delta, r)| match r {
+                Ok(()) => true,
+                Err(GovernanceError::DeltaBudgetExhausted { .. }) => *delta,
+                Err(GovernanceError::BudgetExhausted { .. }) => !*delta,
+                Err(_) => false,
+            }));
+            let budget = store.budget("g").expect("budget");
+            assert_eq!(budget[0].exact().delta_spent, Delta::from_units(33_000_000_000));
+            assert_eq!((budget[0].delta_total, budget[0].delta_left()), (3.3e-5, 0.0));
+            assert_eq!(budget[1].exact().epsilon_spent, budget[1].exact().epsilon_total);
+            let charged = store.charged_exact("g").expect("charged");
+            assert_eq!(charged[0].2, budget[0].exact().delta_spent);
+            assert_eq!(charged[1].1, budget[1].exact().epsilon_spent);
+        }
+    }
+
+    #[test]
+    fn budgets_add_up_exactly() {
+        for db in test_dbs() {
+            let store = db.open();
+            store
+                .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 0.001), (ds("gov.b"), 1.0)]))
+                .expect("grant");
+            for i in 0..1000 {
+                let job = JobCharge::new(&format!("j{i}"), "g", "sql", "d", vec![(ds("gov.a"), 1e-6, 0.0)]);
+                store.reserve(&job).expect("fits");
+            }
+            let e = store
+                .reserve(&JobCharge::new("over", "g", "sql", "d", vec![(ds("gov.a"), 1e-6, 0.0)]))
+                .expect_err("the 1001st does not fit");
+            assert!(matches!(e, GovernanceError::BudgetExhausted { .. }), "{e}");
+            assert!(e.to_string().contains("ε = 0.001 of 0.001 spent"), "{e}");
+            let line = &store.budget("g").expect("budget")[0];
+            assert_eq!(line.epsilon_spent, 0.001, "1000 × 1e-6, exactly");
+            assert_eq!(line.exact().epsilon_spent, Epsilon::from_units(1_000_000));
+            // Three charges of 1e-17 are three units, not nothing.
+            for i in 0..3 {
+                let job = JobCharge::new(&format!("tiny{i}"), "g", "sql", "d", vec![(ds("gov.b"), 1e-17, 0.0)]);
+                store.reserve(&job).expect("reserve");
+            }
+            let line = &store.budget("g").expect("budget")[1];
+            assert_eq!(line.exact().epsilon_spent, Epsilon::from_units(3));
+            assert!(line.epsilon_spent > 0.0);
+            // A negative or NaN charge is an error, not a refund.
+            let bad = JobCharge::new("neg", "g", "sql", "d", vec![(ds("gov.b"), -1.0, 0.0)]);
+            assert!(matches!(store.reserve(&bad), Err(GovernanceError::Invalid(_))));
+            let bad = JobCharge::new("nan", "g", "sql", "d", vec![(ds("gov.b"), f64::NAN, 0.0)]);
+            assert!(matches!(store.reserve(&bad), Err(GovernanceError::Invalid(_))));
+        }
+    }
+
+    #[test]
+    fn delta_is_budgeted_and_refused_when_exhausted() {
+        for db in test_dbs() {
+            let store = db.open();
+            store
+                .upsert_grant(
+                    &Grant::new("g", "h", vec![(ds("gov.a"), 10.0), (ds("gov.b"), 10.0)])
+                        .with_delta_budget(ds("gov.a"), 2e-6),
+                )
+                .expect("grant");
+            let job = |id: &str, dataset: &str, delta: f64| {
+                JobCharge::new(id, "g", "sql", "d", vec![(ds(dataset), 0.5, delta)])
+            };
+            store.reserve(&job("j1", "gov.a", 1e-6)).expect("first");
+            store.reserve(&job("j2", "gov.a", 1e-6)).expect("second");
+            let e = store.reserve(&job("j3", "gov.a", 1e-6)).expect_err("δ spent");
+            assert!(matches!(e, GovernanceError::DeltaBudgetExhausted { .. }), "{e}");
+            assert!(e.to_string().contains("δ = 0.000002 of 0.000002 spent"), "{e}");
+            store.reserve(&job("j4", "gov.a", 0.0)).expect("no δ, still runs");
+            // No δ budget at all (no grant δ, no policy): no δ may be charged.
+            let e = store.reserve(&job("j5", "gov.b", 1e-9)).expect_err("no δ budget");
+            assert!(matches!(e, GovernanceError::DeltaBudgetExhausted { .. }), "{e}");
+            let line = &store.budget("g").expect("budget")[0];
+            assert_eq!(
+                (line.delta_total, line.delta_spent, line.delta_left()),
+                (2e-6, 2e-6, 0.0)
+            );
+            assert_eq!(line.epsilon_spent, 1.5, "refused jobs charge nothing");
+        }
+    }
+
+    #[test]
+    fn the_policy_caps_every_budget_line() {
+        for db in test_dbs() {
+            let store = db.open();
+            let policy = |eps: f64, delta: f64| crate::Registration {
+                dataset: "gov.a".into(),
+                provider: "p".into(),
+                open_class: "conditional".into(),
+                catalog_digest: "c".into(),
+                policy_digest: format!("p{eps}"),
+                epsilon_budget: Some(eps),
+                delta_budget: Some(delta),
+            };
+            store
+                .register_datasets(&[policy(10.0, 1e-4)], "platform")
+                .expect("register");
+            // A grant written above the policy (as the old rule allowed)
+            // spends no more than the policy's budget.
+            store
+                .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 16.0)]))
+                .expect("grant");
+            let line = &store.budget("g").expect("budget")[0];
+            assert_eq!((line.epsilon_total, line.delta_total), (10.0, 1e-4));
+            for i in 0..10 {
+                let job = JobCharge::new(&format!("j{i}"), "g", "sql", "d", vec![(ds("gov.a"), 1.0, 1e-6)]);
+                store.reserve(&job).expect("within the policy");
+            }
+            let over = JobCharge::new("j10", "g", "sql", "d", vec![(ds("gov.a"), 1.0, 0.0)]);
+            assert!(matches!(
+                store.reserve(&over),
+                Err(GovernanceError::BudgetExhausted { .. })
+            ));
+            // The owner lowers the policy: the line follows it down.
+            store
+                .register_datasets(&[policy(4.0, 5e-6)], "platform")
+                .expect("lower");
+            let line = &store.budget("g").expect("budget")[0];
+            assert_eq!((line.epsilon_total, line.epsilon_left()), (4.0, 0.0));
+            assert_eq!(
+                (line.delta_total, line.delta_spent, line.delta_left()),
+                (5e-6, 1e-5, 0.0)
+            );
+            // A policy without [dp] no longer caps it (nothing is charged ε then).
+            let mut open = policy(0.0, 0.0);
+            (open.epsilon_budget, open.delta_budget, open.policy_digest) = (None, None, "threshold".into());
+            store.register_datasets(&[open], "platform").expect("threshold");
+            assert_eq!(store.budget("g").expect("budget")[0].epsilon_total, 16.0);
+        }
+    }
+
+    /// A database written before fixed-point accounting is converted when
+    /// it opens: charges rounded up, spent amounts without float drift.
+    #[test]
+    fn an_old_floating_point_database_is_migrated_on_open() {
+        for db in test_dbs() {
+            {
+                let store = db.open();
+                store
+                    .upsert_grant(&Grant::new("g", "h", vec![(ds("gov.a"), 1.0)]))
+                    .expect("grant");
+                store
+                    .raw(
+                        "DROP TABLE charges; DROP TABLE budgets;
+                         CREATE TABLE budgets (grant_id TEXT NOT NULL REFERENCES grants(id), dataset TEXT NOT NULL,
+                           epsilon_total DOUBLE PRECISION NOT NULL, epsilon_spent DOUBLE PRECISION NOT NULL DEFAULT 0,
+                           delta_spent DOUBLE PRECISION NOT NULL DEFAULT 0, PRIMARY KEY (grant_id, dataset));
+                         CREATE TABLE charges (job_id TEXT NOT NULL REFERENCES jobs(id), dataset TEXT NOT NULL,
+                           epsilon DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL,
+                           PRIMARY KEY (job_id, dataset));
+                         INSERT INTO budgets VALUES ('g', 'gov.a', 1.0, 0.30000000000000004, 3e-6);
+                         INSERT INTO budgets VALUES ('g', 'gov.b', 2.0, 0.0, 0.0);
+                         INSERT INTO jobs (id, grant_id, kind, submission_digest, status, created_at)
+                           VALUES ('j1', 'g', 'sql', 'd', 'released', 't'), ('j2', 'g', 'sql', 'd', 'released', 't'),
+                                  ('j3', 'g', 'sql', 'd', 'released', 't'), ('j4', 'g', 'sql', 'd', 'released', 't');
+                         INSERT INTO charges VALUES ('j1', 'gov.a', 0.1, 1e-6), ('j2', 'gov.a', 0.1, 1e-6),
+                           ('j3', 'gov.a', 0.1, 1e-6), ('j4', 'gov.b', 1e-17, 0.0);",
+                    )
+                    .expect("old schema");
+            }
+            let store = db.open();
+            let budget = store.budget("g").expect("budget");
+            assert_eq!(
+                budget[0].exact().epsilon_spent,
+                Epsilon::from_units(300_000_000),
+                "{}",
+                db.name()
+            );
+            assert_eq!(budget[0].exact().delta_spent, Delta::from_units(3_000_000_000));
+            assert_eq!(budget[0].epsilon_total, 1.0);
+            assert_eq!(
+                budget[1].exact().epsilon_spent,
+                Epsilon::from_units(1),
+                "a charge the float sum lost is kept"
+            );
+            let charged = store.charged_exact("g").expect("charged");
+            assert_eq!(charged[0].1, budget[0].exact().epsilon_spent);
+            // Later charges are exact; reopening converts nothing twice.
+            store
+                .reserve(&JobCharge::new("j5", "g", "sql", "d", vec![(ds("gov.a"), 0.7, 0.0)]))
+                .expect("fits exactly: 0.3 + 0.7 = 1");
+            drop(store);
+            let store = db.open();
+            assert_eq!(store.budget("g").expect("budget")[0].epsilon_left(), 0.0);
+            let migrations = store
+                .audit_entries()
+                .expect("entries")
+                .into_iter()
+                .filter(|e| e.kind == "schema_migrated")
+                .count();
+            assert_eq!(migrations, 1);
+            assert!(store.verify_audit().expect("verify").is_intact());
         }
     }
 

@@ -62,6 +62,11 @@ impl Policy {
                     num(dp.epsilon_budget),
                     num(dp.delta)
                 ));
+                lines.push(format!(
+                    "Each query spends at least ε = {}; δ in total at most {} per agreement",
+                    num(dp.epsilon_min_per_query),
+                    num(dp.delta_budget)
+                ));
                 if let Some(e) = entity {
                     lines.push(format!(
                         "Each {e} contributes to at most {} and {} per group",

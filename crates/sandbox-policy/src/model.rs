@@ -102,11 +102,23 @@ pub struct ReleaseRules {
 pub struct DpParams {
     /// Largest ε one query may spend (> 0).
     pub epsilon_per_query: f64,
+    /// Smallest ε one query may spend: a job asking less is refused
+    /// (`epsilon-below-minimum`). Default [`limits::DEFAULT_EPSILON_MIN`],
+    /// or `epsilon_per_query` when that is smaller.
+    ///
+    /// [`limits::DEFAULT_EPSILON_MIN`]: crate::limits::DEFAULT_EPSILON_MIN
+    pub epsilon_min_per_query: f64,
     /// δ for partition selection (0 ≤ δ < 1e-3); 0 forbids partition
     /// selection, so only public key sets may be grouped by.
     pub delta: f64,
-    /// Total ε one agreement may spend on this dataset (≥ epsilon_per_query).
+    /// Total ε one agreement may spend on this dataset (≥ epsilon_per_query);
+    /// also the most any approval may grant.
     pub epsilon_budget: f64,
+    /// Total δ one agreement may spend on this dataset (≥ delta). Default
+    /// [`limits::DEFAULT_DELTA_BUDGET_QUERIES`] × `delta`.
+    ///
+    /// [`limits::DEFAULT_DELTA_BUDGET_QUERIES`]: crate::limits::DEFAULT_DELTA_BUDGET_QUERIES
+    pub delta_budget: f64,
     /// G: groups one privacy unit may contribute to in one query (≥ 1).
     pub max_groups_per_unit: u32,
     /// R: rows one privacy unit may contribute to one group (≥ 1).

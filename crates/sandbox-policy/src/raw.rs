@@ -60,11 +60,13 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `epsilon_per_query` | Largest ε one query may spend; > 0, finite. |
-//! | `delta` | δ for partition selection, 0 ≤ δ < 1e-3. With δ = 0 only dimensions with public keys may be grouped by. |
-//! | `epsilon_budget` | Total ε one agreement may spend on this dataset; finite and ≥ `epsilon_per_query`. |
-//! | `max_groups_per_unit` | G, an integer ≥ 1: groups one privacy unit may contribute to in one query. |
-//! | `max_rows_per_group` | R, an integer ≥ 1: rows one privacy unit may contribute to one group. |
+//! | `epsilon_per_query` | Largest ε one query may spend; 1e-6 ≤ ε ≤ 100. |
+//! | `epsilon_min_per_query` | Optional: smallest ε one query may spend (a job asking less is refused); 1e-6 ≤ it ≤ `epsilon_per_query`; default 0.01 (or `epsilon_per_query` if that is smaller). |
+//! | `delta` | δ for partition selection: 0, or 1e-15 ≤ δ < 1e-3. With δ = 0 only dimensions with public keys may be grouped by. |
+//! | `epsilon_budget` | Total ε one agreement may spend on this dataset, and the most any approval may grant; `epsilon_per_query` ≤ it ≤ 10000. |
+//! | `delta_budget` | Optional: total δ one agreement may spend on this dataset; `delta` ≤ it < 0.1; default 100 × `delta`. |
+//! | `max_groups_per_unit` | G, an integer, 1 ≤ G ≤ 10000: groups one privacy unit may contribute to in one query. |
+//! | `max_rows_per_group` | R, an integer, 1 ≤ R ≤ 10000: rows one privacy unit may contribute to one group. |
 //!
 //! ## `[jobs]` (required)
 //!
@@ -79,7 +81,7 @@
 //! | key | meaning |
 //! |---|---|
 //! | `role` or `roles` | One role, or a list of roles (not both): `identifier` (never output, grouped by or filtered on), `privacy_unit` (the entity DP protects; at most one column), `join_key` (only usable to fuse), `dimension` (may be grouped by and output), `measure` (only aggregated, within bounds), `sensitive` (not readable at all), `public` (no restriction beyond aggregation). `identifier`, `privacy_unit` and `join_key` combine with each other but not with the others; `dimension`, `measure`, `sensitive` and `public` exclude each other. |
-//! | `bounds` | Required on a measure, forbidden elsewhere: `[lower, upper]`, finite, lower < upper. Values are clamped into it before aggregation. A measure must be an `int64` or `float64` column. |
+//! | `bounds` | Required on a measure, forbidden elsewhere: `[lower, upper]`, finite, \|bound\| ≤ 1e15, and upper − lower ≥ max(1e-12, 1e-6 × the larger \|bound\|), so the integer grid resolves the range and every derived sum stays finite. Values are clamped into it before aggregation. A measure must be an `int64` or `float64` column. |
 //! | `public_keys` | Only on a dimension: the public set of group keys, all released (even when empty) with no partition selection. Strings for `utf8` columns, integers for `int64` columns; non-empty, no duplicates. |
 //!
 //! ## `[[fusion]]` (optional, repeatable)
@@ -148,6 +150,10 @@ pub(crate) struct RawDp {
     pub epsilon_per_query: Spanned<f64>,
     pub delta: Spanned<f64>,
     pub epsilon_budget: Spanned<f64>,
+    #[serde(default)]
+    pub epsilon_min_per_query: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub delta_budget: Option<Spanned<f64>>,
     pub max_groups_per_unit: Spanned<i64>,
     pub max_rows_per_group: Spanned<i64>,
 }

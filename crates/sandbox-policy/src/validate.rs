@@ -5,6 +5,11 @@
 //! problems of a file at once; checks that depend on an earlier value only
 //! run when that value was valid, to avoid follow-on noise.
 
+use crate::limits::{
+    DEFAULT_DELTA_BUDGET_QUERIES, DEFAULT_EPSILON_MIN, MAX_ABS_BOUND, MAX_DELTA, MAX_DELTA_BUDGET, MAX_EPSILON_BUDGET,
+    MAX_EPSILON_PER_QUERY, MAX_GROUPS_PER_UNIT, MAX_ROWS_PER_GROUP, MIN_DELTA, MIN_EPSILON, MIN_RELATIVE_WIDTH,
+    MIN_WIDTH,
+};
 use crate::raw::{RawColumn, RawDp, RawFusion, RawPolicy, RawRelease};
 use crate::span::Source;
 use crate::{
@@ -119,6 +124,16 @@ struct Columns {
 struct Validator<'a> {
     src: &'a Source<'a>,
     errors: Vec<PolicyError>,
+}
+
+/// `x · k` for a power of ten `k`, as the nearest `f64` to the exact
+/// decimal product (1e-6 × 100 is 1e-4, not 9.999999999999999e-5).
+fn decimal_times(x: f64, k: f64) -> f64 {
+    let exact = format!("{x:e}")
+        .split_once('e')
+        .and_then(|(m, e)| Some((m.to_string(), e.parse::<i32>().ok()?)))
+        .and_then(|(m, e)| format!("{m}e{}", e + k.log10().round() as i32).parse().ok());
+    exact.unwrap_or(x * k)
 }
 
 fn finite_positive(x: f64) -> bool {
@@ -339,53 +354,116 @@ impl Validator<'_> {
         }
         let d = raw?.get_ref();
         let eps = *d.epsilon_per_query.get_ref();
-        let eps_ok = finite_positive(eps);
+        let eps_ok = eps.is_finite() && (MIN_EPSILON..=MAX_EPSILON_PER_QUERY).contains(&eps);
         if !eps_ok {
             self.err(
                 d.epsilon_per_query.span(),
                 "dp.epsilon_per_query",
-                format!("epsilon_per_query (ε) must be a finite number > 0, got {eps}"),
+                format!(
+                    "epsilon_per_query (ε) must be a finite number > 0, from {MIN_EPSILON} to {MAX_EPSILON_PER_QUERY}, got {eps}"
+                ),
             );
         }
+        let eps_min = match &d.epsilon_min_per_query {
+            None => Some(if eps_ok {
+                DEFAULT_EPSILON_MIN.min(eps)
+            } else {
+                DEFAULT_EPSILON_MIN
+            }),
+            Some(raw) => {
+                let m = *raw.get_ref();
+                let ok = m.is_finite() && m >= MIN_EPSILON && (!eps_ok || m <= eps);
+                if !ok {
+                    self.err(
+                        raw.span(),
+                        "dp.epsilon_min_per_query",
+                        format!(
+                            "epsilon_min_per_query must be a finite number from {MIN_EPSILON} up to epsilon_per_query ({eps}), got {m}"
+                        ),
+                    );
+                }
+                ok.then_some(m)
+            }
+        };
         let delta = *d.delta.get_ref();
-        let delta_ok = (0.0..1e-3).contains(&delta);
+        let delta_ok = delta == 0.0 || (MIN_DELTA..MAX_DELTA).contains(&delta);
         if !delta_ok {
             self.err(
                 d.delta.span(),
                 "dp.delta",
-                format!("delta (δ) must be at least 0 and below 1e-3, got {delta}"),
+                format!("delta (δ) must be 0, or at least {MIN_DELTA} and below 1e-3, got {delta}"),
             );
         }
         let budget = *d.epsilon_budget.get_ref();
-        let budget_ok = budget.is_finite() && (!eps_ok || budget >= eps) && budget > 0.0;
+        let budget_ok =
+            budget.is_finite() && (!eps_ok || budget >= eps) && budget > 0.0 && budget <= MAX_EPSILON_BUDGET;
         if !budget_ok {
             self.err(
                 d.epsilon_budget.span(),
                 "dp.epsilon_budget",
-                format!("epsilon_budget must be finite and at least epsilon_per_query ({eps}), got {budget}"),
+                format!(
+                    "epsilon_budget must be finite, at least epsilon_per_query ({eps}) and at most {MAX_EPSILON_BUDGET}, got {budget}"
+                ),
             );
         }
-        let g = self.small_count(
+        let delta_budget = match &d.delta_budget {
+            None => Some(decimal_times(delta, DEFAULT_DELTA_BUDGET_QUERIES)),
+            Some(raw) => {
+                let b = *raw.get_ref();
+                let ok = b.is_finite() && b >= 0.0 && (!delta_ok || b >= delta) && b < MAX_DELTA_BUDGET;
+                if !ok {
+                    self.err(
+                        raw.span(),
+                        "dp.delta_budget",
+                        format!(
+                            "delta_budget (total δ) must be finite, at least delta ({delta}) and below {MAX_DELTA_BUDGET}, got {b}"
+                        ),
+                    );
+                }
+                ok.then_some(b)
+            }
+        };
+        let g = self.bounded_count(
             &d.max_groups_per_unit,
-            1,
+            MAX_GROUPS_PER_UNIT,
             "dp.max_groups_per_unit",
             "max_groups_per_unit (G)",
         );
-        let r = self.small_count(
+        let r = self.bounded_count(
             &d.max_rows_per_group,
-            1,
+            MAX_ROWS_PER_GROUP,
             "dp.max_rows_per_group",
             "max_rows_per_group (R)",
         );
-        match (eps_ok && delta_ok && budget_ok, g, r, mode) {
-            (true, Some(g), Some(r), Some(m)) if m.uses_dp() => Some(Some(DpParams {
-                epsilon_per_query: eps,
-                delta,
-                epsilon_budget: budget,
-                max_groups_per_unit: g,
-                max_rows_per_group: r,
-            })),
+        match (eps_ok && delta_ok && budget_ok, eps_min, delta_budget, g, r, mode) {
+            (true, Some(eps_min), Some(delta_budget), Some(g), Some(r), Some(m)) if m.uses_dp() => {
+                Some(Some(DpParams {
+                    epsilon_per_query: eps,
+                    epsilon_min_per_query: eps_min,
+                    delta,
+                    epsilon_budget: budget,
+                    delta_budget,
+                    max_groups_per_unit: g,
+                    max_rows_per_group: r,
+                }))
+            }
             _ => None,
+        }
+    }
+
+    /// An integer in `1..=max` (G and R).
+    fn bounded_count(&mut self, raw: &Spanned<i64>, max: i64, field: &str, what: &str) -> Option<u32> {
+        let n = *raw.get_ref();
+        match u32::try_from(n) {
+            Ok(v) if (1..=max).contains(&n) => Some(v),
+            _ => {
+                self.err(
+                    raw.span(),
+                    field,
+                    format!("{what} must be an integer >= 1 (and at most {max}), got {n}"),
+                );
+                None
+            }
         }
     }
 
@@ -608,6 +686,29 @@ impl Validator<'_> {
                 raw.span(),
                 field,
                 format!("the lower bound must be below the upper bound, got [{lo}, {hi}]"),
+            );
+            return None;
+        }
+        let magnitude = lo.abs().max(hi.abs());
+        if magnitude > MAX_ABS_BOUND {
+            self.err(
+                raw.span(),
+                field,
+                format!(
+                    "bounds must be within ±{MAX_ABS_BOUND:e} so bounded sums stay exact and finite, got [{lo}, {hi}]"
+                ),
+            );
+            return None;
+        }
+        let width = hi - lo;
+        if width < MIN_WIDTH || width < MIN_RELATIVE_WIDTH * magnitude {
+            self.err(
+                raw.span(),
+                field,
+                format!(
+                    "bounds too narrow for the integer grid: upper - lower must be at least {MIN_WIDTH:e} and \
+                     {MIN_RELATIVE_WIDTH:e} × the larger |bound|, got [{lo}, {hi}]"
+                ),
             );
             return None;
         }

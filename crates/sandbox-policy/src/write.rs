@@ -84,6 +84,8 @@ pub fn to_toml(p: &Policy) -> String {
         let _ = writeln!(out, "epsilon_per_query = {}", float(dp.epsilon_per_query));
         let _ = writeln!(out, "delta = {}", float(dp.delta));
         let _ = writeln!(out, "epsilon_budget = {}", float(dp.epsilon_budget));
+        let _ = writeln!(out, "epsilon_min_per_query = {}", float(dp.epsilon_min_per_query));
+        let _ = writeln!(out, "delta_budget = {}", float(dp.delta_budget));
         let _ = writeln!(out, "max_groups_per_unit = {}", dp.max_groups_per_unit);
         let _ = writeln!(out, "max_rows_per_group = {}", dp.max_rows_per_group);
     }

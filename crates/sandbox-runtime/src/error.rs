@@ -46,6 +46,8 @@ impl RuntimeError {
                 | RuntimeError::Sql(sandbox_sql::SqlError::Refused(_))
                 | RuntimeError::Governance(
                     sandbox_governance::GovernanceError::BudgetExhausted { .. }
+                        | sandbox_governance::GovernanceError::DeltaBudgetExhausted { .. }
+                        | sandbox_governance::GovernanceError::OverPolicyBudget { .. }
                         | sandbox_governance::GovernanceError::NotCovered { .. }
                         | sandbox_governance::GovernanceError::NoGrant(_)
                         | sandbox_governance::GovernanceError::AgreementInactive { .. }
@@ -72,6 +74,12 @@ impl RuntimeError {
             RuntimeError::Sql(e) => e.rule(),
             RuntimeError::Governance(sandbox_governance::GovernanceError::BudgetExhausted { .. }) => {
                 Some("budget-exhausted")
+            }
+            RuntimeError::Governance(sandbox_governance::GovernanceError::DeltaBudgetExhausted { .. }) => {
+                Some("delta-budget-exhausted")
+            }
+            RuntimeError::Governance(sandbox_governance::GovernanceError::OverPolicyBudget { .. }) => {
+                Some("approval-over-policy-budget")
             }
             RuntimeError::Governance(sandbox_governance::GovernanceError::NotCovered { .. }) => {
                 Some("dataset-not-granted")

@@ -332,6 +332,9 @@ impl Sandbox {
             .find(|r| r.dataset == dataset.as_str())
             .ok_or_else(|| RuntimeError::Setup(format!("{dataset} vanished from the catalog")))?;
         registration.policy_digest = policy.digest.clone();
+        // The new version's budgets cap every line and approval from now on.
+        registration.epsilon_budget = policy.dp.map(|dp| dp.epsilon_budget);
+        registration.delta_budget = policy.dp.map(|dp| dp.delta_budget);
         self.store().register_datasets(&[registration], account)?;
         // Jobs that start from now on use the new version.
         self.replace_policies(installed);

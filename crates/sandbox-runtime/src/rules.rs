@@ -1,6 +1,6 @@
 //! Combining the policies of every protected dataset a job reads into the
 //! rules its release follows: always the stricter choice (smallest ε cap
-//! and δ, largest k and rounding base, every dominance rule, and the
+//! and δ, largest minimum ε, largest k and rounding base, every dominance rule, and the
 //! smallest G, so every owner's "a unit contributes to at most G groups"
 //! holds). R is the exception: joins multiply rows (one enterprise row
 //! meets 24 monthly utility rows), so the largest declared R is used; R
@@ -20,6 +20,9 @@ pub struct ReleaseRules {
     pub rounding_bases: std::collections::BTreeMap<sandbox_model::DatasetId, f64>,
     pub dominance: Vec<Dominance>,
     pub epsilon_cap: f64,
+    /// The smallest ε a query may spend: the largest minimum any policy
+    /// sets.
+    pub epsilon_min: f64,
     pub delta: f64,
     pub max_groups_per_unit: u32,
     pub max_rows_per_group: u32,
@@ -34,6 +37,7 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         rounding_bases: std::collections::BTreeMap::new(),
         dominance: Vec::new(),
         epsilon_cap: f64::INFINITY,
+        epsilon_min: 0.0,
         delta: 1.0,
         max_groups_per_unit: u32::MAX,
         max_rows_per_group: 1,
@@ -56,6 +60,7 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         }
         if let Some(dp) = &p.dp {
             r.epsilon_cap = r.epsilon_cap.min(dp.epsilon_per_query);
+            r.epsilon_min = r.epsilon_min.max(dp.epsilon_min_per_query);
             r.delta = r.delta.min(dp.delta);
             r.max_groups_per_unit = r.max_groups_per_unit.min(dp.max_groups_per_unit);
             r.max_rows_per_group = r.max_rows_per_group.max(dp.max_rows_per_group);
@@ -69,6 +74,7 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
     }
     if !r.dp {
         r.epsilon_cap = 0.0;
+        r.epsilon_min = 0.0;
         r.delta = 0.0;
     }
     Ok(r)
@@ -106,8 +112,25 @@ mod tests {
         assert!(r.dp && r.threshold, "tax is `both`");
         assert_eq!(r.min_units, 10);
         assert_eq!(r.epsilon_cap, 1.0, "the smaller cap of 1 and 2");
+        assert_eq!(r.epsilon_min, 0.01, "the default minimum");
         assert_eq!(r.dominance.len(), 1);
         assert_eq!(r.rounding_base, Some(1.0));
         assert!(combine([]).is_err());
+    }
+
+    #[test]
+    fn the_largest_minimum_epsilon_applies() {
+        let set = shipped();
+        let mut tax = set
+            .get(&"gov.tax_payments".parse().expect("id"))
+            .expect("policy")
+            .clone();
+        let mut bank = set.get(&"bank.loans".parse().expect("id")).expect("policy").clone();
+        if let (Some(t), Some(b)) = (tax.dp.as_mut(), bank.dp.as_mut()) {
+            t.epsilon_min_per_query = 0.05;
+            b.epsilon_min_per_query = 0.2;
+        }
+        let r = combine([&tax, &bank]).expect("combine");
+        assert_eq!((r.epsilon_min, r.epsilon_cap), (0.2, 1.0));
     }
 }

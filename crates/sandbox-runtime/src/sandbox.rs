@@ -272,6 +272,8 @@ impl Sandbox {
                     open_class: format!("{:?}", d.open_class).to_lowercase(),
                     catalog_digest: digest(&entry),
                     policy_digest: policies.get(&d.id).map(|p| p.digest.clone()).unwrap_or_default(),
+                    epsilon_budget: policies.get(&d.id).and_then(|p| p.dp).map(|dp| dp.epsilon_budget),
+                    delta_budget: policies.get(&d.id).and_then(|p| p.dp).map(|dp| dp.delta_budget),
                 })
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
@@ -556,11 +558,24 @@ impl Sandbox {
         ))
     }
 
+    /// The ε a job spends: the one asked for, or the per-query cap; never
+    /// above the cap nor below the largest minimum of the policies
+    /// (`epsilon-below-minimum`, also when the cap itself is below it).
     fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {
         if !rules.dp {
             return Ok(0.0);
         }
+        let below = |e: f64| {
+            Err(RuntimeError::refused(
+                "epsilon-below-minimum",
+                format!(
+                    "ε = {e} is below the minimum of {} per query set by the data owners (epsilon_min_per_query)",
+                    rules.epsilon_min
+                ),
+            ))
+        };
         match requested {
+            None if rules.epsilon_cap < rules.epsilon_min => below(rules.epsilon_cap),
             None => Ok(rules.epsilon_cap),
             Some(e) if !(e.is_finite() && e > 0.0) => {
                 Err(RuntimeError::refused("epsilon-invalid", "ε must be a positive number"))
@@ -572,6 +587,7 @@ impl Sandbox {
                     rules.epsilon_cap
                 ),
             )),
+            Some(e) if e < rules.epsilon_min => below(e),
             Some(e) => Ok(e),
         }
     }

@@ -140,6 +140,8 @@ impl From<GovernanceError> for ApiError {
             e @ (GovernanceError::NoGrant(_)
             | GovernanceError::NotCovered { .. }
             | GovernanceError::BudgetExhausted { .. }
+            | GovernanceError::DeltaBudgetExhausted { .. }
+            | GovernanceError::OverPolicyBudget { .. }
             | GovernanceError::AgreementInactive { .. }
             | GovernanceError::DatasetSuspended { .. }) => RuntimeError::from(e).into(),
             other => {

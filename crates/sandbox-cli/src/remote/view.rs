@@ -49,15 +49,20 @@ pub fn catalog(lines: &Value) -> String {
 
 /// `GET /v1/agreements/{id}/budget`: one dataset a row.
 pub fn budget(grant: &str, lines: &Value) -> String {
-    let headers = ["dataset", "ε total", "ε spent", "ε left", "δ spent"].map(String::from);
+    let headers = [
+        "dataset", "ε total", "ε spent", "ε left", "δ total", "δ spent", "δ left",
+    ]
+    .map(String::from);
     let rows: Vec<Vec<String>> = items(lines)
         .map(|b| {
             vec![
                 text(&b["dataset"]),
-                format!("{:.2}", number(&b["epsilon_total"])),
-                format!("{:.2}", number(&b["epsilon_spent"])),
-                format!("{:.2}", number(&b["epsilon_left"])),
-                format!("{:.1e}", number(&b["delta_spent"])),
+                format!("{}", number(&b["epsilon_total"])),
+                format!("{}", number(&b["epsilon_spent"])),
+                format!("{}", number(&b["epsilon_left"])),
+                format!("{:e}", number(&b["delta_total"])),
+                format!("{:e}", number(&b["delta_spent"])),
+                format!("{:e}", number(&b["delta_left"])),
             ]
         })
         .collect();
@@ -139,11 +144,15 @@ mod tests {
         );
         let b = budget(
             "agreement-a1",
-            &json!([{"dataset": "gov.tax_payments", "epsilon_total": 10.0, "epsilon_spent": 1.0,
-                     "epsilon_left": 9.0, "delta_spent": 0.0}]),
+            &json!([{"dataset": "gov.tax_payments", "epsilon_total": 10.0, "epsilon_spent": 1.000000001,
+                     "epsilon_left": 8.999999999, "delta_total": 1e-4, "delta_spent": 1e-6, "delta_left": 9.9e-5}]),
         );
         assert!(b.starts_with("privacy budget of grant `agreement-a1`:\n"), "{b}");
-        assert!(b.contains("gov.tax_payments │ 10.00   │ 1.00    │ 9.00"), "{b}");
+        assert!(
+            b.contains("gov.tax_payments │ 10      │ 1.000000001 │ 8.999999999 │ 1e-4"),
+            "{b}"
+        );
+        assert!(b.contains("1e-6") && b.contains("9.9e-5"), "{b}");
     }
 
     #[test]

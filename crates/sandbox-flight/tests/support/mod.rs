@@ -102,7 +102,7 @@ pub fn populate(sandbox: &Sandbox) -> Result<Tokens, BoxError> {
     let application = AGREEMENT.trim_start_matches("agreement-");
     sandbox.apply("bank", application, &body)?;
     let approve = Decision::Approve {
-        epsilon: 1000.0,
+        epsilon: 10.0, // the policies' epsilon_budget: an approval cannot grant more
         expires_at: "2999-01-01T00:00:00Z".into(),
         call_quota: 10_000,
     };

@@ -94,6 +94,13 @@ impl Row {
         }
     }
 
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, GovernanceError> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.int(i).map(Some),
+        }
+    }
+
     /// A number (SQLite returns whole REAL sums as integers sometimes).
     pub fn real(&self, i: usize) -> Result<f64, GovernanceError> {
         match self.at(i)? {

@@ -80,17 +80,23 @@ impl UsageReport {
         if self.budgets.is_empty() {
             out.push_str("No budgets.\n");
         } else {
-            out.push_str("| dataset | ε granted | ε spent in period | δ spent in period | ε spent to end | ε left |\n");
-            out.push_str("|---|---:|---:|---:|---:|---:|\n");
+            out.push_str(
+                "| dataset | ε granted | ε spent in period | ε spent to end | ε left | δ granted | δ spent in period | δ spent to end | δ left |\n",
+            );
+            out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            let policy = |x: Option<f64>| x.map_or_else(|| "policy's".to_string(), num);
             for b in &self.budgets {
                 out.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     cell(&b.dataset),
                     num(b.epsilon_total),
                     num(b.epsilon_spent),
-                    num(b.delta_spent),
                     num(b.epsilon_spent_to_end),
-                    num(b.epsilon_left)
+                    num(b.epsilon_left),
+                    policy(b.delta_total),
+                    num(b.delta_spent),
+                    num(b.delta_spent_to_end),
+                    policy(b.delta_left)
                 ));
             }
         }

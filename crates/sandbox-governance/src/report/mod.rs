@@ -13,6 +13,7 @@
 //! This module builds the report; [`markdown`] renders it for people.
 
 use crate::GovernanceError;
+use crate::amount::{Delta, Epsilon};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use sandbox_ledger::{Entry, GENESIS};
 use sandbox_model::UsageRecord;
@@ -164,6 +165,14 @@ pub struct DatasetBudget {
     pub epsilon_spent_to_end: f64,
     /// `epsilon_total - epsilon_spent_to_end`, not below 0.
     pub epsilon_left: f64,
+    /// The δ budget granted, when the ledger records one (an agreement
+    /// records its policy's `delta_budget` at signing); `None` when the
+    /// line follows the dataset's policy.
+    pub delta_total: Option<f64>,
+    /// δ charged from the start of the ledger to the end of the period.
+    pub delta_spent_to_end: f64,
+    /// `delta_total - delta_spent_to_end`, not below 0, when known.
+    pub delta_left: Option<f64>,
 }
 
 /// One job of the period.
@@ -258,6 +267,18 @@ fn budget_list(v: &Value) -> Vec<(String, f64)> {
         .unwrap_or_default()
 }
 
+/// `(dataset, δ)` pairs of a `budgets` array, where a δ budget is recorded.
+fn delta_budget_list(v: &Value) -> Vec<(String, f64)> {
+    v.get("budgets")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| Some((text(b, "dataset")?.to_string(), b.get("delta")?.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `(dataset, ε, δ)` triples of a `charges` array.
 fn charge_list(v: &Value) -> Vec<(String, f64, f64)> {
     v.get("charges")
@@ -276,11 +297,23 @@ fn charge_list(v: &Value) -> Vec<(String, f64, f64)> {
         .unwrap_or_default()
 }
 
+/// Sums in exact units (ε 1e-9, δ 1e-15), like the store's.
 #[derive(Default)]
 struct Spend {
-    epsilon: f64,
-    delta: f64,
-    epsilon_to_end: f64,
+    epsilon: Epsilon,
+    delta: Delta,
+    epsilon_to_end: Epsilon,
+    delta_to_end: Delta,
+}
+
+fn add_eps(sum: &mut Epsilon, x: f64) {
+    let charged = Epsilon::charge(x).unwrap_or_default();
+    *sum = sum.checked_add(charged).unwrap_or(*sum);
+}
+
+fn add_delta(sum: &mut Delta, x: f64) {
+    let charged = Delta::charge(x).unwrap_or_default();
+    *sum = sum.checked_add(charged).unwrap_or(*sum);
 }
 
 /// Jobs using a column: in any way, and read / filtered / grouped /
@@ -341,6 +374,7 @@ impl UsageReport {
             expired: false,
         };
         let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+        let mut delta_totals: BTreeMap<String, f64> = BTreeMap::new();
         let mut spend: BTreeMap<String, Spend> = BTreeMap::new();
         let mut counts = JobCounts::default();
         let mut calls_in_period = 0u64;
@@ -394,6 +428,9 @@ impl UsageReport {
                         for (dataset, epsilon) in budget_list(p) {
                             totals.entry(dataset).or_insert(epsilon);
                         }
+                        for (dataset, delta) in delta_budget_list(p) {
+                            delta_totals.entry(dataset).or_insert(delta);
+                        }
                     }
                 }
                 "agreement_signed" => {
@@ -416,6 +453,9 @@ impl UsageReport {
                         // Each owner sets ε for its own datasets (`budgets`);
                         // `epsilon` alone is the smallest of them.
                         let budgets = budget_list(p);
+                        for (dataset, delta) in delta_budget_list(p) {
+                            delta_totals.entry(dataset).or_insert(delta);
+                        }
                         for dataset in &terms.datasets {
                             let eps = budgets
                                 .iter()
@@ -437,10 +477,11 @@ impl UsageReport {
                     calls_to_end += 1;
                     for (dataset, epsilon, delta) in &charges {
                         let s = spend.entry(dataset.clone()).or_default();
-                        s.epsilon_to_end += epsilon;
+                        add_eps(&mut s.epsilon_to_end, *epsilon);
+                        add_delta(&mut s.delta_to_end, *delta);
                         if in_period {
-                            s.epsilon += epsilon;
-                            s.delta += delta;
+                            add_eps(&mut s.epsilon, *epsilon);
+                            add_delta(&mut s.delta, *delta);
                         }
                     }
                     if in_period {
@@ -572,16 +613,21 @@ impl UsageReport {
         let budgets = datasets
             .into_iter()
             .map(|d| {
-                let total = totals.get(d).copied().unwrap_or(0.0);
+                let total = Epsilon::total(totals.get(d).copied().unwrap_or(0.0)).unwrap_or_default();
+                let delta_total = delta_totals.get(d).and_then(|x| Delta::total(*x).ok());
                 let s = spend.get(d);
-                let to_end = s.map_or(0.0, |s| s.epsilon_to_end);
+                let to_end = s.map_or(Epsilon::ZERO, |s| s.epsilon_to_end);
+                let delta_to_end = s.map_or(Delta::ZERO, |s| s.delta_to_end);
                 DatasetBudget {
                     dataset: d.clone(),
-                    epsilon_total: total,
-                    epsilon_spent: s.map_or(0.0, |s| s.epsilon),
-                    delta_spent: s.map_or(0.0, |s| s.delta),
-                    epsilon_spent_to_end: to_end,
-                    epsilon_left: (total - to_end).max(0.0),
+                    epsilon_total: total.as_f64(),
+                    epsilon_spent: s.map_or(0.0, |s| s.epsilon.as_f64()),
+                    delta_spent: s.map_or(0.0, |s| s.delta.as_f64()),
+                    epsilon_spent_to_end: to_end.as_f64(),
+                    epsilon_left: total.saturating_sub(to_end).as_f64(),
+                    delta_total: delta_total.map(Delta::as_f64),
+                    delta_spent_to_end: delta_to_end.as_f64(),
+                    delta_left: delta_total.map(|t| t.saturating_sub(delta_to_end).as_f64()),
                 }
             })
             .collect();
@@ -989,7 +1035,7 @@ mod tests {
             "| 2 | 1 | 0 | 0 | 0 | 0 | 1 |",
             "Calls (charged jobs): 1 in the period, 1 up to its end; quota 10, 9 left.",
             "| `k-anonymity` | 1 |",
-            "| gov.a | 2 | 0.5 | 0 | 0.5 | 1.5 |",
+            "| gov.a | 2 | 0.5 | 0.5 | 1.5 | policy's | 0 | 0 | policy's |",
             "| gov.a.x | 1 | 1 | 0 | 0 | 0 |",
             "| `sum` | 1 |",
             "Jobs run by kind: sql: 1.",
@@ -1023,6 +1069,17 @@ mod tests {
             scenario: "credit model".into(),
             materials: vec![],
         };
+        // The policy's budgets: δ for the agreement comes from them.
+        let policy = crate::Registration {
+            dataset: "gov.tax_payments".into(),
+            provider: "tax".into(),
+            open_class: "conditional".into(),
+            catalog_digest: "c".into(),
+            policy_digest: "p".into(),
+            epsilon_budget: Some(10.0),
+            delta_budget: Some(1e-4),
+        };
+        s.register_datasets(&[policy], "platform").expect("register");
         s.apply("a1", "bank", &body).expect("apply");
         let approve = Decision::Approve {
             epsilon: 1.0,
@@ -1070,7 +1127,8 @@ mod tests {
         );
         assert_eq!(r.status.reason.as_deref(), Some("complaint upheld"));
         let b = &r.budgets[0];
-        assert!(close(b.epsilon_left, 0.7) && close(b.delta_spent, 1e-6));
+        assert_eq!((b.epsilon_left, b.delta_spent), (0.7, 1e-6), "exact sums");
+        assert_eq!((b.delta_total, b.delta_left), (Some(1e-4), Some(9.9e-5)));
         assert_eq!(r.fields[0].aggregated, 1);
         assert_eq!(r.job_list[0].result_digest.as_deref(), Some("r1"));
         assert!(r.ledger.chain_verified);

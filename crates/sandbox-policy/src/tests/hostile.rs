@@ -41,14 +41,19 @@ fn huge_numbers() {
         ("max_groups_per_unit = 12", "max_groups_per_unit = 9223372036854775807"),
         ("epsilon_per_query = 1.0", "epsilon_per_query = 1e400"),
         ("[0.0, 500000.0]", "[-1e308, 1e400]"),
+        // Finite, but beyond what the store and the grid account for.
+        ("epsilon_budget = 10.0", "epsilon_budget = 1.7976931348623157e308"),
+        ("[0.0, 500000.0]", "[-1e308, 1e308]"),
     ] {
         let text = u.replacen(from, to, 1);
         assert_ne!(text, u);
         rejected(&text);
     }
-    // Huge but within every rule: accepted, not a panic.
+    // Large but within every rule: accepted, not a panic.
     let catalog = shipped_catalog();
-    let text = u.replacen("epsilon_budget = 10.0", "epsilon_budget = 1.7976931348623157e308", 1);
+    let text = u
+        .replacen("epsilon_budget = 10.0", "epsilon_budget = 10000.0", 1)
+        .replacen("[0.0, 500000.0]", "[-1e15, 1e15]", 1);
     assert!(parse_policy("h.toml", &text, &catalog).is_ok());
 }
 

@@ -119,6 +119,26 @@ const CASES: &[Case] = &[
     ("fusion without keys", "on = [[\"credit_code\", \"credit_code\"]]", "on = []", "fusion[0].on", 32, "at least one"),
     ("fusion with a missing key", "on = [[\"credit_code\", \"credit_code\"]]", "", "fusion[0].on", 30, "missing field `on`"),
     ("fusion listed twice", "on = [[\"credit_code\", \"credit_code\"]]\n", "on = [[\"credit_code\", \"credit_code\"]]\n[[fusion]]\ndataset = \"gov.legal_entities\"\non = [[\"credit_code\", \"credit_code\"]]\n", "fusion[1].dataset", 34, "listed twice"),
+    ("epsilon above 100", "epsilon_per_query = 1.0", "epsilon_per_query = 500.0", "dp.epsilon_per_query", 13, "to 100, got 500"),
+    ("epsilon below 1e-6", "epsilon_per_query = 1.0", "epsilon_per_query = 1e-9", "dp.epsilon_per_query", 13, "finite number > 0, from 0.000001"),
+    ("minimum epsilon above the cap", "epsilon_budget = 10.0", "epsilon_budget = 10.0\nepsilon_min_per_query = 2.0", "dp.epsilon_min_per_query", 16, "up to epsilon_per_query (1), got 2"),
+    ("minimum epsilon below 1e-6", "epsilon_budget = 10.0", "epsilon_budget = 10.0\nepsilon_min_per_query = 1e-7", "dp.epsilon_min_per_query", 16, "from 0.000001"),
+    ("minimum epsilon NaN", "epsilon_budget = 10.0", "epsilon_budget = 10.0\nepsilon_min_per_query = nan", "dp.epsilon_min_per_query", 16, "finite number"),
+    ("minimum epsilon of 0", "epsilon_budget = 10.0", "epsilon_budget = 10.0\nepsilon_min_per_query = 0.0", "dp.epsilon_min_per_query", 16, "finite number"),
+    ("delta below one accounting unit", "delta = 1e-6", "delta = 1e-20", "dp.delta", 14, "must be 0, or at least"),
+    ("negative delta", "delta = 1e-6", "delta = -1e-6", "dp.delta", 14, "must be 0, or at least"),
+    ("budget above 10000", "epsilon_budget = 10.0", "epsilon_budget = 1e5", "dp.epsilon_budget", 15, "at most 10000"),
+    ("delta budget below delta", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = 1e-7", "dp.delta_budget", 16, "at least delta (0.000001)"),
+    ("delta budget of 0.5", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = 0.5", "dp.delta_budget", 16, "below 0.1"),
+    ("negative delta budget", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = -1e-6", "dp.delta_budget", 16, "total δ"),
+    ("infinite delta budget", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = inf", "dp.delta_budget", 16, "finite"),
+    ("delta budget as a string", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = \"1e-4\"", "dp.delta_budget", 16, "invalid type"),
+    ("G above 10000", "max_groups_per_unit = 12", "max_groups_per_unit = 20000", "dp.max_groups_per_unit", 16, "at most 10000"),
+    ("R above 10000", "max_rows_per_group = 24", "max_rows_per_group = 100000", "dp.max_rows_per_group", 17, "at most 10000"),
+    ("bounds of ±1e308", "[0.0, 500000.0]", "[-1e308, 1e308]", "columns.electricity_kwh.bounds", 26, "within ±1e15"),
+    ("bound above 1e15", "[0.0, 500000.0]", "[0.0, 2e15]", "columns.electricity_kwh.bounds", 26, "within ±1e15"),
+    ("bounds too narrow for their magnitude", "[0.0, 500000.0]", "[1000000000000.0, 1000000000000.5]", "columns.electricity_kwh.bounds", 26, "too narrow"),
+    ("bounds too narrow", "[0.0, 500000.0]", "[0.0, 1e-13]", "columns.electricity_kwh.bounds", 26, "too narrow"),
     ("doubled `=`", "min_units = 10", "min_units = = 10", "release.min_units", 7, "extra `=`"),
     ("unclosed string", "version = \"t\"", "version = \"t", "version", 2, "invalid basic string"),
     ("duplicate key", "sql = true", "sql = true\nsql = false", "jobs.sql", 21, "duplicate key"),
@@ -130,6 +150,37 @@ fn base_policy_is_valid() {
     if let Err(e) = parse_policy("base.toml", BASE, &catalog) {
         panic!("{e}");
     }
+}
+
+#[test]
+fn the_new_dp_fields_have_defaults_and_take_values() {
+    let catalog = shipped_catalog();
+    let p = parse_policy("base.toml", BASE, &catalog).unwrap_or_else(|e| panic!("{e}"));
+    let dp = p.dp.expect("dp");
+    assert_eq!((dp.epsilon_min_per_query, dp.delta_budget), (0.01, 1e-4), "defaults");
+    let small = BASE.replacen("epsilon_per_query = 1.0", "epsilon_per_query = 0.005", 1);
+    let p = parse_policy("base.toml", &small, &catalog).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        p.dp.map(|d| d.epsilon_min_per_query),
+        Some(0.005),
+        "never above the cap"
+    );
+    let set = BASE.replacen(
+        "epsilon_budget = 10.0",
+        "epsilon_budget = 10.0\nepsilon_min_per_query = 0.1\ndelta_budget = 5e-5",
+        1,
+    );
+    let p = parse_policy("base.toml", &set, &catalog).unwrap_or_else(|e| panic!("{e}"));
+    let dp = p.dp.expect("dp");
+    assert_eq!((dp.epsilon_min_per_query, dp.delta_budget), (0.1, 5e-5));
+    let no_delta = BASE.replacen("delta = 1e-6", "delta = 0.0", 1);
+    let p = parse_policy("base.toml", &no_delta, &catalog).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.dp.map(|d| d.delta_budget), Some(0.0));
+    let wide = BASE.replacen("[0.0, 500000.0]", "[-1e15, 1e15]", 1);
+    assert!(
+        parse_policy("base.toml", &wide, &catalog).is_ok(),
+        "the limit itself is allowed"
+    );
 }
 
 #[test]

@@ -318,6 +318,7 @@ fn describe_says_what_the_policy_allows() {
     let utility = lines("gov.utility_usage");
     for expected in [
         "Released with differential privacy: at most ε = 1 per query, 10 per agreement, δ = 1e-6",
+        "Each query spends at least ε = 0.01; δ in total at most 1e-4 per agreement",
         "Each enterprise contributes to at most 12 groups and 24 rows per group",
         "Groups without a public key set appear only when their noisy count of distinct enterprises reaches at least 10 (DP partition selection)",
         "credit_code: identifier, privacy unit, join key — never output",

@@ -303,16 +303,20 @@ pub struct Budget {
     pub epsilon_total: f64,
     pub epsilon_spent: f64,
     pub epsilon_left: f64,
+    pub delta_total: f64,
     pub delta_spent: f64,
+    pub delta_left: f64,
 }
 
 impl From<BudgetLine> for Budget {
     fn from(b: BudgetLine) -> Self {
         Budget {
             epsilon_left: b.epsilon_left(),
+            delta_left: b.delta_left(),
             dataset: b.dataset,
             epsilon_total: b.epsilon_total,
             epsilon_spent: b.epsilon_spent,
+            delta_total: b.delta_total,
             delta_spent: b.delta_spent,
         }
     }
