@@ -50,7 +50,7 @@ def main():
         "scenario": "inclusive-finance credit scoring from standard SQL clients",
         "materials": ["营业执照 business licence"],
     })
-    approve = {"decision": "approve", "epsilon": 1000, "expires_at": "2999-01-01T00:00:00Z", "call_quota": 100000}
+    approve = {"decision": "approve", "epsilon": 10, "expires_at": "2999-01-01T00:00:00Z", "call_quota": 100000}
     call(args.base, tax, "POST", "/v1/applications/flight-credit/decision", approve)
     decided = call(args.base, grid, "POST", "/v1/applications/flight-credit/decision", approve)
     agreement = decided["agreement"]
