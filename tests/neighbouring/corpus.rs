@@ -141,10 +141,9 @@ fn attacks(world: &World) -> Vec<(String, String)> {
              WHERE CAST(registered_capital AS DECIMAL(38,0)) * CAST('10000000000000000000000000000000000' AS DECIMAL(38,0))
                    > CAST('1' AS DECIMAL(38,0)) AND founded <> DATE '{date}' OR registered_capital > {cap} GROUP BY district"
         ),
-        format!(
             "SELECT year, SUM(tax_paid) AS s FROM gov.tax_payments
              WHERE CASE WHEN tax_paid > 4000 THEN make_date(year, 1, 1) + INTERVAL '95020000 days' END IS NULL GROUP BY year"
-        ),
+            .to_string(),
         format!(
             "WITH a AS (SELECT district, founded, CASE WHEN founded = DATE '{date}' THEN concat(district, district, district, district, district, district, district, district) ELSE district END AS k FROM gov.legal_entities),
                   b AS (SELECT district, founded, concat(k, k, k, k, k, k, k, k) AS k FROM a),
@@ -168,10 +167,9 @@ fn attacks(world: &World) -> Vec<(String, String)> {
             "SELECT d.population_10k, COUNT(*) AS n FROM gov.legal_entities a
              LEFT JOIN gov.districts d ON a.district = d.district AND a.registered_capital > {cap} GROUP BY d.population_10k"
         ),
-        format!(
             "SELECT b.term_months, COUNT(*) AS n FROM gov.legal_entities l
              LEFT JOIN bank.loans b ON l.credit_code = b.credit_code AND b.amount > 100 GROUP BY b.term_months"
-        ),
+            .to_string(),
         "SELECT l.district, COUNT(DISTINCT b.credit_code) AS n FROM gov.legal_entities l
          LEFT JOIN bank.loans b ON l.credit_code = b.credit_code GROUP BY l.district"
             .to_string(),

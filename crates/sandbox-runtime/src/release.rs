@@ -231,8 +231,7 @@ fn dp_decisions(
             &calibrated,
             g,
             dominance_statistics.per_group.get(g).cloned().unwrap_or_default(),
-            shown[g],
-            withheld[g],
+            (shown[g], withheld[g]),
         )?;
         if !shown[g] || withheld[g].is_some() {
             continue;

@@ -84,8 +84,7 @@ impl Trace {
         calibrated: &[CalibratedAggregate],
         group: usize,
         dominance: Vec<i128>,
-        shown: bool,
-        withheld: Option<&str>,
+        (shown, withheld): (bool, Option<&str>),
     ) -> Result<(), sandbox_dp::DpError> {
         let Some(t) = &mut self.0 else { return Ok(()) };
         let units = totals.units.get(group).copied().unwrap_or(0);
