@@ -20,6 +20,11 @@
 //! Its own test binary: noise off is a process-wide switch.
 
 mod corpus;
+// The shared fixture's policy-budget helper (the rest is the integration
+// binary's).
+#[allow(dead_code)]
+#[path = "../integration/fixture.rs"]
+mod fixture;
 mod neighbours;
 
 use neighbours::{Neighbour, World};

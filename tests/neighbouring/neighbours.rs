@@ -189,7 +189,7 @@ impl World {
     pub fn sandbox(&self, neighbour: Option<&Neighbour>) -> Sandbox {
         let root = neighbour.map_or(&self.base, |n| &n.root);
         let dir = DataDir::open(root).expect("data dir");
-        raise_policy_budgets(&dir);
+        crate::fixture::raise_policy_budgets(&dir);
         let sandbox = Sandbox::open(dir).expect("sandbox");
         let budgets = sandbox
             .catalog()
@@ -202,25 +202,6 @@ impl World {
             .upsert_grant(&Grant::new(GRANT, "tests", budgets))
             .expect("grant");
         sandbox
-    }
-}
-
-/// Every policy's budgets raised so that no test run exhausts them (every
-/// budget line is capped by its policy's).
-fn raise_policy_budgets(dir: &DataDir) {
-    for entry in std::fs::read_dir(dir.policies_dir()).expect("policies").flatten() {
-        let text = std::fs::read_to_string(entry.path()).expect("policy");
-        let raised: Vec<String> = text
-            .lines()
-            .map(|l| {
-                if l.starts_with("epsilon_budget") {
-                    "epsilon_budget = 10000.0\ndelta_budget = 0.09".to_string()
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
-        std::fs::write(entry.path(), raised.join("\n") + "\n").expect("write policy");
     }
 }
 
