@@ -17,6 +17,9 @@
 //! enterprise has, the largest capital, the most loans, the person with
 //! most visits).
 //!
+//! With the example guests built (`SANDBOX_WASM_GUESTS`, as scripts/test.sh
+//! does), a WebAssembly UDF job and an analysis job are compared too.
+//!
 //! Its own test binary: noise off is a process-wide switch.
 
 mod corpus;
@@ -157,6 +160,7 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
             }
         }
     }
+    failures.extend(webassembly_jobs(&base, &neighbours).await);
     eprintln!(
         "neighbouring databases: {} queries ({released} released on D) × {} neighbours, {} violations",
         corpus.len(),
@@ -169,4 +173,95 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// WebAssembly jobs, when the example guests are built (`SANDBOX_WASM_GUESTS`,
+/// as in scripts/test.sh): a UDF inside SQL must keep the statistics within
+/// their sensitivity like any measure, and an analysis's released block
+/// average may move by at most `(upper - lower) / k` per output.
+async fn webassembly_jobs(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)]) -> Vec<String> {
+    let Some(dir) = std::env::var_os("SANDBOX_WASM_GUESTS").map(std::path::PathBuf::from) else {
+        return Vec::new();
+    };
+    let (Ok(udf), Ok(model)) = (
+        std::fs::read(dir.join("risk_score.wasm")),
+        std::fs::read(dir.join("default_model.wasm")),
+    ) else {
+        return Vec::new();
+    };
+    eprintln!(
+        "neighbouring databases: also a WebAssembly UDF job and an analysis job (guests in {})",
+        dir.display()
+    );
+    let mut failures = Vec::new();
+    let udf_sql = "SELECT l.district, AVG(risk_score(u.electricity_kwh, u.gas_m3)) AS risk, SUM(risk_score(u.electricity_kwh, u.gas_m3)) AS s
+                   FROM gov.utility_usage u JOIN gov.legal_entities l ON u.credit_code = l.credit_code
+                   WHERE u.month = '2024-06' GROUP BY l.district";
+    let input = "SELECT u.electricity_kwh, u.gas_m3, CAST(b.defaulted AS DOUBLE) AS defaulted
+                 FROM bank.loans b JOIN gov.utility_usage u ON b.credit_code = u.credit_code WHERE u.month = '2024-06'";
+    let blocks = 8;
+    let udf_on_d = run_udf(base, &udf, udf_sql).await;
+    let (model_on_d, ranges) = run_model(base, &model, input, blocks).await;
+    assert!(
+        matches!(udf_on_d, Outcome::Released(_)),
+        "the UDF job is released on D: {udf_on_d:?}"
+    );
+    for (neighbour, sandbox) in neighbours.iter().filter(|(n, _)| n.touches(udf_sql)) {
+        let verdict = match (&udf_on_d, &run_udf(sandbox, &udf, udf_sql).await) {
+            (Outcome::Released(a), Outcome::Released(b)) => compare(a, b),
+            (a, b) => Err(format!("outcome {} on D, {} without the unit", a.kind(), b.kind())),
+        };
+        if let Err(why) = verdict {
+            failures.push(format!("[risk_score UDF] without {}: {why}", neighbour.label));
+        }
+        let (model_on_n, _) = run_model(sandbox, &model, input, blocks).await;
+        for (i, ((a, b), (lo, hi))) in model_on_d.iter().zip(&model_on_n).zip(&ranges).enumerate() {
+            let bound = (hi - lo) / blocks as f64 * (1.0 + 1e-9);
+            if !((a - b).abs() <= bound) {
+                failures.push(format!(
+                    "[default_model analysis] without {}: output {i} moved by {} where (upper - lower)/k = {bound}",
+                    neighbour.label,
+                    (a - b).abs()
+                ));
+            }
+        }
+    }
+    failures
+}
+
+async fn run_udf(s: &Sandbox, module: &[u8], sql: &str) -> Outcome {
+    let job = s.load_wasm(module).expect("risk_score admitted");
+    take_traces();
+    match s
+        .run_sql_with_functions(neighbours::GRANT, sql, &SqlJobOptions::default(), job.row_functions())
+        .await
+    {
+        Ok(_) => Outcome::Released(Box::new(take_traces().pop().expect("a traced release"))),
+        Err(e) => match e.rule() {
+            Some(rule) => Outcome::Refused(rule.to_string()),
+            None => Outcome::Failed(e.to_string()),
+        },
+    }
+}
+
+/// The released outputs of an analysis and their declared ranges.
+async fn run_model(s: &Sandbox, module: &[u8], input: &str, blocks: usize) -> (Vec<f64>, Vec<(f64, f64)>) {
+    let job = s.load_wasm(module).expect("default_model admitted");
+    let program = job.analysis().expect("an analysis");
+    let ranges: Vec<(f64, f64)> = program.outputs().iter().map(|(_, lo, hi)| (*lo, *hi)).collect();
+    let options = sandbox_runtime::AnalysisOptions { blocks, epsilon: None };
+    let released = s
+        .run_analysis(neighbours::GRANT, program, input, &options)
+        .await
+        .expect("released");
+    let values = released
+        .table
+        .rows
+        .iter()
+        .map(|row| match row.get(1) {
+            Some(sandbox_model::ReleasedCell::Noisy { value, .. }) => *value,
+            _ => f64::NAN,
+        })
+        .collect();
+    (values, ranges)
 }
