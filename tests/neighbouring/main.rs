@@ -217,7 +217,8 @@ async fn webassembly_jobs(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)]) 
         let (model_on_n, _) = run_model(sandbox, &model, input, blocks).await;
         for (i, ((a, b), (lo, hi))) in model_on_d.iter().zip(&model_on_n).zip(&ranges).enumerate() {
             let bound = (hi - lo) / blocks as f64 * (1.0 + 1e-9);
-            if !((a - b).abs() <= bound) {
+            let within = (a - b).abs() <= bound;
+            if !within {
                 failures.push(format!(
                     "[default_model analysis] without {}: output {i} moved by {} where (upper - lower)/k = {bound}",
                     neighbour.label,
