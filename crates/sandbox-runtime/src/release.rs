@@ -77,7 +77,8 @@ pub fn epsilon_split(
     Ok(EpsilonSplit::equal(epsilon, labels)?)
 }
 
-fn share(split: &EpsilonSplit, label: &str) -> Result<f64, RuntimeError> {
+/// The share of ε the split gives the part labelled `label`.
+pub fn share(split: &EpsilonSplit, label: &str) -> Result<f64, RuntimeError> {
     split
         .parts
         .iter()

@@ -624,11 +624,7 @@ impl Sandbox {
         let selection_threshold = if public {
             None
         } else {
-            let share = split
-                .parts
-                .iter()
-                .find(|(label, _)| label == crate::release::SELECTION)
-                .map_or(0.0, |(_, e)| *e);
+            let share = crate::release::share(&split, crate::release::SELECTION)?;
             Some(PartitionSelector::new(g_eff, share, rules.delta, rules.min_units)?.threshold() as i64)
         };
         Ok(DryRunReport {

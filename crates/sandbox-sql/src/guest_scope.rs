@@ -14,7 +14,6 @@
 
 use crate::SqlError;
 use crate::guest::{GuestUdf, RowFunction, unit_scoped_udf};
-use crate::rewrite::UNIT_PREFIX;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, DataFusionError, ScalarValue};
@@ -114,7 +113,9 @@ fn node_unit(node: &LogicalPlan, unit_columns: &[Column]) -> Expr {
         inputs if inputs.is_empty() => vec![node.schema().as_ref()],
         inputs => inputs.into_iter().map(|p| p.schema().as_ref()).collect(),
     };
-    let is_unit = |name: &str| name.starts_with(UNIT_PREFIX) || unit_columns.iter().any(|c| c.name == name);
+    // Exactly the unit columns the rewrite made (per-job random names, so a
+    // name match is an identity match); never a prefix.
+    let is_unit = |name: &str| unit_columns.iter().any(|c| c.name == name);
     let mut columns: Vec<Expr> = Vec::new();
     for schema in schemas {
         for c in schema.columns() {
