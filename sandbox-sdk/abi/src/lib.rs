@@ -20,8 +20,9 @@
 //! * may export, per declared UDF, the same function on one row's values:
 //!   `sandbox_row_<name>(f64, …, f64) -> f64` (see [`ROW_PREFIX`]); the host
 //!   uses it instead of the batch export when it can prove, from the code,
-//!   that the function writes no memory, global or table (so one instance
-//!   can serve many rows without carrying anything from one to the next);
+//!   that nothing the function writes outlives a call (only its own
+//!   shadow-stack frame, which the host restores), so one instance can
+//!   serve many rows without carrying anything from one to the next;
 //! * imports nothing outside module [`IMPORT_MODULE`].
 //!
 //! Inputs are an Arrow IPC *stream* of one record batch that the host writes
@@ -56,8 +57,8 @@ pub const UDF_PREFIX: &str = "sandbox_udf_";
 /// Prefix of the optional per-row exports: `sandbox_row_<name>(f64, …) -> f64`,
 /// one `f64` parameter per declared argument (a null arrives as NaN), the
 /// UDF's value for that row. The host calls it only when the function is
-/// provably stateless (no store, `global.set`, `memory.grow` or table write
-/// is reachable from it); otherwise it calls [`UDF_PREFIX`] exports.
+/// provably stateless (no write reachable from it outlives the call);
+/// otherwise it calls [`UDF_PREFIX`] exports.
 pub const ROW_PREFIX: &str = "sandbox_row_";
 
 /// `(ptr: i32, len: i32) -> i64`: run the guest's analysis on one batch.
