@@ -44,7 +44,7 @@ pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};
 pub use audit::AuditReport;
 pub use complaints::{Complaint, MAX_COMPLAINT_BYTES};
 pub use error::GovernanceError;
-pub use queue::{QueueState, QueuedJob, RecordedJob};
+pub use queue::{QueueState, QueuedJob, RecordedJob, Transition};
 pub use registry::Registration;
 pub use report::{
     AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,

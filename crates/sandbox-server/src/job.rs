@@ -108,6 +108,9 @@ pub struct JobView {
     pub updated_at: String,
     /// Where the result is, once the job succeeded.
     pub result: Option<String>,
+    /// What a cancellation did (only in the answer to `POST …/cancel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<String>,
 }
 
 impl JobView {
@@ -124,6 +127,7 @@ impl JobView {
             error: j.error,
             created_at: j.created_at,
             updated_at: j.updated_at,
+            cancellation: None,
         }
     }
 }
