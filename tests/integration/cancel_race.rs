@@ -22,7 +22,9 @@ struct Ledgered {
 fn ledger_by_job(entries: &Value) -> HashMap<String, Ledgered> {
     let mut jobs: HashMap<String, Ledgered> = HashMap::new();
     for e in entries.as_array().expect("entries") {
-        let Some(job) = e["payload"]["job"].as_str() else { continue };
+        let Some(job) = e["payload"]["job"].as_str() else {
+            continue;
+        };
         let line = jobs.entry(job.to_string()).or_default();
         match e["kind"].as_str() {
             Some("job_charged") => line.charged = true,
@@ -44,7 +46,11 @@ fn cancel_and_claim_agree_with_the_ledger_and_the_result() {
     });
     let ops = server.client(Some(OPS_TOKEN));
     let bank = server.client(Some(&ops.create_account("bank", "applicant", None)));
-    let tax = server.client(Some(&ops.create_account("tax-bureau", "data_owner", Some("shanghai-tax"))));
+    let tax = server.client(Some(&ops.create_account(
+        "tax-bureau",
+        "data_owner",
+        Some("shanghai-tax"),
+    )));
     assert_eq!(bank.post("/v1/applications", &tax_application("a1")).0, 201);
     let (status, body) = tax.post("/v1/applications/a1/decision", &approval(50.0, 100_000));
     assert_eq!(status, 200, "{body}");
@@ -96,7 +102,10 @@ fn cancel_and_claim_agree_with_the_ledger_and_the_result() {
                 }
             }
             202 => assert_eq!(answer["state"], "running", "{story}"),
-            409 => assert_ne!(state, "cancelled", "{story}: a job that had ended is not cancelled after"),
+            409 => assert_ne!(
+                state, "cancelled",
+                "{story}: a job that had ended is not cancelled after"
+            ),
             other => panic!("{other}: {story}"),
         }
         match state {
@@ -123,7 +132,10 @@ fn cancel_and_claim_agree_with_the_ledger_and_the_result() {
     }
     // Every job of the run: the budget spent is exactly the ledger's charges.
     let charged_jobs = ledger.values().filter(|l| l.charged).count();
-    let released = ledger.values().filter(|l| l.finished.as_deref() == Some("released")).count();
+    let released = ledger
+        .values()
+        .filter(|l| l.finished.as_deref() == Some("released"))
+        .count();
     let (_, budget) = bank.get(&format!("/v1/agreements/{agreement}/budget"));
     let spent = budget[0]["epsilon_spent"].as_f64().expect("spent");
     assert!(

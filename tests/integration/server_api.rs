@@ -231,7 +231,11 @@ fn queued_jobs_can_be_cancelled_and_the_queue_is_bounded() {
     let per_job = spent / charged as f64;
     assert!((per_job * charged as f64 - spent).abs() < 1e-9 && per_job > 0.0);
     if status == 200 {
-        assert_eq!(states.last().map(String::as_str), body["state"].as_str(), "{states:?} {body}");
+        assert_eq!(
+            states.last().map(String::as_str),
+            body["state"].as_str(),
+            "{states:?} {body}"
+        );
     }
 }
 

@@ -28,6 +28,7 @@ mod audit;
 mod complaints;
 pub mod db;
 mod error;
+pub mod fields;
 mod migrate;
 mod queue;
 mod registry;
@@ -37,7 +38,7 @@ mod suspension;
 #[cfg(test)]
 mod testing;
 
-pub use accounts::{Role, token_digest};
+pub use accounts::{Role, bearer_token, token_digest};
 pub use agreements::Agreement;
 pub use amount::{Delta, Epsilon};
 pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};

@@ -185,19 +185,26 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         if allowed.is_empty() {
-            return Err(GovernanceError::Invalid("a transition needs a state to move from".into()));
+            return Err(GovernanceError::Invalid(
+                "a transition needs a state to move from".into(),
+            ));
         }
         let sql = format!(
             "UPDATE job_queue SET state = ?2, error = ?3, updated_at = ?4 WHERE id = ?1 AND state IN ({allowed})"
         );
         self.write(|tx| {
-            let n = tx.execute(&sql, &[id.into(), to.as_str().into(), error.as_deref().into(), now().into()])?;
+            let n = tx.execute(
+                &sql,
+                &[id.into(), to.as_str().into(), error.as_deref().into(), now().into()],
+            )?;
             if n > 0 {
                 return Ok(Transition::Moved);
             }
             let found = tx.query_opt("SELECT state FROM job_queue WHERE id = ?1", &[id.into()])?;
             Ok(Transition::Found(
-                found.map(|r| r.text(0).and_then(|s| QueueState::parse(&s))).transpose()?,
+                found
+                    .map(|r| r.text(0).and_then(|s| QueueState::parse(&s)))
+                    .transpose()?,
             ))
         })
     }
@@ -298,7 +305,10 @@ mod tests {
                 .transition("j", &[QueueState::Queued], QueueState::Cancelled, None)
                 .expect("cancel");
             assert_eq!(cancel, Transition::Found(Some(QueueState::Running)), "{}", db.name());
-            assert_eq!(store.queued_job("j").expect("job").expect("some").state, QueueState::Running);
+            assert_eq!(
+                store.queued_job("j").expect("job").expect("some").state,
+                QueueState::Running
+            );
             let error = serde_json::json!({"rule": "r"});
             let end = store
                 .transition("j", &[QueueState::Running], QueueState::Refused, Some(&error))
@@ -337,7 +347,9 @@ mod tests {
                         let (store, barrier, id) = (store.clone(), barrier.clone(), id.clone());
                         std::thread::spawn(move || {
                             barrier.wait();
-                            store.transition(&id, &[QueueState::Queued], to, None).expect("transition")
+                            store
+                                .transition(&id, &[QueueState::Queued], to, None)
+                                .expect("transition")
                         })
                     })
                     .collect();

@@ -5,16 +5,16 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Params};
+use crate::extract::{Body, Params, PathParam};
 use crate::job::{JobRequest, JobView};
+use crate::pool::Cancellation;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use crate::pool::Cancellation;
 use sandbox_governance::{QueueState, QueuedJob};
-use std::time::{Duration, Instant};
 use serde::Deserialize;
+use std::time::{Duration, Instant};
 use utoipa::IntoParams;
 
 fn own_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<QueuedJob> {
@@ -76,7 +76,7 @@ pub async fn list_jobs(
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<JobView>> {
     Ok(Json(state.pool.view(own_job(&state, &caller, &id)?)))
 }
@@ -90,7 +90,7 @@ pub async fn get_job(
 pub async fn job_result(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let job = own_job(&state, &caller, &id)?;
     if job.state != QueueState::Succeeded {
@@ -131,7 +131,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 pub async fn cancel_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     let job = own_job(&state, &caller, &id)?;
     if state.pool.cancel(&job)? == Cancellation::Cancelled {
@@ -149,8 +149,14 @@ pub async fn cancel_job(
     };
     let charged = !state.sandbox.store().job_charges(&id)?.is_empty();
     let (status, words) = match (job.state, charged) {
-        (QueueState::Cancelled, false) => (StatusCode::OK, "cancelled while running, before it was charged: nothing was charged"),
-        (QueueState::Cancelled, true) => (StatusCode::OK, "cancelled while running: nothing was released; the charge stands"),
+        (QueueState::Cancelled, false) => (
+            StatusCode::OK,
+            "cancelled while running, before it was charged: nothing was charged",
+        ),
+        (QueueState::Cancelled, true) => (
+            StatusCode::OK,
+            "cancelled while running: nothing was released; the charge stands",
+        ),
         (QueueState::Running, _) => (
             StatusCode::ACCEPTED,
             "running: cancellation requested; a charge already made stands",
