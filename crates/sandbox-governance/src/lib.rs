@@ -21,6 +21,7 @@
 //! ```
 
 mod accounts;
+mod anchor;
 mod agreements;
 pub mod amount;
 mod applications;
@@ -39,10 +40,11 @@ mod suspension;
 mod testing;
 
 pub use accounts::{Role, bearer_token, token_digest};
+pub use anchor::{Checkpoint, Continuity};
 pub use agreements::Agreement;
 pub use amount::{Delta, Epsilon};
 pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};
-pub use audit::AuditReport;
+pub use audit::{AuditReport, Integrity};
 pub use complaints::{Complaint, MAX_COMPLAINT_BYTES};
 pub use error::GovernanceError;
 pub use queue::{QueueState, QueuedJob, RecordedJob, Transition};
