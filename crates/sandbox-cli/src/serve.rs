@@ -11,7 +11,7 @@ use crate::commands::{CliError, fail, open};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sandbox_flight::{ErrorKind, FlightConfig, FlightJobs, JobError, ReleasedJob};
-use sandbox_governance::Role;
+use sandbox_governance::{Integrity, Role};
 use sandbox_model::ReleasedTable;
 use sandbox_runtime::{RuntimeError, Sandbox};
 use sandbox_server::job::JobRequest;
@@ -63,6 +63,13 @@ impl FlightJobs for PoolJobs {
 
 pub async fn serve(root: &Path, args: ServeArgs) -> Result<(), CliError> {
     let sandbox = Arc::new(open(root, true)?);
+    // A damaged database file is refused before anything is served from it.
+    if let Integrity::Damaged(lines) = sandbox.store().integrity()? {
+        return Err(fail(format!(
+            "the database is damaged ({}); restore it from a backup. `sandbox audit verify` reports the same",
+            lines.join("; ")
+        )));
+    }
     if sandbox.store().account_count()? == 0 {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| fail(format!("no randomness for a token: {e}")))?;

@@ -54,7 +54,9 @@ impl Checkpoint {
             .read_to_string(&mut text)
             .map_err(|e| bad(e.to_string()))?;
         if text.len() as u64 > MAX_CHECKPOINT_BYTES {
-            return Err(bad(format!("larger than a checkpoint ({MAX_CHECKPOINT_BYTES} bytes at most)")));
+            return Err(bad(format!(
+                "larger than a checkpoint ({MAX_CHECKPOINT_BYTES} bytes at most)"
+            )));
         }
         serde_json::from_str(&text)
             .map(Some)
@@ -153,7 +155,13 @@ mod tests {
             .expect("grant");
         for j in 0..jobs {
             store
-                .reserve(&JobCharge::new(&format!("j{j}"), "g", "sql", "d", vec![(dataset.clone(), 0.1, 0.0)]))
+                .reserve(&JobCharge::new(
+                    &format!("j{j}"),
+                    "g",
+                    "sql",
+                    "d",
+                    vec![(dataset.clone(), 0.1, 0.0)],
+                ))
                 .expect("charge");
         }
     }
@@ -176,16 +184,27 @@ mod tests {
             assert_eq!(recorded.seq, 4, "{}: the file follows every write", db.name());
             assert!(store.verify_audit().expect("verify").is_intact());
             drop(store);
-            assert!(db.open().anchored(&head, Continuity::Require).is_ok(), "the same store reopens");
+            assert!(
+                db.open().anchored(&head, Continuity::Require).is_ok(),
+                "the same store reopens"
+            );
 
             // Truncated: the last entry and the head moved back.
             let store = db.open();
             store.raw("DELETE FROM ledger WHERE seq = 4").expect("truncate");
-            store.raw("UPDATE ledger_head SET seq = 3, hash = (SELECT hash FROM ledger WHERE seq = 3)").expect("head");
-            assert!(store.verify_audit().expect("verify").is_intact(), "the chain alone looks fine");
+            store
+                .raw("UPDATE ledger_head SET seq = 3, hash = (SELECT hash FROM ledger WHERE seq = 3)")
+                .expect("head");
+            assert!(
+                store.verify_audit().expect("verify").is_intact(),
+                "the chain alone looks fine"
+            );
             let e = db.open().anchored(&head, Continuity::Require).expect_err("refused");
             assert!(matches!(e, GovernanceError::Discontinuous(_)), "{e}");
-            assert!(e.to_string().contains("emptied, truncated or replaced") && e.to_string().contains("--init"), "{e}");
+            assert!(
+                e.to_string().contains("emptied, truncated or replaced") && e.to_string().contains("--init"),
+                "{e}"
+            );
             let reported = db.open().anchored(&head, Continuity::Report).expect("audit opens it");
             assert!(broken(reported.verify_audit().expect("verify")).contains("entry 4"));
 
@@ -193,11 +212,18 @@ mod tests {
             store.raw("DELETE FROM ledger").expect("empty");
             store.raw("DELETE FROM ledger_head").expect("empty");
             let reported = db.open().anchored(&head, Continuity::Report).expect("audit opens it");
-            assert!(broken(reported.verify_audit().expect("verify")).contains("has 0 entries"), "{}", db.name());
+            assert!(
+                broken(reported.verify_audit().expect("verify")).contains("has 0 entries"),
+                "{}",
+                db.name()
+            );
 
             // Replaced by another store with a chain of its own, as long.
             some_history(&store, 6);
-            assert!(store.verify_audit().expect("verify").is_intact(), "its chain alone looks fine");
+            assert!(
+                store.verify_audit().expect("verify").is_intact(),
+                "its chain alone looks fine"
+            );
             let e = db.open().anchored(&head, Continuity::Require).expect_err("replaced");
             assert!(e.to_string().contains("was replaced"), "{e}");
 
@@ -211,7 +237,10 @@ mod tests {
                 .count();
             assert_eq!(aside, 1);
             let new_head = Checkpoint::read(&head).expect("read").expect("new head");
-            assert_eq!(Some((new_head.seq, new_head.hash)), store.checkpoint().expect("head").map(|c| (c.seq, c.hash)));
+            assert_eq!(
+                Some((new_head.seq, new_head.hash)),
+                store.checkpoint().expect("head").map(|c| (c.seq, c.hash))
+            );
         }
     }
 
@@ -235,12 +264,27 @@ mod tests {
         assert_eq!(Checkpoint::read(&dir.path().join("none")).expect("absent"), None);
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b' '; 10_000]).expect("write");
-        assert!(Checkpoint::read(&big).expect_err("big").to_string().contains("larger than a checkpoint"));
-        assert!(Checkpoint::read(dir.path()).expect_err("a directory").to_string().contains("not a regular file"));
+        assert!(
+            Checkpoint::read(&big)
+                .expect_err("big")
+                .to_string()
+                .contains("larger than a checkpoint")
+        );
+        assert!(
+            Checkpoint::read(dir.path())
+                .expect_err("a directory")
+                .to_string()
+                .contains("not a regular file")
+        );
         assert!(Checkpoint::read(Path::new("/dev/zero")).is_err());
         let junk = dir.path().join("junk");
         std::fs::write(&junk, "{}").expect("write");
-        assert!(Checkpoint::read(&junk).expect_err("junk").to_string().contains("not a ledger checkpoint"));
+        assert!(
+            Checkpoint::read(&junk)
+                .expect_err("junk")
+                .to_string()
+                .contains("not a ledger checkpoint")
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! stores them.
 
 use crate::GovernanceError;
-use crate::db::{Tx, now};
 use crate::anchor::Checkpoint;
+use crate::db::{Tx, now};
 use sandbox_ledger::{Broken, Chain, Entry};
 
 pub(crate) const SCHEMA: &str = "
@@ -139,7 +139,10 @@ pub(crate) fn discontinuity(tx: &mut dyn Tx, checkpoint: &Checkpoint) -> Result<
     if checkpoint.seq == 0 {
         return Ok(None);
     }
-    let row = tx.query_opt("SELECT hash FROM ledger WHERE seq = ?1", &[(checkpoint.seq as i64).into()])?;
+    let row = tx.query_opt(
+        "SELECT hash FROM ledger WHERE seq = ?1",
+        &[(checkpoint.seq as i64).into()],
+    )?;
     let (count, _) = head(tx)?.unwrap_or((0, String::new()));
     let reason = match row.map(|r| r.text(0)).transpose()? {
         Some(hash) if hash == checkpoint.hash => return Ok(None),

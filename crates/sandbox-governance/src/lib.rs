@@ -21,9 +21,9 @@
 //! ```
 
 mod accounts;
-mod anchor;
 mod agreements;
 pub mod amount;
+mod anchor;
 mod applications;
 mod audit;
 mod complaints;
@@ -40,9 +40,9 @@ mod suspension;
 mod testing;
 
 pub use accounts::{Role, bearer_token, token_digest};
-pub use anchor::{Checkpoint, Continuity};
 pub use agreements::Agreement;
 pub use amount::{Delta, Epsilon};
+pub use anchor::{Checkpoint, Continuity};
 pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};
 pub use audit::{AuditReport, Integrity};
 pub use complaints::{Complaint, MAX_COMPLAINT_BYTES};

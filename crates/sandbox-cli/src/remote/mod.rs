@@ -46,8 +46,15 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
         }
         Command::Report(args) => report(&client, args),
         Command::Audit {
-            command: AuditCommand::Verify { json },
+            command: AuditCommand::Verify { json, checkpoint: None },
         } => audit_verify(&client, json),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    checkpoint: Some(_), ..
+                }
+                | AuditCommand::Checkpoint { .. },
+        } => Err(local_only("audit checkpoint")),
         Command::Audit {
             command: AuditCommand::Export { out },
         } => audit_export(&client, out),

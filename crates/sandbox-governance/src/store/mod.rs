@@ -270,7 +270,9 @@ impl Store {
     /// The ledger's head as a checkpoint to keep outside the store; `None`
     /// for an empty ledger.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, GovernanceError> {
-        Ok(self.read(audit::head)?.map(|(seq, hash)| Checkpoint { seq, hash, at: now() }))
+        Ok(self
+            .read(audit::head)?
+            .map(|(seq, hash)| Checkpoint { seq, hash, at: now() }))
     }
 
     /// Checks the database file with the backend's own check.

@@ -286,9 +286,8 @@ fn delta_is_budgeted_and_refused_when_exhausted() {
                     .with_delta_budget(ds("gov.a"), 2e-6),
             )
             .expect("grant");
-        let job = |id: &str, dataset: &str, delta: f64| {
-            JobCharge::new(id, "g", "sql", "d", vec![(ds(dataset), 0.5, delta)])
-        };
+        let job =
+            |id: &str, dataset: &str, delta: f64| JobCharge::new(id, "g", "sql", "d", vec![(ds(dataset), 0.5, delta)]);
         store.reserve(&job("j1", "gov.a", 1e-6)).expect("first");
         store.reserve(&job("j2", "gov.a", 1e-6)).expect("second");
         let e = store.reserve(&job("j3", "gov.a", 1e-6)).expect_err("δ spent");
