@@ -6,6 +6,7 @@ use crate::{
 use sandbox_datagen::{GenerateOptions, Scale};
 use sandbox_governance::{AuditReport, Checkpoint, Continuity, GovernanceError, Integrity, Store, UsageReport};
 use sandbox_model::OpenClass;
+use sandbox_policy::files::MAX_POLICY_BYTES;
 use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
 use sandbox_runtime::{DataDir, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
 use std::path::Path;
@@ -125,8 +126,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy {
             command: PolicyCommand::Set { file },
         } => {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+            let text = read_text(&file, MAX_POLICY_BYTES)?;
             let name = file
                 .file_name()
                 .map_or_else(|| "policy.toml".into(), |n| n.to_string_lossy().into_owned());
@@ -466,7 +466,7 @@ fn budget_text(grant: &str, budget: &[BudgetLine]) -> String {
 async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliError> {
     let query = match (&args.query, &args.file) {
         (Some(q), None) => q.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read {}: {e}", f.display())))?,
+        (None, Some(f)) => read_text(f, MAX_SQL_FILE_BYTES)?,
         _ => return Err(fail("give a query, or --file with one")),
     };
     let sandbox = open(root, false)?;
@@ -513,7 +513,18 @@ async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliE
 }
 
 fn read_module(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+    sandbox_policy::files::read_bytes(path, MAX_MODULE_FILE_BYTES).map_err(|e| fail(e.to_string()))
+}
+
+/// The largest SQL file read (the job's own limits are smaller or equal).
+pub const MAX_SQL_FILE_BYTES: u64 = 1024 * 1024;
+/// The largest WebAssembly file read (the engine refuses modules over its
+/// own, smaller limit, naming it).
+pub const MAX_MODULE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A text file the CLI takes in, within `max` bytes: a regular file only.
+pub fn read_text(path: &Path, max: u64) -> Result<String, CliError> {
+    sandbox_policy::files::read_text(path, max).map_err(|e| fail(e.to_string()))
 }
 
 async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result<(), CliError> {

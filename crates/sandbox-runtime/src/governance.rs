@@ -331,10 +331,8 @@ impl Sandbox {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".toml") && name != target {
-                let body = std::fs::read_to_string(entry.path()).map_err(|e| RuntimeError::Io {
-                    path: entry.path().display().to_string(),
-                    source: e,
-                })?;
+                let body = sandbox_policy::files::read_text(&entry.path(), sandbox_policy::files::MAX_POLICY_BYTES)
+                    .map_err(|e| RuntimeError::Setup(e.to_string()))?;
                 sources.push((name, body));
             }
         }

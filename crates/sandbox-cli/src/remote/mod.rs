@@ -7,7 +7,7 @@
 mod client;
 mod view;
 
-use crate::commands::{CliError, fail};
+use crate::commands::{CliError, MAX_MODULE_FILE_BYTES, MAX_SQL_FILE_BYTES, fail, read_text};
 use crate::{
     AccountCommand, ApplyArgs, AuditCommand, Command, DecideArgs, GovernanceCommand, PolicyCommand, ReportArgs,
     SqlArgs, WasmCommand, WasmRunArgs,
@@ -195,7 +195,7 @@ fn decide(client: &Client, args: DecideArgs) -> Result<(), CliError> {
 fn sql(client: &Client, args: SqlArgs) -> Result<(), CliError> {
     let query = match (&args.query, &args.file) {
         (Some(q), None) => q.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read {}: {e}", f.display())))?,
+        (None, Some(f)) => read_text(f, MAX_SQL_FILE_BYTES)?,
         _ => return Err(fail("give a query, or --file with one")),
     };
     let module = args.wasm.as_deref().map(base64_file).transpose()?;
@@ -387,7 +387,7 @@ fn audit_export(client: &Client, out: Option<PathBuf>) -> Result<(), CliError> {
 
 /// Installs a policy file for the dataset it names (`dataset = "…"`).
 fn policy_set(client: &Client, file: &Path) -> Result<(), CliError> {
-    let toml = std::fs::read_to_string(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+    let toml = read_text(file, sandbox_policy::files::MAX_POLICY_BYTES)?;
     let dataset = policy_dataset(&toml).map_err(|e| fail(format!("{}: {e}", file.display())))?;
     let installed = client.put(&format!("/v1/policies/{}", segment(&dataset)), &json!({"toml": toml}))?;
     println!(
@@ -408,7 +408,7 @@ fn policy_dataset(text: &str) -> Result<String, String> {
 }
 
 fn base64_file(path: &Path) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = sandbox_policy::files::read_bytes(path, MAX_MODULE_FILE_BYTES).map_err(|e| fail(e.to_string()))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 

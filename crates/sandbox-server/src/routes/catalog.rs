@@ -132,7 +132,8 @@ pub async fn get_policy(
 ) -> ApiResult<Json<PolicyText>> {
     let id = parse_dataset(&state, &dataset)?;
     let path = state.sandbox.data_dir().policies_dir().join(format!("{id}.toml"));
-    let toml = std::fs::read_to_string(&path).map_err(|_| ApiError::not_found(format!("{id} has no policy")))?;
+    let toml = sandbox_policy::files::read_text(&path, sandbox_policy::files::MAX_POLICY_BYTES)
+        .map_err(|_| ApiError::not_found(format!("{id} has no policy")))?;
     Ok(Json(PolicyText { toml }))
 }
 
