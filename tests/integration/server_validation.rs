@@ -573,6 +573,17 @@ fn invalid_fields_are_rejected_on_every_route() {
     assert_eq!(app["status"], "submitted", "{app}");
     let (_, agreement) = w.bank.get(&format!("/v1/agreements/{}", w.agreement));
     assert_eq!(agreement["status"], "active", "{agreement}");
+    // A server-generated id when none is given; a taken id answers the same
+    // whoever holds it.
+    let mut unnamed = tax_application("x");
+    unnamed.as_object_mut().expect("object").remove("id");
+    let (status, body) = w.other.post("/v1/applications", &unnamed);
+    assert_eq!(status, 201, "{body}");
+    assert!(body["id"].as_str().expect("id").starts_with("app-"), "{body}");
+    let (theirs, a) = w.other.post("/v1/applications", &tax_application("a2"));
+    let (mine, b) = w.bank.post("/v1/applications", &tax_application("a2"));
+    assert_eq!((theirs, mine), (409, 409));
+    assert_eq!(a, b, "a taken id says nothing about whose it is");
     // The two 404s of the decision route cannot be told apart.
     let (_, a) = w.grid.post(
         "/v1/applications/a2/decision",

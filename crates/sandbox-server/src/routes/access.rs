@@ -38,8 +38,9 @@ fn can_see(state: &AppState, caller: &Caller, holder: &str, datasets: &[DatasetI
 #[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
     /// Your name for it (letters, digits, `-`, `_`); the agreement will be
-    /// `agreement-<id>`. Required when submitting; when revising, absent or
-    /// the same as the path's.
+    /// `agreement-<id>`. When submitting, omit it for a server-generated id
+    /// (`app-<hex>`, answered in `id`): a chosen id that another account
+    /// holds answers `409`. When revising, absent or the same as the path's.
     #[serde(default)]
     pub id: Option<String>,
     /// Conditionally open datasets, e.g. `gov.tax_payments`.
@@ -97,14 +98,22 @@ pub async fn submit_application(
     Body(new): Body<ApplicationRequest>,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
     caller.require_applicant()?;
-    let id = new
-        .id
-        .clone()
-        .ok_or_else(|| ApiError::invalid("an application needs its `id`"))?;
+    let id = match new.id.clone() {
+        Some(id) => id,
+        // A server-generated id never collides, so it reveals nothing
+        // about other accounts' applications.
+        None => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+            format!("app-{}", hex::encode(bytes))
+        }
+    };
     valid_application_id(&id)?;
     if state.sandbox.store().application(&id)?.is_some() {
+        // The same answer whoever holds the id.
         return Err(ApiError::conflict(format!(
-            "application `{id}` exists; resubmit a rejected one with PUT /v1/applications/{id}"
+            "the application id `{id}` is taken; choose another, or omit `id` for a server-generated one \
+             (resubmit your own rejected application with PUT /v1/applications/{{id}})"
         )));
     }
     let revision = state.sandbox.apply(&caller.account, &id, &new.body())?;
