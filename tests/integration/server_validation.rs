@@ -41,6 +41,16 @@ fn assert_error_shape(status: u16, body: &Value, what: &str) {
     );
 }
 
+/// (method, path, authorization, (content type, body), status, what)
+type RawCase<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
 fn big(bytes: usize) -> String {
     "x".repeat(bytes)
 }
@@ -604,7 +614,7 @@ fn extractor_and_path_failures_answer_the_json_error_shape() {
     let w = world();
     let base = w.server.base.clone();
     let bank = format!("Bearer {}", w.bank.token.clone().expect("token"));
-    let cases: Vec<(&str, &str, Option<&str>, Option<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<RawCase> = vec![
         (
             "GET",
             "/v1/jobs/%FF%FE",

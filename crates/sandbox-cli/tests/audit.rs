@@ -83,9 +83,8 @@ fn an_emptied_deleted_replaced_or_damaged_store_is_reported_and_refused() {
         "{}",
         stdout(&ok)
     );
-    let checkpoint = dir
-        .join("..")
-        .join(format!("{}.checkpoint", dir.file_name().unwrap().to_string_lossy()));
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let checkpoint = elsewhere.path().join("ledger.checkpoint");
     let exported = sandbox(
         dir,
         &["audit", "checkpoint", "--out", checkpoint.to_str().expect("utf-8")],
@@ -166,5 +165,4 @@ fn an_emptied_deleted_replaced_or_damaged_store_is_reported_and_refused() {
     );
     assert_eq!(against.status.code(), Some(2), "{}", stdout(&against));
     assert!(stdout(&against).contains("replaced"), "{}", stdout(&against));
-    let _ = std::fs::remove_file(&checkpoint);
 }
