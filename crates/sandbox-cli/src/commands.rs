@@ -4,7 +4,7 @@ use crate::{
     AuditCommand, Cli, Command, DataCommand, PolicyCommand, ReportArgs, SqlArgs, WasmCommand, WasmRunArgs, render,
 };
 use sandbox_datagen::{GenerateOptions, Scale};
-use sandbox_governance::{AuditReport, Checkpoint, Continuity, GovernanceError, Integrity, Store, UsageReport};
+use sandbox_governance::{AuditReport, Broken, Checkpoint, Continuity, GovernanceError, Integrity, Store, UsageReport};
 use sandbox_model::OpenClass;
 use sandbox_policy::files::MAX_POLICY_BYTES;
 use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
@@ -193,10 +193,31 @@ fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
         }
         return Err(CliError { code: 2, message: text });
     }
-    let store = open_store_with(&dir, Continuity::Report)?;
+    let store = match open_store_with(&dir, Continuity::Report) {
+        Ok(store) => store,
+        // A file damaged badly enough fails to open at all: that is the
+        // integrity check's finding, reported like any other.
+        Err(e) if matches!(command, AuditCommand::Verify { .. }) && e.code == 1 => {
+            let text = format!("database DAMAGED: it cannot be opened: {}", e.message);
+            if matches!(command, AuditCommand::Verify { json: true, .. }) {
+                println!(
+                    "{}",
+                    serde_json::json!({"intact": false, "database_damaged": true, "reason": text})
+                );
+            } else {
+                println!("{text}");
+            }
+            return Err(CliError { code: 2, message: text });
+        }
+        Err(e) => return Err(e),
+    };
     match command {
         AuditCommand::Verify { json, checkpoint } => {
-            let integrity = store.integrity().map_err(|e| fail(e.to_string()))?;
+            // A damaged file may fail the check itself, or the reading of
+            // the ledger: both are findings, reported, never a bare error.
+            let integrity = store
+                .integrity()
+                .unwrap_or_else(|e| Integrity::Damaged(vec![e.to_string()]));
             let report = match &checkpoint {
                 Some(path) => {
                     let c = Checkpoint::read(path)
@@ -206,7 +227,12 @@ fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
                 }
                 None => store.verify_audit(),
             }
-            .map_err(|e| fail(e.to_string()))?;
+            .unwrap_or_else(|e| {
+                AuditReport::Broken(Broken {
+                    seq: 1,
+                    reason: format!("the ledger cannot be read: {e}"),
+                })
+            });
             let mut text = match &report {
                 AuditReport::Intact { entries, head } => {
                     format!("ledger intact: {entries} entries, head {head}")

@@ -141,12 +141,13 @@ fn an_emptied_deleted_replaced_or_damaged_store_is_reported_and_refused() {
     damaged[middle..middle + 4096].fill(0xA5);
     std::fs::write(&db, &damaged).expect("damage");
     let verify = sandbox(dir, &["audit", "verify"]);
-    assert_ne!(
+    assert_eq!(
         verify.status.code(),
-        Some(0),
-        "a damaged file is not intact: {}",
-        stdout(&verify)
+        Some(2),
+        "a damaged file is reported: {}",
+        stderr(&verify)
     );
+    assert!(stdout(&verify).contains("DAMAGED"), "{}", stdout(&verify));
 
     // A deliberate new start with --init; the old head file is kept aside,
     // and the exported checkpoint still shows the store was replaced.
