@@ -45,7 +45,7 @@ pub use audit::AuditReport;
 pub use complaints::{Complaint, MAX_COMPLAINT_BYTES};
 pub use error::GovernanceError;
 pub use queue::{QueueState, QueuedJob, RecordedJob};
-pub use registry::Registration;
+pub use registry::{DatasetVersionRecord, Registration};
 pub use report::{
     AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,
     WasmUse,
