@@ -20,7 +20,7 @@ pub(crate) enum DatasetCommand {
     /// Register a file (CSV, Parquet or .xlsx) as a new version of one of your
     /// datasets (data owners): validated against its catalog entry and policy,
     /// checked, pseudonymized, and made current for jobs that start afterwards.
-    Register(RegisterArgs),
+    Register(Box<RegisterArgs>),
     /// Show a registered dataset's current version and its quality report.
     Show {
         dataset: String,
@@ -124,7 +124,12 @@ impl RegisterArgs {
             d => return Err(fail(format!("--delimiter `{d}`: give one ASCII character, or `tab`"))),
         };
         let mut options = IngestOptions {
-            format: self.format.as_deref().map(FileFormat::parse).transpose().map_err(spec)?,
+            format: self
+                .format
+                .as_deref()
+                .map(FileFormat::parse)
+                .transpose()
+                .map_err(spec)?,
             sheet: self.sheet.clone(),
             key: self.key.clone(),
             ..Default::default()
@@ -136,7 +141,9 @@ impl RegisterArgs {
             let (column, kind) = c
                 .split_once('=')
                 .ok_or_else(|| fail(format!("--check `{c}`: expected column=credit_code or column=district")))?;
-            options.checks.insert(column.to_string(), ValueCheck::parse(kind).map_err(spec)?);
+            options
+                .checks
+                .insert(column.to_string(), ValueCheck::parse(kind).map_err(spec)?);
         }
         let t = &mut options.thresholds;
         t.max_rejected_rows = Some(self.max_rejected_rows);
@@ -172,9 +179,12 @@ pub(crate) fn ledger_record(m: &VersionManifest) -> DatasetVersionRecord {
 
 /// The pseudonymization key: `--pseudonym-key`, else the default path.
 pub(crate) fn pseudonym_key(explicit: Option<&Path>, dir: &DataDir) -> Result<PseudonymKey, CliError> {
-    let path = explicit.map(Path::to_path_buf).or_else(PseudonymKey::default_path).ok_or_else(|| {
-        fail("no place for the pseudonymization secret: set $SANDBOX_PSEUDONYM_KEY or --pseudonym-key")
-    })?;
+    let path = explicit
+        .map(Path::to_path_buf)
+        .or_else(PseudonymKey::default_path)
+        .ok_or_else(|| {
+            fail("no place for the pseudonymization secret: set $SANDBOX_PSEUDONYM_KEY or --pseudonym-key")
+        })?;
     PseudonymKey::load_or_create(&path, dir.root()).map_err(ingest_error)
 }
 
@@ -193,7 +203,13 @@ fn read(path: &Path) -> Result<String, CliError> {
 
 /// Refuses unless `account` owns datasets of `provider` (or, when
 /// `operator_too`, is the operator).
-fn require_owner(store: &Store, account: &str, provider: &str, dataset: &str, operator_too: bool) -> Result<(), CliError> {
+fn require_owner(
+    store: &Store,
+    account: &str,
+    provider: &str,
+    dataset: &str,
+    operator_too: bool,
+) -> Result<(), CliError> {
     match store.role(account)? {
         Some(Role::DataOwner { provider: p }) if p == provider => Ok(()),
         Some(Role::Operator) if operator_too => Ok(()),
@@ -234,7 +250,11 @@ pub(crate) fn register_as(
         Err(e) => return Err(ingest_error(e)),
     };
     staged
-        .commit(|m| store.record_dataset_version(&ledger_record(m)).map_err(|e| e.to_string()))
+        .commit(|m| {
+            store
+                .record_dataset_version(&ledger_record(m))
+                .map_err(|e| e.to_string())
+        })
         .map_err(ingest_error)
 }
 
@@ -250,7 +270,16 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
             let account = crate::governance::account_of(&store, token)?;
             require_owner(&store, &account, &dataset.provider.id, dataset.id.as_str(), false)?;
             let key = pseudonym_key(args.pseudonym_key.as_deref(), &dir)?;
-            let manifest = register_as(&dir, &store, &account, &key, &args.file, &entry, policy.as_deref(), options)?;
+            let manifest = register_as(
+                &dir,
+                &store,
+                &account,
+                &key,
+                &args.file,
+                &entry,
+                policy.as_deref(),
+                options,
+            )?;
             drop(store);
             // Opening the sandbox checks that everything loads together and
             // records the new entry and policy digests.
@@ -269,7 +298,11 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
             let id: DatasetId = dataset.parse().map_err(|e| fail(format!("{e}")))?;
             let manifest = sandbox_ingest::current_manifest(&DataLayout::new(dir.root()), &id)
                 .map_err(ingest_error)?
-                .ok_or_else(|| fail(format!("{id} has no registered version (generated or withdrawn data has none)")))?;
+                .ok_or_else(|| {
+                    fail(format!(
+                        "{id} has no registered version (generated or withdrawn data has none)"
+                    ))
+                })?;
             if json {
                 println!(
                     "{}",
@@ -306,7 +339,9 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                     m.rows,
                     &m.data_sha256[..16]
                 ),
-                None => println!("{id} withdrawn (it had no registered version); it stays suspended; recorded in the ledger"),
+                None => println!(
+                    "{id} withdrawn (it had no registered version); it stays suspended; recorded in the ledger"
+                ),
             }
             Ok(())
         }
@@ -394,7 +429,16 @@ pub(crate) fn demo_onboarding(root: &Path) -> Result<(), CliError> {
     options.thresholds.max_rejected_rows = Some(1);
     options.thresholds.max_duplicate_keys = Some(1);
     let result = written.and_then(|()| {
-        register_as(&dir, &store, DEMO_OWNER, &key, &file, DEMO_ENTRY, Some(DEMO_POLICY), options)
+        register_as(
+            &dir,
+            &store,
+            DEMO_OWNER,
+            &key,
+            &file,
+            DEMO_ENTRY,
+            Some(DEMO_POLICY),
+            options,
+        )
     });
     let _ = std::fs::remove_dir_all(&tmp);
     let manifest = result?;

@@ -121,9 +121,9 @@ pub(crate) fn coerce(raw: RawCell, declared: FieldType) -> Result<Cell, Failure>
         (RawCell::Int(i @ (0 | 1)), T::Boolean) => Ok(Cell::Bool(i == 1)),
         (RawCell::Text(s), T::Date) => parse_date(&s).map(Cell::Date).ok_or(Failure::Date(DATE_FORMATS)),
         (RawCell::Date(d), T::Date) => Ok(Cell::Date(d)),
-        (RawCell::Int(i), T::Date) if (10_000_101..=99_991_231).contains(&i) => {
-            parse_date(&i.to_string()).map(Cell::Date).ok_or(Failure::Date(DATE_FORMATS))
-        }
+        (RawCell::Int(i), T::Date) if (10_000_101..=99_991_231).contains(&i) => parse_date(&i.to_string())
+            .map(Cell::Date)
+            .ok_or(Failure::Date(DATE_FORMATS)),
         (_, T::Date) => Err(Failure::Date(DATE_FORMATS)),
         (_, T::Int64) => Err(Failure::Value("not an integer")),
         (_, T::Float64) => Err(Failure::Value("not a number")),
@@ -142,7 +142,15 @@ mod tests {
         assert_eq!(parse_date("19700103"), Some(2));
         assert_eq!(parse_date("2024-02-29"), Some(19_782));
         assert_eq!(parse_date("2024-02-29T00:00:00"), Some(19_782));
-        for bad in ["2023-02-29", "2024-13-01", "2024-00-10", "24-01-01", "2024-01-01T12:00", "yesterday", "2024-1-1-1"] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "24-01-01",
+            "2024-01-01T12:00",
+            "yesterday",
+            "2024-1-1-1",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
@@ -158,7 +166,13 @@ mod tests {
             coerce(RawCell::Text("NaN".into()), FieldType::Float64),
             Err(Failure::Value("not a finite number"))
         );
-        assert!(matches!(coerce(RawCell::Text("2024-02-30".into()), FieldType::Date), Err(Failure::Date(_))));
-        assert_eq!(coerce(RawCell::Text("是".into()), FieldType::Boolean), Ok(Cell::Bool(true)));
+        assert!(matches!(
+            coerce(RawCell::Text("2024-02-30".into()), FieldType::Date),
+            Err(Failure::Date(_))
+        ));
+        assert_eq!(
+            coerce(RawCell::Text("是".into()), FieldType::Boolean),
+            Ok(Cell::Bool(true))
+        );
     }
 }

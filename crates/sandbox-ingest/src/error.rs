@@ -16,9 +16,7 @@ pub enum IngestError {
     #[error("{file}: {message}")]
     Schema { file: String, message: String },
     /// The text is not in the declared encoding.
-    #[error(
-        "{file}: line {line} (byte {offset}) is not valid {encoding}{hint}; nothing was registered"
-    )]
+    #[error("{file}: line {line} (byte {offset}) is not valid {encoding}{hint}; nothing was registered")]
     Encoding {
         file: String,
         encoding: &'static str,

@@ -129,7 +129,10 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), IngestError>
 /// then renamed over it; the directory is synced after.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IngestError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     write_synced(&tmp, bytes)?;
     std::fs::rename(&tmp, path).map_err(io(path))?;

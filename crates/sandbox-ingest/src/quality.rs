@@ -88,7 +88,12 @@ impl QualityReport {
                 out.push(format!("{n} {what} (at most {max} allowed, {rule})"));
             }
         };
-        over("rejected rows", self.rows_rejected, t.max_rejected_rows, "--max-rejected-rows");
+        over(
+            "rejected rows",
+            self.rows_rejected,
+            t.max_rejected_rows,
+            "--max-rejected-rows",
+        );
         over(
             "duplicate keys",
             self.duplicate_keys,
@@ -173,8 +178,7 @@ impl QualityReport {
             if c.pseudonymized {
                 notes.push("pseudonymized");
             }
-            let _ = writeln!(
-                s,
+            let line = format!(
                 "  {:<22} {:>7} {:>7.1}% {:>9} {:>9} {:>8} {:>9}  {}",
                 c.name,
                 c.nulls,
@@ -185,6 +189,7 @@ impl QualityReport {
                 bad_code,
                 notes.join(", ")
             );
+            let _ = writeln!(s, "{}", line.trim_end());
         }
         if self.issues_total > 0 {
             let _ = writeln!(

@@ -186,8 +186,8 @@ fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError
             })?
         }
     };
-    let policy = sandbox_policy::parse_policy(&target, &policy_text, &catalog)
-        .map_err(|e| setup(format!("policy: {e}")))?;
+    let policy =
+        sandbox_policy::parse_policy(&target, &policy_text, &catalog).map_err(|e| setup(format!("policy: {e}")))?;
     // Every installed policy together with this one (fusions name each other).
     let mut sources = vec![(target.clone(), policy_text.clone())];
     if let Ok(entries) = std::fs::read_dir(layout.policies_dir()) {
@@ -204,7 +204,9 @@ fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError
     let options = &reg.options;
     for c in options.checks.keys() {
         if dataset.field(c).is_none() {
-            return Err(setup(format!("--check names column `{c}`, which the entry does not declare")));
+            return Err(setup(format!(
+                "--check names column `{c}`, which the entry does not declare"
+            )));
         }
     }
     let mut columns = Vec::new();
@@ -240,7 +242,11 @@ fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError
     for k in &options.key {
         match dataset.fields.iter().position(|f| f.name == *k) {
             Some(i) => key.push(i),
-            None => return Err(setup(format!("--key names column `{k}`, which the entry does not declare"))),
+            None => {
+                return Err(setup(format!(
+                    "--key names column `{k}`, which the entry does not declare"
+                )));
+            }
         }
     }
     Ok(Plan {
@@ -356,6 +362,7 @@ pub fn stage(layout: &DataLayout, key: &PseudonymKey, reg: &Registration<'_>) ->
     };
     let mut writer = VersionWriter::create(&staging.join(DATA_FILE), &plan.dataset.fields)?;
     let mut seen_keys: HashSet<u128> = HashSet::new();
+    // The sink borrows the report, the writer and the key set until the file is read.
     let mut sink = |row: SourceRow| -> Result<(), IngestError> {
         report.rows_read += 1;
         let line = row.line;
@@ -405,13 +412,11 @@ pub fn stage(layout: &DataLayout, key: &PseudonymKey, reg: &Registration<'_>) ->
                             );
                         }
                     }
-                    Some(ValueCheck::District) => {
-                        if !SHANGHAI_DISTRICTS.iter().any(|(name, _)| name == s) {
-                            report.columns[i].unknown_districts += 1;
-                            report.issue(line, Some(&col.name), "not one of Shanghai's 16 district names", false);
-                        }
+                    Some(ValueCheck::District) if !SHANGHAI_DISTRICTS.iter().any(|(name, _)| name == s) => {
+                        report.columns[i].unknown_districts += 1;
+                        report.issue(line, Some(&col.name), "not one of Shanghai's 16 district names", false);
                     }
-                    None => {}
+                    Some(ValueCheck::District) | None => {}
                 },
                 Cell::Int(v) => {
                     if let Some((lo, hi)) = col.bounds
@@ -454,7 +459,6 @@ pub fn stage(layout: &DataLayout, key: &PseudonymKey, reg: &Registration<'_>) ->
         Ok(())
     };
     read_rows(reg.file, format, &plan.dataset.fields, &reg.options, &mut sink)?;
-    drop(sink);
     drop(seen_keys);
     let file_name = display_name(reg.file);
     if report.rows_read == 0 {
@@ -552,7 +556,12 @@ impl StagedVersion {
         // Current now: whatever happens next, the version stays.
         self.committed = true;
         fail_point("installing")?;
-        install(&self.layout, &self.manifest.dataset, &self.entry_toml, &self.policy_text)?;
+        install(
+            &self.layout,
+            &self.manifest.dataset,
+            &self.entry_toml,
+            &self.policy_text,
+        )?;
         Ok(self.manifest.clone())
     }
 }
@@ -602,10 +611,14 @@ pub fn reconcile(layout: &DataLayout) -> Result<Vec<String>, IngestError> {
         return Ok(repaired);
     };
     for ns in namespaces.flatten() {
-        let Ok(tables) = std::fs::read_dir(ns.path()) else { continue };
+        let Ok(tables) = std::fs::read_dir(ns.path()) else {
+            continue;
+        };
         for table in tables.flatten() {
             let dir = table.path();
-            let Some(name) = layout::current_version_name(&dir)? else { continue };
+            let Some(name) = layout::current_version_name(&dir)? else {
+                continue;
+            };
             let id = format!(
                 "{}.{}",
                 ns.file_name().to_string_lossy(),

@@ -34,7 +34,9 @@ pub struct PseudonymKey {
 
 impl std::fmt::Debug for PseudonymKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PseudonymKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("PseudonymKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,12 +68,16 @@ impl PseudonymKey {
     /// file is readable by others than its owner.
     pub fn load_or_create(path: &Path, data_root: &Path) -> Result<Self, IngestError> {
         let inside = |p: &Path, root: &Path| {
-            let p = p.parent().and_then(|d| d.canonicalize().ok()).map(|d| d.join(p.file_name().unwrap_or_default()));
+            let p = p
+                .parent()
+                .and_then(|d| d.canonicalize().ok())
+                .map(|d| d.join(p.file_name().unwrap_or_default()));
             let root = root.canonicalize().ok();
             matches!((p, root), (Some(p), Some(r)) if p.starts_with(&r))
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| secret_err(path, format!("cannot create its directory: {e}")))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| secret_err(path, format!("cannot create its directory: {e}")))?;
         }
         if inside(path, data_root) {
             return Err(secret_err(
@@ -82,10 +88,12 @@ impl PseudonymKey {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 check_private(path)?;
-                let bytes = hex::decode(text.trim())
-                    .map_err(|_| secret_err(path, "not a hex-encoded secret"))?;
+                let bytes = hex::decode(text.trim()).map_err(|_| secret_err(path, "not a hex-encoded secret"))?;
                 if bytes.len() != SECRET_BYTES {
-                    return Err(secret_err(path, format!("expected {SECRET_BYTES} bytes, found {}", bytes.len())));
+                    return Err(secret_err(
+                        path,
+                        format!("expected {SECRET_BYTES} bytes, found {}", bytes.len()),
+                    ));
                 }
                 Self::from_secret(&bytes)
             }
@@ -126,7 +134,10 @@ impl PseudonymKey {
         let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
             .map_err(|_| IngestError::Spec("invalid pseudonymization secret".into()))?;
         // The id says which secret made a version, without revealing it.
-        let id = hex::encode(Sha256::digest([b"sandbox-pseudonym-key-id\0".as_slice(), secret].concat()))[..16].to_string();
+        let id = hex::encode(Sha256::digest(
+            [b"sandbox-pseudonym-key-id\0".as_slice(), secret].concat(),
+        ))[..16]
+            .to_string();
         Ok(PseudonymKey { mac, id })
     }
 

@@ -83,7 +83,13 @@ impl Fixture {
         path
     }
 
-    fn register_with(&self, file: &Path, entry: &str, policy: &str, options: IngestOptions) -> Result<VersionManifest, IngestError> {
+    fn register_with(
+        &self,
+        file: &Path,
+        entry: &str,
+        policy: &str,
+        options: IngestOptions,
+    ) -> Result<VersionManifest, IngestError> {
         let reg = Registration {
             file,
             entry,
@@ -134,7 +140,14 @@ fn csv_text(rows: u32) -> String {
     let mut s = String::from("credit_code,district,inspected,fine,staff\n");
     for i in 0..rows {
         let district = ["浦东新区", "黄浦区", "徐汇区"][i as usize % 3];
-        s.push_str(&format!("{},{district},2024-0{}-1{},{}.5,{}\n", code(i), 1 + i % 9, i % 10, i % 50, 1 + i % 5));
+        s.push_str(&format!(
+            "{},{district},2024-0{}-1{},{}.5,{}\n",
+            code(i),
+            1 + i % 9,
+            i % 10,
+            i % 50,
+            1 + i % 5
+        ));
     }
     s
 }
@@ -162,13 +175,18 @@ fn column_strings(path: &Path, column: &str) -> Vec<String> {
         .iter()
         .flat_map(|b| {
             let a = b.column_by_name(column).expect("column");
-            a.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>()
+            a.as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
 fn stored_file(f: &Fixture) -> PathBuf {
-    f.dataset_dir().join(f.current().expect("current")).join(layout::DATA_FILE)
+    f.dataset_dir()
+        .join(f.current().expect("current"))
+        .join(layout::DATA_FILE)
 }
 
 /// Every file under `root`, as bytes, contains none of `needles`.
@@ -218,7 +236,10 @@ fn a_utf8_csv_registers_with_pseudonyms_and_a_report() {
     let codes: Vec<String> = (0..300).map(code).collect();
     assert_nowhere(&f.root, &codes);
     // The manifest on disk is the one returned.
-    assert_eq!(current_manifest(&f.layout, &"gov.inspections".parse().expect("id")).expect("read"), Some(m));
+    assert_eq!(
+        current_manifest(&f.layout, &"gov.inspections".parse().expect("id")).expect("read"),
+        Some(m)
+    );
 }
 
 #[test]
@@ -233,13 +254,19 @@ fn gb18030_registers_and_one_code_has_one_pseudonym_across_datasets() {
     let m = f.register(&file, opts).expect("gb18030");
     assert_eq!(m.source.encoding.as_deref(), Some("GB18030"));
     // The district names were decoded (a mis-decoded name would be unknown).
-    let d = m.quality.columns.iter().find(|c| c.name == "district").expect("district");
+    let d = m
+        .quality
+        .columns
+        .iter()
+        .find(|c| c.name == "district")
+        .expect("district");
     assert_eq!(d.unknown_districts, 0);
     // Another dataset (an enterprise's) with the same codes: same pseudonyms.
     let entry = ENTRY.replace("gov.inspections", "bank.visits");
     let policy = POLICY.replace("gov.inspections", "bank.visits");
     let file2 = f.file("visits.csv", csv_text(50).as_bytes());
-    f.register_with(&file2, &entry, &policy, options()).expect("second dataset");
+    f.register_with(&file2, &entry, &policy, options())
+        .expect("second dataset");
     let a = column_strings(&stored_file(&f), "credit_code");
     let b_dir = f.root.join("data/bank/visits");
     let b_current = layout::current_version_name(&b_dir).expect("current").expect("some");
@@ -285,7 +312,11 @@ fn wrong_types_are_reported_by_line_and_column_and_refused() {
     assert_eq!(
         issues,
         [
-            (7, Some("inspected"), "not a date (expected YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD)"),
+            (
+                7,
+                Some("inspected"),
+                "not a date (expected YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD)"
+            ),
             (8, Some("fine"), "not a finite number"),
             (8, Some("staff"), "not an integer"),
             (9, None, "3 fields, expected 5"),
@@ -308,7 +339,10 @@ fn wrong_types_are_reported_by_line_and_column_and_refused() {
 fn missing_extra_and_repeated_columns_are_named() {
     let f = Fixture::new();
     let before = f.snapshot();
-    let missing = f.file("missing.csv", b"credit_code,district,inspected,fine\nx,y,2024-01-01,1\n");
+    let missing = f.file(
+        "missing.csv",
+        b"credit_code,district,inspected,fine\nx,y,2024-01-01,1\n",
+    );
     let err = f.register(&missing, options()).expect_err("missing").to_string();
     assert!(err.contains("missing column `staff`"), "{err}");
     let extra = f.file(
@@ -400,10 +434,19 @@ fn write_parquet(path: &Path, fine_as_text: bool, rows: u32) {
         Arc::new(Float64Array::from_iter_values((0..rows).map(f64::from)))
     };
     let batch = arrow::record_batch::RecordBatch::try_from_iter([
-        ("staff", Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i64::from(i % 5)))) as ArrayRef),
+        (
+            "staff",
+            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i64::from(i % 5)))) as ArrayRef,
+        ),
         ("credit_code", Arc::new(StringArray::from_iter_values(codes))),
-        ("district", Arc::new(StringArray::from_iter_values((0..rows).map(|_| "静安区")))),
-        ("inspected", Arc::new(Date32Array::from_iter_values((0..rows).map(|i| 19_700 + i as i32)))),
+        (
+            "district",
+            Arc::new(StringArray::from_iter_values((0..rows).map(|_| "静安区"))),
+        ),
+        (
+            "inspected",
+            Arc::new(Date32Array::from_iter_values((0..rows).map(|i| 19_700 + i as i32))),
+        ),
         ("fine", fine),
     ])
     .expect("batch");
@@ -425,7 +468,10 @@ fn parquet_registers_and_wrong_types_or_truncation_are_refused() {
     let typed = f.root.parent().expect("parent").join("typed.parquet");
     write_parquet(&typed, true, 10);
     let err = f.register(&typed, options()).expect_err("text fine").to_string();
-    assert!(err.contains("column `fine` is Utf8 in the file but the entry declares float64"), "{err}");
+    assert!(
+        err.contains("column `fine` is Utf8 in the file but the entry declares float64"),
+        "{err}"
+    );
     let bytes = std::fs::read(&good).expect("read");
     let cut = f.file("cut.parquet", &bytes[..bytes.len() * 2 / 3]);
     let err = f.register(&cut, options()).expect_err("truncated");
@@ -440,13 +486,28 @@ fn a_file_that_is_not_what_its_extension_says_is_refused() {
     let pq = f.root.parent().expect("parent").join("real.parquet");
     write_parquet(&pq, false, 3);
     let disguised = f.file("really_parquet.csv", &std::fs::read(&pq).expect("read"));
-    let err = f.register(&disguised, options()).expect_err("parquet as csv").to_string();
-    assert!(err.contains("read as csv but its first bytes say it is a Parquet file"), "{err}");
+    let err = f
+        .register(&disguised, options())
+        .expect_err("parquet as csv")
+        .to_string();
+    assert!(
+        err.contains("read as csv but its first bytes say it is a Parquet file"),
+        "{err}"
+    );
     let text_as_pq = f.file("text.parquet", csv_text(3).as_bytes());
-    let err = f.register(&text_as_pq, options()).expect_err("csv as parquet").to_string();
-    assert!(err.contains("read as parquet but its first bytes say it is text"), "{err}");
+    let err = f
+        .register(&text_as_pq, options())
+        .expect_err("csv as parquet")
+        .to_string();
+    assert!(
+        err.contains("read as parquet but its first bytes say it is text"),
+        "{err}"
+    );
     let text_as_xlsx = f.file("text.xlsx", csv_text(3).as_bytes());
-    let err = f.register(&text_as_xlsx, options()).expect_err("csv as xlsx").to_string();
+    let err = f
+        .register(&text_as_xlsx, options())
+        .expect_err("csv as xlsx")
+        .to_string();
     assert!(err.contains("read as xlsx"), "{err}");
     let unknown = f.file("data.bin", b"x");
     let err = f.register(&unknown, options()).expect_err("unknown").to_string();
@@ -518,14 +579,28 @@ fn write_xlsx(path: &Path, rows: &[Vec<String>]) {
 #[test]
 fn an_xlsx_workbook_registers() {
     let f = Fixture::new();
-    let mut rows: Vec<Vec<String>> = vec![["fine", "credit_code", "district", "inspected", "staff"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()];
+    let mut rows: Vec<Vec<String>> = vec![
+        ["fine", "credit_code", "district", "inspected", "staff"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    ];
     for i in 0..30u32 {
-        rows.push(vec![format!("{}.25", i), code(i), "长宁区".into(), format!("2024-03-{:02}", 1 + i % 28), format!("{}", i % 4)]);
+        rows.push(vec![
+            format!("{}.25", i),
+            code(i),
+            "长宁区".into(),
+            format!("2024-03-{:02}", 1 + i % 28),
+            format!("{}", i % 4),
+        ]);
     }
-    rows.push(vec!["oops".into(), code(99), "长宁区".into(), "2024-03-01".into(), "1".into()]);
+    rows.push(vec![
+        "oops".into(),
+        code(99),
+        "长宁区".into(),
+        "2024-03-01".into(),
+        "1".into(),
+    ]);
     let path = f.root.parent().expect("parent").join("inspections.xlsx");
     write_xlsx(&path, &rows);
     let mut opts = options();
@@ -541,12 +616,19 @@ fn an_xlsx_workbook_registers() {
 #[test]
 fn a_new_version_replaces_the_old_and_the_old_files_stay_for_running_jobs() {
     let f = Fixture::new();
-    let v1 = f.register(&f.file("a.csv", csv_text(10).as_bytes()), options()).expect("v1");
-    let v2 = f.register(&f.file("b.csv", csv_text(20).as_bytes()), options()).expect("v2");
+    let v1 = f
+        .register(&f.file("a.csv", csv_text(10).as_bytes()), options())
+        .expect("v1");
+    let v2 = f
+        .register(&f.file("b.csv", csv_text(20).as_bytes()), options())
+        .expect("v2");
     assert_eq!((v1.version, v2.version), (1, 2));
     assert_eq!(f.current().as_deref(), Some("v000002"));
     // A job that resolved v000001 before the switch still reads it whole.
-    assert_eq!(column_strings(&f.dataset_dir().join("v000001").join(layout::DATA_FILE), "credit_code").len(), 10);
+    assert_eq!(
+        column_strings(&f.dataset_dir().join("v000001").join(layout::DATA_FILE), "credit_code").len(),
+        10
+    );
     assert_eq!(column_strings(&stored_file(&f), "credit_code").len(), 20);
 }
 
@@ -554,18 +636,26 @@ fn a_new_version_replaces_the_old_and_the_old_files_stay_for_running_jobs() {
 fn a_failure_at_any_stage_leaves_the_previous_version_current() {
     for stage_name in ["writing", "naming", "recording", "switching"] {
         let f = Fixture::new();
-        f.register(&f.file("a.csv", csv_text(10).as_bytes()), options()).expect("v1");
+        f.register(&f.file("a.csv", csv_text(10).as_bytes()), options())
+            .expect("v1");
         let before = f.snapshot();
         FAIL_AT.with(|c| c.set(Some(stage_name)));
         let changed_entry = ENTRY.replace("Random inspections", "Inspections");
         let err = f
-            .register_with(&f.file("b.csv", csv_text(20).as_bytes()), &changed_entry, POLICY, options())
+            .register_with(
+                &f.file("b.csv", csv_text(20).as_bytes()),
+                &changed_entry,
+                POLICY,
+                options(),
+            )
             .expect_err("injected");
         FAIL_AT.with(|c| c.set(None));
         assert!(matches!(err, IngestError::Injected(s) if s == stage_name), "{err}");
         assert_eq!(f.snapshot(), before, "after a failure at {stage_name}");
         // The next registration works and numbers on.
-        let v = f.register(&f.file("c.csv", csv_text(5).as_bytes()), options()).expect("next");
+        let v = f
+            .register(&f.file("c.csv", csv_text(5).as_bytes()), options())
+            .expect("next");
         assert_eq!(v.version, 2, "after a failure at {stage_name}");
     }
 }
@@ -573,7 +663,8 @@ fn a_failure_at_any_stage_leaves_the_previous_version_current() {
 #[test]
 fn a_failed_ledger_record_leaves_nothing() {
     let f = Fixture::new();
-    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options()).expect("v1");
+    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options())
+        .expect("v1");
     let before = f.snapshot();
     let file = f.file("b.csv", csv_text(20).as_bytes());
     let reg = Registration {
@@ -584,7 +675,9 @@ fn a_failed_ledger_record_leaves_nothing() {
         options: options(),
     };
     let staged = stage(&f.layout, &f.key, &reg).expect("stage");
-    let err = staged.commit(|_| Err("ledger unavailable".into())).expect_err("record fails");
+    let err = staged
+        .commit(|_| Err("ledger unavailable".into()))
+        .expect_err("record fails");
     assert!(err.to_string().contains("ledger unavailable"), "{err}");
     assert_eq!(f.snapshot(), before);
 }
@@ -592,11 +685,17 @@ fn a_failed_ledger_record_leaves_nothing() {
 #[test]
 fn a_crash_after_switching_is_repaired_by_reconcile() {
     let f = Fixture::new();
-    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options()).expect("v1");
+    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options())
+        .expect("v1");
     FAIL_AT.with(|c| c.set(Some("installing")));
     let changed_entry = ENTRY.replace("Random inspections", "Inspections");
     let err = f
-        .register_with(&f.file("b.csv", csv_text(20).as_bytes()), &changed_entry, POLICY, options())
+        .register_with(
+            &f.file("b.csv", csv_text(20).as_bytes()),
+            &changed_entry,
+            POLICY,
+            options(),
+        )
         .expect_err("injected");
     FAIL_AT.with(|c| c.set(None));
     assert!(matches!(err, IngestError::Injected("installing")), "{err}");
@@ -612,14 +711,21 @@ fn a_crash_after_switching_is_repaired_by_reconcile() {
 #[test]
 fn leftovers_of_a_killed_registration_are_cleaned_and_never_read() {
     let f = Fixture::new();
-    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options()).expect("v1");
+    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options())
+        .expect("v1");
     // What kill -9 leaves: a half-written staging directory, and a version
     // named but never made current.
     std::fs::create_dir_all(f.dataset_dir().join(".staging-dead")).expect("staging");
-    std::fs::write(f.dataset_dir().join(".staging-dead").join(layout::DATA_FILE), b"PAR1 half").expect("half");
+    std::fs::write(
+        f.dataset_dir().join(".staging-dead").join(layout::DATA_FILE),
+        b"PAR1 half",
+    )
+    .expect("half");
     std::fs::create_dir_all(f.dataset_dir().join("v000002")).expect("orphan");
     assert_eq!(f.current().as_deref(), Some("v000001"));
-    let v = f.register(&f.file("b.csv", csv_text(5).as_bytes()), options()).expect("next");
+    let v = f
+        .register(&f.file("b.csv", csv_text(5).as_bytes()), options())
+        .expect("next");
     assert_eq!(v.version, 2);
     assert!(!f.dataset_dir().join(".staging-dead").exists());
     assert_eq!(column_strings(&stored_file(&f), "credit_code").len(), 5);
@@ -638,7 +744,10 @@ fn entries_and_policies_are_validated_against_each_other_and_the_file() {
             owner: "o",
             options,
         };
-        stage(&f.layout, &f.key, &r).map(|_| ()).expect_err("refused").to_string()
+        stage(&f.layout, &f.key, &r)
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string()
     };
     let err = reg(ENTRY, None, options());
     assert!(err.contains("has no output policy installed"), "{err}");
@@ -652,7 +761,11 @@ fn entries_and_policies_are_validated_against_each_other_and_the_file() {
     opts.key = vec!["nope".into()];
     let err = reg(ENTRY, Some(POLICY), opts);
     assert!(err.contains("--key names column `nope`"), "{err}");
-    let err = reg(&ENTRY.replace("fields = [", "colour = \"red\"\nfields = ["), Some(POLICY), options());
+    let err = reg(
+        &ENTRY.replace("fields = [", "colour = \"red\"\nfields = ["),
+        Some(POLICY),
+        options(),
+    );
     assert!(err.contains("catalog entry"), "{err}");
     let err = reg(ENTRY, Some(&POLICY.replace("staff = {", "stafff = {")), options());
     assert!(err.contains("policy"), "{err}");
@@ -667,7 +780,10 @@ fn entries_and_policies_are_validated_against_each_other_and_the_file() {
         options: options(),
     };
     assert_eq!(f.snapshot(), before);
-    stage(&f.layout, &f.key, &r).expect("json entry").commit(|_| Ok(())).expect("commit");
+    stage(&f.layout, &f.key, &r)
+        .expect("json entry")
+        .commit(|_| Ok(()))
+        .expect("commit");
     // A new version cannot change the provider.
     let other = ENTRY.replace("id = \"shanghai-market-regulation\"", "id = \"someone-else\"");
     let err = reg(&other, Some(POLICY), options());
@@ -677,8 +793,10 @@ fn entries_and_policies_are_validated_against_each_other_and_the_file() {
 #[test]
 fn withdrawal_records_the_version_and_removes_the_data() {
     let f = Fixture::new();
-    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options()).expect("v1");
-    f.register(&f.file("b.csv", csv_text(12).as_bytes()), options()).expect("v2");
+    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options())
+        .expect("v1");
+    f.register(&f.file("b.csv", csv_text(12).as_bytes()), options())
+        .expect("v2");
     let id: sandbox_model::DatasetId = "gov.inspections".parse().expect("id");
     let mut recorded = None;
     let m = withdraw(&f.layout, &id, |m| {
@@ -692,7 +810,8 @@ fn withdrawal_records_the_version_and_removes_the_data() {
     assert!(f.current().is_none());
     assert!(!f.dataset_dir().join("v000001").exists() && !f.dataset_dir().join("v000002").exists());
     // A failed record withdraws nothing.
-    f.register(&f.file("c.csv", csv_text(3).as_bytes()), options()).expect("v3");
+    f.register(&f.file("c.csv", csv_text(3).as_bytes()), options())
+        .expect("v3");
     let err = withdraw(&f.layout, &id, |_| Err("no ledger".into())).expect_err("record fails");
     assert!(err.to_string().contains("no ledger"));
     assert!(f.current().is_some());

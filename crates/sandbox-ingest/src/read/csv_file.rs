@@ -42,7 +42,12 @@ fn csv_error(file: &str, options: &CsvOptions, e: csv::Error) -> IngestError {
     }
 }
 
-pub(super) fn read(path: &Path, fields: &[Field], options: &CsvOptions, sink: &mut Sink<'_>) -> Result<(), IngestError> {
+pub(super) fn read(
+    path: &Path,
+    fields: &[Field],
+    options: &CsvOptions,
+    sink: &mut Sink<'_>,
+) -> Result<(), IngestError> {
     let file = display_name(path);
     let input = std::fs::File::open(path).map_err(io(path))?;
     let decoded = DecodingReader::new(
@@ -57,7 +62,10 @@ pub(super) fn read(path: &Path, fields: &[Field], options: &CsvOptions, sink: &m
         .from_reader(decoded);
     let mut record = csv::StringRecord::new();
     let map: Vec<usize> = if options.header {
-        if !reader.read_record(&mut record).map_err(|e| csv_error(&file, options, e))? {
+        if !reader
+            .read_record(&mut record)
+            .map_err(|e| csv_error(&file, options, e))?
+        {
             return Err(IngestError::Empty {
                 file,
                 message: "the file has no lines".into(),
@@ -69,7 +77,10 @@ pub(super) fn read(path: &Path, fields: &[Field], options: &CsvOptions, sink: &m
         (0..fields.len()).collect()
     };
     let width = if options.header { record.len() } else { fields.len() };
-    while reader.read_record(&mut record).map_err(|e| csv_error(&file, options, e))? {
+    while reader
+        .read_record(&mut record)
+        .map_err(|e| csv_error(&file, options, e))?
+    {
         let line = record.position().map_or(0, |p| p.line());
         let cells = if record.len() != width {
             Err(format!("{} fields, expected {width}", record.len()))

@@ -150,10 +150,16 @@ mod tests {
     #[test]
     fn gb18030_decodes_and_utf8_rejects_it_with_the_line() {
         let (gb, _, _) = encoding_rs::GB18030.encode("a,b\n浦东新区,1\n");
-        assert_eq!(decode(&gb, encoding_rs::GB18030, 100).expect("gb18030"), "a,b\n浦东新区,1\n");
+        assert_eq!(
+            decode(&gb, encoding_rs::GB18030, 100).expect("gb18030"),
+            "a,b\n浦东新区,1\n"
+        );
         let err = decode(&gb, encoding_rs::UTF_8, 100).expect_err("not utf-8");
         let problem = err.get_ref().and_then(|e| e.downcast_ref::<DecodeProblem>());
-        assert!(matches!(problem, Some(DecodeProblem::Malformed { line: 2, offset: 4 })), "{problem:?}");
+        assert!(
+            matches!(problem, Some(DecodeProblem::Malformed { line: 2, offset: 4 })),
+            "{problem:?}"
+        );
     }
 
     #[test]
@@ -162,6 +168,9 @@ mod tests {
         let long = format!("ok\n{}\n", "y".repeat(50));
         let err = decode(long.as_bytes(), encoding_rs::UTF_8, 20).expect_err("long");
         let problem = err.get_ref().and_then(|e| e.downcast_ref::<DecodeProblem>());
-        assert!(matches!(problem, Some(DecodeProblem::LineTooLong { line: 2 })), "{problem:?}");
+        assert!(
+            matches!(problem, Some(DecodeProblem::LineTooLong { line: 2 })),
+            "{problem:?}"
+        );
     }
 }

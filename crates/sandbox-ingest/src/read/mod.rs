@@ -125,7 +125,7 @@ pub(crate) fn map_columns(file: &str, names: &[String], fields: &[Field]) -> Res
     }
     let missing: Vec<&str> = fields
         .iter()
-        .filter(|f| !names.iter().any(|n| *n == f.name))
+        .filter(|f| !names.contains(&f.name))
         .map(|f| f.name.as_str())
         .collect();
     let extra: Vec<&str> = names

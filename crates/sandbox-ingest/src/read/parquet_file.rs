@@ -5,7 +5,9 @@
 use super::{RawCell, Sink, SourceRow, display_name, map_columns};
 use crate::{IngestError, io};
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sandbox_model::{Field, FieldType};
 use std::path::Path;

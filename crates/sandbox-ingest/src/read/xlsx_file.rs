@@ -42,7 +42,11 @@ fn raw(value: &DataRef<'_>) -> RawCell {
 
 fn text(s: &str) -> RawCell {
     let s = s.trim();
-    if s.is_empty() { RawCell::Null } else { RawCell::Text(s.to_string()) }
+    if s.is_empty() {
+        RawCell::Null
+    } else {
+        RawCell::Text(s.to_string())
+    }
 }
 
 pub(super) fn read(
@@ -71,7 +75,11 @@ pub(super) fn read(
         .worksheet_cells_reader(&name)
         .map_err(|e| format(format!("worksheet `{name}`: {e}")))?;
     let mut current: Option<(u32, Vec<RawCell>)> = None;
-    let mut map: Option<(Vec<usize>, usize)> = if header { None } else { Some(((0..fields.len()).collect(), fields.len())) };
+    let mut map: Option<(Vec<usize>, usize)> = if header {
+        None
+    } else {
+        Some(((0..fields.len()).collect(), fields.len()))
+    };
     let mut any = false;
     let mut emit = |row: u32, values: Vec<RawCell>, map: &mut Option<(Vec<usize>, usize)>| -> Result<(), IngestError> {
         any = true;
@@ -102,17 +110,17 @@ pub(super) fn read(
         let cells = if values.len() > *width && values[*width..].iter().any(|v| *v != RawCell::Null) {
             Err(format!("values beyond the {width} named columns"))
         } else {
-            Ok(m.iter().map(|&i| values.get(i).cloned().unwrap_or(RawCell::Null)).collect())
+            Ok(m.iter()
+                .map(|&i| values.get(i).cloned().unwrap_or(RawCell::Null))
+                .collect())
         };
         sink(SourceRow { line, cells })
     };
     loop {
-        let next = cells
-            .next_cell()
-            .map_err(|e| IngestError::Format {
-                file: display_name(path),
-                message: format!("worksheet `{name}`: {e}"),
-            })?;
+        let next = cells.next_cell().map_err(|e| IngestError::Format {
+            file: display_name(path),
+            message: format!("worksheet `{name}`: {e}"),
+        })?;
         let Some(cell) = next else { break };
         let (row, col) = cell.get_position();
         match &mut current {
