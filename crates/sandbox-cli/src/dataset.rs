@@ -325,7 +325,17 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
             if reason.trim().is_empty() {
                 return Err(fail("a withdrawal must give its reason (--reason)"));
             }
-            let withdrawn = sandbox_ingest::withdraw(&DataLayout::new(dir.root()), &id, |m| {
+            let layout = DataLayout::new(dir.root());
+            if sandbox_ingest::current_manifest(&layout, &id)
+                .map_err(ingest_error)?
+                .is_none()
+            {
+                return Err(fail(format!(
+                    "{id} has no registered data to withdraw (generated data is not registered; \
+                     `sandbox suspend` closes a dataset on a complaint)"
+                )));
+            }
+            let withdrawn = sandbox_ingest::withdraw(&layout, &id, |m| {
                 let record = m.map(ledger_record);
                 store
                     .record_dataset_withdrawal(id.as_str(), &account, &reason, record.as_ref())

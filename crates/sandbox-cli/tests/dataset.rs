@@ -201,6 +201,12 @@ fn owners_register_see_the_report_and_withdraw() {
     assert!(!dir.join("data/data/gov/market_inspections/v000001").exists());
     let export = ok(&sandbox(dir, Some(&ops), &["audit", "export"]));
     assert!(export.contains("\"dataset_withdrawn\""));
+    let again = sandbox(
+        dir,
+        Some(&market),
+        &["dataset", "withdraw", "gov.market_inspections", "--reason", "again"],
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no registered data to withdraw"));
     // It is suspended, and without data no session binds it.
     let gone = sandbox(
         dir,

@@ -27,7 +27,11 @@ fn write_csv(path: &Path, rows: usize, gb18030: bool) -> std::io::Result<()> {
             1 + i % 12,
             1 + i % 28,
             if i % 10 == 0 { "立案查处" } else { "合格" },
-            if i % 10 == 0 { format!("{}.5", i % 40) } else { String::new() }
+            if i % 10 == 0 {
+                format!("{}.5", i % 40)
+            } else {
+                String::new()
+            }
         ));
         if gb18030 {
             let (bytes, _, _) = encoding_rs::GB18030.encode(&line);
@@ -68,11 +72,17 @@ fn main() {
     write_csv(&gb, rows, true).unwrap_or_else(|e| panic!("{e}"));
     println!("registration of {rows} rows (5 columns, credit code pseudonymized, checks on):");
     let (n, secs) = register(&tmp.path().join("a"), &utf8, IngestOptions::default(), &key);
-    println!("  CSV UTF-8    {:>10.0} rows/s  ({n} rows in {secs:.2} s)", n as f64 / secs);
+    println!(
+        "  CSV UTF-8    {:>10.0} rows/s  ({n} rows in {secs:.2} s)",
+        n as f64 / secs
+    );
     let mut options = IngestOptions::default();
     options.csv.encoding = TextEncoding::Gb18030;
     let (n, secs) = register(&tmp.path().join("b"), &gb, options, &key);
-    println!("  CSV GB18030  {:>10.0} rows/s  ({n} rows in {secs:.2} s)", n as f64 / secs);
+    println!(
+        "  CSV GB18030  {:>10.0} rows/s  ({n} rows in {secs:.2} s)",
+        n as f64 / secs
+    );
     // The Parquet input: the first registration's own output (pseudonyms
     // are pseudonymized again: the work is the same).
     let parquet = tmp.path().join("rows.parquet");
@@ -87,5 +97,8 @@ fn main() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let (n, secs) = register(&tmp.path().join("c"), &parquet, IngestOptions::default(), &key);
-    println!("  Parquet      {:>10.0} rows/s  ({n} rows in {secs:.2} s)", n as f64 / secs);
+    println!(
+        "  Parquet      {:>10.0} rows/s  ({n} rows in {secs:.2} s)",
+        n as f64 / secs
+    );
 }

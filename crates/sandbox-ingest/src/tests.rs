@@ -291,6 +291,20 @@ fn a_gb18030_file_read_as_utf8_is_refused_with_its_line_and_changes_nothing() {
 }
 
 #[test]
+fn a_utf8_file_declared_gb18030_is_refused_by_its_byte_order_mark() {
+    let f = Fixture::new();
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(csv_text(3).as_bytes());
+    let file = f.file("bom.csv", &bytes);
+    let mut opts = options();
+    opts.csv.encoding = TextEncoding::Gb18030;
+    let err = f.register(&file, opts).expect_err("bom").to_string();
+    assert!(err.contains("UTF-8 byte-order mark; pass --encoding utf-8"), "{err}");
+    // Declared UTF-8, the mark is dropped and the header matches.
+    assert_eq!(f.register(&file, options()).expect("utf-8").rows, 3);
+}
+
+#[test]
 fn wrong_types_are_reported_by_line_and_column_and_refused() {
     let f = Fixture::new();
     let mut text = csv_text(5);

@@ -49,7 +49,20 @@ pub(super) fn read(
     sink: &mut Sink<'_>,
 ) -> Result<(), IngestError> {
     let file = display_name(path);
-    let input = std::fs::File::open(path).map_err(io(path))?;
+    let mut input = std::fs::File::open(path).map_err(io(path))?;
+    // A UTF-8 byte-order mark says the file is UTF-8 whatever was declared.
+    let mut bom = [0u8; 3];
+    let n = std::io::Read::read(&mut input, &mut bom).map_err(io(path))?;
+    if options.encoding != TextEncoding::Utf8 && n == 3 && bom == [0xEF, 0xBB, 0xBF] {
+        return Err(IngestError::Encoding {
+            file,
+            encoding: options.encoding.as_str(),
+            line: 1,
+            offset: 0,
+            hint: " text: it starts with a UTF-8 byte-order mark; pass --encoding utf-8",
+        });
+    }
+    std::io::Seek::rewind(&mut input).map_err(io(path))?;
     let decoded = DecodingReader::new(
         std::io::BufReader::new(input),
         options.encoding.encoding(),

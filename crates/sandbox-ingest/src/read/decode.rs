@@ -46,7 +46,7 @@ impl<R: Read> DecodingReader<R> {
     pub(crate) fn new(inner: R, encoding: &'static Encoding, max_line_bytes: usize) -> Self {
         DecodingReader {
             inner,
-            // A UTF-8 BOM is dropped; a BOM of another encoding is honoured.
+            // The encoding's own byte-order mark, if any, is dropped.
             decoder: encoding.new_decoder_with_bom_removal(),
             input: vec![0; 64 * 1024],
             start: 0,
