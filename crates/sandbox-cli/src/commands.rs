@@ -297,6 +297,13 @@ fn catalog_text(sandbox: &Sandbox) -> String {
             out.push_str(&format!("  open conditions: {c}\n"));
         }
         out.push_str(&format!("  {}\n", d.summary));
+        let layout = sandbox_ingest::DataLayout::new(sandbox.data_dir().root());
+        if let Ok(Some(m)) = sandbox_ingest::current_manifest(&layout, &d.id) {
+            out.push_str(&format!(
+                "  data: version {} registered by {} at {}, {} rows (`sandbox dataset show {}` for its quality report)\n",
+                m.version, m.owner, m.registered_at, m.rows, d.id
+            ));
+        }
         if let Some(p) = sandbox.policies().get(&d.id) {
             for f in &d.fields {
                 let roles = p.column(&f.name).map(|c| c.roles.to_string()).unwrap_or_default();

@@ -92,6 +92,10 @@ pub(crate) struct RegisterArgs {
     /// first use). Default: ~/.config/data-sandbox/pseudonym.key.
     #[arg(long, env = "SANDBOX_PSEUDONYM_KEY")]
     pub pseudonym_key: Option<PathBuf>,
+    /// Read and check the file and print its quality report, registering
+    /// nothing (nothing is written to the data directory or the ledger).
+    #[arg(long)]
+    pub check_only: bool,
     /// Print the version's manifest as JSON.
     #[arg(long)]
     pub json: bool,
@@ -258,6 +262,34 @@ pub(crate) fn register_as(
         .map_err(ingest_error)
 }
 
+/// Stages the file and drops the staged version: the quality report
+/// without a registration (the staging directory is removed).
+fn check_only(
+    dir: &DataDir,
+    account: &str,
+    key: &PseudonymKey,
+    file: &Path,
+    entry: &str,
+    policy: Option<&str>,
+    options: IngestOptions,
+) -> Result<sandbox_ingest::QualityReport, CliError> {
+    let registration = Registration {
+        file,
+        entry,
+        policy,
+        owner: account,
+        options,
+    };
+    match sandbox_ingest::stage(&DataLayout::new(dir.root()), key, &registration) {
+        Ok(staged) => Ok(staged.manifest().quality.clone()),
+        Err(IngestError::Quality { reasons, report }) => {
+            print!("{}", report.render());
+            Err(ingest_error(IngestError::Quality { reasons, report }))
+        }
+        Err(e) => Err(ingest_error(e)),
+    }
+}
+
 pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> Result<(), CliError> {
     let dir = DataDir::open(root)?;
     match command {
@@ -270,6 +302,12 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
             let account = crate::governance::account_of(&store, token)?;
             require_owner(&store, &account, &dataset.provider.id, dataset.id.as_str(), false)?;
             let key = pseudonym_key(args.pseudonym_key.as_deref(), &dir)?;
+            if args.check_only {
+                let report = check_only(&dir, &account, &key, &args.file, &entry, policy.as_deref(), options)?;
+                print!("{}", report.render());
+                println!("(checked only: nothing was registered)");
+                return Ok(());
+            }
             let manifest = register_as(
                 &dir,
                 &store,
@@ -347,7 +385,7 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                     "{id} withdrawn: version {} ({} rows, data {}) removed; the dataset stays suspended; recorded in the ledger",
                     m.version,
                     m.rows,
-                    &m.data_sha256[..16]
+                    short(&m.data_sha256)
                 ),
                 None => println!(
                     "{id} withdrawn (it had no registered version); it stays suspended; recorded in the ledger"
@@ -371,9 +409,9 @@ pub(crate) fn manifest_text(m: &VersionManifest) -> String {
         m.source.format.as_str(),
         m.source.encoding.as_ref().map(|e| format!(", {e}")).unwrap_or_default(),
         m.source.bytes,
-        &m.source.sha256[..16],
+        short(&m.source.sha256),
         m.rows,
-        &m.data_sha256[..16],
+        short(&m.data_sha256),
         if m.pseudonymized_columns.is_empty() {
             "none".to_string()
         } else {
@@ -454,4 +492,9 @@ pub(crate) fn demo_onboarding(root: &Path) -> Result<(), CliError> {
     let manifest = result?;
     print!("{}", manifest_text(&manifest));
     Ok(())
+}
+
+/// The first 16 characters of a digest, for people (the JSON has it whole).
+fn short(digest: &str) -> &str {
+    digest.get(..16).unwrap_or(digest)
 }

@@ -138,6 +138,22 @@ fn owners_register_see_the_report_and_withdraw() {
     assert_eq!(current(dir), None);
     let catalog = ok(&sandbox(dir, None, &["catalog"]));
     assert!(!catalog.contains("gov.market_inspections"));
+    // Checked only: the report, and nothing registered.
+    let mut check = thresholds.to_vec();
+    check.push("--check-only");
+    let out = ok(&sandbox(dir, Some(&market), &register_args(csv, entry, policy, &check)));
+    assert!(
+        out.contains("rows: 401 read, 400 stored, 1 rejected") && out.contains("nothing was registered"),
+        "{out}"
+    );
+    assert_eq!(current(dir), None);
+    assert!(
+        std::fs::read_dir(dir.join("data/data/gov/market_inspections"))
+            .expect("dir")
+            .flatten()
+            .all(|e| e.file_name() == ".lock"),
+        "a check left files"
+    );
     // Registered.
     let out = ok(&sandbox(
         dir,
@@ -148,7 +164,11 @@ fn owners_register_see_the_report_and_withdraw() {
     assert!(out.contains("rows: 401 read, 400 stored, 1 rejected"), "{out}");
     assert!(out.contains("pseudonymized: credit_code"), "{out}");
     assert_eq!(current(dir).as_deref(), Some("v000001"));
-    assert!(ok(&sandbox(dir, None, &["catalog"])).contains("gov.market_inspections"));
+    let catalog = ok(&sandbox(dir, None, &["catalog"]));
+    assert!(
+        catalog.contains("data: version 1 registered by market-regulator"),
+        "{catalog}"
+    );
     let shown = ok(&sandbox(
         dir,
         None,
