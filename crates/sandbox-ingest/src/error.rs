@@ -24,8 +24,11 @@ pub enum IngestError {
         offset: u64,
         hint: &'static str,
     },
-    /// A line is longer than the limit (the reader would otherwise hold it whole).
-    #[error("{file}: line {line} is longer than {limit} bytes; nothing was registered")]
+    /// A line (or a quoted field's record) is longer than the limit: the
+    /// reader would otherwise hold it whole.
+    #[error(
+        "{file}: at line {line}, a line or quoted field is longer than {limit} bytes (an unbalanced quote?); nothing was registered"
+    )]
     LineTooLong { file: String, line: u64, limit: usize },
     /// The file has no data rows.
     #[error("{file}: {message}; nothing was registered")]

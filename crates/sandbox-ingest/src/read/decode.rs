@@ -38,6 +38,7 @@ pub(crate) struct DecodingReader<R> {
     offset: u64,
     line: u64,
     line_bytes: usize,
+    in_quotes: bool,
     max_line_bytes: usize,
     finished: bool,
 }
@@ -58,6 +59,7 @@ impl<R: Read> DecodingReader<R> {
             offset: 0,
             line: 1,
             line_bytes: 0,
+            in_quotes: false,
             max_line_bytes,
             finished: false,
         }
@@ -84,11 +86,20 @@ impl<R: Read> DecodingReader<R> {
             );
             self.start += read;
             self.offset += read as u64;
-            // Track lines in what was decoded before any error.
+            // Track lines in what was decoded before any error. A record
+            // ends at a newline outside quotes (`""` inside a quoted field
+            // toggles twice), so a quoted field spanning many lines counts
+            // as one long line: the CSV reader never buffers more than the
+            // limit.
             for &b in &self.output[..written] {
+                if b == b'"' {
+                    self.in_quotes = !self.in_quotes;
+                }
                 if b == b'\n' {
                     self.line += 1;
-                    self.line_bytes = 0;
+                    if !self.in_quotes {
+                        self.line_bytes = 0;
+                    }
                 } else {
                     self.line_bytes += 1;
                     if self.line_bytes > self.max_line_bytes {
@@ -172,5 +183,16 @@ mod tests {
             matches!(problem, Some(DecodeProblem::LineTooLong { line: 2 })),
             "{problem:?}"
         );
+        // A quoted field of many short lines is one long record.
+        let quoted = format!("a,\"{}\"\n", "short\n".repeat(10));
+        let err = decode(quoted.as_bytes(), encoding_rs::UTF_8, 20).expect_err("long record");
+        let problem = err.get_ref().and_then(|e| e.downcast_ref::<DecodeProblem>());
+        assert!(
+            matches!(problem, Some(DecodeProblem::LineTooLong { line: 4 })),
+            "{problem:?}"
+        );
+        // Escaped quotes and short quoted fields are fine.
+        let ok = "a,\"say \"\"hi\"\"\"\nb,\"x\ny\"\n".repeat(5);
+        assert_eq!(decode(ok.as_bytes(), encoding_rs::UTF_8, 20).expect("fine"), ok);
     }
 }
