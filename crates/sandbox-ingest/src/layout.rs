@@ -188,3 +188,26 @@ pub(crate) fn clean_leftovers(dataset_dir: &Path) -> Result<(), IngestError> {
     }
     Ok(())
 }
+
+/// Removes Parquet files lying directly in the dataset's directory: the
+/// generated (unversioned, not pseudonymized) data a first registration
+/// replaces. Returns how many were removed.
+pub(crate) fn remove_unversioned_parts(dataset_dir: &Path) -> Result<usize, IngestError> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dataset_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(dataset_dir)(e)),
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() && p.extension().is_some_and(|x| x == "parquet") {
+            std::fs::remove_file(&p).map_err(io(&p))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dataset_dir)?;
+    }
+    Ok(removed)
+}

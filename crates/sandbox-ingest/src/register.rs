@@ -562,6 +562,12 @@ impl StagedVersion {
             &self.entry_toml,
             &self.policy_text,
         )?;
+        // Generated data the first registration replaces (raw codes): gone.
+        // A job already reading it fails; none can start on it any more.
+        let removed = layout::remove_unversioned_parts(&self.dataset_dir)?;
+        if removed > 0 {
+            tracing::info!(dataset = %self.manifest.dataset, removed, "removed the generated files a registration replaced");
+        }
         Ok(self.manifest.clone())
     }
 }
@@ -665,5 +671,6 @@ pub fn withdraw(
         let v = dir.join(layout::version_name(n));
         std::fs::remove_dir_all(&v).map_err(io(&v))?;
     }
+    layout::remove_unversioned_parts(&dir)?;
     Ok(manifest)
 }

@@ -830,3 +830,17 @@ fn withdrawal_records_the_version_and_removes_the_data() {
     assert!(err.to_string().contains("no ledger"));
     assert!(f.current().is_some());
 }
+
+#[test]
+fn a_first_registration_over_generated_data_removes_the_generated_files() {
+    let f = Fixture::new();
+    // Generated data lies directly in the dataset's directory, unversioned.
+    std::fs::create_dir_all(f.dataset_dir()).expect("mkdir");
+    let generated = f.dataset_dir().join("part-00000.parquet");
+    write_parquet(&generated, false, 5);
+    f.register(&f.file("a.csv", csv_text(10).as_bytes()), options())
+        .expect("v1");
+    assert!(!generated.exists(), "the generated raw file must go");
+    assert_eq!(column_strings(&stored_file(&f), "credit_code").len(), 10);
+    assert_nowhere(&f.root, &(0..10).map(code).collect::<Vec<_>>());
+}
