@@ -60,6 +60,9 @@ pub(crate) struct RegisterArgs {
     /// the sheet has no header row.
     #[arg(long)]
     pub no_header: bool,
+    /// The longest CSV line (or quoted field spanning lines) read, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
     /// The .xlsx worksheet (default: the first).
     #[arg(long)]
     pub sheet: Option<String>,
@@ -141,6 +144,7 @@ impl RegisterArgs {
         options.csv.encoding = TextEncoding::parse(&self.encoding).map_err(spec)?;
         options.csv.delimiter = delimiter;
         options.csv.header = !self.no_header;
+        options.csv.max_line_bytes = self.max_line_bytes.max(1);
         for c in &self.check {
             let (column, kind) = c
                 .split_once('=')
