@@ -38,6 +38,10 @@ pub struct ColumnQuality {
     pub invalid_codes: u64,
     /// District names not among Shanghai's 16.
     pub unknown_districts: u64,
+    /// Values of a dimension outside the policy's public key set (kept;
+    /// no job releases a group for them).
+    #[serde(default)]
+    pub outside_public_keys: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<ValueCheck>,
     /// Stored as keyed-hash pseudonyms.
@@ -174,6 +178,10 @@ impl QualityReport {
                 Some(ValueCheck::CreditCode) => notes.push("credit-code check"),
                 Some(ValueCheck::District) => notes.push("district check"),
                 None => {}
+            }
+            let outside = format!("{} outside public keys", c.outside_public_keys);
+            if c.outside_public_keys > 0 {
+                notes.push(&outside);
             }
             if c.pseudonymized {
                 notes.push("pseudonymized");

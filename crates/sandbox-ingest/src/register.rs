@@ -16,6 +16,7 @@ use crate::writer::{StoredFile, VersionWriter};
 use crate::{IngestError, io};
 use sandbox_model::districts::SHANGHAI_DISTRICTS;
 use sandbox_model::{Catalog, ColumnRole, Dataset, DatasetId, FieldType, credit_code};
+use sandbox_policy::PublicKey;
 use serde::{Deserialize, Serialize};
 use sha2_11::{Digest, Sha256};
 use std::collections::HashSet;
@@ -138,6 +139,8 @@ struct ColumnPlan {
     data_type: FieldType,
     check: Option<ValueCheck>,
     bounds: Option<(f64, f64)>,
+    /// The dimension's public key set, if the policy declares one.
+    public_keys: Option<HashSet<PublicKey>>,
     pseudonymize: bool,
 }
 
@@ -235,6 +238,10 @@ fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError
             data_type: f.data_type,
             check: check.filter(|_| f.data_type == FieldType::Utf8),
             bounds: policy.column(&f.name).and_then(|c| c.bounds),
+            public_keys: policy
+                .column(&f.name)
+                .and_then(|c| c.public_keys.as_ref())
+                .map(|keys| keys.iter().cloned().collect()),
             pseudonymize,
         });
     }
@@ -435,6 +442,23 @@ pub fn stage(layout: &DataLayout, key: &PseudonymKey, reg: &Registration<'_>) ->
                     }
                 }
                 Cell::Bool(_) | Cell::Date(_) => {}
+            }
+        }
+        for (i, col) in plan.columns.iter().enumerate() {
+            let Some(keys) = &col.public_keys else { continue };
+            let known = match &cells[i] {
+                Cell::Str(s) => keys.contains(&PublicKey::Str(s.clone())),
+                Cell::Int(v) => keys.contains(&PublicKey::Int(*v)),
+                _ => true,
+            };
+            if !known {
+                report.columns[i].outside_public_keys += 1;
+                report.issue(
+                    line,
+                    Some(&col.name),
+                    "not among the policy's public keys (never released as a group)",
+                    false,
+                );
             }
         }
         if !plan.key.is_empty()

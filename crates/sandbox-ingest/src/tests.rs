@@ -48,7 +48,7 @@ sql = true
 wasm = false
 [columns]
 credit_code = { roles = ["identifier", "privacy_unit"] }
-district = { role = "dimension" }
+district = { role = "dimension", public_keys = ["浦东新区", "黄浦区", "徐汇区"] }
 inspected = { role = "dimension" }
 fine = { role = "measure", bounds = [0.0, 100.0] }
 staff = { role = "measure", bounds = [0.0, 10.0] }
@@ -425,6 +425,7 @@ fn codes_districts_and_bounds_are_checked_and_thresholds_refuse() {
     assert_eq!(col("credit_code").invalid_codes, 1);
     assert_eq!(col("district").unknown_districts, 1);
     assert_eq!(col("district").nulls, 1);
+    assert_eq!(col("district").outside_public_keys, 1);
     assert_eq!((col("fine").out_of_bounds, col("staff").out_of_bounds), (1, 1));
     assert_eq!(col("fine").nulls, 1);
     let rendered = m.quality.render();
@@ -603,7 +604,7 @@ fn an_xlsx_workbook_registers() {
         rows.push(vec![
             format!("{}.25", i),
             code(i),
-            "长宁区".into(),
+            "黄浦区".into(),
             format!("2024-03-{:02}", 1 + i % 28),
             format!("{}", i % 4),
         ]);
@@ -611,7 +612,7 @@ fn an_xlsx_workbook_registers() {
     rows.push(vec![
         "oops".into(),
         code(99),
-        "长宁区".into(),
+        "黄浦区".into(),
         "2024-03-01".into(),
         "1".into(),
     ]);
