@@ -96,7 +96,8 @@ pub(crate) struct RegisterArgs {
     #[arg(long, env = "SANDBOX_PSEUDONYM_KEY")]
     pub pseudonym_key: Option<PathBuf>,
     /// Read and check the file and print its quality report, registering
-    /// nothing (nothing is written to the data directory or the ledger).
+    /// nothing (the staged files are removed; nothing reaches the catalog or
+    /// the ledger).
     #[arg(long)]
     pub check_only: bool,
     /// Print the version's manifest as JSON.
