@@ -139,8 +139,10 @@ struct ColumnPlan {
     data_type: FieldType,
     check: Option<ValueCheck>,
     bounds: Option<(f64, f64)>,
-    /// The dimension's public key set, if the policy declares one.
-    public_keys: Option<HashSet<PublicKey>>,
+    /// The dimension's public key set, if the policy declares one (text
+    /// and integer keys apart, so that a row's value is looked up without
+    /// a copy).
+    public_keys: Option<(HashSet<String>, HashSet<i64>)>,
     pseudonymize: bool,
 }
 
@@ -238,10 +240,23 @@ fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError
             data_type: f.data_type,
             check: check.filter(|_| f.data_type == FieldType::Utf8),
             bounds: policy.column(&f.name).and_then(|c| c.bounds),
-            public_keys: policy
-                .column(&f.name)
-                .and_then(|c| c.public_keys.as_ref())
-                .map(|keys| keys.iter().cloned().collect()),
+            public_keys: policy.column(&f.name).and_then(|c| c.public_keys.as_ref()).map(|keys| {
+                let text = keys
+                    .iter()
+                    .filter_map(|k| match k {
+                        PublicKey::Str(s) => Some(s.clone()),
+                        PublicKey::Int(_) => None,
+                    })
+                    .collect();
+                let ints = keys
+                    .iter()
+                    .filter_map(|k| match k {
+                        PublicKey::Int(i) => Some(*i),
+                        PublicKey::Str(_) => None,
+                    })
+                    .collect();
+                (text, ints)
+            }),
             pseudonymize,
         });
     }
@@ -445,10 +460,10 @@ pub fn stage(layout: &DataLayout, key: &PseudonymKey, reg: &Registration<'_>) ->
             }
         }
         for (i, col) in plan.columns.iter().enumerate() {
-            let Some(keys) = &col.public_keys else { continue };
+            let Some((text, ints)) = &col.public_keys else { continue };
             let known = match &cells[i] {
-                Cell::Str(s) => keys.contains(&PublicKey::Str(s.clone())),
-                Cell::Int(v) => keys.contains(&PublicKey::Int(*v)),
+                Cell::Str(s) => text.contains(s.as_str()),
+                Cell::Int(v) => ints.contains(v),
                 _ => true,
             };
             if !known {
