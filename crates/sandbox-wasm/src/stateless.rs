@@ -1035,6 +1035,93 @@ mod tests {
         assert!(reason.contains("start function"), "{reason}");
     }
 
+    /// A long call chain (a hostile module can hold hundreds of thousands
+    /// of tiny functions) must not exhaust the host's stack: a stack
+    /// overflow aborts the whole process, not just the admission.
+    #[test]
+    fn a_long_call_chain_does_not_overflow_the_hosts_stack() {
+        const CHAIN: usize = 50_000;
+        let mut wat = String::from(
+            r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+              (func (export "sandbox_row_f") (param f64) (result f64) (call $c0 (local.get 0)))"#,
+        );
+        for i in 0..CHAIN - 1 {
+            wat += &format!(
+                "(func $c{i} (param f64) (result f64) (call $c{} (local.get 0)))\n",
+                i + 1
+            );
+        }
+        wat += &format!(
+            r#"(func $c{} (param f64) (result f64) (local i32)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+                 (local.get 0)))"#,
+            CHAIN - 1
+        );
+        let bytes = wat::parse_str(&wat).expect("wat");
+        // The default stack of a spawned thread (tokio's blocking pool and
+        // the test harness use the same 2 MiB).
+        let verdict = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || check_exports(&bytes, &["sandbox_row_f".to_string()]).remove(0))
+            .expect("thread")
+            .join()
+            .expect("no panic");
+        assert_eq!(
+            verdict,
+            Some(Ok(StackWindow {
+                start: 4096 - 16,
+                len: 16
+            }))
+        );
+    }
+
+    /// Recursion through a frame function, with the frameless part of the
+    /// cycle explored first (from another caller), is still recursion.
+    #[test]
+    fn recursion_through_a_frame_is_found_whatever_the_order_of_exploration() {
+        let wat = r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+          (func $g (param f64) (result f64)
+            (if (result f64) (f64.lt (local.get 0) (f64.const 0))
+              (then (call $w (local.get 0)))
+              (else (call $f (local.get 0)))))
+          (func $w (param f64) (result f64) (call $g (f64.neg (local.get 0))))
+          (func $f (param f64) (result f64) (local i32 f64)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+            (local.set 2 (call $w (local.get 0)))
+            (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+            (local.get 2))
+          (func (export "sandbox_row_f") (param f64) (result f64) (call $g (local.get 0))))"#;
+        let reason = verdict(wat, "sandbox_row_f").expect("exists").expect_err("recursive");
+        assert!(reason.contains("recursive"), "{reason}");
+        // And a frame below a frameless cycle counts on every path into it.
+        let wat = r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+          (func $f (param f64) (result f64) (local i32)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+            (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+            (local.get 0))
+          (func $x (param f64 f64) (result f64)
+            (if (result f64) (f64.gt (local.get 1) (f64.const 0))
+              (then (call $y (local.get 0)))
+              (else (call $f (local.get 0)))))
+          (func $y (param f64) (result f64) (call $x (local.get 0) (f64.const 0)))
+          (func $z (param f64) (result f64) (local i32 f64)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 32))))
+            (local.set 2 (call $y (local.get 0)))
+            (global.set $sp (i32.add (local.get 1) (i32.const 32)))
+            (local.get 2))
+          (func (export "sandbox_row_f") (param f64) (result f64)
+            (drop (call $x (local.get 0) (f64.const 1)))
+            (call $z (local.get 0))))"#;
+        assert_eq!(
+            verdict(wat, "sandbox_row_f"),
+            Some(Ok(StackWindow {
+                start: 4096 - 48,
+                len: 48
+            }))
+        );
+    }
+
     #[test]
     fn imported_functions_are_not_stateless() {
         let wat = r#"(module
