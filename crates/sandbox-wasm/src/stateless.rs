@@ -266,49 +266,126 @@ fn check_reachable(
 
 /// The largest sum of frame sizes along a call path from `root`; a cycle
 /// through a frame function has no bound and is refused.
+///
+/// Over the strongly connected components of the call graph (Tarjan's
+/// algorithm, iterative: a hostile module may chain any number of
+/// functions, and the host's stack must not follow it). A component with a
+/// cycle may hold frameless functions only (they never move the stack
+/// pointer); its depth is the deepest of the calls leaving it, the same for
+/// every member since each reaches all the others. Tarjan finishes a
+/// component only after every component it calls, so each depth is final
+/// when it is recorded.
 fn deepest_stack(root: u32, fact: &dyn Fn(u32) -> Result<Facts, NotStateless>) -> Result<u32, NotStateless> {
-    fn visit(
-        index: u32,
-        fact: &dyn Fn(u32) -> Result<Facts, NotStateless>,
-        on_path: &mut Vec<u32>,
-        memo: &mut HashMap<u32, u32>,
-    ) -> Result<u32, NotStateless> {
-        if let Some(&depth) = memo.get(&index) {
-            return Ok(depth);
+    struct Node {
+        facts: Facts,
+        index: usize,
+        low: usize,
+        on_stack: bool,
+        depth: Option<u32>,
+    }
+    let mut nodes: HashMap<u32, Node> = HashMap::new();
+    let mut open: Vec<u32> = Vec::new();
+    // The depth-first walk: a function and how many of its callees it has
+    // looked at.
+    let mut walk: Vec<(u32, usize)> = Vec::new();
+    let missing = |i: u32| format!("function {i} was not checked");
+    let enter = |i: u32, nodes: &mut HashMap<u32, Node>, open: &mut Vec<u32>| -> Result<(), NotStateless> {
+        let index = nodes.len();
+        nodes.insert(
+            i,
+            Node {
+                facts: fact(i)?,
+                index,
+                low: index,
+                on_stack: true,
+                depth: None,
+            },
+        );
+        open.push(i);
+        Ok(())
+    };
+    enter(root, &mut nodes, &mut open)?;
+    walk.push((root, 0));
+    while let Some(&(f, next)) = walk.last() {
+        let callee = nodes
+            .get(&f)
+            .ok_or_else(|| missing(f))?
+            .facts
+            .callees
+            .get(next)
+            .copied();
+        if let Some(callee) = callee {
+            if let Some(last) = walk.last_mut() {
+                last.1 += 1;
+            }
+            match nodes.get(&callee) {
+                None => {
+                    enter(callee, &mut nodes, &mut open)?;
+                    walk.push((callee, 0));
+                }
+                Some(c) if c.on_stack => {
+                    let index = c.index;
+                    let node = nodes.get_mut(&f).ok_or_else(|| missing(f))?;
+                    node.low = node.low.min(index);
+                }
+                Some(_) => {}
+            }
+            continue;
         }
-        let f = fact(index)?;
-        if let Some(at) = on_path.iter().position(|&i| i == index) {
-            // A cycle: harmless among frameless functions (they never move
-            // the stack pointer), unbounded if a frame function is on it.
-            let cycle = &on_path[at..];
-            for &i in cycle {
-                if fact(i)?.frame.is_some() {
-                    return Err(format!("function {i} has a stack frame and is recursive"));
+        walk.pop();
+        let (index, low) = nodes.get(&f).map(|n| (n.index, n.low)).ok_or_else(|| missing(f))?;
+        if let Some(&(parent, _)) = walk.last() {
+            let node = nodes.get_mut(&parent).ok_or_else(|| missing(parent))?;
+            node.low = node.low.min(low);
+        }
+        if low != index {
+            continue;
+        }
+        // `f` roots a component: its members are on `open` down to `f`.
+        let at = open.iter().rposition(|&i| i == f).ok_or_else(|| missing(f))?;
+        let members = open.split_off(at);
+        let inside: HashSet<u32> = members.iter().copied().collect();
+        let mut cyclic = members.len() > 1;
+        let mut deepest = 0u32;
+        for m in &members {
+            let node = nodes.get(m).ok_or_else(|| missing(*m))?;
+            for callee in &node.facts.callees {
+                if inside.contains(callee) {
+                    cyclic = true;
+                } else {
+                    let depth = nodes
+                        .get(callee)
+                        .and_then(|c| c.depth)
+                        .ok_or_else(|| missing(*callee))?;
+                    deepest = deepest.max(depth);
                 }
             }
-            return Ok(0);
         }
-        on_path.push(index);
-        let mut deepest = 0u32;
-        for &callee in &f.callees {
-            deepest = deepest.max(visit(callee, fact, on_path, memo)?);
+        for m in &members {
+            let node = nodes.get(m).ok_or_else(|| missing(*m))?;
+            if cyclic && node.facts.frame.is_some() {
+                return Err(format!("function {m} has a stack frame and is recursive"));
+            }
         }
-        on_path.pop();
-        // A moving frame puts its callees below it; a non-moving one
-        // shares the bytes below the pointer with them.
-        let depth = match f.frame {
-            Some(Frame { bytes, moves: true, .. }) => bytes
-                .checked_add(deepest)
-                .ok_or_else(|| "its stack use overflows".to_string())?,
-            Some(Frame {
-                bytes, moves: false, ..
-            }) => bytes.max(deepest),
-            None => deepest,
-        };
-        memo.insert(index, depth);
-        Ok(depth)
+        for m in &members {
+            let node = nodes.get_mut(m).ok_or_else(|| missing(*m))?;
+            // A moving frame puts its callees below it; a non-moving one
+            // shares the bytes below the pointer with them. (In a cycle
+            // every member is frameless.)
+            let depth = match node.facts.frame {
+                Some(Frame { bytes, moves: true, .. }) => bytes
+                    .checked_add(deepest)
+                    .ok_or_else(|| "its stack use overflows".to_string())?,
+                Some(Frame {
+                    bytes, moves: false, ..
+                }) => bytes.max(deepest),
+                None => deepest,
+            };
+            node.on_stack = false;
+            node.depth = Some(depth);
+        }
     }
-    visit(root, fact, &mut Vec::new(), &mut HashMap::new())
+    nodes.get(&root).and_then(|n| n.depth).ok_or_else(|| missing(root))
 }
 
 /// Abstract value on the operand stack: the frame pointer itself, or
