@@ -1199,6 +1199,100 @@ mod tests {
         );
     }
 
+    /// Attacks on the frame rules that hold (red-team regression cases).
+    #[test]
+    fn more_ways_out_of_a_frame_are_refused() {
+        for (case, body, extra) in [
+            (
+                "a memarg offset that wraps past 4 GiB",
+                "(f64.store offset=4294967295 (local.get 1) (local.get 0))",
+                "",
+            ),
+            (
+                "a br_table to the function's label",
+                "(block (br_table 0 1 (i32.trunc_sat_f64_s (local.get 0))))",
+                "",
+            ),
+            (
+                "a frame copy rewritten on a loop's back edge",
+                "(local.set 3 (local.get 1))
+                 (loop (f64.store (local.get 3) (local.get 0))
+                   (local.set 3 (i32.sub (local.get 3) (i32.const 16)))
+                   (br_if 0 (f64.lt (local.get 0) (f64.const 0))))",
+                "",
+            ),
+            (
+                "a frame copy overwritten on one path of an if without else",
+                "(local.set 3 (local.get 1))
+                 (if (f64.lt (local.get 0) (f64.const 0)) (then (local.set 3 (i32.const 0))))
+                 (f64.store (local.get 3) (local.get 0))",
+                "",
+            ),
+            (
+                "a frame pointer through select",
+                "(f64.store (select (local.get 1) (i32.const 0) (i32.const 1)) (local.get 0))",
+                "",
+            ),
+            (
+                "a frame pointer through a block result",
+                "(f64.store (block (result i32) (local.get 1)) (local.get 0))",
+                "",
+            ),
+            (
+                "a frame pointer passed to a callee",
+                "(local.set 2 (call $store (local.get 1) (local.get 0)))",
+                "(func $store (param i32 f64) (result f64) (f64.store (local.get 0) (local.get 1)) (local.get 1))",
+            ),
+            (
+                "a second prologue later in the body",
+                "(global.set $sp (local.tee 3 (i32.sub (global.get $sp) (i32.const 16))))",
+                "",
+            ),
+        ] {
+            let wat = framed(16, body, extra).replace("(local i32 f64)", "(local i32 f64 i32)");
+            let verdict = verdict(&wat, "sandbox_row_f").expect("export exists");
+            assert!(verdict.is_err(), "{case}: {verdict:?}");
+        }
+        // An epilogue through a copy of the frame pointer is not the
+        // toolchain's shape.
+        let wat = framed(16, "(local.set 3 (local.get 1))", "")
+            .replace("(local i32 f64)", "(local i32 f64 i32)")
+            .replace(
+                "(i32.add (local.get 1) (i32.const 16))",
+                "(i32.add (local.get 3) (i32.const 16))",
+            );
+        assert!(verdict(&wat, "sandbox_row_f").expect("exists").is_err());
+        // A frame of a negative size, or over 64 KiB, is not a frame.
+        for frame in [-16, 64 * 1024 + 8] {
+            let wat = framed(frame, "(f64.store (local.get 1) (local.get 0))", "");
+            assert!(verdict(&wat, "sandbox_row_f").expect("exists").is_err(), "{frame}");
+        }
+        // A stack pointer that starts too low for the frames.
+        let wat = framed(16, "", "").replace("(i32.const 4096)", "(i32.const 8)");
+        assert!(verdict(&wat, "sandbox_row_f").expect("exists").is_err());
+    }
+
+    #[test]
+    fn a_leaf_frame_calling_a_moving_frame_shares_its_bytes() {
+        let wat = r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+          (func $moving (param f64) (result f64) (local i32)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 8))))
+            (f64.store (local.get 1) (local.get 0))
+            (global.set $sp (i32.add (local.get 1) (i32.const 8)))
+            (local.get 0))
+          (func (export "sandbox_row_f") (param f64) (result f64) (local i32)
+            (local.set 1 (i32.sub (global.get $sp) (i32.const 24)))
+            (f64.store offset=16 (local.get 1) (call $moving (local.get 0)))
+            (f64.load offset=16 (local.get 1))))"#;
+        assert_eq!(
+            verdict(wat, "sandbox_row_f"),
+            Some(Ok(StackWindow {
+                start: 4096 - 24,
+                len: 24
+            }))
+        );
+    }
+
     #[test]
     fn imported_functions_are_not_stateless() {
         let wat = r#"(module

@@ -285,3 +285,48 @@ fn recursion_through_a_frame_behind_a_frameless_cycle_is_not_stateless() {
     assert!(reason.contains("recursive"), "{reason}");
     assert_healthy(&engine);
 }
+
+/// A frame function that reads its frame before writing it, then fails
+/// after the write in several ways (stack overflow through frameless
+/// recursion, division by zero, `unreachable`) with its frame (and the
+/// stack pointer) left lowered: the rows after each failure see a fresh
+/// instance, so every row's value is what it is alone.
+#[test]
+fn traps_of_every_kind_in_the_middle_of_a_frame_leave_nothing_behind() {
+    let engine = engine();
+    let bytes = Guest::new(&udf_manifest("trap", 1))
+        .udf("trap", UNUSED_BATCH_EXPORT)
+        .field("(global $sp (mut i32) (i32.const 4096))")
+        .field(
+            r#"(func $forever (param f64) (result f64)
+                 (f64.add (call $forever (local.get 0)) (f64.const 1)))"#,
+        )
+        .field(
+            r#"(func $inner (param f64) (result f64) (local i32)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 8))))
+                 (f64.store (local.get 1) (local.get 0))
+                 (if (f64.gt (local.get 0) (f64.const 10)) (then (drop (call $forever (local.get 0)))))
+                 (drop (i32.div_s (i32.const 1) (i32.trunc_sat_f64_s (f64.add (local.get 0) (f64.const 1)))))
+                 (if (f64.lt (local.get 0) (f64.const -5)) (then (unreachable)))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 8)))
+                 (local.get 0))"#,
+        )
+        .field(
+            r#"(func (export "sandbox_row_trap") (param f64) (result f64) (local i32 f64)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+                 (local.set 2 (f64.add (f64.load (local.get 1)) (f64.load (i32.const 4064))))
+                 (f64.add (f64.load (i32.const 4072)) (local.get 2)) (local.set 2)
+                 (f64.store (local.get 1) (f64.mul (local.get 0) (f64.const 0.01)))
+                 (drop (call $inner (local.get 0)))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+                 (local.get 2))"#,
+        )
+        .build();
+    let module = engine.admit(&bytes).expect("admitted");
+    assert_eq!(module.row_export("trap"), &RowExport::Stateless);
+    let x = [50.0, 0.5, 20.0, 0.3, -1.0, 0.7, -9.0, 0.9, f64::NAN, 0.1];
+    assert_rows_independent(&engine, &module, "trap", &x);
+    let out = engine.call_udf_rows(&module, "trap", &f64_batch(&[&x])).expect("runs");
+    assert_eq!(out.iter().filter(|v| v.is_none()).count(), 5, "{out:?}");
+    assert_healthy(&engine);
+}
