@@ -330,3 +330,28 @@ fn traps_of_every_kind_in_the_middle_of_a_frame_leave_nothing_behind() {
     assert_eq!(out.iter().filter(|v| v.is_none()).count(), 5, "{out:?}");
     assert_healthy(&engine);
 }
+
+/// Every trap in a batch replaces the instance; the replacement reuses the
+/// batch's engine-wide slot, so a batch never fails with `Busy` because one
+/// of its rows trapped (the failure of a whole batch would then depend on
+/// its data). Here every slot but the batch's is taken throughout.
+#[test]
+fn a_batch_keeps_its_slot_across_traps() {
+    let engine = super::engine_with(super::test_config().max_instances(2));
+    let bytes = guest(
+        "t",
+        1,
+        r#"(func (export "sandbox_row_t") (param f64) (result f64)
+             (if (f64.lt (local.get 0) (f64.const 0)) (then (unreachable)))
+             (local.get 0))"#,
+    );
+    let module = engine.admit(&bytes).expect("admitted");
+    let held = engine.slots().acquire().expect("a slot");
+    let out = engine
+        .call_udf_rows(&module, "t", &f64_batch(&[&[0.5, -1.0, 0.25, -2.0, 0.75]]))
+        .expect("runs");
+    assert_eq!(out, vec![Some(0.5), None, Some(0.25), None, Some(0.75)]);
+    assert_eq!(engine.live_instances(), 1, "only the held slot");
+    drop(held);
+    assert_healthy(&engine);
+}
