@@ -1171,6 +1171,28 @@ mod tests {
           (func (export "sandbox_row_f") (param f64) (result f64) (call $g (local.get 0))))"#;
         let reason = verdict(wat, "sandbox_row_f").expect("exists").expect_err("recursive");
         assert!(reason.contains("recursive"), "{reason}");
+        // A frame function calling itself directly.
+        let body = "(if (f64.gt (local.get 0) (f64.const 1))
+                      (then (local.set 2 (call 0 (f64.sub (local.get 0) (f64.const 1))))))";
+        let reason = verdict(&framed(16, body, ""), "sandbox_row_f")
+            .expect("exists")
+            .expect_err("self-recursive");
+        assert!(reason.contains("recursive"), "{reason}");
+        // A frameless function calling itself is harmless.
+        let wat = framed(
+            16,
+            "(local.set 2 (call $halve (local.get 0)))",
+            "(func $halve (param f64) (result f64)
+               (if (result f64) (f64.gt (local.get 0) (f64.const 1))
+                 (then (call $halve (f64.mul (local.get 0) (f64.const 0.5)))) (else (local.get 0))))",
+        );
+        assert_eq!(
+            verdict(&wat, "sandbox_row_f"),
+            Some(Ok(StackWindow {
+                start: 4096 - 16,
+                len: 16
+            }))
+        );
         // And a frame below a frameless cycle counts on every path into it.
         let wat = r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
           (func $f (param f64) (result f64) (local i32)
