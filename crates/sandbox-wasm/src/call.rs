@@ -151,6 +151,16 @@ impl<'a> Call<'a> {
         Ok(rows)
     }
 
+    /// Drops the instance (returning its pool slot) but keeps the
+    /// engine-wide slot, so the next instance of the same batch cannot be
+    /// refused for want of one: whether a batch fails must not depend on
+    /// whether one of its rows trapped.
+    fn into_slot(self) -> SlotGuard {
+        let Call { store, _slot, .. } = self;
+        drop(store);
+        _slot
+    }
+
     /// The bytes of `window` as instantiation left them.
     fn snapshot(&self, window: StackWindow) -> Result<Vec<u8>, WasmError> {
         let mut bytes = vec![0u8; window.len as usize];
@@ -221,9 +231,10 @@ impl<'a> Call<'a> {
 /// Evaluates a provably stateless per-row export on every row of
 /// `columns` (a null is passed as NaN): one instance serves rows until one
 /// fails, then a fresh instance (from `start`) serves the rest. Returns one
-/// entry per row, `None` where that row's call failed.
+/// entry per row, `None` where that row's call failed. `start` is given
+/// the slot of the instance it replaces (none for the first).
 pub(crate) fn call_rows<'a>(
-    mut start: impl FnMut() -> Result<Call<'a>, WasmError>,
+    mut start: impl FnMut(Option<SlotGuard>) -> Result<Call<'a>, WasmError>,
     export: &str,
     window: StackWindow,
     columns: &[&Float64Array],
@@ -231,10 +242,12 @@ pub(crate) fn call_rows<'a>(
 ) -> Result<Vec<Option<f64>>, WasmError> {
     let mut out = Vec::with_capacity(rows);
     let mut next = 0;
+    let mut slot = None;
     while next < rows {
-        let mut call = start()?;
+        let mut call = start(slot.take())?;
         let snapshot = call.snapshot(window)?;
         next = call.rows(export, window, &snapshot, columns, (next, rows), &mut out)?;
+        slot = Some(call.into_slot());
     }
     Ok(out)
 }

@@ -288,7 +288,13 @@ impl SandboxEngine {
         }
         let started = Instant::now();
         let export = format!("{ROW_PREFIX}{name}");
-        let start = || Call::start(&self.config, module.pre(), self.slots.acquire()?);
+        let start = |slot: Option<_>| {
+            let slot = match slot {
+                Some(slot) => slot,
+                None => self.slots.acquire()?,
+            };
+            Call::start(&self.config, module.pre(), slot)
+        };
         let values = call::call_rows(start, &export, window, &columns, input.num_rows())?;
         let failed = values.iter().filter(|v| v.is_none()).count();
         tracing::debug!(

@@ -266,49 +266,126 @@ fn check_reachable(
 
 /// The largest sum of frame sizes along a call path from `root`; a cycle
 /// through a frame function has no bound and is refused.
+///
+/// Over the strongly connected components of the call graph (Tarjan's
+/// algorithm, iterative: a hostile module may chain any number of
+/// functions, and the host's stack must not follow it). A component with a
+/// cycle may hold frameless functions only (they never move the stack
+/// pointer); its depth is the deepest of the calls leaving it, the same for
+/// every member since each reaches all the others. Tarjan finishes a
+/// component only after every component it calls, so each depth is final
+/// when it is recorded.
 fn deepest_stack(root: u32, fact: &dyn Fn(u32) -> Result<Facts, NotStateless>) -> Result<u32, NotStateless> {
-    fn visit(
-        index: u32,
-        fact: &dyn Fn(u32) -> Result<Facts, NotStateless>,
-        on_path: &mut Vec<u32>,
-        memo: &mut HashMap<u32, u32>,
-    ) -> Result<u32, NotStateless> {
-        if let Some(&depth) = memo.get(&index) {
-            return Ok(depth);
+    struct Node {
+        facts: Facts,
+        index: usize,
+        low: usize,
+        on_stack: bool,
+        depth: Option<u32>,
+    }
+    let mut nodes: HashMap<u32, Node> = HashMap::new();
+    let mut open: Vec<u32> = Vec::new();
+    // The depth-first walk: a function and how many of its callees it has
+    // looked at.
+    let mut walk: Vec<(u32, usize)> = Vec::new();
+    let missing = |i: u32| format!("function {i} was not checked");
+    let enter = |i: u32, nodes: &mut HashMap<u32, Node>, open: &mut Vec<u32>| -> Result<(), NotStateless> {
+        let index = nodes.len();
+        nodes.insert(
+            i,
+            Node {
+                facts: fact(i)?,
+                index,
+                low: index,
+                on_stack: true,
+                depth: None,
+            },
+        );
+        open.push(i);
+        Ok(())
+    };
+    enter(root, &mut nodes, &mut open)?;
+    walk.push((root, 0));
+    while let Some(&(f, next)) = walk.last() {
+        let callee = nodes
+            .get(&f)
+            .ok_or_else(|| missing(f))?
+            .facts
+            .callees
+            .get(next)
+            .copied();
+        if let Some(callee) = callee {
+            if let Some(last) = walk.last_mut() {
+                last.1 += 1;
+            }
+            match nodes.get(&callee) {
+                None => {
+                    enter(callee, &mut nodes, &mut open)?;
+                    walk.push((callee, 0));
+                }
+                Some(c) if c.on_stack => {
+                    let index = c.index;
+                    let node = nodes.get_mut(&f).ok_or_else(|| missing(f))?;
+                    node.low = node.low.min(index);
+                }
+                Some(_) => {}
+            }
+            continue;
         }
-        let f = fact(index)?;
-        if let Some(at) = on_path.iter().position(|&i| i == index) {
-            // A cycle: harmless among frameless functions (they never move
-            // the stack pointer), unbounded if a frame function is on it.
-            let cycle = &on_path[at..];
-            for &i in cycle {
-                if fact(i)?.frame.is_some() {
-                    return Err(format!("function {i} has a stack frame and is recursive"));
+        walk.pop();
+        let (index, low) = nodes.get(&f).map(|n| (n.index, n.low)).ok_or_else(|| missing(f))?;
+        if let Some(&(parent, _)) = walk.last() {
+            let node = nodes.get_mut(&parent).ok_or_else(|| missing(parent))?;
+            node.low = node.low.min(low);
+        }
+        if low != index {
+            continue;
+        }
+        // `f` roots a component: its members are on `open` down to `f`.
+        let at = open.iter().rposition(|&i| i == f).ok_or_else(|| missing(f))?;
+        let members = open.split_off(at);
+        let inside: HashSet<u32> = members.iter().copied().collect();
+        let mut cyclic = members.len() > 1;
+        let mut deepest = 0u32;
+        for m in &members {
+            let node = nodes.get(m).ok_or_else(|| missing(*m))?;
+            for callee in &node.facts.callees {
+                if inside.contains(callee) {
+                    cyclic = true;
+                } else {
+                    let depth = nodes
+                        .get(callee)
+                        .and_then(|c| c.depth)
+                        .ok_or_else(|| missing(*callee))?;
+                    deepest = deepest.max(depth);
                 }
             }
-            return Ok(0);
         }
-        on_path.push(index);
-        let mut deepest = 0u32;
-        for &callee in &f.callees {
-            deepest = deepest.max(visit(callee, fact, on_path, memo)?);
+        for m in &members {
+            let node = nodes.get(m).ok_or_else(|| missing(*m))?;
+            if cyclic && node.facts.frame.is_some() {
+                return Err(format!("function {m} has a stack frame and is recursive"));
+            }
         }
-        on_path.pop();
-        // A moving frame puts its callees below it; a non-moving one
-        // shares the bytes below the pointer with them.
-        let depth = match f.frame {
-            Some(Frame { bytes, moves: true, .. }) => bytes
-                .checked_add(deepest)
-                .ok_or_else(|| "its stack use overflows".to_string())?,
-            Some(Frame {
-                bytes, moves: false, ..
-            }) => bytes.max(deepest),
-            None => deepest,
-        };
-        memo.insert(index, depth);
-        Ok(depth)
+        for m in &members {
+            let node = nodes.get_mut(m).ok_or_else(|| missing(*m))?;
+            // A moving frame puts its callees below it; a non-moving one
+            // shares the bytes below the pointer with them. (In a cycle
+            // every member is frameless.)
+            let depth = match node.facts.frame {
+                Some(Frame { bytes, moves: true, .. }) => bytes
+                    .checked_add(deepest)
+                    .ok_or_else(|| "its stack use overflows".to_string())?,
+                Some(Frame {
+                    bytes, moves: false, ..
+                }) => bytes.max(deepest),
+                None => deepest,
+            };
+            node.on_stack = false;
+            node.depth = Some(depth);
+        }
     }
-    visit(root, fact, &mut Vec::new(), &mut HashMap::new())
+    nodes.get(&root).and_then(|n| n.depth).ok_or_else(|| missing(root))
 }
 
 /// Abstract value on the operand stack: the frame pointer itself, or
@@ -1033,6 +1110,209 @@ mod tests {
             .expect("exists")
             .expect_err("start");
         assert!(reason.contains("start function"), "{reason}");
+    }
+
+    /// A long call chain (a hostile module can hold hundreds of thousands
+    /// of tiny functions) must not exhaust the host's stack: a stack
+    /// overflow aborts the whole process, not just the admission.
+    #[test]
+    fn a_long_call_chain_does_not_overflow_the_hosts_stack() {
+        const CHAIN: usize = 50_000;
+        let mut wat = String::from(
+            r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+              (func (export "sandbox_row_f") (param f64) (result f64) (call $c0 (local.get 0)))"#,
+        );
+        for i in 0..CHAIN - 1 {
+            wat += &format!(
+                "(func $c{i} (param f64) (result f64) (call $c{} (local.get 0)))\n",
+                i + 1
+            );
+        }
+        wat += &format!(
+            r#"(func $c{} (param f64) (result f64) (local i32)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+                 (local.get 0)))"#,
+            CHAIN - 1
+        );
+        let bytes = wat::parse_str(&wat).expect("wat");
+        // The default stack of a spawned thread (tokio's blocking pool and
+        // the test harness use the same 2 MiB).
+        let verdict = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || check_exports(&bytes, &["sandbox_row_f".to_string()]).remove(0))
+            .expect("thread")
+            .join()
+            .expect("no panic");
+        assert_eq!(
+            verdict,
+            Some(Ok(StackWindow {
+                start: 4096 - 16,
+                len: 16
+            }))
+        );
+    }
+
+    /// Recursion through a frame function, with the frameless part of the
+    /// cycle explored first (from another caller), is still recursion.
+    #[test]
+    fn recursion_through_a_frame_is_found_whatever_the_order_of_exploration() {
+        let wat = r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+          (func $g (param f64) (result f64)
+            (if (result f64) (f64.lt (local.get 0) (f64.const 0))
+              (then (call $w (local.get 0)))
+              (else (call $f (local.get 0)))))
+          (func $w (param f64) (result f64) (call $g (f64.neg (local.get 0))))
+          (func $f (param f64) (result f64) (local i32 f64)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+            (local.set 2 (call $w (local.get 0)))
+            (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+            (local.get 2))
+          (func (export "sandbox_row_f") (param f64) (result f64) (call $g (local.get 0))))"#;
+        let reason = verdict(wat, "sandbox_row_f").expect("exists").expect_err("recursive");
+        assert!(reason.contains("recursive"), "{reason}");
+        // A frame function calling itself directly.
+        let body = "(if (f64.gt (local.get 0) (f64.const 1))
+                      (then (local.set 2 (call 0 (f64.sub (local.get 0) (f64.const 1))))))";
+        let reason = verdict(&framed(16, body, ""), "sandbox_row_f")
+            .expect("exists")
+            .expect_err("self-recursive");
+        assert!(reason.contains("recursive"), "{reason}");
+        // A frameless function calling itself is harmless.
+        let wat = framed(
+            16,
+            "(local.set 2 (call $halve (local.get 0)))",
+            "(func $halve (param f64) (result f64)
+               (if (result f64) (f64.gt (local.get 0) (f64.const 1))
+                 (then (call $halve (f64.mul (local.get 0) (f64.const 0.5)))) (else (local.get 0))))",
+        );
+        assert_eq!(
+            verdict(&wat, "sandbox_row_f"),
+            Some(Ok(StackWindow {
+                start: 4096 - 16,
+                len: 16
+            }))
+        );
+        // And a frame below a frameless cycle counts on every path into it.
+        let wat = r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+          (func $f (param f64) (result f64) (local i32)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+            (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+            (local.get 0))
+          (func $x (param f64 f64) (result f64)
+            (if (result f64) (f64.gt (local.get 1) (f64.const 0))
+              (then (call $y (local.get 0)))
+              (else (call $f (local.get 0)))))
+          (func $y (param f64) (result f64) (call $x (local.get 0) (f64.const 0)))
+          (func $z (param f64) (result f64) (local i32 f64)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 32))))
+            (local.set 2 (call $y (local.get 0)))
+            (global.set $sp (i32.add (local.get 1) (i32.const 32)))
+            (local.get 2))
+          (func (export "sandbox_row_f") (param f64) (result f64)
+            (drop (call $x (local.get 0) (f64.const 1)))
+            (call $z (local.get 0))))"#;
+        assert_eq!(
+            verdict(wat, "sandbox_row_f"),
+            Some(Ok(StackWindow {
+                start: 4096 - 48,
+                len: 48
+            }))
+        );
+    }
+
+    /// Attacks on the frame rules that hold (red-team regression cases).
+    #[test]
+    fn more_ways_out_of_a_frame_are_refused() {
+        for (case, body, extra) in [
+            (
+                "a memarg offset that wraps past 4 GiB",
+                "(f64.store offset=4294967295 (local.get 1) (local.get 0))",
+                "",
+            ),
+            (
+                "a br_table to the function's label",
+                "(block (br_table 0 1 (i32.trunc_sat_f64_s (local.get 0))))",
+                "",
+            ),
+            (
+                "a frame copy rewritten on a loop's back edge",
+                "(local.set 3 (local.get 1))
+                 (loop (f64.store (local.get 3) (local.get 0))
+                   (local.set 3 (i32.sub (local.get 3) (i32.const 16)))
+                   (br_if 0 (f64.lt (local.get 0) (f64.const 0))))",
+                "",
+            ),
+            (
+                "a frame copy overwritten on one path of an if without else",
+                "(local.set 3 (local.get 1))
+                 (if (f64.lt (local.get 0) (f64.const 0)) (then (local.set 3 (i32.const 0))))
+                 (f64.store (local.get 3) (local.get 0))",
+                "",
+            ),
+            (
+                "a frame pointer through select",
+                "(f64.store (select (local.get 1) (i32.const 0) (i32.const 1)) (local.get 0))",
+                "",
+            ),
+            (
+                "a frame pointer through a block result",
+                "(f64.store (block (result i32) (local.get 1)) (local.get 0))",
+                "",
+            ),
+            (
+                "a frame pointer passed to a callee",
+                "(local.set 2 (call $store (local.get 1) (local.get 0)))",
+                "(func $store (param i32 f64) (result f64) (f64.store (local.get 0) (local.get 1)) (local.get 1))",
+            ),
+            (
+                "a second prologue later in the body",
+                "(global.set $sp (local.tee 3 (i32.sub (global.get $sp) (i32.const 16))))",
+                "",
+            ),
+        ] {
+            let wat = framed(16, body, extra).replace("(local i32 f64)", "(local i32 f64 i32)");
+            let verdict = verdict(&wat, "sandbox_row_f").expect("export exists");
+            assert!(verdict.is_err(), "{case}: {verdict:?}");
+        }
+        // An epilogue through a copy of the frame pointer is not the
+        // toolchain's shape.
+        let wat = framed(16, "(local.set 3 (local.get 1))", "")
+            .replace("(local i32 f64)", "(local i32 f64 i32)")
+            .replace(
+                "(i32.add (local.get 1) (i32.const 16))",
+                "(i32.add (local.get 3) (i32.const 16))",
+            );
+        assert!(verdict(&wat, "sandbox_row_f").expect("exists").is_err());
+        // A frame of a negative size, or over 64 KiB, is not a frame.
+        for frame in [-16, 64 * 1024 + 8] {
+            let wat = framed(frame, "(f64.store (local.get 1) (local.get 0))", "");
+            assert!(verdict(&wat, "sandbox_row_f").expect("exists").is_err(), "{frame}");
+        }
+        // A stack pointer that starts too low for the frames.
+        let wat = framed(16, "", "").replace("(i32.const 4096)", "(i32.const 8)");
+        assert!(verdict(&wat, "sandbox_row_f").expect("exists").is_err());
+    }
+
+    #[test]
+    fn a_leaf_frame_calling_a_moving_frame_shares_its_bytes() {
+        let wat = r#"(module (memory 1) (global $sp (mut i32) (i32.const 4096))
+          (func $moving (param f64) (result f64) (local i32)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 8))))
+            (f64.store (local.get 1) (local.get 0))
+            (global.set $sp (i32.add (local.get 1) (i32.const 8)))
+            (local.get 0))
+          (func (export "sandbox_row_f") (param f64) (result f64) (local i32)
+            (local.set 1 (i32.sub (global.get $sp) (i32.const 24)))
+            (f64.store offset=16 (local.get 1) (call $moving (local.get 0)))
+            (f64.load offset=16 (local.get 1))))"#;
+        assert_eq!(
+            verdict(wat, "sandbox_row_f"),
+            Some(Ok(StackWindow {
+                start: 4096 - 24,
+                len: 24
+            }))
+        );
     }
 
     #[test]

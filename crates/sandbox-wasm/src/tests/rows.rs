@@ -171,3 +171,187 @@ fn a_frame_is_restored_after_every_row_and_a_trap_gets_a_fresh_instance() {
     }
     assert_healthy(&engine);
 }
+
+/// Runs `rows` of `x` through `name` in one batch and one row at a time;
+/// the two must agree row for row (a row's value is a function of that row
+/// alone).
+fn assert_rows_independent(engine: &crate::SandboxEngine, module: &crate::ModuleHandle, name: &str, x: &[f64]) {
+    let together = engine.call_udf_rows(module, name, &f64_batch(&[x])).expect("runs");
+    for (i, &v) in x.iter().enumerate() {
+        let alone = engine.call_udf_rows(module, name, &f64_batch(&[&[v]])).expect("runs");
+        assert_eq!(
+            alone[0].map(f64::to_bits),
+            together[i].map(f64::to_bits),
+            "row {i} depends on other rows: alone {:?}, in the batch {:?}",
+            alone[0],
+            together[i]
+        );
+    }
+}
+
+/// The stack-depth bound must follow every call path, including those that
+/// enter a frameless cycle from another side: here `$z` (a 32-byte frame)
+/// reaches the 16-byte frame `$f` only through the frameless cycle
+/// `$y -> $x -> $y`, which was first met from `$x` (so `$y`'s depth was
+/// settled while `$x` was still open, without `$f`). A bound of 32 bytes
+/// instead of 48 leaves `$f`'s store below the restored window, and the
+/// next row reads it back.
+#[test]
+fn a_frame_reached_through_a_frameless_cycle_counts_towards_the_window() {
+    let engine = engine();
+    let bytes = Guest::new(&udf_manifest("leak", 1))
+        .udf("leak", UNUSED_BATCH_EXPORT)
+        .field("(global $sp (mut i32) (i32.const 4096))")
+        .field(
+            r#"(func $f (param f64) (result f64) (local i32)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+                 (f64.store (local.get 1) (local.get 0))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+                 (local.get 0))"#,
+        )
+        .field(
+            r#"(func $x (param f64 f64) (result f64)
+                 (if (result f64) (f64.gt (local.get 1) (f64.const 0))
+                   (then (call $y (local.get 0)))
+                   (else (call $f (local.get 0)))))"#,
+        )
+        .field(r#"(func $y (param f64) (result f64) (call $x (local.get 0) (f64.const 0)))"#)
+        .field(
+            r#"(func $z (param f64) (result f64) (local i32 f64)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 32))))
+                 (local.set 2 (call $y (local.get 0)))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 32)))
+                 (local.get 2))"#,
+        )
+        .field(
+            r#"(func (export "sandbox_row_leak") (param f64) (result f64) (local f64)
+                 (local.set 1 (f64.load (i32.const 4048)))
+                 (drop (call $x (local.get 0) (f64.const 1)))
+                 (drop (call $z (local.get 0)))
+                 (local.get 1))"#,
+        )
+        .build();
+    let module = engine.admit(&bytes).expect("admitted");
+    if module.row_export("leak") == &RowExport::Stateless {
+        assert_rows_independent(&engine, &module, "leak", &[0.5, 0.7, 0.25]);
+    }
+    assert_healthy(&engine);
+}
+
+/// Recursion through a frame function hidden behind a frameless cycle:
+/// `$f -> $w -> $g -> $w -> $g -> $f`, where `$g <-> $w` was explored (and
+/// its depth fixed) before `$f` was met. Each level of `$f` puts another
+/// 16-byte frame below the last, as deep as the row's value asks, far below
+/// a 16-byte window.
+#[test]
+fn recursion_through_a_frame_behind_a_frameless_cycle_is_not_stateless() {
+    let engine = engine();
+    let bytes = Guest::new(&udf_manifest("deep", 1))
+        .udf("deep", UNUSED_BATCH_EXPORT)
+        .field("(global $sp (mut i32) (i32.const 4096))")
+        .field(
+            r#"(func $g (param f64) (result f64)
+                 (if (result f64) (f64.lt (local.get 0) (f64.const 0))
+                   (then (call $w (local.get 0)))
+                   (else (call $f (local.get 0)))))"#,
+        )
+        .field(r#"(func $w (param f64) (result f64) (call $g (f64.neg (local.get 0))))"#)
+        .field(
+            r#"(func $f (param f64) (result f64) (local i32 f64)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+                 (f64.store (local.get 1) (f64.mul (local.get 0) (f64.const 0.1)))
+                 (local.set 2
+                   (if (result f64) (f64.gt (local.get 0) (f64.const 1))
+                     (then (call $w (f64.sub (local.get 0) (f64.const 1))))
+                     (else (local.get 0))))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+                 (local.get 2))"#,
+        )
+        .field(
+            r#"(func (export "sandbox_row_deep") (param f64) (result f64) (local f64)
+                 (local.set 1 (f64.load (i32.const 4064)))
+                 (drop (call $g (local.get 0)))
+                 (local.get 1))"#,
+        )
+        .build();
+    let module = engine.admit(&bytes).expect("admitted");
+    if module.row_export("deep") == &RowExport::Stateless {
+        // Row 0 (2.5) leaves 0.15 two frames down; row 1 would read it.
+        assert_rows_independent(&engine, &module, "deep", &[2.5, 0.2, 0.3]);
+    }
+    let RowExport::NotStateless(reason) = module.row_export("deep") else {
+        panic!("recursion through a frame: {:?}", module.row_export("deep"));
+    };
+    assert!(reason.contains("recursive"), "{reason}");
+    assert_healthy(&engine);
+}
+
+/// A frame function that reads its frame before writing it, then fails
+/// after the write in several ways (stack overflow through frameless
+/// recursion, division by zero, `unreachable`) with its frame (and the
+/// stack pointer) left lowered: the rows after each failure see a fresh
+/// instance, so every row's value is what it is alone.
+#[test]
+fn traps_of_every_kind_in_the_middle_of_a_frame_leave_nothing_behind() {
+    let engine = engine();
+    let bytes = Guest::new(&udf_manifest("trap", 1))
+        .udf("trap", UNUSED_BATCH_EXPORT)
+        .field("(global $sp (mut i32) (i32.const 4096))")
+        .field(
+            r#"(func $forever (param f64) (result f64)
+                 (f64.add (call $forever (local.get 0)) (f64.const 1)))"#,
+        )
+        .field(
+            r#"(func $inner (param f64) (result f64) (local i32)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 8))))
+                 (f64.store (local.get 1) (local.get 0))
+                 (if (f64.gt (local.get 0) (f64.const 10)) (then (drop (call $forever (local.get 0)))))
+                 (drop (i32.div_s (i32.const 1) (i32.trunc_sat_f64_s (f64.add (local.get 0) (f64.const 1)))))
+                 (if (f64.lt (local.get 0) (f64.const -5)) (then (unreachable)))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 8)))
+                 (local.get 0))"#,
+        )
+        .field(
+            r#"(func (export "sandbox_row_trap") (param f64) (result f64) (local i32 f64)
+                 (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 16))))
+                 (local.set 2 (f64.add (f64.load (local.get 1)) (f64.load (i32.const 4064))))
+                 (f64.add (f64.load (i32.const 4072)) (local.get 2)) (local.set 2)
+                 (f64.store (local.get 1) (f64.mul (local.get 0) (f64.const 0.01)))
+                 (drop (call $inner (local.get 0)))
+                 (global.set $sp (i32.add (local.get 1) (i32.const 16)))
+                 (local.get 2))"#,
+        )
+        .build();
+    let module = engine.admit(&bytes).expect("admitted");
+    assert_eq!(module.row_export("trap"), &RowExport::Stateless);
+    let x = [50.0, 0.5, 20.0, 0.3, -1.0, 0.7, -9.0, 0.9, f64::NAN, 0.1];
+    assert_rows_independent(&engine, &module, "trap", &x);
+    let out = engine.call_udf_rows(&module, "trap", &f64_batch(&[&x])).expect("runs");
+    assert_eq!(out.iter().filter(|v| v.is_none()).count(), 5, "{out:?}");
+    assert_healthy(&engine);
+}
+
+/// Every trap in a batch replaces the instance; the replacement reuses the
+/// batch's engine-wide slot, so a batch never fails with `Busy` because one
+/// of its rows trapped (the failure of a whole batch would then depend on
+/// its data). Here every slot but the batch's is taken throughout.
+#[test]
+fn a_batch_keeps_its_slot_across_traps() {
+    let engine = super::engine_with(super::test_config().max_instances(2));
+    let bytes = guest(
+        "t",
+        1,
+        r#"(func (export "sandbox_row_t") (param f64) (result f64)
+             (if (f64.lt (local.get 0) (f64.const 0)) (then (unreachable)))
+             (local.get 0))"#,
+    );
+    let module = engine.admit(&bytes).expect("admitted");
+    let held = engine.slots().acquire().expect("a slot");
+    let out = engine
+        .call_udf_rows(&module, "t", &f64_batch(&[&[0.5, -1.0, 0.25, -2.0, 0.75]]))
+        .expect("runs");
+    assert_eq!(out, vec![Some(0.5), None, Some(0.25), None, Some(0.75)]);
+    assert_eq!(engine.live_instances(), 1, "only the held slot");
+    drop(held);
+    assert_healthy(&engine);
+}
