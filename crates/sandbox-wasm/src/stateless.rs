@@ -55,6 +55,11 @@ use wasmtime::wasmparser::{
 /// Largest shadow-stack frame a frame function may reserve, in bytes.
 const MAX_FRAME_BYTES: u32 = 64 * 1024;
 
+/// Largest stack window a stateless export may use, in bytes: the host
+/// copies it back after every row, work no fuel limit counts, so it is
+/// capped (compiled math needs tens of bytes).
+const MAX_WINDOW_BYTES: u32 = 64 * 1024;
+
 /// Why an export is not provably stateless (for the operator log and the
 /// job's developer). Depends on the module only, never on data.
 pub type NotStateless = String;
@@ -257,6 +262,11 @@ fn check_reachable(
         .and_then(|g| (g.mutable && g.is_i32).then_some(g.init_i32).flatten())
         .ok_or_else(|| format!("stack-pointer global {pointer} is not a defined mutable i32 with a constant start"))?;
     let depth = deepest_stack(root, &fact)?;
+    if depth > MAX_WINDOW_BYTES {
+        return Err(format!(
+            "its stack use of {depth} bytes is over the {MAX_WINDOW_BYTES} bytes a row may use"
+        ));
+    }
     let start = u32::try_from(initial)
         .ok()
         .and_then(|sp| sp.checked_sub(depth))
@@ -1003,6 +1013,17 @@ mod tests {
             .expect("exists")
             .expect_err("past the frame");
         assert!(reason.contains("outside its own stack frame"), "{reason}");
+    }
+
+    #[test]
+    fn a_window_over_the_cap_is_refused() {
+        let extra = r#"(func $big (param f64) (result f64) (local i32)
+            (global.set $sp (local.tee 1 (i32.sub (global.get $sp) (i32.const 65536))))
+            (global.set $sp (i32.add (local.get 1) (i32.const 65536)))
+            (local.get 0))"#;
+        let wat = framed(16, "(local.set 2 (call $big (local.get 0)))", extra).replace("4096", "1048576");
+        let reason = verdict(&wat, "sandbox_row_f").expect("exists").expect_err("over the cap");
+        assert!(reason.contains("a row may use"), "{reason}");
     }
 
     #[test]
