@@ -88,9 +88,13 @@ async fn apply_reject_resubmit_approve_run_refuse_revoke() {
     let reject = Decision::Reject {
         reason: "state how the scores will be used and kept".into(),
     };
+    // Another owner's application is answered like one that does not exist.
+    let not_mine = s.decide("grid", "a1", &reject).expect_err("not the owner");
+    let unknown = s.decide("grid", "a-unknown", &reject).expect_err("unknown");
+    assert_eq!(not_mine.rule(), Some("no-application"));
     assert_eq!(
-        s.decide("grid", "a1", &reject).expect_err("not the owner").rule(),
-        Some("decide-not-owner")
+        not_mine.to_string().replace("a1", "ID"),
+        unknown.to_string().replace("a-unknown", "ID")
     );
     s.decide("tax-bureau", "a1", &reject).expect("reject");
     assert_eq!(

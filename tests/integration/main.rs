@@ -1,6 +1,7 @@
 //! Integration tests of the sandbox, one binary (linking once is what
 //! costs time on small machines). Modules by area.
 
+mod cancel_race;
 mod crash_safety;
 mod fixture;
 mod governance_lifecycle;
@@ -12,6 +13,7 @@ mod server_authz;
 mod server_load;
 mod server_restart;
 mod server_support;
+mod server_validation;
 mod sql_jobs;
 mod sql_queries;
 mod wasm_jobs;

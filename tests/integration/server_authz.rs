@@ -223,4 +223,5 @@ fn every_route_under_every_role() {
     );
     let (_, verify) = w.ops.get("/v1/audit/verify");
     assert_eq!(verify["intact"], true, "{verify}");
+    assert_eq!(verify["integrity"], "ok", "{verify}");
 }

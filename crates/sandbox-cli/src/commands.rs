@@ -4,8 +4,9 @@ use crate::{
     AuditCommand, Cli, Command, DataCommand, PolicyCommand, ReportArgs, SqlArgs, WasmCommand, WasmRunArgs, render,
 };
 use sandbox_datagen::{GenerateOptions, Scale};
-use sandbox_governance::{AuditReport, Store, UsageReport};
+use sandbox_governance::{AuditReport, Broken, Checkpoint, Continuity, GovernanceError, Integrity, Store, UsageReport};
 use sandbox_model::OpenClass;
+use sandbox_policy::files::MAX_POLICY_BYTES;
 use sandbox_runtime::sandbox::{BudgetLine, DEMO_GRANT};
 use sandbox_runtime::{DataDir, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
 use std::path::Path;
@@ -44,19 +45,64 @@ pub fn fail(message: impl Into<String>) -> CliError {
 /// `--database-url`, set once per process before any verb runs.
 static DATABASE_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
+/// `--init`, set once per process before any verb runs.
+static INIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// The head file that anchors the ledger outside the database.
+pub fn head_file(dir: &DataDir) -> std::path::PathBuf {
+    dir.root().join("ledger.head")
+}
+
 /// The governance store: PostgreSQL with `--database-url`, else the data
-/// directory's SQLite database.
+/// directory's SQLite database; tied to the data directory's head file, so
+/// a store that was emptied, truncated or replaced (or a SQLite file that
+/// was deleted) is refused unless `--init` says to start anew.
 pub fn open_store(dir: &DataDir) -> Result<Store, CliError> {
-    let store = match DATABASE_URL.get().and_then(Option::as_deref) {
+    let continuity = if INIT.get().copied().unwrap_or(false) {
+        Continuity::Initialise
+    } else {
+        Continuity::Require
+    };
+    open_store_with(dir, continuity)
+}
+
+fn open_store_with(dir: &DataDir, continuity: Continuity) -> Result<Store, CliError> {
+    let head = head_file(dir);
+    let url = DATABASE_URL.get().and_then(Option::as_deref);
+    if url.is_none() && !dir.database().exists() && continuity != Continuity::Initialise {
+        // Checked before SQLite creates an empty file in its place.
+        if let Some(c) = Checkpoint::read(&head).map_err(|e| fail(e.to_string()))? {
+            return Err(CliError {
+                code: 2,
+                message: format!(
+                    "the database {} is missing, but {} records a ledger of {} entries (at {}): \
+                     restore the database from a backup, or start a new store deliberately with --init",
+                    dir.database().display(),
+                    head.display(),
+                    c.seq,
+                    c.at
+                ),
+            });
+        }
+    }
+    let store = match url {
         Some(url) => Store::open_postgres(url, None),
         None => Store::open(&dir.database()),
     };
-    store.map_err(|e| fail(e.to_string()))
+    store.and_then(|s| s.anchored(&head, continuity)).map_err(|e| CliError {
+        code: if matches!(e, GovernanceError::Discontinuous(_)) {
+            2
+        } else {
+            1
+        },
+        message: e.to_string(),
+    })
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let root = DataDir::resolve(cli.data_dir.clone());
     let _ = DATABASE_URL.set(cli.database_url.clone());
+    let _ = INIT.set(cli.init);
     let token = cli.token.clone();
     if let Some(server) = &cli.server {
         return crate::remote::run(server, token.as_deref(), cli.command);
@@ -80,8 +126,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy {
             command: PolicyCommand::Set { file },
         } => {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+            let text = read_text(&file, MAX_POLICY_BYTES)?;
             let name = file
                 .file_name()
                 .map_or_else(|| "policy.toml".into(), |n| n.to_string_lossy().into_owned());
@@ -122,21 +167,96 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// Opens only the database: an audit must not depend on (or change) the
-/// catalog, policies or data.
+/// catalog, policies or data. It opens a store whatever its state and
+/// reports what it finds: the hash chain, the head file (or an exported
+/// checkpoint), and the database file's own integrity check.
 fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
     let dir = DataDir::open(root)?;
-    let store = open_store(&dir)?;
+    if let AuditCommand::Verify { json, .. } = &command
+        && DATABASE_URL.get().and_then(Option::as_deref).is_none()
+        && !dir.database().exists()
+    {
+        let text = format!(
+            "ledger BROKEN: the database {} does not exist{}",
+            dir.database().display(),
+            match Checkpoint::read(&head_file(&dir)).map_err(|e| fail(e.to_string()))? {
+                Some(c) => format!(" but {} records {} entries", head_file(&dir).display(), c.seq),
+                None => String::new(),
+            }
+        );
+        if *json {
+            println!(
+                "{}",
+                serde_json::json!({"intact": false, "first_bad_entry": 1, "reason": text})
+            );
+        } else {
+            println!("{text}");
+        }
+        return Err(CliError { code: 2, message: text });
+    }
+    let store = match open_store_with(&dir, Continuity::Report) {
+        Ok(store) => store,
+        // A file damaged badly enough fails to open at all: that is the
+        // integrity check's finding, reported like any other.
+        Err(e) if matches!(command, AuditCommand::Verify { .. }) && e.code == 1 => {
+            let text = format!("database DAMAGED: it cannot be opened: {}", e.message);
+            if matches!(command, AuditCommand::Verify { json: true, .. }) {
+                println!(
+                    "{}",
+                    serde_json::json!({"intact": false, "database_damaged": true, "reason": text})
+                );
+            } else {
+                println!("{text}");
+            }
+            return Err(CliError { code: 2, message: text });
+        }
+        Err(e) => return Err(e),
+    };
     match command {
-        AuditCommand::Verify { json } => {
-            let report = store.verify_audit().map_err(|e| fail(e.to_string()))?;
-            let text = match &report {
+        AuditCommand::Verify { json, checkpoint } => {
+            // A damaged file may fail the check itself, or the reading of
+            // the ledger: both are findings, reported, never a bare error.
+            let integrity = store
+                .integrity()
+                .unwrap_or_else(|e| Integrity::Damaged(vec![e.to_string()]));
+            let report = match &checkpoint {
+                Some(path) => {
+                    let c = Checkpoint::read(path)
+                        .map_err(|e| fail(e.to_string()))?
+                        .ok_or_else(|| fail(format!("{}: no such checkpoint file", path.display())))?;
+                    store.verify_audit_against(&c)
+                }
+                None => store.verify_audit(),
+            }
+            .unwrap_or_else(|e| {
+                AuditReport::Broken(Broken {
+                    seq: 1,
+                    reason: format!("the ledger cannot be read: {e}"),
+                })
+            });
+            let mut text = match &report {
                 AuditReport::Intact { entries, head } => {
                     format!("ledger intact: {entries} entries, head {head}")
                 }
                 AuditReport::Broken(b) => format!("ledger BROKEN at entry {}: {}", b.seq, b.reason),
             };
+            let integrity_text = match &integrity {
+                Integrity::Ok => "database integrity: ok".to_string(),
+                Integrity::Damaged(lines) => format!("database DAMAGED: {}", lines.join("; ")),
+                Integrity::NotAvailable => format!(
+                    "database integrity: no check on {} (use its data checksums and amcheck)",
+                    store.backend_name()
+                ),
+            };
+            let anchored = match (&checkpoint, store.head_file()) {
+                (Some(path), _) => format!("checked against the checkpoint {}", path.display()),
+                (None, Some(head)) if head.exists() => format!("checked against the head file {}", head.display()),
+                _ => "no head file yet to check against".to_string(),
+            };
+            text = format!("{text}\n{integrity_text}\n{anchored}");
+            let damaged = matches!(integrity, Integrity::Damaged(_));
             if json {
-                let value = match &report {
+                let mut value = match &report {
                     AuditReport::Intact { entries, head } => {
                         serde_json::json!({"intact": true, "entries": entries, "head": head})
                     }
@@ -144,14 +264,33 @@ fn audit(root: &Path, command: AuditCommand) -> Result<(), CliError> {
                         serde_json::json!({"intact": false, "first_bad_entry": b.seq, "reason": b.reason})
                     }
                 };
+                value["integrity"] = serde_json::json!(integrity_text);
+                value["database_damaged"] = serde_json::json!(damaged);
                 println!("{value}");
             } else {
                 println!("{text}");
             }
             match report {
-                AuditReport::Intact { .. } => Ok(()),
-                AuditReport::Broken(_) => Err(CliError { code: 2, message: text }),
+                AuditReport::Intact { .. } if !damaged => Ok(()),
+                _ => Err(CliError { code: 2, message: text }),
             }
+        }
+        AuditCommand::Checkpoint { out } => {
+            let checkpoint = store
+                .checkpoint()
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| fail("the ledger is empty: nothing to checkpoint yet"))?;
+            match out {
+                Some(path) => {
+                    checkpoint.write(&path).map_err(|e| fail(e.to_string()))?;
+                    eprintln!("checkpoint of entry {} written to {}", checkpoint.seq, path.display());
+                }
+                None => println!(
+                    "{}",
+                    serde_json::to_string(&checkpoint).map_err(|e| fail(e.to_string()))?
+                ),
+            }
+            Ok(())
         }
         AuditCommand::Export { out } => {
             let entries = store.audit_entries().map_err(|e| fail(e.to_string()))?;
@@ -206,6 +345,12 @@ fn report(root: &Path, args: ReportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Written when data is generated, so that tables that vanish later are
+/// not silently generated again.
+fn demo_marker(dir: &DataDir) -> std::path::PathBuf {
+    dir.root().join("data.generated")
+}
+
 fn generate(dir: &DataDir, seed: u64, scale: &str, entities: Option<usize>) -> Result<(), CliError> {
     let mut s = match scale {
         "small" => Scale::small(),
@@ -227,6 +372,9 @@ fn generate(dir: &DataDir, seed: u64, scale: &str, entities: Option<usize>) -> R
     };
     let start = std::time::Instant::now();
     let report = sandbox_datagen::generate(&opts).map_err(|e| fail(e.to_string()))?;
+    let marker = demo_marker(dir);
+    let note = format!("seed {seed}, scale {scale}, entities {entities:?}\n");
+    std::fs::write(&marker, note).map_err(|e| fail(format!("{}: {e}", marker.display())))?;
     for t in &report.tables {
         println!(
             "{:<24} {:>12} rows  {:>3} file(s)  {:>8.1} MB",
@@ -274,6 +422,18 @@ pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError>
         .filter(|d| sandbox_datagen::DATASETS.contains(&d.id.as_str()))
         .any(|d| d.open_class != OpenClass::Closed && !dir.has_table(&d.id));
     if missing && generate_if_missing {
+        let marker = demo_marker(&dir);
+        if marker.exists() && !INIT.get().copied().unwrap_or(false) {
+            return Err(CliError {
+                code: 2,
+                message: format!(
+                    "demo data was generated in {} before (see {}) but tables are missing now: \
+                     restore them, regenerate them with `sandbox data generate`, or start anew with --init",
+                    dir.tables_dir().display(),
+                    marker.display()
+                ),
+            });
+        }
         println!(
             "No data yet in {}: generating the demo dataset (seed 42, {DEMO_ENTITIES} enterprises)…",
             dir.root().display()
@@ -345,7 +505,7 @@ fn budget_text(grant: &str, budget: &[BudgetLine]) -> String {
 async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliError> {
     let query = match (&args.query, &args.file) {
         (Some(q), None) => q.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read {}: {e}", f.display())))?,
+        (None, Some(f)) => read_text(f, MAX_SQL_FILE_BYTES)?,
         _ => return Err(fail("give a query, or --file with one")),
     };
     let sandbox = open(root, false)?;
@@ -392,7 +552,18 @@ async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliE
 }
 
 fn read_module(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+    sandbox_policy::files::read_bytes(path, MAX_MODULE_FILE_BYTES).map_err(|e| fail(e.to_string()))
+}
+
+/// The largest SQL file read (the job's own limits are smaller or equal).
+pub const MAX_SQL_FILE_BYTES: u64 = 1024 * 1024;
+/// The largest WebAssembly file read (the engine refuses modules over its
+/// own, smaller limit, naming it).
+pub const MAX_MODULE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A text file the CLI takes in, within `max` bytes: a regular file only.
+pub fn read_text(path: &Path, max: u64) -> Result<String, CliError> {
+    sandbox_policy::files::read_text(path, max).map_err(|e| fail(e.to_string()))
 }
 
 async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result<(), CliError> {

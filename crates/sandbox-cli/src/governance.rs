@@ -70,6 +70,15 @@ pub fn run(root: &Path, command: GovernanceCommand, token: Option<&str>) -> Resu
         GovernanceCommand::Account(AccountCommand::Create { id, role, provider }) => {
             let store = open_store(&DataDir::open(root)?)?;
             let role = role_arg(&role, provider)?;
+            if let Role::DataOwner { provider } = &role {
+                let dir = DataDir::open(root)?;
+                let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| fail(e.to_string()))?;
+                if !catalog.iter().any(|d| d.provider.id == *provider) {
+                    return Err(fail(format!(
+                        "no provider `{provider}` in the catalog; a data owner manages a catalog provider"
+                    )));
+                }
+            }
             // The first account is the operator and needs no token; every
             // later one is created by an operator.
             let by = if store.account_count()? == 0 {

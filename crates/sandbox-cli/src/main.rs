@@ -34,6 +34,13 @@ struct Cli {
     /// Talk to a sandbox server (`sandbox serve`) at this URL instead of a local data directory.
     #[arg(long, global = true, env = "SANDBOX_SERVER")]
     server: Option<String>,
+    /// Start a new governance store (and demo data) even where the data
+    /// directory's head file (`ledger.head`) or demo-data marker shows that
+    /// one existed: without it, a store that was emptied, truncated or
+    /// replaced, or deleted demo data, is refused. The old head file is
+    /// kept aside as `ledger.head.replaced-<time>`.
+    #[arg(long, global = true)]
+    init: bool,
     /// API token of the account acting (governance verbs, jobs under an agreement).
     #[arg(long, global = true, env = "SANDBOX_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -196,10 +203,21 @@ pub(crate) enum AuditCommand {
     Verify {
         #[arg(long)]
         json: bool,
+        /// A checkpoint exported earlier (`audit checkpoint`) that the
+        /// ledger must contain.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// Write every entry, oldest first, as JSON lines (one entry a line,
     /// with its hash) to stdout or a file.
     Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write the ledger's head as a checkpoint (`{"seq", "hash", "at"}`) to
+    /// keep outside the data directory; `audit verify --checkpoint FILE`
+    /// later proves the store still contains it.
+    Checkpoint {
         #[arg(long)]
         out: Option<PathBuf>,
     },

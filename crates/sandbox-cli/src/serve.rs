@@ -10,8 +10,8 @@ use crate::ServeArgs;
 use crate::commands::{CliError, fail, open};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sandbox_flight::{FlightConfig, FlightJobs, ReleasedJob};
-use sandbox_governance::Role;
+use sandbox_flight::{ErrorKind, FlightConfig, FlightJobs, JobError, ReleasedJob};
+use sandbox_governance::{Integrity, Role};
 use sandbox_model::ReleasedTable;
 use sandbox_runtime::{RuntimeError, Sandbox};
 use sandbox_server::job::JobRequest;
@@ -25,16 +25,18 @@ struct PoolJobs {
     sandbox: Arc<Sandbox>,
 }
 
-/// A pool error as the runtime's, so Flight SQL maps it like any other.
-fn runtime_error(e: ApiError) -> RuntimeError {
-    match e.rule {
-        Some(rule) => RuntimeError::refused(rule, e.message),
-        None => RuntimeError::Setup(e.message),
+/// A pool error with its kind, so Flight SQL answers the status the HTTP
+/// API's code stands for (docs/api.md, "Errors").
+fn job_error(e: ApiError) -> JobError {
+    JobError::Rejected {
+        kind: ErrorKind::from_code(e.code),
+        rule: e.rule,
+        message: e.message,
     }
 }
 
 impl FlightJobs for PoolJobs {
-    fn run_sql(&self, account: &str, grant: &str, sql: &str) -> BoxFuture<'static, Result<ReleasedJob, RuntimeError>> {
+    fn run_sql(&self, account: &str, grant: &str, sql: &str) -> BoxFuture<'static, Result<ReleasedJob, JobError>> {
         let (pool, sandbox) = (self.pool.clone(), self.sandbox.clone());
         let account = account.to_string();
         let request = JobRequest::Sql {
@@ -45,10 +47,11 @@ impl FlightJobs for PoolJobs {
             wasm_module: None,
         };
         async move {
-            let job = pool.submit_and_wait(&account, &request).await.map_err(runtime_error)?;
+            let job = pool.submit_and_wait(&account, &request).await.map_err(job_error)?;
             let text = sandbox
                 .store()
-                .job_result(&job.id)?
+                .job_result(&job.id)
+                .map_err(RuntimeError::from)?
                 .ok_or_else(|| RuntimeError::Setup("a succeeded job has no stored result".into()))?;
             let table: ReleasedTable =
                 serde_json::from_str(&text).map_err(|e| RuntimeError::Setup(format!("a stored result: {e}")))?;
@@ -60,6 +63,13 @@ impl FlightJobs for PoolJobs {
 
 pub async fn serve(root: &Path, args: ServeArgs) -> Result<(), CliError> {
     let sandbox = Arc::new(open(root, true)?);
+    // A damaged database file is refused before anything is served from it.
+    if let Integrity::Damaged(lines) = sandbox.store().integrity()? {
+        return Err(fail(format!(
+            "the database is damaged ({}); restore it from a backup. `sandbox audit verify` reports the same",
+            lines.join("; ")
+        )));
+    }
     if sandbox.store().account_count()? == 0 {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| fail(format!("no randomness for a token: {e}")))?;

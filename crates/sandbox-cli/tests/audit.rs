@@ -60,3 +60,110 @@ fn verify_and_export_the_ledger() {
     assert_eq!(report["intact"], false);
     assert_eq!(report["first_bad_entry"], 3);
 }
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_emptied_deleted_replaced_or_damaged_store_is_reported_and_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let created = sandbox(dir, &["account", "create", "ops", "--role", "operator"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let token = stdout(&created).lines().last().expect("token").trim().to_string();
+    let ok = sandbox(dir, &["audit", "verify"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).contains("database integrity: ok") && stdout(&ok).contains("ledger.head"),
+        "{}",
+        stdout(&ok)
+    );
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let checkpoint = elsewhere.path().join("ledger.checkpoint");
+    let exported = sandbox(
+        dir,
+        &["audit", "checkpoint", "--out", checkpoint.to_str().expect("utf-8")],
+    );
+    assert!(exported.status.success(), "{}", stderr(&exported));
+
+    let db = dir.join("sandbox.db");
+    let saved = std::fs::read(&db).expect("db");
+
+    // Deleted: reported, and no verb creates a fresh store in its place.
+    std::fs::remove_file(&db).expect("rm");
+    let verify = sandbox(dir, &["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(2), "{}", stdout(&verify));
+    assert!(stdout(&verify).contains("does not exist"), "{}", stdout(&verify));
+    let whoami = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["account", "whoami"])
+        .env("SANDBOX_TOKEN", &token)
+        .output()
+        .expect("run");
+    assert_eq!(whoami.status.code(), Some(2), "{}", stderr(&whoami));
+    assert!(stderr(&whoami).contains("--init"), "{}", stderr(&whoami));
+    assert!(!db.exists(), "no fresh store was created");
+
+    // Emptied: a zero-length file is a fresh SQLite database.
+    std::fs::write(&db, b"").expect("empty");
+    let verify = sandbox(dir, &["audit", "verify", "--json"]);
+    assert_eq!(verify.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("json");
+    assert_eq!(report["intact"], false);
+    assert!(
+        report["reason"].as_str().expect("reason").contains("has 0 entries"),
+        "{report}"
+    );
+    let create = sandbox(dir, &["account", "create", "ops", "--role", "operator"]);
+    assert_eq!(
+        create.status.code(),
+        Some(2),
+        "the empty store is refused: {}",
+        stdout(&create)
+    );
+
+    // Restored: intact again.
+    std::fs::write(&db, &saved).expect("restore");
+    assert!(sandbox(dir, &["audit", "verify"]).status.success());
+
+    // Damaged: 4 KiB of garbage in the middle of the file.
+    let mut damaged = saved.clone();
+    let middle = (damaged.len() / 2 / 4096).max(1) * 4096;
+    if damaged.len() < middle + 4096 {
+        damaged.resize(middle + 4096, 0);
+    }
+    damaged[middle..middle + 4096].fill(0xA5);
+    std::fs::write(&db, &damaged).expect("damage");
+    let verify = sandbox(dir, &["audit", "verify"]);
+    assert_eq!(
+        verify.status.code(),
+        Some(2),
+        "a damaged file is reported: {}",
+        stderr(&verify)
+    );
+    assert!(stdout(&verify).contains("DAMAGED"), "{}", stdout(&verify));
+
+    // A deliberate new start with --init; the old head file is kept aside,
+    // and the exported checkpoint still shows the store was replaced.
+    std::fs::remove_file(&db).expect("rm");
+    let fresh = sandbox(dir, &["--init", "account", "create", "ops", "--role", "operator"]);
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    assert!(sandbox(dir, &["audit", "verify"]).status.success());
+    let aside = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("ledger.head.replaced-"));
+    assert!(aside);
+    let against = sandbox(
+        dir,
+        &["audit", "verify", "--checkpoint", checkpoint.to_str().expect("utf-8")],
+    );
+    assert_eq!(against.status.code(), Some(2), "{}", stdout(&against));
+    assert!(stdout(&against).contains("replaced"), "{}", stdout(&against));
+}

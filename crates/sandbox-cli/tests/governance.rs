@@ -168,3 +168,65 @@ fn accounts_apply_approve_run_revoke() {
     ));
     assert!(ok(&sandbox(dir, None, &["audit", "verify"])).contains("ledger intact"));
 }
+
+#[test]
+fn files_are_read_within_bounds_and_odd_files_are_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    // A device: refused at once, never read until memory runs out.
+    let out = sandbox(dir, None, &["policy", "set", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/zero") && err.contains("not a regular file"), "{err}");
+    // Too large.
+    let big = dir.join("big.toml");
+    std::fs::write(&big, vec![b'#'; 2 * 1024 * 1024]).expect("write");
+    let out = sandbox(dir, None, &["policy", "set", big.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("at most 1048576"), "{err}");
+    // A symbolic link loop among the policies fails the check, naming it.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let policies = dir.join("policies-copy");
+    std::fs::create_dir(&policies).expect("dir");
+    for entry in std::fs::read_dir(shipped.join("policies")).expect("policies").flatten() {
+        std::fs::copy(entry.path(), policies.join(entry.file_name())).expect("copy");
+    }
+    let out = sandbox(
+        dir,
+        None,
+        &[
+            "policy",
+            "check",
+            policies.to_str().expect("utf-8"),
+            "--catalog",
+            shipped.join("catalog").to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the shipped policies pass: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::os::unix::fs::symlink(policies.join("b.toml"), policies.join("a.toml")).expect("link");
+    std::os::unix::fs::symlink(policies.join("a.toml"), policies.join("b.toml")).expect("link");
+    let out = sandbox(
+        dir,
+        None,
+        &[
+            "policy",
+            "check",
+            policies.to_str().expect("utf-8"),
+            "--catalog",
+            shipped.join("catalog").to_str().expect("utf-8"),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && text.contains("a.toml") && text.contains("symbolic link loop"),
+        "{text}"
+    );
+}

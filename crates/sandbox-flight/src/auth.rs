@@ -50,9 +50,7 @@ fn bearer(metadata: &tonic::metadata::MetadataMap) -> Result<&str, Status> {
     value
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(sandbox_governance::bearer_token)
         .ok_or_else(|| Status::unauthenticated("the authorization metadata must be `Bearer <token>`"))
 }
 

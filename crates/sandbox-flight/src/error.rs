@@ -1,6 +1,7 @@
 //! The crate's error type, and the one place runtime and store errors
 //! become gRPC statuses.
 
+use crate::jobs::{ErrorKind, JobError};
 use sandbox_governance::GovernanceError;
 use sandbox_runtime::RuntimeError;
 use sandbox_sql::SqlError;
@@ -34,6 +35,26 @@ impl From<FlightError> for Status {
 /// rule first.
 pub(crate) fn refused(rule: &str, message: &str) -> Status {
     Status::permission_denied(format!("refused by rule `{rule}`: {message}"))
+}
+
+/// Maps the error of a job run through a [`FlightJobs`](crate::FlightJobs)
+/// runner to a status, by its kind (docs/api.md has the table).
+pub(crate) fn job_status(e: &JobError) -> Status {
+    match e {
+        JobError::Runtime(e) => runtime_status(e),
+        JobError::Rejected { kind, rule, message } => match kind {
+            ErrorKind::Invalid | ErrorKind::TooLarge => Status::invalid_argument(message.clone()),
+            ErrorKind::Unauthenticated => Status::unauthenticated(message.clone()),
+            ErrorKind::Forbidden | ErrorKind::Refused => refused(rule.unwrap_or("not-allowed"), message),
+            ErrorKind::NotFound => Status::not_found(message.clone()),
+            ErrorKind::Conflict => Status::failed_precondition(message.clone()),
+            ErrorKind::Busy => Status::resource_exhausted(message.clone()),
+            ErrorKind::Internal => {
+                tracing::error!(error = %message, "flight job failed");
+                Status::internal("the job failed; the operator's log has the details")
+            }
+        },
+    }
 }
 
 /// Maps a job's error to a status. Refusals name their rule; the runtime's
@@ -80,5 +101,48 @@ pub(crate) fn governance_status(e: &GovernanceError) -> Status {
             tracing::error!(error = %other, "flight request: storage failed");
             Status::internal("the sandbox database failed; the operator's log has the details")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn rejected(code: &str, rule: Option<&'static str>) -> Status {
+        job_status(&JobError::Rejected {
+            kind: ErrorKind::from_code(code),
+            rule,
+            message: "m".into(),
+        })
+    }
+
+    #[test]
+    fn job_errors_map_by_kind_as_the_table_in_api_md_says() {
+        for (code, rule, status) in [
+            ("invalid", None, Code::InvalidArgument),
+            ("too_large", None, Code::InvalidArgument),
+            ("unauthenticated", None, Code::Unauthenticated),
+            ("forbidden", Some("role-applicant"), Code::PermissionDenied),
+            ("refused", Some("budget-exhausted"), Code::PermissionDenied),
+            ("not_found", None, Code::NotFound),
+            ("conflict", None, Code::FailedPrecondition),
+            ("busy", None, Code::ResourceExhausted),
+            ("internal", None, Code::Internal),
+            ("something new", None, Code::Internal),
+        ] {
+            let s = rejected(code, rule);
+            assert_eq!(s.code(), status, "{code}");
+            if let Some(rule) = rule {
+                assert!(s.message().contains(rule), "{code}: {}", s.message());
+            }
+        }
+        assert_ne!(
+            rejected("internal", None).message(),
+            "m",
+            "internal details stay in the log"
+        );
+        let syntax = JobError::Runtime(RuntimeError::Sql(SqlError::Invalid("syntax".into())));
+        assert_eq!(job_status(&syntax).code(), Code::InvalidArgument);
     }
 }

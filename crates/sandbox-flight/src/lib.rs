@@ -32,7 +32,7 @@ pub use convert::{
     released_to_batch,
 };
 pub use error::FlightError;
-pub use jobs::{DirectJobs, FlightJobs, ReleasedJob};
+pub use jobs::{DirectJobs, ErrorKind, FlightJobs, JobError, ReleasedJob};
 pub use service::SandboxFlightSql;
 
 use arrow_flight::flight_service_server::FlightServiceServer;

@@ -5,7 +5,7 @@
 
 use crate::auth::{Caller, agreement_for, caller};
 use crate::convert::released_to_batch;
-use crate::error::runtime_status;
+use crate::error::job_status;
 use crate::held::{Holdings, Limits};
 use crate::{FlightConfig, FlightJobs};
 use arrow::record_batch::RecordBatch;
@@ -120,7 +120,7 @@ impl SandboxFlightSql {
             Ok(job) => job,
             Err(e) => {
                 tracing::info!(account = %caller.account, %grant, rule = e.rule(), error = %e, "flight job not released");
-                return Err(runtime_status(&e));
+                return Err(job_status(&e));
             }
         };
         let batch = released_to_batch(&job.job_id, &job.table)?;

@@ -40,6 +40,16 @@ impl Role {
     }
 }
 
+/// The token of an `Authorization` value `Bearer <token>`: the scheme is
+/// matched case-insensitively (RFC 9110 §11.1), the token trimmed; `None`
+/// for any other scheme or an empty token. HTTP and Flight SQL both use
+/// this, so they accept exactly the same headers.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// SHA-256 of a token, hex: all the store keeps.
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -53,10 +63,14 @@ impl Store {
                 "an API token has at least 32 characters".into(),
             ));
         }
+        crate::fields::text("id", id, crate::fields::MAX_NAME_BYTES, true)?;
         let provider = match role {
             Role::DataOwner { provider } => Some(provider.as_str()),
             _ => None,
         };
+        if let Some(p) = provider {
+            crate::fields::text("provider", p, crate::fields::MAX_NAME_BYTES, true)?;
+        }
         let digest = token_digest(token);
         self.write(|tx| {
             let inserted = tx.execute(
@@ -111,5 +125,20 @@ impl Store {
             ("operator", _) => Role::Operator,
             _ => Role::Applicant,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_passes() {
+        for ok in ["Bearer t0k", "bearer t0k", "BEARER t0k", "Bearer   t0k  "] {
+            assert_eq!(bearer_token(ok), Some("t0k"), "{ok:?}");
+        }
+        for bad in ["Basic t0k", "Bearer", "Bearer ", "Bearer    ", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
     }
 }

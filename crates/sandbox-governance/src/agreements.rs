@@ -86,6 +86,7 @@ impl Store {
     /// Revokes an agreement (限制或者关闭数据获取权限): every later job under
     /// it is refused.
     pub fn revoke(&self, agreement: &str, by: &str, reason: &str) -> Result<(), GovernanceError> {
+        crate::fields::text("reason", reason, crate::fields::MAX_REASON_BYTES, true)?;
         self.write(|tx| {
             let updated = tx.execute(
                 "UPDATE agreements SET status = 'revoked', status_reason = ?2 WHERE grant_id = ?1 AND status = 'active'",

@@ -6,6 +6,7 @@
 //! stores them.
 
 use crate::GovernanceError;
+use crate::anchor::Checkpoint;
 use crate::db::{Tx, now};
 use sandbox_ledger::{Broken, Chain, Entry};
 
@@ -41,7 +42,7 @@ impl AuditReport {
     }
 }
 
-fn head(tx: &mut dyn Tx) -> Result<Option<(u64, String)>, GovernanceError> {
+pub(crate) fn head(tx: &mut dyn Tx) -> Result<Option<(u64, String)>, GovernanceError> {
     match tx.query_opt("SELECT seq, hash FROM ledger_head WHERE id = 1", &[])? {
         Some(r) => Ok(Some((r.int(0)? as u64, r.text(1)?))),
         None => Ok(None),
@@ -103,8 +104,72 @@ pub(crate) fn entries(tx: &mut dyn Tx) -> Result<Vec<Entry>, GovernanceError> {
     .collect()
 }
 
-/// Verifies the stored entries and the head.
-pub(crate) fn verify(tx: &mut dyn Tx) -> Result<AuditReport, GovernanceError> {
+/// What a check of the database file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Integrity {
+    /// The backend's own check passed (SQLite `PRAGMA integrity_check`).
+    Ok,
+    /// What the backend's check reported (at most 20 lines).
+    Damaged(Vec<String>),
+    /// The backend has no such check here (PostgreSQL: its data
+    /// checksums and `amcheck` are the operator's).
+    NotAvailable,
+}
+
+/// Runs the backend's integrity check.
+pub(crate) fn integrity(tx: &mut dyn Tx, backend: &str) -> Result<Integrity, GovernanceError> {
+    if backend != "sqlite" {
+        return Ok(Integrity::NotAvailable);
+    }
+    let lines: Vec<String> = match tx.query("PRAGMA integrity_check(20)", &[]) {
+        Ok(rows) => rows.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?,
+        // A file damaged badly enough fails the check itself.
+        Err(e) => vec![e.to_string()],
+    };
+    Ok(if lines.len() == 1 && lines[0] == "ok" {
+        Integrity::Ok
+    } else {
+        Integrity::Damaged(lines)
+    })
+}
+
+/// Why the stored ledger does not contain `checkpoint` (an entry recorded
+/// outside the database), if it does not.
+pub(crate) fn discontinuity(tx: &mut dyn Tx, checkpoint: &Checkpoint) -> Result<Option<Broken>, GovernanceError> {
+    if checkpoint.seq == 0 {
+        return Ok(None);
+    }
+    let row = tx.query_opt(
+        "SELECT hash FROM ledger WHERE seq = ?1",
+        &[(checkpoint.seq as i64).into()],
+    )?;
+    let (count, _) = head(tx)?.unwrap_or((0, String::new()));
+    let reason = match row.map(|r| r.text(0)).transpose()? {
+        Some(hash) if hash == checkpoint.hash => return Ok(None),
+        Some(_) => format!(
+            "entry {} is not the one recorded outside the database at {}: the store was replaced",
+            checkpoint.seq, checkpoint.at
+        ),
+        None => format!(
+            "the store's ledger has {count} entries but entry {} was recorded outside the database at {}: \
+             the store was emptied, truncated or replaced",
+            checkpoint.seq, checkpoint.at
+        ),
+    };
+    Ok(Some(Broken {
+        seq: checkpoint.seq.min(count + 1),
+        reason,
+    }))
+}
+
+/// Verifies the stored entries and the head, and that the ledger contains
+/// `checkpoint` when one is given.
+pub(crate) fn verify(tx: &mut dyn Tx, checkpoint: Option<&Checkpoint>) -> Result<AuditReport, GovernanceError> {
+    if let Some(c) = checkpoint
+        && let Some(broken) = discontinuity(tx, c)?
+    {
+        return Ok(AuditReport::Broken(broken));
+    }
     let entries = entries(tx)?;
     let checked = match sandbox_ledger::verify(&entries) {
         Ok(n) => n,

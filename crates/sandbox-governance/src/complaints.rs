@@ -35,6 +35,7 @@ pub const MAX_COMPLAINT_BYTES: usize = 8 * 1024;
 impl Store {
     /// Files a complaint about `dataset` (recorded in the ledger).
     pub fn file_complaint(&self, id: &str, dataset: &str, by: &str, text: &str) -> Result<(), GovernanceError> {
+        crate::fields::text("text", text, MAX_COMPLAINT_BYTES, true)?;
         if text.trim().is_empty() {
             return Err(GovernanceError::Invalid("a complaint must say what is wrong".into()));
         }

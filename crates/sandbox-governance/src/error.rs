@@ -52,6 +52,10 @@ pub enum GovernanceError {
     NotRunning(String),
     #[error("the sandbox database failed: {0}")]
     Storage(String),
+    /// The database is not the one its head file records (emptied,
+    /// truncated or replaced); nothing was opened.
+    #[error("{0}")]
+    Discontinuous(String),
     #[error("the sandbox database failed: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("cannot encode a record: {0}")]

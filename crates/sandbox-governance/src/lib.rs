@@ -23,11 +23,13 @@
 mod accounts;
 mod agreements;
 pub mod amount;
+mod anchor;
 mod applications;
 mod audit;
 mod complaints;
 pub mod db;
 mod error;
+pub mod fields;
 mod migrate;
 mod queue;
 mod registry;
@@ -37,14 +39,15 @@ mod suspension;
 #[cfg(test)]
 mod testing;
 
-pub use accounts::{Role, token_digest};
+pub use accounts::{Role, bearer_token, token_digest};
 pub use agreements::Agreement;
 pub use amount::{Delta, Epsilon};
+pub use anchor::{Checkpoint, Continuity};
 pub use applications::{ApplicationBody, ApplicationRecord, Approval, Decision};
-pub use audit::AuditReport;
+pub use audit::{AuditReport, Integrity};
 pub use complaints::{Complaint, MAX_COMPLAINT_BYTES};
 pub use error::GovernanceError;
-pub use queue::{QueueState, QueuedJob, RecordedJob};
+pub use queue::{QueueState, QueuedJob, RecordedJob, Transition};
 pub use registry::{DatasetVersionRecord, Registration};
 pub use report::{
     AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,

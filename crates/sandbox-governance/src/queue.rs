@@ -64,10 +64,30 @@ impl QueueState {
         })
     }
 
+    /// Every state a job can be in.
+    pub const ALL: [QueueState; 6] = [
+        QueueState::Queued,
+        QueueState::Running,
+        QueueState::Succeeded,
+        QueueState::Refused,
+        QueueState::Failed,
+        QueueState::Cancelled,
+    ];
+
     /// Whether the job will not change any more.
     pub fn is_final(self) -> bool {
         !matches!(self, QueueState::Queued | QueueState::Running)
     }
+}
+
+/// What a compare-and-set on a job's state did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The job was in one of the expected states and has moved.
+    Moved,
+    /// The job was not in an expected state: the state it is in, or `None`
+    /// when there is no such job. Nothing changed.
+    Found(Option<QueueState>),
 }
 
 /// A job in the queue.
@@ -145,22 +165,47 @@ impl Store {
         })
     }
 
-    /// Moves a job to `state` (with its error). A job in a final state
-    /// never moves again; returns whether it moved.
-    pub fn set_queue_state(
+    /// Moves a job to `to` (with its error) only if it is in one of the
+    /// states `from`, as one compare-and-set in one write transaction:
+    /// either it moved, or the answer says the state it was found in (none
+    /// for an unknown job). Every queue transition goes through here, so a
+    /// cancellation and a worker's claim can never both win.
+    pub fn transition(
         &self,
         id: &str,
-        state: QueueState,
+        from: &[QueueState],
+        to: QueueState,
         error: Option<&serde_json::Value>,
-    ) -> Result<bool, GovernanceError> {
+    ) -> Result<Transition, GovernanceError> {
         let error = error.map(serde_json::to_string).transpose()?;
+        // The states are this module's constants, never caller text.
+        let allowed = from
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if allowed.is_empty() {
+            return Err(GovernanceError::Invalid(
+                "a transition needs a state to move from".into(),
+            ));
+        }
+        let sql = format!(
+            "UPDATE job_queue SET state = ?2, error = ?3, updated_at = ?4 WHERE id = ?1 AND state IN ({allowed})"
+        );
         self.write(|tx| {
             let n = tx.execute(
-                "UPDATE job_queue SET state = ?2, error = ?3, updated_at = ?4
-                 WHERE id = ?1 AND state IN ('queued', 'running')",
-                &[id.into(), state.as_str().into(), error.as_deref().into(), now().into()],
+                &sql,
+                &[id.into(), to.as_str().into(), error.as_deref().into(), now().into()],
             )?;
-            Ok(n > 0)
+            if n > 0 {
+                return Ok(Transition::Moved);
+            }
+            let found = tx.query_opt("SELECT state FROM job_queue WHERE id = ?1", &[id.into()])?;
+            Ok(Transition::Found(
+                found
+                    .map(|r| r.text(0).and_then(|s| QueueState::parse(&s)))
+                    .transpose()?,
+            ))
         })
     }
 
@@ -237,5 +282,90 @@ impl Store {
             status: r.text(0)?,
             outcome: r.opt_text(1)?.map(|o| serde_json::from_str(&o)).transpose()?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::test_dbs;
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn a_transition_moves_only_from_the_expected_states() {
+        for db in test_dbs() {
+            let store = db.open();
+            store.enqueue("j", "bank", "g", "sql", "{}").expect("enqueue");
+            let running = store
+                .transition("j", &[QueueState::Queued], QueueState::Running, None)
+                .expect("claim");
+            assert_eq!(running, Transition::Moved, "{}", db.name());
+            // A cancellation that expects a queued job finds it running.
+            let cancel = store
+                .transition("j", &[QueueState::Queued], QueueState::Cancelled, None)
+                .expect("cancel");
+            assert_eq!(cancel, Transition::Found(Some(QueueState::Running)), "{}", db.name());
+            assert_eq!(
+                store.queued_job("j").expect("job").expect("some").state,
+                QueueState::Running
+            );
+            let error = serde_json::json!({"rule": "r"});
+            let end = store
+                .transition("j", &[QueueState::Running], QueueState::Refused, Some(&error))
+                .expect("end");
+            assert_eq!(end, Transition::Moved);
+            // An ended job does not move from the unfinished states.
+            for to in QueueState::ALL {
+                let again = store
+                    .transition("j", &[QueueState::Queued, QueueState::Running], to, None)
+                    .expect("again");
+                assert_eq!(again, Transition::Found(Some(QueueState::Refused)), "{}", db.name());
+            }
+            let job = store.queued_job("j").expect("job").expect("some");
+            assert_eq!(job.error, Some(error), "{}", db.name());
+            assert_eq!(
+                store
+                    .transition("nope", &[QueueState::Queued], QueueState::Running, None)
+                    .expect("unknown"),
+                Transition::Found(None)
+            );
+            assert!(store.transition("j", &[], QueueState::Running, None).is_err());
+        }
+    }
+
+    #[test]
+    fn a_claim_and_a_cancellation_never_both_win() {
+        for db in test_dbs() {
+            let store = Arc::new(db.open());
+            for round in 0..60 {
+                let id = format!("j{round}");
+                store.enqueue(&id, "bank", "g", "sql", "{}").expect("enqueue");
+                let barrier = Arc::new(Barrier::new(2));
+                let contenders: Vec<_> = [QueueState::Running, QueueState::Cancelled]
+                    .into_iter()
+                    .map(|to| {
+                        let (store, barrier, id) = (store.clone(), barrier.clone(), id.clone());
+                        std::thread::spawn(move || {
+                            barrier.wait();
+                            store
+                                .transition(&id, &[QueueState::Queued], to, None)
+                                .expect("transition")
+                        })
+                    })
+                    .collect();
+                let outcomes: Vec<Transition> = contenders.into_iter().map(|t| t.join().expect("thread")).collect();
+                let winners = outcomes.iter().filter(|o| **o == Transition::Moved).count();
+                assert_eq!(winners, 1, "{}: round {round}: {outcomes:?}", db.name());
+                let state = store.queued_job(&id).expect("job").expect("some").state;
+                let loser = outcomes
+                    .iter()
+                    .find_map(|o| match o {
+                        Transition::Found(s) => *s,
+                        Transition::Moved => None,
+                    })
+                    .expect("the loser saw the winner's state");
+                assert_eq!(loser, state, "{}: the loser is told what actually happened", db.name());
+            }
+        }
     }
 }

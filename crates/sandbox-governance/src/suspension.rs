@@ -34,6 +34,7 @@ impl Store {
         if reason.trim().is_empty() {
             return Err(GovernanceError::Invalid("a suspension must give its reason".into()));
         }
+        crate::fields::text("reason", reason, crate::fields::MAX_REASON_BYTES, true)?;
         self.write(|tx| {
             let inserted = tx.execute(
                 "INSERT INTO suspensions (dataset, suspended_by, reason, suspended_at) VALUES (?1, ?2, ?3, ?4)
@@ -56,6 +57,7 @@ impl Store {
     /// Lifts a suspension (`resumed`) or records that the dataset is
     /// withdrawn from opening for good (`withdrawn`: it stays suspended).
     pub fn resume_dataset(&self, dataset: &str, by: &str, note: &str) -> Result<(), GovernanceError> {
+        crate::fields::text("reason", note, crate::fields::MAX_REASON_BYTES, false)?;
         self.write(|tx| {
             let removed = tx.execute("DELETE FROM suspensions WHERE dataset = ?1", &[dataset.into()])?;
             if removed == 0 {
@@ -68,6 +70,7 @@ impl Store {
 
     /// Records that a suspended dataset is withdrawn (it stays suspended).
     pub fn withdraw_dataset(&self, dataset: &str, by: &str, note: &str) -> Result<(), GovernanceError> {
+        crate::fields::text("reason", note, crate::fields::MAX_REASON_BYTES, false)?;
         self.write(|tx| {
             if tx
                 .query_opt("SELECT dataset FROM suspensions WHERE dataset = ?1", &[dataset.into()])?

@@ -4,8 +4,9 @@ use crate::PolicyError;
 use std::path::Path;
 
 /// Every `*.toml` file directly in `dir`, sorted by name, as
-/// (path for messages, text). Files that cannot be read or are not UTF-8
-/// become errors without stopping the others.
+/// (path for messages, text). Files that cannot be read, are not regular
+/// files, are larger than [`crate::files::MAX_POLICY_BYTES`] or are not
+/// UTF-8 become errors without stopping the others.
 pub(crate) fn read_toml_files(dir: &Path) -> (Vec<(String, String)>, Vec<PolicyError>) {
     let shown = dir.display().to_string();
     let entries = match std::fs::read_dir(dir) {
@@ -22,8 +23,11 @@ pub(crate) fn read_toml_files(dir: &Path) -> (Vec<(String, String)>, Vec<PolicyE
     for entry in entries {
         match entry {
             Ok(e) => {
+                // Every `*.toml` entry, whatever it is: one that is not a
+                // regular file (a directory, a device, a symlink loop) is
+                // an error naming it, never silently skipped.
                 let path = e.path();
-                if path.extension().is_some_and(|x| x == "toml") && path.is_file() {
+                if path.extension().is_some_and(|x| x == "toml") {
                     paths.push(path);
                 }
             }
@@ -38,19 +42,9 @@ pub(crate) fn read_toml_files(dir: &Path) -> (Vec<(String, String)>, Vec<PolicyE
     let mut files = Vec::new();
     for path in paths {
         let file = path.display().to_string();
-        match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => files.push((file, text)),
-                Err(e) => errors.push(PolicyError::unplaced(
-                    file,
-                    "",
-                    format!(
-                        "not UTF-8 text (invalid byte at offset {}); save the file as UTF-8",
-                        e.utf8_error().valid_up_to()
-                    ),
-                )),
-            },
-            Err(e) => errors.push(PolicyError::unplaced(file, "", format!("cannot read file: {e}"))),
+        match crate::files::read_text(&path, crate::files::MAX_POLICY_BYTES) {
+            Ok(text) => files.push((file, text)),
+            Err(e) => errors.push(PolicyError::unplaced(file, "", e.why)),
         }
     }
     (files, errors)

@@ -58,6 +58,7 @@ mod catalog;
 mod describe;
 mod dir;
 mod error;
+pub mod files;
 pub mod limits;
 pub mod model;
 pub mod raw;

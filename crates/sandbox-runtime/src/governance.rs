@@ -271,9 +271,11 @@ impl Sandbox {
             .cloned()
             .collect();
         if owned.is_empty() {
+            // Answered like an unknown application: an owner learns nothing
+            // of applications that are not for its datasets.
             return Err(RuntimeError::refused(
-                "decide-not-owner",
-                format!("application `{application}` asks for no dataset of provider `{provider}`"),
+                "no-application",
+                format!("no application `{application}`"),
             ));
         }
         Ok(self.store().decide_for(application, owner, decision, &owned)?)
@@ -286,9 +288,28 @@ impl Sandbox {
     /// the owner. Sandboxes opened from then on apply it. Returns the new
     /// policy's digest.
     pub fn set_policy(&self, account: &str, file_name: &str, text: &str) -> Result<String, RuntimeError> {
+        self.set_policy_of(account, None, file_name, text)
+    }
+
+    /// [`set_policy`](Self::set_policy) for the dataset a request named
+    /// (`PUT /v1/policies/{dataset}`): a policy file for another dataset is
+    /// refused (`policy-dataset-mismatch`) and nothing is installed.
+    pub fn set_policy_of(
+        &self,
+        account: &str,
+        expected: Option<&DatasetId>,
+        file_name: &str,
+        text: &str,
+    ) -> Result<String, RuntimeError> {
         let invalid = |e: sandbox_policy::PolicyErrors| RuntimeError::refused("policy-invalid", e.to_string());
         let policy = sandbox_policy::parse_policy(file_name, text, self.catalog()).map_err(invalid)?;
         let dataset = policy.dataset.clone();
+        if let Some(expected) = expected.filter(|e| **e != dataset) {
+            return Err(RuntimeError::refused(
+                "policy-dataset-mismatch",
+                format!("the request names {expected} but the policy file is for {dataset}"),
+            ));
+        }
         match self.store().role(account)? {
             Some(Role::DataOwner { provider })
                 if self.catalog().get(&dataset).is_some_and(|e| e.provider.id == provider) => {}
@@ -310,10 +331,8 @@ impl Sandbox {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".toml") && name != target {
-                let body = std::fs::read_to_string(entry.path()).map_err(|e| RuntimeError::Io {
-                    path: entry.path().display().to_string(),
-                    source: e,
-                })?;
+                let body = sandbox_policy::files::read_text(&entry.path(), sandbox_policy::files::MAX_POLICY_BYTES)
+                    .map_err(|e| RuntimeError::Setup(e.to_string()))?;
                 sources.push((name, body));
             }
         }

@@ -26,9 +26,7 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(sandbox_governance::bearer_token)
             .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
         let (account, role) = state.sandbox.store().authenticate(token)?;
         Ok(Caller { account, role })

@@ -1,8 +1,10 @@
-//! Request bodies: JSON that fails to parse is answered with the parser's
-//! message as an `invalid` error, never a bare rejection.
+//! Request bodies, query strings and path parameters: whatever fails to
+//! parse (bad JSON, a wrong content type, a path segment that is not
+//! UTF-8) is answered in the one JSON error shape as an `invalid` error
+//! with the parser's message, never a bare text rejection.
 
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 
 /// A JSON body.
 #[derive(Debug, axum::extract::FromRequest)]
@@ -13,6 +15,17 @@ pub struct Body<T>(pub T);
 #[derive(Debug, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Params<T>(pub T);
+
+/// Path parameters.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct PathParam<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::invalid(e.body_text())
+    }
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {

@@ -11,6 +11,11 @@ use utoipa::ToSchema;
 /// smaller; this one answers before anything is stored).
 pub const MAX_SQL_BYTES: usize = 100 * 1024;
 
+use sandbox_runtime::analysis::MAX_BLOCKS;
+
+/// The longest agreement name accepted.
+const MAX_NAME_BYTES: usize = sandbox_governance::fields::MAX_NAME_BYTES;
+
 /// A job to run under one of the caller's agreements.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -76,6 +81,31 @@ impl JobRequest {
                 sql.len()
             )));
         }
+        if sql.contains('\0') {
+            return Err(ApiError::invalid("the SQL text contains a NUL character"));
+        }
+        let agreement = self.agreement();
+        if agreement.is_empty() || agreement.len() > MAX_NAME_BYTES || agreement.chars().any(char::is_control) {
+            return Err(ApiError::invalid(format!(
+                "`agreement` names an agreement: 1 to {MAX_NAME_BYTES} bytes, no control characters"
+            )));
+        }
+        let (epsilon, blocks) = match self {
+            JobRequest::Sql { epsilon, .. } => (*epsilon, None),
+            JobRequest::Analysis { epsilon, blocks, .. } => (*epsilon, *blocks),
+        };
+        // The policies' caps and minimum are the runtime's to check (and to
+        // record as a refusal); a number that is no ε at all stops here.
+        if let Some(e) = epsilon
+            && !(e.is_finite() && e > 0.0)
+        {
+            return Err(ApiError::invalid(format!("`epsilon` = {e} is not a positive number")));
+        }
+        if let Some(b) = blocks
+            && !(2..=MAX_BLOCKS).contains(&b)
+        {
+            return Err(ApiError::invalid(format!("`blocks` = {b}: between 2 and {MAX_BLOCKS}")));
+        }
         if let Some(m) = module {
             decode_module(m)?;
         }
@@ -108,6 +138,9 @@ pub struct JobView {
     pub updated_at: String,
     /// Where the result is, once the job succeeded.
     pub result: Option<String>,
+    /// What a cancellation did (only in the answer to `POST …/cancel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<String>,
 }
 
 impl JobView {
@@ -124,6 +157,7 @@ impl JobView {
             error: j.error,
             created_at: j.created_at,
             updated_at: j.updated_at,
+            cancellation: None,
         }
     }
 }

@@ -12,12 +12,12 @@
 use crate::error::{ApiError, ApiResult};
 use crate::job::{JobRequest, JobView, decode_module};
 use crate::metrics::Metrics;
-use sandbox_governance::{QueueState, QueuedJob};
+use sandbox_governance::{QueueState, QueuedJob, Transition};
 use sandbox_model::JobOutcome;
 use sandbox_runtime::{AnalysisOptions, JobContext, RuntimeError, Sandbox, SqlJobOptions, SqlJobResult};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -57,7 +57,12 @@ struct Inner {
     waiting: AtomicUsize,
     running: AtomicUsize,
     limits: PoolLimits,
+    /// The jobs claimed or about to be claimed in this process: how to ask
+    /// each to stop.
     cancels: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Charged jobs a restart interrupted, which a worker claims although
+    /// they are `running` already.
+    resuming: Mutex<HashSet<String>>,
     waiters: Mutex<HashMap<String, Waiter>>,
     /// The stage each running job has reached (kept in memory: a stage is
     /// worth no write to the store, and a restart runs the job again).
@@ -113,6 +118,17 @@ impl Ending {
     }
 }
 
+/// What a cancellation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancellation {
+    /// The job was waiting: it is cancelled and nothing was charged.
+    Cancelled,
+    /// The job is running: its worker was asked to stop. It ends cancelled
+    /// (with its charge kept if it was charged already) unless it was
+    /// already releasing.
+    Requested,
+}
+
 fn cancelled_before_running() -> ApiError {
     ApiError::refused("job-cancelled", "cancelled by its submitter before it ran")
 }
@@ -136,6 +152,7 @@ impl JobPool {
                 running: AtomicUsize::new(0),
                 limits,
                 cancels: Mutex::new(HashMap::new()),
+                resuming: Mutex::new(HashSet::new()),
                 waiters: Mutex::new(HashMap::new()),
                 stages: Arc::default(),
             }),
@@ -255,47 +272,52 @@ impl JobPool {
         }
     }
 
-    /// Cancels a job: a waiting one at once, a running one as soon as its
-    /// worker sees it (nothing is released; a charge already made is kept).
-    /// Returns the state the job is in or is going to.
-    pub fn cancel(&self, job: &QueuedJob) -> ApiResult<QueueState> {
+    /// Cancels a job, and says what actually happened. A queued job is
+    /// cancelled at once by a compare-and-set on its state (a worker's claim
+    /// and this cancellation cannot both win), so nothing is charged. A
+    /// running job is asked to stop: one not yet charged ends cancelled with
+    /// nothing spent, one already charged ends cancelled with its charge
+    /// kept, one already releasing completes. Errors: 409 for an ended job,
+    /// 404 for an unknown one.
+    pub fn cancel(&self, job: &QueuedJob) -> ApiResult<Cancellation> {
         let store = self.inner.sandbox.store();
-        if job.state == QueueState::Queued {
-            let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
-            if store.set_queue_state(&job.id, QueueState::Cancelled, Some(&error))? {
+        let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
+        match store.transition(&job.id, &[QueueState::Queued], QueueState::Cancelled, Some(&error))? {
+            Transition::Moved => {
                 self.inner.metrics.job_finished("cancelled", std::time::Duration::ZERO);
                 self.tell_waiter(&job.id, Err(cancelled_before_running()));
-                return Ok(QueueState::Cancelled);
+                Ok(Cancellation::Cancelled)
             }
-        }
-        let current = store
-            .queued_job(&job.id)?
-            .ok_or_else(|| ApiError::not_found("no such job"))?;
-        if current.state.is_final() {
-            return Err(ApiError::conflict(format!(
-                "job `{}` has ended already ({})",
-                job.id,
-                current.state.as_str()
-            )));
-        }
-        let cancels = self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner());
-        match cancels.get(&job.id) {
-            Some(notify) => notify.notify_one(),
-            // Claimed but not yet started: the worker checks the state when
-            // it starts and the store refuses to move a final job.
-            None => {
-                let error = json!({"rule": "job-cancelled", "message": "cancelled by its submitter before it ran"});
-                if store.set_queue_state(&job.id, QueueState::Cancelled, Some(&error))? {
-                    self.tell_waiter(&job.id, Err(cancelled_before_running()));
+            Transition::Found(Some(QueueState::Running)) => {
+                // A worker of this process registers the job here before it
+                // claims it and removes it only after recording its end, so a
+                // running job of this process is always found.
+                match self.lock_cancels().get(&job.id) {
+                    Some(notify) => {
+                        notify.notify_one();
+                        Ok(Cancellation::Requested)
+                    }
+                    None => Err(ApiError::conflict(format!(
+                        "job `{}` is running in another server process; cancel it there",
+                        job.id
+                    ))),
                 }
             }
+            Transition::Found(Some(ended)) => Err(ApiError::conflict(format!(
+                "job `{}` has ended already ({})",
+                job.id,
+                ended.as_str()
+            ))),
+            Transition::Found(None) => Err(ApiError::not_found(format!("you have no job `{}`", job.id))),
         }
-        Ok(QueueState::Cancelled)
     }
 
-    /// Takes up the jobs a stop interrupted.
+    /// Takes up the jobs a stop interrupted: one whose end the store
+    /// recorded takes that end; one charged before the stop resumes under
+    /// its charge (it stays `running`); any other goes back to `queued`.
     fn recover(&self) -> ApiResult<()> {
         let store = self.inner.sandbox.store();
+        let unfinished = [QueueState::Queued, QueueState::Running];
         for job in store.unfinished_jobs()? {
             match store.recorded_job(&job.id)? {
                 Some(recorded) if recorded.status != "running" => {
@@ -306,10 +328,17 @@ impl JobPool {
                         _ => QueueState::Failed,
                     };
                     let error = recorded.outcome.filter(|_| state != QueueState::Succeeded);
-                    store.set_queue_state(&job.id, state, error.as_ref())?;
+                    store.transition(&job.id, &unfinished, state, error.as_ref())?;
                     tracing::info!(job = %job.id, state = state.as_str(), "job ended before the restart");
                 }
-                _ => {
+                recorded => {
+                    if recorded.is_some() {
+                        // Charged: a cancellation from now on must reach it.
+                        self.lock_resuming().insert(job.id.clone());
+                        self.lock_cancels().insert(job.id.clone(), Arc::new(Notify::new()));
+                    } else {
+                        store.transition(&job.id, &[QueueState::Running], QueueState::Queued, None)?;
+                    }
                     tracing::info!(job = %job.id, "job interrupted by a restart runs again");
                     self.inner.waiting.fetch_add(1, Ordering::SeqCst);
                     self.inner
@@ -322,36 +351,51 @@ impl JobPool {
         Ok(())
     }
 
+    /// Claims a job for a worker: queued → running, or a charged job a
+    /// restart interrupted (already running). `None` when the job was
+    /// cancelled (or ended) first.
+    fn claim(&self, id: &str) -> Result<Option<QueuedJob>, sandbox_governance::GovernanceError> {
+        let store = self.inner.sandbox.store();
+        let resuming = self.lock_resuming().remove(id);
+        let from: &[QueueState] = if resuming {
+            &[QueueState::Queued, QueueState::Running]
+        } else {
+            &[QueueState::Queued]
+        };
+        match store.transition(id, from, QueueState::Running, None)? {
+            Transition::Moved => store.queued_job(id),
+            Transition::Found(_) => Ok(None),
+        }
+    }
+
     /// Runs one job to its end.
     async fn run(&self, id: &str) {
         let store = self.inner.sandbox.store();
-        let claimed = store.queued_job(id).and_then(|job| match job {
-            Some(job) if !job.state.is_final() => {
-                let moved = store.set_queue_state(id, QueueState::Running, None)?;
-                Ok(moved.then_some(job))
-            }
-            _ => Ok(None),
-        });
-        let job = match claimed {
+        // Registered before the claim, so that a cancellation that finds
+        // the job running always reaches its worker.
+        let notify = self
+            .lock_cancels()
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone();
+        let job = match self.claim(id) {
             Ok(Some(job)) => job,
             Ok(None) => {
+                self.lock_cancels().remove(id);
                 self.tell_waiter(id, Err(cancelled_before_running()));
                 return;
             }
             Err(e) => {
+                self.lock_cancels().remove(id);
                 tracing::error!(job = id, error = %e, "could not claim a job");
                 self.tell_waiter(id, Err(ApiError::from(e)));
                 return;
             }
         };
-        let notify = Arc::new(Notify::new());
-        self.lock_cancels().insert(id.to_string(), notify.clone());
         self.inner.running.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
         let ending = self.execute(&job, &notify).await;
         self.inner.running.fetch_sub(1, Ordering::SeqCst);
-        self.lock_cancels().remove(id);
-        self.inner.stages.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         if ending.state == QueueState::Succeeded {
             match store.job_charges(id) {
                 Ok(charges) => {
@@ -365,12 +409,23 @@ impl JobPool {
         self.inner
             .metrics
             .job_finished(ending.state.as_str(), started.elapsed());
-        if let Err(e) = store.set_queue_state(id, ending.state, ending.error.as_ref()) {
+        match store.transition(id, &[QueueState::Running], ending.state, ending.error.as_ref()) {
+            Ok(Transition::Moved) => {}
+            Ok(Transition::Found(found)) => {
+                tracing::error!(job = id, found = ?found, "a running job's state moved under its worker");
+            }
             // The store recorded how the job ended; the next start reads it.
-            tracing::error!(job = id, error = %e, "could not record a job's end");
+            Err(e) => tracing::error!(job = id, error = %e, "could not record a job's end"),
         }
+        // Only now: until its end is recorded a cancellation must find it.
+        self.lock_cancels().remove(id);
+        self.inner.stages.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         tracing::info!(job = id, state = ending.state.as_str(), elapsed = ?started.elapsed(), "job ended");
         self.tell_waiter(id, ending.failure.map_or(Ok(()), Err));
+    }
+
+    fn lock_resuming(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.resuming.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {

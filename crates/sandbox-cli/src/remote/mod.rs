@@ -7,7 +7,7 @@
 mod client;
 mod view;
 
-use crate::commands::{CliError, fail};
+use crate::commands::{CliError, MAX_MODULE_FILE_BYTES, MAX_SQL_FILE_BYTES, fail, read_text};
 use crate::{
     AccountCommand, ApplyArgs, AuditCommand, Command, DecideArgs, GovernanceCommand, PolicyCommand, ReportArgs,
     SqlArgs, WasmCommand, WasmRunArgs,
@@ -46,8 +46,15 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
         }
         Command::Report(args) => report(&client, args),
         Command::Audit {
-            command: AuditCommand::Verify { json },
+            command: AuditCommand::Verify { json, checkpoint: None },
         } => audit_verify(&client, json),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    checkpoint: Some(_), ..
+                }
+                | AuditCommand::Checkpoint { .. },
+        } => Err(local_only("audit checkpoint")),
         Command::Audit {
             command: AuditCommand::Export { out },
         } => audit_export(&client, out),
@@ -189,7 +196,7 @@ fn decide(client: &Client, args: DecideArgs) -> Result<(), CliError> {
 fn sql(client: &Client, args: SqlArgs) -> Result<(), CliError> {
     let query = match (&args.query, &args.file) {
         (Some(q), None) => q.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| fail(format!("cannot read {}: {e}", f.display())))?,
+        (None, Some(f)) => read_text(f, MAX_SQL_FILE_BYTES)?,
         _ => return Err(fail("give a query, or --file with one")),
     };
     let module = args.wasm.as_deref().map(base64_file).transpose()?;
@@ -381,7 +388,7 @@ fn audit_export(client: &Client, out: Option<PathBuf>) -> Result<(), CliError> {
 
 /// Installs a policy file for the dataset it names (`dataset = "…"`).
 fn policy_set(client: &Client, file: &Path) -> Result<(), CliError> {
-    let toml = std::fs::read_to_string(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+    let toml = read_text(file, sandbox_policy::files::MAX_POLICY_BYTES)?;
     let dataset = policy_dataset(&toml).map_err(|e| fail(format!("{}: {e}", file.display())))?;
     let installed = client.put(&format!("/v1/policies/{}", segment(&dataset)), &json!({"toml": toml}))?;
     println!(
@@ -402,7 +409,7 @@ fn policy_dataset(text: &str) -> Result<String, String> {
 }
 
 fn base64_file(path: &Path) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = sandbox_policy::files::read_bytes(path, MAX_MODULE_FILE_BYTES).map_err(|e| fail(e.to_string()))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 

@@ -4,10 +4,10 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Params};
+use crate::extract::{Body, Params, PathParam};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sandbox_governance::{Agreement, ApplicationBody, ApplicationRecord, BudgetLine, Decision, UsageReport};
@@ -38,8 +38,9 @@ fn can_see(state: &AppState, caller: &Caller, holder: &str, datasets: &[DatasetI
 #[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
     /// Your name for it (letters, digits, `-`, `_`); the agreement will be
-    /// `agreement-<id>`. Required when submitting; when revising, absent or
-    /// the same as the path's.
+    /// `agreement-<id>`. When submitting, omit it for a server-generated id
+    /// (`app-<hex>`, answered in `id`): a chosen id that another account
+    /// holds answers `409`. When revising, absent or the same as the path's.
     #[serde(default)]
     pub id: Option<String>,
     /// Conditionally open datasets, e.g. `gov.tax_payments`.
@@ -97,14 +98,22 @@ pub async fn submit_application(
     Body(new): Body<ApplicationRequest>,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
     caller.require_applicant()?;
-    let id = new
-        .id
-        .clone()
-        .ok_or_else(|| ApiError::invalid("an application needs its `id`"))?;
+    let id = match new.id.clone() {
+        Some(id) => id,
+        // A server-generated id never collides, so it reveals nothing
+        // about other accounts' applications.
+        None => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+            format!("app-{}", hex::encode(bytes))
+        }
+    };
     valid_application_id(&id)?;
     if state.sandbox.store().application(&id)?.is_some() {
+        // The same answer whoever holds the id.
         return Err(ApiError::conflict(format!(
-            "application `{id}` exists; resubmit a rejected one with PUT /v1/applications/{id}"
+            "the application id `{id}` is taken; choose another, or omit `id` for a server-generated one \
+             (resubmit your own rejected application with PUT /v1/applications/{{id}})"
         )));
     }
     let revision = state.sandbox.apply(&caller.account, &id, &new.body())?;
@@ -119,7 +128,7 @@ pub async fn submit_application(
 pub async fn resubmit_application(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Body(revised): Body<ApplicationRequest>,
 ) -> ApiResult<Json<Submitted>> {
     caller.require_applicant()?;
@@ -167,7 +176,7 @@ pub async fn list_applications(
 pub async fn get_application(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<ApplicationRecord>> {
     visible_applications(&state, &caller)?
         .into_iter()
@@ -203,14 +212,19 @@ pub struct Decided {
 /// owners).
 #[utoipa::path(post, path = "/v1/applications/{id}/decision", tag = "applications", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = DecisionRequest,
-    responses((status = 200, body = Decided), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = Decided), (status = 400, body = crate::ErrorBody),
+              (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn decide_application(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Body(decision): Body<DecisionRequest>,
 ) -> ApiResult<Json<Decided>> {
     caller.require_owner()?;
+    // Another owner's application answers exactly like an unknown one.
+    if !visible_applications(&state, &caller)?.iter().any(|a| a.id == id) {
+        return Err(ApiError::not_found(format!("no application `{id}` you may see")));
+    }
     let decision = match decision {
         DecisionRequest::Approve {
             epsilon,
@@ -264,7 +278,7 @@ pub async fn list_agreements(State(state): State<AppState>, caller: Caller) -> A
 pub async fn get_agreement(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<Agreement>> {
     Ok(Json(visible_agreement(&state, &caller, &id)?))
 }
@@ -284,7 +298,7 @@ pub struct Revoked {
 pub async fn revoke_agreement(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Body(reason): Body<super::catalog::Reason>,
 ) -> ApiResult<Json<Revoked>> {
     caller.require_owner_or_operator()?;
@@ -329,7 +343,7 @@ impl From<BudgetLine> for Budget {
 pub async fn agreement_budget(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<Vec<Budget>>> {
     visible_agreement(&state, &caller, &id)?;
     Ok(Json(state.sandbox.budget(&id)?.into_iter().map(Budget::from).collect()))
@@ -355,7 +369,7 @@ pub struct ReportParams {
 pub async fn agreement_report(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Params(params): Params<ReportParams>,
 ) -> ApiResult<Response> {
     visible_agreement(&state, &caller, &id)?;

@@ -92,7 +92,15 @@ pub async fn create_account(
     let role = match (new.role.as_str(), new.provider) {
         ("operator", None) => Role::Operator,
         ("applicant", None) => Role::Applicant,
-        ("data_owner", Some(provider)) if !provider.trim().is_empty() => Role::DataOwner { provider },
+        ("data_owner", Some(provider)) if state.sandbox.catalog().iter().any(|d| d.provider.id == provider) => {
+            Role::DataOwner { provider }
+        }
+        ("data_owner", Some(provider)) if !provider.trim().is_empty() => {
+            return Err(ApiError::invalid(format!(
+                "no provider `{}` in the catalog; a data owner manages a catalog provider",
+                provider.chars().take(64).collect::<String>()
+            )));
+        }
         ("data_owner", _) => {
             return Err(ApiError::invalid(
                 "a data owner needs `provider` (a catalog provider id)",

@@ -3,10 +3,10 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, PathParam};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use sandbox_governance::{Complaint, Suspension};
 use sandbox_model::{Dataset, DatasetId};
@@ -78,7 +78,7 @@ pub async fn list_catalog(State(state): State<AppState>, _caller: Caller) -> Api
 pub async fn dataset_page(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(dataset): Path<String>,
+    PathParam(dataset): PathParam<String>,
 ) -> ApiResult<Json<DatasetPage>> {
     let id = parse_dataset(&state, &dataset)?;
     let entry = state
@@ -128,11 +128,12 @@ pub struct PolicyInstalled {
 pub async fn get_policy(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(dataset): Path<String>,
+    PathParam(dataset): PathParam<String>,
 ) -> ApiResult<Json<PolicyText>> {
     let id = parse_dataset(&state, &dataset)?;
     let path = state.sandbox.data_dir().policies_dir().join(format!("{id}.toml"));
-    let toml = std::fs::read_to_string(&path).map_err(|_| ApiError::not_found(format!("{id} has no policy")))?;
+    let toml = sandbox_policy::files::read_text(&path, sandbox_policy::files::MAX_POLICY_BYTES)
+        .map_err(|_| ApiError::not_found(format!("{id} has no policy")))?;
     Ok(Json(PolicyText { toml }))
 }
 
@@ -145,14 +146,14 @@ pub async fn get_policy(
 pub async fn put_policy(
     State(state): State<AppState>,
     caller: Caller,
-    Path(dataset): Path<String>,
+    PathParam(dataset): PathParam<String>,
     Body(policy): Body<PolicyText>,
 ) -> ApiResult<Json<PolicyInstalled>> {
     caller.require_owner()?;
     let id = parse_dataset(&state, &dataset)?;
     let digest = state
         .sandbox
-        .set_policy(&caller.account, &format!("{id}.toml"), &policy.toml)?;
+        .set_policy_of(&caller.account, Some(&id), &format!("{id}.toml"), &policy.toml)?;
     Ok(Json(PolicyInstalled {
         dataset: id.to_string(),
         digest,
@@ -183,7 +184,7 @@ pub struct Suspended {
 pub async fn suspend_dataset(
     State(state): State<AppState>,
     caller: Caller,
-    Path(dataset): Path<String>,
+    PathParam(dataset): PathParam<String>,
     Body(reason): Body<Reason>,
 ) -> ApiResult<Json<Suspended>> {
     caller.require_owner_or_operator()?;
@@ -202,7 +203,7 @@ pub async fn suspend_dataset(
 pub async fn resume_dataset(
     State(state): State<AppState>,
     caller: Caller,
-    Path(dataset): Path<String>,
+    PathParam(dataset): PathParam<String>,
     Body(reason): Body<Reason>,
 ) -> ApiResult<StatusCode> {
     caller.require_owner_or_operator()?;

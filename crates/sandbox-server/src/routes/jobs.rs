@@ -5,14 +5,16 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Params};
+use crate::extract::{Body, Params, PathParam};
 use crate::job::{JobRequest, JobView};
+use crate::pool::Cancellation;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use sandbox_governance::{QueueState, QueuedJob};
 use serde::Deserialize;
+use std::time::{Duration, Instant};
 use utoipa::IntoParams;
 
 fn own_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<QueuedJob> {
@@ -74,7 +76,7 @@ pub async fn list_jobs(
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<JobView>> {
     Ok(Json(state.pool.view(own_job(&state, &caller, &id)?)))
 }
@@ -88,7 +90,7 @@ pub async fn get_job(
 pub async fn job_result(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let job = own_job(&state, &caller, &id)?;
     if job.state != QueueState::Succeeded {
@@ -110,21 +112,61 @@ pub async fn job_result(
     Ok(Json(serde_json::json!({"kind": "released", "table": value})))
 }
 
-/// Cancels one of the caller's jobs: a queued one at once; a running one
-/// releases nothing (ε already charged stays charged).
+/// How long a cancellation of a running job waits for the job to end, so
+/// that its answer can say how it ended.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// Cancels one of the caller's jobs and answers what actually happened:
+/// a queued job is cancelled at once with nothing charged; a running job is
+/// asked to stop and the answer waits (a few seconds at most) for its end:
+/// `cancelled` (with its charge kept if it had been charged), `succeeded`
+/// when it was already releasing, or still `running` with the request
+/// noted. `cancellation` says which in words.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 202, body = JobView), (status = 404, body = crate::ErrorBody),
-              (status = 409, description = "The job has ended", body = crate::ErrorBody)))]
+    responses((status = 200, description = "The job has ended (see `state`)", body = JobView),
+              (status = 202, description = "Still running: cancellation requested", body = JobView),
+              (status = 404, body = crate::ErrorBody),
+              (status = 409, description = "The job had ended before the request", body = crate::ErrorBody)))]
 pub async fn cancel_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     let job = own_job(&state, &caller, &id)?;
-    state.pool.cancel(&job)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.pool.view(own_job(&state, &caller, &id)?)),
-    ))
+    if state.pool.cancel(&job)? == Cancellation::Cancelled {
+        let mut view = state.pool.view(own_job(&state, &caller, &id)?);
+        view.cancellation = Some("cancelled before it ran: nothing was charged".into());
+        return Ok((StatusCode::OK, Json(view)));
+    }
+    let deadline = Instant::now() + CANCEL_WAIT;
+    let job = loop {
+        let job = own_job(&state, &caller, &id)?;
+        if job.state.is_final() || Instant::now() >= deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let charged = !state.sandbox.store().job_charges(&id)?.is_empty();
+    let (status, words) = match (job.state, charged) {
+        (QueueState::Cancelled, false) => (
+            StatusCode::OK,
+            "cancelled while running, before it was charged: nothing was charged",
+        ),
+        (QueueState::Cancelled, true) => (
+            StatusCode::OK,
+            "cancelled while running: nothing was released; the charge stands",
+        ),
+        (QueueState::Running, _) => (
+            StatusCode::ACCEPTED,
+            "running: cancellation requested; a charge already made stands",
+        ),
+        (_, _) => (
+            StatusCode::OK,
+            "too late: the job ended before it could be stopped (see its state)",
+        ),
+    };
+    let mut view = state.pool.view(job);
+    view.cancellation = Some(words.into());
+    Ok((status, Json(view)))
 }
