@@ -524,6 +524,10 @@ fn a_file_that_is_not_what_its_extension_says_is_refused() {
         .expect_err("csv as xlsx")
         .to_string();
     assert!(err.contains("read as xlsx"), "{err}");
+    let dir = f.root.parent().expect("parent").join("a_dir.csv");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let err = f.register(&dir, options()).expect_err("directory").to_string();
+    assert!(err.contains("not a regular file"), "{err}");
     let unknown = f.file("data.bin", b"x");
     let err = f.register(&unknown, options()).expect_err("unknown").to_string();
     assert!(err.contains("unknown format"), "{err}");

@@ -77,6 +77,14 @@ pub(crate) fn detect_format(path: &Path, options: &IngestOptions) -> Result<File
             });
         }
     };
+    // A regular file only: a device or a FIFO never ends or never starts.
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if !meta.is_file() {
+        return Err(IngestError::Format {
+            file,
+            message: "not a regular file (a directory, device or pipe)".into(),
+        });
+    }
     let mut head = [0u8; 8];
     let mut f = std::fs::File::open(path).map_err(io(path))?;
     let mut n = 0;
