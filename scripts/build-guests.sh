@@ -39,7 +39,7 @@ ROUTE="${SANDBOX_GUEST_ROUTE:-auto}"
 # crate name -> the exports it must have beyond the common ABI ones.
 GUESTS=(risk_score default_model)
 declare -A EXTRA_EXPORTS=(
-    [risk_score]="sandbox_udf_risk_score"
+    [risk_score]="sandbox_udf_risk_score sandbox_row_risk_score"
     [default_model]="sandbox_analyze"
 )
 

@@ -7,6 +7,7 @@ mod fixture;
 mod governance_lifecycle;
 mod hostile_sql;
 mod jobs_with_code;
+mod onboarding;
 mod server_api;
 mod server_authz;
 mod server_load;

@@ -17,8 +17,11 @@
 //! enterprise has, the largest capital, the most loans, the person with
 //! most visits).
 //!
-//! With the example guests built (`SANDBOX_WASM_GUESTS`, as scripts/test.sh
-//! does), a WebAssembly UDF job and an analysis job are compared too.
+//! A hand-written guest's UDFs are compared on both evaluation paths (a
+//! provably stateless per-row export sharing an instance per batch, and a
+//! stateful one that must get a fresh instance per row). With the example
+//! guests built (`SANDBOX_WASM_GUESTS`, as scripts/test.sh does), a
+//! WebAssembly UDF job and an analysis job are compared too.
 //!
 //! Its own test binary: noise off is a process-wide switch.
 
@@ -160,6 +163,7 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
             }
         }
     }
+    failures.extend(row_export_guests(&base, &neighbours).await);
     failures.extend(webassembly_jobs(&base, &neighbours).await);
     eprintln!(
         "neighbouring databases: {} queries ({released} released on D) × {} neighbours, {} violations",
@@ -173,6 +177,84 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A hand-written guest (no wasm32 toolchain needed) with two UDFs whose
+/// per-row exports take the two paths: `scaled` is stateless (one instance
+/// per batch), `leak` keeps a running maximum in a global, so if its rows
+/// ever shared an instance, one unit's value would move every later row's
+/// (its batch export gives every row 0.5 in a fresh instance).
+fn row_export_guest() -> Vec<u8> {
+    use sandbox_sql::datafusion::arrow::array::{Float64Array, RecordBatch};
+    use sandbox_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use sandbox_sql::datafusion::arrow::ipc::writer::StreamWriter;
+    let manifest = r#"{"abi":1,"udfs":[{"name":"scaled","args":["float64"],"returns":"float64","bounds":[0.0,1.0]},{"name":"leak","args":["float64"],"returns":"float64","bounds":[0.0,1.0]}]}"#;
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("result", DataType::Float64, true)]));
+    let one_row =
+        RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(Float64Array::from(vec![0.5]))]).expect("batch");
+    let mut canned = Vec::new();
+    {
+        let mut writer = StreamWriter::try_new(&mut canned, &schema).expect("writer");
+        writer.write(&one_row).expect("write");
+        writer.finish().expect("finish");
+    }
+    let bytes = |b: &[u8]| b.iter().map(|b| format!("\\{b:02x}")).collect::<String>();
+    let pack = |ptr: u64, len: usize| ((ptr << 32) | len as u64) as i64;
+    let wat = format!(
+        r#"(module
+          (memory (export "memory") 2)
+          (global $bump (mut i32) (i32.const 65536))
+          (global $max (mut f64) (f64.const 0))
+          (data (i32.const 1024) "{manifest}")
+          (data (i32.const 16384) "{canned}")
+          (func (export "sandbox_alloc") (param $len i32) (result i32) (local $p i32)
+            (local.set $p (global.get $bump))
+            (global.set $bump (i32.add (local.get $p) (i32.and (i32.add (local.get $len) (i32.const 7)) (i32.const -8))))
+            (local.get $p))
+          (func (export "sandbox_dealloc") (param i32 i32))
+          (func (export "sandbox_manifest") (result i64) (i64.const {manifest_at}))
+          (func (export "sandbox_udf_scaled") (param i32 i32) (result i64) (i64.const {canned_at}))
+          (func (export "sandbox_udf_leak") (param i32 i32) (result i64) (i64.const {canned_at}))
+          (func (export "sandbox_row_scaled") (param f64) (result f64)
+            (f64.div (local.get 0) (f64.const 10000)))
+          (func (export "sandbox_row_leak") (param f64) (result f64)
+            (global.set $max (f64.max (global.get $max) (f64.div (local.get 0) (f64.const 10000))))
+            (global.get $max)))"#,
+        manifest = bytes(manifest.as_bytes()),
+        canned = bytes(&canned),
+        manifest_at = pack(1024, manifest.len()),
+        canned_at = pack(16384, canned.len()),
+    );
+    wat::parse_str(wat).expect("guest WAT")
+}
+
+/// Per-row exports on both paths keep every statistic within its
+/// sensitivity.
+async fn row_export_guests(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)]) -> Vec<String> {
+    let module = row_export_guest();
+    let mut failures = Vec::new();
+    for function in ["scaled", "leak"] {
+        let sql = format!(
+            "SELECT l.district, SUM({function}(u.electricity_kwh)) AS s, AVG({function}(u.electricity_kwh)) AS a
+             FROM gov.utility_usage u JOIN gov.legal_entities l ON u.credit_code = l.credit_code
+             WHERE u.month = '2024-06' GROUP BY l.district"
+        );
+        let on_d = run_udf(base, &module, &sql).await;
+        if !matches!(on_d, Outcome::Released(_)) {
+            failures.push(format!("[row export `{function}`] not released on D: {on_d:?}"));
+            continue;
+        }
+        for (neighbour, sandbox) in neighbours.iter().filter(|(n, _)| n.touches(&sql)) {
+            let verdict = match (&on_d, &run_udf(sandbox, &module, &sql).await) {
+                (Outcome::Released(a), Outcome::Released(b)) => compare(a, b),
+                (a, b) => Err(format!("outcome {} on D, {} without the unit", a.kind(), b.kind())),
+            };
+            if let Err(why) = verdict {
+                failures.push(format!("[row export `{function}`] without {}: {why}", neighbour.label));
+            }
+        }
+    }
+    failures
 }
 
 /// WebAssembly jobs, when the example guests are built (`SANDBOX_WASM_GUESTS`,
@@ -231,7 +313,7 @@ async fn webassembly_jobs(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)]) 
 }
 
 async fn run_udf(s: &Sandbox, module: &[u8], sql: &str) -> Outcome {
-    let job = s.load_wasm(module).expect("risk_score admitted");
+    let job = s.load_wasm(module).expect("guest admitted");
     take_traces();
     match s
         .run_sql_with_functions(neighbours::GRANT, sql, &SqlJobOptions::default(), job.row_functions())

@@ -136,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("policy installed; digest {digest} recorded in the ledger");
             Ok(())
         }
+        Command::Dataset { command } => crate::dataset::run(&root, command, token.as_deref()),
         Command::Serve(args) => crate::serve::serve(&root, args).await,
         Command::Catalog => {
             let sandbox = open(&root, false)?;
@@ -410,10 +411,15 @@ fn policy_check(policies: &Path, catalog: &Path) -> Result<(), CliError> {
 
 pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError> {
     let dir = DataDir::open(root)?;
+    // A registration killed between switching versions and installing the
+    // new entry and policy is completed here, before anything loads them.
+    sandbox_ingest::reconcile(&sandbox_ingest::DataLayout::new(dir.root())).map_err(|e| fail(e.to_string()))?;
     let sandbox = Sandbox::open_with_store(dir.clone(), open_store(&dir)?)?;
     let missing = sandbox
         .catalog()
         .iter()
+        // Only the generated datasets: a registered one without data is withdrawn.
+        .filter(|d| sandbox_datagen::DATASETS.contains(&d.id.as_str()))
         .any(|d| d.open_class != OpenClass::Closed && !dir.has_table(&d.id));
     if missing && generate_if_missing {
         let marker = demo_marker(&dir);
@@ -451,6 +457,13 @@ fn catalog_text(sandbox: &Sandbox) -> String {
             out.push_str(&format!("  open conditions: {c}\n"));
         }
         out.push_str(&format!("  {}\n", d.summary));
+        let layout = sandbox_ingest::DataLayout::new(sandbox.data_dir().root());
+        if let Ok(Some(m)) = sandbox_ingest::current_manifest(&layout, &d.id) {
+            out.push_str(&format!(
+                "  data: version {} registered by {} at {}, {} rows (`sandbox dataset show {}` for its quality report)\n",
+                m.version, m.owner, m.registered_at, m.rows, d.id
+            ));
+        }
         if let Some(p) = sandbox.policies().get(&d.id) {
             for f in &d.fields {
                 let roles = p.column(&f.name).map(|c| c.roles.to_string()).unwrap_or_default();
@@ -681,6 +694,14 @@ pub const DEMO_JOBS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The demo's job on the dataset it registers from the shipped CSV.
+pub const DEMO_ONBOARDED_JOB: (&str, &str, &str) = (
+    "market regulator (registered data)",
+    "inspections by outcome, on the dataset registered above from a GB18030 CSV (keys pseudonymized)",
+    "SELECT outcome, COUNT(*) AS inspections, SUM(fine) AS fines
+     FROM gov.market_inspections GROUP BY outcome ORDER BY outcome",
+);
+
 /// A query the demo shows being refused.
 pub const DEMO_REFUSED: &str =
     "SELECT credit_code, tax_paid FROM gov.tax_payments WHERE credit_code = '91310115MA1H7GQX3X'";
@@ -691,10 +712,14 @@ async fn demo(root: &Path, wasm_dir: Option<std::path::PathBuf>) -> Result<(), C
         "Data sandbox demo — data directory {}",
         sandbox.data_dir().root().display()
     );
+    drop(sandbox);
+    crate::dataset::demo_onboarding(root)?;
+    // Opened again: the registered dataset is in the catalog and the demo grant.
+    let sandbox = open(root, false)?;
     println!("\n═══ Catalog (开放清单) and output policies ═══");
     print!("{}", catalog_text(&sandbox));
     println!("\n═══ SQL jobs ═══");
-    for (who, what, sql) in DEMO_JOBS {
+    for (who, what, sql) in DEMO_JOBS.iter().chain(std::iter::once(&DEMO_ONBOARDED_JOB)) {
         println!(
             "\n▶ {who}: {what}\n  {}",
             sql.split_whitespace().collect::<Vec<_>>().join(" ")

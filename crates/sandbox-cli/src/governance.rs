@@ -217,7 +217,7 @@ fn decide(root: &Path, args: DecideArgs, token: Option<&str>) -> Result<(), CliE
 
 /// Creates an account unless it exists (the demo may run again on the same
 /// data directory).
-fn ensure_account(store: &Store, id: &str, role: &Role) -> Result<(), CliError> {
+pub(crate) fn ensure_account(store: &Store, id: &str, role: &Role) -> Result<(), CliError> {
     if store.role(id)?.is_some() {
         return Ok(());
     }

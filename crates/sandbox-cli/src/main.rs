@@ -7,6 +7,7 @@
 //! failure with 1.
 
 mod commands;
+mod dataset;
 mod governance;
 mod remote;
 mod render;
@@ -65,6 +66,11 @@ pub(crate) enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// Register your data (data owners): files as versions of datasets, quality reports, withdrawal.
+    Dataset {
+        #[command(subcommand)]
+        command: dataset::DatasetCommand,
     },
     /// Output policies.
     Policy {

@@ -48,7 +48,7 @@ pub use audit::{AuditReport, Integrity};
 pub use complaints::{Complaint, MAX_COMPLAINT_BYTES};
 pub use error::GovernanceError;
 pub use queue::{QueueState, QueuedJob, RecordedJob, Transition};
-pub use registry::Registration;
+pub use registry::{DatasetVersionRecord, Registration};
 pub use report::{
     AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,
     WasmUse,

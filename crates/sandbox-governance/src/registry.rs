@@ -1,7 +1,9 @@
 //! Datasets and policy versions as the ledger knows them: when the sandbox
 //! opens, each catalog entry and its output policy are recorded by digest,
 //! so the ledger says which policy version was in force for every job
-//! after it (`dataset_registered`, `policy_version`).
+//! after it (`dataset_registered`, `policy_version`). Registered data
+//! versions and withdrawals are recorded too (`dataset_version`,
+//! `dataset_withdrawn`).
 
 use crate::GovernanceError;
 use crate::amount::{Delta, Epsilon};
@@ -86,6 +88,74 @@ impl Store {
     }
 }
 
+/// One registered version of a dataset's data, as the ledger records it
+/// (`dataset_version`): who registered it, what it holds (digests of the
+/// stored files and of the source file, rows) and under which entry,
+/// policy and pseudonymization secret.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DatasetVersionRecord {
+    pub dataset: String,
+    pub version: u64,
+    /// The data owner's account.
+    pub owner: String,
+    pub rows: u64,
+    pub rows_rejected: u64,
+    /// SHA-256 over the stored files.
+    pub data_sha256: String,
+    /// SHA-256 of the file as the owner gave it.
+    pub source_sha256: String,
+    pub catalog_sha256: String,
+    pub policy_sha256: String,
+    pub pseudonym_key_id: String,
+}
+
+impl Store {
+    /// Records a new version of a dataset's data (`dataset_version`),
+    /// attributed to its owner.
+    pub fn record_dataset_version(&self, record: &DatasetVersionRecord) -> Result<(), GovernanceError> {
+        let payload = serde_json::to_value(record)?;
+        self.write(|tx| {
+            audit::append(tx, &record.owner, "dataset_version", payload.clone())?;
+            Ok(())
+        })
+    }
+
+    /// Records that `by` withdrew a dataset's data (`dataset_withdrawn`,
+    /// with the version withdrawn, its digest and rows when it had one)
+    /// and keeps the dataset suspended, in one transaction, so that no job
+    /// is charged or released on it from now on.
+    pub fn record_dataset_withdrawal(
+        &self,
+        dataset: &str,
+        by: &str,
+        reason: &str,
+        withdrawn: Option<&DatasetVersionRecord>,
+    ) -> Result<(), GovernanceError> {
+        if reason.trim().is_empty() {
+            return Err(GovernanceError::Invalid("a withdrawal must give its reason".into()));
+        }
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO suspensions (dataset, suspended_by, reason, suspended_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(dataset) DO NOTHING",
+                &[dataset.into(), by.into(), reason.into(), now().into()],
+            )?;
+            audit::append(
+                tx,
+                by,
+                "dataset_withdrawn",
+                json!({
+                    "dataset": dataset, "reason": reason,
+                    "version": withdrawn.map(|w| w.version),
+                    "rows": withdrawn.map(|w| w.rows),
+                    "data_sha256": withdrawn.map(|w| w.data_sha256.clone()),
+                }),
+            )?;
+            Ok(())
+        })
+    }
+}
+
 /// Keeps a dataset's policy budgets (ε rounded down to 1e-9, δ to 1e-15),
 /// or removes them when its policy has no `[dp]`.
 fn set_policy_budget(tx: &mut dyn Tx, r: &Registration) -> Result<(), GovernanceError> {
@@ -138,6 +208,37 @@ mod tests {
                 .map(|e| e.kind)
                 .collect();
             assert_eq!(kinds, ["dataset_registered", "policy_version"], "{}", db.name());
+        }
+    }
+
+    #[test]
+    fn data_versions_and_withdrawals_are_recorded_and_withdrawal_suspends() {
+        for db in test_dbs() {
+            let s = db.open();
+            let v = super::DatasetVersionRecord {
+                dataset: "gov.a".into(),
+                version: 2,
+                owner: "owner-a".into(),
+                rows: 300,
+                rows_rejected: 1,
+                data_sha256: "d".into(),
+                source_sha256: "s".into(),
+                catalog_sha256: "c".into(),
+                policy_sha256: "p".into(),
+                pseudonym_key_id: "k".into(),
+            };
+            s.record_dataset_version(&v).expect("version");
+            assert!(s.record_dataset_withdrawal("gov.a", "owner-a", " ", Some(&v)).is_err());
+            s.record_dataset_withdrawal("gov.a", "owner-a", "superseded", Some(&v))
+                .expect("withdraw");
+            assert!(s.check_not_suspended(&["gov.a"]).is_err(), "{}", db.name());
+            let entries = s.audit_entries().expect("entries");
+            let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+            assert_eq!(kinds, ["dataset_version", "dataset_withdrawn"], "{}", db.name());
+            assert_eq!(entries[0].actor, "owner-a");
+            assert_eq!(entries[0].payload["rows"], 300);
+            assert_eq!(entries[1].payload["data_sha256"], "d");
+            assert!(s.verify_audit().expect("verify").is_intact());
         }
     }
 }

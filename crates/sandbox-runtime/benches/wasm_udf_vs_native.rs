@@ -1,13 +1,14 @@
 //! Benchmark: the example `risk_score` WebAssembly UDF over 10M rows against
 //! the same logic as a native Rust function in the same SQL aggregate, in
-//! one run. The WebAssembly function runs as the sandbox runs it: scoped to
-//! privacy units (`guest_scope::scope_guest_calls` with the unit column
-//! `credit_code`; one fresh instance per unit of each batch). The native
-//! baseline is a plain DataFusion UDF over whole batches. Prints both times
-//! and their ratio (goal: at most 2×), the query without a function, the
-//! native function through the same unit-scoped adapter (the cost of
-//! scoping alone), and the native function with the C library's math;
-//! checks that every row scores the same bits natively and in WebAssembly.
+//! one run. The WebAssembly function runs as jobs run it: its per-row
+//! export is proven stateless at admission, so each batch gets one instance
+//! and each row one call. The native baseline is a plain DataFusion UDF
+//! over whole batches. Prints both times and their ratio (goal: at most
+//! 2×), the query without a function, the native function through the job
+//! function adapter (the adapter's cost alone), the fallback for guests
+//! that are not provably stateless (a fresh instance per row; one run), and
+//! the native function with the C library's math; checks that every row
+//! scores the same bits natively and in WebAssembly.
 //! `SANDBOX_BENCH_ENTITIES` sets the scale (24 rows per entity; default
 //! 416 667, just over 10M rows).
 //!
@@ -17,14 +18,13 @@
 use sandbox_runtime::{DataDir, Sandbox};
 use sandbox_sql::datafusion::arrow::array::{Array, Float64Array, Int64Array, RecordBatch};
 use sandbox_sql::datafusion::arrow::datatypes::DataType;
-use sandbox_sql::datafusion::common::{Column, Result as DfResult};
+use sandbox_sql::datafusion::common::Result as DfResult;
 use sandbox_sql::datafusion::execution::FunctionRegistry;
 use sandbox_sql::datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use sandbox_sql::datafusion::physical_plan::collect;
 use sandbox_sql::guest::RowFunction;
-use sandbox_sql::guest_scope::scope_guest_calls;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,6 +87,32 @@ impl RowFunction for NativeRisk {
             .zip(b.values())
             .map(|(&k, &t)| self.score(k, t))
             .collect())
+    }
+    fn rows_are_independent(&self) -> bool {
+        true
+    }
+}
+
+/// A job function evaluated as if its per-row export were not provably
+/// stateless: a fresh instance per row (the fallback path).
+#[derive(Debug)]
+struct InstancePerRow(Arc<dyn RowFunction>);
+
+impl RowFunction for InstancePerRow {
+    fn name(&self) -> &str {
+        "risk_score_instance_per_row"
+    }
+    fn arity(&self) -> usize {
+        self.0.arity()
+    }
+    fn bounds(&self) -> (f64, f64) {
+        self.0.bounds()
+    }
+    fn identity(&self) -> &str {
+        self.0.identity()
+    }
+    fn evaluate(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+        self.0.evaluate(args)
     }
 }
 
@@ -157,9 +183,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sandbox_datagen::generate(&opts)?;
     let sandbox = Sandbox::open(dir)?;
     let job = sandbox.load_wasm(&bytes)?;
+    let wasm_functions = job.row_functions();
+    let risk = wasm_functions
+        .iter()
+        .find(|f| f.name() == "risk_score")
+        .ok_or("the guest has no risk_score")?
+        .clone();
+    if !risk.rows_are_independent() {
+        return Err("risk_score's per-row export is not provably stateless; rebuild the guest".into());
+    }
     let mut session = sandbox.session_for_grant(sandbox_runtime::sandbox::DEMO_GRANT)?;
-    session.register_row_functions(job.row_functions())?;
-    session.register_row_functions(vec![Arc::new(NativeRisk::portable()), Arc::new(NativeRisk::platform())])?;
+    session.register_row_functions(wasm_functions)?;
+    session.register_row_functions(vec![
+        Arc::new(NativeRisk::portable()),
+        Arc::new(NativeRisk::platform()),
+        Arc::new(InstancePerRow(risk)),
+    ])?;
     let plain = ScalarUDF::new_from_impl(Plain {
         risk: NativeRisk::portable(),
         signature: Signature::exact(vec![DataType::Float64; 2], Volatility::Volatile),
@@ -167,36 +206,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut state = session.state().clone();
     state.register_udf(Arc::new(plain))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let units = vec![Column::from_name("credit_code")];
     // Plans straight on the session state: no checker, no noise, so the
-    // exact comparison below is possible. Job functions are scoped to
-    // privacy units as the sandbox runs them.
-    // `scoped`: the unit-scoped form (one call per unit of each batch);
-    // otherwise the job path, one call per row.
-    let run_as = |sql: &str, scoped: bool| -> Result<Vec<RecordBatch>, Box<dyn std::error::Error>> {
+    // exact comparison below is possible; job functions run as in jobs.
+    let run = |sql: &str| -> Result<Vec<RecordBatch>, Box<dyn std::error::Error>> {
         runtime.block_on(async {
             let plan = state.create_logical_plan(sql).await?;
-            let plan = if scoped {
-                scope_guest_calls(plan, &units, session.row_functions())?
-            } else {
-                plan
-            };
             let physical = state.create_physical_plan(&plan).await?;
             Ok(collect(physical, state.task_ctx()).await?)
         })
     };
-    let run = |sql: &str| run_as(sql, true);
-    let time_as = |expr: &str, scoped: bool, runs: usize| -> Result<f64, Box<dyn std::error::Error>> {
+    let time_runs = |expr: &str, runs: usize| -> Result<f64, Box<dyn std::error::Error>> {
         let sql = format!("SELECT month, AVG({expr}) FROM gov.utility_usage GROUP BY month");
         let mut best = f64::INFINITY;
         for _ in 0..runs {
             let t = Instant::now();
-            run_as(&sql, scoped)?;
+            run(&sql)?;
             best = best.min(t.elapsed().as_secs_f64());
         }
         Ok(best)
     };
-    let time = |expr: &str| time_as(expr, true, 3);
+    let time = |expr: &str| time_runs(expr, 3);
     // Same logic means same results: every row's score must match bit for bit.
     let differing = run("SELECT COUNT(*) FROM gov.utility_usage \
          WHERE risk_score(electricity_kwh, gas_m3) <> native_plain(electricity_kwh, gas_m3)")?;
@@ -207,24 +236,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if differing != 0 {
         return Err(format!("{differing} rows score differently in WebAssembly and natively").into());
     }
+    let rows = entities * 24;
     // The same query without a function: the scan and aggregation that
     // both UDF runs share, so the functions' own cost can be read off.
     let base = time("electricity_kwh + gas_m3")?;
     let native = time("native_plain(electricity_kwh, gas_m3)")?;
-    let scoped_native = time("native_risk(electricity_kwh, gas_m3)")?;
+    let adapter = time("native_risk(electricity_kwh, gas_m3)")?;
     let libc = time("native_risk_libc(electricity_kwh, gas_m3)")?;
     let wasm = time("risk_score(electricity_kwh, gas_m3)")?;
-    // The job path: every row in its own call (one run: it is slow).
-    let row_wise = time_as("risk_score(electricity_kwh, gas_m3)", false, 1)?;
     println!(
-        "{} rows: native UDF {native:.3} s   WebAssembly UDF as jobs run it, one call per row {row_wise:.3} s   ratio {:.2}x",
-        entities * 24,
-        row_wise / native
-    );
-    println!(
-        "  WebAssembly UDF, unit-scoped (not on the job path) {wasm:.3} s   ratio {:.2}x (best of 3, {} rows)",
-        wasm / native,
-        entities * 24
+        "{rows} rows: native UDF {native:.3} s   WebAssembly UDF as jobs run it (stateless row export: one instance per batch, one call per row) {wasm:.3} s   ratio {:.2}x (best of 3)",
+        wasm / native
     );
     println!(
         "  query without a function {base:.3} s: the functions add native {:.3} s, WebAssembly {:.3} s ({:.1}x)",
@@ -233,12 +255,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (wasm - base) / (native - base).max(1e-9)
     );
     println!(
-        "  native through the unit-scoped adapter {scoped_native:.3} s (scoping alone: {:.2}x); WebAssembly {:.2}x that",
-        scoped_native / native,
-        wasm / scoped_native
+        "  native through the job-function adapter {adapter:.3} s ({:.2}x the plain UDF); WebAssembly {:.2}x that",
+        adapter / native,
+        wasm / adapter
     );
     println!(
-        "  every row scores the same bits in both; with the C library's log1p/exp instead of libm, natively (scoped) {libc:.3} s"
+        "  every row scores the same bits in both; with the C library's log1p/exp instead of libm, natively {libc:.3} s"
+    );
+    // The fallback for guests whose row export is absent or not provably
+    // stateless: one instance per row. Slow; one run, on the same rows.
+    let per_row = time_runs("risk_score_instance_per_row(electricity_kwh, gas_m3)", 1)?;
+    println!(
+        "  fallback, a fresh instance per row (guests not provably stateless) {per_row:.3} s   ratio {:.1}x (one run)",
+        per_row / native
     );
     Ok(())
 }

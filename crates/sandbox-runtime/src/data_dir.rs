@@ -5,7 +5,8 @@
 //! ```text
 //! <root>/catalog/*.toml        catalog entries (copied from the shipped set on first use)
 //! <root>/policies/*.toml       output policies, one per dataset
-//! <root>/data/<ns>/<table>/    Parquet files, one directory per dataset
+//! <root>/data/<ns>/<table>/    Parquet files, one directory per dataset (generated)
+//! <root>/data/<ns>/<table>/CURRENT, v000001/ …   registered versions (sandbox-ingest)
 //! <root>/sandbox.db            grants, budgets, jobs (SQLite)
 //! ```
 
@@ -94,9 +95,18 @@ impl DataDir {
         self.root.join("sandbox.db")
     }
 
-    /// The directory holding a dataset's Parquet files.
+    /// The directory holding a dataset's Parquet files: its current
+    /// registered version's (`<ns>/<table>/v000002/`, named by the
+    /// `CURRENT` file that `sandbox dataset register` replaces atomically;
+    /// layout in `sandbox_ingest::layout`), else the generated data's
+    /// (`<ns>/<table>/`). Resolved once per job session, so a job keeps
+    /// the version it started with.
     pub fn table_dir(&self, dataset: &DatasetId) -> PathBuf {
-        sandbox_datagen::table_dir(&self.tables_dir(), dataset.as_str())
+        let base = sandbox_datagen::table_dir(&self.tables_dir(), dataset.as_str());
+        match std::fs::read_to_string(base.join(CURRENT_VERSION_FILE)) {
+            Ok(name) if is_version_name(name.trim()) => base.join(name.trim()),
+            _ => base,
+        }
     }
 
     /// True when a dataset has at least one Parquet file.
@@ -107,5 +117,37 @@ impl DataDir {
                     .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
             })
             .unwrap_or(false)
+    }
+}
+
+/// The file naming a registered dataset's current version directory.
+const CURRENT_VERSION_FILE: &str = "CURRENT";
+
+/// `v` and at least six digits: never a path that leaves the dataset's directory.
+fn is_version_name(name: &str) -> bool {
+    name.strip_prefix('v')
+        .is_some_and(|d| d.len() >= 6 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_dataset_is_read_from_its_current_version() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path()).expect("open");
+        let id: DatasetId = "gov.inspections".parse().expect("id");
+        let base = dir.tables_dir().join("gov/inspections");
+        std::fs::create_dir_all(base.join("v000003")).expect("mkdir");
+        assert_eq!(dir.table_dir(&id), base);
+        std::fs::write(base.join("CURRENT"), "v000003\n").expect("pointer");
+        assert_eq!(dir.table_dir(&id), base.join("v000003"));
+        assert!(!dir.has_table(&id));
+        std::fs::write(base.join("v000003/part-00000.parquet"), b"PAR1").expect("part");
+        assert!(dir.has_table(&id));
+        // A pointer that is not a version name is ignored, never followed.
+        std::fs::write(base.join("CURRENT"), "../../../etc\n").expect("pointer");
+        assert_eq!(dir.table_dir(&id), base);
     }
 }

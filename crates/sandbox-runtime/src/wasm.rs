@@ -8,7 +8,7 @@ use crate::RuntimeError;
 use crate::analysis::AnalysisProgram;
 use arrow::array::{Array, RecordBatch};
 use sandbox_sql::guest::RowFunction;
-use sandbox_wasm::{ArgType, ModuleHandle, SandboxEngine, UdfSpec};
+use sandbox_wasm::{ArgType, ModuleHandle, RowExport, SandboxEngine, UdfSpec};
 use std::sync::Arc;
 
 /// An admitted module and the engine that runs it.
@@ -114,6 +114,14 @@ impl RowFunction for WasmUdf {
         Ok((0..out.len())
             .map(|i| if out.is_null(i) { f64::NAN } else { out.value(i) })
             .collect())
+    }
+    fn rows_are_independent(&self) -> bool {
+        self.module.row_export(&self.spec.name) == &RowExport::Stateless
+    }
+    fn evaluate_rows(&self, args: &RecordBatch) -> Result<Vec<Option<f64>>, String> {
+        self.engine
+            .call_udf_rows(&self.module, &self.spec.name, args)
+            .map_err(|e| format!("{e}"))
     }
 }
 

@@ -11,38 +11,25 @@
 //! A differentially private release needs a unit's contribution to be a
 //! function of that unit's rows. A guest can compute anything from the
 //! rows one call gives it, so the guarantee is made **by construction**,
-//! not by checking: one [`RowFunction::evaluate`] call runs in one fresh
-//! instance (nothing survives between calls), and no call is ever given
-//! rows of two privacy units.
-//!
-//! * [`unit_scoped_udf`] is the form that runs: its first argument is the
-//!   row's privacy unit (any type, compared as text), the rest are the
-//!   function's arguments. Each batch is split by unit, and each unit's rows
-//!   (in their order in the batch) go to their own call. Rows whose unit is
-//!   NULL carry no protected data (public lookup rows) and share one call.
-//!   [`crate::guest_scope::scope_guest_calls`] rewrites a plan's calls of
-//!   job functions into this form.
-//! * [`GuestUdf`] is the form the user's SQL is planned and checked against
-//!   (the function's own arity). Executed directly, it evaluates every row
-//!   alone: still sound, but slow; the job path uses the scoped form.
+//! not by checking: jobs run [`GuestUdf`], which gives every row a call of
+//! its own — either one fresh instance per row ([`RowFunction::evaluate`]
+//! on a one-row batch), or, when the function says its rows are
+//! independent ([`RowFunction::rows_are_independent`]: its WebAssembly
+//! per-row export is proven, from the module's code, to write no memory,
+//! global or table), one instance per batch and one call per row
+//! ([`RowFunction::evaluate_rows`]). Either way a row's value is a function
+//! of that row's arguments alone, the same in both forms.
 //!
 //! A function never fails the job: a call that fails (trap, timeout, error,
 //! a wrong number of values) gives each of its rows the default, the
 //! midpoint of the bounds. Every other value is clamped to the bounds; NaN
 //! becomes NULL. Failure details go to the operator log only.
-//!
-//! Residual: a unit's rows that the engine delivers in two batches are
-//! evaluated in two calls, so a function that looks at more than one row
-//! can see where batch boundaries fall, which depends on the rows around
-//! them. Functions written with the SDK (`fn(f64, …) -> f64` per row)
-//! cannot see other rows at all; see docs/privacy.md.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, RecordBatchOptions, UInt32Array};
-use datafusion::arrow::compute::{CastOptions, cast, cast_with_options, take};
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -63,6 +50,23 @@ pub trait RowFunction: Send + Sync + fmt::Debug {
     /// on it to keep privacy units apart. The error text is for the
     /// operator log only.
     fn evaluate(&self, args: &RecordBatch) -> Result<Vec<f64>, String>;
+
+    /// True when each row's value is provably a function of that row's
+    /// arguments alone even when many rows share one call (a WebAssembly
+    /// UDF whose per-row export writes no state). Then
+    /// [`RowFunction::evaluate_rows`] is called on whole batches.
+    fn rows_are_independent(&self) -> bool {
+        false
+    }
+
+    /// For functions whose [`rows_are_independent`](Self::rows_are_independent):
+    /// one entry per row of `args`, `None` where that row's evaluation
+    /// failed (it takes the default). An `Err` means nothing was evaluated
+    /// for a reason that does not depend on the rows (e.g. no instance
+    /// could start). The default evaluates the rows in one call.
+    fn evaluate_rows(&self, args: &RecordBatch) -> Result<Vec<Option<f64>>, String> {
+        Ok(self.evaluate(args)?.into_iter().map(Some).collect())
+    }
 }
 
 /// The default of a row whose call failed: the midpoint of the bounds.
@@ -96,124 +100,44 @@ fn argument_batch(arrays: Vec<ArrayRef>, n: usize) -> DfResult<RecordBatch> {
     )?)
 }
 
-/// Rows of one call: a contiguous range of the batch, or scattered rows.
-enum Rows {
-    Range(usize, usize),
-    Indices(Vec<u32>),
-}
-
-impl Rows {
-    fn len(&self) -> usize {
-        match self {
-            Rows::Range(_, len) => *len,
-            Rows::Indices(v) => v.len(),
-        }
-    }
-
-    fn push(&mut self, row: usize) {
-        match self {
-            Rows::Range(start, len) if *start + *len == row => *len += 1,
-            Rows::Range(start, len) => {
-                let mut v: Vec<u32> = (*start..*start + *len).map(|r| r as u32).collect();
-                v.push(row as u32);
-                *self = Rows::Indices(v);
-            }
-            Rows::Indices(v) => v.push(row as u32),
-        }
-    }
-
-    fn for_each(&self, mut f: impl FnMut(usize, usize)) {
-        match self {
-            Rows::Range(start, len) => (0..*len).for_each(|i| f(i, start + i)),
-            Rows::Indices(v) => v.iter().enumerate().for_each(|(i, &r)| f(i, r as usize)),
-        }
-    }
-
-    fn select(&self, batch: &RecordBatch) -> DfResult<RecordBatch> {
-        match self {
-            Rows::Range(start, len) => Ok(batch.slice(*start, *len)),
-            Rows::Indices(v) => {
-                let idx = UInt32Array::from(v.clone());
-                let columns = batch
-                    .columns()
-                    .iter()
-                    .map(|c| take(c.as_ref(), &idx, None))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(RecordBatch::try_new_with_options(
-                    batch.schema(),
-                    columns,
-                    &RecordBatchOptions::new().with_row_count(Some(v.len())),
-                )?)
-            }
-        }
-    }
-}
-
-/// Evaluates `batch` in one call per group of rows and scatters the
-/// clamped values back; a failed call gives its rows the default.
-fn evaluate_groups(function: &dyn RowFunction, batch: &RecordBatch, groups: &[Rows]) -> DfResult<Vec<Option<f64>>> {
-    let mut out = vec![None; batch.num_rows()];
+/// Evaluates every row of `batch` in a call of its own (a fresh instance
+/// each) and returns the clamped values; a row whose call fails takes the
+/// default.
+fn evaluate_each_row(function: &dyn RowFunction, batch: &RecordBatch) -> Vec<Option<f64>> {
     let default = default_value(function);
     let mut failed = 0usize;
-    for group in groups {
-        let input = group.select(batch)?;
-        let values = match function.evaluate(&input) {
-            Ok(v) if v.len() == group.len() => Some(v),
-            Ok(v) => {
-                tracing::debug!(
-                    function = function.name(),
-                    expected = group.len(),
-                    got = v.len(),
-                    "a call returned the wrong number of values; its rows take the default"
-                );
-                None
-            }
-            Err(e) => {
-                tracing::debug!(function = function.name(), error = %e, "a call failed; its rows take the default");
-                None
-            }
-        };
-        if values.is_none() {
-            failed += 1;
-        }
-        group.for_each(|i, row| {
-            out[row] = clamp(function, values.as_ref().map_or(default, |v| v[i]));
-        });
-    }
+    let values = (0..batch.num_rows())
+        .map(|row| {
+            let value = match function.evaluate(&batch.slice(row, 1)) {
+                Ok(v) if v.len() == 1 => Some(v[0]),
+                Ok(v) => {
+                    tracing::debug!(
+                        function = function.name(),
+                        got = v.len(),
+                        "a call returned the wrong number of values"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(function = function.name(), error = %e, "a call failed");
+                    None
+                }
+            };
+            failed += usize::from(value.is_none());
+            clamp(function, value.unwrap_or(default))
+        })
+        .collect();
     if failed > 0 {
-        // One line per batch, not per call: a function that fails on
+        // One line per batch, not per row: a function that fails on
         // purpose must not flood the operator log.
         tracing::warn!(
             function = function.name(),
             failed,
-            calls = groups.len(),
-            "calls took the default"
+            rows = batch.num_rows(),
+            "rows took the default"
         );
     }
-    Ok(out)
-}
-
-/// Splits rows by unit (NULL units form one group), keeping row order
-/// within each unit; a run of equal units costs no hashing.
-fn groups_by_unit(units: &dyn Array) -> DfResult<Vec<Rows>> {
-    let units = cast(units, &DataType::Utf8)?;
-    let units = units.as_string::<i32>();
-    let mut groups: Vec<Rows> = Vec::new();
-    let mut index: HashMap<Option<&str>, usize, foldhash::fast::RandomState> = HashMap::default();
-    let mut previous: Option<(Option<&str>, usize)> = None;
-    for row in 0..units.len() {
-        let unit = (!units.is_null(row)).then(|| units.value(row));
-        let g = match previous {
-            Some((p, g)) if p == unit => g,
-            _ => *index.entry(unit).or_insert_with(|| {
-                groups.push(Rows::Range(row, 0));
-                groups.len() - 1
-            }),
-        };
-        groups[g].push(row);
-        previous = Some((unit, g));
-    }
-    Ok(groups)
+    values
 }
 
 /// The planning form of a job function (the function's own arity): the
@@ -272,87 +196,57 @@ impl ScalarUDFImpl for GuestUdf {
             .map(|a| a.into_array(n))
             .collect::<DfResult<Vec<_>>>()?;
         let batch = argument_batch(arrays, n)?;
-        let groups: Vec<Rows> = (0..n).map(|row| Rows::Range(row, 1)).collect();
-        let values = evaluate_groups(self.function.as_ref(), &batch, &groups)?;
+        let values = if self.function.rows_are_independent() {
+            evaluate_independent_rows(self.function.as_ref(), &batch)
+        } else {
+            evaluate_each_row(self.function.as_ref(), &batch)
+        };
         Ok(ColumnarValue::Array(Arc::new(
             values.into_iter().collect::<Float64Array>(),
         )))
     }
 }
 
-/// The executing form of a job function: `f(unit, args…)`, one call per
-/// privacy unit of each batch (see the module docs).
-#[derive(Debug, Clone)]
-pub struct UnitScopedUdf {
-    function: Arc<dyn RowFunction>,
-    signature: Signature,
-}
-
-impl PartialEq for UnitScopedUdf {
-    fn eq(&self, other: &Self) -> bool {
-        self.function.name() == other.function.name() && self.function.identity() == other.function.identity()
-    }
-}
-impl Eq for UnitScopedUdf {}
-impl Hash for UnitScopedUdf {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        "unit-scoped".hash(state);
-        self.function.name().hash(state);
-        self.function.identity().hash(state);
-    }
-}
-
-impl UnitScopedUdf {
-    /// The job function behind this UDF.
-    pub fn function(&self) -> &Arc<dyn RowFunction> {
-        &self.function
-    }
-}
-
-/// The unit-scoped form of `function`: a scalar UDF of the same name and
-/// arity n+1 whose first argument is the row's privacy unit (any type;
-/// NULL for public rows) followed by the function's n arguments.
-pub fn unit_scoped_udf(function: Arc<dyn RowFunction>) -> ScalarUDF {
-    let signature = Signature::any(function.arity() + 1, Volatility::Volatile);
-    ScalarUDF::new_from_impl(UnitScopedUdf { function, signature })
-}
-
-impl ScalarUDFImpl for UnitScopedUdf {
-    fn name(&self) -> &str {
-        self.function.name()
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Float64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows;
-        let mut arrays = args
-            .args
-            .into_iter()
-            .map(|a| a.into_array(n))
-            .collect::<DfResult<Vec<_>>>()?;
-        if arrays.is_empty() {
-            return Err(datafusion::common::DataFusionError::Internal(
-                "a unit-scoped function needs the unit as its first argument".into(),
-            ));
+/// Evaluates a row-independent function on a whole batch: a failed row
+/// takes the default, the others are clamped (NaN becomes NULL) — the same
+/// values as one call per row.
+fn evaluate_independent_rows(function: &dyn RowFunction, batch: &RecordBatch) -> Vec<Option<f64>> {
+    let default = default_value(function);
+    let values = match function.evaluate_rows(batch) {
+        Ok(values) if values.len() == batch.num_rows() => values,
+        Ok(values) => {
+            tracing::warn!(
+                function = function.name(),
+                expected = batch.num_rows(),
+                got = values.len(),
+                "the function returned the wrong number of values; every row takes the default"
+            );
+            vec![None; batch.num_rows()]
         }
-        let units = arrays.remove(0);
-        let groups = groups_by_unit(units.as_ref())?;
-        let batch = argument_batch(arrays, n)?;
-        let values = evaluate_groups(self.function.as_ref(), &batch, &groups)?;
-        Ok(ColumnarValue::Array(Arc::new(
-            values.into_iter().collect::<Float64Array>(),
-        )))
+        Err(e) => {
+            tracing::warn!(function = function.name(), error = %e, "the function could not run; every row takes the default");
+            vec![None; batch.num_rows()]
+        }
+    };
+    let failed = values.iter().filter(|v| v.is_none()).count();
+    if failed > 0 {
+        tracing::warn!(
+            function = function.name(),
+            failed,
+            rows = values.len(),
+            "rows took the default"
+        );
     }
+    values
+        .into_iter()
+        .map(|v| clamp(function, v.unwrap_or(default)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::array::AsArray;
     use std::sync::Mutex;
 
     /// Doubles its argument; records the rows of every call.
@@ -387,44 +281,75 @@ mod tests {
         }
     }
 
-    fn batch(values: &[f64]) -> RecordBatch {
-        let a: Float64Array = values.iter().copied().map(Some).collect();
-        RecordBatch::try_new(
-            Arc::new(Schema::new(vec![Field::new("arg0", DataType::Float64, true)])),
-            vec![Arc::new(a)],
-        )
-        .expect("batch")
+    /// A function whose rows are independent, evaluated through
+    /// `evaluate_rows`: 99 fails alone.
+    #[derive(Debug, Default)]
+    struct IndependentDouble(Double);
+
+    impl RowFunction for IndependentDouble {
+        fn name(&self) -> &str {
+            "double"
+        }
+        fn arity(&self) -> usize {
+            1
+        }
+        fn bounds(&self) -> (f64, f64) {
+            (0.0, 10.0)
+        }
+        fn identity(&self) -> &str {
+            "test"
+        }
+        fn evaluate(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+            self.0.evaluate(args)
+        }
+        fn rows_are_independent(&self) -> bool {
+            true
+        }
+        fn evaluate_rows(&self, args: &RecordBatch) -> Result<Vec<Option<f64>>, String> {
+            let a = args
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            self.0.calls.lock().map_err(|_| "poisoned")?.push(a.values().to_vec());
+            Ok(a.values().iter().map(|&v| (v != 99.0).then_some(v * 2.0)).collect())
+        }
     }
 
-    #[test]
-    fn values_are_clamped_and_failed_calls_take_the_default() {
-        let f = Double::default();
-        let groups = [Rows::Range(0, 2), Rows::Indices(vec![2, 4]), Rows::Range(3, 1)];
-        let v = evaluate_groups(&f, &batch(&[1.0, 7.0, -3.0, 99.0, f64::NAN]), &groups).expect("eval");
-        // 99 fails its call: default 5; NaN becomes NULL.
-        assert_eq!(v, vec![Some(2.0), Some(10.0), Some(0.0), Some(5.0), None]);
-        let calls = f.calls.lock().expect("lock");
-        assert_eq!(calls.len(), 3);
-        assert_eq!(calls[1][0], -3.0);
-        assert!(calls[1][1].is_nan());
-    }
-
-    #[test]
-    fn rows_are_grouped_by_unit_in_order() {
-        let units = StringArray::from(vec![Some("a"), Some("a"), Some("b"), None, Some("a"), None, Some("b")]);
-        let groups = groups_by_unit(&units).expect("groups");
-        let rows: Vec<Vec<usize>> = groups
+    fn invoke(function: Arc<dyn RowFunction>, values: &[f64]) -> Vec<Option<f64>> {
+        let udf = GuestUdf::new(function);
+        let input: Float64Array = values.iter().copied().map(Some).collect();
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(Arc::new(input))],
+            arg_fields: vec![Arc::new(Field::new("x", DataType::Float64, true))],
+            number_rows: values.len(),
+            return_field: Arc::new(Field::new("r", DataType::Float64, true)),
+            config_options: Arc::new(Default::default()),
+        };
+        let ColumnarValue::Array(out) = udf.invoke_with_args(args).expect("invoke") else {
+            panic!("an array");
+        };
+        out.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
             .iter()
-            .map(|g| {
-                let mut v = Vec::new();
-                g.for_each(|_, r| v.push(r));
-                v
-            })
-            .collect();
-        assert_eq!(rows, vec![vec![0, 1, 4], vec![2, 6], vec![3, 5]]);
-        assert!(matches!(
-            groups_by_unit(&StringArray::from(vec!["x", "x", "x"])).expect("groups")[..],
-            [Rows::Range(0, 3)]
-        ));
+            .collect()
+    }
+
+    const INPUT: [f64; 5] = [1.0, 7.0, -3.0, 99.0, f64::NAN];
+    /// 7 → 14 clamps to 10, -3 → -6 clamps to 0, 99 fails: the default 5;
+    /// NaN becomes NULL.
+    const EXPECTED: [Option<f64>; 5] = [Some(2.0), Some(10.0), Some(0.0), Some(5.0), None];
+
+    #[test]
+    fn each_row_gets_its_own_call_and_a_failed_row_takes_the_default() {
+        let f = Arc::new(Double::default());
+        assert_eq!(invoke(f.clone(), &INPUT), EXPECTED);
+        let calls = f.calls.lock().expect("lock");
+        assert_eq!(calls.len(), 5, "one call per row");
+        assert!(calls.iter().all(|c| c.len() == 1));
+    }
+
+    #[test]
+    fn independent_rows_share_a_call_and_give_the_same_values() {
+        let f = Arc::new(IndependentDouble::default());
+        assert_eq!(invoke(f.clone(), &INPUT), EXPECTED);
+        assert_eq!(f.0.calls.lock().expect("lock").len(), 1, "one call per batch");
     }
 }

@@ -22,7 +22,6 @@
 pub mod checker;
 pub mod guard;
 pub mod guest;
-pub mod guest_scope;
 pub mod limits;
 pub mod lineage;
 pub mod partials;

@@ -47,8 +47,7 @@ pub struct JobSession {
     datasets: BTreeMap<DatasetId, TableBinding>,
     /// The job's row functions: name → output bounds.
     guests: BTreeMap<String, (f64, f64)>,
-    /// The job's row functions by name (for unit scoping, see
-    /// [`crate::guest_scope`]).
+    /// The job's row functions by name.
     functions: BTreeMap<String, Arc<dyn RowFunction>>,
 }
 
@@ -157,8 +156,7 @@ impl JobSession {
         Ok(())
     }
 
-    /// The job's row functions by name, for
-    /// [`scope_guest_calls`](crate::guest_scope::scope_guest_calls).
+    /// The job's row functions by name.
     pub fn row_functions(&self) -> &BTreeMap<String, Arc<dyn RowFunction>> {
         &self.functions
     }

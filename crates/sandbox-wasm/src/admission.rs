@@ -186,6 +186,18 @@ pub(crate) fn check_abi_signatures(module: &Module) -> Result<(), WasmError> {
     check_func_type(module, EXPORT_MANIFEST, &[], &["i64"], "a function () -> i64")
 }
 
+/// Signature of a per-row UDF export: `arity` f64 parameters, one f64 result.
+pub(crate) fn check_row_export(module: &Module, name: &str, arity: usize) -> Result<(), WasmError> {
+    let params = vec!["f64"; arity];
+    check_func_type(
+        module,
+        name,
+        &params,
+        &["f64"],
+        "a function (f64, …) -> f64, one f64 per declared argument",
+    )
+}
+
 /// Signature of a UDF or of the analysis export.
 pub(crate) fn check_entry_point(module: &Module, name: &str) -> Result<(), WasmError> {
     check_func_type(module, name, &["i32", "i32"], &["i64"], "a function (i32, i32) -> i64")

@@ -7,8 +7,10 @@ use crate::config::RuntimeConfig;
 use crate::error::WasmError;
 use crate::limiter::{CallLimiter, CallState, LimitExceeded};
 use crate::slots::SlotGuard;
+use crate::stateless::StackWindow;
+use arrow::array::{Array, Float64Array};
 use sandbox_abi::{EXPORT_ALLOC, EXPORT_MEMORY};
-use wasmtime::{Instance, InstancePre, Memory, Store, Trap};
+use wasmtime::{Func, Instance, InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
 const INSTANTIATE: &str = "instantiation";
 
@@ -111,6 +113,64 @@ impl<'a> Call<'a> {
         self.read_packed(export, packed, max_len)
     }
 
+    /// Calls `export(f64, …) -> f64` on rows `from..rows` of `columns`, in
+    /// this instance, restoring `window` to `snapshot` after each call;
+    /// pushes one entry per row to `out`. Stops after the first row whose
+    /// call fails (pushed as `None`): the instance may then hold state the
+    /// call left half-done, so the caller starts a fresh one. Returns the
+    /// next row to evaluate.
+    fn rows(
+        &mut self,
+        export: &str,
+        window: StackWindow,
+        snapshot: &[u8],
+        columns: &[&Float64Array],
+        (from, rows): (usize, usize),
+        out: &mut Vec<Option<f64>>,
+    ) -> Result<usize, WasmError> {
+        let func = RowFunc::new(&mut self.store, &self.instance, export, columns.len())?;
+        let mut params = vec![Val::F64(0); columns.len()];
+        for row in from..rows {
+            self.reset_limits()?;
+            match func.call(&mut self.store, columns, row, &mut params) {
+                Ok(value) => {
+                    if !snapshot.is_empty() {
+                        self.memory
+                            .write(&mut self.store, window.start as usize, snapshot)
+                            .map_err(|e| WasmError::Engine(format!("cannot restore the stack window: {e}")))?;
+                    }
+                    out.push(Some(value));
+                }
+                Err(e) => {
+                    tracing::debug!(export, error = format!("{e:?}"), "a row's call failed");
+                    out.push(None);
+                    return Ok(row + 1);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The bytes of `window` as instantiation left them.
+    fn snapshot(&self, window: StackWindow) -> Result<Vec<u8>, WasmError> {
+        let mut bytes = vec![0u8; window.len as usize];
+        self.memory
+            .read(&self.store, window.start as usize, &mut bytes)
+            .map_err(|e| WasmError::Instantiate(format!("the stack window is outside the guest's memory: {e}")))?;
+        Ok(bytes)
+    }
+
+    /// Gives the next call the full per-call fuel and deadline.
+    fn reset_limits(&mut self) -> Result<(), WasmError> {
+        if let Some(fuel) = self.config.fuel_per_call() {
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| WasmError::Engine(format!("cannot set fuel: {e}")))?;
+        }
+        self.store.set_epoch_deadline(self.config.deadline_ticks());
+        Ok(())
+    }
+
     /// Calls `export() -> i64` (the manifest) and returns the bytes.
     pub(crate) fn call_nullary(&mut self, export: &str, max_len: usize) -> Result<Vec<u8>, WasmError> {
         let func = self
@@ -155,6 +215,86 @@ impl<'a> Call<'a> {
                 detail: format!("{export}: cannot read its output ({e})"),
             })?;
         Ok(out)
+    }
+}
+
+/// Evaluates a provably stateless per-row export on every row of
+/// `columns` (a null is passed as NaN): one instance serves rows until one
+/// fails, then a fresh instance (from `start`) serves the rest. Returns one
+/// entry per row, `None` where that row's call failed.
+pub(crate) fn call_rows<'a>(
+    mut start: impl FnMut() -> Result<Call<'a>, WasmError>,
+    export: &str,
+    window: StackWindow,
+    columns: &[&Float64Array],
+    rows: usize,
+) -> Result<Vec<Option<f64>>, WasmError> {
+    let mut out = Vec::with_capacity(rows);
+    let mut next = 0;
+    while next < rows {
+        let mut call = start()?;
+        let snapshot = call.snapshot(window)?;
+        next = call.rows(export, window, &snapshot, columns, (next, rows), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// A per-row export, typed for the common arities (no per-call type
+/// checks); the general form checks each call's values dynamically.
+enum RowFunc {
+    One(TypedFunc<f64, f64>),
+    Two(TypedFunc<(f64, f64), f64>),
+    Three(TypedFunc<(f64, f64, f64), f64>),
+    Any(Func),
+}
+
+impl RowFunc {
+    fn new(store: &mut Store<CallState>, instance: &Instance, export: &str, arity: usize) -> Result<Self, WasmError> {
+        let func = instance
+            .get_func(&mut *store, export)
+            .ok_or_else(|| WasmError::MissingExport {
+                name: export.into(),
+                expected: "a function (f64, …) -> f64",
+            })?;
+        let typed_error = |e: wasmtime::Error| WasmError::Instantiate(format!("{export}: {e}"));
+        Ok(match arity {
+            1 => RowFunc::One(func.typed(&*store).map_err(typed_error)?),
+            2 => RowFunc::Two(func.typed(&*store).map_err(typed_error)?),
+            3 => RowFunc::Three(func.typed(&*store).map_err(typed_error)?),
+            _ => RowFunc::Any(func),
+        })
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<CallState>,
+        columns: &[&Float64Array],
+        row: usize,
+        params: &mut [Val],
+    ) -> Result<f64, wasmtime::Error> {
+        let arg = |i: usize| {
+            let column = columns[i];
+            if column.is_null(row) {
+                f64::NAN
+            } else {
+                column.value(row)
+            }
+        };
+        match self {
+            RowFunc::One(f) => f.call(store, arg(0)),
+            RowFunc::Two(f) => f.call(store, (arg(0), arg(1))),
+            RowFunc::Three(f) => f.call(store, (arg(0), arg(1), arg(2))),
+            RowFunc::Any(f) => {
+                for (i, param) in params.iter_mut().enumerate() {
+                    *param = Val::F64(arg(i).to_bits());
+                }
+                let mut results = [Val::F64(0)];
+                f.call(store, params, &mut results)?;
+                results[0]
+                    .f64()
+                    .ok_or_else(|| wasmtime::Error::msg("the row export returned a non-f64 value"))
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::admission;
 use crate::cache::{Digest, ModuleCache};
-use crate::call::Call;
+use crate::call::{self, Call};
 use crate::config::{AllocationStrategy, RuntimeConfig};
 use crate::epoch::EpochTicker;
 use crate::error::WasmError;
@@ -13,9 +13,11 @@ use crate::limiter::CallState;
 use crate::manifest;
 use crate::module::ModuleHandle;
 use crate::slots::Slots;
+use crate::stateless::{self, RowExport};
 use arrow::array::{Float64Array, RecordBatch};
-use sandbox_abi::{EXPORT_ANALYZE, EXPORT_MANIFEST, UDF_PREFIX};
+use sandbox_abi::{EXPORT_ANALYZE, EXPORT_MANIFEST, ROW_PREFIX, UDF_PREFIX};
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use wasmtime::{
@@ -150,6 +152,41 @@ impl SandboxEngine {
             }
             admission::check_entry_point(&module, EXPORT_ANALYZE)?;
         }
+        let row_names: Vec<String> = manifest
+            .udfs
+            .iter()
+            .map(|udf| format!("{ROW_PREFIX}{}", udf.name))
+            .collect();
+        let mut row_exports = HashMap::new();
+        let mut row_windows = HashMap::new();
+        for ((udf, export), verdict) in manifest
+            .udfs
+            .iter()
+            .zip(&row_names)
+            .zip(stateless::check_exports(bytes, &row_names))
+        {
+            let row_export = match verdict {
+                None => RowExport::Absent,
+                Some(verdict) => {
+                    admission::check_row_export(&module, export, udf.args.len())?;
+                    match verdict {
+                        Ok(window) => {
+                            row_windows.insert(udf.name.clone(), window);
+                            RowExport::Stateless
+                        }
+                        Err(reason) => {
+                            tracing::info!(
+                                udf = %udf.name,
+                                reason = %reason,
+                                "per-row export is not provably stateless; each row gets its own instance"
+                            );
+                            RowExport::NotStateless(reason)
+                        }
+                    }
+                }
+            };
+            row_exports.insert(udf.name.clone(), row_export);
+        }
         for name in inspection.udf_exports() {
             if manifest.udf(name).is_none() {
                 tracing::debug!(
@@ -167,7 +204,7 @@ impl SandboxEngine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "WebAssembly module admitted"
         );
-        let handle = ModuleHandle::new(hex, bytes.len(), manifest, module, pre);
+        let handle = ModuleHandle::new(hex, bytes.len(), manifest, module, pre, row_exports, row_windows);
         Ok(self.cache.insert(digest, handle))
     }
 
@@ -202,6 +239,67 @@ impl SandboxEngine {
         let export = format!("{UDF_PREFIX}{name}");
         let output = self.run(module, &export, &bytes, self.config.max_output_bytes())?;
         ipc::decode_udf_output(&output, input.num_rows(), spec.bounds)
+    }
+
+    /// Evaluates UDF `name` on every row of `input` through its per-row
+    /// export, in **one** instance, one call per row, each call with the
+    /// full per-call fuel and deadline. Only for UDFs whose
+    /// [`ModuleHandle::row_export`] is [`RowExport::Stateless`] (anything
+    /// else is [`WasmError::NotStateless`]): since the export provably
+    /// writes no state, a row's value depends on that row's arguments only,
+    /// exactly as with one instance per row.
+    ///
+    /// `input`'s columns are the arguments in order, all Float64 (a null
+    /// is passed as NaN). Returns one entry per row: `Some(v)` with `v`
+    /// clamped to the declared bounds (NaN passed through), or `None` where
+    /// that row's call trapped, ran out of fuel or hit the deadline. An
+    /// `Err` means no row was evaluated (the instance could not start).
+    pub fn call_udf_rows(
+        &self,
+        module: &ModuleHandle,
+        name: &str,
+        input: &RecordBatch,
+    ) -> Result<Vec<Option<f64>>, WasmError> {
+        self.check_owner(module)?;
+        let spec = module
+            .manifest()
+            .udf(name)
+            .ok_or_else(|| WasmError::UnknownUdf(name.to_string()))?;
+        let (RowExport::Stateless, Some(window)) = (module.row_export(name), module.row_window(name)) else {
+            return Err(WasmError::NotStateless(name.to_string()));
+        };
+        if input.num_columns() != spec.args.len() {
+            return Err(WasmError::InputMismatch(format!(
+                "UDF `{name}` takes {} arguments but the batch has {} columns",
+                spec.args.len(),
+                input.num_columns()
+            )));
+        }
+        let mut columns = Vec::with_capacity(input.num_columns());
+        for (i, column) in input.columns().iter().enumerate() {
+            let Some(values) = column.as_any().downcast_ref::<Float64Array>() else {
+                return Err(WasmError::InputMismatch(format!(
+                    "argument {} of UDF `{name}` must be float64 for the per-row export, not {}",
+                    i + 1,
+                    column.data_type()
+                )));
+            };
+            columns.push(values);
+        }
+        let started = Instant::now();
+        let export = format!("{ROW_PREFIX}{name}");
+        let start = || Call::start(&self.config, module.pre(), self.slots.acquire()?);
+        let values = call::call_rows(start, &export, window, &columns, input.num_rows())?;
+        let failed = values.iter().filter(|v| v.is_none()).count();
+        tracing::debug!(
+            digest = module.digest_hex(),
+            export,
+            rows = input.num_rows(),
+            failed,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "guest rows"
+        );
+        Ok(values.into_iter().map(|v| v.map(|v| spec.bounds.clamp(v))).collect())
     }
 
     /// Runs the module's analysis on one block. Returns one value per

@@ -94,6 +94,11 @@ pub enum WasmError {
     #[error("the module declares no UDF named `{0}`")]
     UnknownUdf(String),
 
+    /// The UDF has no per-row export proven stateless, so its rows cannot
+    /// share an instance (call it through `call_udf`, one row per call).
+    #[error("UDF `{0}` has no provably stateless per-row export (sandbox_row_{0})")]
+    NotStateless(String),
+
     /// The manifest declares no analysis.
     #[error("the module declares no analysis (`analysis` in its manifest)")]
     NoAnalysis,

@@ -16,7 +16,9 @@
 //! ```
 //!
 //! Every call gets a fresh instance (no state survives between calls or
-//! blocks) under a wall-clock deadline (epoch interruption), an optional fuel cap, a
+//! blocks); the one exception is a UDF whose per-row export is proven, from
+//! its code, unable to write state ([`RowExport::Stateless`]), whose rows
+//! share one instance per batch, one call each. Calls run under a wall-clock deadline (epoch interruption), an optional fuel cap, a
 //! memory and table cap and a stack cap; see [`RuntimeConfig`] for every
 //! limit and its default. Guests may import nothing: no files, clock,
 //! network, environment or randomness. Failures are [`WasmError`]s; show
@@ -72,6 +74,7 @@ mod limiter;
 mod manifest;
 mod module;
 mod slots;
+mod stateless;
 
 #[cfg(test)]
 mod tests;
@@ -82,3 +85,4 @@ pub use engine::SandboxEngine;
 pub use error::WasmError;
 pub use manifest::{AnalysisSpec, ArgType, Bounds, MAX_NAME_LEN, MAX_UDF_ARGS, Manifest, OutputSpec, UdfSpec};
 pub use module::ModuleHandle;
+pub use stateless::RowExport;

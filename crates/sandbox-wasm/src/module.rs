@@ -2,6 +2,8 @@
 
 use crate::limiter::CallState;
 use crate::manifest::Manifest;
+use crate::stateless::{RowExport, StackWindow};
+use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::{InstancePre, Module};
 
@@ -18,6 +20,10 @@ struct Inner {
     manifest: Manifest,
     module: Module,
     pre: InstancePre<CallState>,
+    /// Per declared UDF, how its rows are evaluated.
+    row_exports: HashMap<String, RowExport>,
+    /// Per stateless UDF, the memory to restore after each row's call.
+    row_windows: HashMap<String, StackWindow>,
 }
 
 impl ModuleHandle {
@@ -27,6 +33,8 @@ impl ModuleHandle {
         manifest: Manifest,
         module: Module,
         pre: InstancePre<CallState>,
+        row_exports: HashMap<String, RowExport>,
+        row_windows: HashMap<String, StackWindow>,
     ) -> Self {
         ModuleHandle {
             inner: Arc::new(Inner {
@@ -35,6 +43,8 @@ impl ModuleHandle {
                 manifest,
                 module,
                 pre,
+                row_exports,
+                row_windows,
             }),
         }
     }
@@ -53,6 +63,20 @@ impl ModuleHandle {
     /// The validated manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.inner.manifest
+    }
+
+    /// How UDF `name`'s rows are evaluated: [`RowExport::Stateless`] means
+    /// one instance per batch and one call per row
+    /// ([`SandboxEngine::call_udf_rows`](crate::SandboxEngine::call_udf_rows));
+    /// anything else, one instance per row. [`RowExport::Absent`] for an
+    /// unknown name.
+    pub fn row_export(&self, name: &str) -> &RowExport {
+        self.inner.row_exports.get(name).unwrap_or(&RowExport::Absent)
+    }
+
+    /// The shadow-stack window a stateless UDF's calls may write.
+    pub(crate) fn row_window(&self, name: &str) -> Option<StackWindow> {
+        self.inner.row_windows.get(name).copied()
     }
 
     /// True when both handles share one compiled module (a cache hit).

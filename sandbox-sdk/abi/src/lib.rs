@@ -17,6 +17,12 @@
 //! * exports one `sandbox_udf_<name>(ptr: i32, len: i32) -> i64` per declared
 //!   UDF (see [`UDF_PREFIX`]) and optionally [`EXPORT_ANALYZE`]
 //!   `(ptr: i32, len: i32) -> i64`;
+//! * may export, per declared UDF, the same function on one row's values:
+//!   `sandbox_row_<name>(f64, …, f64) -> f64` (see [`ROW_PREFIX`]); the host
+//!   uses it instead of the batch export when it can prove, from the code,
+//!   that nothing the function writes outlives a call (only its own
+//!   shadow-stack frame, which the host restores), so one instance can
+//!   serve many rows without carrying anything from one to the next;
 //! * imports nothing outside module [`IMPORT_MODULE`].
 //!
 //! Inputs are an Arrow IPC *stream* of one record batch that the host writes
@@ -47,6 +53,13 @@ pub const EXPORT_MANIFEST: &str = "sandbox_manifest";
 
 /// Prefix of UDF exports: `sandbox_udf_<name>(ptr: i32, len: i32) -> i64`.
 pub const UDF_PREFIX: &str = "sandbox_udf_";
+
+/// Prefix of the optional per-row exports: `sandbox_row_<name>(f64, …) -> f64`,
+/// one `f64` parameter per declared argument (a null arrives as NaN), the
+/// UDF's value for that row. The host calls it only when the function is
+/// provably stateless (no write reachable from it outlives the call);
+/// otherwise it calls [`UDF_PREFIX`] exports.
+pub const ROW_PREFIX: &str = "sandbox_row_";
 
 /// `(ptr: i32, len: i32) -> i64`: run the guest's analysis on one batch.
 pub const EXPORT_ANALYZE: &str = "sandbox_analyze";

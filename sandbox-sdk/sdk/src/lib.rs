@@ -210,8 +210,11 @@ pub mod __private {
 ///
 /// The macro defines `pub static SANDBOX_JOB: sandbox_sdk::Job` in the
 /// invoking module (use it in host-side tests) and, when compiling for
-/// `wasm32`, the exports `sandbox_manifest`, `sandbox_udf_<NAME>` for each UDF
-/// and `sandbox_analyze` if there is an analysis. Invoke it once per guest.
+/// `wasm32`, the exports `sandbox_manifest`, `sandbox_udf_<NAME>` and
+/// `sandbox_row_<NAME>` (the same function on one row's values, which the
+/// host calls row by row in one instance when it can prove the function
+/// keeps no state; see [`sandbox_abi::ROW_PREFIX`]) for each UDF and
+/// `sandbox_analyze` if there is an analysis. Invoke it once per guest.
 #[macro_export]
 macro_rules! export {
     ($($body:tt)*) => {
@@ -292,6 +295,14 @@ macro_rules! __export_parse {
                         // SAFETY: the host calls this with a buffer it got from
                         // `sandbox_alloc` and filled (ABI version 1).
                         unsafe { $crate::__private::ffi::udf(&SANDBOX_JOB, ::core::stringify!($name), ptr, len) }
+                    }
+                    // The same function on one row's values: no memory, no
+                    // allocation, so the host can prove it stateless and
+                    // call it row by row in one instance.
+                    #[unsafe(export_name = ::core::concat!("sandbox_row_", ::core::stringify!($name)))]
+                    extern "C" fn __sandbox_row($($arg: f64),+) -> f64 {
+                        let f: fn($($crate::__export_f64!($arg)),+) -> f64 = $f;
+                        f($($arg),+)
                     }
                 };
             )*

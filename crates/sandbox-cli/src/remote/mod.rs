@@ -68,6 +68,7 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
             command: PolicyCommand::Check { .. },
         } => Err(local_only("policy check")),
         Command::Serve(_) => Err(local_only("serve")),
+        Command::Dataset { .. } => Err(local_only("dataset")),
     }
 }
 

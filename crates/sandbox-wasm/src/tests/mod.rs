@@ -5,6 +5,7 @@ mod guests;
 mod happy;
 mod hostile;
 mod limits;
+mod rows;
 
 use crate::{RuntimeConfig, RuntimeConfigBuilder, SandboxEngine, WasmError};
 use guests::{f64_batch, good_guest};

@@ -1,0 +1,317 @@
+//! `sandbox dataset` through the binary: only the provider's owner
+//! registers; a wrong encoding or a breached threshold registers nothing;
+//! a registration shows its report, lands in the catalog and the ledger,
+//! and is queryable; a registration killed with SIGKILL at any moment
+//! leaves a complete version current; withdrawal suspends and removes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/onboarding");
+
+fn example(name: &str) -> PathBuf {
+    Path::new(EXAMPLES).join(name)
+}
+
+fn command(dir: &Path, token: Option<&str>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox"));
+    cmd.arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .env_remove("SANDBOX_TOKEN")
+        .env("SANDBOX_PSEUDONYM_KEY", dir.join("secret/pseudonym.key"));
+    if let Some(t) = token {
+        cmd.env("SANDBOX_TOKEN", t);
+    }
+    cmd
+}
+
+fn sandbox(dir: &Path, token: Option<&str>, args: &[&str]) -> Output {
+    command(dir, token, args).output().expect("run sandbox")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn refused(out: &Output) -> (String, String) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn token(out: &Output) -> String {
+    ok(out).lines().last().expect("token line").trim().to_string()
+}
+
+/// Operator, the market regulator's owner account, and another owner.
+fn accounts(dir: &Path) -> (String, String, String) {
+    let ops = token(&sandbox(dir, None, &["account", "create", "ops", "--role", "operator"]));
+    let owner = |id: &str, provider: &str| {
+        token(&sandbox(
+            dir,
+            Some(&ops),
+            &["account", "create", id, "--role", "owner", "--provider", provider],
+        ))
+    };
+    let market = owner("market-regulator", "shanghai-market-regulation");
+    let tax = owner("tax-bureau", "shanghai-tax");
+    (ops, market, tax)
+}
+
+fn register_args<'a>(file: &'a str, entry: &'a str, policy: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["dataset", "register", file, "--entry", entry, "--policy", policy];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn current(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("data/data/gov/market_inspections/CURRENT"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[test]
+fn owners_register_see_the_report_and_withdraw() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let (ops, market, tax) = accounts(dir);
+    let csv = example("gov.market_inspections.csv");
+    let entry = example("gov.market_inspections.entry.toml");
+    let policy = example("gov.market_inspections.policy.toml");
+    let (csv, entry, policy) = (
+        csv.to_str().expect("utf-8"),
+        entry.to_str().expect("utf-8"),
+        policy.to_str().expect("utf-8"),
+    );
+    let thresholds = [
+        "--encoding",
+        "gb18030",
+        "--key",
+        "credit_code",
+        "--key",
+        "inspected",
+        "--max-rejected-rows",
+        "1",
+        "--max-duplicate-keys",
+        "1",
+    ];
+    // Not the provider's owner.
+    let (_, err) = refused(&sandbox(
+        dir,
+        Some(&tax),
+        &register_args(csv, entry, policy, &thresholds),
+    ));
+    assert!(err.contains("[rule: not-owner]"), "{err}");
+    // The GB18030 export read as UTF-8: the line, and the way out.
+    let (_, err) = refused(&sandbox(dir, Some(&market), &register_args(csv, entry, policy, &[])));
+    assert!(err.contains("line 2") && err.contains("--encoding gb18030"), "{err}");
+    // The default thresholds refuse the bad row and the duplicate; the report is shown.
+    let (out, err) = refused(&sandbox(
+        dir,
+        Some(&market),
+        &register_args(
+            csv,
+            entry,
+            policy,
+            &["--encoding", "gb18030", "--key", "credit_code", "--key", "inspected"],
+        ),
+    ));
+    assert!(err.contains("1 rejected rows (at most 0 allowed"), "{err}");
+    assert!(err.contains("1 duplicate keys"), "{err}");
+    assert!(out.contains("line 204, column `inspected`"), "{out}");
+    assert_eq!(current(dir), None);
+    let catalog = ok(&sandbox(dir, None, &["catalog"]));
+    assert!(!catalog.contains("gov.market_inspections"));
+    // Checked only: the report, and nothing registered.
+    let mut check = thresholds.to_vec();
+    check.push("--check-only");
+    let out = ok(&sandbox(dir, Some(&market), &register_args(csv, entry, policy, &check)));
+    assert!(
+        out.contains("rows: 401 read, 400 stored, 1 rejected") && out.contains("nothing was registered"),
+        "{out}"
+    );
+    assert_eq!(current(dir), None);
+    assert!(
+        std::fs::read_dir(dir.join("data/data/gov/market_inspections"))
+            .expect("dir")
+            .flatten()
+            .all(|e| e.file_name() == ".lock"),
+        "a check left files"
+    );
+    // Registered.
+    let out = ok(&sandbox(
+        dir,
+        Some(&market),
+        &register_args(csv, entry, policy, &thresholds),
+    ));
+    assert!(out.contains("gov.market_inspections version 1"), "{out}");
+    assert!(out.contains("rows: 401 read, 400 stored, 1 rejected"), "{out}");
+    assert!(out.contains("pseudonymized: credit_code"), "{out}");
+    assert_eq!(current(dir).as_deref(), Some("v000001"));
+    let catalog = ok(&sandbox(dir, None, &["catalog"]));
+    assert!(
+        catalog.contains("data: version 1 registered by market-regulator"),
+        "{catalog}"
+    );
+    let shown = ok(&sandbox(
+        dir,
+        None,
+        &["dataset", "show", "gov.market_inspections", "--json"],
+    ));
+    let manifest: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(manifest["rows"], 400);
+    assert_eq!(manifest["owner"], "market-regulator");
+    // Jobs read it (the demo grant covers every conditional dataset).
+    ok(&sandbox(
+        dir,
+        None,
+        &[
+            "sql",
+            "SELECT outcome, COUNT(*) FROM gov.market_inspections GROUP BY outcome",
+        ],
+    ));
+    // The secret is outside the data directory, private.
+    assert!(dir.join("secret/pseudonym.key").exists());
+    // The ledger has the version, by the owner, and verifies.
+    let export = ok(&sandbox(dir, Some(&ops), &["audit", "export"]));
+    let version = export
+        .lines()
+        .find(|l| l.contains("\"dataset_version\""))
+        .expect("dataset_version entry");
+    assert!(
+        version.contains("\"actor\":\"market-regulator\"") && version.contains("\"rows\":400"),
+        "{version}"
+    );
+    assert!(ok(&sandbox(dir, Some(&ops), &["audit", "verify"])).contains("intact"));
+    // Withdrawal: not by another provider's owner; by the owner it suspends and removes.
+    refused(&sandbox(
+        dir,
+        Some(&tax),
+        &["dataset", "withdraw", "gov.market_inspections", "--reason", "x"],
+    ));
+    let out = ok(&sandbox(
+        dir,
+        Some(&market),
+        &[
+            "dataset",
+            "withdraw",
+            "gov.market_inspections",
+            "--reason",
+            "superseded",
+        ],
+    ));
+    assert!(out.contains("version 1 (400 rows"), "{out}");
+    assert_eq!(current(dir), None);
+    assert!(!dir.join("data/data/gov/market_inspections/v000001").exists());
+    let export = ok(&sandbox(dir, Some(&ops), &["audit", "export"]));
+    assert!(export.contains("\"dataset_withdrawn\""));
+    let again = sandbox(
+        dir,
+        Some(&market),
+        &["dataset", "withdraw", "gov.market_inspections", "--reason", "again"],
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no registered data to withdraw"));
+    // It is suspended, and without data no session binds it.
+    let gone = sandbox(
+        dir,
+        None,
+        &[
+            "sql",
+            "SELECT outcome, COUNT(*) FROM gov.market_inspections GROUP BY outcome",
+        ],
+    );
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("gov.market_inspections"));
+}
+
+/// A UTF-8 CSV of `rows` inspections (valid districts and dates).
+fn big_csv(path: &Path, rows: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    writeln!(f, "credit_code,district,inspected,outcome,fine").expect("write");
+    for i in 0..rows {
+        writeln!(f, "91310115MA{i:08},静安区,2024-0{}-1{},合格,", 1 + i % 9, i % 10).expect("write");
+    }
+    f.flush().expect("flush");
+}
+
+#[test]
+fn a_registration_killed_at_any_moment_leaves_a_complete_version_current() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let (_, market, _) = accounts(dir);
+    let entry = example("gov.market_inspections.entry.toml");
+    let policy = example("gov.market_inspections.policy.toml");
+    let (entry, policy) = (entry.to_str().expect("utf-8"), policy.to_str().expect("utf-8"));
+    let small = dir.join("small.csv");
+    big_csv(&small, 50);
+    ok(&sandbox(
+        dir,
+        Some(&market),
+        &register_args(small.to_str().expect("utf-8"), entry, policy, &[]),
+    ));
+    let big = dir.join("big.csv");
+    big_csv(&big, 200_000);
+    let big = big.to_str().expect("utf-8");
+    let mut completed = 0;
+    for delay_ms in [30u64, 150, 400, 900, 1600, 2500] {
+        let mut child = command(dir, Some(&market), &register_args(big, entry, policy, &[]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().expect("wait");
+        completed += usize::from(status.success());
+        // Whatever the moment: the current version is complete and readable.
+        let shown = ok(&sandbox(
+            dir,
+            None,
+            &["dataset", "show", "gov.market_inspections", "--json"],
+        ));
+        let manifest: serde_json::Value = serde_json::from_str(&shown).expect("json");
+        let rows = manifest["rows"].as_u64().expect("rows");
+        assert!(rows == 50 || rows == 200_000, "after {delay_ms} ms: {rows} rows");
+        assert_eq!(current(dir).as_deref(), manifest["directory"].as_str());
+        ok(&sandbox(
+            dir,
+            None,
+            &[
+                "sql",
+                "SELECT outcome, COUNT(*) FROM gov.market_inspections GROUP BY outcome",
+            ],
+        ));
+        assert!(ok(&sandbox(dir, None, &["catalog"])).contains("gov.market_inspections"));
+    }
+    // A last registration runs to the end, whatever the kills left.
+    let out = ok(&sandbox(dir, Some(&market), &register_args(big, entry, policy, &[])));
+    assert!(out.contains("200000 stored"), "{out}");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.join("data/data/gov/market_inspections"))
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".staging"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{leftovers:?} (killed {} of 6 before the end)",
+        6 - completed
+    );
+}
