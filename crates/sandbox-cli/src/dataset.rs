@@ -206,8 +206,10 @@ fn parse_entry(text: &str, path: &Path) -> Result<Dataset, CliError> {
     parsed.map_err(|e| fail(format!("{}: not a catalog entry: {e}", path.display())))
 }
 
+/// A catalog entry or policy file the caller gives: a regular file of at
+/// most [`sandbox_policy::files::MAX_POLICY_BYTES`].
 fn read(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+    crate::commands::read_text(path, sandbox_policy::files::MAX_POLICY_BYTES)
 }
 
 /// Refuses unless `account` owns datasets of `provider` (or, when
