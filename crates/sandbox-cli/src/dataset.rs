@@ -206,7 +206,8 @@ fn parse_entry(text: &str, path: &Path) -> Result<Dataset, CliError> {
     parsed.map_err(|e| fail(format!("{}: not a catalog entry: {e}", path.display())))
 }
 
-/// A catalog entry or policy file: a regular file within the policy size limit.
+/// A catalog entry or policy file the caller gives: a regular file of at
+/// most [`sandbox_policy::files::MAX_POLICY_BYTES`].
 fn read(path: &Path) -> Result<String, CliError> {
     crate::commands::read_text(path, sandbox_policy::files::MAX_POLICY_BYTES)
 }

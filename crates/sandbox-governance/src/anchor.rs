@@ -258,6 +258,23 @@ mod tests {
         assert!(broken(empty.verify_audit_against(&checkpoint).expect("verify")).contains("has 0 entries"));
     }
 
+    /// What the head file costs a write (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn cost_of_the_head_file_per_write() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let plain = Store::open(&dir.path().join("plain.db")).expect("store");
+        let anchored = Store::open(&dir.path().join("anchored.db"))
+            .expect("store")
+            .anchored(&dir.path().join("ledger.head"), Continuity::Require)
+            .expect("anchored");
+        for (name, store) in [("anchored", &anchored), ("plain", &plain)] {
+            let started = std::time::Instant::now();
+            some_history(store, 500);
+            eprintln!("{name}: {:?} per charged job", started.elapsed() / 500);
+        }
+    }
+
     #[test]
     fn a_head_file_is_read_within_bounds() {
         let dir = tempfile::tempdir().expect("tmp");

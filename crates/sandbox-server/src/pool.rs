@@ -4,10 +4,17 @@
 //!
 //! Restart safety: the queue lives in the store. When the pool starts it
 //! looks at every job a stop interrupted: one whose end the store recorded
-//! (released, refused, failed, cancelled) takes that end; any other runs
-//! again under the same id, and a job that was already charged resumes
+//! (released, refused, failed, cancelled) takes that end; one not yet
+//! charged goes back to `queued`; a job that was already charged resumes
 //! under its first charge (the store refuses to charge an id twice), so no
 //! job is lost and none is charged twice.
+//!
+//! Every state change is a compare-and-set in the store
+//! ([`sandbox_governance::Store::transition`]): a worker claims only a
+//! queued job, a cancellation cancels only a queued one, a worker records
+//! an end only for a running one. A cancellation that finds the job
+//! running asks its worker to stop (registered before the claim, removed
+//! only after the end is recorded) and says so.
 
 use crate::error::{ApiError, ApiResult};
 use crate::job::{JobRequest, JobView, decode_module};

@@ -294,16 +294,24 @@ impl Store {
     ) -> Result<T, GovernanceError> {
         let mut f = Some(f);
         let mut out = None;
+        let anchored = self.anchor.is_some();
+        let mut head = None;
         self.backend.write(&mut |tx| {
             let f = f
                 .take()
                 .ok_or_else(|| GovernanceError::Storage("a transaction body ran twice".into()))?;
             out = Some(f(tx)?);
+            // The head as this transaction leaves it, read inside it.
+            if anchored {
+                head = audit::head(tx)?;
+            }
             Ok(())
         })?;
-        if let Err(e) = self.advance_anchor() {
+        if let (Some(anchor), Some((seq, hash))) = (&self.anchor, head)
+            && let Err(e) = anchor.advance(seq, &hash)
+        {
             // The write is committed; the next one moves the file again,
-            // and verification reports a file left behind as a lower bound.
+            // and verification treats a file left behind as a lower bound.
             tracing::error!(error = %e, "could not advance the ledger head file");
         }
         out.ok_or_else(|| GovernanceError::Storage("a transaction ended without a result".into()))
