@@ -1022,7 +1022,9 @@ mod tests {
             (global.set $sp (i32.add (local.get 1) (i32.const 65536)))
             (local.get 0))"#;
         let wat = framed(16, "(local.set 2 (call $big (local.get 0)))", extra).replace("4096", "1048576");
-        let reason = verdict(&wat, "sandbox_row_f").expect("exists").expect_err("over the cap");
+        let reason = verdict(&wat, "sandbox_row_f")
+            .expect("exists")
+            .expect_err("over the cap");
         assert!(reason.contains("a row may use"), "{reason}");
     }
 
