@@ -163,6 +163,7 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
             }
         }
     }
+    failures.extend(engine_bounding_matches_release_step(&base, &corpus).await);
     failures.extend(row_export_guests(&base, &neighbours).await);
     failures.extend(webassembly_jobs(&base, &neighbours).await);
     eprintln!(
@@ -177,6 +178,42 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Contribution bounding inside the engine (the default) and in the
+/// release step from per-unit partials (the dominance rule's form) must
+/// give every query exactly the same bounded statistics: both choose a
+/// unit's groups by the same keyed priority under the same key.
+async fn engine_bounding_matches_release_step(base: &Sandbox, corpus: &[(String, String)]) -> Vec<String> {
+    let sorted = |o: Outcome| match o {
+        Outcome::Released(mut t) => {
+            t.groups
+                .sort_by_key(|g| serde_json::to_string(&g.key).unwrap_or_default());
+            Outcome::Released(t)
+        }
+        other => other,
+    };
+    let mut failures = Vec::new();
+    let mut compared = 0usize;
+    for (origin, sql) in corpus {
+        let in_engine = sorted(run(base, sql).await);
+        sandbox_runtime::testing::force_unit_partials(true);
+        let in_release = sorted(run(base, sql).await);
+        sandbox_runtime::testing::force_unit_partials(false);
+        if matches!(in_engine, Outcome::Released(_)) {
+            compared += 1;
+        }
+        if in_engine != in_release {
+            failures.push(format!(
+                "[{origin}] bounding in the engine and in the release step differ: {} vs {}\n    {}",
+                in_engine.kind(),
+                in_release.kind(),
+                sql.trim()
+            ));
+        }
+    }
+    eprintln!("bounding in the engine vs in the release step: {compared} released queries compared");
+    failures
 }
 
 /// A hand-written guest (no wasm32 toolchain needed) with two UDFs whose

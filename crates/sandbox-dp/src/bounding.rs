@@ -143,7 +143,8 @@ pub struct MeasureTotals {
 }
 
 impl GroupTotals {
-    fn zeros(groups: usize, measures: usize) -> Self {
+    /// Totals of `groups` empty groups over `measures` measures.
+    pub fn zeros(groups: usize, measures: usize) -> Self {
         GroupTotals {
             kept: Vec::new(),
             rows: vec![0; groups],
@@ -160,6 +161,18 @@ impl GroupTotals {
 
     pub fn groups(&self) -> usize {
         self.rows.len()
+    }
+
+    /// Appends one empty group; returns its id.
+    pub fn push_group(&mut self) -> usize {
+        self.rows.push(0);
+        self.units.push(0);
+        for m in &mut self.measures {
+            m.count.push(0);
+            m.sum.push(0);
+            m.sumsq.push(0);
+        }
+        self.rows.len() - 1
     }
 
     fn add(&mut self, p: &Partials, i: usize, row_cap: Option<i64>) {

@@ -20,8 +20,10 @@ use sandbox_dp::partition::PartitionSelector;
 use sandbox_dp::sdc::{dominated_groups, round_to_base, top_contributions};
 use sandbox_model::{ReleasedCell, ReleasedColumn, ReleasedTable, Suppression};
 use sandbox_sql::CheckedQuery;
-use sandbox_sql::partials::PartialsResult;
+use sandbox_sql::contribution::Bounding;
+use sandbox_sql::partials::{Contributions, GroupStatistics};
 use sandbox_sql::query::{AggregateFn, OutputSource};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The label of partition selection in an ε split.
@@ -95,6 +97,70 @@ pub fn bounds(rules: &ReleaseRules) -> Result<ContributionBounds, RuntimeError> 
     )?)
 }
 
+/// Whether the release needs each unit's own contribution to each group
+/// (the dominance rule ranks them), so that the engine must hand over
+/// per-(unit, group) partials instead of bounding them itself.
+pub fn needs_unit_contributions(specs: &[AggregateSpec], rules: &ReleaseRules) -> bool {
+    let dominance_decided = !rules.dp || rules.threshold;
+    dominance_decided && !rules.dominance.is_empty() && !dominance_measures(specs).is_empty()
+}
+
+/// How the engine bounds contributions for these rules: G groups and R
+/// rows per unit under the job's choice key (drawn from the CSPRNG,
+/// `sandbox_dp::bounding::choice_key`) for DP, every partial whole for a
+/// threshold release.
+pub fn engine_bounding(rules: &ReleaseRules, choice_key: u64) -> Result<Bounding, RuntimeError> {
+    Ok(if rules.dp {
+        Bounding::PerGroup {
+            bounds: bounds(rules)?,
+            key: choice_key,
+        }
+    } else {
+        Bounding::Exact
+    })
+}
+
+/// The totals the release decides on: bounded (or exact) in the release
+/// step from per-unit partials, or as the engine computed them, which must
+/// have been under the same bounding.
+fn group_totals<'a>(
+    result: &'a GroupStatistics,
+    bounding: Option<ContributionBounds>,
+) -> Result<Cow<'a, GroupTotals>, RuntimeError> {
+    let n = result.groups.keys.len();
+    let mismatch = || -> RuntimeError { sandbox_dp::DpError::Internal("group totals were bounded differently").into() };
+    match (&result.contributions, bounding) {
+        (Contributions::Partials(p), Some(b)) => Ok(Cow::Owned(bounded_totals(p, n, b)?)),
+        (Contributions::Partials(p), None) => Ok(Cow::Owned(exact_totals(p, n)?)),
+        (
+            Contributions::Totals {
+                totals,
+                bounding: Bounding::PerGroup { bounds, .. },
+            },
+            Some(b),
+        ) if *bounds == b => Ok(Cow::Borrowed(totals)),
+        (
+            Contributions::Totals {
+                totals,
+                bounding: Bounding::Exact,
+            },
+            None,
+        ) => Ok(Cow::Borrowed(totals)),
+        _ => Err(mismatch()),
+    }
+    .and_then(|t| if t.groups() == n { Ok(t) } else { Err(mismatch()) })
+}
+
+/// The per-unit partials, which only the dominance rule reads.
+fn unit_partials(result: &GroupStatistics) -> Result<&sandbox_dp::bounding::Partials, RuntimeError> {
+    match &result.contributions {
+        Contributions::Partials(p) => Ok(p),
+        Contributions::Totals { .. } => {
+            Err(sandbox_dp::DpError::Internal("the dominance rule needs per-unit partials").into())
+        }
+    }
+}
+
 /// Measures dominance applies to: those of SUM and AVG, with the grid steps
 /// that move a centred value back to the measure's origin.
 fn dominance_measures(specs: &[AggregateSpec]) -> Vec<(usize, i128)> {
@@ -134,7 +200,7 @@ struct Decisions {
 pub fn release(
     q: &CheckedQuery,
     specs: &[AggregateSpec],
-    result: &PartialsResult,
+    result: &GroupStatistics,
     rules: &ReleaseRules,
     epsilon: f64,
     max_groups: usize,
@@ -150,20 +216,20 @@ pub fn release(
 fn dp_decisions(
     q: &CheckedQuery,
     specs: &[AggregateSpec],
-    result: &PartialsResult,
+    result: &GroupStatistics,
     rules: &ReleaseRules,
     epsilon: f64,
 ) -> Result<Decisions, RuntimeError> {
     let n = result.groups.keys.len();
     let public = result.groups.public;
-    let p = &result.partials;
     let mut notes = Vec::new();
     let split = epsilon_split(q, specs, rules, public, epsilon)?;
     let extra = ExtraParts::new(specs, rules, public);
     let b = bounds(rules)?;
     let g_eff = b.effective_groups(public.then_some(n));
     let r = b.max_rows_per_group as u64;
-    let totals = bounded_totals(p, n, b)?;
+    let totals = group_totals(result, Some(b))?;
+    let totals = totals.as_ref();
     let mut trace = crate::testing::Trace::new(g_eff, r);
 
     // Which groups may appear at all.
@@ -204,7 +270,8 @@ fn dp_decisions(
     }
     let mut dominance_statistics = DominanceStatistics::default();
     if extra.dominance {
-        let (dominated, statistics) = noisy_dominance(p, &totals, specs, rules, g_eff, r, share(&split, DOMINANCE)?)?;
+        let p = unit_partials(result)?;
+        let (dominated, statistics) = noisy_dominance(p, totals, specs, rules, g_eff, r, share(&split, DOMINANCE)?)?;
         dominance_statistics = statistics;
         for g in 0..n {
             if shown[g] && withheld[g].is_none() && dominated[g] {
@@ -228,7 +295,7 @@ fn dp_decisions(
     for g in 0..n {
         trace.group(
             &result.groups.keys[g],
-            &totals,
+            totals,
             &calibrated,
             g,
             dominance_statistics.per_group.get(g).cloned().unwrap_or_default(),
@@ -238,7 +305,7 @@ fn dp_decisions(
             continue;
         }
         for (j, c) in calibrated.iter().enumerate() {
-            let v = c.release(&totals, g)?;
+            let v = c.release(totals, g)?;
             let value = rounding_base(q, rules, j)
                 .filter(|_| rules.threshold)
                 .map_or(v.value, |base| round_to_base(v.value, base));
@@ -321,17 +388,17 @@ fn noisy_dominance(
 fn threshold_decisions(
     q: &CheckedQuery,
     specs: &[AggregateSpec],
-    result: &PartialsResult,
+    result: &GroupStatistics,
     rules: &ReleaseRules,
 ) -> Result<Decisions, RuntimeError> {
     let n = result.groups.keys.len();
-    let p = &result.partials;
-    let exact = exact_totals(p, n)?;
+    let exact = group_totals(result, None)?;
+    let exact = exact.as_ref();
     let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
     for (g, row) in cells.iter_mut().enumerate() {
         for (j, s) in specs.iter().enumerate() {
             let base = rounding_base(q, rules, j).unwrap_or(0.0);
-            let v = exact_value(s, &exact, g)?;
+            let v = exact_value(s, exact, g)?;
             let value = if base > 0.0 { round_to_base(v, base) } else { v };
             row.push(ReleasedCell::Rounded { value, base });
         }
@@ -339,7 +406,10 @@ fn threshold_decisions(
     let measures = dominance_measures(specs);
     let mut dominated = vec![false; n];
     for d in &rules.dominance {
-        let flags = dominated_groups(p, &exact, &measures, d.n, d.percent);
+        if measures.is_empty() {
+            break;
+        }
+        let flags = dominated_groups(unit_partials(result)?, exact, &measures, d.n, d.percent);
         for (a, b) in dominated.iter_mut().zip(flags) {
             *a |= b;
         }
@@ -366,7 +436,7 @@ fn threshold_decisions(
 fn assemble(
     q: &CheckedQuery,
     specs: &[AggregateSpec],
-    result: &PartialsResult,
+    result: &GroupStatistics,
     rules: &ReleaseRules,
     epsilon: f64,
     max_groups: usize,

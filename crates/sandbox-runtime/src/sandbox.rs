@@ -14,6 +14,7 @@ use sandbox_governance::{Grant, JobCharge, Store};
 use sandbox_model::{Catalog, DatasetId, FieldType, JobOutcome, OpenClass, ReleasedTable, UsageRecord};
 use sandbox_policy::{Policy, PolicySet};
 use sandbox_sql::checker::PolicyLookup;
+use sandbox_sql::contribution::compute_totals;
 use sandbox_sql::guest::RowFunction;
 use sandbox_sql::partials::{compute_partials, plan_measures, public_groups};
 use sandbox_sql::{CheckedQuery, EngineLimits, JobSession, TableBinding};
@@ -499,10 +500,18 @@ impl Sandbox {
         let running = self.running.register(job_id, grant, &query.datasets);
         context.report("computing");
         let computation = async {
-            let partials = compute_partials(&session, &query, &measures).await?;
+            // The job's key for the keyed choice of each unit's groups.
+            let choice_key = sandbox_dp::bounding::choice_key()?;
+            let statistics =
+                if crate::release::needs_unit_contributions(&specs, &rules) || crate::testing::unit_partials_forced() {
+                    compute_partials(&session, &query, &measures, choice_key).await?
+                } else {
+                    let bounding = crate::release::engine_bounding(&rules, choice_key)?;
+                    compute_totals(&session, &query, &measures, bounding).await?
+                };
             context.report("releasing");
             let started = std::time::Instant::now();
-            let released = release(&query, &specs, &partials, &rules, epsilon, self.limits.max_groups);
+            let released = release(&query, &specs, &statistics, &rules, epsilon, self.limits.max_groups);
             tracing::debug!(elapsed = ?started.elapsed(), "released");
             released
         };

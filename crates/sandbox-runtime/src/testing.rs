@@ -58,6 +58,30 @@ pub fn set_noise_off(off: bool) {
     sandbox_dp::testing::set_noise_off(off);
 }
 
+#[cfg(feature = "neighbouring-tests")]
+static UNIT_PARTIALS_FORCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every SQL release bound contributions in the release step from
+/// per-unit partials (the form the dominance rule needs) instead of inside
+/// the engine, so a test can check that both forms give the same totals
+/// (tests only).
+#[cfg(feature = "neighbouring-tests")]
+pub fn force_unit_partials(on: bool) {
+    UNIT_PARTIALS_FORCED.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether a test forced the per-unit partials form.
+pub(crate) fn unit_partials_forced() -> bool {
+    #[cfg(feature = "neighbouring-tests")]
+    {
+        UNIT_PARTIALS_FORCED.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    #[cfg(not(feature = "neighbouring-tests"))]
+    {
+        false
+    }
+}
+
 /// The recorder the release path calls; records only in traced test runs.
 pub(crate) struct Trace(Option<ReleaseTrace>);
 

@@ -19,16 +19,16 @@ use crate::query::{AggregateFn, CheckedQuery};
 use crate::{JobSession, SqlError};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
-use datafusion::functions::expr_fn::{coalesce, greatest, least, round};
+use datafusion::functions::expr_fn::{greatest, least, round};
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast as cast_expr, col, lit, when};
 use datafusion::physical_plan::collect;
 use sandbox_dp::aggregate::AggregateSpec;
-use sandbox_dp::bounding::{MeasurePartials, Partials};
+use sandbox_dp::bounding::{GroupTotals, MeasurePartials, Partials};
 use sandbox_dp::fixed_point::Quantizer;
 use sandbox_policy::PublicKey;
 use std::collections::HashMap as StdHashMap;
@@ -124,10 +124,26 @@ pub struct GroupSet {
     pub keys: Vec<Vec<serde_json::Value>>,
 }
 
+/// What the engine hands to the release: the groups and the privacy
+/// units' contributions to them.
 #[derive(Debug, Clone)]
-pub struct PartialsResult {
-    pub partials: Partials,
+pub struct GroupStatistics {
     pub groups: GroupSet,
+    pub contributions: Contributions,
+}
+
+/// The units' contributions, in one of two forms.
+#[derive(Debug, Clone)]
+pub enum Contributions {
+    /// One partial per (unit, group), bounded by the release step: the
+    /// dominance rule needs each unit's own contribution to a group.
+    Partials(Partials),
+    /// Per-group totals, bounded inside the engine
+    /// ([`crate::contribution`]).
+    Totals {
+        totals: GroupTotals,
+        bounding: crate::contribution::Bounding,
+    },
 }
 
 /// The cross product of the public key sets, if every key has one and it is
@@ -153,7 +169,7 @@ pub fn public_groups(q: &CheckedQuery, max_groups: usize) -> Option<Vec<Vec<Publ
     Some(combos)
 }
 
-fn key_json(k: &PublicKey) -> serde_json::Value {
+pub(crate) fn key_json(k: &PublicKey) -> serde_json::Value {
     match k {
         PublicKey::Int(i) => serde_json::Value::from(*i),
         PublicKey::Str(s) => serde_json::Value::from(s.clone()),
@@ -173,7 +189,7 @@ fn scalar_key(v: &ScalarValue) -> Option<PublicKey> {
     }
 }
 
-fn scalar_json(v: &ScalarValue) -> serde_json::Value {
+pub(crate) fn scalar_json(v: &ScalarValue) -> serde_json::Value {
     if v.is_null() {
         return serde_json::Value::Null;
     }
@@ -200,16 +216,18 @@ pub(crate) fn execution_error(e: &DataFusionError, memory: usize) -> SqlError {
     }
 }
 
-/// Runs the partials plan and collects its output.
+/// Runs the partials plan and collects its output: one partial per (unit,
+/// group), for a release that needs each unit's contribution (dominance).
+/// Every other release bounds in the engine ([`crate::contribution`]).
 pub async fn compute_partials(
     session: &JobSession,
     q: &CheckedQuery,
     measures: &[MeasureColumn],
-) -> Result<PartialsResult, SqlError> {
+    choice_key: u64,
+) -> Result<GroupStatistics, SqlError> {
     let limits = session.limits();
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
-    let unit = unit_expr(&q.unit_columns)?;
-    let mut projection = vec![cast_expr(unit, DataType::Utf8).alias("__u")];
+    let mut projection = vec![crate::contribution::unit_expr(&q.row_source, &q.unit_columns)?.alias("__u")];
     for (i, g) in q.group_keys.iter().enumerate() {
         projection.push(g.expr.clone().alias(format!("__g{i}")));
     }
@@ -227,10 +245,24 @@ pub async fn compute_partials(
             aggs.push(sum(c.clone() * c).alias(format!("__q{j}")));
         }
     }
+    // The same keyed priority as the in-engine bounding, so that both
+    // forms choose the same groups for a unit under the same key.
+    let mut hashed = vec![col("__u")];
+    hashed.extend((0..q.group_keys.len()).map(|i| col(format!("__g{i}"))));
+    let mut with_priority: Vec<Expr> = group_by.clone();
+    with_priority.push(col("__rows"));
+    for (j, m) in measures.iter().enumerate() {
+        with_priority.extend([col(format!("__c{j}")), col(format!("__s{j}"))]);
+        if m.squares {
+            with_priority.push(col(format!("__q{j}")));
+        }
+    }
+    with_priority.push(crate::contribution::choice_priority(choice_key, hashed).alias("__prio"));
     let plan = LogicalPlanBuilder::from(q.row_source.clone())
         .project(projection)
         .and_then(|b| b.filter(col("__u").is_not_null()))
         .and_then(|b| b.aggregate(group_by, aggs))
+        .and_then(|b| b.project(with_priority))
         .and_then(|b| b.build())
         .map_err(internal)?;
 
@@ -247,14 +279,10 @@ fn int_column(batch: &RecordBatch, i: usize) -> Result<ArrayRef, SqlError> {
     cast(a, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))
 }
 
-/// Maps a batch's group-key columns to dense group ids.
+/// Maps a batch's group-key columns (from column 1 on) to dense group ids.
 enum GroupIndex {
-    /// Public key sets: one lookup per key column, combined in mixed radix.
-    Public {
-        strings: Vec<HashMap<String, usize>>,
-        ints: Vec<HashMap<i64, usize>>,
-        strides: Vec<usize>,
-    },
+    /// Public key sets (see [`crate::contribution::PublicIndex`]).
+    Public(crate::contribution::PublicIndex),
     /// Observed keys, hashed in Arrow's row format.
     Observed {
         converter: RowConverter,
@@ -266,29 +294,11 @@ enum GroupIndex {
 impl GroupIndex {
     fn new(q: &CheckedQuery, public: Option<&Vec<Vec<PublicKey>>>, batches: &[RecordBatch]) -> Result<Self, SqlError> {
         let k = q.group_keys.len();
-        if public.is_some() {
-            let mut strings = Vec::with_capacity(k);
-            let mut ints = Vec::with_capacity(k);
-            let mut strides = vec![1usize; k];
-            for g in &q.group_keys {
-                let keys = g.public_keys.as_deref().unwrap_or_default();
-                let mut sm = HashMap::default();
-                let mut im = HashMap::default();
-                for (j, key) in keys.iter().enumerate() {
-                    match key {
-                        PublicKey::Str(s) => sm.insert(s.clone(), j),
-                        PublicKey::Int(v) => im.insert(*v, j),
-                    };
-                }
-                strings.push(sm);
-                ints.push(im);
-            }
-            // Row-major order of the cross product: the last key varies fastest.
-            for i in (0..k.saturating_sub(1)).rev() {
-                let next = q.group_keys[i + 1].public_keys.as_ref().map_or(1, |v| v.len());
-                strides[i] = strides[i + 1] * next;
-            }
-            return Ok(GroupIndex::Public { strings, ints, strides });
+        if let Some(combos) = public {
+            return Ok(GroupIndex::Public(crate::contribution::PublicIndex::new(
+                q,
+                combos.len(),
+            )));
         }
         let fields: Vec<SortField> = match batches.first() {
             Some(b) => (0..k)
@@ -304,61 +314,21 @@ impl GroupIndex {
         })
     }
 
-    /// Group ids for every row of a batch (`None`: not a released group),
-    /// with a fingerprint of each row's key that does not depend on the
-    /// order groups were met in (for the keyed group choice).
-    fn ids(&mut self, batch: &RecordBatch, k: usize) -> Result<Vec<Option<(u32, u64)>>, SqlError> {
+    /// Group ids for every row of a batch (`None`: not a released group).
+    fn ids(&mut self, batch: &RecordBatch, k: usize) -> Result<Vec<Option<u32>>, SqlError> {
         let n = batch.num_rows();
         match self {
-            GroupIndex::Public { strings, ints, strides } => {
-                let mut out: Vec<Option<usize>> = vec![Some(0); n];
-                for i in 0..k {
-                    let col = batch.column(1 + i);
-                    let idx: Vec<Option<usize>> = match col.data_type() {
-                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
-                            let a = cast(col, &DataType::Utf8).map_err(|e| SqlError::Internal(e.to_string()))?;
-                            let a = a.as_string::<i32>();
-                            (0..n)
-                                .map(|r| {
-                                    if a.is_null(r) {
-                                        None
-                                    } else {
-                                        strings[i].get(a.value(r)).copied()
-                                    }
-                                })
-                                .collect()
-                        }
-                        t if t.is_integer() => {
-                            let a = cast(col, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))?;
-                            let a = a.as_primitive::<Int64Type>();
-                            (0..n)
-                                .map(|r| {
-                                    if a.is_null(r) {
-                                        None
-                                    } else {
-                                        ints[i].get(&a.value(r)).copied()
-                                    }
-                                })
-                                .collect()
-                        }
-                        _ => vec![None; n],
-                    };
-                    for (o, x) in out.iter_mut().zip(idx) {
-                        *o = match (*o, x) {
-                            (Some(acc), Some(x)) => Some(acc + x * strides[i]),
-                            _ => None,
-                        };
-                    }
-                }
-                Ok(out.into_iter().map(|o| o.map(|g| (g as u32, g as u64))).collect())
-            }
+            GroupIndex::Public(index) => Ok(index
+                .ids(batch, 1, k)?
+                .into_iter()
+                .map(|g| g.map(|g| g as u32))
+                .collect()),
             GroupIndex::Observed { converter, ids, keys } => {
                 let columns: Vec<ArrayRef> = (0..k).map(|i| batch.column(1 + i).clone()).collect();
                 let rows = converter
                     .convert_columns(&columns)
                     .map_err(|e| SqlError::Internal(e.to_string()))?;
                 let mut out = Vec::with_capacity(n);
-                let fingerprint = foldhash::fast::FixedState::with_seed(0);
                 for r in 0..n {
                     let row = rows.row(r);
                     // Candidate groups are not capped here: a cap that fails
@@ -377,7 +347,7 @@ impl GroupIndex {
                             id
                         }
                     };
-                    out.push(Some((id, fingerprint.hash_one(row.as_ref()))));
+                    out.push(Some(id));
                 }
                 Ok(out)
             }
@@ -390,11 +360,7 @@ fn assemble(
     measures: &[MeasureColumn],
     batches: &[RecordBatch],
     max_groups: usize,
-) -> Result<PartialsResult, SqlError> {
-    // The job's key for the keyed choice of each unit's groups.
-    let choice = foldhash::fast::FixedState::with_seed(
-        sandbox_dp::bounding::choice_key().map_err(|e| SqlError::Internal(e.to_string()))?,
-    );
+) -> Result<GroupStatistics, SqlError> {
     let k = q.group_keys.len();
     let public = public_groups(q, max_groups);
     let mut index = GroupIndex::new(q, public.as_ref(), batches)?;
@@ -434,8 +400,10 @@ fn assemble(
             col_i += if m.squares { 3 } else { 2 };
             mcols.push((c, s, sq));
         }
+        let priority = cast(batch.column(col_i), &DataType::UInt64).map_err(|e| SqlError::Internal(e.to_string()))?;
+        let priority = priority.as_primitive::<UInt64Type>();
         for (r, group) in groups.into_iter().enumerate() {
-            let Some((group, fingerprint)) = group else { continue };
+            let Some(group) = group else { continue };
             if u.is_null(r) {
                 continue;
             }
@@ -444,7 +412,7 @@ fn assemble(
             let unit = *units.entry(key).or_insert(next);
             p.unit.push(unit);
             p.group.push(group);
-            p.priority.push(choice.hash_one((u.value(r), fingerprint)));
+            p.priority.push(priority.value(r));
             p.rows.push(rows.value(r));
             for (mp, (c, s, sq)) in p.measures.iter_mut().zip(&mcols) {
                 let get = |a: &ArrayRef| {
@@ -468,9 +436,12 @@ fn assemble(
             public: false,
             keys: keys.iter().map(|c| c.iter().map(scalar_json).collect()).collect(),
         },
-        (None, GroupIndex::Public { .. }) => return Err(SqlError::Internal("group index mismatch".into())),
+        (None, GroupIndex::Public(_)) => return Err(SqlError::Internal("group index mismatch".into())),
     };
-    Ok(PartialsResult { partials: p, groups })
+    Ok(GroupStatistics {
+        groups,
+        contributions: Contributions::Partials(p),
+    })
 }
 
 /// Rows of an analysis job's input, each with its privacy unit (`__u`,
@@ -480,7 +451,7 @@ pub async fn collect_rows(
     rows: &crate::query::CheckedRows,
 ) -> Result<Vec<RecordBatch>, SqlError> {
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
-    let unit = unit_expr(&rows.unit_columns)?;
+    let unit = crate::contribution::unit_expr(&rows.row_source, &rows.unit_columns)?;
     let schema = rows.row_source.schema().clone();
     let mut projection = vec![cast_expr(unit, DataType::Utf8).alias("__u")];
     for (i, name) in rows.columns.iter().enumerate() {
@@ -495,19 +466,8 @@ pub async fn collect_rows(
     execute(session, plan).await
 }
 
-/// The privacy unit of a row: the first non-null unit column (they are
-/// equal wherever a join put two side by side).
-fn unit_expr(columns: &[datafusion::common::Column]) -> Result<Expr, SqlError> {
-    let mut exprs: Vec<Expr> = columns.iter().cloned().map(Expr::Column).collect();
-    match exprs.len() {
-        0 => Err(SqlError::Internal("no unit".into())),
-        1 => Ok(exprs.remove(0)),
-        _ => Ok(coalesce(exprs)),
-    }
-}
-
 /// Executes a plan within the job's deadline and memory pool.
-async fn execute(
+pub(crate) async fn execute(
     session: &JobSession,
     plan: datafusion::logical_expr::LogicalPlan,
 ) -> Result<Vec<RecordBatch>, SqlError> {

@@ -1,0 +1,159 @@
+//! The two scalar functions the bounding plan needs beyond DataFusion's
+//! own: the keyed priority that chooses each unit's groups, and a row cap
+//! applied to one (unit, group) partial sum.
+//!
+//! Both are total (they never fail on data) and carry their parameters in
+//! the function value itself, so a plan that holds them can be serialized
+//! and run elsewhere without re-deriving anything from names.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::hash_utils::create_hashes;
+use datafusion::common::{Result as DfResult, exec_err};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use std::sync::Arc;
+
+/// `sandbox_choice_priority(unit, key_1, …, key_k) -> UInt64`: a keyed
+/// hash of a (unit, group) pair under the job's choice key. Each unit keeps
+/// the G groups of smallest priority, so the kept set is a pseudo-random
+/// subset of the unit's own groups that depends on nothing else.
+///
+/// The key enters through foldhash's quality hasher seeded with it; like
+/// the release path's earlier in-memory choice, this is a keyed hash, not
+/// a cryptographic PRF: the DP guarantee needs only that a unit's choice
+/// is a function of its own partials and the key.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ChoicePriority {
+    key: u64,
+    signature: Signature,
+}
+
+impl ChoicePriority {
+    pub fn new(key: u64) -> Self {
+        ChoicePriority {
+            key,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ChoicePriority {
+    fn name(&self) -> &str {
+        "sandbox_choice_priority"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut hashes = vec![0u64; n];
+        let state = foldhash::quality::FixedState::with_seed(self.key);
+        create_hashes(&arrays, &state, &mut hashes)?;
+        // One more keyed round: the later columns of `create_hashes` are
+        // folded with a fixed seed, so mixing the key in again keeps every
+        // key column under it.
+        use std::hash::BuildHasher;
+        let out: UInt64Array = hashes.into_iter().map(|h| Some(state.hash_one(h))).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `sandbox_row_cap(x, n) -> Int64`: one partial's sum `x` over `n` rows,
+/// limited to `R` rows: `x · min(n, R) / n`, clamped to
+/// `[floor · min(n, R), ceiling · min(n, R)]` (what `min(n, R)` grid values
+/// can reach, so the bound holds even if an upstream sum wrapped). Without
+/// a cap (`R = None`) only the clamp applies. NULL inputs count as 0.
+///
+/// Computed in 128-bit integers: `x` is at most `n · 2^30` and `R < 2^32`,
+/// so the product cannot overflow, and the result, at most `R · 2^30`,
+/// fits in 64 bits.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RowCap {
+    cap: Option<i64>,
+    floor: i64,
+    ceiling: i64,
+    signature: Signature,
+}
+
+impl RowCap {
+    /// A cap for sums of grid values in `[-max_abs, max_abs]`.
+    pub fn sum(cap: Option<i64>, max_abs: i64) -> Self {
+        Self::new(cap, -max_abs, max_abs)
+    }
+
+    /// A cap for sums of squared grid values, in `[0, max_abs²]`.
+    pub fn squares(cap: Option<i64>, max_abs: i64) -> Self {
+        Self::new(cap, 0, max_abs.saturating_mul(max_abs))
+    }
+
+    fn new(cap: Option<i64>, floor: i64, ceiling: i64) -> Self {
+        RowCap {
+            cap,
+            floor,
+            ceiling,
+            signature: Signature::exact(vec![DataType::Int64, DataType::Int64], Volatility::Immutable),
+        }
+    }
+
+    /// The capped value of one partial (see the type's docs).
+    pub fn apply(&self, x: i64, n: i64) -> i64 {
+        let n = n.max(0) as i128;
+        let kept = self.cap.map_or(n, |r| n.min(r.max(0) as i128));
+        let scaled = if n == 0 { 0 } else { x as i128 * kept / n };
+        let clamped = scaled.clamp(self.floor as i128 * kept, self.ceiling as i128 * kept);
+        clamped.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+}
+
+impl ScalarUDFImpl for RowCap {
+    fn name(&self) -> &str {
+        if self.floor == 0 {
+            "sandbox_row_cap_squares"
+        } else {
+            "sandbox_row_cap"
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays: Vec<ArrayRef> = ColumnarValue::values_to_arrays(&args.args)?;
+        let [x, n] = arrays.as_slice() else {
+            return exec_err!("{}: expects two arguments", self.name());
+        };
+        let (x, n) = (x.as_primitive::<Int64Type>(), n.as_primitive::<Int64Type>());
+        let get = |a: &Int64Array, i: usize| if a.is_null(i) { 0 } else { a.value(i) };
+        let out: Int64Array = (0..x.len()).map(|i| Some(self.apply(get(x, i), get(n, i)))).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_cap_keeps_the_mean_and_the_bound() {
+        let cap = RowCap::sum(Some(5), 10);
+        // 1000 rows of value 7: capped to 5 rows of value 7.
+        assert_eq!(cap.apply(7_000, 1000), 35);
+        // A wrapped sum is clamped to what 5 grid values can reach.
+        assert_eq!(cap.apply(i64::MAX, 1000), 50);
+        assert_eq!(cap.apply(i64::MIN, 1000), -50);
+        assert_eq!(cap.apply(123, 0), 0);
+        let exact = RowCap::sum(None, 10);
+        assert_eq!(exact.apply(7_000, 1000), 7_000);
+        assert_eq!(exact.apply(i64::MAX, 3), 30);
+        let squares = RowCap::squares(Some(2), 10);
+        assert_eq!(squares.apply(-5, 4), 0);
+        assert_eq!(squares.apply(400, 4), 200);
+        assert_eq!(squares.apply(i64::MAX, 4), 200);
+    }
+}

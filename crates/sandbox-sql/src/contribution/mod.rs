@@ -1,0 +1,460 @@
+//! Contribution bounding inside the engine: from the checked row source to
+//! per-group totals, as one DataFusion logical plan, so that only one row
+//! per group leaves the engine.
+//!
+//! ```text
+//! Sort        __g0.. (observed groups only: ids do not depend on scan order)
+//!  Aggregate  GROUP BY __g0.. : units = count(*), rows = Σ __kr,
+//!             per measure Σ __kc, Σ __ks, Σ __kq          (exact, in Decimal128)
+//!   Filter    __rank <= G                        (only when a unit can exceed G groups)
+//!    Window   __rank = row_number() OVER (PARTITION BY __u ORDER BY __prio, __g0..)
+//!     Projection  __prio = choice_priority[key](__u, __g0..),
+//!                 __kr = least(__rows, R), __kc = least(__c, R),
+//!                 __ks = row_cap[R](__s, __c), __kq = row_cap_squares[R](__q, __c)
+//!      Aggregate  GROUP BY __u, __g0.. : __rows = count(*), per measure
+//!                 __c = count(__m), __s = Σ __m, __q = Σ __m²
+//!       Filter    __u IS NOT NULL [AND every key in its public key set]
+//!        Projection  __u = unit, __gi = group keys, __mj = grid value of measure j
+//!         row source
+//! ```
+//!
+//! This is exactly the bounding of `sandbox_dp::bounding::bounded_totals`
+//! (G groups per unit chosen by the smallest keyed priority, ties broken by
+//! the group's key; R rows per kept group with sums scaled by `min(n, R)/n`
+//! and clamped), run where the data is: every step is a function of one
+//! unit's own partials and the job's key, so adding or removing a unit
+//! changes each group's row count by at most R, its unit count by 1, a
+//! measure's sum by at most `R · max_abs` grid steps, and at most G groups.
+//! [`Bounding::Exact`] (threshold release) keeps every partial whole.
+//!
+//! The unit is grouped on its own value and type (no per-row cast to text),
+//! and the window only runs when a unit can reach more groups than it may
+//! keep (a public key set no larger than G needs no choice).
+
+mod functions;
+
+pub use functions::{ChoicePriority, RowCap};
+
+use crate::partials::{Contributions, GroupSet, GroupStatistics, MeasureColumn, public_groups};
+use crate::query::CheckedQuery;
+use crate::{JobSession, SqlError};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int64Type};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::functions::expr_fn::{coalesce, least};
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder, ScalarUDF, cast as cast_expr, col, lit,
+};
+use sandbox_dp::bounding::{ContributionBounds, GroupTotals};
+use sandbox_policy::PublicKey;
+use std::sync::Arc;
+
+/// How partials are bounded before they are totalled per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounding {
+    /// Every partial whole (threshold release on exact data); sums still
+    /// clamped to what their rows' grid values can reach.
+    Exact,
+    /// G groups per unit and R rows per kept group, under the job's choice
+    /// key.
+    PerGroup { bounds: ContributionBounds, key: u64 },
+}
+
+/// The decimal type per-group sums are taken in: exact for any realistic
+/// number of units (a sum of 64-bit values cannot overflow 38 digits below
+/// 10^19 terms), where a 64-bit sum could wrap.
+const EXACT_SUM: DataType = DataType::Decimal128(38, 0);
+
+/// Builds and runs the bounding plan (see the module docs) and reads its
+/// per-group totals.
+///
+/// Errors: [`SqlError::Deadline`] and [`SqlError::Memory`] from the job's
+/// limits, [`SqlError::Execution`] for an engine failure (details only in
+/// the server log), [`SqlError::Internal`] for a plan that cannot be built.
+pub async fn compute_totals(
+    session: &JobSession,
+    q: &CheckedQuery,
+    measures: &[MeasureColumn],
+    bounding: Bounding,
+) -> Result<GroupStatistics, SqlError> {
+    let limits = session.limits();
+    let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
+    let public = public_groups(q, limits.max_groups);
+    let k = q.group_keys.len();
+    let keys: Vec<String> = (0..k).map(|i| format!("__g{i}")).collect();
+    let key_cols = || keys.iter().map(col).collect::<Vec<_>>();
+
+    // Rows: unit, keys, grid values; units present; keys in their public sets.
+    let mut projection = vec![unit_expr(&q.row_source, &q.unit_columns)?.alias("__u")];
+    for (i, g) in q.group_keys.iter().enumerate() {
+        projection.push(g.expr.clone().alias(&keys[i]));
+    }
+    for (j, m) in measures.iter().enumerate() {
+        projection.push(m.expr.clone().alias(format!("__m{j}")));
+    }
+    let mut keep = col("__u").is_not_null();
+    if public.is_some() {
+        let schema = q.row_source.schema();
+        for (i, g) in q.group_keys.iter().enumerate() {
+            let key_type = g.expr.get_type(schema).map_err(internal)?;
+            keep = keep.and(in_public_set(
+                col(&keys[i]),
+                &key_type,
+                g.public_keys.as_deref().unwrap_or_default(),
+            ));
+        }
+    }
+
+    // Partials per (unit, group).
+    let mut by_unit = vec![col("__u")];
+    by_unit.extend(key_cols());
+    let mut partial_aggs = vec![count(lit(1i64)).alias("__rows")];
+    for (j, m) in measures.iter().enumerate() {
+        let v = col(format!("__m{j}"));
+        partial_aggs.push(count(v.clone()).alias(format!("__c{j}")));
+        partial_aggs.push(sum(v.clone()).alias(format!("__s{j}")));
+        if m.squares {
+            partial_aggs.push(sum(v.clone() * v).alias(format!("__q{j}")));
+        }
+    }
+    let mut plan = LogicalPlanBuilder::from(q.row_source.clone())
+        .project(projection)
+        .and_then(|b| b.filter(keep))
+        .and_then(|b| b.aggregate(by_unit, partial_aggs))
+        .map_err(internal)?;
+
+    // Bound each partial; choose each unit's groups where it has a choice.
+    let (cap, choice) = match bounding {
+        Bounding::Exact => (None, None),
+        Bounding::PerGroup { bounds, key } => (Some(bounds.max_rows_per_group as i64), Some((bounds, key))),
+    };
+    let call =
+        |f: RowCap, args: Vec<Expr>| Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::from(f)), args));
+    let mut bounded = vec![col("__u")];
+    bounded.extend(key_cols());
+    bounded.push(match cap {
+        Some(r) => least(vec![col("__rows"), lit(r)]).alias("__kr"),
+        None => col("__rows").alias("__kr"),
+    });
+    for (j, m) in measures.iter().enumerate() {
+        let (c, s) = (col(format!("__c{j}")), col(format!("__s{j}")));
+        bounded.push(match cap {
+            Some(r) => least(vec![c.clone(), lit(r)]).alias(format!("__kc{j}")),
+            None => c.clone().alias(format!("__kc{j}")),
+        });
+        bounded.push(call(RowCap::sum(cap, m.grid.max_abs), vec![s, c.clone()]).alias(format!("__ks{j}")));
+        if m.squares {
+            let q = col(format!("__q{j}"));
+            bounded.push(call(RowCap::squares(cap, m.grid.max_abs), vec![q, c]).alias(format!("__kq{j}")));
+        }
+    }
+    if let Some((bounds, key)) = choice {
+        let possible = public.as_ref().map(|p| p.len());
+        if needs_choice(bounds, possible) {
+            let mut hashed = vec![col("__u")];
+            hashed.extend(key_cols());
+            bounded.push(choice_priority(key, hashed).alias("__prio"));
+            let mut order = vec![col("__prio").sort(true, false)];
+            order.extend(key_cols().into_iter().map(|c| c.sort(true, true)));
+            let rank = row_number()
+                .partition_by(vec![col("__u")])
+                .order_by(order)
+                .build()
+                .map_err(internal)?
+                .alias("__rank");
+            plan = plan
+                .project(bounded)
+                .and_then(|b| b.window(vec![rank]))
+                .and_then(|b| b.filter(col("__rank").lt_eq(lit(bounds.max_groups_per_unit as u64))))
+                .map_err(internal)?;
+        } else {
+            plan = plan.project(bounded).map_err(internal)?;
+        }
+    } else {
+        plan = plan.project(bounded).map_err(internal)?;
+    }
+
+    // Totals per group, exact.
+    let exact_sum = |c: &str| sum(cast_expr(col(c), EXACT_SUM));
+    let mut totals = vec![count(lit(1i64)).alias("__units"), exact_sum("__kr").alias("__trows")];
+    for (j, m) in measures.iter().enumerate() {
+        totals.push(exact_sum(&format!("__kc{j}")).alias(format!("__tc{j}")));
+        totals.push(exact_sum(&format!("__ks{j}")).alias(format!("__ts{j}")));
+        if m.squares {
+            totals.push(exact_sum(&format!("__kq{j}")).alias(format!("__tq{j}")));
+        }
+    }
+    plan = plan.aggregate(key_cols(), totals).map_err(internal)?;
+    if public.is_none() && k > 0 {
+        plan = plan
+            .sort(key_cols().into_iter().map(|c| c.sort(true, true)).collect::<Vec<_>>())
+            .map_err(internal)?;
+    }
+    let plan = plan.build().map_err(internal)?;
+
+    let started = std::time::Instant::now();
+    let batches = crate::partials::execute(session, plan).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "bounded totals computed in the engine");
+    read_totals(q, measures, &batches, public, bounding)
+}
+
+/// `sandbox_choice_priority(unit, keys..)` under the job's choice key.
+pub fn choice_priority(key: u64, unit_and_keys: Vec<Expr>) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::from(ChoicePriority::new(key))),
+        unit_and_keys,
+    ))
+}
+
+/// Whether a unit can reach more groups than it may keep: with a public key
+/// set of K groups a unit touches at most K, so G ≥ K needs no choice.
+pub fn needs_choice(bounds: ContributionBounds, possible_groups: Option<usize>) -> bool {
+    possible_groups.is_none_or(|k| (bounds.max_groups_per_unit as usize) < k)
+}
+
+/// The privacy unit of a row of `source` in its own type: the first
+/// non-null unit column (they are equal wherever a join put two side by
+/// side). Columns of different types are compared as text.
+pub fn unit_expr(source: &LogicalPlan, unit_columns: &[Column]) -> Result<Expr, SqlError> {
+    let schema = source.schema();
+    let types: Vec<DataType> = unit_columns
+        .iter()
+        .map(|c| {
+            schema
+                .qualified_field_from_column(c)
+                .map(|(_, f)| f.data_type().clone())
+                .map_err(|e| SqlError::Internal(e.strip_backtrace()))
+        })
+        .collect::<Result<_, _>>()?;
+    let same_type = types.windows(2).all(|w| w[0] == w[1]);
+    let mut exprs: Vec<Expr> = unit_columns
+        .iter()
+        .cloned()
+        .map(Expr::Column)
+        .map(|e| if same_type { e } else { cast_expr(e, DataType::Utf8) })
+        .collect();
+    match exprs.len() {
+        0 => Err(SqlError::Internal("no unit".into())),
+        1 => Ok(exprs.remove(0)),
+        _ => Ok(coalesce(exprs)),
+    }
+}
+
+/// `key IN (public set)`, compared as the group index compares them:
+/// text keys with the set's strings, integer keys with its integers. A key
+/// of another type matches nothing (as in the release's group index).
+fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
+    let list: Vec<Expr> = match key_type {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => set
+            .iter()
+            .filter_map(|k| match k {
+                PublicKey::Str(s) => Some(lit(s.clone())),
+                PublicKey::Int(_) => None,
+            })
+            .collect(),
+        t if t.is_integer() => set
+            .iter()
+            .filter_map(|k| match k {
+                PublicKey::Int(i) => Some(lit(*i)),
+                PublicKey::Str(_) => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if list.is_empty() {
+        return lit(false);
+    }
+    let key = if key_type.is_integer() {
+        cast_expr(key, DataType::Int64)
+    } else {
+        cast_expr(key, DataType::Utf8)
+    };
+    key.in_list(list, false)
+}
+
+fn read_totals(
+    q: &CheckedQuery,
+    measures: &[MeasureColumn],
+    batches: &[RecordBatch],
+    public: Option<Vec<Vec<PublicKey>>>,
+    bounding: Bounding,
+) -> Result<GroupStatistics, SqlError> {
+    let k = q.group_keys.len();
+    let internal = |e: &dyn std::fmt::Display| SqlError::Internal(e.to_string());
+    let (mut index, mut observed) = match &public {
+        Some(combos) => (Some(PublicIndex::new(q, combos.len())), None),
+        None => (None, Some(Vec::<Vec<serde_json::Value>>::new())),
+    };
+    let groups = public.as_ref().map_or(0, |c| c.len());
+    let mut totals = GroupTotals::zeros(groups, measures.len());
+    for batch in batches {
+        let column = |i: usize| -> Result<Vec<i128>, SqlError> { exact_column(batch.column(i)) };
+        let units = column(k)?;
+        let rows = column(k + 1)?;
+        let mut measure_columns = Vec::with_capacity(measures.len());
+        let mut next = k + 2;
+        for m in measures {
+            let c = column(next)?;
+            let s = column(next + 1)?;
+            let sq = if m.squares { Some(column(next + 2)?) } else { None };
+            next += if m.squares { 3 } else { 2 };
+            measure_columns.push((c, s, sq));
+        }
+        let ids: Vec<Option<usize>> = match (&mut index, &mut observed) {
+            (Some(index), _) => index.ids(batch, 0, k)?,
+            (None, Some(keys)) => (0..batch.num_rows())
+                .map(|r| {
+                    let key = (0..k)
+                        .map(|i| {
+                            ScalarValue::try_from_array(batch.column(i), r).map(|v| crate::partials::scalar_json(&v))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| internal(&e))?;
+                    keys.push(key);
+                    totals.push_group();
+                    Ok(Some(keys.len() - 1))
+                })
+                .collect::<Result<_, SqlError>>()?,
+            (None, None) => return Err(SqlError::Internal("group index mismatch".into())),
+        };
+        for (r, id) in ids.into_iter().enumerate() {
+            let Some(g) = id else { continue };
+            totals.rows[g] += rows[r];
+            totals.units[g] += units[r];
+            for (t, (c, s, sq)) in totals.measures.iter_mut().zip(&measure_columns) {
+                t.count[g] += c[r];
+                t.sum[g] += s[r];
+                if let Some(sq) = sq {
+                    t.sumsq[g] += sq[r];
+                }
+            }
+        }
+    }
+    let groups = match (public, observed) {
+        (Some(combos), _) => GroupSet {
+            public: true,
+            keys: combos
+                .iter()
+                .map(|c| c.iter().map(crate::partials::key_json).collect())
+                .collect(),
+        },
+        (None, Some(keys)) => GroupSet { public: false, keys },
+        (None, None) => return Err(SqlError::Internal("group index mismatch".into())),
+    };
+    Ok(GroupStatistics {
+        groups,
+        contributions: Contributions::Totals { totals, bounding },
+    })
+}
+
+/// An integer or exact-decimal column as i128 (NULL: 0, the empty sum).
+fn exact_column(a: &ArrayRef) -> Result<Vec<i128>, SqlError> {
+    match a.data_type() {
+        DataType::Decimal128(_, 0) => {
+            let a = a.as_primitive::<Decimal128Type>();
+            Ok((0..a.len())
+                .map(|i| if a.is_null(i) { 0 } else { a.value(i) })
+                .collect())
+        }
+        _ => {
+            let a = cast(a, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))?;
+            let a = a.as_primitive::<Int64Type>();
+            Ok((0..a.len())
+                .map(|i| if a.is_null(i) { 0 } else { a.value(i) as i128 })
+                .collect())
+        }
+    }
+}
+
+/// Dense ids of the groups of public key sets: one lookup per key column,
+/// combined in mixed radix (row-major order of the cross product, the last
+/// key fastest), matching [`crate::partials::public_groups`].
+pub struct PublicIndex {
+    strings: Vec<std::collections::HashMap<String, usize>>,
+    ints: Vec<std::collections::HashMap<i64, usize>>,
+    strides: Vec<usize>,
+    groups: usize,
+}
+
+impl PublicIndex {
+    /// The index of `q`'s key sets, whose cross product has `groups` groups.
+    pub fn new(q: &CheckedQuery, groups: usize) -> Self {
+        let k = q.group_keys.len();
+        let mut strings = Vec::with_capacity(k);
+        let mut ints = Vec::with_capacity(k);
+        for g in &q.group_keys {
+            let mut sm = std::collections::HashMap::new();
+            let mut im = std::collections::HashMap::new();
+            for (j, key) in g.public_keys.as_deref().unwrap_or_default().iter().enumerate() {
+                match key {
+                    PublicKey::Str(s) => sm.insert(s.clone(), j),
+                    PublicKey::Int(v) => im.insert(*v, j),
+                };
+            }
+            strings.push(sm);
+            ints.push(im);
+        }
+        let mut strides = vec![1usize; k];
+        for i in (0..k.saturating_sub(1)).rev() {
+            let next = q.group_keys[i + 1].public_keys.as_ref().map_or(1, |v| v.len());
+            strides[i] = strides[i + 1] * next;
+        }
+        PublicIndex {
+            strings,
+            ints,
+            strides,
+            groups,
+        }
+    }
+
+    /// The group id of every row of `batch`, whose key columns are
+    /// `offset..offset + k` (`None`: a key outside its public set).
+    pub fn ids(&self, batch: &RecordBatch, offset: usize, k: usize) -> Result<Vec<Option<usize>>, SqlError> {
+        let n = batch.num_rows();
+        let mut out: Vec<Option<usize>> = vec![Some(0); n];
+        for i in 0..k {
+            let column = batch.column(offset + i);
+            let idx: Vec<Option<usize>> = match column.data_type() {
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                    let a = cast(column, &DataType::Utf8).map_err(|e| SqlError::Internal(e.to_string()))?;
+                    let a = a.as_string::<i32>();
+                    (0..n)
+                        .map(|r| {
+                            if a.is_null(r) {
+                                None
+                            } else {
+                                self.strings[i].get(a.value(r)).copied()
+                            }
+                        })
+                        .collect()
+                }
+                t if t.is_integer() => {
+                    let a = cast(column, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))?;
+                    let a = a.as_primitive::<Int64Type>();
+                    (0..n)
+                        .map(|r| {
+                            if a.is_null(r) {
+                                None
+                            } else {
+                                self.ints[i].get(&a.value(r)).copied()
+                            }
+                        })
+                        .collect()
+                }
+                _ => vec![None; n],
+            };
+            for (o, x) in out.iter_mut().zip(idx) {
+                *o = match (*o, x) {
+                    (Some(acc), Some(x)) => Some(acc + x * self.strides[i]),
+                    _ => None,
+                };
+            }
+        }
+        Ok(out.into_iter().map(|g| g.filter(|&g| g < self.groups)).collect())
+    }
+}
