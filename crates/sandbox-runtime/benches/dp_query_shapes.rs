@@ -1,0 +1,212 @@
+//! Benchmark suite: the query shapes analysts run, each as the plain query
+//! on DataFusion and as a DP job in-process (check, charge, bounding in the
+//! engine, noise, release), printed side by side with their ratio; then the
+//! first shape as a whole `sandbox sql` process when the release CLI binary
+//! is built.
+//!
+//! ```text
+//! cargo bench -p sandbox-runtime --bench dp_query_shapes
+//! SANDBOX_BENCH_ROWS=100000000 cargo bench -p sandbox-runtime --bench dp_query_shapes   # 100M utility rows
+//! SANDBOX_WASM_GUESTS=<dir with risk_score.wasm>   # adds the shape with a WebAssembly UDF
+//! SANDBOX_BIN=<path to a release `sandbox` binary>  # default: target/release/sandbox
+//! ```
+//!
+//! Times are the best of three runs after one warm-up; the peak resident
+//! memory of the bench process is printed at the end.
+
+use sandbox_datagen::{GenerateOptions, Scale};
+use sandbox_governance::Grant;
+use sandbox_runtime::{DataDir, Sandbox, SqlJobOptions};
+use sandbox_sql::datafusion::physical_plan::collect;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// (label, SQL). The fusion queries read several datasets.
+const SHAPES: &[(&str, &str)] = &[
+    (
+        "GROUP BY public key: COUNT, AVG",
+        "SELECT month, COUNT(*) AS n, AVG(electricity_kwh) AS kwh FROM gov.utility_usage GROUP BY month",
+    ),
+    (
+        "GROUP BY public key: AVG, VARIANCE",
+        "SELECT month, AVG(electricity_kwh) AS kwh, VARIANCE(electricity_kwh) AS var FROM gov.utility_usage GROUP BY month",
+    ),
+    (
+        "COUNT(DISTINCT unit)",
+        "SELECT month, COUNT(DISTINCT credit_code) AS firms FROM gov.utility_usage GROUP BY month",
+    ),
+    (
+        "high cardinality, partition selection",
+        "SELECT age, diagnosis_chapter, COUNT(*) AS visits, AVG(cost) AS cost FROM health.clinic_visits GROUP BY age, diagnosis_chapter",
+    ),
+    (
+        "two-table fusion",
+        "SELECT l.district, l.industry, AVG(u.electricity_kwh) AS kwh, COUNT(*) AS n \
+         FROM gov.utility_usage u JOIN gov.legal_entities l ON u.credit_code = l.credit_code \
+         GROUP BY l.district, l.industry",
+    ),
+    (
+        "three-table fusion",
+        "SELECT l.district, b.term_months, SUM(b.amount) AS lent, AVG(u.electricity_kwh) AS kwh \
+         FROM bank.loans b JOIN gov.legal_entities l ON b.credit_code = l.credit_code \
+         JOIN gov.utility_usage u ON u.credit_code = b.credit_code \
+         GROUP BY l.district, b.term_months",
+    ),
+    (
+        "three-table fusion with dominance (tax)",
+        "SELECT l.district, t.year, SUM(t.tax_paid) AS tax \
+         FROM gov.tax_payments t JOIN gov.legal_entities l ON t.credit_code = l.credit_code \
+         JOIN gov.utility_usage u ON u.credit_code = t.credit_code AND u.month = '2024-12' \
+         GROUP BY l.district, t.year",
+    ),
+];
+
+const UDF_SHAPE: (&str, &str) = (
+    "WebAssembly UDF (risk_score)",
+    "SELECT month, AVG(risk_score(electricity_kwh, gas_m3)) AS risk FROM gov.utility_usage GROUP BY month",
+);
+
+const DATASETS: &[&str] = &[
+    "gov.legal_entities",
+    "gov.utility_usage",
+    "gov.tax_payments",
+    "bank.loans",
+    "health.clinic_visits",
+];
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult<()> {
+    if std::env::var_os("SANDBOX_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SANDBOX_LOG"))
+            .init();
+    }
+    let rows: u64 = std::env::var("SANDBOX_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let scale = Scale::with_entities(rows.div_ceil(24) as usize);
+    let tmp = tempfile::tempdir()?;
+    let dir = DataDir::open(tmp.path().join("data"))?;
+    let t = Instant::now();
+    let report = sandbox_datagen::generate(&GenerateOptions {
+        seed: 7,
+        scale,
+        out_dir: dir.tables_dir(),
+        rows_per_file: 1_000_000,
+        only: Some(DATASETS.iter().map(|d| d.to_string()).collect()),
+    })?;
+    for table in &report.tables {
+        println!("generated {:>11} rows of {}", table.rows, table.dataset);
+    }
+    println!("generation took {:.1} s", t.elapsed().as_secs_f64());
+
+    let data_root = dir.root().to_path_buf();
+    let sandbox = Sandbox::open(dir)?;
+    let budgets = DATASETS
+        .iter()
+        .map(|d| Ok((d.parse()?, 1e12)))
+        .collect::<BenchResult<Vec<_>>>()?;
+    sandbox.store().upsert_grant(&Grant::new("bench", "bench", budgets))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+
+    let functions = match std::env::var("SANDBOX_WASM_GUESTS") {
+        Ok(dir) => {
+            let bytes = std::fs::read(Path::new(&dir).join("risk_score.wasm"))?;
+            Some(sandbox.load_wasm(&bytes)?.row_functions())
+        }
+        Err(_) => None,
+    };
+    let mut shapes: Vec<(&str, &str)> = SHAPES.to_vec();
+    if functions.is_some() {
+        shapes.push(UDF_SHAPE);
+    }
+
+    println!();
+    println!("{:<42} {:>10} {:>10} {:>7}", "shape", "plain s", "DP job s", "ratio");
+    let mut table = Vec::new();
+    for (label, sql) in shapes {
+        // Only the UDF shape registers the module: a job with functions is
+        // a WebAssembly job, which some datasets' policies do not allow.
+        let job_functions = if sql == UDF_SHAPE.1 {
+            functions.clone().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let plain = best_of_three(|| {
+            let mut session = sandbox.session_for_grant("bench")?;
+            session.register_row_functions(job_functions.clone())?;
+            runtime.block_on(async {
+                let state = session.state();
+                let plan = state.create_logical_plan(sql).await?;
+                let physical = state.create_physical_plan(&plan).await?;
+                collect(physical, state.task_ctx()).await.map(|_| ())
+            })?;
+            Ok(())
+        })?;
+        let dp = best_of_three(|| {
+            runtime.block_on(sandbox.run_sql_with_functions(
+                "bench",
+                sql,
+                &SqlJobOptions::default(),
+                job_functions.clone(),
+            ))?;
+            Ok(())
+        })?;
+        println!("{label:<42} {plain:>10.3} {dp:>10.3} {:>6.2}x", dp / plain);
+        table.push((label, plain, dp));
+    }
+
+    let binary = std::env::var_os("SANDBOX_BIN")
+        .map(PathBuf::from)
+        .or_else(release_binary);
+    match binary {
+        Some(bin) if bin.exists() => {
+            let (label, sql) = SHAPES[0];
+            let whole = best_of_three(|| {
+                let out = std::process::Command::new(&bin)
+                    .arg("--data-dir")
+                    .arg(&data_root)
+                    .args(["sql", "--grant", "bench", sql])
+                    .output()?;
+                if !out.status.success() {
+                    return Err(format!("sandbox sql failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+                }
+                Ok(())
+            })?;
+            println!("{:<42} {:>10} {whole:>10.3}   (whole `sandbox sql` process)", label, "");
+        }
+        _ => println!("(whole-process figure skipped: build `cargo build --release -p sandbox-cli` or set SANDBOX_BIN)"),
+    }
+    if let Some(peak) = peak_resident_bytes() {
+        println!("peak resident memory of the bench process: {:.0} MiB", peak as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}
+
+/// Best of three timed runs after one untimed warm-up, in seconds.
+fn best_of_three(mut run: impl FnMut() -> BenchResult<()>) -> BenchResult<f64> {
+    run()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        run()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// `target/release/sandbox` beside this bench's `target/release/deps/`.
+fn release_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join("sandbox"))
+}
+
+/// VmHWM from /proc (Linux), in bytes.
+fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
