@@ -74,8 +74,7 @@ async fn run(sandbox: &Sandbox, sql: &str) -> Outcome {
 
 /// Checks one pair of releases; returns a description of the first excess.
 fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
-    if (d.groups_per_unit, d.rows_per_group, &d.sensitivities)
-        != (n.groups_per_unit, n.rows_per_group, &n.sensitivities)
+    if (d.groups_per_unit, d.rows_per_unit, &d.sensitivities) != (n.groups_per_unit, n.rows_per_unit, &n.sensitivities)
     {
         return Err("the calibration differs between D and its neighbour".into());
     }

@@ -81,23 +81,29 @@ fn mul(a: u128, b: u128) -> Result<u128, DpError> {
 }
 
 impl CalibratedAggregate {
-    /// Calibrates `spec` for ε with `groups_per_unit` (G, effective) and
-    /// `rows_per_group` (R).
-    pub fn new(spec: AggregateSpec, epsilon: f64, groups_per_unit: u64, rows_per_group: u64) -> Result<Self, DpError> {
+    /// Calibrates `spec` for ε when one privacy unit touches at most
+    /// `groups_per_unit` groups (G, effective) with at most `rows_per_unit`
+    /// rows over all of them (`ContributionBounds::rows_per_unit`:
+    /// `min(G · R, L)`). L1 sensitivities: row and value counts
+    /// `rows_per_unit`, unit counts G, sums `rows_per_unit · max_abs`, sums
+    /// of squares `rows_per_unit · max_abs²` (grid units).
+    ///
+    /// Errors: [`DpError::InvalidEpsilon`], [`DpError::Overflow`].
+    pub fn new(spec: AggregateSpec, epsilon: f64, groups_per_unit: u64, rows_per_unit: u64) -> Result<Self, DpError> {
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(DpError::InvalidEpsilon(epsilon));
         }
         let g = groups_per_unit.max(1) as u128;
-        let r = rows_per_group.max(1) as u128;
+        let l = rows_per_unit.max(1) as u128;
         let share = epsilon / spec.components() as f64;
         let sens: Vec<u128> = match &spec {
-            AggregateSpec::CountRows | AggregateSpec::CountValues { .. } => vec![mul(g, r)?],
+            AggregateSpec::CountRows | AggregateSpec::CountValues { .. } => vec![l],
             AggregateSpec::CountUnits => vec![g],
-            AggregateSpec::Sum { grid, .. } => vec![mul(mul(g, r)?, grid.max_abs as u128)?],
-            AggregateSpec::Avg { grid, .. } => vec![mul(g, r)?, mul(mul(g, r)?, grid.max_abs as u128)?],
+            AggregateSpec::Sum { grid, .. } => vec![mul(l, grid.max_abs as u128)?],
+            AggregateSpec::Avg { grid, .. } => vec![l, mul(l, grid.max_abs as u128)?],
             AggregateSpec::Variance { grid, .. } | AggregateSpec::Stddev { grid, .. } => {
                 let m = grid.max_abs as u128;
-                vec![mul(g, r)?, mul(mul(g, r)?, m)?, mul(mul(mul(g, r)?, m)?, m)?]
+                vec![l, mul(l, m)?, mul(mul(l, m)?, m)?]
             }
         };
         let mechanisms = sens
@@ -328,6 +334,7 @@ mod tests {
     fn totals(rows: i128, units: i128, count: i128, sum: i128, sumsq: i128) -> GroupTotals {
         GroupTotals {
             kept: Vec::new(),
+            kept_rows: Vec::new(),
             rows: vec![rows],
             units: vec![units],
             measures: vec![MeasureTotals {
@@ -341,7 +348,7 @@ mod tests {
     #[test]
     fn sum_noise_scale_is_g_r_m_over_epsilon() {
         let grid = Quantizer::for_sum(0.0, 100.0).expect("grid");
-        let a = CalibratedAggregate::new(AggregateSpec::Sum { measure: 0, grid }, 0.5, 2, 3).expect("agg");
+        let a = CalibratedAggregate::new(AggregateSpec::Sum { measure: 0, grid }, 0.5, 2, 6).expect("agg");
         let f = a.forecast();
         // Δ = 2·3·100 in real units, b = Δ/ε = 1200.
         assert!((f.components[0].1 - 1200.0).abs() < 1e-6, "{:?}", f);

@@ -85,9 +85,17 @@ pub struct ContributionBounds {
     pub max_groups_per_unit: u32,
     /// R: rows per unit and group.
     pub max_rows_per_group: u32,
+    /// L: rows per unit over all its groups (`None`: only G · R). A unit's
+    /// kept groups take rows in the order of their keyed priority until L
+    /// is spent, so a unit with many rows in one group keeps up to L there
+    /// (with R = L) instead of R, at the same L1 sensitivity.
+    pub max_rows_per_unit: Option<u32>,
 }
 
 impl ContributionBounds {
+    /// G groups per unit and R rows per group.
+    ///
+    /// Errors: [`DpError::InvalidContributionBound`] when G or R is 0.
     pub fn new(max_groups_per_unit: u32, max_rows_per_group: u32) -> Result<Self, DpError> {
         if max_groups_per_unit == 0 {
             return Err(DpError::InvalidContributionBound {
@@ -102,7 +110,32 @@ impl ContributionBounds {
         Ok(Self {
             max_groups_per_unit,
             max_rows_per_group,
+            max_rows_per_unit: None,
         })
+    }
+
+    /// The same bounds with at most L rows per unit over all its groups.
+    ///
+    /// Errors: [`DpError::InvalidContributionBound`] when L is 0.
+    pub fn with_max_rows_per_unit(self, max_rows_per_unit: Option<u32>) -> Result<Self, DpError> {
+        if max_rows_per_unit == Some(0) {
+            return Err(DpError::InvalidContributionBound {
+                name: "max_rows_per_unit",
+            });
+        }
+        Ok(Self {
+            max_rows_per_unit,
+            ..self
+        })
+    }
+
+    /// The most rows one unit contributes over all groups, given that it
+    /// touches at most `effective_groups` of them: `min(G_eff · R, L)`. This
+    /// is the L1 sensitivity of per-group row counts, and, times a
+    /// measure's largest grid value, of its sums.
+    pub fn rows_per_unit(&self, effective_groups: u64) -> u64 {
+        let product = effective_groups.saturating_mul(self.max_rows_per_group as u64);
+        self.max_rows_per_unit.map_or(product, |l| product.min(l as u64))
     }
 
     /// G as used for calibration: never more than the number of groups that
@@ -130,6 +163,8 @@ pub fn choice_key() -> Result<u64, DpError> {
 pub struct GroupTotals {
     /// Indices of the partials that were kept (all of them without bounding).
     pub kept: Vec<usize>,
+    /// The row cap each kept partial was held to (aligned with `kept`).
+    pub kept_rows: Vec<i64>,
     pub rows: Vec<i128>,
     pub units: Vec<i128>,
     pub measures: Vec<MeasureTotals>,
@@ -147,6 +182,7 @@ impl GroupTotals {
     pub fn zeros(groups: usize, measures: usize) -> Self {
         GroupTotals {
             kept: Vec::new(),
+            kept_rows: Vec::new(),
             rows: vec![0; groups],
             units: vec![0; groups],
             measures: (0..measures)
@@ -180,6 +216,7 @@ impl GroupTotals {
         let n = p.rows[i].max(0);
         let kept_rows = row_cap.map_or(n, |r| n.min(r));
         self.kept.push(i);
+        self.kept_rows.push(kept_rows);
         self.rows[g] += kept_rows as i128;
         self.units[g] += 1;
         for (m, t) in p.measures.iter().zip(self.measures.iter_mut()) {
@@ -252,15 +289,35 @@ pub fn bounded_totals(p: &Partials, groups: usize, bounds: ContributionBounds) -
         next[u as usize] += 1;
     }
     let mut t = GroupTotals::zeros(groups, p.measures.len());
-    let row_cap = Some(bounds.max_rows_per_group as i64);
+    let r = bounds.max_rows_per_group as i64;
+    let rank = |&i: &usize| (p.priority[i], p.group[i]);
     for u in 0..units {
         let slice = &mut order[start[u]..start[u + 1]];
         if slice.len() > g_cap {
             // The G smallest (priority, group): ties cannot depend on order.
-            slice.select_nth_unstable_by_key(g_cap - 1, |&i| (p.priority[i], p.group[i]));
+            slice.select_nth_unstable_by_key(g_cap - 1, rank);
         }
-        for &i in slice.iter().take(g_cap) {
-            t.add(p, i, row_cap);
+        let keep = slice.len().min(g_cap);
+        let kept = &mut slice[..keep];
+        match bounds.max_rows_per_unit {
+            None => {
+                for &i in kept.iter() {
+                    t.add(p, i, Some(r));
+                }
+            }
+            Some(l) => {
+                // Rows go to the kept groups in priority order until L is spent.
+                kept.sort_unstable_by_key(rank);
+                let mut left = l as i64;
+                for &i in kept.iter() {
+                    let cap = p.rows[i].max(0).min(r).min(left);
+                    if cap == 0 {
+                        continue;
+                    }
+                    left -= cap;
+                    t.add(p, i, Some(cap));
+                }
+            }
         }
     }
     Ok(t)
@@ -350,6 +407,62 @@ pub(crate) mod tests {
             }
         }
         assert!(kept.iter().all(|&k| (836..=1164).contains(&k)), "{kept:?}");
+    }
+
+    /// With a total cap L a unit's rows go to its groups in priority order
+    /// until L is spent: 30 rows in one group stay whole (R = L = 50) where
+    /// R = 10 kept 10, and 4 × 20 rows keep 50 in all.
+    #[test]
+    fn a_total_row_cap_keeps_rows_where_the_unit_has_them() {
+        let bounds = ContributionBounds::new(5, 50)
+            .and_then(|b| b.with_max_rows_per_unit(Some(50)))
+            .expect("bounds");
+        let one_group = partials(&[(0, 0, 30, 30, 300)]);
+        let t = bounded_totals(&one_group, 1, bounds).expect("totals");
+        assert_eq!((t.rows[0], t.measures[0].count[0], t.measures[0].sum[0]), (30, 30, 300));
+        let per_group = bounded_totals(&one_group, 1, ContributionBounds::new(5, 10).expect("bounds")).expect("totals");
+        assert_eq!(per_group.rows[0], 10);
+
+        let spread = partials(&[
+            (0, 0, 20, 20, 20),
+            (0, 1, 20, 20, 20),
+            (0, 2, 20, 20, 20),
+            (0, 3, 20, 20, 20),
+        ]);
+        let t = bounded_totals(&spread, 4, bounds).expect("totals");
+        assert_eq!(t.rows.iter().sum::<i128>(), 50);
+        assert_eq!(t.measures[0].count.iter().sum::<i128>(), 50);
+        assert!(
+            t.units.iter().sum::<i128>() <= 3,
+            "a group left no rows is not counted: {:?}",
+            t.units
+        );
+        assert_eq!(bounds.rows_per_unit(5), 50);
+        assert_eq!(ContributionBounds::new(5, 10).expect("bounds").rows_per_unit(3), 30);
+    }
+
+    /// Removing one unit moves the row counts by at most L in L1 and the
+    /// unit counts by at most G, whatever the other units hold.
+    #[test]
+    fn a_total_row_cap_bounds_one_units_influence() {
+        let bounds = ContributionBounds::new(3, 40)
+            .and_then(|b| b.with_max_rows_per_unit(Some(25)))
+            .expect("bounds");
+        let mut rows = Vec::new();
+        for u in 0..40u32 {
+            for g in 0..(1 + u % 6) {
+                rows.push((u, (u * 7 + g) % 9, 1 + ((u * 13 + g * 5) % 37) as i64, 1, 1));
+            }
+        }
+        let all = bounded_totals(&partials(&rows), 9, bounds).expect("totals");
+        for removed in 0..40u32 {
+            let without: Vec<_> = rows.iter().copied().filter(|r| r.0 != removed).collect();
+            let less = bounded_totals(&partials(&without), 9, bounds).expect("totals");
+            let rows_l1: i128 = all.rows.iter().zip(&less.rows).map(|(a, b)| (a - b).abs()).sum();
+            let units_l1: i128 = all.units.iter().zip(&less.units).map(|(a, b)| (a - b).abs()).sum();
+            assert!(rows_l1 <= 25, "unit {removed} moved rows by {rows_l1}");
+            assert!(units_l1 <= 3, "unit {removed} moved units by {units_l1}");
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn excess_loss(a: &[i64], b: &[i64]) -> f64 {
 fn totals(rows: i128, count: i128, sum: i128) -> GroupTotals {
     GroupTotals {
         kept: Vec::new(),
+        kept_rows: Vec::new(),
         rows: vec![rows],
         units: vec![rows],
         measures: vec![MeasureTotals {

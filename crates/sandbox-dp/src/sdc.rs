@@ -21,19 +21,20 @@ pub fn round_to_base(x: f64, base: f64) -> f64 {
 /// Per group, the sum of the `n` largest absolute contributions of privacy
 /// units to measure `m` and the sum of all of them, in grid units, over the
 /// partials that `totals` kept (each is one unit's contribution to one
-/// group) under the row cap `row_cap`. `centre_steps` moves centred grid
+/// group) under the row cap each was kept with. `centre_steps` moves centred grid
 /// values back to the measure's origin (0 for sums).
 ///
 /// Sensitivity: adding or removing one unit changes, in each group it
 /// touches, both sums by at most its own contribution, at most
-/// `R · (max_abs + |centre_steps|)`; over the at most G groups it touches,
-/// each vector moves by at most `G · R · (max_abs + |centre_steps|)` in L1.
+/// `kept rows · (max_abs + |centre_steps|)`; over all groups it touches,
+/// each vector moves by at most `rows_per_unit · (max_abs + |centre_steps|)`
+/// in L1, where `rows_per_unit = min(G · R, L)`
+/// (`ContributionBounds::rows_per_unit`).
 pub fn top_contributions(
     p: &Partials,
     totals: &GroupTotals,
     measure: usize,
     n: u32,
-    row_cap: Option<i64>,
     centre_steps: i128,
 ) -> (Vec<i128>, Vec<i128>) {
     let groups = totals.groups();
@@ -43,12 +44,12 @@ pub fn top_contributions(
     let Some(mp) = p.measures.get(measure) else {
         return (vec![0; groups], total);
     };
-    for &i in &totals.kept {
+    for (&i, &cap) in totals.kept.iter().zip(&totals.kept_rows) {
         let g = p.group[i] as usize;
         if g >= groups {
             continue;
         }
-        let b = bounded_measure(mp, i, row_cap);
+        let b = bounded_measure(mp, i, Some(cap));
         let c = (b.sum + b.count * centre_steps).abs();
         total[g] += c;
         let t = &mut top[g];
@@ -73,7 +74,7 @@ pub fn dominated_groups(
 ) -> Vec<bool> {
     let mut out = vec![false; totals.groups()];
     for &(m, centre) in measures {
-        let (top, total) = top_contributions(p, totals, m, n, None, centre);
+        let (top, total) = top_contributions(p, totals, m, n, centre);
         for g in 0..out.len() {
             if total[g] > 0 && (top[g] as f64) > percent / 100.0 * total[g] as f64 {
                 out[g] = true;

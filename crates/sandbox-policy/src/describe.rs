@@ -68,11 +68,19 @@ impl Policy {
                     num(dp.delta_budget)
                 ));
                 if let Some(e) = entity {
-                    lines.push(format!(
-                        "Each {e} contributes to at most {} and {} per group",
-                        plural(dp.max_groups_per_unit.into(), "group", "groups"),
-                        plural(dp.max_rows_per_group.into(), "row", "rows"),
-                    ));
+                    lines.push(match dp.max_rows_per_unit {
+                        None => format!(
+                            "Each {e} contributes to at most {} and {} per group",
+                            plural(dp.max_groups_per_unit.into(), "group", "groups"),
+                            plural(dp.max_rows_per_group.into(), "row", "rows"),
+                        ),
+                        Some(l) => format!(
+                            "Each {e} contributes to at most {}, {} per group and {} in all",
+                            plural(dp.max_groups_per_unit.into(), "group", "groups"),
+                            plural(dp.max_rows_per_group.into(), "row", "rows"),
+                            plural(l.into(), "row", "rows"),
+                        ),
+                    });
                 }
             }
         }

@@ -123,6 +123,9 @@ pub struct DpParams {
     pub max_groups_per_unit: u32,
     /// R: rows one privacy unit may contribute to one group (≥ 1).
     pub max_rows_per_group: u32,
+    /// L: rows one privacy unit may contribute over all its groups
+    /// (`1 ≤ L ≤ G · R`; `None`: G · R).
+    pub max_rows_per_unit: Option<u32>,
 }
 
 /// Which job kinds may read the dataset.

@@ -67,6 +67,7 @@
 //! | `delta_budget` | Optional: total δ one agreement may spend on this dataset; `delta` ≤ it < 0.1; default 100 × `delta`. |
 //! | `max_groups_per_unit` | G, an integer, 1 ≤ G ≤ 10000: groups one privacy unit may contribute to in one query. |
 //! | `max_rows_per_group` | R, an integer, 1 ≤ R ≤ 10000: rows one privacy unit may contribute to one group. |
+//! | `max_rows_per_unit` | Optional: L, an integer, 1 ≤ L ≤ G × R: rows one privacy unit may contribute over all its groups. A unit's groups take rows in a keyed pseudo-random order until L is spent. Noise is calibrated to min(G × R, L) rows, so `max_rows_per_group = 50, max_rows_per_unit = 50` costs the same noise as G = 5, R = 10 but keeps a unit's 30 rows in one group. |
 //!
 //! ## `[jobs]` (required)
 //!
@@ -156,6 +157,8 @@ pub(crate) struct RawDp {
     pub delta_budget: Option<Spanned<f64>>,
     pub max_groups_per_unit: Spanned<i64>,
     pub max_rows_per_group: Spanned<i64>,
+    #[serde(default)]
+    pub max_rows_per_unit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

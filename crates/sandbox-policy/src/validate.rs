@@ -435,7 +435,29 @@ impl Validator<'_> {
             "dp.max_rows_per_group",
             "max_rows_per_group (R)",
         );
-        match (eps_ok && delta_ok && budget_ok, eps_min, delta_budget, g, r, mode) {
+        let (l, l_ok) = match (&d.max_rows_per_unit, g, r) {
+            (None, _, _) => (None, true),
+            (Some(raw), Some(g), Some(r)) => {
+                let most = (g as i64).saturating_mul(r as i64);
+                let l = self.bounded_count(
+                    raw,
+                    most,
+                    "dp.max_rows_per_unit",
+                    "max_rows_per_unit (L, at most G × R)",
+                );
+                (l, l.is_some())
+            }
+            // G or R is already reported.
+            (Some(_), _, _) => (None, false),
+        };
+        match (
+            eps_ok && delta_ok && budget_ok && l_ok,
+            eps_min,
+            delta_budget,
+            g,
+            r,
+            mode,
+        ) {
             (true, Some(eps_min), Some(delta_budget), Some(g), Some(r), Some(m)) if m.uses_dp() => {
                 Some(Some(DpParams {
                     epsilon_per_query: eps,
@@ -445,6 +467,7 @@ impl Validator<'_> {
                     delta_budget,
                     max_groups_per_unit: g,
                     max_rows_per_group: r,
+                    max_rows_per_unit: l,
                 }))
             }
             _ => None,

@@ -88,6 +88,9 @@ pub fn to_toml(p: &Policy) -> String {
         let _ = writeln!(out, "delta_budget = {}", float(dp.delta_budget));
         let _ = writeln!(out, "max_groups_per_unit = {}", dp.max_groups_per_unit);
         let _ = writeln!(out, "max_rows_per_group = {}", dp.max_rows_per_group);
+        if let Some(l) = dp.max_rows_per_unit {
+            let _ = writeln!(out, "max_rows_per_unit = {l}");
+        }
     }
 
     let _ = writeln!(out, "\n[jobs]\nsql = {}\nwasm = {}", p.jobs.sql, p.jobs.wasm);

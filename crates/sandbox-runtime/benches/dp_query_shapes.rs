@@ -177,10 +177,15 @@ fn main() -> BenchResult<()> {
             })?;
             println!("{:<42} {:>10} {whole:>10.3}   (whole `sandbox sql` process)", label, "");
         }
-        _ => println!("(whole-process figure skipped: build `cargo build --release -p sandbox-cli` or set SANDBOX_BIN)"),
+        _ => {
+            println!("(whole-process figure skipped: build `cargo build --release -p sandbox-cli` or set SANDBOX_BIN)")
+        }
     }
     if let Some(peak) = peak_resident_bytes() {
-        println!("peak resident memory of the bench process: {:.0} MiB", peak as f64 / (1 << 20) as f64);
+        println!(
+            "peak resident memory of the bench process: {:.0} MiB",
+            peak as f64 / (1 << 20) as f64
+        );
     }
     Ok(())
 }

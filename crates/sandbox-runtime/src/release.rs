@@ -91,10 +91,10 @@ pub fn share(split: &EpsilonSplit, label: &str) -> Result<f64, RuntimeError> {
 
 /// The DP contribution bounds of the rules.
 pub fn bounds(rules: &ReleaseRules) -> Result<ContributionBounds, RuntimeError> {
-    Ok(ContributionBounds::new(
-        rules.max_groups_per_unit,
-        rules.max_rows_per_group,
-    )?)
+    Ok(
+        ContributionBounds::new(rules.max_groups_per_unit, rules.max_rows_per_group)?
+            .with_max_rows_per_unit(rules.max_rows_per_unit)?,
+    )
 }
 
 /// Whether the release needs each unit's own contribution to each group
@@ -227,10 +227,10 @@ fn dp_decisions(
     let extra = ExtraParts::new(specs, rules, public);
     let b = bounds(rules)?;
     let g_eff = b.effective_groups(public.then_some(n));
-    let r = b.max_rows_per_group as u64;
+    let rows_per_unit = b.rows_per_unit(g_eff);
     let totals = group_totals(result, Some(b))?;
     let totals = totals.as_ref();
-    let mut trace = crate::testing::Trace::new(g_eff, r);
+    let mut trace = crate::testing::Trace::new(g_eff, rows_per_unit);
 
     // Which groups may appear at all.
     let mut shown = vec![true; n];
@@ -271,7 +271,8 @@ fn dp_decisions(
     let mut dominance_statistics = DominanceStatistics::default();
     if extra.dominance {
         let p = unit_partials(result)?;
-        let (dominated, statistics) = noisy_dominance(p, totals, specs, rules, g_eff, r, share(&split, DOMINANCE)?)?;
+        let (dominated, statistics) =
+            noisy_dominance(p, totals, specs, rules, rows_per_unit, share(&split, DOMINANCE)?)?;
         dominance_statistics = statistics;
         for g in 0..n {
             if shown[g] && withheld[g].is_none() && dominated[g] {
@@ -288,7 +289,7 @@ fn dp_decisions(
             let share = split
                 .share(j)
                 .ok_or(sandbox_dp::DpError::Internal("missing aggregate share"))?;
-            CalibratedAggregate::new(s.clone(), share, g_eff, r)
+            CalibratedAggregate::new(s.clone(), share, g_eff, b.rows_per_unit(g_eff))
         })
         .collect::<Result<_, _>>()?;
     let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
@@ -319,7 +320,8 @@ fn dp_decisions(
     }
     trace.finish(&calibrated, dominance_statistics.sensitivities);
     notes.push(format!(
-        "each privacy unit contributed to at most {g_eff} group(s) and {r} row(s) per group; measures were clamped to their public bounds"
+        "each privacy unit contributed to at most {g_eff} group(s), {} row(s) per group and {rows_per_unit} row(s) in all; measures were clamped to their public bounds",
+        b.max_rows_per_group
     ));
     Ok(Decisions {
         shown,
@@ -342,15 +344,15 @@ struct DominanceStatistics {
 /// Dominance with DP: for each rule (n, p%) and measure, a group is
 /// dominated when its noisy sum of the n largest unit contributions
 /// exceeds p% of its noisy total. Both vectors have L1 sensitivity
-/// `G · R · (max_abs + |centre|)` (see `sdc::top_contributions`); the share
+/// `rows_per_unit · (max_abs + |centre|)` with `rows_per_unit = min(G · R,
+/// L)` (see `sdc::top_contributions`); the share
 /// of ε is split equally over all of them.
 fn noisy_dominance(
     p: &sandbox_dp::bounding::Partials,
     totals: &GroupTotals,
     specs: &[AggregateSpec],
     rules: &ReleaseRules,
-    g_eff: u64,
-    r: u64,
+    rows_per_unit: u64,
     epsilon: f64,
 ) -> Result<(Vec<bool>, DominanceStatistics), RuntimeError> {
     let measures = dominance_measures(specs);
@@ -363,12 +365,11 @@ fn noisy_dominance(
     for rule in &rules.dominance {
         for &(m, centre) in &measures {
             let max_abs = p.measures.get(m).map_or(0, |x| x.max_abs) as u128;
-            let sensitivity = (g_eff as u128)
-                .checked_mul(r as u128)
-                .and_then(|x| x.checked_mul(max_abs + centre.unsigned_abs()))
+            let sensitivity = (rows_per_unit as u128)
+                .checked_mul(max_abs + centre.unsigned_abs())
                 .ok_or(sandbox_dp::DpError::Overflow)?;
             let mech = DiscreteLaplace::calibrated(sensitivity, epsilon / parts)?;
-            let (top, total) = top_contributions(p, totals, m, rule.n, Some(r as i64), centre);
+            let (top, total) = top_contributions(p, totals, m, rule.n, centre);
             statistics.sensitivities.extend([sensitivity, sensitivity]);
             for g in 0..out.len() {
                 statistics.per_group[g].extend([top[g], total[g]]);

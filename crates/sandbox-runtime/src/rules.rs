@@ -26,6 +26,9 @@ pub struct ReleaseRules {
     pub delta: f64,
     pub max_groups_per_unit: u32,
     pub max_rows_per_group: u32,
+    /// L over all groups, when a policy sets one: the largest any policy
+    /// allows (a policy without L allows its G · R), like R.
+    pub max_rows_per_unit: Option<u32>,
 }
 
 pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<ReleaseRules, RuntimeError> {
@@ -41,7 +44,10 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         delta: 1.0,
         max_groups_per_unit: u32::MAX,
         max_rows_per_group: 1,
+        max_rows_per_unit: None,
     };
+    let mut any_l = false;
+    let mut l_most = 0u32;
     let mut any = false;
     for p in policies {
         any = true;
@@ -64,6 +70,11 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
             r.delta = r.delta.min(dp.delta);
             r.max_groups_per_unit = r.max_groups_per_unit.min(dp.max_groups_per_unit);
             r.max_rows_per_group = r.max_rows_per_group.max(dp.max_rows_per_group);
+            any_l |= dp.max_rows_per_unit.is_some();
+            let l = dp
+                .max_rows_per_unit
+                .unwrap_or_else(|| dp.max_groups_per_unit.saturating_mul(dp.max_rows_per_group));
+            l_most = l_most.max(l);
         }
     }
     if !any {
@@ -71,6 +82,9 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
     }
     if r.max_groups_per_unit == u32::MAX {
         r.max_groups_per_unit = 1;
+    }
+    if any_l {
+        r.max_rows_per_unit = Some(l_most.max(1));
     }
     if !r.dp {
         r.epsilon_cap = 0.0;

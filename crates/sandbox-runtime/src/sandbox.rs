@@ -627,7 +627,7 @@ impl Sandbox {
         let mut aggregates = Vec::new();
         for (j, s) in specs.iter().enumerate() {
             let share = split.share(j).unwrap_or(0.0);
-            let c = CalibratedAggregate::new(s.clone(), share, g_eff, b.max_rows_per_group as u64)?;
+            let c = CalibratedAggregate::new(s.clone(), share, g_eff, b.rows_per_unit(g_eff))?;
             aggregates.push((query.aggregates[j].display.clone(), c.forecast()));
         }
         let selection_threshold = if public {

@@ -17,8 +17,8 @@ use sandbox_dp::bounding::GroupTotals;
 pub struct ReleaseTrace {
     /// G as calibrated (effective groups per unit).
     pub groups_per_unit: u64,
-    /// R as calibrated.
-    pub rows_per_group: u64,
+    /// Rows per unit over all groups as calibrated: min(G · R, L).
+    pub rows_per_unit: u64,
     /// τ of partition selection, when the groups were not public.
     pub selection_threshold: Option<i128>,
     /// Per aggregate, the L1 sensitivity of each noised statistic.
@@ -86,11 +86,11 @@ pub(crate) fn unit_partials_forced() -> bool {
 pub(crate) struct Trace(Option<ReleaseTrace>);
 
 impl Trace {
-    pub(crate) fn new(groups_per_unit: u64, rows_per_group: u64) -> Self {
+    pub(crate) fn new(groups_per_unit: u64, rows_per_unit: u64) -> Self {
         let recording = cfg!(feature = "neighbouring-tests") && sandbox_dp::testing::noise_off();
         Trace(recording.then(|| ReleaseTrace {
             groups_per_unit,
-            rows_per_group,
+            rows_per_unit,
             ..Default::default()
         }))
     }

@@ -135,6 +135,8 @@ const CASES: &[Case] = &[
     ("delta budget as a string", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = \"1e-4\"", "dp.delta_budget", 16, "invalid type"),
     ("G above 10000", "max_groups_per_unit = 12", "max_groups_per_unit = 20000", "dp.max_groups_per_unit", 16, "at most 10000"),
     ("R above 10000", "max_rows_per_group = 24", "max_rows_per_group = 100000", "dp.max_rows_per_group", 17, "at most 10000"),
+    ("L above G × R", "max_rows_per_group = 24", "max_rows_per_group = 24\nmax_rows_per_unit = 289", "dp.max_rows_per_unit", 18, "at most 288"),
+    ("L of zero", "max_rows_per_group = 24", "max_rows_per_group = 24\nmax_rows_per_unit = 0", "dp.max_rows_per_unit", 18, "must be an integer >= 1"),
     ("bounds of ±1e308", "[0.0, 500000.0]", "[-1e308, 1e308]", "columns.electricity_kwh.bounds", 26, "within ±1e15"),
     ("bound above 1e15", "[0.0, 500000.0]", "[0.0, 2e15]", "columns.electricity_kwh.bounds", 26, "within ±1e15"),
     ("bounds too narrow for their magnitude", "[0.0, 500000.0]", "[1000000000000.0, 1000000000000.5]", "columns.electricity_kwh.bounds", 26, "too narrow"),

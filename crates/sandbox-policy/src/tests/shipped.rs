@@ -205,7 +205,7 @@ fn shipped_policy_parameters_are_as_agreed() {
             1e-7,
             5.0,
             5,
-            10,
+            50,
             4,
             false,
             0,
@@ -333,6 +333,7 @@ fn describe_says_what_the_policy_allows() {
     }
     let health = lines("health.clinic_visits");
     for expected in [
+        "Each person contributes to at most 5 groups, 50 rows per group and 50 rows in all",
         "WebAssembly jobs: not allowed",
         "visit_date: sensitive — may not be read by jobs",
         "May not be fused with other datasets",

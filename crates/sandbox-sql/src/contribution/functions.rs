@@ -62,18 +62,18 @@ impl ScalarUDFImpl for ChoicePriority {
     }
 }
 
-/// `sandbox_row_cap(x, n) -> Int64`: one partial's sum `x` over `n` rows,
-/// limited to `R` rows: `x · min(n, R) / n`, clamped to
-/// `[floor · min(n, R), ceiling · min(n, R)]` (what `min(n, R)` grid values
-/// can reach, so the bound holds even if an upstream sum wrapped). Without
-/// a cap (`R = None`) only the clamp applies. NULL inputs count as 0.
+/// `sandbox_row_cap(x, n, cap) -> Int64`: one partial's sum `x` over `n`
+/// values, limited to `k = min(n, cap)` of them: `x · k / n`, clamped to
+/// `[floor · k, ceiling · k]` (what `k` grid values can reach, so the bound
+/// holds even if an upstream sum wrapped). `cap` is R, or the rows a unit's
+/// total-rows cap L left to this group, or `n` itself (no cap: only the
+/// clamp applies). NULL inputs count as 0.
 ///
-/// Computed in 128-bit integers: `x` is at most `n · 2^30` and `R < 2^32`,
-/// so the product cannot overflow, and the result, at most `R · 2^30`,
+/// Computed in 128-bit integers: `x` is at most `n · 2^30` and `k < 2^32`,
+/// so the product cannot overflow, and the result, at most `k · 2^30`,
 /// fits in 64 bits.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct RowCap {
-    cap: Option<i64>,
     floor: i64,
     ceiling: i64,
     signature: Signature,
@@ -81,28 +81,27 @@ pub struct RowCap {
 
 impl RowCap {
     /// A cap for sums of grid values in `[-max_abs, max_abs]`.
-    pub fn sum(cap: Option<i64>, max_abs: i64) -> Self {
-        Self::new(cap, -max_abs, max_abs)
+    pub fn sum(max_abs: i64) -> Self {
+        Self::new(-max_abs, max_abs)
     }
 
     /// A cap for sums of squared grid values, in `[0, max_abs²]`.
-    pub fn squares(cap: Option<i64>, max_abs: i64) -> Self {
-        Self::new(cap, 0, max_abs.saturating_mul(max_abs))
+    pub fn squares(max_abs: i64) -> Self {
+        Self::new(0, max_abs.saturating_mul(max_abs))
     }
 
-    fn new(cap: Option<i64>, floor: i64, ceiling: i64) -> Self {
+    fn new(floor: i64, ceiling: i64) -> Self {
         RowCap {
-            cap,
             floor,
             ceiling,
-            signature: Signature::exact(vec![DataType::Int64, DataType::Int64], Volatility::Immutable),
+            signature: Signature::exact(vec![DataType::Int64; 3], Volatility::Immutable),
         }
     }
 
     /// The capped value of one partial (see the type's docs).
-    pub fn apply(&self, x: i64, n: i64) -> i64 {
+    pub fn apply(&self, x: i64, n: i64, cap: i64) -> i64 {
         let n = n.max(0) as i128;
-        let kept = self.cap.map_or(n, |r| n.min(r.max(0) as i128));
+        let kept = n.min(cap.max(0) as i128);
         let scaled = if n == 0 { 0 } else { x as i128 * kept / n };
         let clamped = scaled.clamp(self.floor as i128 * kept, self.ceiling as i128 * kept);
         clamped.clamp(i64::MIN as i128, i64::MAX as i128) as i64
@@ -125,12 +124,18 @@ impl ScalarUDFImpl for RowCap {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays: Vec<ArrayRef> = ColumnarValue::values_to_arrays(&args.args)?;
-        let [x, n] = arrays.as_slice() else {
-            return exec_err!("{}: expects two arguments", self.name());
+        let [x, n, cap] = arrays.as_slice() else {
+            return exec_err!("{}: expects three arguments", self.name());
         };
-        let (x, n) = (x.as_primitive::<Int64Type>(), n.as_primitive::<Int64Type>());
+        let (x, n, cap) = (
+            x.as_primitive::<Int64Type>(),
+            n.as_primitive::<Int64Type>(),
+            cap.as_primitive::<Int64Type>(),
+        );
         let get = |a: &Int64Array, i: usize| if a.is_null(i) { 0 } else { a.value(i) };
-        let out: Int64Array = (0..x.len()).map(|i| Some(self.apply(get(x, i), get(n, i)))).collect();
+        let out: Int64Array = (0..x.len())
+            .map(|i| Some(self.apply(get(x, i), get(n, i), get(cap, i))))
+            .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
@@ -141,19 +146,20 @@ mod tests {
 
     #[test]
     fn a_row_cap_keeps_the_mean_and_the_bound() {
-        let cap = RowCap::sum(Some(5), 10);
-        // 1000 rows of value 7: capped to 5 rows of value 7.
-        assert_eq!(cap.apply(7_000, 1000), 35);
+        let cap = RowCap::sum(10);
+        // 1000 values of 7 capped to 5: 5 values of 7.
+        assert_eq!(cap.apply(7_000, 1000, 5), 35);
         // A wrapped sum is clamped to what 5 grid values can reach.
-        assert_eq!(cap.apply(i64::MAX, 1000), 50);
-        assert_eq!(cap.apply(i64::MIN, 1000), -50);
-        assert_eq!(cap.apply(123, 0), 0);
-        let exact = RowCap::sum(None, 10);
-        assert_eq!(exact.apply(7_000, 1000), 7_000);
-        assert_eq!(exact.apply(i64::MAX, 3), 30);
-        let squares = RowCap::squares(Some(2), 10);
-        assert_eq!(squares.apply(-5, 4), 0);
-        assert_eq!(squares.apply(400, 4), 200);
-        assert_eq!(squares.apply(i64::MAX, 4), 200);
+        assert_eq!(cap.apply(i64::MAX, 1000, 5), 50);
+        assert_eq!(cap.apply(i64::MIN, 1000, 5), -50);
+        assert_eq!(cap.apply(123, 0, 5), 0);
+        assert_eq!(cap.apply(-40, 4, 0), 0, "a group the total cap left nothing");
+        // No cap: the count itself.
+        assert_eq!(cap.apply(7_000, 1000, 1000), 7_000);
+        assert_eq!(cap.apply(i64::MAX, 3, 3), 30);
+        let squares = RowCap::squares(10);
+        assert_eq!(squares.apply(-5, 4, 2), 0);
+        assert_eq!(squares.apply(400, 4, 2), 200);
+        assert_eq!(squares.apply(i64::MAX, 4, 2), 200);
     }
 }

@@ -6,11 +6,15 @@
 //! Sort        __g0.. (observed groups only: ids do not depend on scan order)
 //!  Aggregate  GROUP BY __g0.. : units = count(*), rows = Σ __kr,
 //!             per measure Σ __kc, Σ __ks, Σ __kq          (exact, in Decimal128)
-//!   Filter    __rank <= G                        (only when a unit can exceed G groups)
-//!    Window   __rank = row_number() OVER (PARTITION BY __u ORDER BY __prio, __g0..)
-//!     Projection  __prio = choice_priority[key](__u, __g0..),
-//!                 __kr = least(__rows, R), __kc = least(__c, R),
-//!                 __ks = row_cap[R](__s, __c), __kq = row_cap_squares[R](__q, __c)
+//!   Projection __kc = least(__c, __kr), __ks = row_cap(__s, __c, __kr),
+//!              __kq = row_cap_squares(__q, __c, __kr)
+//!    Filter   __kr > 0                          (with a total cap L)
+//!     Projection __kr = least(__r1, greatest(L - (__running - __r1), 0))   (with L; else __r1)
+//!      Filter  __rank <= G
+//!       Window __rank = row_number(), __running = Σ __r1 (rows frame, with L)
+//!              OVER (PARTITION BY __u ORDER BY __prio, __g0..)
+//!              (only when a unit can exceed G groups, or with L)
+//!        Projection  __prio = choice_priority[key](__u, __g0..), __r1 = least(__rows, R)
 //!      Aggregate  GROUP BY __u, __g0.. : __rows = count(*), per measure
 //!                 __c = count(__m), __s = Σ __m, __q = Σ __m²
 //!       Filter    __u IS NOT NULL [AND every key in its public key set]
@@ -20,11 +24,13 @@
 //!
 //! This is exactly the bounding of `sandbox_dp::bounding::bounded_totals`
 //! (G groups per unit chosen by the smallest keyed priority, ties broken by
-//! the group's key; R rows per kept group with sums scaled by `min(n, R)/n`
-//! and clamped), run where the data is: every step is a function of one
+//! the group's key; R rows per kept group, and with L the rows left of L by
+//! the unit's groups earlier in priority order; sums scaled by `k/n` for k
+//! kept of n values and clamped), run where the data is: every step is a function of one
 //! unit's own partials and the job's key, so adding or removing a unit
 //! changes each group's row count by at most R, its unit count by 1, a
-//! measure's sum by at most `R · max_abs` grid steps, and at most G groups.
+//! measure's sum by at most `R · max_abs` grid steps, and at most G groups,
+//! with at most `min(G · R, L)` rows over all of them.
 //! [`Bounding::Exact`] (threshold release) keeps every partial whole.
 //!
 //! The unit is grouped on its own value and type (no per-row cast to text),
@@ -43,12 +49,13 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int64Type};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::error::DataFusionError;
-use datafusion::functions::expr_fn::{coalesce, least};
+use datafusion::functions::expr_fn::{coalesce, greatest, least};
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder, ScalarUDF, cast as cast_expr, col, lit,
+    Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder, ScalarUDF, WindowFrame, WindowFrameBound,
+    WindowFrameUnits, cast as cast_expr, col, lit,
 };
 use sandbox_dp::bounding::{ContributionBounds, GroupTotals};
 use sandbox_policy::PublicKey;
@@ -128,56 +135,97 @@ pub async fn compute_totals(
         .and_then(|b| b.aggregate(by_unit, partial_aggs))
         .map_err(internal)?;
 
-    // Bound each partial; choose each unit's groups where it has a choice.
-    let (cap, choice) = match bounding {
-        Bounding::Exact => (None, None),
-        Bounding::PerGroup { bounds, key } => (Some(bounds.max_rows_per_group as i64), Some((bounds, key))),
-    };
+    // The rows each partial keeps (`__kr`): all of them (exact), at most R,
+    // and, with a total cap L, what the unit's earlier groups in priority
+    // order left of L. Each unit's G groups of smallest priority stay where
+    // it has a choice.
+    let mut partial_columns = vec![col("__u")];
+    partial_columns.extend(key_cols());
+    for (j, m) in measures.iter().enumerate() {
+        partial_columns.extend([col(format!("__c{j}")), col(format!("__s{j}"))]);
+        if m.squares {
+            partial_columns.push(col(format!("__q{j}")));
+        }
+    }
+    match bounding {
+        Bounding::Exact => {
+            let mut columns = partial_columns.clone();
+            columns.push(col("__rows").alias("__kr"));
+            plan = plan.project(columns).map_err(internal)?;
+        }
+        Bounding::PerGroup { bounds, key } => {
+            let r = bounds.max_rows_per_group as i64;
+            let total_cap = bounds.max_rows_per_unit.map(i64::from);
+            let choose = needs_choice(bounds, public.as_ref().map(|p| p.len()));
+            let mut columns = partial_columns.clone();
+            columns.push(least(vec![col("__rows"), lit(r)]).alias("__r1"));
+            if choose || total_cap.is_some() {
+                let mut hashed = vec![col("__u")];
+                hashed.extend(key_cols());
+                columns.push(choice_priority(key, hashed).alias("__prio"));
+                let mut order = vec![col("__prio").sort(true, false)];
+                order.extend(key_cols().into_iter().map(|c| c.sort(true, true)));
+                let rank = row_number()
+                    .partition_by(vec![col("__u")])
+                    .order_by(order.clone())
+                    .build()
+                    .map_err(internal)?
+                    .alias("__rank");
+                let mut windows = vec![rank];
+                if total_cap.is_some() {
+                    let frame = WindowFrame::new_bounds(
+                        WindowFrameUnits::Rows,
+                        WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+                        WindowFrameBound::CurrentRow,
+                    );
+                    let running = sum(col("__r1"))
+                        .partition_by(vec![col("__u")])
+                        .order_by(order)
+                        .window_frame(frame)
+                        .build()
+                        .map_err(internal)?
+                        .alias("__running");
+                    windows.push(running);
+                }
+                plan = plan
+                    .project(columns)
+                    .and_then(|b| b.window(windows))
+                    .and_then(|b| b.filter(col("__rank").lt_eq(lit(bounds.max_groups_per_unit as u64))))
+                    .map_err(internal)?;
+            } else {
+                plan = plan.project(columns).map_err(internal)?;
+            }
+            let mut columns = partial_columns.clone();
+            match total_cap {
+                None => columns.push(col("__r1").alias("__kr")),
+                Some(l) => {
+                    let before = col("__running") - col("__r1");
+                    let left = greatest(vec![lit(l) - before, lit(0i64)]);
+                    columns.push(least(vec![col("__r1"), left]).alias("__kr"));
+                }
+            }
+            plan = plan.project(columns).map_err(internal)?;
+            if total_cap.is_some() {
+                // A group the unit's total cap left no rows is not one of
+                // its groups.
+                plan = plan.filter(col("__kr").gt(lit(0i64))).map_err(internal)?;
+            }
+        }
+    }
     let call =
         |f: RowCap, args: Vec<Expr>| Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::from(f)), args));
-    let mut bounded = vec![col("__u")];
-    bounded.extend(key_cols());
-    bounded.push(match cap {
-        Some(r) => least(vec![col("__rows"), lit(r)]).alias("__kr"),
-        None => col("__rows").alias("__kr"),
-    });
+    let mut bounded = key_cols();
+    bounded.push(col("__kr"));
     for (j, m) in measures.iter().enumerate() {
         let (c, s) = (col(format!("__c{j}")), col(format!("__s{j}")));
-        bounded.push(match cap {
-            Some(r) => least(vec![c.clone(), lit(r)]).alias(format!("__kc{j}")),
-            None => c.clone().alias(format!("__kc{j}")),
-        });
-        bounded.push(call(RowCap::sum(cap, m.grid.max_abs), vec![s, c.clone()]).alias(format!("__ks{j}")));
+        bounded.push(least(vec![c.clone(), col("__kr")]).alias(format!("__kc{j}")));
+        bounded.push(call(RowCap::sum(m.grid.max_abs), vec![s, c.clone(), col("__kr")]).alias(format!("__ks{j}")));
         if m.squares {
             let q = col(format!("__q{j}"));
-            bounded.push(call(RowCap::squares(cap, m.grid.max_abs), vec![q, c]).alias(format!("__kq{j}")));
+            bounded.push(call(RowCap::squares(m.grid.max_abs), vec![q, c, col("__kr")]).alias(format!("__kq{j}")));
         }
     }
-    if let Some((bounds, key)) = choice {
-        let possible = public.as_ref().map(|p| p.len());
-        if needs_choice(bounds, possible) {
-            let mut hashed = vec![col("__u")];
-            hashed.extend(key_cols());
-            bounded.push(choice_priority(key, hashed).alias("__prio"));
-            let mut order = vec![col("__prio").sort(true, false)];
-            order.extend(key_cols().into_iter().map(|c| c.sort(true, true)));
-            let rank = row_number()
-                .partition_by(vec![col("__u")])
-                .order_by(order)
-                .build()
-                .map_err(internal)?
-                .alias("__rank");
-            plan = plan
-                .project(bounded)
-                .and_then(|b| b.window(vec![rank]))
-                .and_then(|b| b.filter(col("__rank").lt_eq(lit(bounds.max_groups_per_unit as u64))))
-                .map_err(internal)?;
-        } else {
-            plan = plan.project(bounded).map_err(internal)?;
-        }
-    } else {
-        plan = plan.project(bounded).map_err(internal)?;
-    }
+    plan = plan.project(bounded).map_err(internal)?;
 
     // Totals per group, exact.
     let exact_sum = |c: &str| sum(cast_expr(col(c), EXACT_SUM));
