@@ -44,7 +44,7 @@ fn world() -> Table {
         let rows = if u == 1 { 50 } else { 1 + step(&mut s) % 4 };
         for r in 0..rows {
             let district = (step(&mut s) % 16) as u32;
-            let outcome = ((district + step(&mut s) as u32 % 2) % 3) as u32;
+            let outcome = (district + step(&mut s) as u32 % 2) % 3;
             let fine = (step(&mut s) % 11) as u32;
             let month = if u == 0 { 39 } else { (step(&mut s) % 12) as u32 };
             t.units.push(u);

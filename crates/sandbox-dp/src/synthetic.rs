@@ -833,14 +833,14 @@ mod tests {
         let coding = coding(&t, &fitted.selection).expect("coding");
         let (real, _) = histograms(&t, &(0..t.units.len()).collect::<Vec<_>>(), &coding, &[]);
         let n = t.units.len() as f64;
-        for c in 0..t.columns.len() {
+        for (c, real_counts) in real.iter().enumerate() {
             let mut counts = vec![0i128; coding.categories[c].len()];
             for &v in &sample.columns[c] {
                 counts[v as usize] += 1;
             }
             let err = sample.stated_error_rows[c];
             assert!(err < 0.03 * n, "column {c}: stated error {err} of {n} rows");
-            for (k, (&s, &r)) in counts.iter().zip(&real[c]).enumerate() {
+            for (k, (&s, &r)) in counts.iter().zip(real_counts).enumerate() {
                 assert!(
                     (s as f64 - sample.scale * r as f64).abs() <= err,
                     "column {c} category {k}: sample {s}, real {r}, stated ±{err}"
