@@ -6,6 +6,7 @@ mod audit;
 mod catalog;
 mod jobs;
 mod meta;
+mod refresh;
 mod samples;
 
 use crate::error::ApiError;
@@ -57,6 +58,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/samples/{dataset}/sample.parquet", get(sample_parquet))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refresh::refresh_catalog,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
