@@ -40,10 +40,18 @@ pub fn data_root() -> PathBuf {
 pub fn raise_policy_budgets(dir: &DataDir) {
     for entry in std::fs::read_dir(dir.policies_dir()).expect("policies").flatten() {
         let text = std::fs::read_to_string(entry.path()).expect("policy");
+        // Only the [dp] table has a δ budget; a [sample] table's budget is
+        // the owner's own, raised alone.
+        let mut section = String::new();
         let raised: String = text
             .lines()
             .map(|l| {
-                if l.starts_with("epsilon_budget") {
+                if l.starts_with('[') {
+                    section = l.trim().to_string();
+                }
+                if l.starts_with("epsilon_budget") && section == "[sample]" {
+                    "epsilon_budget = 10000.0".to_string()
+                } else if l.starts_with("epsilon_budget") {
                     "epsilon_budget = 10000.0\ndelta_budget = 0.09".to_string()
                 } else {
                     l.to_string()

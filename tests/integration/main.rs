@@ -12,6 +12,7 @@ mod server_api;
 mod server_authz;
 mod server_load;
 mod server_restart;
+mod server_samples;
 mod server_support;
 mod server_validation;
 mod sql_jobs;

@@ -181,3 +181,96 @@ async fn jobs_join_registered_tables_on_pseudonyms_and_keep_their_version() {
     }
     assert!(scanned > 20, "{scanned} files");
 }
+
+/// Catalog everywhere: a dataset registered after the sandbox opened (by
+/// `sandbox dataset register`, say, while `sandbox serve` runs) is in its
+/// catalog and policies, and queryable, after [`Sandbox::refresh`], which
+/// is a no-op when nothing changed.
+#[tokio::test]
+async fn refresh_brings_a_dataset_registered_later_to_jobs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("data");
+    let dir = DataDir::open(&root).expect("data dir");
+    let key = PseudonymKey::from_secret(&[9; 32]).expect("key");
+    let sandbox = Sandbox::open(dir).expect("sandbox");
+    let id: sandbox_model::DatasetId = "bank.credit_lines".parse().expect("id");
+    assert!(sandbox.catalog().get(&id).is_none());
+    assert!(!sandbox.refresh().expect("refresh"), "nothing changed yet");
+
+    let loans = tmp.path().join("loans.csv");
+    write(
+        &loans,
+        "credit_code,amount",
+        (0..400).map(|i| format!("{},{}", code(i), i % 500)),
+    );
+    register(&root, &key, &loans, LOANS_ENTRY, LOANS_POLICY);
+    // A job starting now still sees the catalog it had…
+    assert!(sandbox.catalog().get(&id).is_none());
+    // …until the refresh every server request and Flight SQL job makes.
+    assert!(sandbox.refresh().expect("refresh"));
+    assert!(!sandbox.refresh().expect("again"), "a second refresh finds nothing new");
+    assert!(sandbox.catalog().get(&id).is_some());
+    assert!(sandbox.policies().get(&id).is_some());
+    let kinds: Vec<String> = sandbox
+        .store()
+        .audit_entries()
+        .expect("ledger")
+        .into_iter()
+        .filter(|e| e.payload["dataset"] == "bank.credit_lines")
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["dataset_registered"]);
+    sandbox
+        .store()
+        .upsert_grant(&sandbox_governance::Grant::new("g", "bank", vec![(id.clone(), 100.0)]))
+        .expect("grant");
+    let result = sandbox
+        .run_sql(
+            "g",
+            "SELECT COUNT(*) AS n FROM bank.credit_lines",
+            &sandbox_runtime::SqlJobOptions::default(),
+        )
+        .await
+        .expect("job");
+    assert!(matches!(result, sandbox_runtime::SqlJobResult::Released { .. }));
+}
+
+/// The same over HTTP: the server's catalog and the dataset's page (its
+/// policy in words) show a dataset registered while it serves.
+#[test]
+fn a_dataset_registered_while_serving_is_in_the_http_catalog_at_once() {
+    use crate::server_support::{OPS_TOKEN, TestServer};
+    let server = TestServer::start(sandbox_server::ServerConfig::default());
+    let ops = server.client(Some(OPS_TOKEN));
+    let listed = |ops: &crate::server_support::Client| {
+        let (status, list) = ops.get("/v1/catalog");
+        assert_eq!(status, 200, "{list}");
+        list.as_array()
+            .expect("list")
+            .iter()
+            .any(|d| d["id"] == "bank.credit_lines")
+    };
+    assert!(!listed(&ops));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let loans = tmp.path().join("loans.csv");
+    write(
+        &loans,
+        "credit_code,amount",
+        (0..50).map(|i| format!("{},{}", code(i), i)),
+    );
+    let key = PseudonymKey::from_secret(&[9; 32]).expect("key");
+    register(&server.root(), &key, &loans, LOANS_ENTRY, LOANS_POLICY);
+    assert!(listed(&ops));
+    let (status, page) = ops.get("/v1/catalog/bank.credit_lines");
+    assert_eq!(status, 200, "{page}");
+    let words: Vec<&str> = page["policy"]
+        .as_array()
+        .expect("policy")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        words.contains(&"amount: measure, aggregated only, clamped to [0, 1000] 万元"),
+        "{words:?}"
+    );
+}

@@ -277,6 +277,10 @@ fn the_openapi_document_covers_every_route() {
         ("/v1/jobs/{id}/cancel", "post"),
         ("/v1/audit", "get"),
         ("/v1/audit/verify", "get"),
+        ("/v1/samples", "get"),
+        ("/v1/samples/{dataset}", "get"),
+        ("/v1/samples/{dataset}/sample.csv", "get"),
+        ("/v1/samples/{dataset}/sample.parquet", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -284,7 +288,7 @@ fn the_openapi_document_covers_every_route() {
         );
     }
     let documented: usize = paths.values().map(|p| p.as_object().map_or(0, |m| m.len())).sum();
-    assert_eq!(documented, 30, "every documented operation is listed above");
+    assert_eq!(documented, 34, "every documented operation is listed above");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 

@@ -67,6 +67,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory.
+    pub fn root(&self) -> std::path::PathBuf {
+        self._tmp.path().join("iso")
+    }
+
     pub fn client(&self, token: Option<&str>) -> Client {
         Client {
             base: self.base.clone(),

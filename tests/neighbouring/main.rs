@@ -32,6 +32,7 @@ mod corpus;
 #[path = "../integration/fixture.rs"]
 mod fixture;
 mod neighbours;
+mod samples;
 
 use neighbours::{Neighbour, World};
 use sandbox_runtime::testing::{ReleaseTrace, take_traces};

@@ -137,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Dataset { command } => crate::dataset::run(&root, command, token.as_deref()),
+        Command::Sample(args) => crate::sample::run(&root, args, token.as_deref()),
         Command::Serve(args) => crate::serve::serve(&root, args).await,
         Command::Catalog => {
             let sandbox = open(&root, false)?;
@@ -714,6 +715,7 @@ async fn demo(root: &Path, wasm_dir: Option<std::path::PathBuf>) -> Result<(), C
     );
     drop(sandbox);
     crate::dataset::demo_onboarding(root)?;
+    crate::sample::demo_sample(root, crate::dataset::DEMO_OWNER)?;
     // Opened again: the registered dataset is in the catalog and the demo grant.
     let sandbox = open(root, false)?;
     println!("\n═══ Catalog (开放清单) and output policies ═══");

@@ -214,19 +214,20 @@ fn read(path: &Path) -> Result<String, CliError> {
 
 /// Refuses unless `account` owns datasets of `provider` (or, when
 /// `operator_too`, is the operator).
-fn require_owner(
+pub(crate) fn require_owner(
     store: &Store,
     account: &str,
     provider: &str,
     dataset: &str,
     operator_too: bool,
+    what: &str,
 ) -> Result<(), CliError> {
     match store.role(account)? {
         Some(Role::DataOwner { provider: p }) if p == provider => Ok(()),
         Some(Role::Operator) if operator_too => Ok(()),
         _ => Err(refused(
             "not-owner",
-            format!("only an owner account of provider `{provider}` registers or withdraws {dataset}"),
+            format!("only an owner account of provider `{provider}` {what} {dataset}"),
         )),
     }
 }
@@ -307,7 +308,14 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
             let options = args.options()?;
             let store = open_store(&dir)?;
             let account = crate::governance::account_of(&store, token)?;
-            require_owner(&store, &account, &dataset.provider.id, dataset.id.as_str(), false)?;
+            require_owner(
+                &store,
+                &account,
+                &dataset.provider.id,
+                dataset.id.as_str(),
+                false,
+                "registers or withdraws",
+            )?;
             let key = pseudonym_key(args.pseudonym_key.as_deref(), &dir)?;
             if args.check_only {
                 let report = check_only(&dir, &account, &key, &args.file, &entry, policy.as_deref(), options)?;
@@ -366,7 +374,14 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                 .ok_or_else(|| fail(format!("{id} is not in the catalog")))?;
             let store = open_store(&dir)?;
             let account = crate::governance::account_of(&store, token)?;
-            require_owner(&store, &account, &entry.provider.id, id.as_str(), true)?;
+            require_owner(
+                &store,
+                &account,
+                &entry.provider.id,
+                id.as_str(),
+                true,
+                "registers or withdraws",
+            )?;
             if reason.trim().is_empty() {
                 return Err(fail("a withdrawal must give its reason (--reason)"));
             }
@@ -440,7 +455,7 @@ pub(crate) fn manifest_text(m: &VersionManifest) -> String {
 const DEMO_CSV: &[u8] = include_bytes!("../../../examples/onboarding/gov.market_inspections.csv");
 const DEMO_ENTRY: &str = include_str!("../../../examples/onboarding/gov.market_inspections.entry.toml");
 const DEMO_POLICY: &str = include_str!("../../../examples/onboarding/gov.market_inspections.policy.toml");
-const DEMO_OWNER: &str = "market-regulator";
+pub(crate) const DEMO_OWNER: &str = "market-regulator";
 const DEMO_PROVIDER: &str = "shanghai-market-regulation";
 
 /// The demo's onboarding step: the market regulator registers the shipped

@@ -11,6 +11,7 @@ mod dataset;
 mod governance;
 mod remote;
 mod render;
+mod sample;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -72,6 +73,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: dataset::DatasetCommand,
     },
+    /// DP sample datasets (样本数据): download a dataset's synthetic sample
+    /// (CSV and Parquet) and its fidelity report, no application needed; its
+    /// owner makes a new one with --generate.
+    Sample(sample::SampleArgs),
     /// Output policies.
     Policy {
         #[command(subcommand)]

@@ -16,7 +16,9 @@
 //!   rounding);
 //! * [`sample_aggregate`]: DP release of arbitrary programs' outputs
 //!   (WebAssembly analysis jobs) by sample-and-aggregate;
-//! * [`accounting`]: ε/δ costs and their explicit split across a query.
+//! * [`accounting`]: ε/δ costs and their explicit split across a query;
+//! * [`synthetic`]: DP synthetic sample datasets (样本数据) from noisy one-
+//!   and two-way marginals, with their fidelity report.
 //!
 //! Where it sits on the job path: after the SQL engine has computed
 //! per-(unit, group) partial statistics, and before anything is released.
@@ -40,6 +42,7 @@ pub mod noise;
 pub mod partition;
 pub mod sample_aggregate;
 pub mod sdc;
+pub mod synthetic;
 pub mod testing;
 
 mod error;

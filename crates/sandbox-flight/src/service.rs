@@ -94,6 +94,13 @@ impl SandboxFlightSql {
     /// under a fresh ticket; the `FlightInfo` names the ticket.
     async fn run_job<T>(&self, caller: &Caller, sql: &str, request: &Request<T>) -> Result<FlightInfo, Status> {
         caller.require_applicant()?;
+        // Catalog everywhere: a dataset registered since the last call is
+        // queryable now (the reload is one directory listing when nothing
+        // changed; on a failure the previous catalog stays in force).
+        let sandbox = Arc::clone(&self.sandbox);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sandbox.refresh()).await {
+            tracing::warn!(error = %e, "the catalog could not be reloaded; the previous one stays in force");
+        }
         let grant = agreement_for(self.sandbox.store(), &caller.account, request.metadata())?;
         let slot = self.results.reserve(&caller.account)?;
         let permit = Arc::clone(&self.running).try_acquire_owned().map_err(|_| {

@@ -34,6 +34,7 @@ mod migrate;
 mod queue;
 mod registry;
 mod report;
+mod samples;
 mod store;
 mod suspension;
 #[cfg(test)]
@@ -53,6 +54,7 @@ pub use report::{
     AgreementTerms, Calls, DatasetBudget, FieldUse, GrantStatus, JobCounts, JobLine, LedgerRange, Period, UsageReport,
     WasmUse,
 };
+pub use samples::{SampleBudget, SampleCharge};
 pub use sandbox_ledger::{Broken, Entry};
 pub use store::{BudgetLine, ExactBudget, Grant, JobCharge, Store};
 pub use suspension::Suspension;

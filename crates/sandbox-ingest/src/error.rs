@@ -57,6 +57,9 @@ pub enum IngestError {
     /// Recording the version (the caller's ledger) failed; nothing was made current.
     #[error("recording the version failed, nothing was registered: {0}")]
     Record(String),
+    /// A sample dataset could not be made (the DP step, or the files).
+    #[error("sample: {0}")]
+    Sample(String),
     /// A failure injected by a test at a given stage.
     #[error("injected failure at {0}")]
     Injected(&'static str),
@@ -78,6 +81,7 @@ impl IngestError {
             IngestError::Io { .. } => "io",
             IngestError::Parquet(_) => "parquet",
             IngestError::Record(_) => "record",
+            IngestError::Sample(_) => "sample",
             IngestError::Injected(_) => "injected",
         }
     }

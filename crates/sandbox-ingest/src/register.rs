@@ -94,8 +94,13 @@ fn file_sha256(path: &Path) -> Result<(u64, String), IngestError> {
     Ok((total, hex::encode(hasher.finalize())))
 }
 
+/// Now, UTC, digits and `T`, `Z` only (`20261130T073227Z`): for names.
+pub(crate) fn now_compact() -> String {
+    now_rfc3339().chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+}
+
 /// Now, UTC, RFC 3339 to the second.
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

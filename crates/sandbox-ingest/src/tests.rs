@@ -849,3 +849,5 @@ fn a_first_registration_over_generated_data_removes_the_generated_files() {
     assert_eq!(column_strings(&stored_file(&f), "credit_code").len(), 10);
     assert_nowhere(&f.root, &(0..10).map(code).collect::<Vec<_>>());
 }
+
+mod samples;

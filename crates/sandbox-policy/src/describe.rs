@@ -136,6 +136,21 @@ impl Policy {
                     .collect();
             lines.push(format!("May be fused with {} on {}", f.dataset, keys.join(", ")));
         }
+        match &self.sample {
+            Some(s) => {
+                let who = entity.map_or("row".to_string(), str::to_string);
+                lines.push(format!(
+                    "A DP sample dataset (样本数据) may be downloaded without an application: ε = {} per sample \
+                     (model) + {} (fidelity report), from the owner's sample budget of ε = {}; \
+                     each {who} contributes at most {}; keys in the sample are fresh, never real",
+                    num(s.epsilon),
+                    num(s.fidelity_epsilon),
+                    num(s.epsilon_budget),
+                    plural(s.max_rows_per_unit.into(), "row", "rows"),
+                ));
+            }
+            None => lines.push("No sample dataset (the owner has not allowed one)".to_string()),
+        }
         let allowed = |b: bool| if b { "allowed" } else { "not allowed" };
         lines.push(format!("SQL jobs: {}", allowed(self.jobs.sql)));
         lines.push(format!("WebAssembly jobs: {}", allowed(self.jobs.wasm)));

@@ -61,3 +61,14 @@ pub const MAX_DELTA_BUDGET: f64 = 0.1;
 /// policy's δ (δ budget = 100 × δ, e.g. 1e-4 for δ = 1e-6; below 0.1
 /// since δ < 1e-3).
 pub const DEFAULT_DELTA_BUDGET_QUERIES: f64 = 100.0;
+
+/// Default `[sample]` `max_rows`.
+pub const DEFAULT_SAMPLE_ROWS: u64 = 100_000;
+/// Largest `[sample]` `max_rows`.
+pub const MAX_SAMPLE_ROWS: i64 = 10_000_000;
+/// Default `[sample]` `bins` per measure.
+pub const DEFAULT_SAMPLE_BINS: u32 = 10;
+/// Largest `[sample]` `bins`.
+pub const MAX_SAMPLE_BINS: i64 = 1000;
+/// Most `[sample]` pairs.
+pub const MAX_SAMPLE_PAIRS: usize = 32;

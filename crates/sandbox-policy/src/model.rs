@@ -195,6 +195,35 @@ pub struct Policy {
     pub jobs: JobPermissions,
     pub columns: BTreeMap<String, ColumnPolicy>,
     pub fusions: Vec<Fusion>,
+    /// The owner's consent to DP sample datasets, and their parameters.
+    pub sample: Option<SamplePolicy>,
+}
+
+/// A policy's `[sample]` table: how DP synthetic samples of the dataset are
+/// made (the owner's ε, from a budget of its own).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SamplePolicy {
+    /// ε of one sample's model (noisy marginals and value selections).
+    pub epsilon: f64,
+    /// ε of one sample's fidelity report.
+    pub fidelity_epsilon: f64,
+    /// Total ε all samples of the dataset may spend (≥ epsilon + fidelity_epsilon).
+    pub epsilon_budget: f64,
+    /// m: rows one privacy unit contributes to a sample's statistics.
+    pub max_rows_per_unit: u32,
+    /// `(parent, child)` columns whose two-way marginal is kept.
+    pub pairs: Vec<(String, String)>,
+    /// The most rows a sample has.
+    pub max_rows: u64,
+    /// Equal-width bins per measure.
+    pub bins: u32,
+}
+
+impl SamplePolicy {
+    /// ε one sample costs: model plus fidelity report.
+    pub fn epsilon_per_sample(&self) -> f64 {
+        self.epsilon + self.fidelity_epsilon
+    }
 }
 
 impl Policy {

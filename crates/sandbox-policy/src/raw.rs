@@ -94,6 +94,28 @@
 //! a join is refused unless both owners agree. When both datasets have a
 //! privacy unit, their `unit_entity` must be the same.
 //!
+//! ## `[sample]` (optional; needs `[dp]`)
+//!
+//! The owner's consent to a differentially private synthetic sample
+//! (样本数据) of the dataset, which anyone may download without an
+//! application (`sandbox sample`). Without it no sample is made. Its ε is
+//! the owner's, spent from a budget of its own (never an agreement's).
+//!
+//! | key | required | meaning |
+//! |---|---|---|
+//! | `epsilon` | yes | ε of one sample's model (its noisy marginals and value selections); 1e-6 ≤ ε ≤ 100. |
+//! | `fidelity_epsilon` | no | ε of the sample's fidelity report (fresh noisy marginals of the real data); same range; default `epsilon` / 4. |
+//! | `epsilon_budget` | yes | Total ε all samples of this dataset may spend (each costs `epsilon` + `fidelity_epsilon`); at least that sum, at most 10000. |
+//! | `max_rows_per_unit` | yes | m, an integer, 1 ≤ m ≤ 10000: rows one privacy unit contributes to a sample's statistics (the rest are left out, chosen by a keyed hash). |
+//! | `pairs` | no | `[parent, child]` column pairs whose two-way marginal is kept: the child is drawn given the parent. Columns that are a `dimension`, `measure` or `public`; a column is a child at most once; no cycles. At most 32 pairs. |
+//! | `max_rows` | no | The most rows a sample has (1 to 10,000,000; default 100,000). |
+//! | `bins` | no | Equal-width bins of each measure's bounds (1 to 1000; default 10); sample values are drawn uniformly within a bin. |
+//!
+//! δ for the selection of a dimension's values when it has no
+//! `public_keys` is the `[dp]` table's `delta` (with δ = 0 such a column is
+//! left empty in the sample), and `min_units` (k) is the least noisy unit
+//! count a released value needs.
+//!
 //! ## Open datasets
 //!
 //! An open (无条件开放) dataset still needs a policy with a `[release]`
@@ -122,6 +144,24 @@ pub(crate) struct RawPolicy {
     pub columns: Spanned<BTreeMap<Spanned<String>, Spanned<RawColumn>>>,
     #[serde(default)]
     pub fusion: Vec<Spanned<RawFusion>>,
+    #[serde(default)]
+    pub sample: Option<Spanned<RawSample>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSample {
+    pub epsilon: Spanned<f64>,
+    #[serde(default)]
+    pub fidelity_epsilon: Option<Spanned<f64>>,
+    pub epsilon_budget: Spanned<f64>,
+    pub max_rows_per_unit: Spanned<i64>,
+    #[serde(default)]
+    pub pairs: Vec<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub max_rows: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub bins: Option<Spanned<i64>>,
 }
 
 // Numbers are read as i64 / f64 and range-checked during validation, so an

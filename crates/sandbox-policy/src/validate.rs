@@ -10,11 +10,12 @@ use crate::limits::{
     MAX_EPSILON_PER_QUERY, MAX_GROUPS_PER_UNIT, MAX_ROWS_PER_GROUP, MIN_DELTA, MIN_EPSILON, MIN_RELATIVE_WIDTH,
     MIN_WIDTH,
 };
-use crate::raw::{RawColumn, RawDp, RawFusion, RawPolicy, RawRelease};
+use crate::limits::{DEFAULT_SAMPLE_BINS, DEFAULT_SAMPLE_ROWS, MAX_SAMPLE_BINS, MAX_SAMPLE_PAIRS, MAX_SAMPLE_ROWS};
+use crate::raw::{RawColumn, RawDp, RawFusion, RawPolicy, RawRelease, RawSample};
 use crate::span::Source;
 use crate::{
     AggregateKind, ColumnPolicy, Dominance, DpParams, Fusion, JobPermissions, Policy, PolicyError, PolicyErrors,
-    PublicKey, ReleaseMode, ReleaseRules,
+    PublicKey, ReleaseMode, ReleaseRules, SamplePolicy,
 };
 use sandbox_model::{Catalog, ColumnRole, Dataset, DatasetId, FieldType, OpenClass, RoleSet};
 use sha2::{Digest, Sha256};
@@ -78,14 +79,22 @@ pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compi
         .as_ref()
         .and_then(|c| v.privacy_unit(c, raw.unit_entity.as_ref(), entry, mode, &raw.release.get_ref().mode));
     let (fusions, fusion_spans) = v.fusions(&raw.fusion, dataset.as_ref(), entry, columns.as_ref(), catalog);
+    let sample = v.sample(raw.sample.as_ref(), mode, columns.as_ref());
 
     if !v.errors.is_empty() {
         let mut errors = PolicyErrors(v.errors);
         errors.sort_within_file();
         return Err(Failed { dataset, errors });
     }
-    let (Some(dataset), Some(version), Some(release), Some(dp), Some(columns), Some((privacy_unit, unit_entity))) =
-        (dataset, version, release, dp, columns, unit)
+    let (
+        Some(dataset),
+        Some(version),
+        Some(release),
+        Some(dp),
+        Some(columns),
+        Some((privacy_unit, unit_entity)),
+        Some(sample),
+    ) = (dataset, version, release, dp, columns, unit, sample)
     else {
         // Every `None` above comes with an error, so this is unreachable;
         // fail closed all the same.
@@ -105,6 +114,7 @@ pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compi
         jobs,
         columns: columns.policies,
         fusions,
+        sample,
     };
     Ok(Compiled {
         policy,
@@ -472,6 +482,179 @@ impl Validator<'_> {
             }
             _ => None,
         }
+    }
+
+    /// The `[sample]` table. `Some(None)`: none. `None`: an error was reported.
+    fn sample(
+        &mut self,
+        raw: Option<&Spanned<RawSample>>,
+        mode: Option<ReleaseMode>,
+        columns: Option<&Columns>,
+    ) -> Option<Option<SamplePolicy>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        // An invalid [release] is reported already; say nothing more.
+        let mode = mode?;
+        if !mode.uses_dp() {
+            self.err(
+                raw.span(),
+                "sample",
+                "[sample] needs differential privacy (mode \"dp\" or \"both\" with a [dp] table)",
+            );
+            return None;
+        }
+        let s = raw.get_ref();
+        let epsilon = self.sample_epsilon(&s.epsilon, "sample.epsilon");
+        let fidelity = match &s.fidelity_epsilon {
+            Some(f) => self.sample_epsilon(f, "sample.fidelity_epsilon"),
+            None => epsilon.map(|e| e / 4.0),
+        };
+        let budget = *s.epsilon_budget.get_ref();
+        let needed = epsilon.zip(fidelity).map(|(a, b)| a + b);
+        let budget_ok = budget.is_finite()
+            && budget > 0.0
+            && budget <= MAX_EPSILON_BUDGET
+            && needed.is_none_or(|n| budget >= n * (1.0 - 1e-12));
+        if !budget_ok {
+            self.err(
+                s.epsilon_budget.span(),
+                "sample.epsilon_budget",
+                format!(
+                    "epsilon_budget must be finite, at least epsilon + fidelity_epsilon ({}) and at most {MAX_EPSILON_BUDGET}, got {budget}",
+                    needed.map_or("?".to_string(), |n| n.to_string())
+                ),
+            );
+        }
+        let m = self.bounded_count(
+            &s.max_rows_per_unit,
+            MAX_ROWS_PER_GROUP,
+            "sample.max_rows_per_unit",
+            "max_rows_per_unit (m)",
+        );
+        let max_rows = match &s.max_rows {
+            None => Some(DEFAULT_SAMPLE_ROWS),
+            Some(r) => {
+                let n = *r.get_ref();
+                let ok = (1..=MAX_SAMPLE_ROWS).contains(&n);
+                if !ok {
+                    self.err(
+                        r.span(),
+                        "sample.max_rows",
+                        format!("max_rows must be an integer from 1 to {MAX_SAMPLE_ROWS}, got {n}"),
+                    );
+                }
+                ok.then_some(n as u64)
+            }
+        };
+        let bins = match &s.bins {
+            None => Some(DEFAULT_SAMPLE_BINS),
+            Some(b) => self.bounded_count(b, MAX_SAMPLE_BINS, "sample.bins", "bins"),
+        };
+        let pairs = self.sample_pairs(&s.pairs, columns);
+        match (epsilon, fidelity, budget_ok, m, max_rows, bins, pairs) {
+            (Some(epsilon), Some(fidelity_epsilon), true, Some(m), Some(max_rows), Some(bins), Some(pairs)) => {
+                Some(Some(SamplePolicy {
+                    epsilon,
+                    fidelity_epsilon,
+                    epsilon_budget: budget,
+                    max_rows_per_unit: m,
+                    pairs,
+                    max_rows,
+                    bins,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    fn sample_epsilon(&mut self, raw: &Spanned<f64>, field: &str) -> Option<f64> {
+        let e = *raw.get_ref();
+        let ok = e.is_finite() && (MIN_EPSILON..=MAX_EPSILON_PER_QUERY).contains(&e);
+        if !ok {
+            self.err(
+                raw.span(),
+                field,
+                format!("{field} (ε) must be a finite number from {MIN_EPSILON} to {MAX_EPSILON_PER_QUERY}, got {e}"),
+            );
+        }
+        ok.then_some(e)
+    }
+
+    fn sample_pairs(
+        &mut self,
+        raw: &[Spanned<Vec<Spanned<String>>>],
+        columns: Option<&Columns>,
+    ) -> Option<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut ok = true;
+        if raw.len() > MAX_SAMPLE_PAIRS {
+            self.err(
+                raw[MAX_SAMPLE_PAIRS].span(),
+                "sample.pairs",
+                format!("at most {MAX_SAMPLE_PAIRS} pairs"),
+            );
+            return None;
+        }
+        for pair in raw {
+            let names = pair.get_ref();
+            if names.len() != 2 || names[0].get_ref() == names[1].get_ref() {
+                self.err(
+                    pair.span(),
+                    "sample.pairs",
+                    "a pair is [parent column, child column], two different columns",
+                );
+                ok = false;
+                continue;
+            }
+            for n in names {
+                let role_ok = columns
+                    .and_then(|c| c.policies.get(n.get_ref()))
+                    .map(|c| c.has(ColumnRole::Dimension) || c.has(ColumnRole::Measure) || c.has(ColumnRole::Public));
+                if role_ok == Some(false) || (columns.is_some() && role_ok.is_none()) {
+                    self.err(
+                        n.span(),
+                        "sample.pairs",
+                        format!(
+                            "`{}` is not a dimension, measure or public column of this policy",
+                            n.get_ref()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            let (parent, child) = (names[0].get_ref().clone(), names[1].get_ref().clone());
+            if out.iter().any(|(_, c)| *c == child) {
+                self.err(
+                    pair.span(),
+                    "sample.pairs",
+                    format!("`{child}` is a child in two pairs"),
+                );
+                ok = false;
+                continue;
+            }
+            // A cycle: the parent descends from the child.
+            let mut up = Some(parent.clone());
+            let mut steps = 0;
+            while let Some(p) = up {
+                if p == child {
+                    self.err(
+                        pair.span(),
+                        "sample.pairs",
+                        format!("`{parent}` and `{child}` would form a cycle"),
+                    );
+                    ok = false;
+                    break;
+                }
+                up = out.iter().find(|(_, c)| *c == p).map(|(q, _)| q.clone());
+                steps += 1;
+                if steps > MAX_SAMPLE_PAIRS + 1 {
+                    break;
+                }
+            }
+            out.push((parent, child));
+        }
+        ok.then_some(out)
     }
 
     /// An integer in `1..=max` (G and R).

@@ -105,5 +105,17 @@ pub fn to_toml(p: &Policy) -> String {
         let pairs = f.on.iter().map(|(a, b)| list([string(a), string(b)]));
         let _ = writeln!(out, "on = {}", list(pairs));
     }
+
+    if let Some(s) = &p.sample {
+        let _ = writeln!(out, "\n[sample]");
+        let _ = writeln!(out, "epsilon = {}", float(s.epsilon));
+        let _ = writeln!(out, "fidelity_epsilon = {}", float(s.fidelity_epsilon));
+        let _ = writeln!(out, "epsilon_budget = {}", float(s.epsilon_budget));
+        let _ = writeln!(out, "max_rows_per_unit = {}", s.max_rows_per_unit);
+        let pairs = s.pairs.iter().map(|(a, b)| list([string(a), string(b)]));
+        let _ = writeln!(out, "pairs = {}", list(pairs));
+        let _ = writeln!(out, "max_rows = {}", s.max_rows);
+        let _ = writeln!(out, "bins = {}", s.bins);
+    }
     out
 }

@@ -7,6 +7,7 @@
 //! <root>/policies/*.toml       output policies, one per dataset
 //! <root>/data/<ns>/<table>/    Parquet files, one directory per dataset (generated)
 //! <root>/data/<ns>/<table>/CURRENT, v000001/ …   registered versions (sandbox-ingest)
+//! <root>/samples/<ns>/<table>/ DP sample datasets, CURRENT naming the one served (sandbox-ingest)
 //! <root>/sandbox.db            grants, budgets, jobs (SQLite)
 //! ```
 
@@ -107,6 +108,23 @@ impl DataDir {
             Ok(name) if is_version_name(name.trim()) => base.join(name.trim()),
             _ => base,
         }
+    }
+
+    /// `<root>/samples`: DP sample datasets (`sandbox_ingest::sample`).
+    pub fn samples_dir(&self) -> PathBuf {
+        self.root.join("samples")
+    }
+
+    /// The directory of a dataset's current sample
+    /// (`samples/<ns>/<table>/<id>/`, named by its `CURRENT` file), if it
+    /// has one. A pointer that is not a sample id is never followed.
+    pub fn current_sample_dir(&self, dataset: &DatasetId) -> Option<PathBuf> {
+        let base = self.samples_dir().join(dataset.namespace()).join(dataset.table());
+        let name = std::fs::read_to_string(base.join(CURRENT_VERSION_FILE)).ok()?;
+        let name = name.trim();
+        let valid =
+            name.len() <= 64 && name.starts_with('s') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        valid.then(|| base.join(name)).filter(|p| p.is_dir())
     }
 
     /// True when a dataset has at least one Parquet file.

@@ -207,9 +207,9 @@ impl Sandbox {
     /// conditionally open datasets only (open ones need none, closed ones
     /// cannot be applied for), columns of those datasets, known job kinds.
     pub fn apply(&self, applicant: &str, id: &str, body: &ApplicationBody) -> Result<u32, RuntimeError> {
+        let catalog = self.catalog();
         for d in &body.datasets {
-            let entry = self
-                .catalog()
+            let entry = catalog
                 .get(d)
                 .ok_or_else(|| RuntimeError::refused("application-dataset", format!("{d} is not in the catalog")))?;
             match entry.open_class {
@@ -302,7 +302,7 @@ impl Sandbox {
         text: &str,
     ) -> Result<String, RuntimeError> {
         let invalid = |e: sandbox_policy::PolicyErrors| RuntimeError::refused("policy-invalid", e.to_string());
-        let policy = sandbox_policy::parse_policy(file_name, text, self.catalog()).map_err(invalid)?;
+        let policy = sandbox_policy::parse_policy(file_name, text, &self.catalog()).map_err(invalid)?;
         let dataset = policy.dataset.clone();
         if let Some(expected) = expected.filter(|e| **e != dataset) {
             return Err(RuntimeError::refused(
@@ -336,7 +336,7 @@ impl Sandbox {
                 sources.push((name, body));
             }
         }
-        let installed = sandbox_policy::PolicySet::from_sources(&sources, self.catalog()).map_err(invalid)?;
+        let installed = sandbox_policy::PolicySet::from_sources(&sources, &self.catalog()).map_err(invalid)?;
         let path = dir.join(&target);
         let staging = dir.join(format!(".{target}.new"));
         let io = |e: std::io::Error| RuntimeError::Io {

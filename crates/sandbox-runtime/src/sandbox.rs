@@ -125,7 +125,11 @@ impl PolicyLookup for Lookup<'_> {
 /// A sandbox over one data directory.
 pub struct Sandbox {
     dir: DataDir,
-    catalog: Catalog,
+    /// Swapped whole when [`Sandbox::refresh`] finds a registered (or
+    /// changed) catalog entry; a job keeps the catalog it started with.
+    catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// What the catalog and policy directories held when last loaded.
+    loaded: std::sync::Mutex<Option<DirFingerprint>>,
     /// Swapped whole when an owner installs a new policy version; a job
     /// keeps the set it started with.
     policies: std::sync::RwLock<Arc<PolicySet>>,
@@ -149,6 +153,33 @@ fn arrow_type(t: FieldType) -> DataType {
         FieldType::Float64 => DataType::Float64,
         FieldType::Boolean => DataType::Boolean,
         FieldType::Date => DataType::Date32,
+    }
+}
+
+/// The names, sizes and modification times of the files in the catalog
+/// and policy directories: what [`Sandbox::refresh`] compares. Registration
+/// replaces files by renaming, so a new entry or policy always changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DirFingerprint(Vec<(String, u64, Option<std::time::SystemTime>)>);
+
+impl DirFingerprint {
+    fn of(dir: &DataDir) -> Self {
+        let mut files = Vec::new();
+        for d in [dir.catalog_dir(), dir.policies_dir()] {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let meta = e.metadata().ok();
+                files.push((
+                    e.path().display().to_string(),
+                    meta.as_ref().map_or(0, |m| m.len()),
+                    meta.and_then(|m| m.modified().ok()),
+                ));
+            }
+        }
+        files.sort();
+        DirFingerprint(files)
     }
 }
 
@@ -187,9 +218,11 @@ impl Sandbox {
             sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         let policies =
             PolicySet::load_dir(&dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        let fingerprint = DirFingerprint::of(&dir);
         let sandbox = Sandbox {
             dir,
-            catalog,
+            catalog: std::sync::RwLock::new(Arc::new(catalog)),
+            loaded: std::sync::Mutex::new(Some(fingerprint)),
             policies: std::sync::RwLock::new(Arc::new(policies)),
             store: Arc::new(store),
             limits: EngineLimits::default(),
@@ -224,8 +257,38 @@ impl Sandbox {
         self
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The catalog in force (a snapshot: a dataset registered later is in
+    /// the catalog of calls after [`Sandbox::refresh`]).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reloads the catalog and the policies when their directories changed
+    /// since they were loaded (a dataset registered or withdrawn, a policy
+    /// installed, by this process or another: `sandbox dataset register`
+    /// while `sandbox serve` runs), and records new datasets and policy
+    /// versions in the ledger. Cheap when nothing changed (one directory
+    /// listing each). Jobs already running keep their snapshots. Returns
+    /// whether anything was reloaded; if the new files do not load, the
+    /// old catalog and policies stay in force and the error is returned.
+    pub fn refresh(&self) -> Result<bool, RuntimeError> {
+        let now = DirFingerprint::of(&self.dir);
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if loaded.as_ref() == Some(&now) {
+            return Ok(false);
+        }
+        let catalog = sandbox_policy::load_catalog_dir(&self.dir.catalog_dir())
+            .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        let policies =
+            PolicySet::load_dir(&self.dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        self.replace_policies(policies);
+        *loaded = Some(now);
+        drop(loaded);
+        self.register_datasets()?;
+        self.ensure_demo_grant()?;
+        tracing::info!("catalog and policies reloaded");
+        Ok(true)
     }
     /// The output policies in force (a snapshot: a policy installed later
     /// applies to jobs that start later).
@@ -263,7 +326,7 @@ impl Sandbox {
     pub(crate) fn registrations(&self) -> Result<Vec<sandbox_governance::Registration>, RuntimeError> {
         let policies = self.policies();
         let registrations = self
-            .catalog
+            .catalog()
             .iter()
             .map(|d| {
                 let entry = serde_json::to_vec(d).map_err(|e| RuntimeError::Setup(e.to_string()))?;
@@ -284,7 +347,7 @@ impl Sandbox {
     fn ensure_demo_grant(&self) -> Result<(), RuntimeError> {
         let policies = self.policies();
         let budgets = self
-            .catalog
+            .catalog()
             .iter()
             .filter(|d| d.open_class == OpenClass::Conditional)
             .filter_map(|d| {
@@ -360,7 +423,7 @@ impl Sandbox {
 
     fn session_for(&self, granted: &[DatasetId]) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
-        for d in self.catalog.iter() {
+        for d in self.catalog().iter() {
             let usable =
                 d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
             if !usable || !self.dir.has_table(&d.id) {
@@ -443,8 +506,9 @@ impl Sandbox {
         let has_functions = !functions.is_empty();
         session.register_row_functions(functions)?;
         let policies = self.policies();
+        let catalog = self.catalog();
         let lookup = Lookup {
-            catalog: &self.catalog,
+            catalog: &catalog,
             policies: &policies,
             granted: &granted,
         };

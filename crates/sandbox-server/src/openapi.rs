@@ -9,7 +9,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 #[openapi(
     info(
         title = "Data sandbox API",
-        description = "Conditionally open government data, fused with enterprise data, used in place: apply, be approved, run SQL and WebAssembly jobs, receive only released (noisy, desensitized) results. Every route but /health and /openapi.json needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"rule\", \"message\"}}`.",
+        description = "Conditionally open government data, fused with enterprise data, used in place: apply, be approved, run SQL and WebAssembly jobs, receive only released (noisy, desensitized) results. Every route but /health, /openapi.json and /v1/samples… needs `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"rule\", \"message\"}}`.",
     ),
     paths(
         crate::routes::health,
@@ -42,6 +42,10 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::cancel_job,
         crate::routes::export_audit,
         crate::routes::verify_audit,
+        crate::routes::list_samples,
+        crate::routes::sample_report,
+        crate::routes::sample_csv,
+        crate::routes::sample_parquet,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -53,6 +57,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "agreements", description = "Agreements, revocation, budgets and usage reports"),
         (name = "jobs", description = "SQL and WebAssembly jobs"),
         (name = "audit", description = "The hash-chained audit ledger"),
+        (name = "samples", description = "DP sample datasets (样本数据): public, no token or application needed"),
     )
 )]
 pub struct ApiDoc;

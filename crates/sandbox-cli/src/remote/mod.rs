@@ -69,6 +69,17 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
         } => Err(local_only("policy check")),
         Command::Serve(_) => Err(local_only("serve")),
         Command::Dataset { .. } => Err(local_only("dataset")),
+        Command::Sample(args) if args.generate => Err(local_only("sample --generate")),
+        Command::Sample(args) => {
+            // The report; the files are at the routes it names (public).
+            let report = client.get(&format!("/v1/samples/{}", segment(&args.dataset)))?;
+            println!("{}", pretty(&report)?);
+            println!(
+                "download: {server}/v1/samples/{0}/sample.csv and {server}/v1/samples/{0}/sample.parquet",
+                args.dataset
+            );
+            Ok(())
+        }
     }
 }
 

@@ -206,7 +206,7 @@ impl Store {
     /// A store on any backend; creates the tables if missing.
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
         backend.migrate(&format!(
-            "{SCHEMA} {} {} {} {} {} {} {} {}",
+            "{SCHEMA} {} {} {} {} {} {} {} {} {}",
             audit::SCHEMA,
             crate::complaints::SCHEMA,
             crate::queue::SCHEMA,
@@ -214,7 +214,8 @@ impl Store {
             crate::applications::SCHEMA,
             crate::agreements::SCHEMA,
             crate::suspension::SCHEMA,
-            crate::registry::SCHEMA
+            crate::registry::SCHEMA,
+            crate::samples::SCHEMA
         ))?;
         let store = Store { backend, anchor: None };
         crate::migrate::upgrade(&store)?;

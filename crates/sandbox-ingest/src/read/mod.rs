@@ -170,6 +170,11 @@ pub(crate) fn map_columns(file: &str, names: &[String], fields: &[Field]) -> Res
         .collect())
 }
 
+/// Reads a Parquet file (a stored version's part file), pushing each row to `sink`.
+pub(crate) fn read_parquet(path: &Path, fields: &[Field], sink: &mut Sink<'_>) -> Result<(), IngestError> {
+    parquet_file::read(path, fields, sink)
+}
+
 /// Reads `path` as `format`, pushing each row to `sink`.
 pub(crate) fn read_rows(
     path: &Path,

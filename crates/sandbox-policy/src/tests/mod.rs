@@ -5,6 +5,7 @@ mod catalog;
 mod cross;
 mod hostile;
 mod malformed;
+mod sample;
 mod shipped;
 
 use crate::{PolicyErrors, load_catalog_dir};

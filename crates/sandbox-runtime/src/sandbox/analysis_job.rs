@@ -59,8 +59,9 @@ impl Sandbox {
     ) -> Result<AnalysisResult, RuntimeError> {
         let (granted, session) = self.admit(grant)?;
         let policies = self.policies();
+        let catalog = self.catalog();
         let lookup = Lookup {
-            catalog: &self.catalog,
+            catalog: &catalog,
             policies: &policies,
             granted: &granted,
         };

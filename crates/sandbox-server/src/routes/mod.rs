@@ -6,6 +6,8 @@ mod audit;
 mod catalog;
 mod jobs;
 mod meta;
+mod refresh;
+mod samples;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -21,6 +23,7 @@ pub(crate) use audit::*;
 pub(crate) use catalog::*;
 pub(crate) use jobs::*;
 pub(crate) use meta::*;
+pub(crate) use samples::*;
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
@@ -49,8 +52,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/audit", get(export_audit))
         .route("/v1/audit/verify", get(verify_audit))
+        .route("/v1/samples", get(list_samples))
+        .route("/v1/samples/{dataset}", get(sample_report))
+        .route("/v1/samples/{dataset}/sample.csv", get(sample_csv))
+        .route("/v1/samples/{dataset}/sample.parquet", get(sample_parquet))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refresh::refresh_catalog,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -1,0 +1,219 @@
+//! DP sample datasets made from a registered version: the schema, fresh
+//! keys, no real identifier or pseudonym anywhere in a sample, the charge
+//! before anything is computed, and the switch to a new sample.
+
+use super::*;
+use crate::sample::{SAMPLE_CSV, SAMPLE_MANIFEST, SAMPLE_PARQUET};
+
+const SAMPLE_TABLE: &str = r#"
+[sample]
+epsilon = 2.0
+fidelity_epsilon = 0.5
+epsilon_budget = 10.0
+max_rows_per_unit = 5
+pairs = [["district", "fine"]]
+"#;
+
+/// Registers 3000 rows with a policy allowing samples; the entry, the
+/// policy and the stored version's directory.
+fn registered(f: &Fixture) -> (sandbox_model::Dataset, sandbox_policy::Policy, PathBuf) {
+    let file = f.file("inspections.csv", csv_text(3000).as_bytes());
+    let policy_text = format!("{POLICY}{SAMPLE_TABLE}");
+    f.register_with(&file, ENTRY, &policy_text, options())
+        .expect("register");
+    let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+    let id: sandbox_model::DatasetId = "gov.inspections".parse().expect("id");
+    let entry = catalog.get(&id).expect("entry").clone();
+    let text = std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+    let policy = sandbox_policy::parse_policy("gov.inspections.toml", &text, &catalog).expect("parse");
+    let dir = stored_file(f).parent().expect("dir").to_path_buf();
+    (entry, policy, dir)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_sample_has_the_schema_and_fresh_keys_and_no_real_key_appears_in_it() {
+    let f = Fixture::new();
+    let (entry, policy, data) = registered(&f);
+    let mut charged = Vec::new();
+    let manifest = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions { seed: Some([3; 32]) },
+        |cost| {
+            charged.push(cost.clone());
+            Ok(())
+        },
+    )
+    .expect("sample");
+    assert_eq!(charged.len(), 1);
+    assert_eq!((charged[0].epsilon_model, charged[0].epsilon_fidelity), (2.0, 0.5));
+    assert_eq!(charged[0].sample_id, manifest.sample_id);
+    // About the data's size: 3000 rows, noisy totals.
+    assert!((2500..=3500).contains(&manifest.rows), "{} rows", manifest.rows);
+    let (dir, current) = current_sample(&f.layout, &entry.id).expect("read").expect("current");
+    // (JSON keeps floats to their shortest form; compare what identifies it.)
+    assert_eq!(
+        (&current.sample_id, current.rows, &current.files),
+        (&manifest.sample_id, manifest.rows, &manifest.files)
+    );
+
+    // The schema: the catalog's columns, in order, with their types.
+    let csv = std::fs::read_to_string(dir.join(SAMPLE_CSV)).expect("csv");
+    let header = csv.lines().next().expect("header");
+    let names: Vec<&str> = entry.fields.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(header, names.join(","));
+    assert_eq!(csv.lines().count() as u64, manifest.rows + 1);
+    let batches = read_parquet(&dir.join(SAMPLE_PARQUET));
+    let schema = batches[0].schema();
+    for (field, declared) in schema.fields().iter().zip(&entry.fields) {
+        assert_eq!(field.name(), &declared.name);
+        assert_eq!(field.data_type(), &arrow_type(declared.data_type));
+    }
+    assert_eq!(batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(), manifest.rows);
+
+    // Keys are fresh: 32 hex characters, all different, none a real
+    // pseudonym; no raw code or stored pseudonym is in any sample file.
+    let keys = column_strings(&dir.join(SAMPLE_PARQUET), "credit_code");
+    assert!(
+        keys.iter()
+            .all(|k| k.len() == PSEUDONYM_HEX && k.bytes().all(|b| b.is_ascii_hexdigit()))
+    );
+    let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len());
+    let real = column_strings(&stored_file(&f), "credit_code");
+    assert_eq!(real.len(), 3000);
+    let mut needles: Vec<String> = (0..3000).map(code).collect();
+    needles.extend(real.iter().cloned());
+    let files = files_under(&f.root.join("samples"));
+    assert!(files.len() >= 4, "{files:?}");
+    for p in &files {
+        let bytes = std::fs::read(p).expect("read");
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "a real key is in {}",
+                p.display()
+            );
+        }
+    }
+
+    // Measures stay within their public bounds; districts are public keys.
+    let text_values = column_strings(&dir.join(SAMPLE_PARQUET), "district");
+    assert!(
+        text_values
+            .iter()
+            .all(|d| ["浦东新区", "黄浦区", "徐汇区", ""].contains(&d.as_str()))
+    );
+    use arrow::array::AsArray;
+    for b in &batches {
+        let fine = b
+            .column_by_name("fine")
+            .expect("fine")
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        assert!(fine.iter().flatten().all(|x| (0.0..=100.0).contains(&x)));
+        let staff = b
+            .column_by_name("staff")
+            .expect("staff")
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert!(staff.iter().flatten().all(|x| (0..=10).contains(&x)));
+    }
+    // The report covers every modeled column and says how ε was split.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(SAMPLE_MANIFEST)).expect("json")).expect("parse");
+    assert_eq!(report["columns"].as_array().expect("columns").len(), 5);
+    assert_eq!(manifest.model_split.len(), 1 + 4 + 1, "{:?}", manifest.model_split);
+    assert_eq!(manifest.fidelity_split.len(), 4 + 1);
+    let district = &manifest.columns[1];
+    assert!(district.total_variation.expect("tvd") < 0.15, "{district:?}");
+}
+
+#[test]
+fn a_refused_charge_or_no_consent_computes_and_writes_nothing() {
+    let f = Fixture::new();
+    let (entry, policy, data) = registered(&f);
+    let refused = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions::default(),
+        |_| Err("sample budget exhausted".into()),
+    );
+    assert!(
+        matches!(refused, Err(IngestError::Record(ref m)) if m.contains("exhausted")),
+        "{refused:?}"
+    );
+    assert!(current_sample(&f.layout, &entry.id).expect("read").is_none());
+    let leftovers = files_under(&f.root.join("samples"));
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let mut no_consent = policy.clone();
+    no_consent.sample = None;
+    let mut called = false;
+    let e = make_sample(
+        &f.layout,
+        &entry,
+        &no_consent,
+        &data,
+        Some(1),
+        &SampleOptions::default(),
+        |_| {
+            called = true;
+            Ok(())
+        },
+    )
+    .expect_err("no [sample]");
+    assert!(e.to_string().contains("no-sample-consent"), "{e}");
+    assert!(!called, "nothing is charged without consent");
+}
+
+#[test]
+fn a_new_sample_replaces_the_served_one() {
+    let f = Fixture::new();
+    let (entry, policy, data) = registered(&f);
+    let first = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions::default(),
+        |_| Ok(()),
+    )
+    .expect("first");
+    let second = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions::default(),
+        |_| Ok(()),
+    )
+    .expect("second");
+    assert_ne!(first.sample_id, second.sample_id);
+    let (dir, current) = current_sample(&f.layout, &entry.id).expect("read").expect("current");
+    assert_eq!(current.sample_id, second.sample_id);
+    assert!(dir.ends_with(&second.sample_id));
+    assert!(!dir.parent().expect("parent").join(&first.sample_id).exists());
+}

@@ -1,0 +1,84 @@
+//! DP sample datasets over HTTP: public routes (no token), 404 until the
+//! owner made one, then the report, the CSV with the catalog's columns and
+//! fresh keys only, and the Parquet file.
+
+use crate::server_support::TestServer;
+use sandbox_ingest::{DataLayout, SampleOptions};
+use sandbox_runtime::DataDir;
+use sandbox_server::ServerConfig;
+
+#[test]
+fn samples_are_public_and_hold_no_real_key() {
+    let server = TestServer::start(ServerConfig::default());
+    let anonymous = server.client(None);
+    let (status, body) = anonymous.get("/v1/samples/gov.tax_payments");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("no sample")
+    );
+    let (status, list) = anonymous.get("/v1/samples");
+    assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(0)), "{list}");
+
+    // The owner makes one (as `sandbox sample --generate` does).
+    let root = server.root();
+    let dir = DataDir::open(&root).expect("dir");
+    let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).expect("catalog");
+    let id: sandbox_model::DatasetId = "gov.tax_payments".parse().expect("id");
+    let entry = catalog.get(&id).expect("entry").clone();
+    let text = std::fs::read_to_string(dir.policies_dir().join("gov.tax_payments.toml")).expect("policy");
+    let policy = sandbox_policy::parse_policy("gov.tax_payments.toml", &text, &catalog).expect("policy");
+    let manifest = sandbox_ingest::make_sample(
+        &DataLayout::new(&root),
+        &entry,
+        &policy,
+        &dir.table_dir(&id),
+        None,
+        &SampleOptions::default(),
+        |_| Ok(()),
+    )
+    .expect("sample");
+
+    let (status, list) = anonymous.get("/v1/samples");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list[0]["dataset"], "gov.tax_payments");
+    assert_eq!(list[0]["rows"], manifest.rows);
+    let (status, report) = anonymous.get("/v1/samples/gov.tax_payments");
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["sample_id"], manifest.sample_id.as_str());
+    assert_eq!(report["epsilon_model"], 1.0);
+    assert!(report["columns"][1]["total_variation"].is_number(), "{report}");
+
+    let (status, csv) = anonymous.get("/v1/samples/gov.tax_payments/sample.csv");
+    assert_eq!(status, 200);
+    let csv = csv.as_str().expect("text");
+    let header: Vec<&str> = entry.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(csv.lines().next(), Some(header.join(",").as_str()));
+    assert_eq!(csv.lines().count() as u64, manifest.rows + 1);
+    // No real credit code of the data is in the sample.
+    let real = std::fs::read_dir(dir.table_dir(&id))
+        .expect("data")
+        .flatten()
+        .map(|e| std::fs::read(e.path()).expect("read"))
+        .collect::<Vec<_>>();
+    let keys: Vec<&str> = csv.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    assert!(keys.iter().all(|k| k.len() == 32));
+    for k in keys.iter().take(500) {
+        assert!(
+            real.iter()
+                .all(|bytes| !bytes.windows(k.len()).any(|w| w == k.as_bytes()))
+        );
+    }
+
+    let response = ureq::get(&format!("{}/v1/samples/gov.tax_payments/sample.parquet", server.base))
+        .call()
+        .expect("parquet");
+    assert_eq!(response.header("content-type"), Some("application/vnd.apache.parquet"));
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).expect("bytes");
+    assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+    let (status, _) = anonymous.get("/v1/samples/gov.nothing_here/sample.csv");
+    assert_eq!(status, 404);
+}
