@@ -49,6 +49,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/audit", get(export_audit))
         .route("/v1/audit/verify", get(verify_audit))
+        // The web console: pages over the handlers above (src/console).
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
