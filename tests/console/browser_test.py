@@ -7,7 +7,9 @@ driven by Playwright (PyPI) against a running `sandbox serve`.
    dataset -> the applicant's next job is refused in the page, the rule named.
 2. keyboard: the apply and job forms filled and sent with the keyboard alone
    (Tab, Space, typing, Enter), every stop showing a visible focus.
-3. screenshots: the main pages in Chinese and English, written to --shots.
+3. what-if: the owner previews a stricter policy draft on its own data and
+   sees what it would withhold, before installing anything.
+4. screenshots: the main pages in Chinese and English, written to --shots.
 
 Prints one line per test and `browser: N passed, N failed`; exits non-zero
 on any failure."""
@@ -221,6 +223,33 @@ def test_keyboard(w):
     context.close()
 
 
+def test_what_if(w, folder):
+    """The owner previews a stricter draft on its own data: the draft
+    column withholds what the policy in force releases; nothing is
+    installed. Screenshots of the comparison in both languages."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tax = w.page("tax")
+    for lang in ["zh", "en"]:
+        w.set_lang(lang)
+        tax.goto(w.base + "/console/policies/gov.tax_payments")
+        current = tax.locator("#policy-toml").input_value()
+        assert "min_units = 10\n" in current, current
+        tax.fill("#policy-toml", current.replace("min_units = 10\n", "min_units = 100000000\n")
+                 .replace("epsilon_per_query = 1.0", "epsilon_per_query = 0.5"))
+        tax.fill("#whatif-queries", SQL + "\nSELECT COUNT(*) FROM gov.tax_payments t")
+        tax.click("#what-if-button")
+        expect(tax.locator("#what-if")).to_be_visible()
+        rows = tax.locator("#what-if tbody tr")
+        expect(rows).to_have_count(2)
+        in_force = rows.nth(0).locator("td").nth(1).inner_text()
+        draft = rows.nth(0).locator("td.draft").inner_text()
+        assert "3" in in_force and "k-threshold" in draft, (in_force, draft)
+        tax.screenshot(path=str(folder / f"what-if.{lang}.png"), full_page=True)
+        assert "min_units = 100000000" in tax.locator("#policy-toml").input_value(), "the draft is kept"
+    tax.goto(w.base + "/console/policies/gov.tax_payments")
+    assert "min_units = 10\n" in tax.locator("#policy-toml").input_value(), "nothing was installed"
+
+
 SHOTS = [
     ("bank", "login", None),
     ("bank", "catalog", "/console/catalog"),
@@ -271,6 +300,7 @@ def main():
         browser = p.chromium.launch(executable_path=args.chromium, headless=True)
         w = World(browser, args.base, args.operator_token)
         for name, test in [("flow", lambda: test_flow(w)), ("keyboard", lambda: test_keyboard(w)),
+                           ("what-if", lambda: test_what_if(w, args.shots)),
                            ("screenshots", lambda: test_screenshots(w, args.shots))]:
             try:
                 test()

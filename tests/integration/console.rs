@@ -513,3 +513,73 @@ fn console_policy_errors_are_shown_in_place() {
         "the text typed is kept, escaped"
     );
 }
+
+#[test]
+fn console_what_if_compares_a_draft_on_the_owners_data_only() {
+    let cast = cast();
+    let mut tax = Browser::new(&cast.server);
+    tax.sign_in(&cast.tax);
+    let page = tax.get("/console/policies/gov.tax_payments");
+    assert!(page.body.contains("id=\"whatif-queries\""), "{}", page.body);
+    let csrf = hidden(&page.body, "csrf");
+    let owner_api = cast.server.client(Some(&cast.tax));
+    let (_, policy) = owner_api.get("/v1/policies/gov.tax_payments");
+    let current = policy["toml"].as_str().expect("policy").to_string();
+    assert!(current.contains("min_units = 10\n"), "{current}");
+    let draft = current.replace("min_units = 10\n", "min_units = 100000000\n");
+    let queries = format!("{TAX_SQL}\nSELECT COUNT(*) FROM gov.utility_usage u");
+    let page = tax.post(
+        "/console/policies/gov.tax_payments",
+        &[
+            ("csrf", &csrf),
+            ("toml", &draft),
+            ("queries", &queries),
+            ("action", "what_if"),
+        ],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    let section = &page.body[page.body.find("id=\"what-if\"").expect("what-if section")..];
+    let rows: Vec<&str> = section.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 2, "{section}");
+    // The draft's k withholds every year the policy in force releases.
+    let (in_force, drafted) = rows[0].split_once("class=\"draft\"").expect("draft cell");
+    assert!(in_force.contains("<strong>3</strong>"), "{in_force}");
+    assert!(drafted.contains("<strong>0</strong>"), "{drafted}");
+    // Another owner's data is refused under both, as any job would be
+    // (its table is not even bound in the job's session).
+    assert_eq!(rows[1].matches("not found").count(), 2, "{}", rows[1]);
+    assert!(!rows[1].contains("<strong>"), "{}", rows[1]);
+    // Nothing was installed; the texts typed come back.
+    let (_, after) = owner_api.get("/v1/policies/gov.tax_payments");
+    assert_eq!(after["toml"].as_str(), Some(current.as_str()));
+    assert!(page.body.contains("min_units = 100000000"));
+    // A draft that does not validate is refused in place.
+    let page = tax.post(
+        "/console/policies/gov.tax_payments",
+        &[
+            ("csrf", &csrf),
+            ("toml", "dataset = \"gov.tax_payments\"\n[nonsense"),
+            ("queries", TAX_SQL),
+            ("action", "what_if"),
+        ],
+    );
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("policy-invalid") && page.body.contains("id=\"policy-error\""));
+    // Only the dataset's owner may preview its policy.
+    for token in [&cast.bank, &cast.grid] {
+        let mut other = Browser::new(&cast.server);
+        other.sign_in(token);
+        let csrf = other.csrf();
+        let page = other.post(
+            "/console/policies/gov.tax_payments",
+            &[
+                ("csrf", &csrf),
+                ("toml", &draft),
+                ("queries", TAX_SQL),
+                ("action", "what_if"),
+            ],
+        );
+        assert_eq!(page.status, 403, "{}", page.body);
+        assert!(!page.body.contains("id=\"what-if\""));
+    }
+}

@@ -27,6 +27,7 @@ mod chart;
 mod i18n;
 mod jobs;
 mod pages;
+mod whatif;
 
 use crate::auth::Caller;
 use crate::error::ApiError;

@@ -628,15 +628,44 @@ pub(crate) async fn revoke(
 
 // ---- policies ---------------------------------------------------------
 
-fn policy_view(session: &Session, dataset: &str, toml: &str, status: StatusCode, error: Value) -> PageResult {
+/// The policy page: the text being edited, the typical queries of the
+/// what-if view, and its comparison or the checker's error when there is one.
+struct PolicyForm<'a> {
+    dataset: &'a str,
+    toml: &'a str,
+    queries: &'a str,
+    what_if: Value,
+    error: Value,
+}
+
+fn policy_view(session: &Session, status: StatusCode, form: PolicyForm<'_>) -> PageResult {
     let view = View::of(session);
     view.html(
         status,
         "policy.html",
-        &format!("{} {dataset}", view.t("edit_policy")),
+        &format!("{} {}", view.t("edit_policy"), form.dataset),
         "catalog",
-        json!({"dataset": dataset, "toml": toml, "error": error}),
+        json!({"dataset": form.dataset, "toml": form.toml, "queries": form.queries, "what_if": form.what_if,
+               "error": form.error, "max_queries": super::whatif::MAX_QUERIES.to_string()}),
     )
+}
+
+/// The page of a dataset the caller owns, else `403`.
+async fn owned_dataset(state: &AppState, session: &Session, dataset: &str) -> Result<routes::DatasetPage, ApiError> {
+    session.caller.require_owner()?;
+    let Json(page) = routes::dataset_page(
+        State(state.clone()),
+        session.caller.clone(),
+        PathParam(dataset.to_string()),
+    )
+    .await?;
+    if session.caller.provider() != Some(page.dataset.provider.id.as_str()) {
+        return Err(ApiError::forbidden(
+            "policy-owner",
+            "only the dataset's owner edits its policy",
+        ));
+    }
+    Ok(page)
 }
 
 pub(crate) async fn policy_page(
@@ -644,22 +673,27 @@ pub(crate) async fn policy_page(
     session: Session,
     PathParam(dataset): PathParam<String>,
 ) -> PageResult {
-    session.caller.require_owner()?;
-    let Json(page) =
-        routes::dataset_page(State(state.clone()), session.caller.clone(), PathParam(dataset.clone())).await?;
-    if session.caller.provider() != Some(page.dataset.provider.id.as_str()) {
-        return Err(ApiError::forbidden("policy-owner", "only the dataset's owner edits its policy").into());
-    }
+    let page = owned_dataset(&state, &session, &dataset).await?;
     let toml = match routes::get_policy(State(state), session.caller.clone(), PathParam(dataset.clone())).await {
         Ok(Json(p)) => p.toml,
         Err(e) if e.status == StatusCode::NOT_FOUND => String::new(),
         Err(e) => return Err(e.into()),
     };
-    policy_view(&session, &dataset, &toml, StatusCode::OK, Value::Null)
+    let queries = super::whatif::typical_queries(&page.dataset).join("\n");
+    let form = PolicyForm {
+        dataset: &dataset,
+        toml: &toml,
+        queries: &queries,
+        what_if: Value::Null,
+        error: Value::Null,
+    };
+    policy_view(&session, StatusCode::OK, form)
 }
 
-/// Installs a policy; a policy that does not validate comes back in the
-/// form with the checker's message above it, nothing lost.
+/// `action=install` installs the policy through the API; a policy that
+/// does not validate comes back in the form with the checker's message
+/// above it, nothing lost. `action=what_if` compares the draft with the
+/// policy in force on the typical queries, installing nothing.
 pub(crate) async fn install_policy(
     State(state): State<AppState>,
     session: Session,
@@ -669,6 +703,45 @@ pub(crate) async fn install_policy(
     let form = Form::parse(&body);
     session.check_csrf(&form)?;
     let toml = form.get("toml").unwrap_or_default();
+    let queries = form.get("queries").unwrap_or_default();
+    if form.text("action") == "what_if" {
+        let page = owned_dataset(&state, &session, &dataset).await?;
+        let provider = session.caller.provider().unwrap_or_default().to_string();
+        let list: Vec<String> = queries
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        let compared = if list.is_empty() || list.len() > super::whatif::MAX_QUERIES {
+            Err(ApiError::invalid(format!(
+                "give 1 to {} typical queries, one a line",
+                super::whatif::MAX_QUERIES
+            )))
+        } else {
+            super::whatif::compare(
+                &state,
+                &provider,
+                &session.caller.account,
+                &page.dataset.id,
+                &toml,
+                &list,
+            )
+            .await
+        };
+        let (status, what_if, error) = match compared {
+            Ok(rows) => (StatusCode::OK, json!(rows), Value::Null),
+            Err(e) => (e.status, Value::Null, form_error(&e)),
+        };
+        let form = PolicyForm {
+            dataset: &dataset,
+            toml: &toml,
+            queries: &queries,
+            what_if,
+            error,
+        };
+        return policy_view(&session, status, form);
+    }
     let installed = routes::put_policy(
         State(state),
         session.caller.clone(),
@@ -678,7 +751,16 @@ pub(crate) async fn install_policy(
     .await;
     match installed {
         Ok(_) => Ok(see_other(&format!("/console/catalog/{dataset}"))),
-        Err(e) => policy_view(&session, &dataset, &toml, e.status, form_error(&e)),
+        Err(e) => {
+            let form = PolicyForm {
+                dataset: &dataset,
+                toml: &toml,
+                queries: &queries,
+                what_if: Value::Null,
+                error: form_error(&e),
+            };
+            policy_view(&session, e.status, form)
+        }
     }
 }
 
