@@ -142,6 +142,13 @@ def test_flow(w):
         assert "95%" in cell.inner_text(), cell.inner_text()
     w.job_page = bank.url
 
+    # A WebAssembly module travels with the job: bytes that are no module
+    # are refused at admission, the rule named in the page.
+    bank.set_input_files("#wasm-module", files=[{"name": "broken.wasm", "mimeType": "application/wasm",
+                                                  "buffer": b"\0asm\x01\0\0\0\x01\xff\xff\xff\xff"}])
+    bank.click("#run-button")
+    expect(bank.locator("#refusal-rule")).to_have_text("wasm-module")
+
     # The operator suspends the dataset.
     ops.goto(base + "/console/operator")
     row = ops.locator("tr", has=ops.locator('[id="suspend-gov.tax_payments"]'))
@@ -212,9 +219,11 @@ def test_keyboard(w):
     tab_to(page, lambda f: f["id"] == "sql")
     page.keyboard.type("SELECT COUNT(*) FROM gov.tax_payments t")
     order = []
-    for _ in range(3):
-        order.append(tab_to(page, lambda f: bool(f["id"]))["id"])
-    assert order == ["job-epsilon", "dry-run-button", "run-button"], order
+    for _ in range(4):
+        order.append(tab_to(page, lambda f: bool(f["id"]) or f["name"] == "kind")["id"] or "kind")
+    assert order == ["kind", "wasm-module", "job-epsilon", "dry-run-button"], order
+    page.keyboard.press("Tab")
+    assert focus_info(page)["id"] == "run-button"
     page.keyboard.press("Shift+Tab")
     assert focus_info(page)["id"] == "dry-run-button"
     page.keyboard.press("Enter")

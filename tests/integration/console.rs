@@ -583,3 +583,79 @@ fn console_what_if_compares_a_draft_on_the_owners_data_only() {
         assert!(!page.body.contains("id=\"what-if\""));
     }
 }
+
+/// A `multipart/form-data` body with text fields and one file.
+fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (String, Vec<u8>) {
+    let boundary = "----console-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
+        );
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"module.wasm\"\r\n\
+             Content-Type: application/wasm\r\n\r\n",
+            file.0
+        )
+        .bytes(),
+    );
+    body.extend(file.1);
+    body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn console_job_form_uploads_a_webassembly_module() {
+    let cast = cast();
+    let bank_api = cast.server.client(Some(&cast.bank));
+    let mut application = crate::server_support::tax_application("wasm-app");
+    application["job_kinds"] = serde_json::json!(["sql", "wasm"]);
+    assert_eq!(bank_api.post("/v1/applications", &application).0, 201);
+    let tax_api = cast.server.client(Some(&cast.tax));
+    let (status, decided) = tax_api.post(
+        "/v1/applications/wasm-app/decision",
+        &crate::server_support::approval(5.0, 100),
+    );
+    assert_eq!(status, 200, "{decided}");
+    let mut bank = Browser::new(&cast.server);
+    bank.sign_in(&cast.bank);
+    let page = bank.get("/console/jobs/new?agreement=agreement-wasm-app");
+    assert!(page.body.contains("enctype=\"multipart/form-data\"") && page.body.contains("type=\"file\""));
+    let csrf = hidden(&page.body, "csrf");
+    let send = |bank: &mut Browser, fields: &[(&str, &str)], module: &[u8]| {
+        let (content_type, body) = multipart(fields, ("wasm_module", module));
+        let result = bank
+            .agent
+            .post(&format!("{}/console/jobs", bank.base))
+            .set("Cookie", &bank.cookie_header())
+            .set("Content-Type", &content_type)
+            .send_bytes(&body);
+        bank.receive(result)
+    };
+    // Bytes that are no module reach the runtime's admission and are refused by name.
+    let not_a_module = b"\0asm\x01\0\0\0\x01\xff\xff\xff\xff";
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("agreement", "agreement-wasm-app"),
+        ("kind", "sql"),
+        ("sql", TAX_SQL),
+        ("epsilon", ""),
+        ("action", "run"),
+    ];
+    let page = send(&mut bank, &fields, not_a_module);
+    assert_eq!(page.status, 303, "{}", page.body);
+    let page = finished_job_page(&mut bank, &page.location.expect("job"));
+    assert!(page.body.contains("wasm-module"), "{}", page.body);
+    // An analysis needs a module; the form comes back with the SQL in it.
+    let mut fields = fields;
+    fields[2] = ("kind", "analysis");
+    let page = send(&mut bank, &fields, b"");
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("id=\"job-form-error\"") && page.body.contains("value=\"analysis\" checked"));
+    // The CSRF check covers multipart forms too.
+    fields[0] = ("csrf", "forged");
+    let page = send(&mut bank, &fields, not_a_module);
+    assert_eq!(page.status, 403);
+}

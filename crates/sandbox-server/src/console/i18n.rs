@@ -325,6 +325,26 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("dry_run", "Dry run (free)", "试运行（不花费预算）"),
     ("run", "Run", "运行"),
     (
+        "kind_sql_job",
+        "SQL (a module, if attached, gives it row functions)",
+        "SQL（如附模块，则作为 SQL 的行函数）",
+    ),
+    (
+        "kind_analysis_job",
+        "WebAssembly analysis of the rows the SQL selects (module required)",
+        "对 SQL 选出的行做 WebAssembly 分析（须附模块）",
+    ),
+    (
+        "wasm_module",
+        "WebAssembly module (optional for SQL)",
+        "WebAssembly 模块（SQL 作业可不附）",
+    ),
+    (
+        "wasm_module_hint",
+        "A .wasm file built with the guest SDK; it is checked before it runs. Attach it again for each job.",
+        "使用 guest SDK 构建的 .wasm 文件，运行前先经检查。每个作业需重新附加。",
+    ),
+    (
         "policy_help",
         "The policy is checked with every other policy before it is installed; it is recorded in the ledger and applies to jobs that start afterwards.",
         "规则在安装前与其他所有规则一起校验；安装记入账本，对此后开始的作业生效。",

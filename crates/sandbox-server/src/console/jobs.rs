@@ -4,7 +4,7 @@
 //! API's own job handlers.
 
 use super::pages::budget_meters;
-use super::{Form, PageResult, Session, View, chart, form_error, number, see_other};
+use super::{ConsoleError, Form, PageResult, Session, View, chart, form_error, number, see_other};
 use crate::error::ApiError;
 use crate::extract::{Body, Params, PathParam};
 use crate::job::{JobRequest, JobView};
@@ -13,6 +13,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -51,6 +52,8 @@ struct JobPage {
     agreement: String,
     sql: String,
     epsilon: String,
+    /// `sql` or `analysis`.
+    kind: String,
     job: Option<JobView>,
     result: Option<Value>,
     form_error: Value,
@@ -95,7 +98,8 @@ async fn job_view(state: &AppState, session: &Session, status: StatusCode, page:
         json!({"agreement": agreement.id, "budgets": budgets, "can_run": can_run, "job": page.job,
                "state_label": state_label, "pending": pending, "job_error": job_error,
                "refresh": pending.then_some(REFRESH_SECONDS), "dry_run": dry_run, "released": released,
-               "sql": page.sql, "epsilon": page.epsilon, "form_error": page.form_error}),
+               "sql": page.sql, "epsilon": page.epsilon, "form_error": page.form_error,
+               "kind": if page.kind == "analysis" { "analysis" } else { "sql" }}),
     )
 }
 
@@ -137,6 +141,7 @@ pub(crate) async fn new_job(
         agreement: params.agreement,
         sql: String::new(),
         epsilon: String::new(),
+        kind: "sql".into(),
         job: None,
         result: None,
         form_error: Value::Null,
@@ -144,29 +149,101 @@ pub(crate) async fn new_job(
     job_view(&state, &session, StatusCode::OK, page).await
 }
 
-/// Submits the form's SQL as a job (`action` = `dry_run` or `run`) and
-/// goes to its page; a job refused at submission comes back in the form.
-pub(crate) async fn submit(State(state): State<AppState>, session: Session, body: String) -> PageResult {
-    let form = Form::parse(&body);
-    session.check_csrf(&form)?;
+/// The job form as sent: its fields, and the module file if one was
+/// attached. The form is `multipart/form-data` (it may carry a file); a
+/// `application/x-www-form-urlencoded` body is read too.
+pub(crate) struct JobForm {
+    form: Form,
+    module: Option<Vec<u8>>,
+}
+
+impl axum::extract::FromRequest<AppState> for JobForm {
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let multipart = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let body = String::from_request(request, state)
+                .await
+                .map_err(|e| ApiError::invalid(e.body_text()))?;
+            return Ok(JobForm {
+                form: Form::parse(&body),
+                module: None,
+            });
+        }
+        let bad = |e: axum::extract::multipart::MultipartError| ApiError {
+            status: e.status(),
+            code: "invalid",
+            rule: None,
+            message: format!("the form could not be read: {}", e.body_text()),
+        };
+        let mut parts = axum::extract::Multipart::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::invalid(e.body_text()))?;
+        let (mut fields, mut module) = (Vec::new(), None);
+        while let Some(field) = parts.next_field().await.map_err(bad)? {
+            let name = field.name().unwrap_or_default().to_string();
+            if name == "wasm_module" {
+                let bytes = field.bytes().await.map_err(bad)?;
+                module = (!bytes.is_empty()).then(|| bytes.to_vec());
+            } else {
+                let text = field.text().await.map_err(bad)?;
+                fields.push((name, text));
+            }
+        }
+        Ok(JobForm {
+            form: Form(fields),
+            module,
+        })
+    }
+}
+
+/// The API's job request from the form: `kind` = `sql` (the module, if
+/// any, gives the SQL row functions) or `analysis` (the module analyses
+/// the rows the SQL selects; a module is required).
+fn job_request(form: &Form, module: Option<&[u8]>) -> Result<JobRequest, ApiError> {
+    let epsilon = match form.text("epsilon").as_str() {
+        "" => None,
+        e => Some(
+            e.parse::<f64>()
+                .map_err(|_| ApiError::invalid(format!("ε `{e}` is not a number")))?,
+        ),
+    };
     let agreement = form.text("agreement");
     let sql = form.get("sql").unwrap_or_default();
-    let epsilon_text = form.text("epsilon");
-    let request = match epsilon_text.as_str() {
-        "" => Ok(None),
-        e => e
-            .parse::<f64>()
-            .map(Some)
-            .map_err(|_| ApiError::invalid(format!("ε `{e}` is not a number"))),
+    let module = module.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
+    match form.text("kind").as_str() {
+        "" | "sql" => Ok(JobRequest::Sql {
+            agreement,
+            sql,
+            epsilon,
+            dry_run: form.text("action") == "dry_run",
+            wasm_module: module,
+        }),
+        "analysis" => Ok(JobRequest::Analysis {
+            agreement,
+            input_sql: sql,
+            wasm_module: module
+                .ok_or_else(|| ApiError::invalid("an analysis job needs a WebAssembly module: attach one"))?,
+            blocks: None,
+            epsilon,
+        }),
+        other => Err(ApiError::invalid(format!(
+            "unknown job kind `{other}`: sql or analysis"
+        ))),
     }
-    .map(|epsilon| JobRequest::Sql {
-        agreement: agreement.clone(),
-        sql: sql.clone(),
-        epsilon,
-        dry_run: form.text("action") == "dry_run",
-        wasm_module: None,
-    });
-    let submitted = match request {
+}
+
+/// Submits the form's job and goes to its page; a job refused at
+/// submission comes back in the form with everything typed in it.
+pub(crate) async fn submit(State(state): State<AppState>, session: Session, job_form: JobForm) -> PageResult {
+    let JobForm { form, module } = job_form;
+    session.check_csrf(&form)?;
+    let submitted = match job_request(&form, module.as_deref()) {
         Ok(request) => routes::submit_job(State(state.clone()), session.caller.clone(), Body(request))
             .await
             .map(|(_, Json(view))| view),
@@ -176,9 +253,10 @@ pub(crate) async fn submit(State(state): State<AppState>, session: Session, body
         Ok(job) => Ok(see_other(&format!("/console/jobs/{}", job.id))),
         Err(e) => {
             let page = JobPage {
-                agreement,
-                sql,
-                epsilon: epsilon_text,
+                agreement: form.text("agreement"),
+                sql: form.get("sql").unwrap_or_default(),
+                epsilon: form.text("epsilon"),
+                kind: form.text("kind"),
                 job: None,
                 result: None,
                 form_error: form_error(&e),
@@ -209,15 +287,16 @@ pub(crate) async fn job(
         .map_err(ApiError::from)?
         .filter(|j| j.account == session.caller.account)
         .and_then(|j| serde_json::from_str::<JobRequest>(&j.request).ok());
-    let (sql, epsilon) = match request {
-        Some(JobRequest::Sql { sql, epsilon, .. }) => (sql, epsilon),
-        Some(JobRequest::Analysis { input_sql, epsilon, .. }) => (input_sql, epsilon),
-        None => (String::new(), None),
+    let (sql, epsilon, kind) = match request {
+        Some(JobRequest::Sql { sql, epsilon, .. }) => (sql, epsilon, "sql"),
+        Some(JobRequest::Analysis { input_sql, epsilon, .. }) => (input_sql, epsilon, "analysis"),
+        None => (String::new(), None, "sql"),
     };
     let page = JobPage {
         agreement: job.agreement.clone(),
         sql,
         epsilon: epsilon.map(|e| e.to_string()).unwrap_or_default(),
+        kind: kind.into(),
         job: Some(job),
         result,
         form_error: Value::Null,

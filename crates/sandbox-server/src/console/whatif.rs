@@ -25,6 +25,10 @@ pub(crate) const MAX_QUERIES: usize = 5;
 /// The scratch grant the queries run under.
 const WHAT_IF_GRANT: &str = "what-if";
 
+/// What-if runs at a time: they run inside the request, beside the job
+/// pool, so one at a time keeps them from crowding out applicants' jobs.
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// A scratch data directory, removed when dropped.
 struct Scratch {
     root: PathBuf,
@@ -158,6 +162,9 @@ pub(crate) async fn compare(
     draft: &str,
     queries: &[String],
 ) -> Result<Vec<Value>, ApiError> {
+    let _turn = RUNNING
+        .try_acquire()
+        .map_err(|_| ApiError::busy("another what-if preview is running; try again in a moment"))?;
     let real = state.sandbox.data_dir();
     let current_copy = Scratch::new(real, dataset, None)?;
     let draft_copy = Scratch::new(real, dataset, Some(draft))?;
