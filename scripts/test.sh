@@ -4,8 +4,10 @@
 # run those guests, with the governance store's suite on SQLite and on a real
 # PostgreSQL server that this script starts (installing Debian's package if
 # needed) and stops, and a third-party Flight SQL client (ADBC, installed
-# from PyPI into a cached venv) against `sandbox serve`. The README's test
-# command; .ci/run calls it.
+# from PyPI into a cached venv) against `sandbox serve`, and the web console
+# in headless Chromium (Debian's package, driven by Playwright from PyPI;
+# scripts/console-browser-test.sh installs both if missing). The README's
+# test command; .ci/run calls it.
 #
 # CARGO_TARGET_DIR defaults to a cache outside the clone so repeated runs on
 # one machine are incremental; a new machine builds from nothing.
@@ -44,5 +46,11 @@ echo "== Arrow Flight SQL with a third-party client (ADBC from PyPI) against san
 flight=0
 bash scripts/flight-client-test.sh || flight=$?
 echo "flight sql client: $([ "$flight" -eq 0 ] && echo passed || echo FAILED)"
+
+echo "== web console in headless Chromium (Playwright) against sandbox serve"
+console=0
+bash scripts/console-browser-test.sh || console=$?
+echo "console browser test: $([ "$console" -eq 0 ] && echo passed || echo FAILED)"
 [ "$status" -ne 0 ] && exit "$status"
-exit "$flight"
+[ "$flight" -ne 0 ] && exit "$flight"
+exit "$console"

@@ -3,8 +3,10 @@ Flight SQL driver (adbc-driver-flightsql) through its DB-API interface.
 
 An accepted job returns noisy aggregates (with the release in the schema
 metadata); a refused one fails naming the rule; a bad token, a data owner's
-token and another applicant naming the bank's agreement are refused. Then
-the accepted job is timed over a few runs.
+token and another applicant naming the bank's agreement are refused; the
+catalog metadata (GetObjects: catalogs, schemas, tables with columns) lists
+the bank's agreed tables and nothing to the others. Then the accepted job
+is timed over a few runs.
 
     python client.py --url grpc://127.0.0.1:PORT --tokens tokens.json [--runs 5]
 
@@ -109,6 +111,35 @@ def others(url, tokens):
     print("ok   refused: another applicant naming the bank's agreement (agreement-holder)")
 
 
+def listed(conn):
+    """{(schema, table): [columns]} through ADBC's GetObjects, which the
+    driver answers with GetCatalogs, GetDbSchemas and GetTables."""
+    out = {}
+    for catalog in conn.adbc_get_objects(depth="all").read_all().to_pylist():
+        for schema in catalog["catalog_db_schemas"] or []:
+            for table in schema["db_schema_tables"] or []:
+                columns = [c["column_name"] for c in table["table_columns"] or []]
+                out[(schema["db_schema_name"], table["table_name"])] = columns
+    return out
+
+
+def metadata(url, conn, tokens):
+    tables = listed(conn)
+    check(("gov", "utility_usage") in tables, f"the bank's tables: {tables}")
+    check(set(tables) <= {("gov", "utility_usage"), ("gov", "tax_payments")}, f"only agreed tables: {tables}")
+    check("electricity_kwh" in tables[("gov", "utility_usage")], f"covered columns: {tables}")
+    if ("gov", "tax_payments") in tables:
+        check("vat" not in tables[("gov", "tax_payments")], f"an uncovered column is listed: {tables}")
+    schema = conn.adbc_get_table_schema("utility_usage", db_schema_filter="gov")
+    check("electricity_kwh" in schema.names, f"table schema: {schema}")
+    print(f"ok   metadata: the bank lists {sorted('.'.join(t) for t in tables)} with their covered columns")
+    with connect(url, tokens["other_applicant"]) as other:
+        check(listed(other) == {}, "another applicant lists no tables")
+    with connect(url, tokens["owner"]) as owner:
+        check(listed(owner) == {}, "a data owner lists no tables")
+    print("ok   metadata: another applicant and a data owner list nothing")
+
+
 def timing(conn, runs):
     times = []
     for _ in range(runs):
@@ -134,6 +165,7 @@ def main():
             accepted(conn)
             refused(conn)
             others(args.url, tokens)
+            metadata(args.url, conn, tokens)
             timing(conn, args.runs)
     except (AssertionError, adbc_driver_manager.Error) as e:
         print(f"FAIL {type(e).__name__}: {e}", file=sys.stderr)

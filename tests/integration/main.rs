@@ -2,6 +2,7 @@
 //! costs time on small machines). Modules by area.
 
 mod cancel_race;
+mod console;
 mod crash_safety;
 mod fixture;
 mod governance_lifecycle;

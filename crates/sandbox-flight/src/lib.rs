@@ -24,6 +24,7 @@ mod convert;
 mod error;
 mod held;
 mod jobs;
+mod metadata;
 mod service;
 
 pub use auth::{AGREEMENT_HEADER, Authenticator, Caller};

@@ -1,12 +1,15 @@
 //! The Flight SQL service: statements and prepared statements run as
 //! sandbox jobs when their `FlightInfo` is asked for (so a refusal is the
 //! answer to "execute"), and the released batch is fetched once with the
-//! ticket that answer carries. Nothing else is supported.
+//! ticket that answer carries. Catalog metadata (GetCatalogs,
+//! GetDbSchemas, GetTables, GetSqlInfo) lists what the caller may query.
+//! Nothing else is supported.
 
 use crate::auth::{Caller, agreement_for, caller};
 use crate::convert::released_to_batch;
 use crate::error::job_status;
 use crate::held::{Holdings, Limits};
+use crate::metadata;
 use crate::{FlightConfig, FlightJobs};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -181,6 +184,23 @@ fn sql_info_batch(query: CommandGetSqlInfo) -> Result<RecordBatch, Status> {
     query.into_builder(&info).build().map_err(Status::from)
 }
 
+/// The `FlightInfo` of a metadata command: the answer's schema, and a
+/// ticket that is the command itself (the answer is built again, for the
+/// same caller, when fetched).
+fn metadata_info<T: ProstMessageExt>(
+    query: &T,
+    batch: &RecordBatch,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(query.as_any().encode_to_vec()));
+    let info = FlightInfo::new()
+        .try_with_schema(&batch.schema())
+        .map_err(|e| Status::from(crate::FlightError::from(e)))?
+        .with_endpoint(endpoint)
+        .with_descriptor(request.into_inner());
+    Ok(Response::new(info))
+}
+
 fn handle_text(bytes: &[u8]) -> Result<&str, Status> {
     std::str::from_utf8(bytes).map_err(|_| Status::not_found("unknown or expired handle"))
 }
@@ -333,28 +353,66 @@ impl FlightSqlService for SandboxFlightSql {
         Err(unsupported("Substrait plans"))
     }
 
+    /// The catalog, for clients that browse before they query (listing
+    /// only what the caller's agreements cover; see `metadata`).
     async fn get_flight_info_catalogs(
         &self,
-        _query: CommandGetCatalogs,
-        _request: Request<FlightDescriptor>,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Err(unsupported("listing catalogs"))
+        let who = caller(&request)?;
+        let batch = metadata::catalogs(query, &metadata::covered_tables(&self.sandbox, &who)?)?;
+        metadata_info(&query, &batch, request)
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let who = caller(&request)?;
+        let batch = metadata::catalogs(query, &metadata::covered_tables(&self.sandbox, &who)?)?;
+        Ok(Response::new(batch_stream(batch)))
     }
 
     async fn get_flight_info_schemas(
         &self,
-        _query: CommandGetDbSchemas,
-        _request: Request<FlightDescriptor>,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Err(unsupported("listing schemas"))
+        let who = caller(&request)?;
+        let batch = metadata::db_schemas(query.clone(), &metadata::covered_tables(&self.sandbox, &who)?)?;
+        metadata_info(&query, &batch, request)
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let who = caller(&request)?;
+        let batch = metadata::db_schemas(query, &metadata::covered_tables(&self.sandbox, &who)?)?;
+        Ok(Response::new(batch_stream(batch)))
     }
 
     async fn get_flight_info_tables(
         &self,
-        _query: CommandGetTables,
-        _request: Request<FlightDescriptor>,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Err(unsupported("listing tables"))
+        let who = caller(&request)?;
+        let batch = metadata::tables(query.clone(), &metadata::covered_tables(&self.sandbox, &who)?)?;
+        metadata_info(&query, &batch, request)
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let who = caller(&request)?;
+        let batch = metadata::tables(query, &metadata::covered_tables(&self.sandbox, &who)?)?;
+        Ok(Response::new(batch_stream(batch)))
     }
 
     async fn get_flight_info_table_types(

@@ -386,7 +386,7 @@ async fn only_select_jobs_and_basic_info_are_supported() {
     let batches = fetch(&mut bank, ticket(&info)).await.unwrap();
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
 
-    let e = bank.get_tables(CommandGetTables::default()).await.unwrap_err();
+    let e = bank.get_table_types().await.unwrap_err();
     let e = status(e);
     assert_eq!(e.code(), Code::Unimplemented);
     assert!(e.message().contains("not supported"), "{}", e.message());
@@ -471,4 +471,71 @@ async fn an_exhausted_budget_is_a_refusal() {
         "{}",
         e.message()
     );
+}
+
+/// Table names and (with `include_schema`) column names of a GetTables answer.
+async fn listed_tables(client: &mut FlightSqlServiceClient<Channel>) -> Vec<(String, String, Vec<String>)> {
+    let command = CommandGetTables {
+        include_schema: true,
+        ..Default::default()
+    };
+    let info = client.get_tables(command).await.unwrap();
+    let batches = fetch(client, ticket(&info)).await.unwrap();
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let (schemas, names) = (column("db_schema_name"), column("table_name"));
+        let table_schemas = batch
+            .column_by_name("table_schema")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::BinaryArray>().cloned())
+            .expect("table_schema");
+        for i in 0..batch.num_rows() {
+            let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(table_schemas.value(i)).expect("schema");
+            let fields = schema.fields().iter().map(|f| f.name().clone()).collect();
+            out.push((schemas.value(i).to_string(), names.value(i).to_string(), fields));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lists_only_the_callers_tables_and_covered_columns() {
+    let server = start(FlightConfig::default()).await;
+    let mut bank = client(&server, Some(&server.tokens.applicant)).await;
+    let tables = listed_tables(&mut bank).await;
+    let names: Vec<(&str, &str)> = tables.iter().map(|(s, t, _)| (s.as_str(), t.as_str())).collect();
+    assert_eq!(names, [("gov", "tax_payments"), ("gov", "utility_usage")]);
+    // Only the columns the agreement covers (`vat` is not among them).
+    let mut tax_columns = tables[0].2.clone();
+    tax_columns.sort();
+    assert_eq!(tax_columns, ["credit_code", "tax_paid", "year"]);
+    assert!(tables[1].2.len() > 3, "`gov.utility_usage.*` covers every column");
+
+    let info = bank.get_catalogs().await.unwrap();
+    let catalogs = fetch(&mut bank, ticket(&info)).await.unwrap();
+    assert_eq!(catalogs.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    let info = bank
+        .get_db_schemas(arrow_flight::sql::CommandGetDbSchemas::default())
+        .await
+        .unwrap();
+    let schemas = fetch(&mut bank, ticket(&info)).await.unwrap();
+    assert_eq!(schemas.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+
+    // Another applicant, without agreements, and a data owner see nothing.
+    for token in [&server.tokens.other_applicant, &server.tokens.owner] {
+        let mut other = client(&server, Some(token)).await;
+        assert!(listed_tables(&mut other).await.is_empty());
+        let info = other.get_catalogs().await.unwrap();
+        let catalogs = fetch(&mut other, ticket(&info)).await.unwrap();
+        assert_eq!(catalogs.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    }
+    // Without a token: unauthenticated.
+    let mut anonymous = client(&server, None).await;
+    let e = anonymous.get_catalogs().await.unwrap_err();
+    assert_eq!(status(e).code(), Code::Unauthenticated);
 }

@@ -12,6 +12,7 @@
 //! the store's, and errors become responses in one place ([`ApiError`]).
 
 pub mod auth;
+mod console;
 mod error;
 pub mod extract;
 pub mod job;
