@@ -1,6 +1,7 @@
 //! Integration tests of the sandbox, one binary (linking once is what
 //! costs time on small machines). Modules by area.
 
+mod accuracy;
 mod cancel_race;
 mod console;
 mod crash_safety;

@@ -52,6 +52,7 @@ async fn dry_run_reports_cost_without_reading_or_charging() {
             &SqlJobOptions {
                 epsilon: Some(0.5),
                 dry_run: true,
+                ..Default::default()
             },
         )
         .await
@@ -88,6 +89,7 @@ async fn refusals_and_over_cap_epsilon_charge_nothing() {
             &SqlJobOptions {
                 epsilon: Some(5.0),
                 dry_run: false,
+                ..Default::default()
             },
         )
         .await
@@ -103,6 +105,7 @@ async fn refusals_and_over_cap_epsilon_charge_nothing() {
                 &SqlJobOptions {
                     epsilon: Some(tiny),
                     dry_run: false,
+                    ..Default::default()
                 },
             )
             .await
@@ -151,6 +154,7 @@ async fn delta_is_budgeted_per_agreement_and_dataset() {
     let options = SqlJobOptions {
         epsilon: Some(0.5),
         dry_run: false,
+        ..Default::default()
     };
     let t = released(s.run_sql(DEMO_GRANT, sql, &options).await.expect("first"));
     assert_eq!(t.delta_spent, 1e-6);
@@ -179,6 +183,7 @@ async fn concurrent_jobs_never_overspend_a_grant() {
                     &SqlJobOptions {
                         epsilon: Some(0.75),
                         dry_run: false,
+                        ..Default::default()
                     },
                 )
                 .await

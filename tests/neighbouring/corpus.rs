@@ -9,7 +9,61 @@ pub fn all(world: &World) -> Vec<(String, String)> {
     let mut out = table_queries();
     out.extend(attacks(world));
     out.extend(generated(0x5eed_2026, 72));
+    out.extend(generated_derived(0xde71_7ed0, 24));
+    out.extend(
+        post_processing(world)
+            .into_iter()
+            .map(|(origin, with, _)| (origin, with)),
+    );
     out
+}
+
+/// Post-processing shapes (HAVING, expressions of aggregates, ORDER BY,
+/// LIMIT, a filter over an aggregating subquery), each with the same query
+/// without them: on D their release traces must be identical (the same
+/// candidate groups, selection, statistics), since post-processing runs on
+/// released values only. (origin, with post-processing, without).
+pub fn post_processing(world: &World) -> Vec<(String, String, String)> {
+    let f = &world.facts;
+    let date = &f.rare_date;
+    let cap = f.rare_capital - 0.005;
+    let pairs = [
+        (
+            "SELECT founded, COUNT(*) AS n FROM gov.legal_entities GROUP BY founded HAVING COUNT(*) >= 1 ORDER BY n DESC LIMIT 3".to_string(),
+            "SELECT founded, COUNT(*) AS n FROM gov.legal_entities GROUP BY founded".to_string(),
+        ),
+        (
+            format!(
+                "SELECT district, SUM(registered_capital) / COUNT(*) AS m FROM gov.legal_entities
+                 WHERE founded = DATE '{date}' GROUP BY district HAVING SUM(registered_capital) > {cap}"
+            ),
+            format!(
+                "SELECT district, SUM(registered_capital) AS s, COUNT(*) AS n FROM gov.legal_entities
+                 WHERE founded = DATE '{date}' GROUP BY district"
+            ),
+        ),
+        (
+            format!(
+                "SELECT industry FROM gov.legal_entities GROUP BY industry
+                 HAVING AVG(registered_capital) > {cap} OR COUNT(*) = 1 ORDER BY AVG(registered_capital) DESC"
+            ),
+            "SELECT industry, AVG(registered_capital) AS a, COUNT(*) AS n FROM gov.legal_entities GROUP BY industry".to_string(),
+        ),
+        (
+            "SELECT * FROM (SELECT t.year, SUM(t.tax_paid) AS s FROM gov.tax_payments t GROUP BY t.year) x WHERE s > 0 ORDER BY s LIMIT 1".to_string(),
+            "SELECT t.year, SUM(t.tax_paid) AS s FROM gov.tax_payments t GROUP BY t.year".to_string(),
+        ),
+        (
+            "SELECT sex, 100 * COUNT(DISTINCT person_id) / COUNT(*) AS per_visit, ROUND(AVG(cost), 0) AS c FROM health.clinic_visits
+             GROUP BY sex HAVING COUNT(*) BETWEEN 1 AND 100000000".to_string(),
+            "SELECT sex, COUNT(DISTINCT person_id) AS p, COUNT(*) AS n, AVG(cost) AS c FROM health.clinic_visits GROUP BY sex".to_string(),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (with, without))| (format!("post-processing {}", i + 1), with, without))
+        .collect()
 }
 
 /// Every accepted query of `tests/sql/queries.test`.
@@ -184,6 +238,37 @@ fn attacks(world: &World) -> Vec<(String, String)> {
         "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE industry LIKE district GROUP BY district".to_string(),
         "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE industry ~ '^[A-C]' GROUP BY district".to_string(),
         "SELECT district, COUNT(*) AS n FROM gov.legal_entities WHERE industry LIKE 'C%' GROUP BY district".to_string(),
+        // Derived measures and analyst bounds: one unit's value isolated by
+        // CASE, division by zero, NaN and overflow on its row only, and an
+        // analyst's CLAMP wider than the owner's bounds.
+        format!(
+            "SELECT district, SUM(CASE WHEN founded = DATE '{date}' THEN registered_capital ELSE 0 END) AS s,
+                    AVG(CASE WHEN founded = DATE '{date}' THEN insured_employees END) AS a
+             FROM gov.legal_entities GROUP BY district"
+        ),
+        format!(
+            "SELECT industry, AVG(CLAMP(registered_capital / (insured_employees - {staff}), -1000000, 1000000)) AS r
+             FROM gov.legal_entities GROUP BY industry"
+        ),
+        format!(
+            "SELECT industry, AVG(CLAMP(sqrt(registered_capital - {cap}), 0, 100)) AS r, SUM(CLAMP(ln(registered_capital - {cap}), -10, 10)) AS l
+             FROM gov.legal_entities GROUP BY industry"
+        ),
+        format!(
+            "SELECT district, SUM(CLAMP(CASE WHEN founded = DATE '{date}' THEN registered_capital * 1e300 * 1e300 ELSE 1 END, 0, 100)) AS s,
+                    VARIANCE(CLAMP(CASE WHEN founded = DATE '{date}' THEN 0.0 / 0.0 ELSE registered_capital END, 0, 5000)) AS v
+             FROM gov.legal_entities GROUP BY district"
+        ),
+        "SELECT district, AVG(CLAMP(registered_capital, -1000000000, 1000000000)) AS a, SUM(CLAMP(registered_capital, 0, 2000)) AS s
+         FROM gov.legal_entities GROUP BY district"
+            .to_string(),
+        format!(
+            "SELECT t.year, SUM(CAST(t.tax_paid > {cap} AS INT)) AS n, AVG(t.tax_paid * 2 + t.vat) AS m FROM gov.tax_payments t GROUP BY t.year"
+        ),
+        format!(
+            "SELECT sex, AVG(CASE WHEN cost > {cost} THEN cost * 10 ELSE 0 END) AS c, SUM(GREATEST(cost - {cost}, 0)) AS g
+             FROM health.clinic_visits GROUP BY sex"
+        ),
     ];
     shapes
         .into_iter()
@@ -327,6 +412,55 @@ fn generated(seed: u64, count: usize) -> Vec<(String, String)> {
             format!("SELECT {key} AS k, {aggregate} AS v FROM {from}{filter} GROUP BY {key}")
         };
         out.push((format!("generated {i}"), sql));
+    }
+    out
+}
+
+/// Seeded aggregates of expressions (derived measures, analyst CLAMPs)
+/// over one table or a fusion of two, with filters and group keys.
+fn generated_derived(seed: u64, count: usize) -> Vec<(String, String)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for i in 0..count {
+        let base = pick(&mut rng, TABLES);
+        let mut from = format!("{} a", base.dataset);
+        let mut measures: Vec<String> = base.measures.iter().map(|m| format!("a.{m}")).collect();
+        let mut dimensions: Vec<String> = base.dimensions.iter().map(|d| format!("a.{d}")).collect();
+        if base.enterprise && rng.random_bool(0.4) {
+            let other = loop {
+                let t = pick(&mut rng, TABLES);
+                if t.enterprise && t.dataset != base.dataset {
+                    break t;
+                }
+            };
+            from.push_str(&format!(" JOIN {} b ON a.credit_code = b.credit_code", other.dataset));
+            measures.extend(other.measures.iter().map(|m| format!("b.{m}")));
+            dimensions.extend(other.dimensions.iter().map(|d| format!("b.{d}")));
+        }
+        let m = pick(&mut rng, &measures).clone();
+        let m2 = pick(&mut rng, &measures).clone();
+        let dim = pick(&mut rng, &dimensions).clone();
+        let k = rng.random_range(0..2_000);
+        let value = match rng.random_range(0..8) {
+            0 => format!("{m} * 2 - {m2}"),
+            1 => format!("CASE WHEN {m} > {k} THEN {m2} ELSE 0 END"),
+            2 => format!("CLAMP({m}, 0, {})", k + 1),
+            3 => format!("ABS({m} - {m2})"),
+            4 => format!("CLAMP({m} / {m2}, 0, 100)"),
+            5 => format!("CAST({m} > {k} AS INT)"),
+            6 => format!("CLAMP({m} % ({m2} - {k}), -50, 50)"),
+            _ => format!("LEAST(GREATEST({m}, {k}), {}) + COALESCE({m2}, 0)", k + 500),
+        };
+        let function = *pick(&mut rng, &["SUM", "AVG", "VARIANCE", "STDDEV"]);
+        let filter = if rng.random_bool(0.3) {
+            format!(" WHERE {m} > {}", rng.random_range(0..500))
+        } else {
+            String::new()
+        };
+        out.push((
+            format!("generated derived {i}"),
+            format!("SELECT {dim} AS k, {function}({value}) AS v FROM {from}{filter} GROUP BY {dim}"),
+        ));
     }
     out
 }

@@ -514,6 +514,8 @@ async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliE
     let options = SqlJobOptions {
         epsilon: args.epsilon,
         dry_run: args.dry_run,
+        target_ci: args.target_ci,
+        target_rows: args.target_rows,
     };
     let functions = match &args.wasm {
         Some(path) => sandbox.load_wasm(&read_module(path)?)?.row_functions(),

@@ -349,8 +349,17 @@ pub struct SqlArgs {
     #[arg(long)]
     dry_run: bool,
     /// ε to spend (default: the per-query cap of the policies).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "target_ci")]
     epsilon: Option<f64>,
+    /// Spend the smallest ε that gives every aggregate an expected 95%
+    /// interval of ± this much (in the aggregate's units); refused above
+    /// the per-query cap. With --dry-run, shows that ε.
+    #[arg(long)]
+    target_ci: Option<f64>,
+    /// Rows per group you expect, for the intervals of means (AVG) in a
+    /// dry run or with --target-ci.
+    #[arg(long)]
+    target_rows: Option<u64>,
     /// The grant to run under.
     #[arg(long, default_value = "demo")]
     grant: String,

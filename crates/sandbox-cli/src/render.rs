@@ -27,6 +27,15 @@ fn cell_text(c: &ReleasedCell) -> String {
             format!("{} [{} – {}]", fmt_num(*value), fmt_num(ci95[0]), fmt_num(ci95[1]))
         }
         ReleasedCell::Rounded { value, .. } => fmt_num(*value),
+        ReleasedCell::Derived { value: None, .. } => "NULL".into(),
+        ReleasedCell::Derived {
+            value: Some(v),
+            ci95: Some(ci),
+        } => format!("{} [{} – {}]", fmt_num(*v), fmt_num(ci[0]), fmt_num(ci[1])),
+        ReleasedCell::Derived {
+            value: Some(v),
+            ci95: None,
+        } => format!("{} [no interval]", fmt_num(*v)),
         ReleasedCell::Withheld { rule } => format!("(withheld: {rule})"),
     }
 }
@@ -126,7 +135,37 @@ pub fn dry_run(r: &DryRunReport) -> String {
     if let Some(n) = r.public_groups {
         out.push_str(&format!("  {n} group(s) from public key sets\n"));
     }
+    if let Some(t) = r.target_ci {
+        out.push_str(&format!(
+            "target: every aggregate within ±{} (95%) needs ε = {}\n",
+            fmt_num(t),
+            r.epsilon
+        ));
+    }
+    if !r.intervals.is_empty() {
+        out.push_str("expected 95% intervals:\n");
+    }
+    for i in &r.intervals {
+        out.push_str(&format!(
+            "  {}: {}\n",
+            i.aggregate,
+            interval_text(i.half_width, i.per_row, r.target_rows)
+        ));
+        if let Some(note) = &i.bounds_note {
+            out.push_str(&format!("    {note}\n"));
+        }
+    }
     out
+}
+
+/// An expected interval in words: `± w`, or for means `± K / n`.
+pub fn interval_text(half_width: Option<f64>, per_row: Option<f64>, rows: Option<u64>) -> String {
+    match (half_width, per_row, rows) {
+        (Some(w), Some(k), Some(n)) => format!("± {} at {n} rows per group (≈ ± {} / rows)", fmt_num(w), fmt_num(k)),
+        (_, Some(k), _) => format!("≈ ± {} / (rows in the group), at worst", fmt_num(k)),
+        (Some(w), None, _) => format!("± {}", fmt_num(w)),
+        (None, None, _) => "not forecast (depends on the data's spread)".into(),
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ impl FlightJobs for PoolJobs {
             epsilon: None,
             dry_run: false,
             wasm_module: None,
+            target_ci: None,
+            target_rows: None,
         };
         async move {
             let job = pool.submit_and_wait(&account, &request).await.map_err(job_error)?;

@@ -76,13 +76,7 @@ impl DiscreteLaplace {
     /// The smallest `w` with `P[|Z| > w] ≤ alpha`: the half-width of a
     /// `1 - alpha` interval around a noisy value, in grid units.
     pub fn half_width(&self, alpha: f64) -> u64 {
-        let p = self.ratio();
-        if p == 0.0 {
-            return 0;
-        }
-        // P[|Z| ≥ m] = 2 p^m / (1 + p); find the smallest m meeting alpha.
-        let m = ((alpha * (1.0 + p) / 2.0).ln() / p.ln()).ceil();
-        if m.is_finite() && m > 1.0 { m as u64 - 1 } else { 0 }
+        half_width(self.scale_f64, alpha)
     }
 
     /// The variance of the noise, `2p / (1 - p)^2`.
@@ -90,6 +84,20 @@ impl DiscreteLaplace {
         let p = self.ratio();
         2.0 * p / ((1.0 - p) * (1.0 - p))
     }
+}
+
+/// The smallest `w` with `P[|Z| > w] ≤ alpha` for discrete Laplace noise
+/// `Z` of scale `scale` (grid units): the half-width of a `1 - alpha`
+/// interval. From `P[|Z| ≥ m] = 2 p^m / (1 + p)` with `p = exp(-1/scale)`
+/// (Canonne, Kamath, Steinke 2020). Used to re-level a released value's
+/// interval, e.g. at `1 - 0.05/k` for a union bound over k values.
+pub fn half_width(scale: f64, alpha: f64) -> u64 {
+    let p = if scale == 0.0 { 0.0 } else { (-1.0 / scale).exp() };
+    if p == 0.0 {
+        return 0;
+    }
+    let m = ((alpha * (1.0 + p) / 2.0).ln() / p.ln()).ceil();
+    if m.is_finite() && m > 1.0 { m as u64 - 1 } else { 0 }
 }
 
 #[cfg(test)]

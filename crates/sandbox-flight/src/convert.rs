@@ -69,6 +69,7 @@ fn key_text(v: &Value) -> Option<String> {
 fn cell_number(c: &ReleasedCell) -> Option<f64> {
     match c {
         ReleasedCell::Noisy { value, .. } | ReleasedCell::Rounded { value, .. } => Some(*value),
+        ReleasedCell::Derived { value, .. } => *value,
         ReleasedCell::Withheld { .. } => None,
         ReleasedCell::Key { value } => value.as_f64(),
     }

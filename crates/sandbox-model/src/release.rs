@@ -27,6 +27,13 @@ pub enum ReleasedCell {
     },
     /// A value released under threshold rules only (rounded, not noised).
     Rounded { value: f64, base: f64 },
+    /// A value computed after release from released values (an expression
+    /// of aggregates in the SELECT list: a ratio, a share, a rounding):
+    /// post-processing, no ε. `value` is `None` where the expression has no
+    /// value (a division by zero, a NULL). `ci95` is a 95% interval for the
+    /// same expression of the exact (bounded) statistics when one can be
+    /// derived soundly, `None` when not (see docs/privacy.md).
+    Derived { value: Option<f64>, ci95: Option<[f64; 2]> },
     /// Withheld; the reason names the rule, never the value.
     Withheld { rule: String },
 }

@@ -17,7 +17,9 @@
 pub mod analysis;
 pub mod assets;
 pub mod data_dir;
+pub mod forecast;
 mod governance;
+pub mod postprocess;
 pub mod release;
 pub mod rules;
 pub mod sandbox;

@@ -22,7 +22,7 @@ use sandbox_model::{ReleasedCell, ReleasedColumn, ReleasedTable, Suppression};
 use sandbox_sql::CheckedQuery;
 use sandbox_sql::contribution::Bounding;
 use sandbox_sql::partials::{Contributions, GroupStatistics};
-use sandbox_sql::query::{AggregateFn, OutputSource};
+use sandbox_sql::query::{AggregateFn, PostExpr};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -473,6 +473,11 @@ fn assemble(
     // The cap on released groups, applied to what was selected: the groups
     // with the largest noisy unit counts stay (post-processing).
     let mut notes = d.notes;
+    for a in &q.aggregates {
+        if let Some(bounds) = &a.bounds_note {
+            notes.push(format!("{}: {bounds}", a.display));
+        }
+    }
     if rows.len() > max_groups {
         let selected = rows.len();
         rows.sort_by(|a, b| d.rank[b.0].cmp(&d.rank[a.0]).then(a.0.cmp(&b.0)));
@@ -481,52 +486,27 @@ fn assemble(
             "{selected} groups passed selection; the {max_groups} with the largest noisy counts of privacy units are shown"
         ));
     }
+    // A deterministic base order (by group key), then HAVING, ORDER BY,
+    // LIMIT and computed outputs on the released values only.
     let keys = &result.groups.keys;
-    let sort_value = |row: &(usize, Vec<ReleasedCell>), src: OutputSource| -> SortKey {
-        match src {
-            OutputSource::Group(i) => SortKey::Json(keys[row.0].get(i).cloned().unwrap_or(serde_json::Value::Null)),
-            OutputSource::Aggregate(j) => SortKey::Num(match row.1.get(j) {
-                Some(ReleasedCell::Noisy { value, .. }) | Some(ReleasedCell::Rounded { value, .. }) => *value,
-                _ => f64::NAN,
-            }),
-        }
-    };
-    rows.sort_by(|a, b| {
-        for (src, asc) in &q.order_by {
-            let o = sort_value(a, *src).cmp(&sort_value(b, *src));
-            let o = if *asc { o } else { o.reverse() };
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        json_cmp_rows(&keys[a.0], &keys[b.0])
-    });
-    let released_rows: Vec<Vec<ReleasedCell>> = rows
+    rows.sort_by(|a, b| json_cmp_rows(&keys[a.0], &keys[b.0]));
+    let relevel = relevel(q, specs, rules);
+    let rows = rows
         .into_iter()
-        .skip(q.offset)
-        .take(q.limit.unwrap_or(usize::MAX))
-        .map(|(g, agg)| {
-            q.outputs
-                .iter()
-                .map(|(_, src)| match src {
-                    OutputSource::Group(i) => ReleasedCell::Key {
-                        value: keys[g].get(*i).cloned().unwrap_or(serde_json::Value::Null),
-                    },
-                    OutputSource::Aggregate(j) => agg.get(*j).cloned().unwrap_or(ReleasedCell::Withheld {
-                        rule: "internal".into(),
-                    }),
-                })
-                .collect()
-        })
+        .map(|(g, cells)| crate::postprocess::Row { keys: &keys[g], cells })
         .collect();
+    let processed = crate::postprocess::apply(q, &relevel, rows);
+    notes.extend(processed.notes);
+    let released_rows = processed.rows;
     let columns = q
         .outputs
         .iter()
-        .map(|(name, src)| ReleasedColumn {
-            name: name.clone(),
-            kind: match src {
-                OutputSource::Group(_) => "group_key".to_string(),
-                OutputSource::Aggregate(j) => q.aggregates[*j].display.clone(),
+        .map(|o| ReleasedColumn {
+            name: o.name.clone(),
+            kind: match o.expr {
+                PostExpr::Key(_) => "group_key".to_string(),
+                PostExpr::Aggregate(j) => q.aggregates[j].display.clone(),
+                _ => o.display.clone(),
             },
         })
         .collect();
@@ -577,27 +557,38 @@ fn rounding_base(q: &CheckedQuery, rules: &ReleaseRules, j: usize) -> Option<f64
     }
 }
 
-#[derive(PartialEq)]
-enum SortKey {
-    Json(serde_json::Value),
-    Num(f64),
-}
-
-impl Eq for SortKey {}
-impl PartialOrd for SortKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for SortKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (SortKey::Num(a), SortKey::Num(b)) => a.total_cmp(b),
-            (SortKey::Json(a), SortKey::Json(b)) => json_cmp(a, b),
-            (SortKey::Num(_), _) => Ordering::Less,
-            (_, SortKey::Num(_)) => Ordering::Greater,
-        }
-    }
+/// For each aggregate, how its interval can be taken at another level (for
+/// computed outputs that combine several released values): only a value
+/// that is one discrete Laplace statistic and was not rounded.
+fn relevel(
+    q: &CheckedQuery,
+    specs: &[AggregateSpec],
+    rules: &ReleaseRules,
+) -> Vec<Option<crate::postprocess::Relevel>> {
+    use crate::postprocess::Relevel;
+    specs
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let rounded = rules.threshold && rounding_base(q, rules, j).is_some();
+            if !rules.dp || rounded {
+                return None;
+            }
+            match s {
+                AggregateSpec::CountRows | AggregateSpec::CountValues { .. } | AggregateSpec::CountUnits => {
+                    Some(Relevel {
+                        quantum: 1.0,
+                        nonnegative: true,
+                    })
+                }
+                AggregateSpec::Sum { grid, .. } => Some(Relevel {
+                    quantum: grid.quantum,
+                    nonnegative: false,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn json_cmp(a: &serde_json::Value, b: &serde_json::Value) -> Ordering {

@@ -34,6 +34,13 @@ pub struct SqlJobOptions {
     pub epsilon: Option<f64>,
     /// Report the cost and interval widths without reading data or budget.
     pub dry_run: bool,
+    /// Spend the smallest ε that gives every aggregate an expected 95%
+    /// interval of ± this much (output units); refused above the cap and
+    /// together with `epsilon` (see `crate::forecast`).
+    pub target_ci: Option<f64>,
+    /// The rows per group the analyst expects, for the intervals of means
+    /// (dry run and `target_ci`).
+    pub target_rows: Option<u64>,
 }
 
 /// Who names a job and hears how it goes: the server passes its queue id
@@ -90,6 +97,12 @@ pub struct DryRunReport {
     /// The noisy unit count a group needs, when groups are not public.
     pub selection_threshold: Option<i64>,
     pub public_groups: Option<usize>,
+    /// Each aggregate's expected 95% interval at this ε, with its bounds.
+    pub intervals: Vec<crate::forecast::ExpectedInterval>,
+    /// The target half-width asked for, when ε was chosen by it.
+    pub target_ci: Option<f64>,
+    /// The rows per group the intervals of means assume.
+    pub target_rows: Option<u64>,
 }
 
 /// The result of a SQL job.
@@ -520,7 +533,26 @@ impl Sandbox {
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
         let public = public_count.is_some();
-        let epsilon = self.choose_epsilon(&rules, options.epsilon)?;
+        let epsilon = match options.target_ci {
+            None => self.choose_epsilon(&rules, options.epsilon)?,
+            Some(_) if options.epsilon.is_some() => {
+                return Err(RuntimeError::refused(
+                    "target-ci-with-epsilon",
+                    "give either ε or a target interval, not both",
+                ));
+            }
+            Some(target) => {
+                let needed = crate::forecast::epsilon_for_target(
+                    &query,
+                    &specs,
+                    &rules,
+                    public_count,
+                    target,
+                    options.target_rows,
+                )?;
+                self.choose_epsilon(&rules, Some(needed))?
+            }
+        };
         if rules.dp && !public && rules.delta <= 0.0 {
             return Err(RuntimeError::refused(
                 "partition-selection-needs-delta",
@@ -528,13 +560,20 @@ impl Sandbox {
             ));
         }
         if options.dry_run {
-            return Ok(SqlJobResult::DryRun(self.dry_run(
-                &query,
-                &rules,
-                &specs,
-                public_count,
-                epsilon,
-            )?));
+            let mut report = self.dry_run(&query, &rules, &specs, public_count, epsilon)?;
+            if rules.dp {
+                report.intervals = crate::forecast::expected_intervals(
+                    &query,
+                    &specs,
+                    &rules,
+                    public_count,
+                    epsilon,
+                    options.target_rows,
+                )?;
+            }
+            report.target_ci = options.target_ci;
+            report.target_rows = options.target_rows;
+            return Ok(SqlJobResult::DryRun(report));
         }
         // Charge before running.
         let delta = if rules.dp && !public { rules.delta } else { 0.0 };
@@ -683,6 +722,9 @@ impl Sandbox {
                 aggregates: Vec::new(),
                 selection_threshold: None,
                 public_groups: public_count,
+                intervals: Vec::new(),
+                target_ci: None,
+                target_rows: None,
             });
         }
         let split = epsilon_split(query, specs, rules, public, epsilon)?;
@@ -708,6 +750,9 @@ impl Sandbox {
             aggregates,
             selection_threshold,
             public_groups: public_count,
+            intervals: Vec::new(),
+            target_ci: None,
+            target_rows: None,
         })
     }
 }

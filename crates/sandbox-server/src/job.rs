@@ -34,6 +34,14 @@ pub enum JobRequest {
         /// A WebAssembly module with row functions (UDFs), base64.
         #[serde(default)]
         wasm_module: Option<String>,
+        /// Spend the smallest ε that gives every aggregate an expected 95%
+        /// interval of ± this much (output units); refused above the
+        /// per-query cap and together with `epsilon`.
+        #[serde(default)]
+        target_ci: Option<f64>,
+        /// Rows per group expected, for the intervals of means.
+        #[serde(default)]
+        target_rows: Option<u64>,
     },
     /// A WebAssembly analysis run by sample and aggregate over the rows
     /// `input_sql` selects.

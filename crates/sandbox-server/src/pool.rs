@@ -515,6 +515,8 @@ async fn run_request(
             epsilon,
             dry_run,
             wasm_module,
+            target_ci,
+            target_rows,
             ..
         } => {
             let functions = match wasm_module {
@@ -526,7 +528,12 @@ async fn run_request(
                 }
                 None => Vec::new(),
             };
-            let options = SqlJobOptions { epsilon, dry_run };
+            let options = SqlJobOptions {
+                epsilon,
+                dry_run,
+                target_ci,
+                target_rows,
+            };
             match sandbox.run_sql_job(context, grant, &sql, &options, functions).await? {
                 SqlJobResult::Released { .. } => Ok(()),
                 SqlJobResult::DryRun(report) => {

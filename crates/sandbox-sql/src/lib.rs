@@ -20,6 +20,7 @@
 //! crate returns partial statistics to the runtime, not to a user.
 
 pub mod checker;
+pub mod clamp;
 pub mod contribution;
 pub mod guard;
 pub mod guest;

@@ -23,7 +23,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
-use datafusion::functions::expr_fn::{greatest, least, round};
+use datafusion::functions::expr_fn::round;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast as cast_expr, col, lit, when};
 use datafusion::physical_plan::collect;
@@ -106,10 +106,12 @@ pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<Measur
     Ok((specs, measures))
 }
 
-/// `CAST(round((clamp(x) - centre) / quantum) AS BIGINT)`.
+/// `CAST(round((clamp(x, lower, upper) - centre) / quantum) AS BIGINT)`,
+/// with [`crate::clamp`]: NULL and NaN stay NULL (missing), where
+/// `least(greatest(x, lower), upper)` would count a NULL as the lower bound.
 fn grid_expr(x: Expr, g: &Quantizer) -> Expr {
     let x = cast_expr(x, DataType::Float64);
-    let clamped = least(vec![greatest(vec![x, lit(g.lower)]), lit(g.upper)]);
+    let clamped = crate::clamp::call(x, g.lower, g.upper);
     let scaled = (clamped - lit(g.center)) / lit(g.quantum);
     cast_expr(round(vec![scaled]), DataType::Int64)
 }

@@ -67,13 +67,158 @@ pub struct AggregateRequest {
     /// The dataset whose measure is aggregated (none for counts and for
     /// job-supplied functions); its policy's rounding base applies.
     pub measure_dataset: Option<DatasetId>,
+    /// Which bounds clamp the values and where they come from (the policy,
+    /// derived by interval arithmetic, an analyst's CLAMP), for the
+    /// release notes.
+    pub bounds_note: Option<String>,
 }
 
-/// Where an output column comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum OutputSource {
-    Group(usize),
+/// An expression over one released row: its group keys and its released
+/// aggregates, evaluated after release (post-processing, no ε). Built by
+/// the checker from the plan nodes above the aggregation (HAVING, the
+/// SELECT list, ORDER BY), with every projection in between inlined, so it
+/// refers to the released row directly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum PostExpr {
+    /// Group key `i`.
+    Key(usize),
+    /// Released aggregate `j` (of [`CheckedQuery::aggregates`]).
     Aggregate(usize),
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    Null,
+    Negate(Box<PostExpr>),
+    Not(Box<PostExpr>),
+    IsNull(Box<PostExpr>),
+    Binary(Box<PostExpr>, PostOp, Box<PostExpr>),
+    Function(PostFunction, Vec<PostExpr>),
+    /// `CASE [operand] WHEN … THEN … [ELSE …] END`.
+    Case {
+        operand: Option<Box<PostExpr>>,
+        branches: Vec<(PostExpr, PostExpr)>,
+        otherwise: Option<Box<PostExpr>>,
+    },
+    InList {
+        expr: Box<PostExpr>,
+        list: Vec<PostExpr>,
+        negated: bool,
+    },
+}
+
+/// Binary operators on released values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PostOp {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    And,
+    Or,
+}
+
+/// Scalar functions on released values (each with a sound interval
+/// extension, see `sandbox_runtime::postprocess`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PostFunction {
+    Abs,
+    /// `round(x)` or `round(x, digits)` with a literal number of digits.
+    Round,
+    Ceil,
+    Floor,
+    /// Truncation toward zero; also `CAST(x AS <integer type>)`.
+    Trunc,
+    Sqrt,
+    Greatest,
+    Least,
+    Coalesce,
+    NullIf,
+}
+
+impl PostExpr {
+    /// The released aggregates the expression reads, in order, without
+    /// repeats.
+    pub fn aggregates(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.visit(&mut |e| {
+            if let PostExpr::Aggregate(j) = e
+                && !out.contains(j)
+            {
+                out.push(*j);
+            }
+        });
+        out
+    }
+
+    /// Nodes of the expression tree.
+    pub fn size(&self) -> usize {
+        let mut n = 0;
+        self.visit(&mut |_| n += 1);
+        n
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&PostExpr)) {
+        f(self);
+        match self {
+            PostExpr::Negate(x) | PostExpr::Not(x) | PostExpr::IsNull(x) => x.visit(f),
+            PostExpr::Binary(l, _, r) => {
+                l.visit(f);
+                r.visit(f);
+            }
+            PostExpr::Function(_, args) => args.iter().for_each(|a| a.visit(f)),
+            PostExpr::Case {
+                operand,
+                branches,
+                otherwise,
+            } => {
+                if let Some(o) = operand {
+                    o.visit(f);
+                }
+                for (w, t) in branches {
+                    w.visit(f);
+                    t.visit(f);
+                }
+                if let Some(o) = otherwise {
+                    o.visit(f);
+                }
+            }
+            PostExpr::InList { expr, list, .. } => {
+                expr.visit(f);
+                list.iter().for_each(|a| a.visit(f));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One step applied to the released rows, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum PostStep {
+    /// Keeps the rows where the predicate is true (HAVING, or a WHERE over
+    /// an aggregating subquery).
+    Filter(PostExpr),
+    /// Sorts the rows (stable): (key, ascending, nulls first).
+    Sort(Vec<(PostExpr, bool, bool)>),
+    /// `OFFSET skip` then at most `fetch` rows.
+    Limit { skip: usize, fetch: Option<usize> },
+}
+
+/// One output column of the released table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputColumn {
+    pub name: String,
+    /// `Key(i)` or `Aggregate(j)` for a column passed through; any other
+    /// expression is computed from the released row.
+    pub expr: PostExpr,
+    /// Human form of a computed column, e.g.
+    /// `sum(gov.legal_entities.registered_capital) / count(*)`.
+    pub display: String,
 }
 
 /// Columns and functions the job used, for its usage record.
@@ -96,12 +241,11 @@ pub struct CheckedQuery {
     pub unit_columns: Vec<datafusion::common::Column>,
     pub group_keys: Vec<GroupKey>,
     pub aggregates: Vec<AggregateRequest>,
-    /// Output columns in order: (name, source).
-    pub outputs: Vec<(String, OutputSource)>,
-    /// ORDER BY over keys and aggregates: (what, ascending).
-    pub order_by: Vec<(OutputSource, bool)>,
-    pub limit: Option<usize>,
-    pub offset: usize,
+    /// Output columns in order.
+    pub outputs: Vec<OutputColumn>,
+    /// HAVING, ORDER BY, LIMIT and OFFSET, applied in order to the
+    /// released rows (post-processing of noisy values).
+    pub post: Vec<PostStep>,
     /// Every dataset the query reads.
     pub datasets: BTreeSet<DatasetId>,
     /// Datasets with a privacy unit (conditionally open).

@@ -77,7 +77,7 @@ impl JobSession {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
-            .with_scalar_functions(SessionStateDefaults::default_scalar_functions())
+            .with_scalar_functions(scalar_functions())
             .with_aggregate_functions(aggregate_functions())
             .with_window_functions(SessionStateDefaults::default_window_functions())
             .with_expr_planners(SessionStateDefaults::default_expr_planners())
@@ -215,6 +215,13 @@ impl JobSession {
                 .map_err(|_| SqlError::Internal("the planner thread failed".into()))?
         })
     }
+}
+
+/// DataFusion's scalar functions and the sandbox's `clamp`.
+fn scalar_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+    let mut functions = SessionStateDefaults::default_scalar_functions();
+    functions.push(crate::clamp::udf());
+    functions
 }
 
 /// DataFusion's aggregate functions, with `variance` added as a name for

@@ -103,10 +103,13 @@ fn total_expr(e: Expr) -> DfResult<Transformed<Expr>> {
     })
 }
 
-/// Already total: our own wrappers.
+/// Already total: our own wrappers and `clamp`.
 fn is_total(f: &ScalarUDF) -> bool {
     let inner = f.inner();
-    inner.is::<TotalFunction>() || inner.is::<SafeArithmetic>() || inner.is::<CapStrings>()
+    inner.is::<TotalFunction>()
+        || inner.is::<SafeArithmetic>()
+        || inner.is::<CapStrings>()
+        || inner.is::<crate::clamp::Clamp>()
 }
 
 /// Evaluates `call` on the whole batch; if it fails or panics, evaluates it

@@ -214,6 +214,7 @@ fn sql(client: &Client, args: SqlArgs) -> Result<(), CliError> {
     let request = json!({
         "kind": "sql", "agreement": args.grant, "sql": query,
         "epsilon": args.epsilon, "dry_run": args.dry_run, "wasm_module": module,
+        "target_ci": args.target_ci, "target_rows": args.target_rows,
     });
     let result = run_job(client, &request, args.json)?;
     print_result(client, &args.grant, &result, args.json)

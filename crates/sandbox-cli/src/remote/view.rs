@@ -99,6 +99,31 @@ pub fn dry_run(r: &Value) -> String {
     if let Some(n) = r["public_groups"].as_u64() {
         out.push_str(&format!("  {n} group(s) from public key sets\n"));
     }
+    if let Some(t) = r["target_ci"].as_f64() {
+        out.push_str(&format!(
+            "target: every aggregate within ±{} (95%) needs ε = {}\n",
+            fmt_num(t),
+            number(&r["epsilon"])
+        ));
+    }
+    let intervals: Vec<&Value> = items(&r["intervals"]).collect();
+    if !intervals.is_empty() {
+        out.push_str("expected 95% intervals:\n");
+    }
+    for i in intervals {
+        out.push_str(&format!(
+            "  {}: {}\n",
+            text(&i["aggregate"]),
+            crate::render::interval_text(
+                i["half_width"].as_f64(),
+                i["per_row"].as_f64(),
+                r["target_rows"].as_u64()
+            )
+        ));
+        if let Some(note) = i["bounds_note"].as_str() {
+            out.push_str(&format!("    {note}\n"));
+        }
+    }
     out
 }
 

@@ -99,6 +99,11 @@ fn cell_view(view: &View<'_>, cell: &ReleasedCell) -> Value {
         ReleasedCell::Withheld { rule } => json!({
             "class": "withheld", "text": "—", "detail": format!("{}: {rule}", view.t("withheld")),
         }),
+        ReleasedCell::Derived { value, ci95 } => json!({
+            "class": "noisy",
+            "text": value.map_or_else(|| "—".to_string(), number),
+            "detail": ci95.map(|c| format!("95%: [{}, {}]", number(c[0]), number(c[1]))),
+        }),
     }
 }
 

@@ -223,6 +223,8 @@ fn job_request(form: &Form, module: Option<&[u8]>) -> Result<JobRequest, ApiErro
             epsilon,
             dry_run: form.text("action") == "dry_run",
             wasm_module: module,
+            target_ci: None,
+            target_rows: None,
         }),
         "analysis" => Ok(JobRequest::Analysis {
             agreement,

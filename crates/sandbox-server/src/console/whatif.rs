@@ -135,6 +135,12 @@ fn outcome(result: Result<SqlJobResult, RuntimeError>) -> Value {
                 widths.push((ci95[1] - ci95[0]) / 2.0);
             }
             ReleasedCell::Rounded { .. } => released += 1,
+            ReleasedCell::Derived { ci95, .. } => {
+                released += 1;
+                if let Some(c) = ci95 {
+                    widths.push((c[1] - c[0]) / 2.0);
+                }
+            }
             ReleasedCell::Key { .. } => {}
         }
     }

@@ -52,15 +52,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/audit", get(export_audit))
         .route("/v1/audit/verify", get(verify_audit))
-<<<<<<< HEAD
         .route("/v1/samples", get(list_samples))
         .route("/v1/samples/{dataset}", get(sample_report))
         .route("/v1/samples/{dataset}/sample.csv", get(sample_csv))
         .route("/v1/samples/{dataset}/sample.parquet", get(sample_parquet))
-=======
         // The web console: pages over the handlers above (src/console).
         .merge(crate::console::router())
->>>>>>> console
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

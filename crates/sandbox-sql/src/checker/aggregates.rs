@@ -95,6 +95,7 @@ impl Checker<'_> {
         let mut argument = None;
         let mut bounds = None;
         let mut measure_dataset = None;
+        let mut bounds_note = None;
         match function {
             AggregateFn::CountRows => display_arg = "*".to_string(),
             AggregateFn::CountUnits => {
@@ -135,6 +136,10 @@ impl Checker<'_> {
                         argument: Some(arg.clone()),
                         bounds: Some(g.bounds),
                         measure_dataset: None,
+                        bounds_note: Some(format!(
+                            "values clamped to [{}, {}], the bounds the job declared for wasm:{}",
+                            g.bounds.0, g.bounds.1, g.function
+                        )),
                     });
                 }
                 let measure = measure_source(arg, schema, facts);
@@ -148,15 +153,8 @@ impl Checker<'_> {
                 }
                 let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
                 let Some(src) = measure else {
-                    let names: Vec<String> = fact.sources.iter().map(|s| s.to_string()).collect();
-                    return Err(refuse(
-                        "derived-measure",
-                        format!(
-                            "{}({}) aggregates an expression, which has no public bounds; aggregate a measure column itself",
-                            fname.to_uppercase(),
-                            names.join(", ")
-                        ),
-                    ));
+                    let _ = fact;
+                    return self.derived_aggregate(function, name, &fname, arg, schema, facts);
                 };
                 let cp = self.roles_of(&src)?;
                 if cp.roles.is_restricted() {
@@ -172,12 +170,13 @@ impl Checker<'_> {
                     ));
                 }
                 bounds = cp.bounds;
-                if bounds.is_none() {
+                let Some((lo, hi)) = bounds else {
                     return Err(refuse(
                         "measure-without-bounds",
                         format!("{src} has no public bounds in its policy"),
                     ));
-                }
+                };
+                bounds_note = Some(format!("values clamped to the policy's bounds [{lo}, {hi}]"));
                 self.usage.aggregated.insert(src.to_string());
                 display_arg = src.to_string();
                 argument = Some(arg.clone());
@@ -191,6 +190,97 @@ impl Checker<'_> {
             argument,
             bounds,
             measure_dataset,
+            bounds_note,
+        })
+    }
+
+    /// SUM, AVG, VARIANCE or STDDEV of an expression (see `derived`).
+    fn derived_aggregate(
+        &mut self,
+        function: AggregateFn,
+        name: String,
+        fname: &str,
+        arg: &Expr,
+        schema: &DFSchema,
+        facts: &[ColumnFact],
+    ) -> Result<AggregateRequest, SqlError> {
+        // Under threshold rules alone, a CASE could isolate one unit's value
+        // inside a group that passes k; only noise covers that.
+        let mut any_dp = false;
+        for ds in &self.protected {
+            any_dp |= self.policy(ds)?.release.mode.uses_dp();
+        }
+        if !any_dp {
+            return Err(refuse(
+                "derived-measure-needs-dp",
+                "expressions and CLAMP inside aggregates need a differentially private release; the policies here release under threshold rules only",
+            ));
+        }
+        let d = self.derived_measure(arg, schema, facts)?;
+        let datasets: BTreeSet<DatasetId> = d.leaves.iter().map(|s| s.dataset.clone()).collect();
+        if d.nonlinear {
+            for ds in datasets.iter().filter(|ds| self.protected.contains(*ds)) {
+                let policy = self.policy(ds)?;
+                let missing: Vec<String> = super::ROW_FUNCTION_AGGREGATES
+                    .iter()
+                    .filter(|k| !policy.release.aggregates.contains(k))
+                    .map(|k| k.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(refuse(
+                        "aggregate-not-allowed-by-policy",
+                        format!(
+                            "{}({}) multiplies or divides measures of {ds}, which could compute {} (e.g. a sum of squares), which its policy does not allow",
+                            fname.to_uppercase(),
+                            d.display,
+                            missing.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        for leaf in &d.leaves {
+            self.usage.aggregated.insert(leaf.to_string());
+        }
+        // The rounding base that applies (threshold rules with DP): the
+        // largest of the datasets whose measures it reads, or, for an
+        // expression of conditions and constants (a count), of every
+        // protected dataset.
+        let candidates: Vec<DatasetId> = if datasets.is_empty() {
+            self.protected.iter().cloned().collect()
+        } else {
+            datasets.iter().cloned().collect()
+        };
+        let mut measure_dataset: Option<(DatasetId, f64)> = None;
+        for ds in candidates {
+            let base = self
+                .policies
+                .policy(&ds)
+                .and_then(|p| p.release.rounding_base)
+                .unwrap_or(0.0);
+            if measure_dataset.as_ref().is_none_or(|(_, b)| base > *b) {
+                measure_dataset = Some((ds, base));
+            }
+        }
+        let (lo, hi) = d.bounds;
+        let note = match (d.clamps.is_empty(), d.outer) {
+            (false, Some((a, b))) => format!(
+                "values clamped to [{lo}, {hi}]: the analyst's CLAMP within the bounds [{a}, {b}] the policies give"
+            ),
+            (false, None) => format!("values clamped to [{lo}, {hi}] (the analyst's CLAMP)"),
+            (true, _) => format!(
+                "values clamped to [{lo}, {hi}], derived by interval arithmetic from the policies' bounds of {}",
+                d.leaves.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        Ok(AggregateRequest {
+            function,
+            name,
+            display: format!("{fname}({})", d.display),
+            argument: Some(d.expr),
+            bounds: Some(d.bounds),
+            measure_dataset: measure_dataset.map(|(ds, _)| ds),
+            bounds_note: Some(note),
         })
     }
 }

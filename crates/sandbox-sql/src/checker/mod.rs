@@ -6,7 +6,7 @@
 //! The accepted shape is
 //!
 //! ```text
-//! [Projection | Sort | Limit | SubqueryAlias]*      output: keys and aggregates only
+//! [Projection | Filter | Sort | Limit | SubqueryAlias]*   post-processing of released values
 //!   Aggregate                                       keys on dimensions, aggregates of measures
 //!     row source: TableScan | SubqueryAlias | Filter | Projection | Join
 //! ```
@@ -14,13 +14,15 @@
 //! Refusals name the rule and the column, never a value.
 
 mod aggregates;
+mod derived;
 mod expressions;
+mod post;
 mod relations;
 
 use expressions::strip_alias;
 
 use crate::lineage::{ColumnFact, GuestOutput, SourceColumn};
-use crate::query::{AggregateFn, AggregateRequest, CheckedRows, GroupKey, OutputSource, UsageFacts};
+use crate::query::{AggregateFn, AggregateRequest, CheckedRows, GroupKey, UsageFacts};
 use crate::rewrite::add_unit_columns;
 use crate::{CheckedQuery, SqlError};
 use datafusion::common::{DFSchema, ScalarValue, TableReference};
@@ -54,6 +56,8 @@ pub const ALLOWED_SCALAR_FUNCTIONS: &[&str] = &[
     "power",
     "pow",
     "signum",
+    // the analyst's clamping bounds (see `crate::clamp`)
+    "clamp",
     // conditionals
     "coalesce",
     "nullif",
@@ -174,11 +178,11 @@ impl<'a> Checker<'a> {
                     chain.push(node);
                     node = &s.input;
                 }
-                LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)) => {
-                    return Err(refuse(
-                        "having",
-                        "HAVING filters on exact aggregates and is not allowed; filter the released result instead",
-                    ));
+                // HAVING, or a WHERE over an aggregating subquery: applied
+                // to the released values (see `post`).
+                LogicalPlan::Filter(f) => {
+                    chain.push(node);
+                    node = &f.input;
                 }
                 LogicalPlan::Distinct(_) => {
                     return Err(refuse(
@@ -272,111 +276,9 @@ impl<'a> Checker<'a> {
             }
         }
 
-        // Map outputs through the chain above the aggregation.
-        let n_groups = group_keys.len();
-        let mut outputs: Vec<(String, OutputSource)> = aggregate
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let src = if i < n_groups {
-                    OutputSource::Group(i)
-                } else {
-                    OutputSource::Aggregate(i - n_groups)
-                };
-                (f.name().clone(), src)
-            })
-            .collect();
-        let mut order_by = Vec::new();
-        let mut limit = None;
-        let mut offset = 0;
-        let mut below_schema: &DFSchema = aggregate.schema.as_ref();
-        for node in chain.iter().rev() {
-            match node {
-                LogicalPlan::Projection(p) => {
-                    let mut next = Vec::new();
-                    for e in &p.expr {
-                        let inner = strip_alias(e);
-                        let Expr::Column(c) = inner else {
-                            return Err(refuse(
-                                "post-aggregation-expression",
-                                format!(
-                                    "output `{}` computes on aggregates; select group keys and aggregates as they are and compute on the released result",
-                                    e.schema_name()
-                                ),
-                            ));
-                        };
-                        let idx = below_schema
-                            .maybe_index_of_column(c)
-                            .ok_or_else(|| SqlError::Internal(format!("output column {c} not found")))?;
-                        let name = match e {
-                            Expr::Alias(Alias { name, .. }) => name.clone(),
-                            _ => c.name.clone(),
-                        };
-                        next.push((name, outputs[idx].1));
-                    }
-                    outputs = next;
-                    below_schema = p.schema.as_ref();
-                }
-                LogicalPlan::Sort(s) => {
-                    if limit.is_some() {
-                        return Err(refuse(
-                            "order-after-limit",
-                            "ORDER BY above a LIMIT is not supported; use one ORDER BY … LIMIT",
-                        ));
-                    }
-                    order_by.clear();
-                    for se in &s.expr {
-                        let Expr::Column(c) = strip_alias(&se.expr) else {
-                            return Err(refuse("order-by-expression", "ORDER BY must name output columns"));
-                        };
-                        let idx = below_schema
-                            .maybe_index_of_column(c)
-                            .ok_or_else(|| refuse("order-by-expression", "ORDER BY must name output columns"))?;
-                        let source = outputs
-                            .get(idx)
-                            .map(|o| o.1)
-                            .ok_or_else(|| SqlError::Internal("sort column out of range".into()))?;
-                        order_by.push((source, se.asc));
-                    }
-                    if s.fetch.is_some() {
-                        limit = s.fetch;
-                    }
-                    below_schema = s.input.schema().as_ref();
-                }
-                LogicalPlan::Limit(l) => {
-                    let fetch = match l.fetch.as_deref() {
-                        None => None,
-                        Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if *n >= 0 => Some(*n as usize),
-                        Some(_) => {
-                            return Err(refuse(
-                                "limit-expression",
-                                "LIMIT must be a non-negative integer literal",
-                            ));
-                        }
-                    };
-                    let skip = match l.skip.as_deref() {
-                        None => 0,
-                        Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if *n >= 0 => *n as usize,
-                        Some(_) => {
-                            return Err(refuse(
-                                "limit-expression",
-                                "OFFSET must be a non-negative integer literal",
-                            ));
-                        }
-                    };
-                    limit = match (limit, fetch) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    offset += skip;
-                    below_schema = l.input.schema().as_ref();
-                }
-                LogicalPlan::SubqueryAlias(s) => below_schema = s.schema.as_ref(),
-                _ => return Err(SqlError::Internal("unexpected node in the output chain".into())),
-            }
-        }
+        // The chain above the aggregation, as post-processing of the
+        // released rows.
+        let (outputs, post) = post::translate_chain(&chain, aggregate, &aggregates)?;
         let (unit_columns, row_source) = add_unit_columns(aggregate.input.as_ref(), self.policies, &self.protected)?;
         Ok(CheckedQuery {
             row_source,
@@ -384,9 +286,7 @@ impl<'a> Checker<'a> {
             group_keys,
             aggregates,
             outputs,
-            order_by,
-            limit,
-            offset,
+            post,
             datasets: self.datasets,
             protected: self.protected,
             usage: self.usage,
