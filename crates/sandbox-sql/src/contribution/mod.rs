@@ -51,11 +51,12 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::functions::expr_fn::{coalesce, greatest, least};
 use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{ScalarFunction, WindowFunction};
 use datafusion::logical_expr::{
     Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder, ScalarUDF, WindowFrame, WindowFrameBound,
-    WindowFrameUnits, cast as cast_expr, col, lit,
+    WindowFrameUnits, WindowFunctionDefinition, cast as cast_expr, col, lit,
 };
 use sandbox_dp::bounding::{ContributionBounds, GroupTotals};
 use sandbox_policy::PublicKey;
@@ -178,7 +179,13 @@ pub async fn compute_totals(
                         WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
                         WindowFrameBound::CurrentRow,
                     );
-                    let running = sum(col("__r1"))
+                    // An aggregate over a window: `sum(...)` itself is
+                    // an aggregate expression, which takes no window clause.
+                    let running_sum = WindowFunction::new(
+                        WindowFunctionDefinition::AggregateUDF(sum_udaf()),
+                        vec![col("__r1")],
+                    );
+                    let running = Expr::from(running_sum)
                         .partition_by(vec![col("__u")])
                         .order_by(order)
                         .window_frame(frame)
