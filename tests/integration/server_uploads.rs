@@ -104,10 +104,9 @@ fn an_owner_uploads_and_registers_and_a_failed_upload_leaves_nothing() {
     assert_eq!(status, 403, "{answer}");
     // Over the limit: refused, nothing kept.
     let (status, answer) = put(&server, &owner, path, csv(10_000).as_bytes());
-    assert_eq!(
-        (status, answer["error"]["code"].as_str()),
-        (413, Some("too_large")),
-        "{answer}"
+    assert!(
+        (status, answer["error"]["code"].as_str()) == (413, Some("too_large")) || status == 0,
+        "{status} {answer}"
     );
     // (The server may still be removing the part when a cut client returns.)
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
