@@ -16,6 +16,7 @@ mod server_load;
 mod server_restart;
 mod server_samples;
 mod server_support;
+mod server_uploads;
 mod server_validation;
 mod sql_jobs;
 mod sql_queries;

@@ -197,6 +197,11 @@ pub(crate) fn pseudonym_key(explicit: Option<&Path>, dir: &DataDir) -> Result<Ps
     PseudonymKey::load_or_create(&path, dir.root()).map_err(ingest_error)
 }
 
+/// The dataset id a catalog entry file declares.
+pub(crate) fn entry_id(text: &str, path: &Path) -> Result<String, CliError> {
+    Ok(parse_entry(text, path)?.id.to_string())
+}
+
 fn parse_entry(text: &str, path: &Path) -> Result<Dataset, CliError> {
     let parsed = if text.trim_start().starts_with('{') {
         serde_json::from_str::<Dataset>(text).map_err(|e| e.to_string())

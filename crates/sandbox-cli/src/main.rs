@@ -324,6 +324,13 @@ pub struct ServeArgs {
     /// Write the bound address to this file once listening (scripts, tests).
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// Largest file a data owner uploads to register (PUT /v1/datasets/{dataset}/upload).
+    #[arg(long, default_value_t = 1 << 30)]
+    max_upload_bytes: u64,
+    /// The pseudonymization secret for registrations over HTTP (outside the
+    /// data directory; created on first use). Default: ~/.config/data-sandbox/pseudonym.key.
+    #[arg(long, env = "SANDBOX_PSEUDONYM_KEY")]
+    pseudonym_key: Option<PathBuf>,
     /// Address of the Arrow Flight SQL endpoint (standard SQL clients: ADBC, JDBC).
     #[arg(long, default_value = "127.0.0.1:50051")]
     flight_listen: std::net::SocketAddr,

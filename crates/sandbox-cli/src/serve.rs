@@ -89,6 +89,8 @@ pub async fn serve(root: &Path, args: ServeArgs) -> Result<(), CliError> {
             workers: args.workers,
             max_queued: args.max_queued,
         },
+        max_upload_bytes: args.max_upload_bytes,
+        pseudonym_key: args.pseudonym_key.clone(),
     };
     let (router, state) = sandbox_server::app(sandbox.clone(), config).map_err(|e| fail(e.message))?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -227,11 +227,13 @@ impl Sandbox {
     /// Opens the sandbox on a given governance store (PostgreSQL, say)
     /// instead of the data directory's SQLite database.
     pub fn open_with_store(dir: DataDir, store: Store) -> Result<Self, RuntimeError> {
+        // Taken before reading, so a change made while loading is seen by
+        // the next refresh.
+        let fingerprint = DirFingerprint::of(&dir);
         let catalog =
             sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         let policies =
             PolicySet::load_dir(&dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let fingerprint = DirFingerprint::of(&dir);
         let sandbox = Sandbox {
             dir,
             catalog: std::sync::RwLock::new(Arc::new(catalog)),

@@ -33,12 +33,17 @@ use sandbox_runtime::Sandbox;
 use std::sync::Arc;
 
 /// The server's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The largest request body accepted (a WebAssembly module travels in
     /// base64 inside a job request).
     pub max_body_bytes: usize,
     pub pool: PoolLimits,
+    /// The largest file an owner uploads to register (streamed to disk).
+    pub max_upload_bytes: u64,
+    /// The pseudonymization secret for registrations over HTTP (default:
+    /// `sandbox_ingest::PseudonymKey::default_path`).
+    pub pseudonym_key: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +51,8 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             pool: PoolLimits::default(),
+            max_upload_bytes: 1 << 30,
+            pseudonym_key: None,
         }
     }
 }
@@ -55,7 +62,16 @@ impl Default for ServerConfig {
 pub fn app(sandbox: Arc<Sandbox>, config: ServerConfig) -> ApiResult<(Router, AppState)> {
     let metrics = Arc::new(Metrics::default());
     let pool = JobPool::start(sandbox.clone(), metrics.clone(), config.pool)?;
-    let state = AppState { sandbox, pool, metrics };
+    let uploads = Arc::new(state::UploadSettings {
+        max_bytes: config.max_upload_bytes,
+        pseudonym_key: config.pseudonym_key.clone(),
+    });
+    let state = AppState {
+        sandbox,
+        pool,
+        metrics,
+        uploads,
+    };
     Ok((routes::router(state.clone(), config.max_body_bytes), state))
 }
 

@@ -42,6 +42,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::cancel_job,
         crate::routes::export_audit,
         crate::routes::verify_audit,
+        crate::routes::upload_data,
+        crate::routes::register_upload,
         crate::routes::list_samples,
         crate::routes::sample_report,
         crate::routes::sample_csv,

@@ -11,4 +11,12 @@ pub struct AppState {
     pub sandbox: Arc<Sandbox>,
     pub pool: JobPool,
     pub metrics: Arc<Metrics>,
+    pub uploads: Arc<UploadSettings>,
+}
+
+/// Registration over HTTP: the upload limit and the pseudonymization secret.
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    pub max_bytes: u64,
+    pub pseudonym_key: Option<std::path::PathBuf>,
 }

@@ -80,17 +80,37 @@ impl Client {
         }
     }
 
-    /// Sends a request; the body of a 2xx answer (JSON, a text body as a
-    /// JSON string, `null` when empty), or what went wrong.
-    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiFailure> {
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
         let mut request = self.agent.request(method, &format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             request = request.set("Authorization", &format!("Bearer {t}"));
         }
+        request
+    }
+
+    /// Sends a request; the body of a 2xx answer (JSON, a text body as a
+    /// JSON string, `null` when empty), or what went wrong.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiFailure> {
+        let request = self.request(method, path);
         let response = match body {
             Some(b) => request.send_json(b),
             None => request.call(),
         };
+        self.answer(response)
+    }
+
+    /// PUTs a file as the raw body, streamed from disk.
+    pub fn put_file(&self, path: &str, file: &std::path::Path) -> Result<Value, ApiFailure> {
+        let reader =
+            std::fs::File::open(file).map_err(|e| self.unreachable(format!("cannot read {}: {e}", file.display())))?;
+        let response = self
+            .request("PUT", path)
+            .set("Content-Type", "application/octet-stream")
+            .send(reader);
+        self.answer(response)
+    }
+
+    fn answer(&self, response: Result<ureq::Response, ureq::Error>) -> Result<Value, ApiFailure> {
         match response {
             Ok(r) => {
                 let json = r.content_type().ends_with("json");

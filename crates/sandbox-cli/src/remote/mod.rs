@@ -68,7 +68,10 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
             command: PolicyCommand::Check { .. },
         } => Err(local_only("policy check")),
         Command::Serve(_) => Err(local_only("serve")),
-        Command::Dataset { .. } => Err(local_only("dataset")),
+        Command::Dataset {
+            command: crate::dataset::DatasetCommand::Register(args),
+        } if !args.check_only => register(&client, &args),
+        Command::Dataset { .. } => Err(local_only("dataset show, withdraw and register --check-only")),
         Command::Sample(args) if args.generate => Err(local_only("sample --generate")),
         Command::Sample(args) => {
             // The report; the files are at the routes it names (public).
@@ -81,6 +84,57 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
             Ok(())
         }
     }
+}
+
+/// `dataset register` against a server: the file is streamed up
+/// (`PUT /v1/datasets/{id}/upload`), then registered with the entry, the
+/// policy and the reading options (`POST /v1/datasets/{id}/register`).
+fn register(client: &Client, args: &crate::dataset::RegisterArgs) -> Result<(), CliError> {
+    let entry = crate::commands::read_text(&args.entry, sandbox_policy::files::MAX_POLICY_BYTES)?;
+    let id = crate::dataset::entry_id(&entry, &args.entry)?;
+    let policy = args
+        .policy
+        .as_deref()
+        .map(|p| crate::commands::read_text(p, sandbox_policy::files::MAX_POLICY_BYTES))
+        .transpose()?;
+    if !args.check.is_empty()
+        || args.sheet.is_some()
+        || args.max_invalid_codes.is_some()
+        || args.max_unknown_districts.is_some()
+        || args.max_out_of_bounds.is_some()
+        || args.max_null_fraction.is_some()
+    {
+        return Err(fail(
+            "--check, --sheet and the --max-invalid-codes/--max-unknown-districts/--max-out-of-bounds/\
+             --max-null-fraction thresholds are not sent to a server yet: register locally",
+        ));
+    }
+    let path = format!("/v1/datasets/{}", segment(&id));
+    let uploaded = client.put_file(&format!("{path}/upload"), &args.file)?;
+    println!(
+        "uploaded {} bytes (sha256 {})",
+        uploaded["bytes"],
+        uploaded["sha256"].as_str().unwrap_or_default()
+    );
+    let delimiter = if args.delimiter == "tab" {
+        "\t".to_string()
+    } else {
+        args.delimiter.clone()
+    };
+    let request = serde_json::json!({
+        "entry": entry,
+        "policy": policy,
+        "format": args.format,
+        "encoding": args.encoding,
+        "delimiter": delimiter,
+        "header": !args.no_header,
+        "key": args.key,
+        "max_rejected_rows": args.max_rejected_rows,
+        "max_duplicate_keys": args.max_duplicate_keys,
+    });
+    let manifest = client.post(&format!("{path}/register"), &request)?;
+    println!("{}", pretty(&manifest)?);
+    Ok(())
 }
 
 fn local_only(verb: &str) -> CliError {

@@ -8,6 +8,7 @@ mod jobs;
 mod meta;
 mod refresh;
 mod samples;
+mod uploads;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,6 +25,7 @@ pub(crate) use catalog::*;
 pub(crate) use jobs::*;
 pub(crate) use meta::*;
 pub(crate) use samples::*;
+pub(crate) use uploads::*;
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
@@ -52,6 +54,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/audit", get(export_audit))
         .route("/v1/audit/verify", get(verify_audit))
+        .route(
+            "/v1/datasets/{dataset}/upload",
+            axum::routing::put(upload_data).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/datasets/{dataset}/register", post(register_upload))
         .route("/v1/samples", get(list_samples))
         .route("/v1/samples/{dataset}", get(sample_report))
         .route("/v1/samples/{dataset}/sample.csv", get(sample_csv))
