@@ -24,6 +24,8 @@ import urllib.request
 from playwright.sync_api import expect, sync_playwright
 
 SQL = "SELECT t.year, AVG(t.tax_paid) FROM gov.tax_payments t GROUP BY t.year"
+# Counts per year: noisy values whatever the noise (no dominance rule applies to a count).
+COUNT_SQL = "SELECT t.year, COUNT(*) FROM gov.tax_payments t GROUP BY t.year"
 COLUMNS = ["gov.tax_payments.year", "gov.tax_payments.tax_paid", "gov.tax_payments.credit_code"]
 TIMEOUT_MS = 60_000
 
@@ -123,7 +125,7 @@ def test_flow(w):
     bank.goto(base + "/console/agreements")
     expect(bank.locator("meter").first).to_be_visible()
     bank.click(f'a[href="/console/jobs/new?agreement={w.agreement}"]')
-    bank.fill("#sql", SQL)
+    bank.fill("#sql", COUNT_SQL)
     bank.fill("#job-epsilon", "1")
     bank.click("#dry-run-button")
     expect(bank.locator("#dry-run")).to_be_visible()
@@ -252,7 +254,7 @@ def test_what_if(w, folder):
         expect(rows).to_have_count(2)
         in_force = rows.nth(0).locator("td").nth(1).inner_text()
         draft = rows.nth(0).locator("td.draft").inner_text()
-        assert "3" in in_force and "k-threshold" in draft, (in_force, draft)
+        assert "k-threshold" not in in_force and "k-threshold" in draft, (in_force, draft)
         tax.screenshot(path=str(folder / f"what-if.{lang}.png"), full_page=True)
         assert "min_units = 100000000" in tax.locator("#policy-toml").input_value(), "the draft is kept"
     tax.goto(w.base + "/console/policies/gov.tax_payments")

@@ -153,6 +153,23 @@ fn is_console_path(path: &str) -> bool {
     path.starts_with("/console") && !path.contains("//") && !path.contains('\\') && !path.chars().any(char::is_control)
 }
 
+/// The page a form posted to `path` belongs to (a page rendered in answer
+/// to a form switches language by going back to it, not to the form's
+/// target, which answers `POST` only).
+fn page_of_form(path: &str) -> String {
+    for action in ["/decision", "/revise", "/revoke", "/suspend", "/resume"] {
+        if let Some(page) = path.strip_suffix(action) {
+            return page.replace("/console/datasets/", "/console/catalog/");
+        }
+    }
+    match path {
+        "/console/accounts" => "/console/operator".into(),
+        "/console/apply" | "/console/jobs" | "/console/complaints" => path.into(),
+        p if p.starts_with("/console/policies/") => p.into(),
+        _ => "/console/catalog".into(),
+    }
+}
+
 /// A signed-in account: the session cookie's token resolved as the API
 /// resolves a bearer token.
 #[derive(Debug, Clone)]
@@ -170,10 +187,14 @@ impl FromRequestParts<AppState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let lang = Lang::of(&parts.headers);
-        let here = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/console".to_string(), |p| p.as_str().to_string());
+        let here = if parts.method == axum::http::Method::GET {
+            parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/console".to_string(), |p| p.as_str().to_string())
+        } else {
+            page_of_form(parts.uri.path())
+        };
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Redirect::to("/console/login").into_response());
         };
@@ -489,6 +510,21 @@ mod tests {
         ] {
             assert!(!is_console_path(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_page_rendered_for_a_form_knows_its_page() {
+        assert_eq!(
+            page_of_form("/console/applications/a1/decision"),
+            "/console/applications/a1"
+        );
+        assert_eq!(
+            page_of_form("/console/datasets/gov.x/suspend"),
+            "/console/catalog/gov.x"
+        );
+        assert_eq!(page_of_form("/console/accounts"), "/console/operator");
+        assert_eq!(page_of_form("/console/policies/gov.x"), "/console/policies/gov.x");
+        assert_eq!(page_of_form("/console/logout"), "/console/catalog");
     }
 
     #[test]
