@@ -266,7 +266,13 @@ async fn accuracy_figures() {
         s.session_for_grant("accuracy").expect("session").state().clone(),
     );
     // (query, exact SQL, owners' bounds only, [(expert bounds in words, SQL)])
-    let cases: [(&str, &str, &str, Vec<(&str, &str)>); 4] = [
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+    );
+    let cases: [Case; 4] = [
         (
             "AVG(registered_capital) by district",
             "SELECT district, AVG(registered_capital) FROM gov.legal_entities GROUP BY district",
