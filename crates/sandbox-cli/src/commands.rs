@@ -689,6 +689,16 @@ pub const DEMO_JOBS: &[(&str, &str, &str)] = &[
          GROUP BY e.industry",
     ),
     (
+        "bank (inclusive finance)",
+        "the same with the analyst's bounds (CLAMP within the owner's [0, 500000] kWh: far less noise), \
+         kWh per insured employee computed from the released values (no extra ε), largest first",
+        "SELECT e.industry, AVG(CLAMP(u.electricity_kwh, 0, 50000)) AS mean_kwh,
+                SUM(CLAMP(u.electricity_kwh, 0, 50000)) / SUM(CLAMP(e.insured_employees, 0, 500)) AS kwh_per_employee
+         FROM gov.utility_usage u JOIN gov.legal_entities e ON u.credit_code = e.credit_code
+         WHERE u.month >= '2024-01'
+         GROUP BY e.industry HAVING COUNT(*) > 100 ORDER BY mean_kwh DESC",
+    ),
+    (
         "researcher (public health)",
         "clinic cost by age band (groups chosen by DP partition selection)",
         "SELECT CASE WHEN age < 18 THEN '0-17' WHEN age < 40 THEN '18-39' WHEN age < 65 THEN '40-64' ELSE '65+' END AS age_band,

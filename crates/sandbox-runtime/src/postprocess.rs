@@ -198,7 +198,7 @@ fn intervals(deps: &[usize], row: &Row<'_>, relevel: &[Option<Relevel>]) -> Opti
                 ..
             } if mechanism == "discrete_laplace" => {
                 let r = relevel.get(j).copied().flatten()?;
-                if !(r.quantum > 0.0) {
+                if r.quantum.is_nan() || r.quantum <= 0.0 {
                     return None;
                 }
                 let w = sandbox_dp::noise::half_width(scale / r.quantum, ALPHA / k as f64) as f64 * r.quantum;

@@ -78,17 +78,29 @@ impl ScalarUDFImpl for Clamp {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays: Vec<ArrayRef> = args
-            .args
-            .iter()
-            .map(|a| a.to_array(if scalar { 1 } else { n }))
-            .collect::<DfResult<_>>()?;
-        let [x, lo, hi] = arrays.as_slice() else {
+        let [x, lo, hi] = args.args.as_slice() else {
             return datafusion::common::exec_err!("clamp takes three arguments");
         };
+        let scalar_f64 = |v: &ColumnarValue| match v {
+            ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Float64) {
+                Ok(ScalarValue::Float64(f)) => Some(f),
+                _ => Some(None),
+            },
+            ColumnarValue::Array(_) => None,
+        };
+        // The usual case (every aggregated value on its way to the grid):
+        // literal bounds, one pass over the values.
+        if let (ColumnarValue::Array(values), Some(lo), Some(hi)) = (x, scalar_f64(lo), scalar_f64(hi)) {
+            let values = datafusion::arrow::compute::cast(values, &DataType::Float64)?;
+            let values = values.as_primitive::<Float64Type>();
+            let out: Float64Array = values.iter().map(|v| clamp_one(v, lo, hi)).collect();
+            return Ok(ColumnarValue::Array(Arc::new(out)));
+        }
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if scalar { 1 } else { n };
+        let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<DfResult<_>>()?;
         let as_f64 = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Float64);
-        let (x, lo, hi) = (as_f64(x)?, as_f64(lo)?, as_f64(hi)?);
+        let (x, lo, hi) = (as_f64(&arrays[0])?, as_f64(&arrays[1])?, as_f64(&arrays[2])?);
         let (x, lo, hi) = (
             x.as_primitive::<Float64Type>(),
             lo.as_primitive::<Float64Type>(),

@@ -308,10 +308,7 @@ impl Translator {
         match e {
             PostExpr::Key(i) => self.key_kinds.get(*i).copied().unwrap_or(Kind::Other),
             PostExpr::Aggregate(_) | PostExpr::Number(_) | PostExpr::Null | PostExpr::Negate(_) => Kind::Number,
-            PostExpr::Binary(_, op, _) => match op {
-                PostOp::Add | PostOp::Subtract | PostOp::Multiply | PostOp::Divide => Kind::Number,
-                _ => Kind::Other,
-            },
+            PostExpr::Binary(_, PostOp::Add | PostOp::Subtract | PostOp::Multiply | PostOp::Divide, _) => Kind::Number,
             PostExpr::Function(PostFunction::Greatest | PostFunction::Least | PostFunction::Coalesce, args) => {
                 if args.iter().all(|a| self.kind(a) == Kind::Number) {
                     Kind::Number
