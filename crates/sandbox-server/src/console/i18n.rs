@@ -164,6 +164,13 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("summary", "Summary", "摘要"),
     ("suspended", "Suspended", "已中止开放"),
     ("fields", "Fields", "字段"),
+    ("sample_dataset", "Sample dataset", "样本数据"),
+    (
+        "sample_explained",
+        "A synthetic sample with the same fields, generated with differential privacy from the real data's marginals; anyone may download it without applying, to write and test jobs.",
+        "与真实数据字段相同的合成样本，由真实数据的边缘分布在差分隐私下生成；无需申请即可下载，用于编写和测试作业。",
+    ),
+    ("sample_report", "fidelity report (JSON)", "保真度报告（JSON）"),
     ("field", "Field", "字段"),
     ("type", "Type", "类型"),
     ("unit", "Unit", "单位"),

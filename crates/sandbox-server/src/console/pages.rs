@@ -225,6 +225,15 @@ pub(crate) async fn dataset(
         .unwrap_or_default();
     let can_apply = session.caller.role == Role::Applicant && class == "conditional" && page.suspension.is_none();
     let title = page.dataset.title.clone();
+    // The public sample dataset (样本数据), where one has been generated:
+    // anyone may download it, as from the public `/v1/samples` routes.
+    let sample = state
+        .sandbox
+        .data_dir()
+        .current_sample_dir(&page.dataset.id)
+        .map(|_| json!({"csv": format!("/v1/samples/{}/sample.csv", page.dataset.id),
+                        "parquet": format!("/v1/samples/{}/sample.parquet", page.dataset.id),
+                        "report": format!("/v1/samples/{}", page.dataset.id)}));
     view.page(
         "dataset.html",
         &title,
@@ -232,7 +241,7 @@ pub(crate) async fn dataset(
         json!({"d": page.dataset, "class_label": class_label(&view, &class), "policy": page.policy,
                "policy_version": page.policy_version, "policy_digest": page.policy_digest,
                "suspension": page.suspension, "can_apply": can_apply, "can_edit_policy": owns,
-               "can_suspend": owns || session.caller.is_operator()}),
+               "can_suspend": owns || session.caller.is_operator(), "sample": sample}),
     )
 }
 
