@@ -504,16 +504,20 @@ fn encode(
             }
             let row_index = table.units.len() as u32;
             let unit = match unit_field.map(|u| &cells[u]) {
-                Some(Cell::Str(s)) => {
+                // No privacy unit in the policy: the row is its own unit.
+                None => u32::MAX - row_index,
+                // A row whose unit is missing belongs to no known unit and
+                // is left out, as the SQL engine leaves it out
+                // (`__u IS NOT NULL`): counted as a unit of its own, one
+                // unit's rows with a missing code would each count as
+                // another unit, unbounded by m and in partition selection.
+                Some(Cell::Null) => return Ok(()),
+                // Any other value, by its type and value (not only text
+                // and integers: a unit of another type is still one unit).
+                Some(cell) => {
                     let next = units.len() as u32;
-                    *units.entry(s.clone()).or_insert(next)
+                    *units.entry(format!("{cell:?}")).or_insert(next)
                 }
-                Some(Cell::Int(i)) => {
-                    let next = units.len() as u32;
-                    *units.entry(i.to_string()).or_insert(next)
-                }
-                // No privacy unit (or a null one): the row is its own unit.
-                _ => u32::MAX - row_index,
             };
             table.units.push(unit);
             table.row_keys.push(hasher.finish());

@@ -217,3 +217,50 @@ fn a_new_sample_replaces_the_served_one() {
     assert!(dir.ends_with(&second.sample_id));
     assert!(!dir.parent().expect("parent").join(&first.sample_id).exists());
 }
+
+/// Red team: rows whose privacy unit is NULL belong to no known unit. The
+/// SQL path drops them (`__u IS NOT NULL`); a sample counted each as a unit
+/// of its own, so one enterprise whose code is missing on many rows pushed
+/// its rare value (here an inspection month no coded enterprise has) past
+/// partition selection, with every one of its rows kept.
+#[test]
+fn rows_without_a_privacy_unit_are_not_units_of_their_own() {
+    let f = Fixture::new();
+    let mut text = csv_text(3000);
+    for i in 0..300 {
+        text.push_str(&format!(",浦东新区,2019-12-2{},{}.5,1\n", i % 10, i % 50));
+    }
+    let file = f.file("inspections.csv", text.as_bytes());
+    f.register_with(&file, ENTRY, &format!("{POLICY}{SAMPLE_TABLE}"), options())
+        .expect("register");
+    let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+    let id: sandbox_model::DatasetId = "gov.inspections".parse().expect("id");
+    let entry = catalog.get(&id).expect("entry").clone();
+    let policy_text = std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+    let policy = sandbox_policy::parse_policy("gov.inspections.toml", &policy_text, &catalog).expect("parse");
+    let data = stored_file(&f).parent().expect("dir").to_path_buf();
+    let manifest = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions { seed: Some([5; 32]) },
+        |_| Ok(()),
+    )
+    .expect("sample");
+    let inspected = manifest
+        .columns
+        .iter()
+        .find(|c| c.name == "inspected")
+        .expect("inspected");
+    assert!(
+        !inspected.categories.is_empty(),
+        "the coded months are released: {inspected:?}"
+    );
+    assert!(
+        !inspected.categories.iter().any(|c| c.contains("2019-12")),
+        "a month only unit-less rows have was released: {:?}",
+        inspected.categories
+    );
+}
