@@ -264,3 +264,53 @@ fn rows_without_a_privacy_unit_are_not_units_of_their_own() {
         inspected.categories
     );
 }
+
+/// Red team: the released values of a column chosen by DP selection were
+/// listed (and coded) in the order they first appear in the stored file, so
+/// the manifest's order told which value the first rows hold: the value of
+/// the file's first row was listed first, a fact about one unit that no
+/// noise covers. The same rows in another order must give the same
+/// categories in the same order.
+#[test]
+fn released_values_do_not_reveal_the_order_of_the_rows() {
+    let categories = |reverse: bool| {
+        let f = Fixture::new();
+        let text = csv_text(3000);
+        let mut lines: Vec<&str> = text.lines().collect();
+        let header = lines.remove(0);
+        if reverse {
+            lines.reverse();
+        }
+        let body = format!("{header}\n{}\n", lines.join("\n"));
+        let file = f.file("inspections.csv", body.as_bytes());
+        f.register_with(&file, ENTRY, &format!("{POLICY}{SAMPLE_TABLE}"), options())
+            .expect("register");
+        let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+        let id: sandbox_model::DatasetId = "gov.inspections".parse().expect("id");
+        let entry = catalog.get(&id).expect("entry").clone();
+        let policy_text =
+            std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+        let policy = sandbox_policy::parse_policy("gov.inspections.toml", &policy_text, &catalog).expect("parse");
+        let data = stored_file(&f).parent().expect("dir").to_path_buf();
+        let manifest = make_sample(
+            &f.layout,
+            &entry,
+            &policy,
+            &data,
+            Some(1),
+            &SampleOptions { seed: Some([7; 32]) },
+            |_| Ok(()),
+        )
+        .expect("sample");
+        manifest
+            .columns
+            .iter()
+            .find(|c| c.name == "inspected")
+            .expect("inspected")
+            .categories
+            .clone()
+    };
+    let (forward, backward) = (categories(false), categories(true));
+    assert!(forward.len() > 3, "{forward:?}");
+    assert_eq!(forward, backward, "the categories' order depends on the rows' order");
+}
