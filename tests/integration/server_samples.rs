@@ -81,4 +81,37 @@ fn samples_are_public_and_hold_no_real_key() {
     assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
     let (status, _) = anonymous.get("/v1/samples/gov.nothing_here/sample.csv");
     assert_eq!(status, 404);
+
+    // Red team: a sample is served only while the dataset is not suspended
+    // and its owner's consent (the policy's `[sample]` table) stands.
+    let operator = server.client(Some(crate::server_support::OPS_TOKEN));
+    let (status, body) = operator.post(
+        "/v1/datasets/gov.tax_payments/suspend",
+        &serde_json::json!({"reason": "complaint"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    for path in [
+        "/v1/samples/gov.tax_payments",
+        "/v1/samples/gov.tax_payments/sample.csv",
+        "/v1/samples/gov.tax_payments/sample.parquet",
+    ] {
+        assert_eq!(anonymous.get(path).0, 404, "{path} served while suspended");
+    }
+    let (_, list) = anonymous.get("/v1/samples");
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    let (status, body) = operator.post(
+        "/v1/datasets/gov.tax_payments/resume",
+        &serde_json::json!({"reason": "resolved"}),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(anonymous.get("/v1/samples/gov.tax_payments").0, 200);
+    let path = dir.policies_dir().join("gov.tax_payments.toml");
+    let withdrawn = text.split("[sample]").next().expect("policy").to_string();
+    assert_ne!(withdrawn, text, "the policy had a [sample] table");
+    std::fs::write(&path, withdrawn).expect("withdraw consent");
+    assert_eq!(
+        anonymous.get("/v1/samples/gov.tax_payments/sample.csv").0,
+        404,
+        "served after the owner withdrew consent"
+    );
 }

@@ -323,6 +323,39 @@ impl Modeled {
         })
     }
 
+    /// Recodes a private column's values in the order of the values
+    /// themselves, not of their first appearance: the released categories
+    /// are listed by code, and the order in which values first appear in
+    /// the file says which value the first rows (one unit's) hold, which no
+    /// noise covers. Sorted, the order is a function of the released set.
+    fn sort_dictionary(&mut self) {
+        if self.dictionary.len() < 2 {
+            return;
+        }
+        let mut order: Vec<u32> = (0..self.dictionary.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.dictionary[a as usize].cmp(&self.dictionary[b as usize]));
+        // new_code[old] = position of old in the sorted order.
+        let mut new_code = vec![0u32; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_code[old as usize] = new as u32;
+        }
+        for c in &mut self.codes {
+            // u32::MAX (null) stays; every other code is a dictionary index.
+            if let Some(&n) = new_code.get(*c as usize) {
+                *c = n;
+            }
+        }
+        let mut dictionary = std::mem::take(&mut self.dictionary);
+        let mut sorted: Vec<Value> = Vec::with_capacity(dictionary.len());
+        for &old in &order {
+            sorted.push(std::mem::replace(&mut dictionary[old as usize], Value::Int(0)));
+        }
+        self.dictionary = sorted;
+        for (code, v) in self.dictionary.iter().enumerate() {
+            self.lookup.insert(v.clone(), code as u32);
+        }
+    }
+
     fn domain(&self) -> Domain {
         match &self.kind {
             Kind::FreshKey | Kind::Empty => Domain::Public(1),
@@ -504,16 +537,20 @@ fn encode(
             }
             let row_index = table.units.len() as u32;
             let unit = match unit_field.map(|u| &cells[u]) {
-                Some(Cell::Str(s)) => {
+                // No privacy unit in the policy: the row is its own unit.
+                None => u32::MAX - row_index,
+                // A row whose unit is missing belongs to no known unit and
+                // is left out, as the SQL engine leaves it out
+                // (`__u IS NOT NULL`): counted as a unit of its own, one
+                // unit's rows with a missing code would each count as
+                // another unit, unbounded by m and in partition selection.
+                Some(Cell::Null) => return Ok(()),
+                // Any other value, by its type and value (not only text
+                // and integers: a unit of another type is still one unit).
+                Some(cell) => {
                     let next = units.len() as u32;
-                    *units.entry(s.clone()).or_insert(next)
+                    *units.entry(format!("{cell:?}")).or_insert(next)
                 }
-                Some(Cell::Int(i)) => {
-                    let next = units.len() as u32;
-                    *units.entry(i.to_string()).or_insert(next)
-                }
-                // No privacy unit (or a null one): the row is its own unit.
-                _ => u32::MAX - row_index,
             };
             table.units.push(unit);
             table.row_keys.push(hasher.finish());
@@ -526,6 +563,7 @@ fn encode(
         crate::read::read_parquet(file, fields, &mut sink)?;
     }
     for m in &mut modeled {
+        m.sort_dictionary();
         let domain = m.domain();
         if let Domain::Private(k) = domain {
             m.codes.iter_mut().filter(|c| **c == u32::MAX).for_each(|c| *c = k);

@@ -217,3 +217,100 @@ fn a_new_sample_replaces_the_served_one() {
     assert!(dir.ends_with(&second.sample_id));
     assert!(!dir.parent().expect("parent").join(&first.sample_id).exists());
 }
+
+/// Red team: rows whose privacy unit is NULL belong to no known unit. The
+/// SQL path drops them (`__u IS NOT NULL`); a sample counted each as a unit
+/// of its own, so one enterprise whose code is missing on many rows pushed
+/// its rare value (here an inspection month no coded enterprise has) past
+/// partition selection, with every one of its rows kept.
+#[test]
+fn rows_without_a_privacy_unit_are_not_units_of_their_own() {
+    let f = Fixture::new();
+    let mut text = csv_text(3000);
+    for i in 0..300 {
+        text.push_str(&format!(",浦东新区,2019-12-2{},{}.5,1\n", i % 10, i % 50));
+    }
+    let file = f.file("inspections.csv", text.as_bytes());
+    f.register_with(&file, ENTRY, &format!("{POLICY}{SAMPLE_TABLE}"), options())
+        .expect("register");
+    let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+    let id: sandbox_model::DatasetId = "gov.inspections".parse().expect("id");
+    let entry = catalog.get(&id).expect("entry").clone();
+    let policy_text = std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+    let policy = sandbox_policy::parse_policy("gov.inspections.toml", &policy_text, &catalog).expect("parse");
+    let data = stored_file(&f).parent().expect("dir").to_path_buf();
+    let manifest = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions { seed: Some([5; 32]) },
+        |_| Ok(()),
+    )
+    .expect("sample");
+    let inspected = manifest
+        .columns
+        .iter()
+        .find(|c| c.name == "inspected")
+        .expect("inspected");
+    assert!(
+        !inspected.categories.is_empty(),
+        "the coded months are released: {inspected:?}"
+    );
+    assert!(
+        !inspected.categories.iter().any(|c| c.contains("2019-12")),
+        "a month only unit-less rows have was released: {:?}",
+        inspected.categories
+    );
+}
+
+/// Red team: the released values of a column chosen by DP selection were
+/// listed (and coded) in the order they first appear in the stored file, so
+/// the manifest's order told which value the first rows hold: the value of
+/// the file's first row was listed first, a fact about one unit that no
+/// noise covers. The same rows in another order must give the same
+/// categories in the same order.
+#[test]
+fn released_values_do_not_reveal_the_order_of_the_rows() {
+    let categories = |reverse: bool| {
+        let f = Fixture::new();
+        let text = csv_text(3000);
+        let mut lines: Vec<&str> = text.lines().collect();
+        let header = lines.remove(0);
+        if reverse {
+            lines.reverse();
+        }
+        let body = format!("{header}\n{}\n", lines.join("\n"));
+        let file = f.file("inspections.csv", body.as_bytes());
+        f.register_with(&file, ENTRY, &format!("{POLICY}{SAMPLE_TABLE}"), options())
+            .expect("register");
+        let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+        let id: sandbox_model::DatasetId = "gov.inspections".parse().expect("id");
+        let entry = catalog.get(&id).expect("entry").clone();
+        let policy_text =
+            std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+        let policy = sandbox_policy::parse_policy("gov.inspections.toml", &policy_text, &catalog).expect("parse");
+        let data = stored_file(&f).parent().expect("dir").to_path_buf();
+        let manifest = make_sample(
+            &f.layout,
+            &entry,
+            &policy,
+            &data,
+            Some(1),
+            &SampleOptions { seed: Some([7; 32]) },
+            |_| Ok(()),
+        )
+        .expect("sample");
+        manifest
+            .columns
+            .iter()
+            .find(|c| c.name == "inspected")
+            .expect("inspected")
+            .categories
+            .clone()
+    };
+    let (forward, backward) = (categories(false), categories(true));
+    assert!(forward.len() > 3, "{forward:?}");
+    assert_eq!(forward, backward, "the categories' order depends on the rows' order");
+}

@@ -31,6 +31,22 @@ pub struct SampleLine {
 /// The manifest (`sample.json`) of a dataset's current sample, parsed.
 fn manifest(state: &AppState, dataset: &str) -> ApiResult<(std::path::PathBuf, serde_json::Value)> {
     let id = super::parse_dataset(state, dataset)?;
+    // Served only while its owner's consent stands (the policy in force
+    // has a `[sample]` table) and the dataset is not suspended: a sample
+    // made earlier is not a licence to keep publishing it once the owner
+    // withdrew consent or the dataset was suspended on a complaint.
+    let consented = state.sandbox.policies().get(&id).is_some_and(|p| p.sample.is_some());
+    let suspended = state
+        .sandbox
+        .store()
+        .suspensions()?
+        .iter()
+        .any(|s| s.dataset == id.as_str());
+    if !consented || suspended {
+        return Err(ApiError::not_found(format!(
+            "{id} has no sample dataset served: its owner has not allowed one, or the dataset is suspended"
+        )));
+    }
     let dir = state
         .sandbox
         .data_dir()

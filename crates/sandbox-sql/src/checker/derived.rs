@@ -607,9 +607,32 @@ impl Checker<'_> {
             }
             _ => {
                 // Any other function: the value cannot be bounded, but a
-                // CLAMP around it can still bound it.
+                // CLAMP around it can still bound it. Its arguments are
+                // still values: each measure in them is clamped to its
+                // policy's bounds (and recorded), any other column is
+                // refused as it is outside a function, and a function of a
+                // measure counts as nonlinear (it could square it), so
+                // that `CLAMP(power(x, 1), …)` cannot widen the owner's
+                // bounds and `CLAMP(power(x, 2), …)` cannot compute a sum
+                // of squares the policy does not allow. Literal arguments
+                // (a format, an exponent) stay as written.
+                let mut args = Vec::with_capacity(f.args.len());
+                for a in &f.args {
+                    if matches!(strip_alias(a), Expr::Literal(..)) {
+                        args.push(a.clone());
+                        continue;
+                    }
+                    let n = self.value(w, a, d)?;
+                    w.nonlinear |= !n.constant;
+                    // The clamped measure is a Float64; keep the argument's
+                    // own type so the function's signature still holds.
+                    let original = a
+                        .get_type(w.schema)
+                        .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
+                    args.push(cast_expr(n.expr, original));
+                }
                 Ok(Node {
-                    expr: Expr::ScalarFunction(f.clone()),
+                    expr: rebuilt(args),
                     range: unbounded(format!("the function `{name}` has no derived bounds")),
                     display: format!("{name}(…)"),
                     constant: false,

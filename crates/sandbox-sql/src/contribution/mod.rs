@@ -181,10 +181,8 @@ pub async fn compute_totals(
                     );
                     // An aggregate over a window: `sum(...)` itself is
                     // an aggregate expression, which takes no window clause.
-                    let running_sum = WindowFunction::new(
-                        WindowFunctionDefinition::AggregateUDF(sum_udaf()),
-                        vec![col("__r1")],
-                    );
+                    let running_sum =
+                        WindowFunction::new(WindowFunctionDefinition::AggregateUDF(sum_udaf()), vec![col("__r1")]);
                     let running = Expr::from(running_sum)
                         .partition_by(vec![col("__u")])
                         .order_by(order)
