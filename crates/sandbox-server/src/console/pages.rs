@@ -227,13 +227,11 @@ pub(crate) async fn dataset(
     let title = page.dataset.title.clone();
     // The public sample dataset (样本数据), where one has been generated:
     // anyone may download it, as from the public `/v1/samples` routes.
-    let sample = state
-        .sandbox
-        .data_dir()
-        .current_sample_dir(&page.dataset.id)
-        .map(|_| json!({"csv": format!("/v1/samples/{}/sample.csv", page.dataset.id),
+    let sample = state.sandbox.data_dir().current_sample_dir(&page.dataset.id).map(|_| {
+        json!({"csv": format!("/v1/samples/{}/sample.csv", page.dataset.id),
                         "parquet": format!("/v1/samples/{}/sample.parquet", page.dataset.id),
-                        "report": format!("/v1/samples/{}", page.dataset.id)}));
+                        "report": format!("/v1/samples/{}", page.dataset.id)})
+    });
     view.page(
         "dataset.html",
         &title,
