@@ -221,6 +221,7 @@ async fn engine_bounding_matches_release_step(base: &Sandbox, corpus: &[(String,
     let mut failures = Vec::new();
     let mut compared = 0usize;
     for (origin, sql) in corpus {
+        sandbox_runtime::testing::force_engine_bounding(true);
         let in_engine = sorted(run(base, sql).await);
         sandbox_runtime::testing::force_unit_partials(true);
         let in_release = sorted(run(base, sql).await);

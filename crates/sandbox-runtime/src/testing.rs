@@ -58,27 +58,42 @@ pub fn set_noise_off(off: bool) {
     sandbox_dp::testing::set_noise_off(off);
 }
 
+/// Where a test forced contribution bounding to run: 0 the runtime's
+/// choice, 1 the release step (per-unit partials), 2 the engine.
 #[cfg(feature = "neighbouring-tests")]
-static UNIT_PARTIALS_FORCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static BOUNDING_PLACE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Makes every SQL release bound contributions in the release step from
-/// per-unit partials (the form the dominance rule needs) instead of inside
-/// the engine, so a test can check that both forms give the same totals
-/// (tests only).
+/// per-unit partials (the form the dominance rule needs) instead of where
+/// the runtime would choose, so a test can check that both forms give the
+/// same totals (tests only).
 #[cfg(feature = "neighbouring-tests")]
 pub fn force_unit_partials(on: bool) {
-    UNIT_PARTIALS_FORCED.store(on, std::sync::atomic::Ordering::SeqCst);
+    BOUNDING_PLACE.store(if on { 1 } else { 0 }, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Whether a test forced the per-unit partials form.
-pub(crate) fn unit_partials_forced() -> bool {
+/// Makes every SQL release without a dominance rule bound contributions
+/// inside the engine, including where the runtime would choose the release
+/// step (tests only).
+#[cfg(feature = "neighbouring-tests")]
+pub fn force_engine_bounding(on: bool) {
+    BOUNDING_PLACE.store(if on { 2 } else { 0 }, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Where a test forced bounding to run: `Some(true)` the engine,
+/// `Some(false)` the release step, `None` the runtime's choice.
+pub(crate) fn forced_bounding_in_engine() -> Option<bool> {
     #[cfg(feature = "neighbouring-tests")]
     {
-        UNIT_PARTIALS_FORCED.load(std::sync::atomic::Ordering::SeqCst)
+        match BOUNDING_PLACE.load(std::sync::atomic::Ordering::SeqCst) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
     }
     #[cfg(not(feature = "neighbouring-tests"))]
     {
-        false
+        None
     }
 }
 

@@ -264,6 +264,17 @@ pub fn choice_priority(key: u64, unit_and_keys: Vec<Expr>) -> Expr {
     ))
 }
 
+/// Whether bounding needs a window over each unit's partials: a choice of
+/// G groups among more that a unit can reach, or a total cap L.
+pub fn needs_window(bounding: Bounding, possible_groups: Option<usize>) -> bool {
+    match bounding {
+        Bounding::Exact => false,
+        Bounding::PerGroup { bounds, .. } => {
+            needs_choice(bounds, possible_groups) || bounds.max_rows_per_unit.is_some()
+        }
+    }
+}
+
 /// Whether a unit can reach more groups than it may keep: with a public key
 /// set of K groups a unit touches at most K, so G ≥ K needs no choice.
 pub fn needs_choice(bounds: ContributionBounds, possible_groups: Option<usize>) -> bool {
