@@ -155,6 +155,16 @@ pub struct Dataset {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_conditions: Option<String>,
     pub fields: Vec<Field>,
+    /// Declared upper bounds on how many rows share one (non-null) value of
+    /// a column, e.g. `{ credit_code = 24 }` for one row per enterprise and
+    /// month over 24 months; 1 declares a unique column. The runtime
+    /// verifies each declaration against the data files before using it
+    /// (a violated declaration is reported to the owner and ignored), and
+    /// uses verified ones to skip contribution bounding that cannot bind
+    /// (docs/policy.md). Being declared, the bounds are public: a plan chosen
+    /// from them reveals nothing about the data.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_rows_per_value: BTreeMap<String, u64>,
 }
 
 impl Dataset {
@@ -184,6 +194,18 @@ impl Dataset {
             }
             if f.description.trim().is_empty() {
                 return Err(err(format!("field `{}` needs a description", f.name)));
+            }
+        }
+        for (column, &rows) in &self.max_rows_per_value {
+            if self.field(column).is_none() {
+                return Err(err(format!(
+                    "max_rows_per_value names `{column}`, which is not a field"
+                )));
+            }
+            if rows == 0 {
+                return Err(err(format!(
+                    "max_rows_per_value for `{column}` must be at least 1 (1 declares a unique column)"
+                )));
             }
         }
         match (self.open_class, &self.open_conditions) {

@@ -110,6 +110,13 @@ impl DataDir {
         }
     }
 
+    /// `<root>/cache/verified/<ns>.<table>.json`: the verification of a
+    /// dataset's `max_rows_per_value` declarations (`crate::multiplicity`),
+    /// recomputed whenever its files change.
+    pub fn verification_cache(&self, dataset: &DatasetId) -> PathBuf {
+        self.root.join("cache").join("verified").join(format!("{dataset}.json"))
+    }
+
     /// `<root>/samples`: DP sample datasets (`sandbox_ingest::sample`).
     pub fn samples_dir(&self) -> PathBuf {
         self.root.join("samples")

@@ -19,6 +19,7 @@ pub mod assets;
 pub mod data_dir;
 pub mod forecast;
 mod governance;
+mod multiplicity;
 pub mod postprocess;
 pub mod release;
 pub mod rules;

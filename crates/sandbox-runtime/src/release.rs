@@ -105,6 +105,18 @@ pub fn needs_unit_contributions(specs: &[AggregateSpec], rules: &ReleaseRules) -
     dominance_decided && !rules.dominance.is_empty() && !dominance_measures(specs).is_empty()
 }
 
+/// Whether the release reads each group's count of distinct privacy units:
+/// for partition selection, the k-threshold, `COUNT(DISTINCT unit)`, and
+/// every threshold release. Otherwise the engine need not count them.
+pub fn needs_unit_counts(specs: &[AggregateSpec], rules: &ReleaseRules, public: bool) -> bool {
+    let extra = ExtraParts::new(specs, rules, public);
+    !rules.dp
+        || extra.selection
+        || extra.k_threshold
+        || extra.dominance
+        || specs.iter().any(|s| matches!(s, AggregateSpec::CountUnits))
+}
+
 /// How the engine bounds contributions for these rules: G groups and R
 /// rows per unit under the job's choice key (drawn from the CSPRNG,
 /// `sandbox_dp::bounding::choice_key`) for DP, every partial whole for a
@@ -126,9 +138,17 @@ pub fn engine_bounding(rules: &ReleaseRules, choice_key: u64) -> Result<Bounding
 fn group_totals<'a>(
     result: &'a GroupStatistics,
     bounding: Option<ContributionBounds>,
+    units_needed: bool,
 ) -> Result<Cow<'a, GroupTotals>, RuntimeError> {
     let n = result.groups.keys.len();
     let mismatch = || -> RuntimeError { sandbox_dp::DpError::Internal("group totals were bounded differently").into() };
+    if let Contributions::Totals {
+        units_counted: false, ..
+    } = &result.contributions
+        && units_needed
+    {
+        return Err(sandbox_dp::DpError::Internal("the release needs unit counts the engine did not compute").into());
+    }
     match (&result.contributions, bounding) {
         (Contributions::Partials(p), Some(b)) => Ok(Cow::Owned(bounded_totals(p, n, b)?)),
         (Contributions::Partials(p), None) => Ok(Cow::Owned(exact_totals(p, n)?)),
@@ -136,6 +156,7 @@ fn group_totals<'a>(
             Contributions::Totals {
                 totals,
                 bounding: Bounding::PerGroup { bounds, .. },
+                ..
             },
             Some(b),
         ) if *bounds == b => Ok(Cow::Borrowed(totals)),
@@ -143,6 +164,7 @@ fn group_totals<'a>(
             Contributions::Totals {
                 totals,
                 bounding: Bounding::Exact,
+                ..
             },
             None,
         ) => Ok(Cow::Borrowed(totals)),
@@ -228,9 +250,10 @@ fn dp_decisions(
     let b = bounds(rules)?;
     let g_eff = b.effective_groups(public.then_some(n));
     let rows_per_unit = b.rows_per_unit(g_eff);
-    let totals = group_totals(result, Some(b))?;
+    let units_needed = needs_unit_counts(specs, rules, public);
+    let totals = group_totals(result, Some(b), units_needed)?;
     let totals = totals.as_ref();
-    let mut trace = crate::testing::Trace::new(g_eff, rows_per_unit);
+    let mut trace = crate::testing::Trace::new(g_eff, rows_per_unit, units_needed);
 
     // Which groups may appear at all.
     let mut shown = vec![true; n];
@@ -393,7 +416,7 @@ fn threshold_decisions(
     rules: &ReleaseRules,
 ) -> Result<Decisions, RuntimeError> {
     let n = result.groups.keys.len();
-    let exact = group_totals(result, None)?;
+    let exact = group_totals(result, None, true)?;
     let exact = exact.as_ref();
     let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
     for (g, row) in cells.iter_mut().enumerate() {

@@ -20,6 +20,7 @@ use sandbox_sql::partials::{compute_partials, plan_measures, public_groups};
 use sandbox_sql::{CheckedQuery, EngineLimits, JobSession, TableBinding};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -458,9 +459,29 @@ impl Sandbox {
                 dataset: d.id.clone(),
                 location,
                 schema: Arc::new(schema),
+                max_rows_per_value: self.verified_max_rows_per_value(d),
             });
         }
         Ok(JobSession::new(&bindings, self.limits.clone())?)
+    }
+
+    /// The dataset's `max_rows_per_value` declarations that hold on its
+    /// current files (verified now if they changed since the last check;
+    /// see [`crate::multiplicity`]). A declaration that cannot be verified
+    /// is not used: the job then bounds every contribution.
+    fn verified_max_rows_per_value(&self, dataset: &sandbox_model::Dataset) -> BTreeMap<String, u64> {
+        if dataset.max_rows_per_value.is_empty() {
+            return BTreeMap::new();
+        }
+        let dir = self.dir.table_dir(&dataset.id);
+        let cache = self.dir.verification_cache(&dataset.id);
+        match crate::multiplicity::verify_cached(&dir, &dataset.max_rows_per_value, &cache) {
+            Ok(v) => v.holds,
+            Err(e) => {
+                tracing::warn!(dataset = %dataset.id, error = %e, "max_rows_per_value not verified; not used");
+                BTreeMap::new()
+            }
+        }
     }
 
     /// Runs (or dry-runs) one SQL job under a grant.
@@ -614,13 +635,28 @@ impl Sandbox {
             // docs/benchmarks.md). Both give identical totals (checked by the
             // neighbouring suite); the choice depends on the query and the
             // policies only.
+            //
+            // Where the catalog's verified row bounds show that no unit can
+            // reach a bound, bounding is the identity and the engine skips
+            // the per-unit stage altogether (a public fact: the plan and
+            // the declarations, never the data, choose it).
             let bounding = crate::release::engine_bounding(&rules, choice_key)?;
             let dominance = crate::release::needs_unit_contributions(&specs, &rules);
+            let group_keys: Vec<_> = query.group_keys.iter().map(|k| k.expr.clone()).collect();
+            let unit_bounds =
+                sandbox_sql::multiplicity::unit_bounds(&query.row_source, &query.unit_columns, &group_keys, &session);
+            let cannot_bind = !sandbox_sql::contribution::bounding_can_bind(bounding, public_count, unit_bounds);
             let in_engine = !dominance
                 && crate::testing::forced_bounding_in_engine()
-                    .unwrap_or_else(|| !sandbox_sql::contribution::needs_window(bounding, public_count));
+                    .unwrap_or_else(|| cannot_bind || !sandbox_sql::contribution::needs_window(bounding, public_count));
+            tracing::debug!(?unit_bounds, cannot_bind, in_engine, "where contributions are bounded");
+            tracing::trace!(plan = %query.row_source.display_indent(), units = ?query.unit_columns, "row source");
+            if in_engine && cannot_bind {
+                crate::testing::note_unbounded_totals();
+            }
             let statistics = if in_engine {
-                compute_totals(&session, &query, &measures, bounding).await?
+                let count_units = crate::release::needs_unit_counts(&specs, &rules, public);
+                compute_totals(&session, &query, &measures, bounding, unit_bounds, count_units).await?
             } else {
                 compute_partials(&session, &query, &measures, choice_key).await?
             };

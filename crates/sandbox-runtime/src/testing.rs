@@ -19,6 +19,8 @@ pub struct ReleaseTrace {
     pub groups_per_unit: u64,
     /// Rows per unit over all groups as calibrated: min(G · R, L).
     pub rows_per_unit: u64,
+    /// Whether the release read unit counts (else `TracedGroup::units` is 0).
+    pub units_read: bool,
     /// τ of partition selection, when the groups were not public.
     pub selection_threshold: Option<i128>,
     /// Per aggregate, the L1 sensitivity of each noised statistic.
@@ -80,6 +82,20 @@ pub fn force_engine_bounding(on: bool) {
     BOUNDING_PLACE.store(if on { 2 } else { 0 }, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// SQL jobs whose totals were computed without a per-unit stage (the
+/// catalog's verified row bounds showed bounding could not bind), so that a
+/// test comparing the two places can show it exercised this path.
+static UNBOUNDED_TOTALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub(crate) fn note_unbounded_totals() {
+    UNBOUNDED_TOTALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many SQL jobs so far skipped the per-unit stage (tests and logs).
+pub fn unbounded_totals_jobs() -> usize {
+    UNBOUNDED_TOTALS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Where a test forced bounding to run: `Some(true)` the engine,
 /// `Some(false)` the release step, `None` the runtime's choice.
 pub(crate) fn forced_bounding_in_engine() -> Option<bool> {
@@ -101,11 +117,14 @@ pub(crate) fn forced_bounding_in_engine() -> Option<bool> {
 pub(crate) struct Trace(Option<ReleaseTrace>);
 
 impl Trace {
-    pub(crate) fn new(groups_per_unit: u64, rows_per_unit: u64) -> Self {
+    /// `units_read`: whether the release reads unit counts; where it does
+    /// not, the engine may not count them and the trace records 0.
+    pub(crate) fn new(groups_per_unit: u64, rows_per_unit: u64, units_read: bool) -> Self {
         let recording = cfg!(feature = "neighbouring-tests") && sandbox_dp::testing::noise_off();
         Trace(recording.then(|| ReleaseTrace {
             groups_per_unit,
             rows_per_unit,
+            units_read,
             ..Default::default()
         }))
     }
@@ -126,7 +145,11 @@ impl Trace {
         (shown, withheld): (bool, Option<&str>),
     ) -> Result<(), sandbox_dp::DpError> {
         let Some(t) = &mut self.0 else { return Ok(()) };
-        let units = totals.units.get(group).copied().unwrap_or(0);
+        let units = if t.units_read {
+            totals.units.get(group).copied().unwrap_or(0)
+        } else {
+            0
+        };
         if units == 0 && t.selection_threshold.is_some() {
             return Ok(());
         }

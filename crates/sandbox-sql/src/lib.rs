@@ -26,6 +26,7 @@ pub mod guard;
 pub mod guest;
 pub mod limits;
 pub mod lineage;
+pub mod multiplicity;
 pub mod partials;
 pub mod query;
 pub mod rewrite;

@@ -145,6 +145,11 @@ pub enum Contributions {
     Totals {
         totals: GroupTotals,
         bounding: crate::contribution::Bounding,
+        /// Whether `totals.units` holds each group's count of distinct
+        /// units; false (zeros) when the job asked not to count them (its
+        /// release reads no unit counts) and counting would have cost a
+        /// distinct aggregation.
+        units_counted: bool,
     },
 }
 

@@ -37,6 +37,11 @@ pub struct TableBinding {
     /// or an object-store URL once one is registered).
     pub location: String,
     pub schema: SchemaRef,
+    /// Verified upper bounds on the rows that share one non-null value of
+    /// a column of these files (the catalog's `max_rows_per_value`
+    /// declarations that the runtime checked against them); empty when
+    /// none is known. Read by [`crate::multiplicity`].
+    pub max_rows_per_value: BTreeMap<String, u64>,
 }
 
 /// A job's session: its tables and its limits.
@@ -115,6 +120,11 @@ impl JobSession {
             guests: BTreeMap::new(),
             functions: BTreeMap::new(),
         })
+    }
+
+    /// The verified `max_rows_per_value` bounds of a dataset's files.
+    pub fn max_rows_per_value(&self, dataset: &DatasetId) -> Option<&BTreeMap<String, u64>> {
+        self.datasets.get(dataset).map(|b| &b.max_rows_per_value)
     }
 
     /// Registers a job's row functions (WebAssembly UDFs) for this job only.

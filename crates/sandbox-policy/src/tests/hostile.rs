@@ -38,7 +38,7 @@ fn huge_numbers() {
     for (from, to) in [
         ("min_units = 10", "min_units = 99999999999999999999999999"),
         ("min_units = 10", "min_units = -9223372036854775808"),
-        ("max_groups_per_unit = 12", "max_groups_per_unit = 9223372036854775807"),
+        ("max_groups_per_unit = 24", "max_groups_per_unit = 9223372036854775807"),
         ("epsilon_per_query = 1.0", "epsilon_per_query = 1e400"),
         ("[0.0, 500000.0]", "[-1e308, 1e400]"),
         // Finite, but beyond what the store and the grid account for.

@@ -176,7 +176,7 @@ fn shipped_policy_parameters_are_as_agreed() {
             1.0,
             1e-6,
             10.0,
-            12,
+            24,
             24,
             6,
             true,
@@ -319,7 +319,7 @@ fn describe_says_what_the_policy_allows() {
     for expected in [
         "Released with differential privacy: at most ε = 1 per query, 10 per agreement, δ = 1e-6",
         "Each query spends at least ε = 0.01; δ in total at most 1e-4 per agreement",
-        "Each enterprise contributes to at most 12 groups, 24 rows per group and 24 rows in all",
+        "Each enterprise contributes to at most 24 groups, 24 rows per group and 24 rows in all",
         "Groups without a public key set appear only when their noisy count of distinct enterprises reaches at least 10 (DP partition selection)",
         "credit_code: identifier, privacy unit, join key — never output",
         "electricity_kwh: measure, aggregated only, clamped to [0, 500000] kWh",

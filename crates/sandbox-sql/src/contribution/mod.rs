@@ -41,6 +41,7 @@ mod functions;
 
 pub use functions::{ChoicePriority, RowCap};
 
+use crate::multiplicity::UnitBounds;
 use crate::partials::{Contributions, GroupSet, GroupStatistics, MeasureColumn, public_groups};
 use crate::query::CheckedQuery;
 use crate::{JobSession, SqlError};
@@ -50,7 +51,7 @@ use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int64Type};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::functions::expr_fn::{coalesce, greatest, least};
-use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::{ScalarFunction, WindowFunction};
@@ -84,11 +85,18 @@ const EXACT_SUM: DataType = DataType::Decimal128(38, 0);
 /// Errors: [`SqlError::Deadline`] and [`SqlError::Memory`] from the job's
 /// limits, [`SqlError::Execution`] for an engine failure (details only in
 /// the server log), [`SqlError::Internal`] for a plan that cannot be built.
+///
+/// `unit_bounds` are public bounds on any unit's rows and groups in the
+/// row source ([`crate::multiplicity`]); where they show that bounding
+/// cannot bind ([`bounding_can_bind`]), the per-unit stage is skipped and
+/// the totals are one aggregation of the rows (the same totals).
 pub async fn compute_totals(
     session: &JobSession,
     q: &CheckedQuery,
     measures: &[MeasureColumn],
     bounding: Bounding,
+    unit_bounds: UnitBounds,
+    count_units: bool,
 ) -> Result<GroupStatistics, SqlError> {
     let limits = session.limits();
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
@@ -118,6 +126,16 @@ pub async fn compute_totals(
         }
     }
 
+    let rows = LogicalPlanBuilder::from(q.row_source.clone())
+        .project(projection)
+        .and_then(|b| b.filter(keep))
+        .map_err(internal)?;
+    if let Some(n) = unit_bounds.rows
+        && !bounding_can_bind(bounding, public.as_ref().map(|p| p.len()), unit_bounds)
+    {
+        return unbounded_totals(session, q, measures, rows, public, bounding, n, count_units).await;
+    }
+
     // Partials per (unit, group).
     let mut by_unit = vec![col("__u")];
     by_unit.extend(key_cols());
@@ -130,11 +148,7 @@ pub async fn compute_totals(
             partial_aggs.push(sum(v.clone() * v).alias(format!("__q{j}")));
         }
     }
-    let mut plan = LogicalPlanBuilder::from(q.row_source.clone())
-        .project(projection)
-        .and_then(|b| b.filter(keep))
-        .and_then(|b| b.aggregate(by_unit, partial_aggs))
-        .map_err(internal)?;
+    let mut plan = rows.aggregate(by_unit, partial_aggs).map_err(internal)?;
 
     // The rows each partial keeps (`__kr`): all of them (exact), at most R,
     // and, with a total cap L, what the unit's earlier groups in priority
@@ -253,7 +267,73 @@ pub async fn compute_totals(
     let started = std::time::Instant::now();
     let batches = crate::partials::execute(session, plan).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "bounded totals computed in the engine");
-    read_totals(q, measures, &batches, public, bounding)
+    read_totals(q, measures, &batches, public, bounding, true)
+}
+
+/// The totals where bounding cannot bind: one aggregation of the rows per
+/// group, the same totals as the per-unit plan (every partial kept whole,
+/// no row capped). A unit is counted once per group: by its rows when it
+/// has at most one row, else by `count(DISTINCT unit)`.
+async fn unbounded_totals(
+    session: &JobSession,
+    q: &CheckedQuery,
+    measures: &[MeasureColumn],
+    rows: LogicalPlanBuilder,
+    public: Option<Vec<Vec<PublicKey>>>,
+    bounding: Bounding,
+    max_rows_per_unit: u64,
+    count_units: bool,
+) -> Result<GroupStatistics, SqlError> {
+    let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
+    let k = q.group_keys.len();
+    let key_cols = || (0..k).map(|i| col(format!("__g{i}"))).collect::<Vec<_>>();
+    let exact_sum = |e: Expr| sum(cast_expr(e, EXACT_SUM));
+    let (units, units_counted) = if max_rows_per_unit <= 1 {
+        (count(lit(1i64)), true)
+    } else if count_units {
+        (count_distinct(col("__u")), true)
+    } else {
+        // A placeholder aggregate, zeroed when read.
+        (count(lit(1i64)), false)
+    };
+    let mut totals = vec![units.alias("__units"), count(lit(1i64)).alias("__trows")];
+    for (j, m) in measures.iter().enumerate() {
+        let v = col(format!("__m{j}"));
+        totals.push(count(v.clone()).alias(format!("__tc{j}")));
+        totals.push(exact_sum(v.clone()).alias(format!("__ts{j}")));
+        if m.squares {
+            totals.push(exact_sum(v.clone() * v).alias(format!("__tq{j}")));
+        }
+    }
+    let mut plan = rows.aggregate(key_cols(), totals).map_err(internal)?;
+    if public.is_none() && k > 0 {
+        plan = plan
+            .sort(key_cols().into_iter().map(|c| c.sort(true, true)).collect::<Vec<_>>())
+            .map_err(internal)?;
+    }
+    let plan = plan.build().map_err(internal)?;
+    let started = std::time::Instant::now();
+    let batches = crate::partials::execute(session, plan).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), max_rows_per_unit, "totals computed without a per-unit stage");
+    read_totals(q, measures, &batches, public, bounding, units_counted)
+}
+
+/// Whether bounding can change any total, given public bounds on each
+/// unit's rows and groups: it cannot when a unit has no more rows than R
+/// (so none in one group), than L (with a total cap), and no more groups
+/// than it may keep (a public key set no larger than G needs no choice).
+/// [`Bounding::Exact`] keeps every partial whole. Without a bound on the
+/// rows, bounding can bind.
+pub fn bounding_can_bind(bounding: Bounding, possible_groups: Option<usize>, unit: UnitBounds) -> bool {
+    let Bounding::PerGroup { bounds, .. } = bounding else {
+        return false;
+    };
+    let Some(rows) = unit.rows else { return true };
+    let rows_fit = rows <= u64::from(bounds.max_rows_per_group);
+    let total_fits = bounds.max_rows_per_unit.is_none_or(|l| rows <= u64::from(l));
+    let groups_fit = unit.groups.is_some_and(|g| g <= u64::from(bounds.max_groups_per_unit))
+        || !needs_choice(bounds, possible_groups);
+    !(rows_fit && total_fits && groups_fit)
 }
 
 /// `sandbox_choice_priority(unit, keys..)` under the job's choice key.
@@ -347,6 +427,7 @@ fn read_totals(
     batches: &[RecordBatch],
     public: Option<Vec<Vec<PublicKey>>>,
     bounding: Bounding,
+    units_counted: bool,
 ) -> Result<GroupStatistics, SqlError> {
     let k = q.group_keys.len();
     let internal = |e: &dyn std::fmt::Display| SqlError::Internal(e.to_string());
@@ -399,6 +480,9 @@ fn read_totals(
             }
         }
     }
+    if !units_counted {
+        totals.units.iter_mut().for_each(|u| *u = 0);
+    }
     let groups = match (public, observed) {
         (Some(combos), _) => GroupSet {
             public: true,
@@ -412,7 +496,11 @@ fn read_totals(
     };
     Ok(GroupStatistics {
         groups,
-        contributions: Contributions::Totals { totals, bounding },
+        contributions: Contributions::Totals {
+            totals,
+            bounding,
+            units_counted,
+        },
     })
 }
 

@@ -1,0 +1,460 @@
+//! Upper bounds on how many rows of a checked row source one privacy unit
+//! can have, derived from the plan and the verified `max_rows_per_value`
+//! bounds of the tables it scans.
+//!
+//! When no unit can have more rows than the policy keeps per group (R), in
+//! total (L), or groups than it keeps (G, unless the public key set is no
+//! larger), contribution bounding is the identity and the per-unit stage
+//! can be skipped ([`crate::contribution`]). The bound is derived from
+//! public facts only (the plan, and the catalog's declarations, which the
+//! runtime verified against the files), so choosing the plan from it
+//! reveals nothing about the data.
+//!
+//! Rules, for the rows sharing one non-null value `v` of a column `c`
+//! (`m(c)`):
+//!
+//! * a scan: the verified declaration for `c`, if any;
+//! * `Filter`, `Sort`, `Limit`, `Repartition`: the input's (fewer rows);
+//! * `Projection`, `SubqueryAlias`: carried through plain column references;
+//! * inner equi-join on pairs `(l_i, r_i)`: a left row meets at most
+//!   `min_i m(r_i)` right rows, so `m'(c) = m(c) · min_i m(r_i)` for a left
+//!   column (and symmetrically), and `l_i`, `r_i` are equal in every
+//!   output row; pairs come from the join keys and from `a = b` conjuncts
+//!   of the join filter, and the rest of a filter only removes rows;
+//! * left semi and anti joins: the left input's (and right for right ones);
+//! * anything else (aggregations, unions, outer joins, windows, unnest,
+//!   extension nodes): unknown.
+//!
+//! Groups: a column of a scan with a unique declared column `k` (bound 1)
+//! is a function of `k`, and stays one through filters, projections and
+//! joins (each output row carries its input row's values). When `k` holds
+//! the unit in every row and every GROUP BY key is such a column, a unit
+//! reaches one group ("district is a function of the enterprise");
+//! otherwise its groups are bounded by its rows.
+//!
+//! The unit of a row is the first non-null unit column. When every unit
+//! column holds the same value as every other in every row (joined on
+//! them, or one column projected under several names), a unit's rows are
+//! those where any one of them equals it: the smallest bound holds. Otherwise a unit's rows are covered by the rows where some unit
+//! column equals it: the sum of their bounds.
+
+use crate::JobSession;
+use datafusion::common::{Column, TableReference};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
+use sandbox_model::DatasetId;
+use std::collections::HashMap;
+
+/// Public bounds on one privacy unit's contributions to a row source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitBounds {
+    /// The most rows of the source one unit can have.
+    pub rows: Option<u64>,
+    /// The most distinct groups of the query one unit can reach.
+    pub groups: Option<u64>,
+}
+
+/// Bounds on a unit's rows in `source` and on the groups it reaches under
+/// `group_keys` (expressions over `source`); `None` where the plan or the
+/// catalog gives none.
+pub fn unit_bounds(
+    source: &LogicalPlan,
+    unit_columns: &[Column],
+    group_keys: &[Expr],
+    session: &JobSession,
+) -> UnitBounds {
+    let Some(facts) = (!unit_columns.is_empty()).then(|| derive(source, session)).flatten() else {
+        return UnitBounds::default();
+    };
+    let classes: Vec<Option<usize>> = unit_columns.iter().map(|c| facts.class_of(c)).collect();
+    let unit_class = classes[0].filter(|first| classes.iter().all(|c| *c == Some(*first)));
+    let bounds = unit_columns.iter().map(|c| facts.bound(c));
+    let rows = if unit_class.is_some() {
+        bounds.flatten().min()
+    } else {
+        bounds.into_iter().try_fold(0u64, |acc, b| acc.checked_add(b?))
+    };
+    let functions_of_unit = unit_class.is_some_and(|u| {
+        group_keys.iter().all(|k| match k.clone().unalias() {
+            Expr::Column(c) => facts.determinant_of(&c) == Some(u),
+            _ => false,
+        })
+    });
+    let groups = if functions_of_unit { Some(1) } else { rows };
+    UnitBounds { rows, groups }
+}
+
+/// What is known of one plan node's output columns.
+#[derive(Debug, Default, Clone)]
+struct Facts {
+    /// Column → the most rows sharing one non-null value.
+    bounds: HashMap<Column, u64>,
+    /// Column → its class of columns known to hold the same value in
+    /// every row (both null, or equal: from inner equi-joins and from
+    /// projections of one column under several names).
+    classes: HashMap<Column, usize>,
+    /// Column → a class whose value determines it (a unique column of the
+    /// column's scan, and the columns equal to it).
+    determinants: HashMap<Column, usize>,
+}
+
+impl Facts {
+    fn bound(&self, c: &Column) -> Option<u64> {
+        self.bounds.get(c).copied()
+    }
+
+    fn class_of(&self, c: &Column) -> Option<usize> {
+        self.classes.get(c).copied()
+    }
+
+    fn determinant_of(&self, c: &Column) -> Option<usize> {
+        self.determinants.get(c).copied()
+    }
+
+    fn next_class(&self) -> usize {
+        self.classes
+            .values()
+            .chain(self.determinants.values())
+            .max()
+            .map_or(0, |m| m + 1)
+    }
+
+    /// Merges the classes of `a` and `b` (both present).
+    fn join_classes(&mut self, a: &Column, b: &Column) {
+        let (Some(x), Some(y)) = (self.class_of(a), self.class_of(b)) else {
+            return;
+        };
+        if x == y {
+            return;
+        }
+        for class in self.classes.values_mut().chain(self.determinants.values_mut()) {
+            if *class == y {
+                *class = x;
+            }
+        }
+    }
+
+    /// The facts under the output's names: output column `i` is
+    /// `mapping[i]` of the input, when it is a plain column.
+    fn renamed(&self, mapping: &[(Column, Option<Column>)]) -> Facts {
+        let mut out = Facts::default();
+        for (output, input) in mapping {
+            let Some(input) = input else { continue };
+            if let Some(b) = self.bound(input) {
+                out.bounds.insert(output.clone(), b);
+            }
+            if let Some(class) = self.class_of(input) {
+                out.classes.insert(output.clone(), class);
+            }
+            if let Some(d) = self.determinant_of(input) {
+                out.determinants.insert(output.clone(), d);
+            }
+        }
+        out
+    }
+
+    /// Every class id moved up by `offset` (to put two inputs side by side).
+    fn shifted(mut self, offset: usize) -> Facts {
+        self.classes.values_mut().for_each(|c| *c += offset);
+        self.determinants.values_mut().for_each(|c| *c += offset);
+        self
+    }
+
+    /// Every bound multiplied by `factor`; `None` when it overflows.
+    fn scaled(mut self, factor: u64) -> Option<Facts> {
+        for b in self.bounds.values_mut() {
+            *b = b.checked_mul(factor)?;
+        }
+        Some(self)
+    }
+}
+
+fn dataset_of(table: &TableReference) -> Option<DatasetId> {
+    match table {
+        TableReference::Partial { schema, table } => format!("{schema}.{table}").parse().ok(),
+        TableReference::Full { catalog, schema, table } if catalog.as_ref() == crate::session::CATALOG => {
+            format!("{schema}.{table}").parse().ok()
+        }
+        _ => None,
+    }
+}
+
+fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            // Every column its own class; a unique declared column
+            // determines the scan's every column.
+            let mut facts = Facts::default();
+            let declared = dataset_of(&scan.table_name).and_then(|d| session.max_rows_per_value(&d));
+            let mut unique = None;
+            for (i, (qualifier, field)) in scan.projected_schema.iter().enumerate() {
+                let column = Column::new(qualifier.cloned(), field.name().to_string());
+                let bound = declared.and_then(|d| d.get(field.name())).copied();
+                if bound == Some(1) && unique.is_none() {
+                    unique = Some(i);
+                }
+                if let Some(b) = bound {
+                    facts.bounds.insert(column.clone(), b);
+                }
+                facts.classes.insert(column, i);
+            }
+            if let Some(k) = unique {
+                let columns: Vec<Column> = facts.classes.keys().cloned().collect();
+                facts.determinants.extend(columns.into_iter().map(|c| (c, k)));
+            }
+            Some(facts)
+        }
+        LogicalPlan::Filter(f) => derive(&f.input, session),
+        LogicalPlan::Sort(s) => derive(&s.input, session),
+        LogicalPlan::Limit(l) => derive(&l.input, session),
+        LogicalPlan::Repartition(r) => derive(&r.input, session),
+        LogicalPlan::SubqueryAlias(a) => {
+            let facts = derive(&a.input, session)?;
+            let mapping: Vec<(Column, Option<Column>)> = a
+                .schema
+                .columns()
+                .into_iter()
+                .zip(a.input.schema().columns())
+                .map(|(out, input)| (out, Some(input)))
+                .collect();
+            Some(facts.renamed(&mapping))
+        }
+        LogicalPlan::Projection(p) => {
+            let facts = derive(&p.input, session)?;
+            let mapping: Vec<(Column, Option<Column>)> = p
+                .schema
+                .columns()
+                .into_iter()
+                .zip(&p.expr)
+                .map(|(out, e)| match e.clone().unalias() {
+                    Expr::Column(c) => (out, Some(c)),
+                    _ => (out, None),
+                })
+                .collect();
+            Some(facts.renamed(&mapping))
+        }
+        LogicalPlan::Join(j) => {
+            let left = derive(&j.left, session)?;
+            let right = derive(&j.right, session)?;
+            match j.join_type {
+                JoinType::LeftSemi | JoinType::LeftAnti => Some(left),
+                JoinType::RightSemi | JoinType::RightAnti => Some(right),
+                JoinType::Inner => {
+                    // Equalities of a left and a right column, from the
+                    // join keys and from the join filter's conjuncts (the
+                    // unoptimised plan keeps `ON a = b` as a filter).
+                    let mut pairs = Vec::new();
+                    let mut equal = |a: Expr, b: Expr| {
+                        if let (Expr::Column(a), Expr::Column(b)) = (a.unalias(), b.unalias()) {
+                            if j.left.schema().has_column(&a) && j.right.schema().has_column(&b) {
+                                pairs.push((a, b));
+                            } else if j.left.schema().has_column(&b) && j.right.schema().has_column(&a) {
+                                pairs.push((b, a));
+                            }
+                        }
+                    };
+                    for (l, r) in &j.on {
+                        equal(l.clone(), r.clone());
+                    }
+                    if let Some(filter) = &j.filter {
+                        for conjunct in split_conjunction(filter) {
+                            if let Expr::BinaryExpr(BinaryExpr {
+                                left,
+                                op: Operator::Eq,
+                                right,
+                            }) = conjunct
+                            {
+                                equal(left.as_ref().clone(), right.as_ref().clone());
+                            }
+                        }
+                    }
+                    // A left row meets at most this many right rows.
+                    let per_left = pairs.iter().filter_map(|(_, r)| right.bound(r)).min();
+                    let per_right = pairs.iter().filter_map(|(l, _)| left.bound(l)).min();
+                    let right = right.shifted(left.next_class());
+                    let mut out = Facts::default();
+                    for (side, factor) in [(&left, per_left), (&right, per_right)] {
+                        if let Some(scaled) = factor.and_then(|k| side.clone().scaled(k)) {
+                            out.bounds.extend(scaled.bounds);
+                        }
+                        out.classes.extend(side.classes.iter().map(|(c, k)| (c.clone(), *k)));
+                        out.determinants
+                            .extend(side.determinants.iter().map(|(c, k)| (c.clone(), *k)));
+                    }
+                    for (l, r) in &pairs {
+                        out.join_classes(l, r);
+                    }
+                    Some(out)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EngineLimits;
+    use crate::session::TableBinding;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn binding(dir: &std::path::Path, id: &str, columns: &[&str], declared: &[(&str, u64)]) -> TableBinding {
+        let path = dir.join(id);
+        std::fs::create_dir_all(&path).expect("dir");
+        TableBinding {
+            dataset: id.parse().expect("id"),
+            location: format!("{}/", path.display()),
+            schema: Arc::new(Schema::new(
+                columns
+                    .iter()
+                    .map(|c| Field::new(*c, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            )),
+            max_rows_per_value: declared
+                .iter()
+                .map(|(c, n)| (c.to_string(), *n))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    /// The bound for the plan of `sql`, whose output columns `units` are
+    /// the unit columns.
+    fn bound(sql: &str, units: &[&str]) -> Option<u64> {
+        let dir = tempfile::tempdir().expect("dir");
+        let session = JobSession::new(
+            &[
+                binding(
+                    dir.path(),
+                    "gov.usage",
+                    &["credit_code", "month"],
+                    &[("credit_code", 24)],
+                ),
+                binding(
+                    dir.path(),
+                    "gov.entities",
+                    &["credit_code", "district"],
+                    &[("credit_code", 1)],
+                ),
+                binding(
+                    dir.path(),
+                    "bank.loans",
+                    &["loan_id", "credit_code"],
+                    &[("credit_code", 3), ("loan_id", 1)],
+                ),
+                binding(dir.path(), "gov.districts", &["district", "name"], &[("district", 1)]),
+                binding(dir.path(), "gov.plain", &["credit_code"], &[]),
+            ],
+            EngineLimits::default(),
+        )
+        .expect("session");
+        let plan = session.plan(sql).expect("plan");
+        let columns: Vec<Column> = units.iter().map(|u| Column::from_name(*u)).collect();
+        unit_bounds(&plan, &columns, &[], &session).rows
+    }
+
+    /// The groups bound for the plan of `sql` grouped by its output
+    /// columns `keys`.
+    fn groups(sql: &str, units: &[&str], keys: &[&str]) -> Option<u64> {
+        let dir = tempfile::tempdir().expect("dir");
+        let session = JobSession::new(
+            &[
+                binding(
+                    dir.path(),
+                    "gov.usage",
+                    &["credit_code", "month"],
+                    &[("credit_code", 24)],
+                ),
+                binding(
+                    dir.path(),
+                    "gov.entities",
+                    &["credit_code", "district"],
+                    &[("credit_code", 1)],
+                ),
+                binding(
+                    dir.path(),
+                    "bank.loans",
+                    &["loan_id", "credit_code"],
+                    &[("credit_code", 3)],
+                ),
+            ],
+            EngineLimits::default(),
+        )
+        .expect("session");
+        let plan = session.plan(sql).expect("plan");
+        let columns: Vec<Column> = units.iter().map(|u| Column::from_name(*u)).collect();
+        let keys: Vec<Expr> = keys.iter().map(|k| Expr::Column(Column::from_name(*k))).collect();
+        unit_bounds(&plan, &columns, &keys, &session).groups
+    }
+
+    #[test]
+    fn a_key_that_is_a_function_of_the_unit_gives_one_group() {
+        let joined = "SELECT b.credit_code AS u1, e.credit_code AS u2, e.district AS d, b.loan_id AS l \
+                      FROM bank.loans b JOIN gov.entities e ON b.credit_code = e.credit_code";
+        // district comes from the row of the unit's unique credit code.
+        assert_eq!(groups(joined, &["u1", "u2"], &["d"]), Some(1));
+        // loan_id does not: bounded by the unit's rows.
+        assert_eq!(groups(joined, &["u1", "u2"], &["d", "l"]), Some(3));
+        // Not joined on the unit: no function of it; bounded by its rows.
+        let apart = "SELECT b.credit_code AS u, e.district AS d FROM bank.loans b \
+                     JOIN gov.entities e ON b.loan_id = e.credit_code";
+        assert_eq!(groups(apart, &["u"], &["d"]), Some(3));
+        // A table without a unique column: month is no function of the unit.
+        let usage = "SELECT credit_code AS u, month AS m FROM gov.usage";
+        assert_eq!(groups(usage, &["u"], &["m"]), Some(24));
+    }
+
+    #[test]
+    fn a_scan_filter_and_projection_keep_the_declared_bound() {
+        assert_eq!(
+            bound("SELECT credit_code AS u FROM gov.usage WHERE month > '2023-06'", &["u"]),
+            Some(24)
+        );
+        assert_eq!(bound("SELECT credit_code AS u FROM gov.plain", &["u"]), None);
+    }
+
+    #[test]
+    fn an_equi_join_multiplies_by_the_matches_a_row_can_meet() {
+        // Joined on the unit: both unit columns are one value.
+        let on_unit = "SELECT b.credit_code AS u1, e.credit_code AS u2 FROM bank.loans b \
+                       JOIN gov.entities e ON b.credit_code = e.credit_code";
+        assert_eq!(bound(on_unit, &["u1", "u2"]), Some(3));
+        let usage = "SELECT u.credit_code AS u1, e.credit_code AS u2 FROM gov.usage u \
+                     JOIN gov.entities e ON u.credit_code = e.credit_code WHERE e.district = 'x'";
+        assert_eq!(bound(usage, &["u1", "u2"]), Some(24));
+        // A lookup on a unique key keeps the left side's bound.
+        let lookup = "SELECT e.credit_code AS u FROM gov.entities e JOIN gov.districts d ON e.district = d.district";
+        assert_eq!(bound(lookup, &["u"]), Some(1));
+        // Unit columns not joined to each other: a unit's rows are covered
+        // by the rows where either equals it.
+        let apart = "SELECT b.credit_code AS u1, e.credit_code AS u2 FROM bank.loans b \
+                     JOIN gov.entities e ON b.loan_id = e.credit_code";
+        assert_eq!(bound(apart, &["u1", "u2"]), Some(3 + 1));
+    }
+
+    #[test]
+    fn unknown_shapes_give_no_bound() {
+        // The right key has no declaration: a left row may meet any number.
+        let undeclared =
+            "SELECT b.credit_code AS u FROM bank.loans b JOIN gov.plain p ON b.credit_code = p.credit_code";
+        assert_eq!(bound(undeclared, &["u"]), None);
+        // A join on a non-equality.
+        let theta = "SELECT b.credit_code AS u FROM bank.loans b JOIN gov.entities e ON b.credit_code < e.credit_code";
+        assert_eq!(bound(theta, &["u"]), None);
+        // Outer joins, aggregations and unions are not followed.
+        let outer =
+            "SELECT b.credit_code AS u FROM bank.loans b LEFT JOIN gov.entities e ON b.credit_code = e.credit_code";
+        assert_eq!(bound(outer, &["u"]), None);
+        let grouped =
+            "SELECT credit_code AS u FROM (SELECT credit_code, COUNT(*) AS n FROM gov.usage GROUP BY credit_code)";
+        assert_eq!(bound(grouped, &["u"]), None);
+        let union = "SELECT credit_code AS u FROM gov.usage UNION ALL SELECT credit_code FROM gov.usage";
+        assert_eq!(bound(union, &["u"]), None);
+        // A self-join on the unit squares the bound.
+        let selfjoin = "SELECT a.credit_code AS u FROM bank.loans a JOIN bank.loans b ON a.credit_code = b.credit_code";
+        assert_eq!(bound(selfjoin, &["u"]), Some(9));
+    }
+}
