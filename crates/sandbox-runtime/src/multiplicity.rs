@@ -1,64 +1,96 @@
 //! Verifying the catalog's declared row multiplicities
-//! (`max_rows_per_value`) against the data files before the planner relies
-//! on them.
+//! (`max_rows_per_value`) on exactly the files a job scans, before the
+//! planner relies on them.
 //!
 //! A declaration such as `credit_code = 24` lets the planner prove that a
-//! query's contribution bounding cannot bind (no unit can reach more rows
-//! or groups than the policy keeps) and skip the per-unit stage
+//! query's contribution bounding cannot bind and skip the per-unit stage
 //! (`sandbox_sql::multiplicity`). The declaration is public (it is in the
 //! catalog entry), so the plan chosen from it reveals nothing; but a wrong
 //! declaration would let a unit contribute more than the noise is
-//! calibrated for, so it is used only once the files have been read and
-//! every value counted. Verification runs once per set of files (names,
-//! sizes and modification times), when the sandbox opens or refreshes, and
-//! its result is cached under `<data dir>/cache/verified/`.
+//! calibrated for, so it is used only once it has been checked on what the
+//! job reads:
+//!
+//! * the job's files are pinned when its session is built
+//!   ([`pinned_files`]: the regular `*.parquet` files directly in the
+//!   version's directory; symbolic links, subdirectories and hidden files
+//!   are neither read nor counted), and the session scans only those;
+//! * the count runs through the job's own table provider
+//!   (`sandbox_sql::multiplicity::count_max_rows_per_value`), so values are
+//!   counted after the cast to the catalog's type, as a join sees them;
+//! * the result is cached under `<data dir>/cache/verified/` keyed by each
+//!   file's path, size, inode, device and modification and change times
+//!   (a file rewritten in place changes its change time, which a user
+//!   cannot set back).
 
 use crate::RuntimeError;
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Int32Type, Int64Type};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// The Parquet files of one table directory: names, sizes and modification
-/// times (nanoseconds since the epoch). A new version, or a file rewritten
-/// in place, changes it.
+/// The files a job reads of one table directory: the regular files named
+/// `<something>.parquet` directly in it, sorted. Symbolic links,
+/// directories and names starting with `.` are left out.
+///
+/// Errors: [`RuntimeError::Io`] when the directory cannot be listed.
+pub(crate) fn pinned_files(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
+    let io = |e| RuntimeError::Io {
+        path: dir.display().to_string(),
+        source: e,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let regular = entry.file_type().map_err(io)?.is_file();
+        if regular && !name.starts_with('.') && name.ends_with(".parquet") {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// One file's identity: path, size, inode, device, modification and
+/// change times (nanoseconds).
+type FileIdentity = (String, u64, u64, u64, i128, i128);
+
+/// The identities of a job's pinned files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct FileFingerprint(Vec<(String, u64, u128)>);
+pub(crate) struct FileFingerprint(Vec<FileIdentity>);
 
 impl FileFingerprint {
-    pub(crate) fn of(dir: &Path) -> Result<Self, RuntimeError> {
-        let io = |e| RuntimeError::Io {
-            path: dir.display().to_string(),
-            source: e,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let path = entry.path();
-            if path.extension().is_none_or(|x| x != "parquet") {
-                continue;
+    /// Errors: [`RuntimeError::Io`] for a file that is gone or is no
+    /// longer a regular file.
+    pub(crate) fn of(files: &[PathBuf]) -> Result<Self, RuntimeError> {
+        let mut out = Vec::with_capacity(files.len());
+        for path in files {
+            let meta = std::fs::symlink_metadata(path).map_err(|e| RuntimeError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            if !meta.file_type().is_file() {
+                return Err(RuntimeError::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::other("not a regular file"),
+                });
             }
-            let meta = entry.metadata().map_err(io)?;
-            let modified = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            files.push((entry.file_name().to_string_lossy().into_owned(), meta.len(), modified));
+            let nanos = |s: i64, ns: i64| i128::from(s) * 1_000_000_000 + i128::from(ns);
+            out.push((
+                path.display().to_string(),
+                meta.len(),
+                meta.ino(),
+                meta.dev(),
+                nanos(meta.mtime(), meta.mtime_nsec()),
+                nanos(meta.ctime(), meta.ctime_nsec()),
+            ));
         }
-        files.sort();
-        Ok(FileFingerprint(files))
-    }
-
-    fn paths(&self, dir: &Path) -> Vec<PathBuf> {
-        self.0.iter().map(|(name, _, _)| dir.join(name)).collect()
+        Ok(FileFingerprint(out))
     }
 }
 
-/// What verification found for one table directory.
+/// What verification found for one set of files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Verification {
     pub files: FileFingerprint,
@@ -66,57 +98,58 @@ pub(crate) struct Verification {
     pub declared: BTreeMap<String, u64>,
     /// The declarations that hold: column → declared bound.
     pub holds: BTreeMap<String, u64>,
-    /// The declarations that do not, with the largest count seen (for the
+    /// The declarations that do not, with the largest count found (for the
     /// owner's log; never shown to analysts).
     pub violated: BTreeMap<String, u64>,
 }
 
-/// Verifies `declared` against the Parquet files of `dir`, using the cache
-/// file `cache` when it was written for the same files and declarations.
-///
-/// Errors: [`RuntimeError::Io`] when the directory or a file cannot be
-/// read, [`RuntimeError::Setup`] for a file that is not valid Parquet or
-/// lacks a declared column.
-pub(crate) fn verify_cached(
-    dir: &Path,
-    declared: &BTreeMap<String, u64>,
-    cache: &Path,
-) -> Result<Verification, RuntimeError> {
-    let files = FileFingerprint::of(dir)?;
-    if let Some(cached) = std::fs::read(cache)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Verification>(&b).ok())
-        && cached.files == files
-        && &cached.declared == declared
-    {
-        return Ok(cached);
+impl Verification {
+    /// Compares `declared` with `counted` (column → most rows per value).
+    pub(crate) fn new(
+        files: FileFingerprint,
+        declared: &BTreeMap<String, u64>,
+        counted: &BTreeMap<String, u64>,
+    ) -> Self {
+        let mut holds = BTreeMap::new();
+        let mut violated = BTreeMap::new();
+        for (column, &bound) in declared {
+            match counted.get(column) {
+                Some(&most) if most <= bound => {
+                    holds.insert(column.clone(), bound);
+                }
+                Some(&most) => {
+                    violated.insert(column.clone(), most);
+                }
+                None => {
+                    violated.insert(column.clone(), u64::MAX);
+                }
+            }
+        }
+        Verification {
+            files,
+            declared: declared.clone(),
+            holds,
+            violated,
+        }
     }
-    let started = std::time::Instant::now();
-    let verification = verify(dir, files, declared)?;
-    tracing::info!(
-        dir = %dir.display(),
-        elapsed = ?started.elapsed(),
-        holds = ?verification.holds.keys().collect::<Vec<_>>(),
-        violated = ?verification.violated,
-        "row multiplicity declarations verified"
-    );
-    if !verification.violated.is_empty() {
-        tracing::warn!(
-            dir = %dir.display(),
-            violated = ?verification.violated,
-            "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)"
-        );
-    }
-    write_atomically(cache, &verification);
-    Ok(verification)
 }
 
-/// Best effort: a cache that cannot be written only costs a recount.
-fn write_atomically(cache: &Path, verification: &Verification) {
+/// The cached verification for these files and declarations, if any.
+pub(crate) fn cached(cache: &Path, files: &FileFingerprint, declared: &BTreeMap<String, u64>) -> Option<Verification> {
+    let cached: Verification = serde_json::from_slice(&std::fs::read(cache).ok()?).ok()?;
+    (&cached.files == files && &cached.declared == declared).then_some(cached)
+}
+
+/// Best effort: a cache that cannot be written only costs a recount. The
+/// temporary name is unique per process and call, so concurrent jobs never
+/// write one file.
+pub(crate) fn store(cache: &Path, verification: &Verification) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let Some(parent) = cache.parent() else { return };
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache.with_extension(format!("{}-{n}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
-        let tmp = cache.with_extension("tmp");
         std::fs::write(
             &tmp,
             serde_json::to_vec_pretty(verification).map_err(std::io::Error::other)?,
@@ -124,181 +157,66 @@ fn write_atomically(cache: &Path, verification: &Verification) {
         std::fs::rename(&tmp, cache)
     };
     if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(cache = %cache.display(), error = %e, "cannot cache the multiplicity verification");
-    }
-}
-
-fn verify(dir: &Path, files: FileFingerprint, declared: &BTreeMap<String, u64>) -> Result<Verification, RuntimeError> {
-    let mut counters: BTreeMap<&str, ValueCounter> =
-        declared.keys().map(|c| (c.as_str(), ValueCounter::default())).collect();
-    for path in files.paths(dir) {
-        let bad = |e: &dyn std::fmt::Display| RuntimeError::Setup(format!("{}: {e}", path.display()));
-        let file = std::fs::File::open(&path).map_err(|e| RuntimeError::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
-        let arrow_schema = builder.schema().clone();
-        let mut indices = Vec::new();
-        for column in declared.keys() {
-            let (index, _) = arrow_schema
-                .column_with_name(column)
-                .ok_or_else(|| bad(&format!("no column `{column}`")))?;
-            indices.push(index);
-        }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder.with_projection(mask).build().map_err(|e| bad(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| bad(&e))?;
-            for (column, counter) in &mut counters {
-                let array = batch
-                    .column_by_name(column)
-                    .ok_or_else(|| bad(&format!("no column `{column}`")))?;
-                counter.add(array.as_ref()).map_err(|e| bad(&e))?;
-            }
-        }
-    }
-    let mut holds = BTreeMap::new();
-    let mut violated = BTreeMap::new();
-    for (column, counter) in counters {
-        let bound = declared[column];
-        if counter.max <= bound {
-            holds.insert(column.to_string(), bound);
-        } else {
-            violated.insert(column.to_string(), counter.max);
-        }
-    }
-    Ok(Verification {
-        files,
-        declared: declared.clone(),
-        holds,
-        violated,
-    })
-}
-
-/// Rows per non-null value of one column.
-#[derive(Default)]
-struct ValueCounter {
-    integers: HashMap<i64, u64>,
-    text: HashMap<Vec<u8>, u64>,
-    max: u64,
-}
-
-impl ValueCounter {
-    fn add(&mut self, array: &dyn Array) -> Result<(), String> {
-        let mut bump = |n: &mut u64| {
-            *n += 1;
-            self.max = self.max.max(*n);
-        };
-        match array.data_type() {
-            DataType::Int64 => {
-                for v in array.as_primitive::<Int64Type>().iter().flatten() {
-                    bump(self.integers.entry(v).or_default());
-                }
-            }
-            DataType::Int32 => {
-                for v in array.as_primitive::<Int32Type>().iter().flatten() {
-                    bump(self.integers.entry(i64::from(v)).or_default());
-                }
-            }
-            DataType::Utf8 => {
-                for v in array.as_string::<i32>().iter().flatten() {
-                    match self.text.get_mut(v.as_bytes()) {
-                        Some(n) => bump(n),
-                        None => bump(self.text.entry(v.as_bytes().to_vec()).or_default()),
-                    }
-                }
-            }
-            DataType::LargeUtf8 => {
-                for v in array.as_string::<i64>().iter().flatten() {
-                    match self.text.get_mut(v.as_bytes()) {
-                        Some(n) => bump(n),
-                        None => bump(self.text.entry(v.as_bytes().to_vec()).or_default()),
-                    }
-                }
-            }
-            DataType::Utf8View => {
-                for v in array.as_string_view().iter().flatten() {
-                    match self.text.get_mut(v.as_bytes()) {
-                        Some(n) => bump(n),
-                        None => bump(self.text.entry(v.as_bytes().to_vec()).or_default()),
-                    }
-                }
-            }
-            other => return Err(format!("max_rows_per_value cannot be verified on a {other} column")),
-        }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, RecordBatch, StringArray};
-    use arrow::datatypes::{Field, Schema};
-    use std::sync::Arc;
 
-    fn write(dir: &Path, name: &str, codes: &[Option<&str>], years: &[i64]) {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("credit_code", DataType::Utf8, true),
-            Field::new("year", DataType::Int64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(codes.to_vec())),
-                Arc::new(Int64Array::from(years.to_vec())),
-            ],
-        )
-        .expect("batch");
-        let file = std::fs::File::create(dir.join(name)).expect("file");
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
-        w.write(&batch).expect("write");
-        w.close().expect("close");
+    #[test]
+    fn only_regular_visible_parquet_files_are_pinned() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        for name in ["b.parquet", "a.parquet", ".parquet", ".hidden.parquet", "notes.txt"] {
+            std::fs::write(d.join(name), b"x").expect("write");
+        }
+        std::fs::create_dir_all(d.join("x=1")).expect("dir");
+        std::fs::write(d.join("x=1").join("c.parquet"), b"x").expect("write");
+        std::os::unix::fs::symlink(d.join("a.parquet"), d.join("link.parquet")).expect("link");
+        let pinned = pinned_files(d).expect("listed");
+        assert_eq!(pinned, vec![d.join("a.parquet"), d.join("b.parquet")]);
     }
 
     #[test]
-    fn declarations_hold_or_are_reported_across_files() {
+    fn a_file_rewritten_in_place_changes_the_fingerprint() {
         let dir = tempfile::tempdir().expect("dir");
-        write(
-            dir.path(),
-            "a.parquet",
-            &[Some("A"), Some("B"), None, None],
-            &[2022, 2023, 2023, 2023],
-        );
-        write(dir.path(), "b.parquet", &[Some("A"), Some("C")], &[2024, 2024]);
+        let f = dir.path().join("a.parquet");
+        std::fs::write(&f, b"abcd").expect("write");
+        let before = FileFingerprint::of(std::slice::from_ref(&f)).expect("fingerprint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Same size; the modification time set back to what it was.
+        let modified = std::fs::metadata(&f).and_then(|m| m.modified()).expect("mtime");
+        std::fs::write(&f, b"dcba").expect("rewrite");
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|file| file.set_modified(modified))
+            .expect("set mtime");
+        let after = FileFingerprint::of(std::slice::from_ref(&f)).expect("fingerprint");
+        assert_ne!(before, after, "the change time moved");
+    }
+
+    #[test]
+    fn declarations_hold_or_are_reported_and_the_cache_matches_files_and_declarations() {
+        let dir = tempfile::tempdir().expect("dir");
+        let f = dir.path().join("a.parquet");
+        std::fs::write(&f, b"x").expect("write");
+        let files = FileFingerprint::of(std::slice::from_ref(&f)).expect("fingerprint");
         let declared: BTreeMap<String, u64> = [("credit_code".to_string(), 2), ("year".to_string(), 2)].into();
-        let cache = dir.path().join("cache").join("v.json");
-        let v = verify_cached(dir.path(), &declared, &cache).expect("verified");
-        // Nulls are not a value: A has 2 rows, within 2.
+        let counted: BTreeMap<String, u64> = [("credit_code".to_string(), 2), ("year".to_string(), 3)].into();
+        let v = Verification::new(files.clone(), &declared, &counted);
         assert_eq!(v.holds, [("credit_code".to_string(), 2)].into());
-        // 2023 has 3 rows.
         assert_eq!(v.violated, [("year".to_string(), 3)].into());
-        assert!(cache.exists());
-
-        // A third row for A breaks the declaration; the cache is not reused
-        // for different files.
-        write(dir.path(), "c.parquet", &[Some("A")], &[2025]);
-        let v = verify_cached(dir.path(), &declared, &cache).expect("verified");
-        assert_eq!(v.violated.get("credit_code"), Some(&3));
-        assert!(v.holds.is_empty());
-    }
-
-    #[test]
-    fn a_missing_column_or_a_broken_file_is_an_error() {
-        let dir = tempfile::tempdir().expect("dir");
-        write(dir.path(), "a.parquet", &[Some("A")], &[2022]);
-        let declared: BTreeMap<String, u64> = [("nope".to_string(), 1)].into();
-        let cache = dir.path().join("v.json");
-        assert!(matches!(
-            verify_cached(dir.path(), &declared, &cache),
-            Err(RuntimeError::Setup(m)) if m.contains("no column `nope`")
-        ));
-        std::fs::write(dir.path().join("b.parquet"), b"not parquet").expect("write");
-        let declared: BTreeMap<String, u64> = [("credit_code".to_string(), 1)].into();
-        assert!(matches!(
-            verify_cached(dir.path(), &declared, &cache),
-            Err(RuntimeError::Setup(_))
-        ));
+        let cache = dir.path().join("cache").join("v.json");
+        store(&cache, &v);
+        assert_eq!(cached(&cache, &files, &declared), Some(v));
+        let other: BTreeMap<String, u64> = [("credit_code".to_string(), 1)].into();
+        assert_eq!(cached(&cache, &files, &other), None);
+        std::fs::write(&f, b"xy").expect("write");
+        let changed = FileFingerprint::of(std::slice::from_ref(&f)).expect("fingerprint");
+        assert_eq!(cached(&cache, &changed, &declared), None);
     }
 }

@@ -20,7 +20,6 @@ use sandbox_sql::partials::{compute_partials, plan_measures, public_groups};
 use sandbox_sql::{CheckedQuery, EngineLimits, JobSession, TableBinding};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -442,45 +441,84 @@ impl Sandbox {
         for d in self.catalog().iter() {
             let usable =
                 d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
-            if !usable || !self.dir.has_table(&d.id) {
+            if !usable {
                 continue;
             }
+            // The version directory is resolved once: its files are pinned
+            // here, and the job scans (and verifies) exactly these.
+            let dir = self.dir.table_dir(&d.id);
+            let files = match crate::multiplicity::pinned_files(&dir) {
+                Ok(files) if !files.is_empty() => files,
+                _ => continue,
+            };
             let schema = Schema::new(
                 d.fields
                     .iter()
                     .map(|f| ArrowField::new(&f.name, arrow_type(f.data_type), true))
                     .collect::<Vec<_>>(),
             );
-            let mut location = self.dir.table_dir(&d.id).display().to_string();
+            let mut location = dir.display().to_string();
             if !location.ends_with('/') {
                 location.push('/');
             }
             bindings.push(TableBinding {
                 dataset: d.id.clone(),
                 location,
+                files: files.iter().map(|f| f.display().to_string()).collect(),
                 schema: Arc::new(schema),
-                max_rows_per_value: self.verified_max_rows_per_value(d),
+                declared_max_rows_per_value: d.max_rows_per_value.clone(),
             });
         }
         Ok(JobSession::new(&bindings, self.limits.clone())?)
     }
 
-    /// The dataset's `max_rows_per_value` declarations that hold on its
-    /// current files (verified now if they changed since the last check;
-    /// see [`crate::multiplicity`]). A declaration that cannot be verified
-    /// is not used: the job then bounds every contribution.
-    fn verified_max_rows_per_value(&self, dataset: &sandbox_model::Dataset) -> BTreeMap<String, u64> {
-        if dataset.max_rows_per_value.is_empty() {
-            return BTreeMap::new();
-        }
-        let dir = self.dir.table_dir(&dataset.id);
-        let cache = self.dir.verification_cache(&dataset.id);
-        match crate::multiplicity::verify_cached(&dir, &dataset.max_rows_per_value, &cache) {
-            Ok(v) => v.holds,
-            Err(e) => {
-                tracing::warn!(dataset = %dataset.id, error = %e, "max_rows_per_value not verified; not used");
-                BTreeMap::new()
+    /// Installs in `session` the catalog's `max_rows_per_value`
+    /// declarations of `datasets` that hold on the session's pinned files,
+    /// counting them through the session's own tables where the cache has
+    /// no result for those files (see [`crate::multiplicity`]). A
+    /// declaration that cannot be checked is not used: the job then bounds
+    /// every contribution.
+    async fn verify_row_bounds(&self, session: &mut JobSession, datasets: &std::collections::BTreeSet<DatasetId>) {
+        for dataset in datasets {
+            let Some(binding) = session.binding(dataset) else {
+                continue;
+            };
+            let declared = binding.declared_max_rows_per_value.clone();
+            if declared.is_empty() {
+                continue;
             }
+            let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
+            let fingerprint = match crate::multiplicity::FileFingerprint::of(&files) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
+                    continue;
+                }
+            };
+            let cache = self.dir.verification_cache(dataset);
+            let verification = match crate::multiplicity::cached(&cache, &fingerprint, &declared) {
+                Some(v) => v,
+                None => {
+                    let columns: Vec<String> = declared.keys().cloned().collect();
+                    let started = std::time::Instant::now();
+                    match sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns).await {
+                        Ok(counted) => {
+                            let v = crate::multiplicity::Verification::new(fingerprint, &declared, &counted);
+                            tracing::info!(%dataset, elapsed = ?started.elapsed(), holds = ?v.holds.keys().collect::<Vec<_>>(), "row multiplicity declarations verified");
+                            if !v.violated.is_empty() {
+                                tracing::warn!(%dataset, violated = ?v.violated, "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)");
+                            }
+                            crate::multiplicity::store(&cache, &v);
+                            v
+                        }
+                        Err(e) => {
+                            tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
+                            continue;
+                        }
+                    }
+                }
+            };
+            session.set_verified_max_rows_per_value(dataset, verification.holds);
         }
     }
 
@@ -623,6 +661,8 @@ impl Sandbox {
         };
         // Execute and release; a failure still keeps the charge. A
         // suspension or revocation meanwhile cancels the computation.
+        // The catalog's row bounds, checked on the files this job scans.
+        self.verify_row_bounds(&mut session, &query.datasets).await;
         let running = self.running.register(job_id, grant, &query.datasets);
         context.report("computing");
         let computation = async {

@@ -38,12 +38,65 @@
 //! those where any one of them equals it: the smallest bound holds. Otherwise a unit's rows are covered by the rows where some unit
 //! column equals it: the sum of their bounds.
 
-use crate::JobSession;
+use crate::{JobSession, SqlError};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::common::{Column, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
+use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, col, lit};
 use sandbox_model::DatasetId;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// The most rows sharing one non-null value of each of `columns` in
+/// `dataset`'s table as this session scans it: its pinned files, each value
+/// cast to the catalog's type (so `100000` in one file and `"100000"` in
+/// another are one value, as they are to a join). A column with no
+/// non-null value gives 0.
+///
+/// Errors: [`SqlError::Storage`] when the dataset is not in the session,
+/// [`SqlError::Execution`] and the job limits' errors from the count.
+pub async fn count_max_rows_per_value(
+    session: &JobSession,
+    dataset: &DatasetId,
+    columns: &[String],
+) -> Result<BTreeMap<String, u64>, SqlError> {
+    let internal = |e: datafusion::error::DataFusionError| SqlError::Internal(e.strip_backtrace());
+    let missing = || SqlError::Storage(dataset.to_string());
+    let provider = session
+        .state()
+        .catalog_list()
+        .catalog(crate::session::CATALOG)
+        .and_then(|c| c.schema(dataset.namespace()))
+        .ok_or_else(missing)?
+        .table(dataset.table())
+        .await
+        .map_err(internal)?
+        .ok_or_else(missing)?;
+    let mut out = BTreeMap::new();
+    for column in columns {
+        let plan = LogicalPlanBuilder::scan(
+            TableReference::partial(dataset.namespace(), dataset.table()),
+            provider_as_source(provider.clone()),
+            None,
+        )
+        .and_then(|b| b.filter(col(column.as_str()).is_not_null()))
+        .and_then(|b| b.aggregate(vec![col(column.as_str())], vec![count(lit(1i64)).alias("__n")]))
+        .and_then(|b| b.aggregate(Vec::<Expr>::new(), vec![max(col("__n")).alias("__max")]))
+        .and_then(|b| b.build())
+        .map_err(internal)?;
+        let batches = crate::partials::execute(session, plan).await?;
+        let most = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().cloned())
+            .and_then(|a| (!a.is_null(0)).then(|| a.value(0)))
+            .unwrap_or(0);
+        out.insert(column.clone(), u64::try_from(most).unwrap_or(0));
+    }
+    Ok(out)
+}
 
 /// Public bounds on one privacy unit's contributions to a row source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -308,49 +361,56 @@ mod tests {
         TableBinding {
             dataset: id.parse().expect("id"),
             location: format!("{}/", path.display()),
+            files: Vec::new(),
             schema: Arc::new(Schema::new(
                 columns
                     .iter()
                     .map(|c| Field::new(*c, DataType::Utf8, true))
                     .collect::<Vec<_>>(),
             )),
-            max_rows_per_value: declared
+            declared_max_rows_per_value: declared
                 .iter()
                 .map(|(c, n)| (c.to_string(), *n))
                 .collect::<BTreeMap<_, _>>(),
         }
     }
 
+    /// A session over `bindings` that takes every declaration as verified
+    /// (the derivation is under test here, not the verification).
+    fn trusting(bindings: &[TableBinding]) -> JobSession {
+        let mut session = JobSession::new(bindings, EngineLimits::default()).expect("session");
+        for b in bindings {
+            session.set_verified_max_rows_per_value(&b.dataset, b.declared_max_rows_per_value.clone());
+        }
+        session
+    }
+
     /// The bound for the plan of `sql`, whose output columns `units` are
     /// the unit columns.
     fn bound(sql: &str, units: &[&str]) -> Option<u64> {
         let dir = tempfile::tempdir().expect("dir");
-        let session = JobSession::new(
-            &[
-                binding(
-                    dir.path(),
-                    "gov.usage",
-                    &["credit_code", "month"],
-                    &[("credit_code", 24)],
-                ),
-                binding(
-                    dir.path(),
-                    "gov.entities",
-                    &["credit_code", "district"],
-                    &[("credit_code", 1)],
-                ),
-                binding(
-                    dir.path(),
-                    "bank.loans",
-                    &["loan_id", "credit_code"],
-                    &[("credit_code", 3), ("loan_id", 1)],
-                ),
-                binding(dir.path(), "gov.districts", &["district", "name"], &[("district", 1)]),
-                binding(dir.path(), "gov.plain", &["credit_code"], &[]),
-            ],
-            EngineLimits::default(),
-        )
-        .expect("session");
+        let session = trusting(&[
+            binding(
+                dir.path(),
+                "gov.usage",
+                &["credit_code", "month"],
+                &[("credit_code", 24)],
+            ),
+            binding(
+                dir.path(),
+                "gov.entities",
+                &["credit_code", "district"],
+                &[("credit_code", 1)],
+            ),
+            binding(
+                dir.path(),
+                "bank.loans",
+                &["loan_id", "credit_code"],
+                &[("credit_code", 3), ("loan_id", 1)],
+            ),
+            binding(dir.path(), "gov.districts", &["district", "name"], &[("district", 1)]),
+            binding(dir.path(), "gov.plain", &["credit_code"], &[]),
+        ]);
         let plan = session.plan(sql).expect("plan");
         let columns: Vec<Column> = units.iter().map(|u| Column::from_name(*u)).collect();
         unit_bounds(&plan, &columns, &[], &session).rows
@@ -360,30 +420,26 @@ mod tests {
     /// columns `keys`.
     fn groups(sql: &str, units: &[&str], keys: &[&str]) -> Option<u64> {
         let dir = tempfile::tempdir().expect("dir");
-        let session = JobSession::new(
-            &[
-                binding(
-                    dir.path(),
-                    "gov.usage",
-                    &["credit_code", "month"],
-                    &[("credit_code", 24)],
-                ),
-                binding(
-                    dir.path(),
-                    "gov.entities",
-                    &["credit_code", "district"],
-                    &[("credit_code", 1)],
-                ),
-                binding(
-                    dir.path(),
-                    "bank.loans",
-                    &["loan_id", "credit_code"],
-                    &[("credit_code", 3)],
-                ),
-            ],
-            EngineLimits::default(),
-        )
-        .expect("session");
+        let session = trusting(&[
+            binding(
+                dir.path(),
+                "gov.usage",
+                &["credit_code", "month"],
+                &[("credit_code", 24)],
+            ),
+            binding(
+                dir.path(),
+                "gov.entities",
+                &["credit_code", "district"],
+                &[("credit_code", 1)],
+            ),
+            binding(
+                dir.path(),
+                "bank.loans",
+                &["loan_id", "credit_code"],
+                &[("credit_code", 3)],
+            ),
+        ]);
         let plan = session.plan(sql).expect("plan");
         let columns: Vec<Column> = units.iter().map(|u| Column::from_name(*u)).collect();
         let keys: Vec<Expr> = keys.iter().map(|k| Expr::Column(Column::from_name(*k))).collect();
@@ -456,5 +512,53 @@ mod tests {
         // A self-join on the unit squares the bound.
         let selfjoin = "SELECT a.credit_code AS u FROM bank.loans a JOIN bank.loans b ON a.credit_code = b.credit_code";
         assert_eq!(bound(selfjoin, &["u"]), Some(9));
+    }
+
+    fn write_parquet(path: &std::path::Path, column: datafusion::arrow::array::ArrayRef) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "credit_code",
+            column.data_type().clone(),
+            true,
+        )]));
+        let batch = datafusion::arrow::array::RecordBatch::try_new(schema.clone(), vec![column]).expect("batch");
+        let file = std::fs::File::create(path).expect("file");
+        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+    }
+
+    #[tokio::test]
+    async fn values_are_counted_as_the_scan_sees_them_on_the_pinned_files() {
+        use datafusion::arrow::array::{Int64Array, StringArray};
+        let dir = tempfile::tempdir().expect("dir");
+        // One enterprise as an integer in one file and as text in another:
+        // one value once cast to the catalog's text type, as a join sees it.
+        let a = dir.path().join("a.parquet");
+        let b = dir.path().join("b.parquet");
+        write_parquet(&a, Arc::new(Int64Array::from(vec![Some(100000), Some(7), None])));
+        write_parquet(&b, Arc::new(StringArray::from(vec![Some("100000"), None])));
+        // A file outside the pinned list is neither counted nor scanned.
+        let hidden = dir.path().join("x=1");
+        std::fs::create_dir_all(&hidden).expect("dir");
+        write_parquet(
+            &hidden.join("c.parquet"),
+            Arc::new(StringArray::from(vec!["100000"; 5])),
+        );
+        let mut table = binding(dir.path(), "gov.usage", &["credit_code"], &[("credit_code", 1)]);
+        table.location = format!("{}/", dir.path().display());
+        table.files = vec![a.display().to_string(), b.display().to_string()];
+        let session = JobSession::new(&[table], EngineLimits::default()).expect("session");
+        let dataset: DatasetId = "gov.usage".parse().expect("id");
+        let counted = count_max_rows_per_value(&session, &dataset, &["credit_code".to_string()])
+            .await
+            .expect("counted");
+        assert_eq!(counted.get("credit_code"), Some(&2));
+        // The job's scan reads the same two files: three non-null codes.
+        let plan = session
+            .plan("SELECT COUNT(credit_code) AS n FROM gov.usage")
+            .expect("plan");
+        let batches = crate::partials::execute(&session, plan).await.expect("run");
+        let n = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+        assert_eq!(n, 3);
     }
 }

@@ -36,12 +36,17 @@ pub struct TableBinding {
     /// A directory URL or path of Parquet files (`file:///…/gov/tax_payments/`,
     /// or an object-store URL once one is registered).
     pub location: String,
+    /// The files the job reads, pinned when the session is built (absolute
+    /// paths or URLs), so that what the runtime verifies about them is
+    /// exactly what the job scans; empty: every Parquet file under
+    /// `location`, listed when the job scans.
+    pub files: Vec<String>,
     pub schema: SchemaRef,
-    /// Verified upper bounds on the rows that share one non-null value of
-    /// a column of these files (the catalog's `max_rows_per_value`
-    /// declarations that the runtime checked against them); empty when
-    /// none is known. Read by [`crate::multiplicity`].
-    pub max_rows_per_value: BTreeMap<String, u64>,
+    /// The catalog's `max_rows_per_value` declarations, not yet verified:
+    /// [`crate::multiplicity::count_max_rows_per_value`] counts them on
+    /// the pinned files and the runtime installs the ones that hold with
+    /// [`JobSession::set_verified_max_rows_per_value`].
+    pub declared_max_rows_per_value: BTreeMap<String, u64>,
 }
 
 /// A job's session: its tables and its limits.
@@ -50,6 +55,8 @@ pub struct JobSession {
     state: SessionState,
     limits: EngineLimits,
     datasets: BTreeMap<DatasetId, TableBinding>,
+    /// Verified `max_rows_per_value` bounds per dataset.
+    verified: BTreeMap<DatasetId, BTreeMap<String, u64>>,
     /// The job's row functions: name → output bounds.
     guests: BTreeMap<String, (f64, f64)>,
     /// The job's row functions by name.
@@ -97,9 +104,17 @@ impl JobSession {
             let schema = schemas
                 .entry(b.dataset.namespace().to_string())
                 .or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
-            let url = ListingTableUrl::parse(&b.location).map_err(|_| SqlError::Storage(b.dataset.to_string()))?;
+            let storage = |_| SqlError::Storage(b.dataset.to_string());
+            let urls = if b.files.is_empty() {
+                vec![ListingTableUrl::parse(&b.location).map_err(storage)?]
+            } else {
+                b.files
+                    .iter()
+                    .map(|f| ListingTableUrl::parse(f).map_err(storage))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let config = ListingTableConfig::new(url)
+            let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(b.schema.clone());
             let table = ListingTable::try_new(config).map_err(|_| SqlError::Storage(b.dataset.to_string()))?;
@@ -117,14 +132,29 @@ impl JobSession {
             state,
             limits,
             datasets,
+            verified: BTreeMap::new(),
             guests: BTreeMap::new(),
             functions: BTreeMap::new(),
         })
     }
 
-    /// The verified `max_rows_per_value` bounds of a dataset's files.
+    /// The verified `max_rows_per_value` bounds of a dataset's pinned files
+    /// (none until the runtime installed them).
     pub fn max_rows_per_value(&self, dataset: &DatasetId) -> Option<&BTreeMap<String, u64>> {
-        self.datasets.get(dataset).map(|b| &b.max_rows_per_value)
+        self.verified.get(dataset)
+    }
+
+    /// Installs the `max_rows_per_value` bounds found to hold on this
+    /// session's pinned files of `dataset` (counted by
+    /// [`crate::multiplicity::count_max_rows_per_value`] or a cache of that
+    /// count for the same files).
+    pub fn set_verified_max_rows_per_value(&mut self, dataset: &DatasetId, bounds: BTreeMap<String, u64>) {
+        self.verified.insert(dataset.clone(), bounds);
+    }
+
+    /// How a dataset is bound in this session.
+    pub fn binding(&self, dataset: &DatasetId) -> Option<&TableBinding> {
+        self.datasets.get(dataset)
     }
 
     /// Registers a job's row functions (WebAssembly UDFs) for this job only.
