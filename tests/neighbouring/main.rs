@@ -75,7 +75,8 @@ async fn run(sandbox: &Sandbox, sql: &str) -> Outcome {
 
 /// Checks one pair of releases; returns a description of the first excess.
 fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
-    if (d.groups_per_unit, d.rows_per_unit, &d.sensitivities) != (n.groups_per_unit, n.rows_per_unit, &n.sensitivities)
+    if (d.groups_per_unit, d.rows_per_unit, &d.sensitivities, &d.selections)
+        != (n.groups_per_unit, n.rows_per_unit, &n.sensitivities, &n.selections)
     {
         return Err("the calibration differs between D and its neighbour".into());
     }
@@ -102,14 +103,28 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let mut units_l1 = 0i128;
     let mut l1: Vec<Vec<i128>> = zero.clone();
+    // Selections (quantiles): per group the largest score change, summed.
+    let mut selection_moved: Vec<i128> = vec![0; sensitivities.len()];
     for key in keys {
         let (ua, ca) = a.get(key).cloned().unwrap_or((0, zero.clone()));
         let (ub, cb) = b.get(key).cloned().unwrap_or((0, zero.clone()));
         units_l1 += (ua - ub).abs();
         for (j, (x, y)) in ca.iter().zip(&cb).enumerate() {
+            let mut largest = 0i128;
             for (c, (p, q)) in x.iter().zip(y).enumerate() {
                 l1[j][c] += (p - q).abs();
+                largest = largest.max((p - q).abs());
             }
+            selection_moved[j] += largest;
+        }
+    }
+    for (j, selection) in d.selections.iter().enumerate() {
+        let bound = sensitivities[j].first().copied().unwrap_or(0) as i128;
+        if *selection && selection_moved[j] > bound {
+            return Err(format!(
+                "quantile {j}: its scores moved by {} (per group the largest, summed) where its sensitivity is {bound}",
+                selection_moved[j]
+            ));
         }
     }
     let g = d.groups_per_unit as i128;

@@ -23,6 +23,10 @@ pub struct ReleaseTrace {
     pub selection_threshold: Option<i128>,
     /// Per aggregate, the L1 sensitivity of each noised statistic.
     pub sensitivities: Vec<Vec<u128>>,
+    /// Per aggregate, whether its statistics are a selection's score
+    /// vector (a quantile): then `Σ_groups max_i |Δ score_i|` must stay
+    /// within the sensitivity.
+    pub selections: Vec<bool>,
     /// The L1 sensitivity of each statistic the dominance rule noised.
     pub dominance_sensitivities: Vec<u128>,
     pub groups: Vec<TracedGroup>,
@@ -148,6 +152,7 @@ impl Trace {
     pub(crate) fn finish(self, calibrated: &[CalibratedAggregate], dominance_sensitivities: Vec<u128>) {
         let Some(mut t) = self.0 else { return };
         t.sensitivities = calibrated.iter().map(|c| c.sensitivities()).collect();
+        t.selections = calibrated.iter().map(|c| c.is_selection()).collect();
         t.dominance_sensitivities = dominance_sensitivities;
         #[cfg(feature = "neighbouring-tests")]
         TRACES.lock().unwrap_or_else(|p| p.into_inner()).push(t);
