@@ -80,6 +80,19 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
     {
         return Err("the calibration differs between D and its neighbour".into());
     }
+    // Bound estimations (CLAMP_AUTO): one table-wide quantile each, whose
+    // scores may move by at most its sensitivity (L∞, one group).
+    if d.estimations.len() != n.estimations.len() {
+        return Err("a different number of bound estimations on D and its neighbour".into());
+    }
+    for (i, ((sd, bound), (sn, bound_n))) in d.estimations.iter().zip(&n.estimations).enumerate() {
+        let moved = sd.iter().zip(sn).map(|(a, b)| (a - b).abs()).max().unwrap_or(0);
+        if bound != bound_n || sd.len() != sn.len() || moved > *bound as i128 {
+            return Err(format!(
+                "bound estimation {i}: its scores moved by {moved} where its sensitivity is {bound}"
+            ));
+        }
+    }
     if d.dominance_sensitivities != n.dominance_sensitivities {
         return Err("the dominance calibration differs between D and its neighbour".into());
     }
@@ -159,6 +172,12 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         if matches!(on_d, Outcome::Released(_)) {
             released += 1;
         }
+        // The release after a bound estimation is compared at D's bound.
+        if let Outcome::Released(t) = &on_d
+            && !t.estimated.is_empty()
+        {
+            sandbox_runtime::testing::pin_estimates(Some(t.estimated.clone()));
+        }
         for (neighbour, sandbox) in &neighbours {
             if !neighbour.touches(sql) {
                 continue;
@@ -177,6 +196,7 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
                 ));
             }
         }
+        sandbox_runtime::testing::pin_estimates(None);
     }
     failures.extend(engine_bounding_matches_release_step(&base, &corpus).await);
     // Post-processing sees released values only: with or without it, the

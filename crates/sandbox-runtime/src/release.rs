@@ -76,7 +76,9 @@ pub fn epsilon_split(
             labels.push(label.to_string());
         }
     }
-    Ok(EpsilonSplit::equal(epsilon, labels)?)
+    let mut split = EpsilonSplit::equal(epsilon, labels)?;
+    crate::estimation::reserve_shares(&mut split, q);
+    Ok(split)
 }
 
 /// The share of ε the split gives the part labelled `label`.

@@ -614,19 +614,30 @@ impl Sandbox {
             // docs/benchmarks.md). Both give identical totals (checked by the
             // neighbouring suite); the choice depends on the query and the
             // policies only.
+            // DP bound estimation (CLAMP_AUTO) first, with its share of ε.
+            let (query, specs, measures) = if query.aggregates.iter().any(|a| a.auto_bound.is_some()) {
+                let split = epsilon_split(&query, &specs, &rules, public, epsilon)?;
+                let (estimated, _) =
+                    crate::estimation::estimate_bounds(&session, &query, &rules, &split, choice_key).await?;
+                let (specs, measures) = plan_measures(&estimated)?;
+                (std::borrow::Cow::Owned(estimated), specs, measures)
+            } else {
+                (std::borrow::Cow::Borrowed(&query), specs.clone(), measures.clone())
+            };
+            let query = query.as_ref();
             let bounding = crate::release::engine_bounding(&rules, choice_key)?;
             let dominance = crate::release::needs_unit_contributions(&specs, &rules);
             let in_engine = !dominance
                 && crate::testing::forced_bounding_in_engine()
                     .unwrap_or_else(|| !sandbox_sql::contribution::needs_window(bounding, public_count));
             let statistics = if in_engine {
-                compute_totals(&session, &query, &measures, bounding).await?
+                compute_totals(&session, query, &measures, bounding).await?
             } else {
-                compute_partials(&session, &query, &measures, choice_key).await?
+                compute_partials(&session, query, &measures, choice_key).await?
             };
             context.report("releasing");
             let started = std::time::Instant::now();
-            let released = release(&query, &specs, &statistics, &rules, epsilon, self.limits.max_groups);
+            let released = release(query, &specs, &statistics, &rules, epsilon, self.limits.max_groups);
             tracing::debug!(elapsed = ?started.elapsed(), "released");
             released
         };

@@ -50,6 +50,14 @@ pub struct MeasureColumn {
 
 /// How each aggregate maps to measure columns, and its DP spec.
 pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<MeasureColumn>), SqlError> {
+    plan_measures_with(q, DEFAULT_CANDIDATES)
+}
+
+/// [`plan_measures`] with `candidates` points on each quantile's grid.
+pub fn plan_measures_with(
+    q: &CheckedQuery,
+    candidates: usize,
+) -> Result<(Vec<AggregateSpec>, Vec<MeasureColumn>), SqlError> {
     let mut specs = Vec::new();
     let mut measures = Vec::new();
     let bad_bounds = |e: sandbox_dp::DpError| SqlError::Internal(e.to_string());
@@ -85,7 +93,7 @@ pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<Measur
                 let alpha = a
                     .quantile
                     .ok_or_else(|| SqlError::Internal("quantile without α".into()))?;
-                let grid = QuantileGrid::new(lo, hi, DEFAULT_CANDIDATES, alpha).map_err(bad_bounds)?;
+                let grid = QuantileGrid::new(lo, hi, candidates, alpha).map_err(bad_bounds)?;
                 let indicator = Quantizer::for_sum(0.0, 1.0).map_err(bad_bounds)?;
                 // The clamped value (NULL and NaN stay NULL: not counted).
                 let x = crate::clamp::call(cast_expr(argument()?, DataType::Float64), lo, hi);

@@ -77,6 +77,9 @@ pub struct AggregateRequest {
     pub bounds_note: Option<String>,
     /// α of a quantile (0 for MIN, 0.5 for MEDIAN, 1 for MAX).
     pub quantile: Option<f64>,
+    /// `CLAMP_AUTO(x, q)`: the quantile q at which the runtime estimates
+    /// the upper bound by DP bound estimation before the release.
+    pub auto_bound: Option<f64>,
 }
 
 /// An expression over one released row: its group keys and its released

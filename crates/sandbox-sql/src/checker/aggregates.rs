@@ -146,12 +146,31 @@ impl Checker<'_> {
                         ));
                     }
                 };
-                let fname = match quantile {
-                    Some(alpha) if percentile => format!("{fname}({alpha})"),
+                let (arg, auto_bound) = match strip_alias(arg) {
+                    Expr::ScalarFunction(f) if f.func.name() == crate::clamp_auto::NAME => {
+                        if function == AggregateFn::Quantile {
+                            return Err(refuse(
+                                "clamp-auto-form",
+                                "CLAMP_AUTO applies to SUM, AVG, VARIANCE and STDDEV; a quantile needs no clamp",
+                            ));
+                        }
+                        self.require_dp_for_quantile("CLAMP_AUTO")?;
+                        (&f.args[0], Some(auto_quantile(&f.args)?))
+                    }
+                    _ => (arg, None),
+                };
+                let fname = match (quantile, auto_bound) {
+                    (Some(alpha), _) if percentile => format!("{fname}({alpha})"),
                     _ => fname.clone(),
                 };
                 let fname = fname.as_str();
                 if let Some(g) = self.guest_output(arg, schema, facts) {
+                    if auto_bound.is_some() {
+                        return Err(refuse(
+                            "clamp-auto-form",
+                            "CLAMP_AUTO applies to measures with public bounds, not to a WebAssembly function's output",
+                        ));
+                    }
                     let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
                     let datasets: BTreeSet<DatasetId> = fact.sources.iter().map(|s| s.dataset.clone()).collect();
                     for ds in datasets.iter().filter(|d| self.protected.contains(*d)) {
@@ -162,6 +181,7 @@ impl Checker<'_> {
                         )?;
                     }
                     return Ok(AggregateRequest {
+                        auto_bound: None,
                         quantile,
                         function,
                         name,
@@ -189,6 +209,12 @@ impl Checker<'_> {
                     let _ = fact;
                     let mut derived = self.derived_aggregate(function, name, fname, arg, schema, facts)?;
                     derived.quantile = quantile;
+                    if let Some(q) = auto_bound {
+                        let inner = derived.display.trim_start_matches(fname).to_string();
+                        let inner = inner.trim_start_matches('(').trim_end_matches(')');
+                        derived.display = format!("{fname}(clamp_auto({inner}, {q}))");
+                    }
+                    derived.auto_bound = auto_bound;
                     return Ok(derived);
                 };
                 let cp = self.roles_of(&src)?;
@@ -213,9 +239,17 @@ impl Checker<'_> {
                         format!("{src} has no public bounds in its policy"),
                     ));
                 };
-                bounds_note = Some(format!("values clamped to the policy's bounds [{lo}, {hi}]"));
+                bounds_note = Some(match auto_bound {
+                    None => format!("values clamped to the policy's bounds [{lo}, {hi}]"),
+                    Some(q) => format!(
+                        "values clamped to [{lo}, u] where u is a DP estimate of the {q} quantile within the policy's bounds [{lo}, {hi}]"
+                    ),
+                });
                 self.usage.aggregated.insert(src.to_string());
-                display_arg = src.to_string();
+                display_arg = match auto_bound {
+                    Some(q) => format!("clamp_auto({src}, {q})"),
+                    None => src.to_string(),
+                };
                 argument = Some(arg.clone());
                 measure_dataset = Some(src.dataset.clone());
                 return Ok(AggregateRequest {
@@ -227,6 +261,7 @@ impl Checker<'_> {
                     measure_dataset,
                     bounds_note,
                     quantile,
+                    auto_bound,
                 });
             }
         }
@@ -239,6 +274,7 @@ impl Checker<'_> {
             measure_dataset,
             bounds_note,
             quantile,
+            auto_bound: None,
         })
     }
 
@@ -340,6 +376,7 @@ impl Checker<'_> {
         };
         Ok(AggregateRequest {
             quantile: None,
+            auto_bound: None,
             function,
             name,
             display: format!("{fname}({})", d.display),
@@ -385,6 +422,30 @@ fn percentile_alpha(fname: &str, params: &AggregateFunctionParams) -> Result<f64
         return Err(bad());
     }
     Ok(if ascending { p } else { 1.0 - p })
+}
+
+/// The quantile of `CLAMP_AUTO(x [, q])`: a literal in (0, 1], default
+/// [`crate::clamp_auto::DEFAULT_QUANTILE`].
+fn auto_quantile(args: &[Expr]) -> Result<f64, SqlError> {
+    let bad = || {
+        refuse(
+            "clamp-auto-form",
+            "CLAMP_AUTO takes the value and an optional literal quantile in (0, 1]: CLAMP_AUTO(x) or CLAMP_AUTO(x, 0.95)",
+        )
+    };
+    let q = match args {
+        [_] => return Ok(crate::clamp_auto::DEFAULT_QUANTILE),
+        [_, q] => match strip_alias(q) {
+            Expr::Literal(ScalarValue::Float64(Some(f)), _) => *f,
+            Expr::Literal(v, _) => match v.cast_to(&datafusion::arrow::datatypes::DataType::Float64) {
+                Ok(ScalarValue::Float64(Some(f))) => f,
+                _ => return Err(bad()),
+            },
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    if q > 0.0 && q <= 1.0 { Ok(q) } else { Err(bad()) }
 }
 
 /// The measure column an aggregate argument names: the column itself,
