@@ -65,6 +65,18 @@ pub const DEFAULT_CANDIDATES: usize = 65;
 /// The granularity of α (OpenDP's default for unknown sizes: 10⁻⁴).
 const ALPHA_DENOMINATOR: u64 = 10_000;
 
+/// How the candidates are spaced over the bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Spacing {
+    /// Equal steps of `(upper - lower) / (K - 1)`.
+    Linear,
+    /// `c_0 = lower` and `c_i = lower + (upper - lower) · 2^((i - (K-1)) / 4)`
+    /// for `i ≥ 1`: steps of 19% of the distance from `lower`, fine near
+    /// `lower` and coarse near `upper`, for heavy-tailed measures whose
+    /// bounds are far above most values (bound estimation).
+    Geometric,
+}
+
 /// The public candidate grid of one quantile and its α.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuantileGrid {
@@ -72,6 +84,7 @@ pub struct QuantileGrid {
     pub upper: f64,
     /// K ≥ 2 candidates.
     pub candidates: usize,
+    pub spacing: Spacing,
     pub alpha_num: u64,
     pub alpha_den: u64,
 }
@@ -97,22 +110,39 @@ impl QuantileGrid {
             lower,
             upper,
             candidates,
+            spacing: Spacing::Linear,
             alpha_num: num / g,
             alpha_den: ALPHA_DENOMINATOR / g,
         })
     }
 
-    /// The distance between neighbouring candidates.
-    pub fn step(&self) -> f64 {
-        (self.upper - self.lower) / (self.candidates - 1) as f64
+    /// The same grid with another spacing.
+    pub fn with_spacing(self, spacing: Spacing) -> Self {
+        QuantileGrid { spacing, ..self }
     }
 
-    /// Candidate `i` (`c_{K-1}` is exactly the upper bound).
+    /// The distance between neighbouring candidates of a linear grid (for
+    /// a geometric one, its first step).
+    pub fn step(&self) -> f64 {
+        match self.spacing {
+            Spacing::Linear => (self.upper - self.lower) / (self.candidates - 1) as f64,
+            Spacing::Geometric => self.candidate(1) - self.lower,
+        }
+    }
+
+    /// Candidate `i` (`c_{K-1}` is exactly the upper bound); strictly
+    /// increasing in `i`.
     pub fn candidate(&self, i: usize) -> f64 {
         if i + 1 >= self.candidates {
-            self.upper
-        } else {
-            self.lower + i as f64 * self.step()
+            return self.upper;
+        }
+        match self.spacing {
+            Spacing::Linear => self.lower + i as f64 * (self.upper - self.lower) / (self.candidates - 1) as f64,
+            Spacing::Geometric if i == 0 => self.lower,
+            Spacing::Geometric => {
+                let exponent = (i as f64 - (self.candidates - 1) as f64) / 4.0;
+                self.lower + (self.upper - self.lower) * exponent.exp2()
+            }
         }
     }
 
@@ -403,6 +433,21 @@ mod tests {
             ok as f64 >= 0.95 * runs as f64 - 3.0 * (0.05f64 * 0.95 * runs as f64).sqrt(),
             "{ok}/{runs}"
         );
+    }
+
+    #[test]
+    fn geometric_candidates_increase_strictly_from_lower_to_upper() {
+        let g = QuantileGrid::new(0.0, 100_000.0, 65, 0.99)
+            .expect("grid")
+            .with_spacing(Spacing::Geometric);
+        let c: Vec<f64> = (0..g.candidates).map(|i| g.candidate(i)).collect();
+        assert_eq!(c[0], 0.0);
+        assert_eq!(c[64], 100_000.0);
+        assert!(c.windows(2).all(|w| w[0] < w[1]), "{c:?}");
+        // 2^(-63/4) of the range: about 1.8 at the bottom.
+        assert!(c[1] < 2.0 && c[1] > 1.0, "{}", c[1]);
+        let t = g.thresholds();
+        assert!(t.iter().zip(c.windows(2)).all(|(m, w)| w[0] < *m && *m < w[1]));
     }
 
     #[test]

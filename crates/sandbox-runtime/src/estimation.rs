@@ -5,9 +5,9 @@
 //! quantile (default q = 0.99) of the aggregated values over the whole
 //! table (no grouping: one group, every row of the job's row source, after
 //! its WHERE and joins) within the public bounds `[lower, upper]`, on a
-//! grid of [`ESTIMATION_CANDIDATES`] points. The aggregate is then released
+//! geometric grid of [`ESTIMATION_CANDIDATES`] points. The aggregate is then released
 //! with the other 90% and its values clamped to `[lower, u]`, `u` the
-//! estimate (at least one grid step above `lower`).
+//! estimate (at least the grid's first candidate above `lower`).
 //!
 //! Privacy: the estimate is a DP quantile ([`sandbox_dp::quantile`]) under
 //! the same contribution bounds (one group: at most `min(R, L)` rows per
@@ -22,6 +22,7 @@ use crate::release::bounds;
 use crate::rules::ReleaseRules;
 use sandbox_dp::accounting::EpsilonSplit;
 use sandbox_dp::aggregate::CalibratedAggregate;
+use sandbox_dp::quantile::Spacing;
 use sandbox_sql::contribution::compute_totals;
 use sandbox_sql::partials::{Contributions, plan_measures_with};
 use sandbox_sql::query::{AggregateFn, AggregateRequest};
@@ -30,9 +31,11 @@ use sandbox_sql::{CheckedQuery, JobSession};
 /// The share of an aggregate's ε spent on estimating its bound.
 pub const ESTIMATION_SHARE: f64 = 0.1;
 
-/// Candidates on the estimation grid: a step of 1/256 of the public
-/// bounds' width.
-pub const ESTIMATION_CANDIDATES: usize = 257;
+/// Candidates on the estimation grid, geometric
+/// ([`sandbox_dp::quantile::Spacing::Geometric`]): steps of 19% from 2⁻¹⁶
+/// of the bounds' width up to the upper bound, so a heavy-tailed measure
+/// whose public bound is far above its values still gets a fine estimate.
+pub const ESTIMATION_CANDIDATES: usize = 65;
 
 /// The label of aggregate `display`'s bound estimation in an ε split.
 pub fn label(display: &str) -> String {
@@ -94,7 +97,7 @@ pub async fn estimate_bounds(
             post: Vec::new(),
             ..q.clone()
         };
-        let (specs, measures) = plan_measures_with(&probe, ESTIMATION_CANDIDATES)?;
+        let (specs, measures) = plan_measures_with(&probe, ESTIMATION_CANDIDATES, Spacing::Geometric)?;
         let b = bounds(rules)?;
         let bounding = crate::release::engine_bounding(rules, choice_key)?;
         let statistics = compute_totals(session, &probe, &measures, bounding).await?;
@@ -105,14 +108,17 @@ pub async fn estimate_bounds(
             .into_iter()
             .next()
             .ok_or(sandbox_dp::DpError::Internal("bound estimation without its quantile"))?;
-        let step = (upper - lower) / (ESTIMATION_CANDIDATES - 1) as f64;
+        let first_step = match &spec {
+            sandbox_dp::aggregate::AggregateSpec::Quantile { grid, .. } => grid.candidate(1),
+            _ => return Err(sandbox_dp::DpError::Internal("bound estimation without its quantile").into()),
+        };
         let calibrated = CalibratedAggregate::new(spec, epsilon, 1, b.rows_per_unit(1))?;
         let chosen = match crate::testing::pinned_estimate(estimates.len()) {
             Some(pinned) => pinned,
             None => calibrated.release(totals, 0)?.value,
         };
         crate::testing::record_estimation(calibrated.exact_components(totals, 0)?, calibrated.sensitivities(), chosen);
-        let u = chosen.max(lower + step).min(upper);
+        let u = chosen.max(first_step).min(upper);
         let target = &mut out.aggregates[j];
         target.bounds = Some((lower, u));
         target.bounds_note = Some(format!(

@@ -30,7 +30,7 @@ use datafusion::physical_plan::collect;
 use sandbox_dp::aggregate::AggregateSpec;
 use sandbox_dp::bounding::{GroupTotals, MeasurePartials, Partials};
 use sandbox_dp::fixed_point::Quantizer;
-use sandbox_dp::quantile::{DEFAULT_CANDIDATES, QuantileGrid};
+use sandbox_dp::quantile::{DEFAULT_CANDIDATES, QuantileGrid, Spacing};
 use sandbox_policy::PublicKey;
 use std::collections::HashMap as StdHashMap;
 use std::hash::BuildHasher;
@@ -50,13 +50,15 @@ pub struct MeasureColumn {
 
 /// How each aggregate maps to measure columns, and its DP spec.
 pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<MeasureColumn>), SqlError> {
-    plan_measures_with(q, DEFAULT_CANDIDATES)
+    plan_measures_with(q, DEFAULT_CANDIDATES, Spacing::Linear)
 }
 
-/// [`plan_measures`] with `candidates` points on each quantile's grid.
+/// [`plan_measures`] with `candidates` points, spaced by `spacing`, on each
+/// quantile's grid.
 pub fn plan_measures_with(
     q: &CheckedQuery,
     candidates: usize,
+    spacing: Spacing,
 ) -> Result<(Vec<AggregateSpec>, Vec<MeasureColumn>), SqlError> {
     let mut specs = Vec::new();
     let mut measures = Vec::new();
@@ -93,7 +95,9 @@ pub fn plan_measures_with(
                 let alpha = a
                     .quantile
                     .ok_or_else(|| SqlError::Internal("quantile without α".into()))?;
-                let grid = QuantileGrid::new(lo, hi, candidates, alpha).map_err(bad_bounds)?;
+                let grid = QuantileGrid::new(lo, hi, candidates, alpha)
+                    .map_err(bad_bounds)?
+                    .with_spacing(spacing);
                 let indicator = Quantizer::for_sum(0.0, 1.0).map_err(bad_bounds)?;
                 // The clamped value (NULL and NaN stay NULL: not counted).
                 let x = crate::clamp::call(cast_expr(argument()?, DataType::Float64), lo, hi);
