@@ -161,8 +161,15 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
 async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
     sandbox_runtime::testing::set_noise_off(true);
     let world = World::build();
-    let corpus = corpus::all(&world);
+    let mut corpus = corpus::all(&world);
     assert!(corpus.len() >= 100, "corpus of {} queries", corpus.len());
+    // For development only: `SANDBOX_NEIGHBOURING_ONLY=<text>` runs the
+    // corpus queries containing <text> (CI and scripts/test.sh run all).
+    let only = std::env::var("SANDBOX_NEIGHBOURING_ONLY").ok();
+    if let Some(text) = &only {
+        corpus.retain(|(_, sql)| sql.contains(text.as_str()));
+        eprintln!("SANDBOX_NEIGHBOURING_ONLY={text}: {} queries", corpus.len());
+    }
     let base = world.sandbox(None);
     let neighbours: Vec<(&Neighbour, Sandbox)> = world.neighbours.iter().map(|n| (n, world.sandbox(Some(n)))).collect();
     let mut failures = Vec::new();
@@ -199,6 +206,10 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         sandbox_runtime::testing::pin_estimates(None);
     }
     failures.extend(engine_bounding_matches_release_step(&base, &corpus).await);
+    if only.is_some() {
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        return;
+    }
     // Post-processing sees released values only: with or without it, the
     // release on D is the same.
     for (origin, with, without) in corpus::post_processing(&world) {

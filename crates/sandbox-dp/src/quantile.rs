@@ -187,6 +187,9 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
 
+/// OpenDP's permute-and-flip over a score vector (pure DP).
+type ScoreSelection = opendp::core::Measurement<VectorDomain<AtomDomain<u64>>, LInfDistance<u64>, MaxDivergence, usize>;
+
 /// A calibrated DP quantile: one permute-and-flip selection per group.
 #[derive(Debug, Clone)]
 pub struct QuantileSelection {
@@ -235,12 +238,7 @@ impl QuantileSelection {
         Ok(selection)
     }
 
-    fn measurement(
-        &self,
-    ) -> Result<
-        opendp::core::Measurement<VectorDomain<AtomDomain<u64>>, LInfDistance<u64>, MaxDivergence, usize>,
-        DpError,
-    > {
+    fn measurement(&self) -> Result<ScoreSelection, DpError> {
         let domain = VectorDomain::new(AtomDomain::<u64>::default()).with_size(self.grid.candidates);
         make_noisy_max(domain, LInfDistance::default(), MaxDivergence, self.scale, true)
             .map_err(|_| DpError::Internal("OpenDP refused the quantile selection"))

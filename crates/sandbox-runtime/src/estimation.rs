@@ -117,7 +117,11 @@ pub async fn estimate_bounds(
             Some(pinned) => pinned,
             None => calibrated.release(totals, 0)?.value,
         };
-        crate::testing::record_estimation(calibrated.exact_components(totals, 0)?, calibrated.sensitivities(), chosen);
+        crate::testing::record_estimation(
+            calibrated.exact_components(totals, 0)?,
+            calibrated.sensitivities(),
+            chosen,
+        );
         let u = chosen.max(first_step).min(upper);
         let target = &mut out.aggregates[j];
         target.bounds = Some((lower, u));

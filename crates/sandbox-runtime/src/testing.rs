@@ -108,8 +108,13 @@ pub(crate) fn forced_bounding_in_engine() -> Option<bool> {
     }
 }
 
+/// Bound estimations of the job in progress: (scores, sensitivity) each,
+/// and the bounds chosen.
 #[cfg(feature = "neighbouring-tests")]
-static ESTIMATIONS: std::sync::Mutex<(Vec<(Vec<i128>, u128)>, Vec<f64>)> = std::sync::Mutex::new((Vec::new(), Vec::new()));
+type PendingEstimations = (Vec<(Vec<i128>, u128)>, Vec<f64>);
+
+#[cfg(feature = "neighbouring-tests")]
+static ESTIMATIONS: std::sync::Mutex<PendingEstimations> = std::sync::Mutex::new((Vec::new(), Vec::new()));
 
 #[cfg(feature = "neighbouring-tests")]
 static PINNED: std::sync::Mutex<Option<Vec<f64>>> = std::sync::Mutex::new(None);
