@@ -381,3 +381,80 @@ async fn accuracy_figures() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quantiles_and_estimated_bounds_are_released_with_their_accounting() {
+    let s = sandbox();
+    let run = |sql: &'static str| {
+        let s = &s;
+        async move {
+            released(
+                s.run_sql(TEST_GRANT, sql, &SqlJobOptions::default())
+                    .await
+                    .expect("run"),
+            )
+        }
+    };
+    let t = run(
+        "SELECT industry, MEDIAN(CLAMP(insured_employees, 0, 640)) AS m, MAX(insured_employees) AS top
+         FROM gov.legal_entities GROUP BY industry",
+    )
+    .await;
+    assert_eq!(t.rows.len(), 20);
+    for r in &t.rows {
+        let ReleasedCell::Noisy {
+            value, mechanism, ci95, ..
+        } = &r[1]
+        else {
+            panic!("a quantile is a noisy cell: {:?}", r[1]);
+        };
+        assert_eq!(mechanism, "permute_and_flip");
+        // On the grid of 65 candidates over [0, 640]: multiples of 10.
+        assert!(
+            (0.0..=640.0).contains(value) && (value / 10.0).fract() == 0.0,
+            "{value}"
+        );
+        assert_eq!(*ci95, [0.0, 640.0]);
+    }
+    assert!(
+        t.notes
+            .iter()
+            .any(|n| n.contains("permute-and-flip") && n.contains("rank error")),
+        "{:?}",
+        t.notes
+    );
+    // CLAMP_AUTO: the bound chosen is reported and the interval is narrower
+    // than with the owners' bounds [0, 5000].
+    let auto =
+        run("SELECT industry, AVG(CLAMP_AUTO(insured_employees)) AS a FROM gov.legal_entities GROUP BY industry").await;
+    let owners = run("SELECT industry, AVG(insured_employees) AS a FROM gov.legal_entities GROUP BY industry").await;
+    assert!(
+        auto.notes
+            .iter()
+            .any(|n| n.contains("is a DP estimate") && n.contains("0.99 quantile")),
+        "{:?}",
+        auto.notes
+    );
+    assert_eq!(
+        auto.epsilon_spent, owners.epsilon_spent,
+        "the estimation is inside the query's ε"
+    );
+    let width = |t: &ReleasedTable| {
+        let mut w: Vec<f64> = t
+            .rows
+            .iter()
+            .map(|r| {
+                let (_, ci) = noisy(&r[1]);
+                ci[1] - ci[0]
+            })
+            .collect();
+        w.sort_by(f64::total_cmp);
+        w[w.len() / 2]
+    };
+    assert!(
+        width(&auto) * 3.0 < width(&owners),
+        "median width {} with CLAMP_AUTO, {} with the owners' bounds",
+        width(&auto),
+        width(&owners)
+    );
+}

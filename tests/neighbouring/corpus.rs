@@ -268,6 +268,41 @@ fn attacks(world: &World) -> Vec<(String, String)> {
         format!(
             "SELECT sex, AVG(CASE WHEN cost > {cost} THEN cost * 10 ELSE 0 END) AS c, SUM(GREATEST(cost - {cost}, 0)) AS g
              FROM health.clinic_visits GROUP BY sex"
+        ),        // DP quantiles: the rare unit's own value as the only one of its
+        // group (MIN = MAX = MEDIAN of one value), extremes over the whole
+        // table, percentiles of derived measures and analyst bounds, the
+        // person with most visits (total-row cap L), and a quantile next
+        // to the AVG of the same measure.
+        format!(
+            "SELECT district, MIN(registered_capital) AS lo, MAX(registered_capital) AS hi, MEDIAN(insured_employees) AS m
+             FROM gov.legal_entities WHERE founded = DATE '{date}' GROUP BY district"
+        ),
+        "SELECT MAX(registered_capital) AS hi, MIN(insured_employees) AS lo FROM gov.legal_entities".to_string(),
+        format!(
+            "SELECT industry, percentile_cont(0.9) WITHIN GROUP (ORDER BY CLAMP(registered_capital, 0, {cap})) AS p90,
+                    approx_percentile_cont(0.25) WITHIN GROUP (ORDER BY insured_employees DESC) AS p75
+             FROM gov.legal_entities GROUP BY industry"
+        ),
+        format!(
+            "SELECT district, MEDIAN(CASE WHEN founded = DATE '{date}' THEN registered_capital * 1000 ELSE 0 END) AS m,
+                    AVG(registered_capital) AS a
+             FROM gov.legal_entities GROUP BY district"
+        ),
+        format!(
+            "SELECT district, MEDIAN(cost) AS m, MAX(CLAMP(cost, 0, {cost})) AS top, COUNT(*) AS n FROM health.clinic_visits GROUP BY district"
+        ),
+        "SELECT b.term_months, MEDIAN(b.amount) AS m FROM bank.loans b GROUP BY b.term_months".to_string(),        // DP bound estimation: the rare unit's extreme value in the
+        // table-wide quantile, a derived measure, and a chosen quantile.
+        "SELECT district, AVG(CLAMP_AUTO(registered_capital)) AS a, SUM(CLAMP_AUTO(registered_capital, 0.9)) AS s
+         FROM gov.legal_entities GROUP BY district"
+            .to_string(),
+        format!(
+            "SELECT industry, AVG(CLAMP_AUTO(CASE WHEN founded = DATE '{date}' THEN registered_capital * 100 ELSE insured_employees END)) AS a
+             FROM gov.legal_entities GROUP BY industry"
+        ),
+        "SELECT month, AVG(CLAMP_AUTO(electricity_kwh, 0.95)) AS a FROM gov.utility_usage GROUP BY month".to_string(),
+        format!(
+            "SELECT district, SUM(CLAMP_AUTO(cost)) AS s FROM health.clinic_visits WHERE cost < {cost} GROUP BY district"
         ),
     ];
     shapes

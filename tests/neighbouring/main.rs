@@ -75,9 +75,23 @@ async fn run(sandbox: &Sandbox, sql: &str) -> Outcome {
 
 /// Checks one pair of releases; returns a description of the first excess.
 fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
-    if (d.groups_per_unit, d.rows_per_unit, &d.sensitivities) != (n.groups_per_unit, n.rows_per_unit, &n.sensitivities)
+    if (d.groups_per_unit, d.rows_per_unit, &d.sensitivities, &d.selections)
+        != (n.groups_per_unit, n.rows_per_unit, &n.sensitivities, &n.selections)
     {
         return Err("the calibration differs between D and its neighbour".into());
+    }
+    // Bound estimations (CLAMP_AUTO): one table-wide quantile each, whose
+    // scores may move by at most its sensitivity (L∞, one group).
+    if d.estimations.len() != n.estimations.len() {
+        return Err("a different number of bound estimations on D and its neighbour".into());
+    }
+    for (i, ((sd, bound), (sn, bound_n))) in d.estimations.iter().zip(&n.estimations).enumerate() {
+        let moved = sd.iter().zip(sn).map(|(a, b)| (a - b).abs()).max().unwrap_or(0);
+        if bound != bound_n || sd.len() != sn.len() || moved > *bound as i128 {
+            return Err(format!(
+                "bound estimation {i}: its scores moved by {moved} where its sensitivity is {bound}"
+            ));
+        }
     }
     if d.dominance_sensitivities != n.dominance_sensitivities {
         return Err("the dominance calibration differs between D and its neighbour".into());
@@ -102,14 +116,28 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let mut units_l1 = 0i128;
     let mut l1: Vec<Vec<i128>> = zero.clone();
+    // Selections (quantiles): per group the largest score change, summed.
+    let mut selection_moved: Vec<i128> = vec![0; sensitivities.len()];
     for key in keys {
         let (ua, ca) = a.get(key).cloned().unwrap_or((0, zero.clone()));
         let (ub, cb) = b.get(key).cloned().unwrap_or((0, zero.clone()));
         units_l1 += (ua - ub).abs();
         for (j, (x, y)) in ca.iter().zip(&cb).enumerate() {
+            let mut largest = 0i128;
             for (c, (p, q)) in x.iter().zip(y).enumerate() {
                 l1[j][c] += (p - q).abs();
+                largest = largest.max((p - q).abs());
             }
+            selection_moved[j] += largest;
+        }
+    }
+    for (j, selection) in d.selections.iter().enumerate() {
+        let bound = sensitivities[j].first().copied().unwrap_or(0) as i128;
+        if *selection && selection_moved[j] > bound {
+            return Err(format!(
+                "quantile {j}: its scores moved by {} (per group the largest, summed) where its sensitivity is {bound}",
+                selection_moved[j]
+            ));
         }
     }
     let g = d.groups_per_unit as i128;
@@ -133,8 +161,15 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
 async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
     sandbox_runtime::testing::set_noise_off(true);
     let world = World::build();
-    let corpus = corpus::all(&world);
+    let mut corpus = corpus::all(&world);
     assert!(corpus.len() >= 100, "corpus of {} queries", corpus.len());
+    // For development only: `SANDBOX_NEIGHBOURING_ONLY=<text>` runs the
+    // corpus queries containing <text> (CI and scripts/test.sh run all).
+    let only = std::env::var("SANDBOX_NEIGHBOURING_ONLY").ok();
+    if let Some(text) = &only {
+        corpus.retain(|(_, sql)| sql.contains(text.as_str()));
+        eprintln!("SANDBOX_NEIGHBOURING_ONLY={text}: {} queries", corpus.len());
+    }
     let base = world.sandbox(None);
     let neighbours: Vec<(&Neighbour, Sandbox)> = world.neighbours.iter().map(|n| (n, world.sandbox(Some(n)))).collect();
     let mut failures = Vec::new();
@@ -143,6 +178,12 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         let on_d = run(&base, sql).await;
         if matches!(on_d, Outcome::Released(_)) {
             released += 1;
+        }
+        // The release after a bound estimation is compared at D's bound.
+        if let Outcome::Released(t) = &on_d
+            && !t.estimated.is_empty()
+        {
+            sandbox_runtime::testing::pin_estimates(Some(t.estimated.clone()));
         }
         for (neighbour, sandbox) in &neighbours {
             if !neighbour.touches(sql) {
@@ -162,8 +203,13 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
                 ));
             }
         }
+        sandbox_runtime::testing::pin_estimates(None);
     }
     failures.extend(engine_bounding_matches_release_step(&base, &corpus).await);
+    if only.is_some() {
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        return;
+    }
     // Post-processing sees released values only: with or without it, the
     // release on D is the same.
     for (origin, with, without) in corpus::post_processing(&world) {

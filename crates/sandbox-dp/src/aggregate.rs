@@ -11,6 +11,7 @@
 //! | `SUM(x)` | grid sum | R·M |
 //! | `AVG(x)` | count, centred grid sum (ε/2 each) | R, R·M |
 //! | `VARIANCE(x)`, `STDDEV(x)` | count, centred sum, sum of squares (ε/3 each) | R, R·M, R·M² |
+//! | `MEDIAN(x)`, `PERCENTILE_CONT(α)`, `MIN`, `MAX` | none: a candidate chosen by permute-and-flip on OpenDP's quantile scores ([`crate::quantile`]) | scores: R·max(α, 1-α) in L∞ |
 //!
 //! (M is the grid's largest |value|.) Derived values (means, variances) are
 //! post-processing of the noisy statistics and are clamped to what the
@@ -23,18 +24,40 @@ use crate::DpError;
 use crate::bounding::GroupTotals;
 use crate::fixed_point::Quantizer;
 use crate::noise::DiscreteLaplace;
+use crate::quantile::{QuantileGrid, QuantileSelection};
 use serde::Serialize;
 
 /// One aggregate to release, referring to measure columns of the partials.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum AggregateSpec {
     CountRows,
-    CountValues { measure: usize },
+    CountValues {
+        measure: usize,
+    },
     CountUnits,
-    Sum { measure: usize, grid: Quantizer },
-    Avg { measure: usize, grid: Quantizer },
-    Variance { measure: usize, grid: Quantizer },
-    Stddev { measure: usize, grid: Quantizer },
+    Sum {
+        measure: usize,
+        grid: Quantizer,
+    },
+    Avg {
+        measure: usize,
+        grid: Quantizer,
+    },
+    Variance {
+        measure: usize,
+        grid: Quantizer,
+    },
+    Stddev {
+        measure: usize,
+        grid: Quantizer,
+    },
+    /// A DP quantile: measure `count` holds the non-null values, the
+    /// `K - 1` measures after it the values below each midpoint of the
+    /// grid (see [`crate::quantile`]).
+    Quantile {
+        count: usize,
+        grid: QuantileGrid,
+    },
 }
 
 impl AggregateSpec {
@@ -74,6 +97,8 @@ pub struct CalibratedAggregate {
     epsilon: f64,
     sensitivities: Vec<u128>,
     mechanisms: Vec<DiscreteLaplace>,
+    /// The selection of a quantile (its only mechanism).
+    selection: Option<QuantileSelection>,
 }
 
 fn mul(a: u128, b: u128) -> Result<u128, DpError> {
@@ -96,6 +121,16 @@ impl CalibratedAggregate {
         let g = groups_per_unit.max(1) as u128;
         let l = rows_per_unit.max(1) as u128;
         let share = epsilon / spec.components() as f64;
+        if let AggregateSpec::Quantile { grid, .. } = &spec {
+            let selection = QuantileSelection::new(grid.clone(), epsilon, l as u64)?;
+            return Ok(CalibratedAggregate {
+                sensitivities: vec![selection.sensitivity(); grid.candidates],
+                spec,
+                epsilon,
+                mechanisms: Vec::new(),
+                selection: Some(selection),
+            });
+        }
         let sens: Vec<u128> = match &spec {
             AggregateSpec::CountRows | AggregateSpec::CountValues { .. } => vec![l],
             AggregateSpec::CountUnits => vec![g],
@@ -105,6 +140,7 @@ impl CalibratedAggregate {
                 let m = grid.max_abs as u128;
                 vec![l, mul(l, m)?, mul(mul(l, m)?, m)?]
             }
+            AggregateSpec::Quantile { .. } => return Err(DpError::Internal("quantile calibrated above")),
         };
         let mechanisms = sens
             .iter()
@@ -115,6 +151,7 @@ impl CalibratedAggregate {
             epsilon,
             sensitivities: sens,
             mechanisms,
+            selection: None,
         })
     }
 
@@ -124,8 +161,18 @@ impl CalibratedAggregate {
 
     /// The L1 sensitivity (over all groups, in grid units) of each noised
     /// statistic, in the order of [`CalibratedAggregate::exact_components`].
+    /// For a quantile, every entry is the score sensitivity Δ, which bounds
+    /// the sum over groups of each group's largest score change (see
+    /// [`CalibratedAggregate::is_selection`]).
     pub fn sensitivities(&self) -> Vec<u128> {
         self.sensitivities.clone()
+    }
+
+    /// Whether the statistics are one score vector per group for a
+    /// selection (a quantile): its sensitivity bounds `Σ_groups max_i
+    /// |Δ score_i|`, not each score's own L1 change.
+    pub fn is_selection(&self) -> bool {
+        self.selection.is_some()
     }
 
     /// The exact (bounded) integer statistics of one group that get noise:
@@ -145,6 +192,10 @@ impl CalibratedAggregate {
                 let t = measure_totals(totals, *measure)?;
                 vec![get(&t.count)?, get(&t.sum)?, get(&t.sumsq)?]
             }
+            AggregateSpec::Quantile { count, grid } => {
+                let (n, below) = quantile_counts(totals, *count, grid, group)?;
+                grid.scores(n, &below)?.into_iter().map(i128::from).collect()
+            }
         })
     }
 
@@ -154,11 +205,21 @@ impl CalibratedAggregate {
 
     /// The mechanism name reported with each value.
     pub fn mechanism(&self) -> &'static str {
-        "discrete_laplace"
+        if self.selection.is_some() {
+            "permute_and_flip"
+        } else {
+            "discrete_laplace"
+        }
     }
 
     /// Noise each component would get, without touching data.
     pub fn forecast(&self) -> NoiseForecast {
+        if let Some(s) = &self.selection {
+            return NoiseForecast {
+                epsilon: self.epsilon,
+                components: vec![("rank (rows)".into(), s.scale_in_rows(), s.rank_error_95())],
+            };
+        }
         let unit = |grid: &Quantizer| grid.quantum;
         let names: Vec<(&str, f64)> = match &self.spec {
             AggregateSpec::CountRows | AggregateSpec::CountValues { .. } => vec![("count", 1.0)],
@@ -170,6 +231,7 @@ impl CalibratedAggregate {
                 ("centred sum", unit(grid)),
                 ("centred sum of squares", unit(grid) * unit(grid)),
             ],
+            AggregateSpec::Quantile { .. } => Vec::new(),
         };
         let components = names
             .into_iter()
@@ -192,6 +254,18 @@ impl CalibratedAggregate {
         };
         let get = |v: &Vec<i128>| v.get(group).copied().ok_or(DpError::Internal("group out of range"));
         match &self.spec {
+            AggregateSpec::Quantile { count, grid } => {
+                let selection = self
+                    .selection
+                    .as_ref()
+                    .ok_or(DpError::Internal("quantile without its selection"))?;
+                let (n, below) = quantile_counts(totals, *count, grid, group)?;
+                Ok(NoisyValue {
+                    value: selection.release(n, &below)?,
+                    scale: selection.scale_in_rows(),
+                    ci95: (grid.lower, grid.upper),
+                })
+            }
             AggregateSpec::CountRows | AggregateSpec::CountUnits | AggregateSpec::CountValues { .. } => {
                 let exact = match &self.spec {
                     AggregateSpec::CountRows => get(&totals.rows)?,
@@ -289,11 +363,37 @@ fn measure_totals(t: &GroupTotals, measure: usize) -> Result<&crate::bounding::M
         .ok_or(DpError::Internal("measure index out of range"))
 }
 
+/// A quantile's bounded counts in one group: non-null values and the
+/// values below each midpoint of its grid.
+fn quantile_counts(
+    totals: &GroupTotals,
+    count: usize,
+    grid: &QuantileGrid,
+    group: usize,
+) -> Result<(i128, Vec<i128>), DpError> {
+    let at = |m: usize| -> Result<i128, DpError> {
+        measure_totals(totals, m)?
+            .count
+            .get(group)
+            .copied()
+            .ok_or(DpError::Internal("group out of range"))
+    };
+    let n = at(count)?;
+    let below = (1..grid.candidates).map(|i| at(count + i)).collect::<Result<_, _>>()?;
+    Ok((n, below))
+}
+
 /// The exact value of an aggregate for one group (threshold release only;
 /// never called on the DP path).
 pub fn exact_value(spec: &AggregateSpec, totals: &GroupTotals, group: usize) -> Result<f64, DpError> {
     let get = |v: &Vec<i128>| v.get(group).copied().ok_or(DpError::Internal("group out of range"));
     Ok(match spec {
+        AggregateSpec::Quantile { count, grid } => {
+            let (n, below) = quantile_counts(totals, *count, grid, group)?;
+            let scores = grid.scores(n, &below)?;
+            let best = scores.iter().copied().min().unwrap_or(0);
+            grid.candidate(scores.iter().position(|s| *s == best).unwrap_or(0))
+        }
         AggregateSpec::CountRows => get(&totals.rows)? as f64,
         AggregateSpec::CountUnits => get(&totals.units)? as f64,
         AggregateSpec::CountValues { measure } => get(&measure_totals(totals, *measure)?.count)? as f64,

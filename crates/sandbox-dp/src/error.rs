@@ -9,6 +9,8 @@ pub enum DpError {
     InvalidDelta(f64),
     #[error("measure bounds must be finite with lower < upper, got [{0}, {1}]")]
     InvalidBounds(f64, f64),
+    #[error("a quantile needs α in [0, 1] and between 2 and 10 000 candidates")]
+    InvalidQuantile,
     #[error("contribution bound {name} must be at least 1")]
     InvalidContributionBound { name: &'static str },
     #[error("the system random source failed: {0}")]

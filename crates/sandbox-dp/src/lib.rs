@@ -12,6 +12,8 @@
 //! * [`partition`]: DP partition selection (a noisy unit-count threshold);
 //! * [`aggregate`]: calibrated release of COUNT, COUNT(DISTINCT unit), SUM,
 //!   AVG, VARIANCE and STDDEV with noise scales and 95% intervals;
+//! * [`quantile`]: DP quantiles (MEDIAN, PERCENTILE_CONT, MIN, MAX) by
+//!   OpenDP's quantile score and permute-and-flip over a public grid;
 //! * [`sdc`]: statistical disclosure control (k-threshold, dominance,
 //!   rounding);
 //! * [`sample_aggregate`]: DP release of arbitrary programs' outputs
@@ -40,6 +42,7 @@ pub mod bounding;
 pub mod fixed_point;
 pub mod noise;
 pub mod partition;
+pub mod quantile;
 pub mod sample_aggregate;
 pub mod sdc;
 pub mod synthetic;

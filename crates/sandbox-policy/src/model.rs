@@ -43,16 +43,20 @@ pub enum AggregateKind {
     Avg,
     Variance,
     Stddev,
+    /// DP quantiles: `MEDIAN`, `PERCENTILE_CONT`, `APPROX_PERCENTILE_CONT`,
+    /// `MIN`, `MAX` (differentially private releases only).
+    Quantile,
 }
 
 impl AggregateKind {
-    pub const ALL: [AggregateKind; 6] = [
+    pub const ALL: [AggregateKind; 7] = [
         AggregateKind::Count,
         AggregateKind::CountDistinct,
         AggregateKind::Sum,
         AggregateKind::Avg,
         AggregateKind::Variance,
         AggregateKind::Stddev,
+        AggregateKind::Quantile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl AggregateKind {
             AggregateKind::Avg => "avg",
             AggregateKind::Variance => "variance",
             AggregateKind::Stddev => "stddev",
+            AggregateKind::Quantile => "quantile",
         }
     }
 

@@ -76,7 +76,7 @@ fn half_widths(
             });
             (at_rows, Some(per_row))
         }
-        AggregateSpec::Variance { .. } | AggregateSpec::Stddev { .. } => (None, None),
+        AggregateSpec::Variance { .. } | AggregateSpec::Stddev { .. } | AggregateSpec::Quantile { .. } => (None, None),
     })
 }
 
@@ -136,7 +136,7 @@ pub fn epsilon_for_target(
     }
     for (j, s) in specs.iter().enumerate() {
         match s {
-            AggregateSpec::Variance { .. } | AggregateSpec::Stddev { .. } => {
+            AggregateSpec::Variance { .. } | AggregateSpec::Stddev { .. } | AggregateSpec::Quantile { .. } => {
                 return Err(RuntimeError::refused(
                     "target-ci-unsupported",
                     format!(

@@ -17,6 +17,7 @@
 pub mod analysis;
 pub mod assets;
 pub mod data_dir;
+pub mod estimation;
 pub mod forecast;
 mod governance;
 mod multiplicity;

@@ -76,7 +76,9 @@ pub fn epsilon_split(
             labels.push(label.to_string());
         }
     }
-    Ok(EpsilonSplit::equal(epsilon, labels)?)
+    let mut split = EpsilonSplit::equal(epsilon, labels)?;
+    crate::estimation::reserve_shares(&mut split, q);
+    Ok(split)
 }
 
 /// The share of ε the split gives the part labelled `label`.
@@ -342,6 +344,21 @@ fn dp_decisions(
         }
     }
     trace.finish(&calibrated, dominance_statistics.sensitivities);
+    for (j, c) in calibrated.iter().enumerate() {
+        if let AggregateSpec::Quantile { grid, .. } = c.spec() {
+            let f = c.forecast();
+            let rank = f.components.first().map_or(0.0, |x| x.2);
+            notes.push(format!(
+                "{}: a DP quantile, chosen per group by permute-and-flip (ε = {:.4}) among {} candidates {} apart on [{}, {}]; with 95% probability its rank error exceeds the best candidate's by at most {rank:.0} row(s); its interval is the public bounds",
+                q.aggregates[j].display,
+                c.epsilon(),
+                grid.candidates,
+                grid.step(),
+                grid.lower,
+                grid.upper
+            ));
+        }
+    }
     notes.push(format!(
         "each privacy unit contributed to at most {g_eff} group(s), {} row(s) per group and {rows_per_unit} row(s) in all; measures were clamped to their public bounds",
         b.max_rows_per_group

@@ -680,6 +680,18 @@ impl Sandbox {
             // reach a bound, bounding is the identity and the engine skips
             // the per-unit stage altogether (a public fact: the plan and
             // the declarations, never the data, choose it).
+            //
+            // DP bound estimation (CLAMP_AUTO) first, with its share of ε.
+            let (query, specs, measures) = if query.aggregates.iter().any(|a| a.auto_bound.is_some()) {
+                let split = epsilon_split(&query, &specs, &rules, public, epsilon)?;
+                let (estimated, _) =
+                    crate::estimation::estimate_bounds(&session, &query, &rules, &split, choice_key).await?;
+                let (specs, measures) = plan_measures(&estimated)?;
+                (std::borrow::Cow::Owned(estimated), specs, measures)
+            } else {
+                (std::borrow::Cow::Borrowed(&query), specs.clone(), measures.clone())
+            };
+            let query = query.as_ref();
             let bounding = crate::release::engine_bounding(&rules, choice_key)?;
             let dominance = crate::release::needs_unit_contributions(&specs, &rules);
             let group_keys: Vec<_> = query.group_keys.iter().map(|k| k.expr.clone()).collect();
@@ -696,13 +708,13 @@ impl Sandbox {
             }
             let statistics = if in_engine {
                 let count_units = crate::release::needs_unit_counts(&specs, &rules, public);
-                compute_totals(&session, &query, &measures, bounding, unit_bounds, count_units).await?
+                compute_totals(&session, query, &measures, bounding, unit_bounds, count_units).await?
             } else {
-                compute_partials(&session, &query, &measures, choice_key).await?
+                compute_partials(&session, query, &measures, choice_key).await?
             };
             context.report("releasing");
             let started = std::time::Instant::now();
-            let released = release(&query, &specs, &statistics, &rules, epsilon, self.limits.max_groups);
+            let released = release(query, &specs, &statistics, &rules, epsilon, self.limits.max_groups);
             tracing::debug!(elapsed = ?started.elapsed(), "released");
             released
         };

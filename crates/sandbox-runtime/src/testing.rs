@@ -25,8 +25,19 @@ pub struct ReleaseTrace {
     pub selection_threshold: Option<i128>,
     /// Per aggregate, the L1 sensitivity of each noised statistic.
     pub sensitivities: Vec<Vec<u128>>,
+    /// Per aggregate, whether its statistics are a selection's score
+    /// vector (a quantile): then `Σ_groups max_i |Δ score_i|` must stay
+    /// within the sensitivity.
+    pub selections: Vec<bool>,
     /// The L1 sensitivity of each statistic the dominance rule noised.
     pub dominance_sensitivities: Vec<u128>,
+    /// DP bound estimations before the release (`CLAMP_AUTO`), in order:
+    /// the quantile's exact scores over the whole table and their
+    /// sensitivity (the largest score change one unit may cause).
+    pub estimations: Vec<(Vec<i128>, u128)>,
+    /// The bounds those estimations chose (pinned on a neighbour to D's,
+    /// see [`pin_estimates`]).
+    pub estimated: Vec<f64>,
     pub groups: Vec<TracedGroup>,
 }
 
@@ -113,6 +124,58 @@ pub(crate) fn forced_bounding_in_engine() -> Option<bool> {
     }
 }
 
+/// Bound estimations of the job in progress: (scores, sensitivity) each,
+/// and the bounds chosen.
+#[cfg(feature = "neighbouring-tests")]
+type PendingEstimations = (Vec<(Vec<i128>, u128)>, Vec<f64>);
+
+#[cfg(feature = "neighbouring-tests")]
+static ESTIMATIONS: std::sync::Mutex<PendingEstimations> = std::sync::Mutex::new((Vec::new(), Vec::new()));
+
+#[cfg(feature = "neighbouring-tests")]
+static PINNED: std::sync::Mutex<Option<Vec<f64>>> = std::sync::Mutex::new(None);
+
+/// Makes bound estimation (`CLAMP_AUTO`) use these bounds instead of its
+/// own, in order, so that a release on a neighbour is compared with D's at
+/// the same clamp: the release is DP for every fixed bound, and the
+/// estimation's own scores are checked separately (tests only).
+#[cfg(feature = "neighbouring-tests")]
+pub fn pin_estimates(bounds: Option<Vec<f64>>) {
+    *PINNED.lock().unwrap_or_else(|p| p.into_inner()) = bounds;
+}
+
+/// The pinned bound of estimation `i`, if a test pinned them.
+pub(crate) fn pinned_estimate(i: usize) -> Option<f64> {
+    #[cfg(feature = "neighbouring-tests")]
+    {
+        if sandbox_dp::testing::noise_off() {
+            return PINNED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(|b| b.get(i).copied());
+        }
+        None
+    }
+    #[cfg(not(feature = "neighbouring-tests"))]
+    {
+        let _ = i;
+        None
+    }
+}
+
+/// Records one bound estimation for the job's trace (traced runs only).
+pub(crate) fn record_estimation(scores: Vec<i128>, sensitivities: Vec<u128>, chosen: f64) {
+    #[cfg(feature = "neighbouring-tests")]
+    if sandbox_dp::testing::noise_off() {
+        let mut e = ESTIMATIONS.lock().unwrap_or_else(|p| p.into_inner());
+        e.0.push((scores, sensitivities.first().copied().unwrap_or(0)));
+        e.1.push(chosen);
+    }
+    #[cfg(not(feature = "neighbouring-tests"))]
+    let _ = (scores, sensitivities, chosen);
+}
+
 /// The recorder the release path calls; records only in traced test runs.
 pub(crate) struct Trace(Option<ReleaseTrace>);
 
@@ -121,10 +184,16 @@ impl Trace {
     /// not, the engine may not count them and the trace records 0.
     pub(crate) fn new(groups_per_unit: u64, rows_per_unit: u64, units_read: bool) -> Self {
         let recording = cfg!(feature = "neighbouring-tests") && sandbox_dp::testing::noise_off();
+        #[cfg(feature = "neighbouring-tests")]
+        let (estimations, estimated) = std::mem::take(&mut *ESTIMATIONS.lock().unwrap_or_else(|p| p.into_inner()));
+        #[cfg(not(feature = "neighbouring-tests"))]
+        let (estimations, estimated) = (Vec::new(), Vec::new());
         Trace(recording.then(|| ReleaseTrace {
             groups_per_unit,
             rows_per_unit,
             units_read,
+            estimations,
+            estimated,
             ..Default::default()
         }))
     }
@@ -171,6 +240,7 @@ impl Trace {
     pub(crate) fn finish(self, calibrated: &[CalibratedAggregate], dominance_sensitivities: Vec<u128>) {
         let Some(mut t) = self.0 else { return };
         t.sensitivities = calibrated.iter().map(|c| c.sensitivities()).collect();
+        t.selections = calibrated.iter().map(|c| c.is_selection()).collect();
         t.dominance_sensitivities = dominance_sensitivities;
         #[cfg(feature = "neighbouring-tests")]
         TRACES.lock().unwrap_or_else(|p| p.into_inner()).push(t);

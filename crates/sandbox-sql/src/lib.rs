@@ -21,6 +21,7 @@
 
 pub mod checker;
 pub mod clamp;
+pub mod clamp_auto;
 pub mod contribution;
 pub mod guard;
 pub mod guest;

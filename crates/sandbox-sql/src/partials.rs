@@ -30,6 +30,7 @@ use datafusion::physical_plan::collect;
 use sandbox_dp::aggregate::AggregateSpec;
 use sandbox_dp::bounding::{GroupTotals, MeasurePartials, Partials};
 use sandbox_dp::fixed_point::Quantizer;
+use sandbox_dp::quantile::{DEFAULT_CANDIDATES, QuantileGrid, Spacing};
 use sandbox_policy::PublicKey;
 use std::collections::HashMap as StdHashMap;
 use std::hash::BuildHasher;
@@ -49,6 +50,16 @@ pub struct MeasureColumn {
 
 /// How each aggregate maps to measure columns, and its DP spec.
 pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<MeasureColumn>), SqlError> {
+    plan_measures_with(q, DEFAULT_CANDIDATES, Spacing::Linear)
+}
+
+/// [`plan_measures`] with `candidates` points, spaced by `spacing`, on each
+/// quantile's grid.
+pub fn plan_measures_with(
+    q: &CheckedQuery,
+    candidates: usize,
+    spacing: Spacing,
+) -> Result<(Vec<AggregateSpec>, Vec<MeasureColumn>), SqlError> {
     let mut specs = Vec::new();
     let mut measures = Vec::new();
     let bad_bounds = |e: sandbox_dp::DpError| SqlError::Internal(e.to_string());
@@ -78,6 +89,36 @@ pub fn plan_measures(q: &CheckedQuery) -> Result<(Vec<AggregateSpec>, Vec<Measur
                     squares: false,
                 });
                 AggregateSpec::CountValues { measure }
+            }
+            AggregateFn::Quantile => {
+                let (lo, hi) = bounds()?;
+                let alpha = a
+                    .quantile
+                    .ok_or_else(|| SqlError::Internal("quantile without α".into()))?;
+                let grid = QuantileGrid::new(lo, hi, candidates, alpha)
+                    .map_err(bad_bounds)?
+                    .with_spacing(spacing);
+                let indicator = Quantizer::for_sum(0.0, 1.0).map_err(bad_bounds)?;
+                // The clamped value (NULL and NaN stay NULL: not counted).
+                let x = crate::clamp::call(cast_expr(argument()?, DataType::Float64), lo, hi);
+                let present = |condition: Expr| -> Result<Expr, SqlError> {
+                    when(condition, lit(0i64))
+                        .otherwise(lit(ScalarValue::Int64(None)))
+                        .map_err(|e| SqlError::Internal(e.strip_backtrace()))
+                };
+                measures.push(MeasureColumn {
+                    expr: present(x.clone().is_not_null())?,
+                    grid: indicator,
+                    squares: false,
+                });
+                for m in grid.thresholds() {
+                    measures.push(MeasureColumn {
+                        expr: present(x.clone().lt(lit(m)))?,
+                        grid: indicator,
+                        squares: false,
+                    });
+                }
+                AggregateSpec::Quantile { count: measure, grid }
             }
             AggregateFn::Sum | AggregateFn::Avg | AggregateFn::Variance | AggregateFn::Stddev => {
                 let (lo, hi) = bounds()?;

@@ -35,6 +35,9 @@ pub enum AggregateFn {
     Avg,
     Variance,
     Stddev,
+    /// `MEDIAN`, `PERCENTILE_CONT`, `APPROX_PERCENTILE_CONT`, `MIN`, `MAX`:
+    /// a DP quantile ([`AggregateRequest::quantile`] holds α).
+    Quantile,
 }
 
 impl AggregateFn {
@@ -47,6 +50,7 @@ impl AggregateFn {
             AggregateFn::Avg => AggregateKind::Avg,
             AggregateFn::Variance => AggregateKind::Variance,
             AggregateFn::Stddev => AggregateKind::Stddev,
+            AggregateFn::Quantile => AggregateKind::Quantile,
         }
     }
 }
@@ -71,6 +75,11 @@ pub struct AggregateRequest {
     /// derived by interval arithmetic, an analyst's CLAMP), for the
     /// release notes.
     pub bounds_note: Option<String>,
+    /// α of a quantile (0 for MIN, 0.5 for MEDIAN, 1 for MAX).
+    pub quantile: Option<f64>,
+    /// `CLAMP_AUTO(x, q)`: the quantile q at which the runtime estimates
+    /// the upper bound by DP bound estimation before the release.
+    pub auto_bound: Option<f64>,
 }
 
 /// An expression over one released row: its group keys and its released

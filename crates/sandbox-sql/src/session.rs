@@ -261,6 +261,7 @@ impl JobSession {
 fn scalar_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     let mut functions = SessionStateDefaults::default_scalar_functions();
     functions.push(crate::clamp::udf());
+    functions.push(crate::clamp_auto::udf());
     functions
 }
 

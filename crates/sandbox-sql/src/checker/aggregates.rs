@@ -1,6 +1,7 @@
 //! Aggregate functions of the query: which ones, over what, with which bounds.
 
 use super::*;
+use datafusion::logical_expr::expr::AggregateFunctionParams;
 
 impl Checker<'_> {
     pub(super) fn aggregate(
@@ -21,12 +22,14 @@ impl Checker<'_> {
                 "FILTER (WHERE …) on aggregates is not supported; use WHERE",
             ));
         }
-        if !params.order_by.is_empty() {
+        let percentile = matches!(fname.as_str(), "percentile_cont" | "approx_percentile_cont");
+        if !params.order_by.is_empty() && !percentile {
             return Err(refuse(
                 "aggregate-order",
                 "ORDER BY inside an aggregate is not supported",
             ));
         }
+        let mut quantile = None;
         let function = match fname.as_str() {
             "count" => {
                 if params.args.len() != 1 {
@@ -75,7 +78,23 @@ impl Checker<'_> {
             "avg" | "mean" => AggregateFn::Avg,
             "var" | "var_samp" | "var_pop" | "variance" | "var_population" | "var_sample" => AggregateFn::Variance,
             "stddev" | "stddev_samp" | "stddev_pop" | "std" => AggregateFn::Stddev,
-            "min" | "max" | "first_value" | "last_value" | "nth_value" | "array_agg" | "string_agg" | "median" => {
+            "median" => {
+                quantile = Some(0.5);
+                AggregateFn::Quantile
+            }
+            "min" => {
+                quantile = Some(0.0);
+                AggregateFn::Quantile
+            }
+            "max" => {
+                quantile = Some(1.0);
+                AggregateFn::Quantile
+            }
+            "percentile_cont" | "approx_percentile_cont" => {
+                quantile = Some(percentile_alpha(&fname, params)?);
+                AggregateFn::Quantile
+            }
+            "first_value" | "last_value" | "nth_value" | "array_agg" | "string_agg" => {
                 return Err(refuse(
                     "aggregate-not-allowed",
                     format!("{} is not allowed: it releases individual values", fname.to_uppercase()),
@@ -85,7 +104,7 @@ impl Checker<'_> {
                 return Err(refuse(
                     "aggregate-not-allowed",
                     format!(
-                        "aggregate {} is not supported (use COUNT, SUM, AVG, VARIANCE or STDDEV)",
+                        "aggregate {} is not supported (use COUNT, SUM, AVG, VARIANCE, STDDEV, MEDIAN, PERCENTILE_CONT, MIN or MAX)",
                         other.to_uppercase()
                     ),
                 ));
@@ -110,16 +129,48 @@ impl Checker<'_> {
                 if params.distinct {
                     return Err(refuse(
                         "aggregate-distinct",
-                        "DISTINCT inside SUM/AVG/VARIANCE/STDDEV is not supported",
+                        "DISTINCT inside SUM/AVG/VARIANCE/STDDEV/quantiles is not supported",
                     ));
                 }
-                let [arg] = params.args.as_slice() else {
-                    return Err(refuse(
-                        "aggregate-not-allowed",
-                        format!("{} takes one argument", fname.to_uppercase()),
-                    ));
+                if function == AggregateFn::Quantile {
+                    self.require_dp_for_quantile(&fname)?;
+                }
+                let arg = match (params.args.as_slice(), percentile) {
+                    // The WITHIN GROUP expression comes first, then α.
+                    ([arg, ..], true) => arg,
+                    ([arg], false) => arg,
+                    _ => {
+                        return Err(refuse(
+                            "aggregate-not-allowed",
+                            format!("{} takes one argument", fname.to_uppercase()),
+                        ));
+                    }
                 };
+                let (arg, auto_bound) = match strip_alias(arg) {
+                    Expr::ScalarFunction(f) if f.func.name() == crate::clamp_auto::NAME => {
+                        if function == AggregateFn::Quantile {
+                            return Err(refuse(
+                                "clamp-auto-form",
+                                "CLAMP_AUTO applies to SUM, AVG, VARIANCE and STDDEV; a quantile needs no clamp",
+                            ));
+                        }
+                        self.require_dp_for_quantile("CLAMP_AUTO")?;
+                        (&f.args[0], Some(auto_quantile(&f.args)?))
+                    }
+                    _ => (arg, None),
+                };
+                let fname = match (quantile, auto_bound) {
+                    (Some(alpha), _) if percentile => format!("{fname}({alpha})"),
+                    _ => fname.clone(),
+                };
+                let fname = fname.as_str();
                 if let Some(g) = self.guest_output(arg, schema, facts) {
+                    if auto_bound.is_some() {
+                        return Err(refuse(
+                            "clamp-auto-form",
+                            "CLAMP_AUTO applies to measures with public bounds, not to a WebAssembly function's output",
+                        ));
+                    }
                     let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
                     let datasets: BTreeSet<DatasetId> = fact.sources.iter().map(|s| s.dataset.clone()).collect();
                     for ds in datasets.iter().filter(|d| self.protected.contains(*d)) {
@@ -130,6 +181,8 @@ impl Checker<'_> {
                         )?;
                     }
                     return Ok(AggregateRequest {
+                        auto_bound: None,
+                        quantile,
                         function,
                         name,
                         display: format!("{fname}(wasm:{})", g.function),
@@ -154,7 +207,15 @@ impl Checker<'_> {
                 let fact = self.expr_fact(arg, schema, facts, Place::Projection)?;
                 let Some(src) = measure else {
                     let _ = fact;
-                    return self.derived_aggregate(function, name, &fname, arg, schema, facts);
+                    let mut derived = self.derived_aggregate(function, name, fname, arg, schema, facts)?;
+                    derived.quantile = quantile;
+                    if let Some(q) = auto_bound {
+                        let inner = derived.display.trim_start_matches(fname).to_string();
+                        let inner = inner.trim_start_matches('(').trim_end_matches(')');
+                        derived.display = format!("{fname}(clamp_auto({inner}, {q}))");
+                    }
+                    derived.auto_bound = auto_bound;
+                    return Ok(derived);
                 };
                 let cp = self.roles_of(&src)?;
                 if cp.roles.is_restricted() {
@@ -166,7 +227,9 @@ impl Checker<'_> {
                 if !cp.has(ColumnRole::Measure) {
                     return Err(refuse(
                         "not-a-measure",
-                        format!("{src} is not a measure; only measures with public bounds can be summed or averaged"),
+                        format!(
+                            "{src} is not a measure; only measures with public bounds can be summed, averaged or ranked"
+                        ),
                     ));
                 }
                 bounds = cp.bounds;
@@ -176,11 +239,30 @@ impl Checker<'_> {
                         format!("{src} has no public bounds in its policy"),
                     ));
                 };
-                bounds_note = Some(format!("values clamped to the policy's bounds [{lo}, {hi}]"));
+                bounds_note = Some(match auto_bound {
+                    None => format!("values clamped to the policy's bounds [{lo}, {hi}]"),
+                    Some(q) => format!(
+                        "values clamped to [{lo}, u] where u is a DP estimate of the {q} quantile within the policy's bounds [{lo}, {hi}]"
+                    ),
+                });
                 self.usage.aggregated.insert(src.to_string());
-                display_arg = src.to_string();
+                display_arg = match auto_bound {
+                    Some(q) => format!("clamp_auto({src}, {q})"),
+                    None => src.to_string(),
+                };
                 argument = Some(arg.clone());
                 measure_dataset = Some(src.dataset.clone());
+                return Ok(AggregateRequest {
+                    function,
+                    name,
+                    display: format!("{fname}({display_arg})"),
+                    argument,
+                    bounds,
+                    measure_dataset,
+                    bounds_note,
+                    quantile,
+                    auto_bound,
+                });
             }
         }
         Ok(AggregateRequest {
@@ -191,7 +273,26 @@ impl Checker<'_> {
             bounds,
             measure_dataset,
             bounds_note,
+            quantile,
+            auto_bound: None,
         })
+    }
+
+    /// Quantiles exist only as DP releases: under threshold rules an exact
+    /// median or MIN is one individual's value.
+    fn require_dp_for_quantile(&mut self, fname: &str) -> Result<(), SqlError> {
+        for ds in &self.protected.clone() {
+            if !self.policy(ds)?.release.mode.uses_dp() {
+                return Err(refuse(
+                    "quantile-needs-dp",
+                    format!(
+                        "{} needs a differentially private release; the policy of {ds} releases under threshold rules only",
+                        fname.to_uppercase()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// SUM, AVG, VARIANCE or STDDEV of an expression (see `derived`).
@@ -274,6 +375,8 @@ impl Checker<'_> {
             ),
         };
         Ok(AggregateRequest {
+            quantile: None,
+            auto_bound: None,
             function,
             name,
             display: format!("{fname}({})", d.display),
@@ -283,6 +386,66 @@ impl Checker<'_> {
             bounds_note: Some(note),
         })
     }
+}
+
+/// α of `PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY x [ASC|DESC])` (and
+/// the APPROX_ form): `p` must be a literal in [0, 1]; a descending order
+/// asks for the `1 - p` quantile. A centroid count (APPROX_) is accepted
+/// and ignored: the DP grid decides the resolution.
+fn percentile_alpha(fname: &str, params: &AggregateFunctionParams) -> Result<f64, SqlError> {
+    let upper = fname.to_uppercase();
+    let bad = || {
+        refuse(
+            "quantile-form",
+            format!("{upper} takes a literal percentile in [0, 1]: {upper}(0.9) WITHIN GROUP (ORDER BY column)"),
+        )
+    };
+    let (Some(x), Some(p)) = (params.args.first(), params.args.get(1)) else {
+        return Err(bad());
+    };
+    let ascending = match params.order_by.as_slice() {
+        [] => true,
+        [sort] if strip_alias(&sort.expr) == strip_alias(x) => sort.asc,
+        _ => return Err(bad()),
+    };
+    let p = match strip_alias(p) {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::Float64(Some(f)) => *f,
+            ScalarValue::Float32(Some(f)) => *f as f64,
+            ScalarValue::Int64(Some(i)) => *i as f64,
+            ScalarValue::Decimal128(Some(v), _, scale) => *v as f64 / 10f64.powi(*scale as i32),
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    if !(0.0..=1.0).contains(&p) {
+        return Err(bad());
+    }
+    Ok(if ascending { p } else { 1.0 - p })
+}
+
+/// The quantile of `CLAMP_AUTO(x [, q])`: a literal in (0, 1], default
+/// [`crate::clamp_auto::DEFAULT_QUANTILE`].
+fn auto_quantile(args: &[Expr]) -> Result<f64, SqlError> {
+    let bad = || {
+        refuse(
+            "clamp-auto-form",
+            "CLAMP_AUTO takes the value and an optional literal quantile in (0, 1]: CLAMP_AUTO(x) or CLAMP_AUTO(x, 0.95)",
+        )
+    };
+    let q = match args {
+        [_] => return Ok(crate::clamp_auto::DEFAULT_QUANTILE),
+        [_, q] => match strip_alias(q) {
+            Expr::Literal(ScalarValue::Float64(Some(f)), _) => *f,
+            Expr::Literal(v, _) => match v.cast_to(&datafusion::arrow::datatypes::DataType::Float64) {
+                Ok(ScalarValue::Float64(Some(f))) => f,
+                _ => return Err(bad()),
+            },
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    if q > 0.0 && q <= 1.0 { Ok(q) } else { Err(bad()) }
 }
 
 /// The measure column an aggregate argument names: the column itself,
