@@ -100,7 +100,10 @@ pub async fn estimate_bounds(
         let (specs, measures) = plan_measures_with(&probe, ESTIMATION_CANDIDATES, Spacing::Geometric)?;
         let b = bounds(rules)?;
         let bounding = crate::release::engine_bounding(rules, choice_key)?;
-        let statistics = compute_totals(session, &probe, &measures, bounding).await?;
+        // Always the bounded plan (no verified row bounds are used here),
+        // with unit counts: the estimation's scores come from its totals.
+        let unit_bounds = sandbox_sql::multiplicity::UnitBounds::default();
+        let statistics = compute_totals(session, &probe, &measures, bounding, unit_bounds, true).await?;
         let Contributions::Totals { totals, .. } = &statistics.contributions else {
             return Err(sandbox_dp::DpError::Internal("bound estimation expects engine totals").into());
         };
