@@ -20,6 +20,7 @@ pub mod data_dir;
 pub mod forecast;
 mod governance;
 pub mod postprocess;
+pub mod preflight;
 pub mod release;
 pub mod rules;
 pub mod sandbox;

@@ -531,6 +531,19 @@ impl Sandbox {
         let query = session.plan_and_check(sql, &lookup)?;
         let kinds: &[&str] = if has_functions { &["sql", "wasm"] } else { &["sql"] };
         self.check_job_allowed(grant, kinds, &query.datasets, &query.usage)?;
+        // The job's functions that the query calls, each called once on
+        // generated arguments: a broken function fails loudly, uncharged.
+        let called: Vec<Arc<dyn RowFunction>> = session
+            .row_functions()
+            .iter()
+            .filter(|(name, _)| query.usage.functions.contains(&format!("wasm:{name}")))
+            .map(|(_, f)| f.clone())
+            .collect();
+        if !called.is_empty() {
+            tokio::task::spawn_blocking(move || crate::preflight::udfs(&called))
+                .await
+                .map_err(|_| RuntimeError::Setup("the trial call's worker stopped".into()))??;
+        }
         let rules = combine(query.protected.iter().filter_map(|d| policies.get(d)))?;
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());

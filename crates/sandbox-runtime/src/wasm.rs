@@ -115,6 +115,11 @@ impl RowFunction for WasmUdf {
             .map(|i| if out.is_null(i) { f64::NAN } else { out.value(i) })
             .collect())
     }
+    fn trial(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+        self.engine
+            .trial_udf(&self.module, &self.spec.name, args)
+            .map_err(|e| e.to_string())
+    }
     fn rows_are_independent(&self) -> bool {
         self.module.row_export(&self.spec.name) == &RowExport::Stateless
     }
@@ -146,5 +151,10 @@ impl AnalysisProgram for WasmAnalysis {
         self.engine
             .call_analyze(&self.module, block)
             .map_err(|e| format!("{e}"))
+    }
+    fn trial_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String> {
+        self.engine
+            .trial_analyze(&self.module, block)
+            .map_err(|e| e.to_string())
     }
 }
