@@ -20,4 +20,5 @@ mod server_uploads;
 mod server_validation;
 mod sql_jobs;
 mod sql_queries;
+mod wasm_debugging;
 mod wasm_jobs;

@@ -584,6 +584,45 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
         blocks: args.blocks,
         epsilon: args.epsilon,
     };
+    if args.dry_run || args.trial {
+        let printed = if args.dry_run {
+            sandbox
+                .dry_run_analysis(&args.grant, program.as_ref(), &args.input, &options)
+                .and_then(|r| {
+                    Ok(if args.json {
+                        serde_json::to_string_pretty(&r).map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
+                    } else {
+                        render::analysis_dry_run(&r)
+                    })
+                })
+        } else {
+            sandbox
+                .trial_analysis(&args.grant, program, &args.input, &options)
+                .await
+                .and_then(|r| {
+                    Ok(if args.json {
+                        serde_json::to_string_pretty(&r).map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
+                    } else {
+                        render::trial(&r)
+                    })
+                })
+        };
+        return match printed {
+            Ok(text) => {
+                println!("{text}");
+                Ok(())
+            }
+            Err(e) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
+                    );
+                }
+                Err(e.into())
+            }
+        };
+    }
     match sandbox.run_analysis(&args.grant, program, &args.input, &options).await {
         Ok(r) if args.json => {
             println!("{}", serde_json::to_string_pretty(&r).map_err(|e| fail(e.to_string()))?);

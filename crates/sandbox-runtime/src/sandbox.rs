@@ -2,6 +2,9 @@
 //! analysis job's path is in `analysis_job.rs`).
 
 mod analysis_job;
+mod trial_job;
+pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
+pub use analysis_job::DEFAULTS_ROW;
 
 use crate::release::{bounds, epsilon_split, release};
 use crate::rules::{ReleaseRules, combine};
@@ -398,7 +401,7 @@ impl Sandbox {
     }
 
     /// Admission: the datasets a grant covers, and a session over them.
-    fn admit(&self, grant: &str) -> Result<(Vec<DatasetId>, JobSession), RuntimeError> {
+    pub(crate) fn admit(&self, grant: &str) -> Result<(Vec<DatasetId>, JobSession), RuntimeError> {
         let granted: Vec<DatasetId> = self
             .store
             .grant_datasets(grant)?
@@ -437,20 +440,31 @@ impl Sandbox {
     }
 
     fn session_for(&self, granted: &[DatasetId]) -> Result<JobSession, RuntimeError> {
+        self.session_over(granted, false)
+    }
+
+    /// A session over the grant's datasets: their data, or (`samples`)
+    /// their current public DP samples (a dataset without one is left out).
+    pub(crate) fn session_over(&self, granted: &[DatasetId], samples: bool) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
         for d in self.catalog().iter() {
             let usable =
                 d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
-            if !usable || !self.dir.has_table(&d.id) {
+            let dir = if samples {
+                self.dir.current_sample_dir(&d.id)
+            } else {
+                self.dir.has_table(&d.id).then(|| self.dir.table_dir(&d.id))
+            };
+            let Some(dir) = dir.filter(|_| usable) else {
                 continue;
-            }
+            };
             let schema = Schema::new(
                 d.fields
                     .iter()
                     .map(|f| ArrowField::new(&f.name, arrow_type(f.data_type), true))
                     .collect::<Vec<_>>(),
             );
-            let mut location = self.dir.table_dir(&d.id).display().to_string();
+            let mut location = dir.display().to_string();
             if !location.ends_with('/') {
                 location.push('/');
             }
@@ -698,7 +712,7 @@ impl Sandbox {
     /// The ε a job spends: the one asked for, or the per-query cap; never
     /// above the cap nor below the largest minimum of the policies
     /// (`epsilon-below-minimum`, also when the cap itself is below it).
-    fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {
+    pub(crate) fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {
         if !rules.dp {
             return Ok(0.0);
         }
