@@ -103,6 +103,29 @@ async fn each_data_independent_mistake_is_refused_before_any_charge_naming_its_c
         assert!(e.to_string().contains(needle), "{sql}: {e}");
         assert!(e.to_string().contains(&format!("`{function}`")), "{e}");
     }
+    // A GROUP BY in the input is refused for what it is; an ORDER BY is fine.
+    let grouped = format!("SELECT AVG(u.electricity_kwh) AS value {from} GROUP BY u.month");
+    let e = s
+        .run_analysis(TEST_GRANT, job.analysis().expect("analysis"), &grouped, &AnalysisOptions::default())
+        .await
+        .expect_err("refused");
+    assert_eq!(e.rule(), Some("aggregation-in-input"), "{e}");
+    assert!(e.to_string().contains("remove its GROUP BY"), "{e}");
+    let ordered = format!("SELECT u.electricity_kwh AS value {from} ORDER BY u.electricity_kwh");
+    s.dry_run_analysis(TEST_GRANT, job.analysis().expect("analysis").as_ref(), &ordered, &AnalysisOptions::default())
+        .expect("an ORDER BY in the input is accepted");
+    // A job function without its module: no "did you mean" a built-in.
+    let e = s
+        .run_sql(
+            TEST_GRANT,
+            "SELECT AVG(debt_ratio(u.electricity_kwh)) AS v FROM gov.utility_usage u",
+            &SqlJobOptions::default(),
+        )
+        .await
+        .expect_err("unknown function");
+    let text = e.to_string();
+    assert!(text.contains("`debt_ratio` is not a SQL function") && text.contains("--wasm"), "{text}");
+    assert!(!text.contains("Did you mean"), "{text}");
     assert_eq!(spent(&s), before, "nothing was charged");
 }
 
