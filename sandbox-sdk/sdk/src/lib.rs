@@ -95,6 +95,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod diagnostics;
+
+/// The `rust` snippets of the repository's `docs/wasm.md`, compiled and run
+/// as doctests so that the guide's code stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/wasm.md")]
+mod wasm_guide {}
 pub mod error;
 pub mod ipc;
 pub mod job;
