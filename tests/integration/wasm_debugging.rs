@@ -106,14 +106,24 @@ async fn each_data_independent_mistake_is_refused_before_any_charge_naming_its_c
     // A GROUP BY in the input is refused for what it is; an ORDER BY is fine.
     let grouped = format!("SELECT AVG(u.electricity_kwh) AS value {from} GROUP BY u.month");
     let e = s
-        .run_analysis(TEST_GRANT, job.analysis().expect("analysis"), &grouped, &AnalysisOptions::default())
+        .run_analysis(
+            TEST_GRANT,
+            job.analysis().expect("analysis"),
+            &grouped,
+            &AnalysisOptions::default(),
+        )
         .await
         .expect_err("refused");
     assert_eq!(e.rule(), Some("aggregation-in-input"), "{e}");
     assert!(e.to_string().contains("remove its GROUP BY"), "{e}");
     let ordered = format!("SELECT u.electricity_kwh AS value {from} ORDER BY u.electricity_kwh");
-    s.dry_run_analysis(TEST_GRANT, job.analysis().expect("analysis").as_ref(), &ordered, &AnalysisOptions::default())
-        .expect("an ORDER BY in the input is accepted");
+    s.dry_run_analysis(
+        TEST_GRANT,
+        job.analysis().expect("analysis").as_ref(),
+        &ordered,
+        &AnalysisOptions::default(),
+    )
+    .expect("an ORDER BY in the input is accepted");
     // A job function without its module: no "did you mean" a built-in.
     let e = s
         .run_sql(
@@ -124,7 +134,10 @@ async fn each_data_independent_mistake_is_refused_before_any_charge_naming_its_c
         .await
         .expect_err("unknown function");
     let text = e.to_string();
-    assert!(text.contains("`debt_ratio` is not a SQL function") && text.contains("--wasm"), "{text}");
+    assert!(
+        text.contains("`debt_ratio` is not a SQL function") && text.contains("--wasm"),
+        "{text}"
+    );
     assert!(!text.contains("Did you mean"), "{text}");
     assert_eq!(spent(&s), before, "nothing was charged");
 }
@@ -151,14 +164,23 @@ async fn data_dependent_failures_are_counted_with_dp_and_reported() {
         .await
         .expect("released: a data-dependent failure never fails the job");
     let last = released.table.rows.last().expect("rows");
-    assert_eq!(last[0], ReleasedCell::Key { value: DEFAULTS_ROW.into() });
+    assert_eq!(
+        last[0],
+        ReleasedCell::Key {
+            value: DEFAULTS_ROW.into()
+        }
+    );
     let ReleasedCell::Noisy { value, scale, .. } = last[1] else {
         panic!("a noisy count: {last:?}")
     };
     // ε 1: 0.1 for the count, scale 10; 512 blocks all default.
     assert!((scale - 10.0).abs() < 1e-6, "{scale}");
     assert!(value > 512.0 - 100.0 && value <= 512.0, "{value}");
-    assert!(released.table.notes.iter().any(|n| n.contains("10 % for")), "{:?}", released.table.notes);
+    assert!(
+        released.table.notes.iter().any(|n| n.contains("10 % for")),
+        "{:?}",
+        released.table.notes
+    );
 
     let entries = s.store().audit_entries().expect("ledger");
     let report = UsageReport::from_entries(&entries, TEST_GRANT, None, None).expect("report");
@@ -216,7 +238,11 @@ async fn a_trial_run_on_the_sample_shows_everything_and_spends_nothing() {
         .await
         .expect("trial");
     assert_eq!(panicking.blocks.len(), 8);
-    assert!(panicking.samples[0].starts_with("gov.utility_usage@"), "{:?}", panicking.samples);
+    assert!(
+        panicking.samples[0].starts_with("gov.utility_usage@"),
+        "{:?}",
+        panicking.samples
+    );
     let non_empty: Vec<_> = panicking.blocks.iter().filter(|b| b.rows > 0).collect();
     assert!(!non_empty.is_empty());
     for b in &non_empty {
@@ -230,7 +256,8 @@ async fn a_trial_run_on_the_sample_shows_everything_and_spends_nothing() {
 
     // The sample has nulls (NaN for the guest) where the data may too: the
     // trial shows a NaN mean as a default, so the job coalesces.
-    let working = "SELECT COALESCE(electricity_kwh, 0) AS value, CASE WHEN electricity_kwh < 0 THEN 1000.0 ELSE 0.0 END AS fail
+    let working =
+        "SELECT COALESCE(electricity_kwh, 0) AS value, CASE WHEN electricity_kwh < 0 THEN 1000.0 ELSE 0.0 END AS fail
                    FROM gov.utility_usage";
     let trial = s
         .trial_analysis(TEST_GRANT, job.analysis().expect("analysis"), working, &options)
@@ -238,14 +265,22 @@ async fn a_trial_run_on_the_sample_shows_everything_and_spends_nothing() {
         .expect("trial");
     for b in trial.blocks.iter().filter(|b| b.rows > 0) {
         let outputs = b.outputs.as_ref().expect("outputs");
-        assert_eq!(outputs[1], b.rows as f64, "the raw second output is the block's row count");
+        assert_eq!(
+            outputs[1], b.rows as f64,
+            "the raw second output is the block's row count"
+        );
         assert!(b.default_reason.is_none(), "{:?}", b.default_reason);
     }
     assert_eq!(spent(&s), before, "a trial charges nothing");
     assert_eq!(s.store().audit_entries().expect("ledger").len(), entries_before);
 
     let dry = s
-        .dry_run_analysis(TEST_GRANT, job.analysis().expect("analysis").as_ref(), working, &options)
+        .dry_run_analysis(
+            TEST_GRANT,
+            job.analysis().expect("analysis").as_ref(),
+            working,
+            &options,
+        )
         .expect("dry run");
     assert!((dry.epsilon_outputs + dry.epsilon_default_count - dry.epsilon).abs() < 1e-12);
     assert!((dry.epsilon_default_count - 0.1 * dry.epsilon).abs() < 1e-12);

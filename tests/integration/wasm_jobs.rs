@@ -129,7 +129,12 @@ async fn default_model_analysis_is_released_by_sample_and_aggregate() {
         .collect();
     assert_eq!(
         names,
-        ["intercept", "coef_log_kwh", "coef_log_gas", sandbox_runtime::sandbox::DEFAULTS_ROW]
+        [
+            "intercept",
+            "coef_log_kwh",
+            "coef_log_gas",
+            sandbox_runtime::sandbox::DEFAULTS_ROW
+        ]
     );
     for row in &r.table.rows[..3] {
         let ReleasedCell::Noisy { value, scale, .. } = row[1] else {
@@ -137,7 +142,10 @@ async fn default_model_analysis_is_released_by_sample_and_aggregate() {
         };
         assert!((-10.0..=10.0).contains(&value));
         // 90 % of ε for the outputs.
-        assert!((scale - 20.0 * 3.0 / (8.0 * 0.9)).abs() < 1e-9, "range · d / (k · 0.9 ε)");
+        assert!(
+            (scale - 20.0 * 3.0 / (8.0 * 0.9)).abs() < 1e-9,
+            "range · d / (k · 0.9 ε)"
+        );
     }
 }
 

@@ -590,7 +590,8 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
                 .dry_run_analysis(&args.grant, program.as_ref(), &args.input, &options)
                 .and_then(|r| {
                     Ok(if args.json {
-                        serde_json::to_string_pretty(&r).map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
+                        serde_json::to_string_pretty(&r)
+                            .map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
                     } else {
                         render::analysis_dry_run(&r)
                     })
@@ -601,7 +602,8 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
                 .await
                 .and_then(|r| {
                     Ok(if args.json {
-                        serde_json::to_string_pretty(&r).map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
+                        serde_json::to_string_pretty(&r)
+                            .map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
                     } else {
                         render::trial(&r)
                     })

@@ -168,26 +168,6 @@ pub fn interval_text(half_width: Option<f64>, per_row: Option<f64>, rows: Option
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grids_align_wide_characters() {
-        let headers = ["dataset".to_string(), "title".to_string()];
-        let rows = [
-            vec!["gov.tax_payments".to_string(), "企业纳税信息".to_string()],
-            vec!["gov.districts".to_string(), "Districts".to_string()],
-        ];
-        let g = grid(&headers, &rows);
-        let lines: Vec<&str> = g.lines().collect();
-        assert_eq!(lines[0], "dataset          │ title       ");
-        assert_eq!(lines[2], "gov.tax_payments │ 企业纳税信息");
-        assert_eq!(lines[3], "gov.districts    │ Districts   ");
-        assert_eq!(display_width(lines[1]), display_width(lines[2]));
-    }
-}
-
 /// `wasm run --dry-run`: the noise per output and the ε split.
 pub fn analysis_dry_run(r: &sandbox_runtime::AnalysisDryRun) -> String {
     let mut out = format!(
@@ -258,4 +238,24 @@ pub fn trial(r: &sandbox_runtime::TrialReport) -> String {
     );
     out.push_str(&format!("\ntrial took {:.0} ms", r.elapsed_ms));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_align_wide_characters() {
+        let headers = ["dataset".to_string(), "title".to_string()];
+        let rows = [
+            vec!["gov.tax_payments".to_string(), "企业纳税信息".to_string()],
+            vec!["gov.districts".to_string(), "Districts".to_string()],
+        ];
+        let g = grid(&headers, &rows);
+        let lines: Vec<&str> = g.lines().collect();
+        assert_eq!(lines[0], "dataset          │ title       ");
+        assert_eq!(lines[2], "gov.tax_payments │ 企业纳税信息");
+        assert_eq!(lines[3], "gov.districts    │ Districts   ");
+        assert_eq!(display_width(lines[1]), display_width(lines[2]));
+    }
 }

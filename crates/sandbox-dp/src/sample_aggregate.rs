@@ -288,7 +288,11 @@ mod tests {
             sum += c.value;
         }
         let sd = 2.0f64.sqrt() * sa.default_count_scale();
-        assert!((sum / n as f64 - 12.0).abs() < 6.0 * sd / (n as f64).sqrt(), "{}", sum / n as f64);
+        assert!(
+            (sum / n as f64 - 12.0).abs() < 6.0 * sd / (n as f64).sqrt(),
+            "{}",
+            sum / n as f64
+        );
         assert!(sa.release_default_count(&outputs[..3]).is_err());
     }
 }

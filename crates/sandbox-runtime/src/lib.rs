@@ -32,5 +32,8 @@ mod error;
 pub use analysis::{AnalysisOptions, AnalysisProgram};
 pub use data_dir::DataDir;
 pub use error::RuntimeError;
-pub use sandbox::{AnalysisDryRun, AnalysisResult, DryRunReport, OutputNoise, TrialBlock, TrialReport, JobContext, Sandbox, SqlJobOptions, SqlJobResult};
+pub use sandbox::{
+    AnalysisDryRun, AnalysisResult, DryRunReport, JobContext, OutputNoise, Sandbox, SqlJobOptions, SqlJobResult,
+    TrialBlock, TrialReport,
+};
 pub use wasm::WasmJob;

@@ -3,8 +3,8 @@
 
 mod analysis_job;
 mod trial_job;
-pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 pub use analysis_job::DEFAULTS_ROW;
+pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 
 use crate::release::{bounds, epsilon_split, release};
 use crate::rules::{ReleaseRules, combine};

@@ -359,8 +359,12 @@ impl SandboxEngine {
         max_output: usize,
     ) -> Result<Vec<u8>, GuestFailure> {
         self.check_owner(module).map_err(GuestFailure::plain)?;
-        let mut call = Call::start(&self.config, module.pre(), self.slots.acquire().map_err(GuestFailure::plain)?)
-            .map_err(GuestFailure::plain)?;
+        let mut call = Call::start(
+            &self.config,
+            module.pre(),
+            self.slots.acquire().map_err(GuestFailure::plain)?,
+        )
+        .map_err(GuestFailure::plain)?;
         let result = call
             .write_input(input)
             .and_then(|(ptr, len)| call.call_entry(export, ptr, len, max_output));

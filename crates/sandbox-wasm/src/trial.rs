@@ -45,8 +45,7 @@ impl GuestFailure {
     /// environment) or a limit.
     pub fn hint(&self) -> Option<&'static str> {
         let message = self.guest_message.as_deref().unwrap_or("").to_ascii_lowercase();
-        if message.contains("time not implemented") || message.contains("systemtime") || message.contains("instant")
-        {
+        if message.contains("time not implemented") || message.contains("systemtime") || message.contains("instant") {
             return Some(
                 "a job has no clock (std::time panics on wasm32-unknown-unknown): take dates and times from \
                  input columns, and measure nothing by time",

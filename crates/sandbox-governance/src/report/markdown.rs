@@ -61,14 +61,7 @@ impl UsageReport {
         out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            j.submitted,
-            j.released,
-            j.released_with_defaults,
-            j.failed,
-            j.cancelled,
-            j.dry_runs,
-            j.running,
-            j.refused
+            j.submitted, j.released, j.released_with_defaults, j.failed, j.cancelled, j.dry_runs, j.running, j.refused
         ));
         let quota = match (self.calls.quota, self.calls.left) {
             (Some(q), Some(left)) => format!("; quota {q}, {left} left"),

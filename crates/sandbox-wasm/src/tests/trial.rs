@@ -22,13 +22,18 @@ fn failing_guest(message: &str, body: &str) -> Vec<u8> {
 fn a_trap_in_a_trial_call_carries_the_guest_message_and_a_hint() {
     let engine = engine();
     let panic_text = "panicked at src/lib.rs:7:15:\ntime not implemented on this platform";
-    let module = engine.admit(&failing_guest(panic_text, "(unreachable)")).expect("admitted");
+    let module = engine
+        .admit(&failing_guest(panic_text, "(unreachable)"))
+        .expect("admitted");
     let block = f64_batch(&[&[1.0, 2.0]]);
     let failure = engine.trial_analyze(&module, &block).expect_err("traps");
     assert!(matches!(failure.error, WasmError::Trap { .. }), "{failure:?}");
     assert_eq!(failure.guest_message.as_deref(), Some(panic_text));
     let text = failure.to_string();
-    assert!(text.contains("time not implemented") && text.contains("has no clock"), "{text}");
+    assert!(
+        text.contains("time not implemented") && text.contains("has no clock"),
+        "{text}"
+    );
     // The ordinary call on (real) data reports the kind only.
     let plain = engine.call_analyze(&module, &block).expect_err("traps");
     assert!(!plain.public_message().contains("not implemented"), "{plain}");
@@ -38,12 +43,8 @@ fn a_trap_in_a_trial_call_carries_the_guest_message_and_a_hint() {
 fn an_error_code_in_a_trial_call_carries_the_guest_message() {
     let engine = engine();
     let text = "bad input: no column `gas_m3` in the batch";
-    let module = engine
-        .admit(&failing_guest(text, "(i64.const -1)"))
-        .expect("admitted");
-    let failure = engine
-        .trial_analyze(&module, &f64_batch(&[&[1.0]]))
-        .expect_err("fails");
+    let module = engine.admit(&failing_guest(text, "(i64.const -1)")).expect("admitted");
+    let failure = engine.trial_analyze(&module, &f64_batch(&[&[1.0]])).expect_err("fails");
     assert!(matches!(failure.error, WasmError::Guest { code: -1 }), "{failure:?}");
     assert!(failure.to_string().contains("no column `gas_m3`"), "{failure}");
 }
@@ -53,7 +54,9 @@ fn a_guest_without_the_export_still_fails_with_its_kind() {
     let engine = engine();
     let bytes = Guest::new(&udf_manifest("f", 1)).udf("f", "(unreachable)").build();
     let module = engine.admit(&bytes).expect("admitted");
-    let failure = engine.trial_udf(&module, "f", &f64_batch(&[&[1.0]])).expect_err("traps");
+    let failure = engine
+        .trial_udf(&module, "f", &f64_batch(&[&[1.0]]))
+        .expect_err("traps");
     assert_eq!(failure.guest_message, None);
     assert!(failure.to_string().contains("WebAssembly trap"), "{failure}");
 }
@@ -81,7 +84,10 @@ fn a_module_too_large_names_its_debug_information() {
     bytes.extend_from_slice(&section);
     let engine = engine_with(test_config().max_module_bytes(100 * 1024));
     let err = refused(&engine, &bytes).to_string();
-    assert!(err.contains("debug information") && err.contains("strip = true"), "{err}");
+    assert!(
+        err.contains("debug information") && err.contains("strip = true"),
+        "{err}"
+    );
 
     // Large data, no debug information: the message says so, not "debug build".
     let big = Guest::new(&analysis_manifest(1))
@@ -90,7 +96,10 @@ fn a_module_too_large_names_its_debug_information() {
         .analyze("(i64.const 0)")
         .build();
     let err = refused(&engine, &big).to_string();
-    assert!(err.contains("little debug information") && err.contains("its data"), "{err}");
+    assert!(
+        err.contains("little debug information") && err.contains("its data"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -35,7 +35,11 @@ fn has(batch: &RecordBatch, name: &str) -> bool {
 fn analysis(batch: &RecordBatch) -> Result<Vec<f64>, SdkError> {
     let value = column_f64(batch, "value")?;
     let n = value.len() as f64;
-    let mean = if value.is_empty() { 0.0 } else { value.iter().sum::<f64>() / n };
+    let mean = if value.is_empty() {
+        0.0
+    } else {
+        value.iter().sum::<f64>() / n
+    };
     if has(batch, "mode_panic") {
         panic!("deliberate panic in the analysis on {n} rows");
     }
