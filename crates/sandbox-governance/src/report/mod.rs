@@ -1055,7 +1055,7 @@ mod tests {
             "| scenario (使用场景) | credit \\| model |",
             "| call quota | 10 |",
             "Status at the end of the period: active",
-            "| 2 | 1 | 0 | 0 | 0 | 0 | 1 |",
+            "| 2 | 1 | 0 | 0 | 0 | 0 | 0 | 1 |",
             "Calls (charged jobs): 1 in the period, 1 up to its end; quota 10, 9 left.",
             "| `k-anonymity` | 1 |",
             "| gov.a | 2 | 0.5 | 0.5 | 1.5 | policy's | 0 | 0 | policy's |",
