@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the example WebAssembly guests (examples/wasm: risk-score,
-# default-model) from source for wasm32-unknown-unknown, checks that they
+# default-model, and the test guest mistakes) from source for wasm32-unknown-unknown, checks that they
 # import nothing outside module `sandbox` and export the ABI, and copies the
 # .wasm files to an output directory, printing their sizes and SHA-256.
 #
@@ -37,10 +37,13 @@ BUILD_ROOT="${GUEST_BUILD_DIR:-$(dirname "$OUT")/wasm-guest-build}"
 ROUTE="${SANDBOX_GUEST_ROUTE:-auto}"
 
 # crate name -> the exports it must have beyond the common ABI ones.
-GUESTS=(risk_score default_model)
+# `mistakes` is a test guest (each mistake a job author makes, for the tests
+# that check they are reported before any charge or counted in the release).
+GUESTS=(risk_score default_model mistakes)
 declare -A EXTRA_EXPORTS=(
-    [risk_score]="sandbox_udf_risk_score sandbox_row_risk_score"
-    [default_model]="sandbox_analyze"
+    [risk_score]="sandbox_udf_risk_score sandbox_row_risk_score sandbox_last_error"
+    [default_model]="sandbox_analyze sandbox_last_error"
+    [mistakes]="sandbox_analyze sandbox_udf_panics sandbox_udf_clock sandbox_last_error"
 )
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

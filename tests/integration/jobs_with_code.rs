@@ -97,6 +97,11 @@ impl AnalysisProgram for MeanProgram {
     fn digest(&self) -> String {
         "native-test".into()
     }
+    /// The trial call on generated rows succeeds: the failure of `fail`
+    /// stands for one that happens on real data only.
+    fn trial_block(&self, _block: &RecordBatch) -> Result<Vec<f64>, String> {
+        Ok(vec![0.5, 1.0])
+    }
     fn run_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String> {
         if self.fail {
             return Err("trap: unreachable".into());
@@ -125,13 +130,14 @@ async fn analysis_jobs_release_a_noisy_block_average() {
         .run_analysis(TEST_GRANT, Arc::new(MeanProgram { fail: false }), sql, &options)
         .await
         .expect("run");
-    assert_eq!(r.table.rows.len(), 2);
+    // Two outputs, then the noisy count of blocks that used the default.
+    assert_eq!(r.table.rows.len(), 3);
     let ReleasedCell::Noisy { value, scale, .. } = r.table.rows[0][1] else {
         panic!("noisy")
     };
     assert!((0.0..=1.0).contains(&value));
-    // scale = range · d / (k · ε) = 1 · 2 / 16
-    assert!((scale - 2.0 / 16.0).abs() < 1e-9, "{scale}");
+    // scale = range · d / (k · 0.9 ε) = 1 · 2 / (16 · 0.9)
+    assert!((scale - 2.0 / (16.0 * 0.9)).abs() < 1e-9, "{scale}");
     // A program that always fails releases noise around the midpoints: the
     // failure is not a signal about the data.
     let r = s
@@ -185,6 +191,10 @@ impl AnalysisProgram for Counting {
     fn digest(&self) -> String {
         "native-test".into()
     }
+    /// Not counted: only calls on the job's blocks are.
+    fn trial_block(&self, _block: &RecordBatch) -> Result<Vec<f64>, String> {
+        Ok(vec![0.0])
+    }
     fn run_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String> {
         use std::sync::atomic::Ordering::Relaxed;
         self.calls.fetch_add(1, Relaxed);
@@ -214,12 +224,12 @@ async fn analysis_on_empty_input_releases_k_default_blocks() {
         .await
         .expect("released, not failed");
     assert_eq!(program.calls.load(std::sync::atomic::Ordering::Relaxed), 0);
-    assert_eq!(r.table.rows.len(), 1);
+    assert_eq!(r.table.rows.len(), 2, "the output and the count of defaults");
     let ReleasedCell::Noisy { value, scale, .. } = r.table.rows[0][1] else {
         panic!("noisy")
     };
     assert!((0.0..=1000.0).contains(&value));
-    assert!((scale - 1000.0 / 8.0).abs() < 1e-9, "{scale}");
+    assert!((scale - 1000.0 / (8.0 * 0.9)).abs() < 1e-9, "{scale}");
     // With rows: every row reaches exactly one non-empty block.
     let program = Arc::new(Counting::default());
     s.run_analysis(TEST_GRANT, program.clone(), "SELECT amount FROM bank.loans", &options)

@@ -21,4 +21,5 @@ mod server_validation;
 mod sql_jobs;
 mod sql_queries;
 mod utility_bench;
+mod wasm_debugging;
 mod wasm_jobs;

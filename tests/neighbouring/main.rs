@@ -430,6 +430,46 @@ async fn webassembly_jobs(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)]) 
             }
         }
     }
+    if let Ok(fragile) = std::fs::read(dir.join("mistakes.wasm")) {
+        failures.extend(fragile_analysis(base, neighbours, &fragile).await);
+    }
+    failures
+}
+
+/// An analysis whose blocks fail depending on the data (the `mistakes`
+/// guest fails a block holding a row with `fail >= 1000`, here a month of
+/// more than 3 000 kWh): removing one unit changes one block, so the
+/// released outputs move by at most `(upper − lower) / k` and the released
+/// count of blocks that used the default by at most 1.
+async fn fragile_analysis(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)], module: &[u8]) -> Vec<String> {
+    let input = "SELECT COALESCE(u.electricity_kwh, 0) AS value,
+                        CASE WHEN u.electricity_kwh > 3000 THEN 1000.0 ELSE 0.0 END AS fail
+                 FROM bank.loans b JOIN gov.utility_usage u ON b.credit_code = u.credit_code WHERE u.month = '2024-06'";
+    let blocks = 64;
+    let (on_d, ranges) = run_model(base, module, input, blocks).await;
+    let defaults_on_d = on_d[ranges.len()];
+    eprintln!("neighbouring databases: fragile analysis, {defaults_on_d} of {blocks} blocks use the default on D");
+    let mut failures = Vec::new();
+    for (neighbour, sandbox) in neighbours.iter().filter(|(n, _)| n.touches(input)) {
+        let (on_n, _) = run_model(sandbox, module, input, blocks).await;
+        for (i, (lo, hi)) in ranges.iter().enumerate() {
+            let bound = (hi - lo) / blocks as f64 * (1.0 + 1e-9);
+            if (on_d[i] - on_n[i]).abs() > bound {
+                failures.push(format!(
+                    "[fragile analysis] without {}: output {i} moved by {} where (upper - lower)/k = {bound}",
+                    neighbour.label,
+                    (on_d[i] - on_n[i]).abs()
+                ));
+            }
+        }
+        let moved = (defaults_on_d - on_n[ranges.len()]).abs();
+        if moved > 1.0 {
+            failures.push(format!(
+                "[fragile analysis] without {}: the count of blocks using the default moved by {moved} (sensitivity 1)",
+                neighbour.label
+            ));
+        }
+    }
     failures
 }
 
@@ -448,9 +488,10 @@ async fn run_udf(s: &Sandbox, module: &[u8], sql: &str) -> Outcome {
     }
 }
 
-/// The released outputs of an analysis and their declared ranges.
+/// The released outputs of an analysis (then, last, the count of blocks
+/// that used the default) and their declared ranges.
 async fn run_model(s: &Sandbox, module: &[u8], input: &str, blocks: usize) -> (Vec<f64>, Vec<(f64, f64)>) {
-    let job = s.load_wasm(module).expect("default_model admitted");
+    let job = s.load_wasm(module).expect("guest admitted");
     let program = job.analysis().expect("an analysis");
     let ranges: Vec<(f64, f64)> = program.outputs().iter().map(|(_, lo, hi)| (*lo, *hi)).collect();
     let options = sandbox_runtime::AnalysisOptions { blocks, epsilon: None };

@@ -584,6 +584,47 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
         blocks: args.blocks,
         epsilon: args.epsilon,
     };
+    if args.dry_run || args.trial {
+        let printed = if args.dry_run {
+            sandbox
+                .dry_run_analysis(&args.grant, program.as_ref(), &args.input, &options)
+                .and_then(|r| {
+                    Ok(if args.json {
+                        serde_json::to_string_pretty(&r)
+                            .map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
+                    } else {
+                        render::analysis_dry_run(&r)
+                    })
+                })
+        } else {
+            sandbox
+                .trial_analysis(&args.grant, program, &args.input, &options)
+                .await
+                .and_then(|r| {
+                    Ok(if args.json {
+                        serde_json::to_string_pretty(&r)
+                            .map_err(|e| sandbox_runtime::RuntimeError::Setup(e.to_string()))?
+                    } else {
+                        render::trial(&r)
+                    })
+                })
+        };
+        return match printed {
+            Ok(text) => {
+                println!("{text}");
+                Ok(())
+            }
+            Err(e) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
+                    );
+                }
+                Err(e.into())
+            }
+        };
+    }
     match sandbox.run_analysis(&args.grant, program, &args.input, &options).await {
         Ok(r) if args.json => {
             println!("{}", serde_json::to_string_pretty(&r).map_err(|e| fail(e.to_string()))?);
@@ -615,14 +656,58 @@ fn default_guest_dir() -> std::path::PathBuf {
     target.join("wasm-guests")
 }
 
+/// The script that builds the example guests, in the checkout this binary
+/// was built from (absent when the binary was installed elsewhere).
+fn guest_build_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-guests.sh")
+}
+
+/// Builds the example guests into `dir` with scripts/build-guests.sh (rustup's
+/// wasm32 target if it can be had, else Debian's toolchain), showing its
+/// progress. Returns whether they are there afterwards; when not, says why
+/// and how to get them, and the demo goes on without them.
+fn build_example_guests(dir: &Path) -> bool {
+    let script = guest_build_script();
+    println!("\n(the WebAssembly example guests are not built yet)");
+    if !script.exists() {
+        println!(
+            "(the example guests are not in {} and scripts/build-guests.sh is not next to this binary: run the \
+             demo from a checkout with `cargo run -- demo`, or pass --wasm-dir)",
+            dir.display()
+        );
+        return false;
+    }
+    println!(
+        "building the example guests (examples/wasm → {}) with scripts/build-guests.sh; the first build takes a \
+         few minutes, later runs reuse it",
+        dir.display()
+    );
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() && dir.join("risk_score.wasm").exists() && dir.join("default_model.wasm").exists() => true,
+        Ok(s) => {
+            println!(
+                "(no WebAssembly toolchain could be obtained ({s}): `rustup target add wasm32-unknown-unknown`, or as \
+                 root `apt-get install rustc-web cargo-web rust-web-src lld`, then run the demo again; the rest of \
+                 the demo goes on without the WebAssembly jobs)"
+            );
+            false
+        }
+        Err(e) => {
+            println!("(cannot run bash to build the WebAssembly examples: {e}; the demo goes on without them)");
+            false
+        }
+    }
+}
+
 /// The demo's WebAssembly jobs: a UDF inside SQL and an analysis.
 async fn demo_wasm(sandbox: &Sandbox, dir: &Path) -> Result<(), CliError> {
     let (udf, analysis) = (dir.join("risk_score.wasm"), dir.join("default_model.wasm"));
-    if !udf.exists() || !analysis.exists() {
-        println!(
-            "\n(WebAssembly examples not found in {}: build them with scripts/build-guests.sh, or run scripts/demo.sh)",
-            dir.display()
-        );
+    if (!udf.exists() || !analysis.exists()) && !build_example_guests(dir) {
         return Ok(());
     }
     println!("\n═══ WebAssembly jobs ═══");

@@ -287,6 +287,15 @@ pub struct WasmRunArgs {
     /// Print JSON for machines.
     #[arg(long)]
     json: bool,
+    /// Run on the datasets' public DP samples instead: every block's
+    /// outputs, failures with the guest's own message, timing; spends no
+    /// budget.
+    #[arg(long, conflicts_with = "dry_run")]
+    trial: bool,
+    /// Show the noise each output will get for its declared range, k and ε
+    /// (and the ε split); reads and spends nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]

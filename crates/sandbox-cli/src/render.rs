@@ -168,6 +168,78 @@ pub fn interval_text(half_width: Option<f64>, per_row: Option<f64>, rows: Option
     }
 }
 
+/// `wasm run --dry-run`: the noise per output and the ε split.
+pub fn analysis_dry_run(r: &sandbox_runtime::AnalysisDryRun) -> String {
+    let mut out = format!(
+        "dry run: nothing read, nothing charged\nε {} over k = {} blocks: {} for the outputs (90 %, split equally), {} for the count of blocks that use the default (10 %)\n",
+        r.epsilon, r.blocks, r.epsilon_outputs, r.epsilon_default_count
+    );
+    out.push_str("output                           range                 noise scale   ±95 %\n");
+    for o in &r.outputs {
+        out.push_str(&format!(
+            "{:<32} [{}, {}]{:>width$}{:>12.4}  {:>8.4}\n",
+            o.name,
+            o.lower,
+            o.upper,
+            "",
+            o.scale,
+            o.half_width_95,
+            width = 21usize.saturating_sub(format!("[{}, {}]", o.lower, o.upper).len())
+        ));
+    }
+    out.push_str(&format!(
+        "{:<32} [0, {}]{:>width$}{:>12.4}  {:>8.0}\n",
+        sandbox_runtime::sandbox::DEFAULTS_ROW,
+        r.blocks,
+        "",
+        r.default_count_scale,
+        r.default_count_half_width_95,
+        width = 21usize.saturating_sub(format!("[0, {}]", r.blocks).len())
+    ));
+    out.push_str(
+        "noise scale = (upper − lower) · outputs / (k · 0.9 ε): narrower ranges or more blocks give less noise, \
+         but fewer rows per block (each block must still be enough for the program)",
+    );
+    out
+}
+
+/// `wasm run --trial`: every block on the sample data.
+pub fn trial(r: &sandbox_runtime::TrialReport) -> String {
+    let mut out = format!(
+        "trial run on public sample data ({}): nothing charged\ninput columns: {}\n",
+        r.samples.join(", "),
+        r.columns.join(", ")
+    );
+    let names: Vec<&str> = r.outputs.iter().map(|(n, _, _)| n.as_str()).collect();
+    out.push_str(&format!("block  rows   ms      outputs ({})\n", names.join(", ")));
+    for (i, b) in r.blocks.iter().enumerate() {
+        let values = match &b.outputs {
+            Some(v) => v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(", "),
+            None => "—".into(),
+        };
+        out.push_str(&format!("{i:>5}  {:>5}  {:>6.1}  {values}", b.rows, b.elapsed_ms));
+        if let Some(reason) = &b.default_reason {
+            out.push_str(&format!("  DEFAULT: {reason}"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "blocks using the default: {} of {}\nclamped average (before noise): ",
+        r.defaults,
+        r.blocks.len()
+    ));
+    out.push_str(
+        &names
+            .iter()
+            .zip(&r.clamped_mean)
+            .map(|(n, v)| format!("{n} = {v:.6}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push_str(&format!("\ntrial took {:.0} ms", r.elapsed_ms));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,14 +6,22 @@
 //! a vector of `d` numbers, each coordinate is clamped to the range the job
 //! declared, and the average over blocks is released with noise. Adding or
 //! removing one unit changes one block's output, so each coordinate's
-//! average moves by at most `range / k`. ε is split equally over the `d`
-//! coordinates: coordinate `i` gets discrete Laplace noise of scale
-//! `range_i · d / (k · ε)` in output units (on a 2²⁰-step grid per range, so
-//! sums are exact integers).
+//! average moves by at most `range / k`.
 //!
 //! A block whose program fails (trap, timeout, bad output, NaN) contributes
 //! a fixed default, the midpoint of each range, so failures are not a side
 //! channel: the release depends on them only as it depends on any output.
+//! So that an analyst learns when most of a result is defaults, the number
+//! of blocks that used the default (empty, failed, or with a NaN output) is
+//! released too, as a noisy count: one unit changes one block, so the count
+//! moves by at most 1.
+//!
+//! **The ε split.** [`DEFAULT_COUNT_SHARE`] (10 %) of the job's ε goes to
+//! that count (discrete Laplace, sensitivity 1, scale `1 / (0.1 ε)`); the
+//! other 90 % is split equally over the `d` coordinates: coordinate `i` gets
+//! discrete Laplace noise of scale `range_i · d / (k · 0.9 ε)` in output
+//! units (on a 2²⁰-step grid per range, so sums are exact integers). The
+//! two releases compose sequentially (basic composition): ε in all.
 
 use crate::DpError;
 use crate::aggregate::NoisyValue;
@@ -21,16 +29,28 @@ use crate::noise::DiscreteLaplace;
 
 const STEPS: i64 = 1 << 20;
 
+/// Share of a sample-and-aggregate job's ε spent on the noisy count of
+/// blocks that used the default; the outputs get the rest.
+pub const DEFAULT_COUNT_SHARE: f64 = 0.1;
+
 /// A calibrated sample-and-aggregate release.
 #[derive(Debug, Clone)]
 pub struct SampleAggregate {
     blocks: usize,
     ranges: Vec<(f64, f64)>,
     mechanism: DiscreteLaplace,
+    /// The count of blocks that used the default (sensitivity 1).
+    defaults: DiscreteLaplace,
+    epsilon: f64,
 }
 
 impl SampleAggregate {
-    /// `ranges`: the declared range of each output coordinate; `blocks`: k.
+    /// `ranges`: the declared range of each output coordinate; `blocks`: k;
+    /// `epsilon`: the job's whole ε (split as the module docs state).
+    ///
+    /// # Errors
+    /// No range, a range that is not finite with `lower < upper`, no
+    /// blocks, or an ε the mechanism cannot be calibrated to.
     pub fn new(ranges: Vec<(f64, f64)>, blocks: usize, epsilon: f64) -> Result<Self, DpError> {
         if ranges.is_empty() {
             return Err(DpError::Internal("an analysis needs at least one output"));
@@ -43,12 +63,16 @@ impl SampleAggregate {
         if blocks == 0 {
             return Err(DpError::InvalidContributionBound { name: "blocks" });
         }
-        let share = epsilon / ranges.len() as f64;
+        let outputs_epsilon = epsilon * (1.0 - DEFAULT_COUNT_SHARE);
+        let share = outputs_epsilon / ranges.len() as f64;
         let mechanism = DiscreteLaplace::calibrated(STEPS as u128, share)?;
+        let defaults = DiscreteLaplace::calibrated(1, epsilon * DEFAULT_COUNT_SHARE)?;
         Ok(SampleAggregate {
             blocks,
             ranges,
             mechanism,
+            defaults,
+            epsilon,
         })
     }
 
@@ -60,7 +84,59 @@ impl SampleAggregate {
         self.ranges.len()
     }
 
-    /// Noise scale of coordinate `i` in output units: `range · d / (k · ε)`.
+    /// ε spent on the count of blocks that used the default.
+    pub fn default_count_epsilon(&self) -> f64 {
+        self.epsilon * DEFAULT_COUNT_SHARE
+    }
+
+    /// ε spent on the outputs (all coordinates together).
+    pub fn outputs_epsilon(&self) -> f64 {
+        self.epsilon * (1.0 - DEFAULT_COUNT_SHARE)
+    }
+
+    /// Noise scale of the count of blocks that used the default, in blocks:
+    /// `1 / (0.1 ε)`.
+    pub fn default_count_scale(&self) -> f64 {
+        self.defaults.scale()
+    }
+
+    /// Half-width of the 95 % interval of that count's noise, in blocks.
+    pub fn default_count_half_width(&self) -> f64 {
+        self.defaults.half_width(0.05) as f64
+    }
+
+    /// Whether a block's output is the default: the block failed (`None`),
+    /// returned the wrong number of values, or a NaN output.
+    pub fn uses_default(&self, output: &Option<Vec<f64>>) -> bool {
+        match output {
+            Some(v) => v.len() != self.ranges.len() || v.iter().any(|x| x.is_nan()),
+            None => true,
+        }
+    }
+
+    /// Releases the noisy count of blocks that used the default (see
+    /// [`uses_default`](Self::uses_default); an empty block is passed as
+    /// `None`), clamped to `[0, k]`. Sensitivity 1: one privacy unit is in
+    /// one block.
+    ///
+    /// # Errors
+    /// Not one output per block, or the noise source failed.
+    pub fn release_default_count(&self, outputs: &[Option<Vec<f64>>]) -> Result<NoisyValue, DpError> {
+        if outputs.len() != self.blocks {
+            return Err(DpError::Internal("one output per block is required"));
+        }
+        let exact = outputs.iter().filter(|o| self.uses_default(o)).count() as i128;
+        let noisy = self.defaults.privatize(exact)? as f64;
+        let k = self.blocks as f64;
+        let w = self.default_count_half_width();
+        Ok(NoisyValue {
+            value: noisy.clamp(0.0, k),
+            scale: self.default_count_scale(),
+            ci95: ((noisy - w).clamp(0.0, k), (noisy + w).clamp(0.0, k)),
+        })
+    }
+
+    /// Noise scale of coordinate `i` in output units: `range · d / (k · 0.9 ε)`.
     pub fn scale(&self, i: usize) -> f64 {
         self.ranges.get(i).map_or(f64::NAN, |(lo, hi)| {
             self.mechanism.scale() * (hi - lo) / STEPS as f64 / self.blocks as f64
@@ -147,11 +223,14 @@ mod tests {
 
     #[test]
     fn noise_scale_is_range_over_blocks_times_epsilon() {
+        // 90 % of ε for the outputs, 10 % for the count of defaults.
         let sa = SampleAggregate::new(vec![(-10.0, 10.0)], 40, 0.5).expect("sa");
-        assert!((sa.scale(0) - 20.0 / (40.0 * 0.5)).abs() < 1e-9);
+        assert!((sa.scale(0) - 20.0 / (40.0 * 0.45)).abs() < 1e-9);
+        assert!((sa.default_count_scale() - 1.0 / 0.05).abs() < 1e-9);
+        assert!((sa.outputs_epsilon() + sa.default_count_epsilon() - 0.5).abs() < 1e-12);
         let sa = SampleAggregate::new(vec![(0.0, 1.0), (0.0, 4.0)], 10, 1.0).expect("sa");
-        // ε split over two coordinates.
-        assert!((sa.scale(1) - 4.0 * 2.0 / 10.0).abs() < 1e-9);
+        // The outputs' ε split over two coordinates.
+        assert!((sa.scale(1) - 4.0 * 2.0 / (10.0 * 0.9)).abs() < 1e-9);
     }
 
     #[test]
@@ -184,5 +263,36 @@ mod tests {
             / n as f64;
         let sd = 2.0f64.sqrt() * sa.scale(0);
         assert!((mean - truth).abs() < 6.0 * sd / (n as f64).sqrt(), "{mean} vs {truth}");
+    }
+
+    /// The count of defaults: failed, wrong-dimension and NaN blocks count;
+    /// 2 000 releases with ε = 2 (count ε 0.2, scale 5) center on the exact
+    /// count of 12 within 6 standard errors, and stay within [0, k].
+    #[test]
+    fn the_count_of_defaults_is_noisy_around_the_exact_count() {
+        let sa = SampleAggregate::new(vec![(0.0, 1.0)], 40, 2.0).expect("sa");
+        let outputs: Vec<Option<Vec<f64>>> = (0..40)
+            .map(|b| match b % 10 {
+                0 | 1 => None,
+                2 => Some(vec![f64::NAN]),
+                _ => Some(vec![0.5]),
+            })
+            .collect();
+        assert_eq!(outputs.iter().filter(|o| sa.uses_default(o)).count(), 12);
+        assert!(sa.uses_default(&Some(vec![1.0, 2.0])), "wrong dimension");
+        let n = 2_000;
+        let mut sum = 0.0;
+        for _ in 0..n {
+            let c = sa.release_default_count(&outputs).expect("count");
+            assert!((0.0..=40.0).contains(&c.value));
+            sum += c.value;
+        }
+        let sd = 2.0f64.sqrt() * sa.default_count_scale();
+        assert!(
+            (sum / n as f64 - 12.0).abs() < 6.0 * sd / (n as f64).sqrt(),
+            "{}",
+            sum / n as f64
+        );
+        assert!(sa.release_default_count(&outputs[..3]).is_err());
     }
 }

@@ -51,4 +51,34 @@ pub struct UsageRecord {
     pub submission_digest: String,
     /// SHA-256 of the released result, when one was released.
     pub result_digest: Option<String>,
+    /// For a job with WebAssembly code: how many blocks (analysis) fell back
+    /// to their default, as released (a noisy count); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<DefaultsCount>,
+}
+
+/// The released, differentially private count of the parts of a job that
+/// fell back to their default (an analysis's empty, failed or NaN blocks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DefaultsCount {
+    /// What is counted: `"blocks"`.
+    pub unit: String,
+    /// The noisy count, clamped to `[0, out_of]`.
+    pub noisy: f64,
+    /// How many there are in all (k blocks).
+    pub out_of: u64,
+    /// Half-width of the 95 % noise interval of `noisy`: a count above it
+    /// is significantly more than zero.
+    pub half_width_95: f64,
+    /// ε spent on this count (part of the job's ε).
+    pub epsilon: f64,
+}
+
+impl DefaultsCount {
+    /// True when the noisy count is above its 95 % noise half-width, i.e.
+    /// defaults were very likely used (a post-processing of the released
+    /// count; about 5 % of jobs without any default are flagged too).
+    pub fn significant(&self) -> bool {
+        self.noisy > self.half_width_95
+    }
 }

@@ -28,6 +28,6 @@ mod error;
 
 pub use catalog::{Catalog, Dataset, DatasetId, Field, FieldType, OpenClass, Provider, ProviderKind};
 pub use error::ModelError;
-pub use job::{JobKind, JobOutcome, UsageRecord};
+pub use job::{DefaultsCount, JobKind, JobOutcome, UsageRecord};
 pub use release::{ReleasedCell, ReleasedColumn, ReleasedTable, Suppression};
 pub use role::{ColumnRole, RoleSet};

@@ -29,6 +29,13 @@ pub trait AnalysisProgram: Send + Sync {
     fn digest(&self) -> String;
     /// Runs on one block. The error text goes to the operator log only.
     fn run_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String>;
+    /// Runs on a block that carries **no real data** (generated from the
+    /// input's schema before a job is charged, or rows of a public DP
+    /// sample in a trial run): the raw, unclamped outputs, or the whole
+    /// failure — the guest's own message and a hint — for the developer.
+    fn trial_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String> {
+        self.run_block(block)
+    }
 }
 
 /// Options of an analysis job.

@@ -22,6 +22,7 @@ pub mod forecast;
 mod governance;
 mod multiplicity;
 pub mod postprocess;
+pub mod preflight;
 pub mod release;
 pub mod rules;
 pub mod sandbox;
@@ -33,5 +34,8 @@ mod error;
 pub use analysis::{AnalysisOptions, AnalysisProgram};
 pub use data_dir::DataDir;
 pub use error::RuntimeError;
-pub use sandbox::{AnalysisResult, DryRunReport, JobContext, Sandbox, SqlJobOptions, SqlJobResult};
+pub use sandbox::{
+    AnalysisDryRun, AnalysisResult, DryRunReport, JobContext, OutputNoise, Sandbox, SqlJobOptions, SqlJobResult,
+    TrialBlock, TrialReport,
+};
 pub use wasm::WasmJob;

@@ -2,6 +2,9 @@
 //! analysis job's path is in `analysis_job.rs`).
 
 mod analysis_job;
+mod trial_job;
+pub use analysis_job::DEFAULTS_ROW;
+pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 
 use crate::release::{bounds, epsilon_split, release};
 use crate::rules::{ReleaseRules, combine};
@@ -398,7 +401,7 @@ impl Sandbox {
     }
 
     /// Admission: the datasets a grant covers, and a session over them.
-    fn admit(&self, grant: &str) -> Result<(Vec<DatasetId>, JobSession), RuntimeError> {
+    pub(crate) fn admit(&self, grant: &str) -> Result<(Vec<DatasetId>, JobSession), RuntimeError> {
         let granted: Vec<DatasetId> = self
             .store
             .grant_datasets(grant)?
@@ -437,6 +440,12 @@ impl Sandbox {
     }
 
     fn session_for(&self, granted: &[DatasetId]) -> Result<JobSession, RuntimeError> {
+        self.session_over(granted, false)
+    }
+
+    /// A session over the grant's datasets: their data, or (`samples`)
+    /// their current public DP samples (a dataset without one is left out).
+    pub(crate) fn session_over(&self, granted: &[DatasetId], samples: bool) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
         for d in self.catalog().iter() {
             let usable =
@@ -444,9 +453,14 @@ impl Sandbox {
             if !usable {
                 continue;
             }
-            // The version directory is resolved once: its files are pinned
-            // here, and the job scans (and verifies) exactly these.
-            let dir = self.dir.table_dir(&d.id);
+            // The directory is resolved once: its files are pinned here,
+            // and the job scans (and verifies) exactly these.
+            let dir = if samples {
+                self.dir.current_sample_dir(&d.id)
+            } else {
+                Some(self.dir.table_dir(&d.id))
+            };
+            let Some(dir) = dir else { continue };
             let files = match crate::multiplicity::pinned_files(&dir) {
                 Ok(files) if !files.is_empty() => files,
                 _ => continue,
@@ -590,6 +604,19 @@ impl Sandbox {
         let query = session.plan_and_check(sql, &lookup)?;
         let kinds: &[&str] = if has_functions { &["sql", "wasm"] } else { &["sql"] };
         self.check_job_allowed(grant, kinds, &query.datasets, &query.usage)?;
+        // The job's functions that the query calls, each called once on
+        // generated arguments: a broken function fails loudly, uncharged.
+        let called: Vec<Arc<dyn RowFunction>> = session
+            .row_functions()
+            .iter()
+            .filter(|(name, _)| query.usage.functions.contains(&format!("wasm:{name}")))
+            .map(|(_, f)| f.clone())
+            .collect();
+        if !called.is_empty() {
+            tokio::task::spawn_blocking(move || crate::preflight::udfs(&called))
+                .await
+                .map_err(|_| RuntimeError::Setup("the trial call's worker stopped".into()))??;
+        }
         let rules = combine(query.protected.iter().filter_map(|d| policies.get(d)))?;
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
@@ -773,7 +800,7 @@ impl Sandbox {
     /// The ε a job spends: the one asked for, or the per-query cap; never
     /// above the cap nor below the largest minimum of the policies
     /// (`epsilon-below-minimum`, also when the cap itself is below it).
-    fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {
+    pub(crate) fn choose_epsilon(&self, rules: &ReleaseRules, requested: Option<f64>) -> Result<f64, RuntimeError> {
         if !rules.dp {
             return Ok(0.0);
         }

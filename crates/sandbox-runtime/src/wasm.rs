@@ -115,6 +115,29 @@ impl RowFunction for WasmUdf {
             .map(|i| if out.is_null(i) { f64::NAN } else { out.value(i) })
             .collect())
     }
+    fn trial(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+        // The batch export first: on failure it carries the guest's message.
+        let batch = self
+            .engine
+            .trial_udf(&self.module, &self.spec.name, args)
+            .map_err(|e| e.to_string());
+        if batch.is_ok() || !self.rows_are_independent() {
+            return batch;
+        }
+        // Jobs evaluate a stateless function through its per-row export:
+        // that is the path the trial must pass.
+        let rows = self
+            .engine
+            .call_udf_rows(&self.module, &self.spec.name, args)
+            .map_err(|e| e.public_message())?;
+        match rows.iter().position(Option::is_none) {
+            None => Ok(rows.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()),
+            Some(row) => Err(format!(
+                "its per-row export failed on generated row {row}; {}",
+                batch.err().unwrap_or_default()
+            )),
+        }
+    }
     fn rows_are_independent(&self) -> bool {
         self.module.row_export(&self.spec.name) == &RowExport::Stateless
     }
@@ -146,5 +169,10 @@ impl AnalysisProgram for WasmAnalysis {
         self.engine
             .call_analyze(&self.module, block)
             .map_err(|e| format!("{e}"))
+    }
+    fn trial_block(&self, block: &RecordBatch) -> Result<Vec<f64>, String> {
+        self.engine
+            .trial_analyze(&self.module, block)
+            .map_err(|e| e.to_string())
     }
 }

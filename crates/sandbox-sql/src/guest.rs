@@ -51,6 +51,14 @@ pub trait RowFunction: Send + Sync + fmt::Debug {
     /// operator log only.
     fn evaluate(&self, args: &RecordBatch) -> Result<Vec<f64>, String>;
 
+    /// Evaluates arguments that carry **no real data** (generated before a
+    /// job is charged, or a public sample's rows in a trial run), returning
+    /// one value per row (NaN for a null) or the whole failure — the
+    /// guest's own message and a hint — for the developer.
+    fn trial(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+        self.evaluate(args)
+    }
+
     /// True when each row's value is provably a function of that row's
     /// arguments alone even when many rows share one call (a WebAssembly
     /// UDF whose per-row export writes no state). Then

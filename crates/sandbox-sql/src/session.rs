@@ -224,7 +224,31 @@ impl JobSession {
     fn plan_here(&self, sql: &str) -> Result<LogicalPlan, SqlError> {
         let statement = guard::parse_query(sql, &self.limits)?;
         futures::executor::block_on(self.state.statement_to_plan(statement))
-            .map_err(|e| SqlError::Invalid(e.strip_backtrace()))
+            .map_err(|e| SqlError::Invalid(self.explain_planner_error(e.strip_backtrace())))
+    }
+
+    /// DataFusion suggests the closest built-in for an unknown function
+    /// ("Did you mean 'btrim'?"), which misleads when the name is a job's
+    /// WebAssembly function whose module was not passed: say that instead.
+    fn explain_planner_error(&self, message: String) -> String {
+        let Some(rest) = message.split("Invalid function '").nth(1) else {
+            return message;
+        };
+        let Some(name) = rest.split('\'').next() else {
+            return message;
+        };
+        let declared: Vec<&str> = self.functions.keys().map(String::as_str).collect();
+        if declared.is_empty() {
+            format!(
+                "`{name}` is not a SQL function; if it is a job's WebAssembly function, pass the module with `--wasm` \
+                 (over HTTP, the job's `wasm` field)"
+            )
+        } else {
+            format!(
+                "`{name}` is not a SQL function, and the job's module declares only {}",
+                declared.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+            )
+        }
     }
 
     /// Plans and checks `sql` against the policies, on the planner thread.

@@ -115,14 +115,63 @@ pub(crate) fn inspect(bytes: &[u8], config: &RuntimeConfig) -> Result<Inspection
     Ok(inspection)
 }
 
+/// Why a module is large, from its sections, in words its author can act
+/// on: debug information and names (custom sections) versus code and data.
+/// Reads section headers only; malformed bytes are described as such.
+pub(crate) fn size_cause(bytes: &[u8]) -> String {
+    let mut debug = 0usize;
+    let mut names = 0usize;
+    let mut code = 0usize;
+    let mut data = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else {
+            return "it is not a well-formed WebAssembly module either".to_string();
+        };
+        match payload {
+            Payload::CustomSection(section) => {
+                let len = section.data().len();
+                if section.name().starts_with(".debug") {
+                    debug += len;
+                } else {
+                    names += len;
+                }
+            }
+            Payload::CodeSectionStart { size, .. } => code += size as usize,
+            Payload::DataSection(reader) => data += reader.range().len(),
+            _ => {}
+        }
+    }
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    if debug + names > bytes.len() / 4 {
+        format!(
+            "{:.1} MiB of it is debug information and symbol names; build in release mode with `strip = true` and \
+             `debug = false` in the profile",
+            mib(debug + names)
+        )
+    } else {
+        format!(
+            "its code is {:.1} MiB and its data {:.1} MiB (little debug information); use `opt-level = \"s\"`, \
+             `lto = true`, `codegen-units = 1`, and drop dependencies the job does not need",
+            mib(code),
+            mib(data)
+        )
+    }
+}
+
 fn check_import(module: &str, name: &str) -> Result<(), WasmError> {
     let reason = if module.starts_with("wasi") {
         "jobs get no files, clock, network, environment or randomness; build for wasm32-unknown-unknown, \
          not a WASI target"
             .to_string()
+    } else if module.contains("wbindgen") || name.contains("getrandom") || name.contains("random") {
+        "this is JavaScript glue (wasm-bindgen), usually pulled in by `getrandom` with its `wasm_js` feature \
+         (through `rand`): a job has no source of randomness; use a seeded generator such as \
+         `rand_chacha::ChaCha8Rng::seed_from_u64(SEED)` with `default-features = false`, its seed a constant of \
+         the job"
+            .to_string()
     } else if module == "env" {
-        "the sandbox provides no `env` imports; build for wasm32-unknown-unknown without a C runtime or \
-         JavaScript glue (wasm-bindgen)"
+        "the sandbox provides no `env` imports (no clock, files or C runtime); build for \
+         wasm32-unknown-unknown without a C runtime or JavaScript glue (wasm-bindgen)"
             .to_string()
     } else if module == IMPORT_MODULE {
         if ALLOWED_HOST_IMPORTS.contains(&name) {

@@ -9,7 +9,7 @@ use crate::limiter::{CallLimiter, CallState, LimitExceeded};
 use crate::slots::SlotGuard;
 use crate::stateless::StackWindow;
 use arrow::array::{Array, Float64Array};
-use sandbox_abi::{EXPORT_ALLOC, EXPORT_MEMORY};
+use sandbox_abi::{EXPORT_ALLOC, EXPORT_LAST_ERROR, EXPORT_MEMORY};
 use wasmtime::{Func, Instance, InstancePre, Memory, Store, Trap, TypedFunc, Val};
 
 const INSTANTIATE: &str = "instantiation";
@@ -179,6 +179,32 @@ impl<'a> Call<'a> {
         }
         self.store.set_epoch_deadline(self.config.deadline_ticks());
         Ok(())
+    }
+
+    /// The guest's own message about its latest failure, read through the
+    /// optional export `sandbox_last_error` (see `sandbox-abi`), under fresh
+    /// call limits, at most `max_len` bytes. `None` when the module does not
+    /// export it, it fails, or it has no message. For trial calls only: the
+    /// text may depend on the input.
+    pub(crate) fn last_error(&mut self, max_len: usize) -> Option<String> {
+        let func = self
+            .instance
+            .get_typed_func::<(), i64>(&mut self.store, EXPORT_LAST_ERROR)
+            .ok()?;
+        self.reset_limits().ok()?;
+        let packed = func.call(&mut self.store, ()).ok()?;
+        if packed < 0 {
+            return None;
+        }
+        let (ptr, len) = sandbox_abi::unpack(packed);
+        let len = (len as usize).min(max_len);
+        if len == 0 {
+            return None;
+        }
+        let mut bytes = vec![0u8; len];
+        self.memory.read(&self.store, ptr as usize, &mut bytes).ok()?;
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        (!text.is_empty()).then_some(text)
     }
 
     /// Calls `export() -> i64` (the manifest) and returns the bytes.

@@ -14,6 +14,7 @@ use crate::manifest;
 use crate::module::ModuleHandle;
 use crate::slots::Slots;
 use crate::stateless::{self, RowExport};
+use crate::trial::{GuestFailure, TRIAL_MESSAGE_BYTES};
 use arrow::array::{Float64Array, RecordBatch};
 use sandbox_abi::{EXPORT_ANALYZE, EXPORT_MANIFEST, ROW_PREFIX, UDF_PREFIX};
 use sha2::{Digest as _, Sha256};
@@ -110,6 +111,7 @@ impl SandboxEngine {
             return Err(WasmError::ModuleTooLarge {
                 size: bytes.len(),
                 max: self.config.max_module_bytes(),
+                cause: admission::size_cause(bytes),
             });
         }
         let digest: Digest = Sha256::digest(bytes).into();
@@ -344,6 +346,36 @@ impl SandboxEngine {
             "guest call"
         );
         result
+    }
+
+    /// As [`run`](Self::run), but on a failure also reads the guest's own
+    /// message (`sandbox_last_error`) from the failed instance. Trial calls
+    /// only (see [`crate::trial`]).
+    pub(crate) fn run_traced(
+        &self,
+        module: &ModuleHandle,
+        export: &str,
+        input: &[u8],
+        max_output: usize,
+    ) -> Result<Vec<u8>, GuestFailure> {
+        self.check_owner(module).map_err(GuestFailure::plain)?;
+        let mut call = Call::start(
+            &self.config,
+            module.pre(),
+            self.slots.acquire().map_err(GuestFailure::plain)?,
+        )
+        .map_err(GuestFailure::plain)?;
+        let result = call
+            .write_input(input)
+            .and_then(|(ptr, len)| call.call_entry(export, ptr, len, max_output));
+        result.map_err(|error| {
+            let guest_message = if error.is_guest_fault() {
+                call.last_error(TRIAL_MESSAGE_BYTES)
+            } else {
+                None
+            };
+            GuestFailure::new(error, guest_message)
+        })
     }
 
     fn check_owner(&self, module: &ModuleHandle) -> Result<(), WasmError> {

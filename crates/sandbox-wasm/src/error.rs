@@ -23,15 +23,15 @@ pub enum WasmError {
     Engine(String),
 
     /// The module is larger than `max_module_bytes`.
-    #[error(
-        "the module is {size} bytes, over the limit of {max} bytes: build it in release mode and strip \
-         debug information (`strip = true`, `debug = false` in the profile)"
-    )]
+    #[error("the module is {size} bytes, over the limit of {max} bytes: {cause}")]
     ModuleTooLarge {
         /// Size of the submitted module.
         size: usize,
         /// The configured limit.
         max: usize,
+        /// What makes it large and what to do, from its sections (debug
+        /// information, names, or the code and data themselves).
+        cause: String,
     },
 
     /// The bytes are not a WebAssembly module this sandbox accepts (malformed,

@@ -75,6 +75,7 @@ mod manifest;
 mod module;
 mod slots;
 mod stateless;
+mod trial;
 
 #[cfg(test)]
 mod tests;
@@ -86,3 +87,4 @@ pub use error::WasmError;
 pub use manifest::{AnalysisSpec, ArgType, Bounds, MAX_NAME_LEN, MAX_UDF_ARGS, Manifest, OutputSpec, UdfSpec};
 pub use module::ModuleHandle;
 pub use stateless::RowExport;
+pub use trial::{GuestFailure, trial_batch};

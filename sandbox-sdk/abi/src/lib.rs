@@ -64,6 +64,13 @@ pub const ROW_PREFIX: &str = "sandbox_row_";
 /// `(ptr: i32, len: i32) -> i64`: run the guest's analysis on one batch.
 pub const EXPORT_ANALYZE: &str = "sandbox_analyze";
 
+/// `() -> i64` (optional): the [`pack`]ed pointer/length of the UTF-8
+/// message of the guest's latest failure (a panic's message and location, or
+/// the text behind an error code); a zero length when there is none. The
+/// buffer belongs to the guest and is never freed by the host. The host
+/// reads it only on trial calls (generated inputs, public sample data).
+pub const EXPORT_LAST_ERROR: &str = "sandbox_last_error";
+
 /// The only import module a guest may use.
 pub const IMPORT_MODULE: &str = "sandbox";
 

@@ -424,8 +424,19 @@ pub mod ffi {
     fn finish(result: Result<Vec<u8>, SdkError>) -> i64 {
         match result {
             Ok(bytes) => hand_over(bytes),
-            Err(e) => e.code(),
+            Err(e) => {
+                // For the host's trial calls (`sandbox_last_error`).
+                crate::diagnostics::record(format_args!("{e}"));
+                e.code()
+            }
         }
+    }
+
+    /// Every entry point starts here: a fresh message, and the panic hook
+    /// that records a panic's message before the instance traps.
+    fn begin() {
+        crate::diagnostics::install_panic_hook();
+        crate::diagnostics::clear();
     }
 
     /// Body of `sandbox_manifest`.
@@ -439,6 +450,7 @@ pub mod ffi {
     ///
     /// As for [`input`]: the host passes a buffer it allocated and filled.
     pub unsafe fn udf(job: &Job, name: &str, ptr: i32, len: i32) -> i64 {
+        begin();
         // SAFETY: forwarded from the caller.
         match unsafe { input(ptr, len) } {
             Some(bytes) => finish(job.call_udf_ipc(name, bytes)),
@@ -452,6 +464,7 @@ pub mod ffi {
     ///
     /// As for [`input`]: the host passes a buffer it allocated and filled.
     pub unsafe fn analyze(job: &Job, ptr: i32, len: i32) -> i64 {
+        begin();
         // SAFETY: forwarded from the caller.
         match unsafe { input(ptr, len) } {
             Some(bytes) => finish(job.analyze_ipc(bytes)),

@@ -85,12 +85,22 @@
 //! # Panics
 //!
 //! A panic in a job is not caught: guests are built with `panic = "abort"`, so
-//! it traps the wasm instance, which the host reports as a failed job. The
+//! it traps the wasm instance, which the host reports as a failed call. The
+//! SDK records the panic's message and location first (see [`diagnostics`]),
+//! and the host shows it on trial calls (generated inputs before a job is
+//! charged, and trial runs on a dataset's public sample). The
 //! SDK's own code paths that run in the guest do not `unwrap`; the only
 //! aborts they can reach are those of the Rust allocator on memory exhaustion
 //! (also a trap).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod diagnostics;
+
+/// The `rust` snippets of the repository's `docs/wasm.md`, compiled and run
+/// as doctests so that the guide's code stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/wasm.md")]
+mod wasm_guide {}
 pub mod error;
 pub mod ipc;
 pub mod job;

@@ -55,11 +55,13 @@ impl UsageReport {
 
         out.push_str("\n## 作业 / Jobs\n\n");
         let j = &self.jobs;
-        out.push_str("| submitted | released | failed | cancelled | dry runs | running | refused |\n");
-        out.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str(
+            "| submitted | released | released with defaults | failed | cancelled | dry runs | running | refused |\n",
+        );
+        out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            j.submitted, j.released, j.failed, j.cancelled, j.dry_runs, j.running, j.refused
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            j.submitted, j.released, j.released_with_defaults, j.failed, j.cancelled, j.dry_runs, j.running, j.refused
         ));
         let quota = match (self.calls.quota, self.calls.left) {
             (Some(q), Some(left)) => format!("; quota {q}, {left} left"),

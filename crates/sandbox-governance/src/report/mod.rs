@@ -97,6 +97,10 @@ pub struct GrantStatus {
     pub expired: bool,
 }
 
+/// How a released job whose noisy count of defaults is significant is
+/// described in its line of the report.
+pub const RELEASED_WITH_DEFAULTS: &str = "released with defaults";
+
 /// Jobs submitted in the period, by outcome.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct JobCounts {
@@ -112,6 +116,10 @@ pub struct JobCounts {
     pub running: u64,
     /// Refused by a rule (never charged).
     pub refused: u64,
+    /// Of `released`: jobs with WebAssembly code whose released noisy count
+    /// of defaults (failed, empty or NaN blocks) is above its 95 % noise
+    /// half-width ([`DefaultsCount::significant`](sandbox_model::DefaultsCount::significant)).
+    pub released_with_defaults: u64,
     /// Refusals by the rule that refused them.
     pub refused_by_rule: BTreeMap<String, u64>,
 }
@@ -548,6 +556,12 @@ impl UsageReport {
                         continue;
                     };
                     line.result_digest = usage.result_digest.clone();
+                    if let Some(defaults) = usage.defaults.as_ref().filter(|d| d.significant()) {
+                        line.detail = Some(format!(
+                            "{RELEASED_WITH_DEFAULTS}: about {:.0} of {} {} (a noisy count, ±{:.0} at 95 %)",
+                            defaults.noisy, defaults.out_of, defaults.unit, defaults.half_width_95
+                        ));
+                    }
                     groups_released += usage.groups_released;
                     groups_suppressed += usage.groups_suppressed;
                     let roles = [
@@ -586,7 +600,16 @@ impl UsageReport {
 
         for line in &job_list {
             match line.status.as_str() {
-                "released" => counts.released += 1,
+                "released" => {
+                    counts.released += 1;
+                    if line
+                        .detail
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with(RELEASED_WITH_DEFAULTS))
+                    {
+                        counts.released_with_defaults += 1;
+                    }
+                }
                 "failed" => counts.failed += 1,
                 "cancelled" => counts.cancelled += 1,
                 "dry_run" => counts.dry_runs += 1,
@@ -1032,7 +1055,7 @@ mod tests {
             "| scenario (使用场景) | credit \\| model |",
             "| call quota | 10 |",
             "Status at the end of the period: active",
-            "| 2 | 1 | 0 | 0 | 0 | 0 | 1 |",
+            "| 2 | 1 | 0 | 0 | 0 | 0 | 0 | 1 |",
             "Calls (charged jobs): 1 in the period, 1 up to its end; quota 10, 9 left.",
             "| `k-anonymity` | 1 |",
             "| gov.a | 2 | 0.5 | 0.5 | 1.5 | policy's | 0 | 0 | policy's |",

@@ -6,9 +6,13 @@ use super::{AnalysisResult, JobContext, Lookup, Sandbox, Submission, digest};
 use crate::RuntimeError;
 use crate::analysis::{AnalysisOptions, AnalysisProgram, MAX_BLOCKS, block_schema, split_into_blocks};
 use crate::rules::combine;
-use sandbox_dp::sample_aggregate::{SampleAggregate, random_key};
+use sandbox_dp::sample_aggregate::{DEFAULT_COUNT_SHARE, SampleAggregate, random_key};
 use sandbox_governance::JobCharge;
-use sandbox_model::{JobOutcome, ReleasedTable, UsageRecord};
+use sandbox_model::{DefaultsCount, JobOutcome, ReleasedTable, UsageRecord};
+
+/// The key of the released table's last row: the noisy count of blocks that
+/// used the default (not a possible output name: outputs are identifiers).
+pub const DEFAULTS_ROW: &str = "(blocks using the default)";
 use sandbox_sql::partials::collect_rows;
 use std::sync::Arc;
 
@@ -81,6 +85,15 @@ impl Sandbox {
             ));
         }
         let epsilon = self.choose_epsilon(&rules, options.epsilon)?;
+        // The program once on a generated block of the input's shape: a
+        // broken program is refused with its own message, uncharged.
+        let schema = block_schema(&rows);
+        {
+            let (program, schema) = (program.clone(), schema.clone());
+            tokio::task::spawn_blocking(move || crate::preflight::analysis(program.as_ref(), &schema))
+                .await
+                .map_err(|_| RuntimeError::Setup("the trial call's worker stopped".into()))??;
+        }
         let outputs = program.outputs();
         let ranges: Vec<(f64, f64)> = outputs.iter().map(|(_, lo, hi)| (*lo, *hi)).collect();
         let release = SampleAggregate::new(ranges, options.blocks, epsilon)?;
@@ -105,7 +118,7 @@ impl Sandbox {
             // Exactly k blocks, with the schema of the checked query, even
             // when the query selects no rows: the number of blocks and
             // whether the job runs never depend on the data.
-            let blocks = split_into_blocks(&batches, &block_schema(&rows), options.blocks, &key)?;
+            let blocks = split_into_blocks(&batches, &schema, options.blocks, &key)?;
             let program = program.clone();
             let results = tokio::task::spawn_blocking(move || {
                 blocks
@@ -131,17 +144,19 @@ impl Sandbox {
             })
             .await
             .map_err(|_| RuntimeError::Setup("the analysis worker stopped".into()))?;
-            let failed = results.iter().filter(|r| r.is_none()).count();
-            if failed > 0 {
-                tracing::info!(failed, "analysis blocks used the default output");
+            let defaulted = results.iter().filter(|r| release.uses_default(r)).count();
+            if defaulted > 0 {
+                tracing::info!(defaulted, "analysis blocks used the default output");
             }
-            Ok::<_, RuntimeError>(release.release(&results)?)
+            // Both releases from the same block outputs: 90 % of ε for the
+            // outputs, 10 % for the count of blocks that used the default.
+            Ok::<_, RuntimeError>((release.release(&results)?, release.release_default_count(&results)?))
         };
         let computed = tokio::select! {
             r = computation => r,
             () = running.cancelled() => return self.cancelled(job_id, &usage, &rows.datasets),
         };
-        let values = match computed {
+        let (values, defaults) = match computed {
             Ok(v) => v,
             Err(e) => {
                 self.store
@@ -176,18 +191,45 @@ impl Sandbox {
                         },
                     ]
                 })
+                .chain(std::iter::once(vec![
+                    sandbox_model::ReleasedCell::Key {
+                        value: serde_json::Value::from(DEFAULTS_ROW),
+                    },
+                    sandbox_model::ReleasedCell::Noisy {
+                        value: defaults.value,
+                        mechanism: "discrete_laplace".into(),
+                        scale: defaults.scale,
+                        ci95: [defaults.ci95.0, defaults.ci95.1],
+                    },
+                ]))
                 .collect(),
             epsilon_spent: epsilon,
             delta_spent: 0.0,
             suppressed: Vec::new(),
-            notes: vec![format!(
-                "sample and aggregate over {} disjoint blocks of privacy units; outputs clamped to their declared ranges; an empty or failed block contributes the midpoint",
-                options.blocks
-            )],
+            notes: vec![
+                format!(
+                    "sample and aggregate over {} disjoint blocks of privacy units; outputs clamped to their declared ranges; an empty or failed block, or a NaN output, contributes the midpoint",
+                    options.blocks
+                ),
+                format!(
+                    "ε {epsilon}: {:.0} % for the outputs (split equally over {}), {:.0} % for `{DEFAULTS_ROW}`, the noisy count of blocks that used the default (out of {})",
+                    100.0 * (1.0 - DEFAULT_COUNT_SHARE),
+                    outputs.len(),
+                    100.0 * DEFAULT_COUNT_SHARE,
+                    options.blocks
+                ),
+            ],
         };
         let bytes = serde_json::to_vec(&table).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         usage.result_digest = Some(digest(&bytes));
-        usage.groups_released = table.rows.len() as u64;
+        usage.groups_released = outputs.len() as u64;
+        usage.defaults = Some(DefaultsCount {
+            unit: "blocks".into(),
+            noisy: defaults.value,
+            out_of: options.blocks as u64,
+            half_width_95: release.default_count_half_width(),
+            epsilon: release.default_count_epsilon(),
+        });
         let stored = String::from_utf8_lossy(&bytes);
         self.store
             .finish_with_result(job_id, &JobOutcome::Released, &usage, Some(&stored))?;

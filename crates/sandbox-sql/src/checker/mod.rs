@@ -299,6 +299,15 @@ impl<'a> Checker<'a> {
     /// The rows never leave the sandbox; they go to the job's blocks.
     pub fn check_rows(mut self, plan: &LogicalPlan) -> Result<CheckedRows, SqlError> {
         refuse_reserved_names(plan)?;
+        // A top-level ORDER BY changes nothing (blocks come in a canonical
+        // order of their own), so it is accepted and dropped.
+        let mut plan = plan;
+        while let LogicalPlan::Sort(sort) = plan
+            && sort.fetch.is_none()
+        {
+            plan = sort.input.as_ref();
+        }
+        refuse_aggregated_input(plan)?;
         let facts = self.row_source(plan, 0)?;
         self.require_one_unit_class()?;
         if self.protected.is_empty() {
@@ -506,4 +515,27 @@ fn refuse_reserved_names(plan: &LogicalPlan) -> Result<(), SqlError> {
 
 fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     items.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The input of an analysis is row-level: a GROUP BY, an aggregate
+/// function or DISTINCT at its top (under projections and filters) gets a
+/// rule worded for what the user wrote, not "aggregating inside a subquery".
+fn refuse_aggregated_input(plan: &LogicalPlan) -> Result<(), SqlError> {
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) => node = p.input.as_ref(),
+            LogicalPlan::Filter(f) => node = f.input.as_ref(),
+            LogicalPlan::SubqueryAlias(a) => node = a.input.as_ref(),
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => {
+                return Err(refuse(
+                    "aggregation-in-input",
+                    "the input query of an analysis selects rows, one per row of the data: remove its GROUP BY, \
+                     DISTINCT or aggregate functions. The analysis program aggregates each block itself, and the \
+                     sandbox releases only the noisy average of its outputs",
+                ));
+            }
+            _ => return Ok(()),
+        }
+    }
 }

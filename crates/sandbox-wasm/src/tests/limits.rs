@@ -220,7 +220,7 @@ fn max_module_bytes_range_and_enforcement() {
     let engine = engine_with(test_config().max_module_bytes(bytes.len() - 1));
     let err = refused(&engine, &bytes);
     assert!(
-        matches!(err, WasmError::ModuleTooLarge { size, max } if size == bytes.len() && max == bytes.len() - 1),
+        matches!(&err, WasmError::ModuleTooLarge { size, max, .. } if *size == bytes.len() && *max == bytes.len() - 1),
         "{err:?}"
     );
     let engine = engine_with(test_config().max_module_bytes(bytes.len()));

@@ -6,6 +6,7 @@ mod happy;
 mod hostile;
 mod limits;
 mod rows;
+mod trial;
 
 use crate::{RuntimeConfig, RuntimeConfigBuilder, SandboxEngine, WasmError};
 use guests::{f64_batch, good_guest};

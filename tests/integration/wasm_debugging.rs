@@ -1,0 +1,291 @@
+//! WebAssembly jobs a developer can debug (the `mistakes` test guest, built
+//! by `scripts/build-guests.sh`): every mistake that does not depend on the
+//! data is refused before anything is charged, with a message naming the
+//! cause; a failure that depends on the data is counted, with DP, in the
+//! release, and the usage report says "released with defaults"; a trial
+//! run on the public sample shows everything and spends nothing.
+
+use crate::fixture::{TEST_GRANT, isolated_sandbox};
+use sandbox_governance::{Grant, UsageReport};
+use sandbox_model::ReleasedCell;
+use sandbox_runtime::sandbox::DEFAULTS_ROW;
+use sandbox_runtime::{AnalysisOptions, Sandbox, SqlJobOptions};
+use std::path::PathBuf;
+
+fn guest(name: &str) -> Option<Vec<u8>> {
+    let Some(dir) = std::env::var_os("SANDBOX_WASM_GUESTS") else {
+        eprintln!("SANDBOX_WASM_GUESTS is not set: run scripts/test.sh to build the guests and run these tests");
+        return None;
+    };
+    let path = PathBuf::from(dir).join(name);
+    Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// A sandbox of its own (its own ledger) with the test grant.
+fn own_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
+    let s = isolated_sandbox(tmp);
+    let budgets = s
+        .catalog()
+        .iter()
+        .filter(|d| d.open_class == sandbox_model::OpenClass::Conditional)
+        .map(|d| (d.id.clone(), 1e9))
+        .collect();
+    s.store()
+        .upsert_grant(&Grant::new(TEST_GRANT, "tests", budgets))
+        .expect("grant");
+    s
+}
+
+fn spent(s: &Sandbox) -> Vec<(String, f64)> {
+    s.budget(TEST_GRANT)
+        .expect("budget")
+        .into_iter()
+        .map(|b| (b.dataset.to_string(), b.epsilon_spent))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_data_independent_mistake_is_refused_before_any_charge_naming_its_cause() {
+    let Some(bytes) = guest("mistakes.wasm") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    let job = s.load_wasm(&bytes).expect("admitted");
+    let before = spent(&s);
+    let from = "FROM bank.loans b JOIN gov.utility_usage u ON b.credit_code = u.credit_code WHERE u.month = '2024-06'";
+    let cases = [
+        (
+            format!("SELECT u.electricity_kwh AS kwh {from}"),
+            "wasm-trial-call",
+            vec!["the input has no column `value`", "columns (`kwh`)"],
+        ),
+        (
+            format!("SELECT u.electricity_kwh AS value, u.gas_m3 AS mode_panic {from}"),
+            "wasm-trial-call",
+            vec!["deliberate panic in the analysis on 16 rows", "src/lib.rs"],
+        ),
+        (
+            format!("SELECT u.electricity_kwh AS value, u.gas_m3 AS mode_clock {from}"),
+            "wasm-trial-call",
+            vec!["time not implemented", "a job has no clock"],
+        ),
+        (
+            format!("SELECT u.electricity_kwh AS value, u.gas_m3 AS mode_three {from}"),
+            "wasm-trial-call",
+            vec!["returned 3 values but declares 2 outputs"],
+        ),
+        (
+            format!("SELECT u.electricity_kwh AS value, u.gas_m3 AS mode_nan {from}"),
+            "wasm-trial-output",
+            vec!["output `mean` is NaN"],
+        ),
+    ];
+    for (input, rule, needles) in cases {
+        let program = job.analysis().expect("analysis");
+        let e = s
+            .run_analysis(TEST_GRANT, program, &input, &AnalysisOptions::default())
+            .await
+            .expect_err("refused");
+        assert_eq!(e.rule(), Some(rule), "{input}: {e}");
+        for needle in needles {
+            assert!(e.to_string().contains(needle), "{input}: `{needle}` not in: {e}");
+        }
+    }
+    for (function, needle) in [
+        ("panics", "deliberate panic in `panics`"),
+        ("clock", "a job has no clock"),
+    ] {
+        let sql = format!("SELECT AVG({function}(u.electricity_kwh)) AS v FROM gov.utility_usage u");
+        let e = s
+            .run_sql_with_functions(TEST_GRANT, &sql, &SqlJobOptions::default(), job.row_functions())
+            .await
+            .expect_err("refused");
+        assert_eq!(e.rule(), Some("wasm-trial-call"), "{sql}: {e}");
+        assert!(e.to_string().contains(needle), "{sql}: {e}");
+        assert!(e.to_string().contains(&format!("`{function}`")), "{e}");
+    }
+    // A GROUP BY in the input is refused for what it is; an ORDER BY is fine.
+    let grouped = format!("SELECT AVG(u.electricity_kwh) AS value {from} GROUP BY u.month");
+    let e = s
+        .run_analysis(
+            TEST_GRANT,
+            job.analysis().expect("analysis"),
+            &grouped,
+            &AnalysisOptions::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(e.rule(), Some("aggregation-in-input"), "{e}");
+    assert!(e.to_string().contains("remove its GROUP BY"), "{e}");
+    let ordered = format!("SELECT u.electricity_kwh AS value {from} ORDER BY u.electricity_kwh");
+    s.dry_run_analysis(
+        TEST_GRANT,
+        job.analysis().expect("analysis").as_ref(),
+        &ordered,
+        &AnalysisOptions::default(),
+    )
+    .expect("an ORDER BY in the input is accepted");
+    // A job function without its module: no "did you mean" a built-in.
+    let e = s
+        .run_sql(
+            TEST_GRANT,
+            "SELECT AVG(debt_ratio(u.electricity_kwh)) AS v FROM gov.utility_usage u",
+            &SqlJobOptions::default(),
+        )
+        .await
+        .expect_err("unknown function");
+    let text = e.to_string();
+    assert!(
+        text.contains("`debt_ratio` is not a SQL function") && text.contains("--wasm"),
+        "{text}"
+    );
+    assert!(!text.contains("Did you mean"), "{text}");
+    assert_eq!(spent(&s), before, "nothing was charged");
+}
+
+/// A failure that depends on the data (a block fails when one of its rows
+/// has `fail >= 1000`): the job is released, with the noisy count of blocks
+/// that used the default, and the usage report counts it as released with
+/// defaults. Here every row fails, so the count is about k.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_dependent_failures_are_counted_with_dp_and_reported() {
+    let Some(bytes) = guest("mistakes.wasm") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    let job = s.load_wasm(&bytes).expect("admitted");
+    let input = "SELECT u.electricity_kwh AS value, CASE WHEN u.electricity_kwh >= 0 THEN 1000.0 ELSE 0.0 END AS fail
+                 FROM bank.loans b JOIN gov.utility_usage u ON b.credit_code = u.credit_code WHERE u.month = '2024-06'";
+    let blocks = 512;
+    let options = AnalysisOptions {
+        blocks,
+        epsilon: Some(1.0),
+    };
+    let released = s
+        .run_analysis(TEST_GRANT, job.analysis().expect("analysis"), input, &options)
+        .await
+        .expect("released: a data-dependent failure never fails the job");
+    let last = released.table.rows.last().expect("rows");
+    assert_eq!(
+        last[0],
+        ReleasedCell::Key {
+            value: DEFAULTS_ROW.into()
+        }
+    );
+    let ReleasedCell::Noisy { value, scale, .. } = last[1] else {
+        panic!("a noisy count: {last:?}")
+    };
+    // ε 1: 0.1 for the count, scale 10; 512 blocks all default.
+    assert!((scale - 10.0).abs() < 1e-6, "{scale}");
+    assert!(value > 512.0 - 100.0 && value <= 512.0, "{value}");
+    assert!(
+        released.table.notes.iter().any(|n| n.contains("10 % for")),
+        "{:?}",
+        released.table.notes
+    );
+
+    let entries = s.store().audit_entries().expect("ledger");
+    let report = UsageReport::from_entries(&entries, TEST_GRANT, None, None).expect("report");
+    assert_eq!(report.jobs.released_with_defaults, 1, "{:?}", report.jobs);
+    let markdown = report.to_markdown();
+    assert!(markdown.contains("released with defaults"), "{markdown}");
+}
+
+/// Makes the current sample of `dataset` in `s`'s data directory (as
+/// `sandbox sample --generate` does, without the owner's charge).
+fn make_sample(s: &Sandbox, dataset: &str) {
+    let dir = s.data_dir();
+    let id: sandbox_model::DatasetId = dataset.parse().expect("id");
+    let entry = s.catalog().get(&id).expect("entry").clone();
+    let policies = s.policies();
+    let policy = policies.get(&id).expect("policy");
+    sandbox_ingest::make_sample(
+        &sandbox_ingest::DataLayout::new(dir.root()),
+        &entry,
+        policy,
+        &dir.table_dir(&id),
+        None,
+        &sandbox_ingest::SampleOptions::default(),
+        |_| Ok(()),
+    )
+    .expect("sample");
+}
+
+/// A trial run reads the public sample, shows each block's outputs or the
+/// guest's own panic message, and charges nothing; the dry run shows the
+/// noise per output and the ε split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_run_on_the_sample_shows_everything_and_spends_nothing() {
+    let Some(bytes) = guest("mistakes.wasm") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    let job = s.load_wasm(&bytes).expect("admitted");
+    let input = "SELECT electricity_kwh AS value, gas_m3 AS mode_panic FROM gov.utility_usage";
+    let options = AnalysisOptions {
+        blocks: 8,
+        epsilon: None,
+    };
+    let e = s
+        .trial_analysis(TEST_GRANT, job.analysis().expect("analysis"), input, &options)
+        .await
+        .expect_err("no sample yet");
+    assert_eq!(e.rule(), Some("trial-needs-sample"), "{e}");
+    assert!(e.to_string().contains("gov.utility_usage"), "{e}");
+
+    make_sample(&s, "gov.utility_usage");
+    let before = spent(&s);
+    let entries_before = s.store().audit_entries().expect("ledger").len();
+    let panicking = s
+        .trial_analysis(TEST_GRANT, job.analysis().expect("analysis"), input, &options)
+        .await
+        .expect("trial");
+    assert_eq!(panicking.blocks.len(), 8);
+    assert!(
+        panicking.samples[0].starts_with("gov.utility_usage@"),
+        "{:?}",
+        panicking.samples
+    );
+    let non_empty: Vec<_> = panicking.blocks.iter().filter(|b| b.rows > 0).collect();
+    assert!(!non_empty.is_empty());
+    for b in &non_empty {
+        let reason = b.default_reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains(&format!("deliberate panic in the analysis on {} rows", b.rows)),
+            "{reason}"
+        );
+    }
+    assert_eq!(panicking.defaults, 8);
+
+    // The sample has nulls (NaN for the guest) where the data may too: the
+    // trial shows a NaN mean as a default, so the job coalesces.
+    let working =
+        "SELECT COALESCE(electricity_kwh, 0) AS value, CASE WHEN electricity_kwh < 0 THEN 1000.0 ELSE 0.0 END AS fail
+                   FROM gov.utility_usage";
+    let trial = s
+        .trial_analysis(TEST_GRANT, job.analysis().expect("analysis"), working, &options)
+        .await
+        .expect("trial");
+    for b in trial.blocks.iter().filter(|b| b.rows > 0) {
+        let outputs = b.outputs.as_ref().expect("outputs");
+        assert_eq!(
+            outputs[1], b.rows as f64,
+            "the raw second output is the block's row count"
+        );
+        assert!(b.default_reason.is_none(), "{:?}", b.default_reason);
+    }
+    assert_eq!(spent(&s), before, "a trial charges nothing");
+    assert_eq!(s.store().audit_entries().expect("ledger").len(), entries_before);
+
+    let dry = s
+        .dry_run_analysis(
+            TEST_GRANT,
+            job.analysis().expect("analysis").as_ref(),
+            working,
+            &options,
+        )
+        .expect("dry run");
+    assert!((dry.epsilon_outputs + dry.epsilon_default_count - dry.epsilon).abs() < 1e-12);
+    assert!((dry.epsilon_default_count - 0.1 * dry.epsilon).abs() < 1e-12);
+    // (upper − lower) · d / (k · 0.9 ε)
+    let expected = 10_000.0 * 2.0 / (8.0 * 0.9 * dry.epsilon);
+    assert!((dry.outputs[0].scale - expected).abs() < 1e-6 * expected, "{dry:?}");
+    assert_eq!(spent(&s), before, "a dry run charges nothing");
+}
