@@ -116,12 +116,26 @@ impl RowFunction for WasmUdf {
             .collect())
     }
     fn trial(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+        if !self.rows_are_independent() {
+            // Jobs call such a function's batch export on one row at a
+            // time, each in a fresh instance (`sandbox_sql::guest`): so
+            // does its trial.
+            let mut values = Vec::with_capacity(args.num_rows());
+            for row in 0..args.num_rows() {
+                let one = self
+                    .engine
+                    .trial_udf(&self.module, &self.spec.name, &args.slice(row, 1))
+                    .map_err(|e| e.to_string())?;
+                values.extend(one);
+            }
+            return Ok(values);
+        }
         // The batch export first: on failure it carries the guest's message.
         let batch = self
             .engine
             .trial_udf(&self.module, &self.spec.name, args)
             .map_err(|e| e.to_string());
-        if batch.is_ok() || !self.rows_are_independent() {
+        if batch.is_ok() {
             return batch;
         }
         // Jobs evaluate a stateless function through its per-row export:

@@ -37,6 +37,10 @@ fn admit_and_call_sdk_guests() {
         if path.extension().is_none_or(|e| e != "wasm") {
             continue;
         }
+        // The `mistakes` guest fails on purpose (tests/integration/wasm_debugging.rs).
+        if path.file_stem().is_some_and(|s| s == "mistakes") {
+            continue;
+        }
         seen += 1;
         let bytes = std::fs::read(&path).expect("readable module");
         let started = Instant::now();
