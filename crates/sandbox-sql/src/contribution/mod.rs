@@ -133,7 +133,14 @@ pub async fn compute_totals(
     if let Some(n) = unit_bounds.rows
         && !bounding_can_bind(bounding, public.as_ref().map(|p| p.len()), unit_bounds)
     {
-        return unbounded_totals(session, q, measures, rows, public, bounding, n, count_units).await;
+        let units = if n <= 1 {
+            UnitCount::Rows
+        } else if count_units {
+            UnitCount::Distinct
+        } else {
+            UnitCount::NotCounted
+        };
+        return unbounded_totals(session, q, measures, rows, public, bounding, units).await;
     }
 
     // Partials per (unit, group).
@@ -270,6 +277,17 @@ pub async fn compute_totals(
     read_totals(q, measures, &batches, public, bounding, true)
 }
 
+/// How [`unbounded_totals`] counts each group's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnitCount {
+    /// By its rows: no unit has more than one row.
+    Rows,
+    /// By `COUNT(DISTINCT unit)`.
+    Distinct,
+    /// Not at all (the release reads no unit counts).
+    NotCounted,
+}
+
 /// The totals where bounding cannot bind: one aggregation of the rows per
 /// group, the same totals as the per-unit plan (every partial kept whole,
 /// no row capped). A unit is counted once per group: by its rows when it
@@ -281,20 +299,18 @@ async fn unbounded_totals(
     rows: LogicalPlanBuilder,
     public: Option<Vec<Vec<PublicKey>>>,
     bounding: Bounding,
-    max_rows_per_unit: u64,
-    count_units: bool,
+    units: UnitCount,
 ) -> Result<GroupStatistics, SqlError> {
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
     let k = q.group_keys.len();
     let key_cols = || (0..k).map(|i| col(format!("__g{i}"))).collect::<Vec<_>>();
     let exact_sum = |e: Expr| sum(cast_expr(e, EXACT_SUM));
-    let (units, units_counted) = if max_rows_per_unit <= 1 {
-        (count(lit(1i64)), true)
-    } else if count_units {
-        (count_distinct(col("__u")), true)
-    } else {
+    let units_counted = units != UnitCount::NotCounted;
+    let units = match units {
+        UnitCount::Rows => count(lit(1i64)),
+        UnitCount::Distinct => count_distinct(col("__u")),
         // A placeholder aggregate, zeroed when read.
-        (count(lit(1i64)), false)
+        UnitCount::NotCounted => count(lit(1i64)),
     };
     let mut totals = vec![units.alias("__units"), count(lit(1i64)).alias("__trows")];
     for (j, m) in measures.iter().enumerate() {
@@ -314,7 +330,7 @@ async fn unbounded_totals(
     let plan = plan.build().map_err(internal)?;
     let started = std::time::Instant::now();
     let batches = crate::partials::execute(session, plan).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), max_rows_per_unit, "totals computed without a per-unit stage");
+    tracing::debug!(elapsed = ?started.elapsed(), "totals computed without a per-unit stage");
     read_totals(q, measures, &batches, public, bounding, units_counted)
 }
 
