@@ -263,18 +263,39 @@ pub async fn compute_totals(
             totals.push(exact_sum(&format!("__kq{j}")).alias(format!("__tq{j}")));
         }
     }
-    plan = plan.aggregate(key_cols(), totals).map_err(internal)?;
+    let statistics = aggregate_and_read(session, q, measures, plan, totals, public, bounding, true).await?;
+    tracing::debug!("bounded totals computed in the engine");
+    Ok(statistics)
+}
+
+/// The last step of both plans: one row per group with `totals`
+/// (observed groups sorted by key, so ids do not depend on scan order),
+/// executed under the job's limits and read into [`GroupStatistics`].
+#[allow(clippy::too_many_arguments)]
+async fn aggregate_and_read(
+    session: &JobSession,
+    q: &CheckedQuery,
+    measures: &[MeasureColumn],
+    plan: LogicalPlanBuilder,
+    totals: Vec<Expr>,
+    public: Option<Vec<Vec<PublicKey>>>,
+    bounding: Bounding,
+    units_counted: bool,
+) -> Result<GroupStatistics, SqlError> {
+    let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
+    let k = q.group_keys.len();
+    let key_cols = || (0..k).map(|i| col(format!("__g{i}"))).collect::<Vec<_>>();
+    let mut plan = plan.aggregate(key_cols(), totals).map_err(internal)?;
     if public.is_none() && k > 0 {
         plan = plan
             .sort(key_cols().into_iter().map(|c| c.sort(true, true)).collect::<Vec<_>>())
             .map_err(internal)?;
     }
     let plan = plan.build().map_err(internal)?;
-
     let started = std::time::Instant::now();
     let batches = crate::partials::execute(session, plan).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), "bounded totals computed in the engine");
-    read_totals(q, measures, &batches, public, bounding, true)
+    tracing::debug!(elapsed = ?started.elapsed(), "group totals executed");
+    read_totals(q, measures, &batches, public, bounding, units_counted)
 }
 
 /// How [`unbounded_totals`] counts each group's units.
@@ -301,9 +322,6 @@ async fn unbounded_totals(
     bounding: Bounding,
     units: UnitCount,
 ) -> Result<GroupStatistics, SqlError> {
-    let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
-    let k = q.group_keys.len();
-    let key_cols = || (0..k).map(|i| col(format!("__g{i}"))).collect::<Vec<_>>();
     let exact_sum = |e: Expr| sum(cast_expr(e, EXACT_SUM));
     let units_counted = units != UnitCount::NotCounted;
     let units = match units {
@@ -321,17 +339,9 @@ async fn unbounded_totals(
             totals.push(exact_sum(v.clone() * v).alias(format!("__tq{j}")));
         }
     }
-    let mut plan = rows.aggregate(key_cols(), totals).map_err(internal)?;
-    if public.is_none() && k > 0 {
-        plan = plan
-            .sort(key_cols().into_iter().map(|c| c.sort(true, true)).collect::<Vec<_>>())
-            .map_err(internal)?;
-    }
-    let plan = plan.build().map_err(internal)?;
-    let started = std::time::Instant::now();
-    let batches = crate::partials::execute(session, plan).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), "totals computed without a per-unit stage");
-    read_totals(q, measures, &batches, public, bounding, units_counted)
+    let statistics = aggregate_and_read(session, q, measures, rows, totals, public, bounding, units_counted).await?;
+    tracing::debug!("totals computed without a per-unit stage");
+    Ok(statistics)
 }
 
 /// Whether bounding can change any total, given public bounds on each
