@@ -102,6 +102,16 @@ fn an_owner_uploads_and_registers_and_a_failed_upload_leaves_nothing() {
     // Applicants do not upload.
     let (status, answer) = put(&server, &bank, path, b"credit_code,refund\n");
     assert_eq!(status, 403, "{answer}");
+    // A refused client that sends a sizeable body without waiting for
+    // `100 Continue` still reads why it was refused (not a reset connection).
+    let big = csv(5_000);
+    assert!(big.len() > 64 * 1024);
+    for _ in 0..3 {
+        let (status, answer) = put(&server, &bank, path, big.as_bytes());
+        assert_eq!(status, 403, "{answer}");
+        let (status, answer) = put(&server, "not-a-token", path, big.as_bytes());
+        assert_eq!(status, 401, "{answer}");
+    }
     // Over the limit: refused, nothing kept.
     let (status, answer) = put(&server, &owner, path, csv(10_000).as_bytes());
     assert!(

@@ -116,12 +116,22 @@ fn check_owner(state: &AppState, caller: &Caller, id: &DatasetId) -> ApiResult<(
     responses((status = 201, body = Uploaded), (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody)))]
 pub async fn upload_data(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     PathParam(dataset): PathParam<String>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Uploaded>)> {
-    let id = dataset_id(&dataset)?;
-    check_owner(&state, &caller, &id)?;
+    let admitted = caller.and_then(|caller| {
+        let id = dataset_id(&dataset)?;
+        check_owner(&state, &caller, &id)?;
+        Ok((caller, id))
+    });
+    let (caller, id) = match admitted {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            drain_before_refusing(body).await;
+            return Err(refusal);
+        }
+    };
     let (dir, part, ready) = upload_paths(&state, &id, &caller.account);
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "an upload could not be stored");
@@ -176,6 +186,32 @@ pub async fn upload_data(
             Err(e)
         }
     }
+}
+
+/// How much of a refused upload's body is read (and discarded) before the
+/// refusal is sent.
+const REFUSAL_DRAIN_BYTES: usize = 1 << 20;
+/// How long a refused upload's body is read before the refusal is sent.
+const REFUSAL_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards up to [`REFUSAL_DRAIN_BYTES`] of a refused upload, for
+/// at most [`REFUSAL_DRAIN_TIME`]. A client that sends its body without
+/// waiting for `100 Continue` (most do) is still writing when the refusal is
+/// ready; answering and closing at once resets the connection under it, and
+/// it sees "broken pipe" instead of the 401/403 that says why. Larger bodies
+/// are cut off all the same: nothing of a refused upload is stored.
+async fn drain_before_refusing(body: Body) {
+    let drain = async {
+        let mut stream = body.into_data_stream();
+        let mut read = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > REFUSAL_DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, drain).await;
 }
 
 fn ingest_error(e: IngestError) -> ApiError {
