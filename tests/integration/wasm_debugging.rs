@@ -289,3 +289,82 @@ async fn a_trial_run_on_the_sample_shows_everything_and_spends_nothing() {
     assert!((dry.outputs[0].scale - expected).abs() < 1e-6 * expected, "{dry:?}");
     assert_eq!(spent(&s), before, "a dry run charges nothing");
 }
+
+/// `sql --trial`: the query as written on the public sample, with every
+/// call of the job's function logged — how many rows fell back to the
+/// default and the guest's own message for the first of them — after the
+/// same checks as a real job, charging nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_trial_shows_the_result_and_each_failed_call_and_spends_nothing() {
+    let Some(bytes) = guest("mistakes.wasm") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    let job = s.load_wasm(&bytes).expect("admitted");
+    let sql = "SELECT month, COUNT(*) AS n, AVG(fails_above(electricity_kwh)) AS v \
+               FROM gov.utility_usage GROUP BY month ORDER BY month";
+    let e = s
+        .trial_sql(TEST_GRANT, sql, job.row_functions())
+        .await
+        .expect_err("no sample yet");
+    assert_eq!(e.rule(), Some("trial-needs-sample"), "{e}");
+
+    make_sample(&s, "gov.utility_usage");
+    let before = spent(&s);
+    let entries_before = s.store().audit_entries().expect("ledger").len();
+    let report = s.trial_sql(TEST_GRANT, sql, job.row_functions()).await.expect("trial");
+    assert_eq!(report.columns, ["month", "n", "v"]);
+    assert!(!report.rows.is_empty());
+    assert_eq!(report.rows.len(), report.total_rows);
+    assert!(
+        report.samples[0].starts_with("gov.utility_usage@"),
+        "{:?}",
+        report.samples
+    );
+    let rows_read: u64 = report.rows.iter().map(|r| r[1].parse::<u64>().expect("count")).sum();
+    let f = &report.functions[0];
+    assert_eq!(f.name, "fails_above");
+    assert_eq!(f.calls, rows_read, "one call per row");
+    // The failures are exactly the sample's rows with electricity_kwh >= 1000.
+    let count = |sql: &'static str| {
+        let s = &s;
+        let functions = job.row_functions();
+        async move {
+            let r = s.trial_sql(TEST_GRANT, sql, functions).await.expect("count");
+            r.rows[0][0].parse::<u64>().expect("count")
+        }
+    };
+    let failing = count("SELECT COUNT(*) FROM gov.utility_usage WHERE electricity_kwh >= 1000").await;
+    let negative = count("SELECT COUNT(*) FROM gov.utility_usage WHERE electricity_kwh < 0").await;
+    assert!(failing > 0, "the sample has rows that make the function fail");
+    assert_eq!(f.failed, failing);
+    assert_eq!(f.clamped, negative);
+    assert_eq!(
+        f.failures.len() as u64,
+        failing.min(sandbox_runtime::sandbox::MAX_SHOWN_FAILURES as u64)
+    );
+    for call in &f.failures {
+        let x = call.arguments[0].expect("argument");
+        assert!(x >= 1000.0, "{call:?}");
+        assert!(
+            call.message.contains(&format!("x = {x} is at least 1000")),
+            "{}",
+            call.message
+        );
+    }
+    // The same checks as a real job: an identifier stays refused.
+    let e = s
+        .trial_sql(
+            TEST_GRANT,
+            "SELECT credit_code, COUNT(*) FROM gov.utility_usage GROUP BY credit_code",
+            Vec::new(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(e.rule(), Some("identifier-in-group-by"), "{e}");
+    assert!(
+        !e.to_string().contains("no sample"),
+        "a refusal is the query's own: {e}"
+    );
+    assert_eq!(spent(&s), before, "a trial charges nothing");
+    assert_eq!(s.store().audit_entries().expect("ledger").len(), entries_before);
+}

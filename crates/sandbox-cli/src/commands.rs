@@ -521,6 +521,30 @@ async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliE
         Some(path) => sandbox.load_wasm(&read_module(path)?)?.row_functions(),
         None => Vec::new(),
     };
+    if args.trial {
+        return match sandbox.trial_sql(&args.grant, &query, functions).await {
+            Ok(report) if args.json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| fail(e.to_string()))?
+                );
+                Ok(())
+            }
+            Ok(report) => {
+                println!("{}", render::sql_trial(&report));
+                Ok(())
+            }
+            Err(e) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
+                    );
+                }
+                Err(e.into())
+            }
+        };
+    }
     let result = match sandbox
         .run_sql_with_functions(&args.grant, &query, &options, functions)
         .await

@@ -382,6 +382,11 @@ pub struct SqlArgs {
     /// A WebAssembly module whose functions the query may call.
     #[arg(long)]
     wasm: Option<PathBuf>,
+    /// Run the query as written on the datasets' public DP samples instead:
+    /// its exact result there, and every failed call of the module's
+    /// functions with the guest's own message; spends no budget.
+    #[arg(long, conflicts_with_all = ["dry_run", "epsilon", "target_ci"])]
+    trial: bool,
 }
 
 /// Servers log requests and jobs; one-shot commands only errors.

@@ -2,8 +2,10 @@
 //! analysis job's path is in `analysis_job.rs`).
 
 mod analysis_job;
+mod sql_trial;
 mod trial_job;
 pub use analysis_job::DEFAULTS_ROW;
+pub use sql_trial::{FailedCall, FunctionTrial, MAX_SHOWN_FAILURES, MAX_TRIAL_ROWS, SqlTrialReport};
 pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 
 use crate::release::{bounds, epsilon_split, release};

@@ -33,6 +33,7 @@ pub mod query;
 pub mod rewrite;
 pub mod session;
 pub mod total;
+pub mod trial;
 
 mod error;
 
