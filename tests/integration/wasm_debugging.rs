@@ -189,6 +189,89 @@ async fn data_dependent_failures_are_counted_with_dp_and_reported() {
     assert!(markdown.contains("released with defaults"), "{markdown}");
 }
 
+/// A SQL job whose function fails on some rows (`fails_above(x)` panics
+/// when x >= 1000): released, with a noisy count of the rows that took the
+/// default from 10 % of ε (the dry run shows that share), listed by the
+/// usage report as released with defaults; a query without a job function
+/// spends all its ε on the release and counts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_function_failing_on_rows_is_counted_with_dp_and_reported() {
+    use sandbox_runtime::SqlJobResult;
+    let Some(bytes) = guest("mistakes.wasm") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    let job = s.load_wasm(&bytes).expect("admitted");
+    let sql = "SELECT month, AVG(fails_above(electricity_kwh)) AS v FROM gov.utility_usage GROUP BY month";
+    let options = SqlJobOptions {
+        epsilon: Some(1.0),
+        ..Default::default()
+    };
+    let dry = SqlJobOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let Ok(SqlJobResult::DryRun(report)) = s
+        .run_sql_with_functions(TEST_GRANT, sql, &dry, job.row_functions())
+        .await
+    else {
+        panic!("a dry run")
+    };
+    assert_eq!(report.epsilon, 1.0);
+    let share = report
+        .split
+        .iter()
+        .find(|(label, _)| label == sandbox_runtime::sandbox::DEFAULTS_PART)
+        .map(|(_, e)| *e);
+    assert!(share.is_some_and(|e| (e - 0.1).abs() < 1e-12), "{:?}", report.split);
+    let parts: f64 = report.split.iter().map(|(_, e)| e).sum();
+    assert!((parts - 1.0).abs() < 1e-9, "the split adds up to ε: {:?}", report.split);
+
+    let Ok(SqlJobResult::Released { table, .. }) = s
+        .run_sql_with_functions(TEST_GRANT, sql, &options, job.row_functions())
+        .await
+    else {
+        panic!("released: a function failing on rows never fails the job")
+    };
+    assert_eq!(table.epsilon_spent, 1.0);
+    let note = table
+        .notes
+        .iter()
+        .find(|n| n.starts_with(sandbox_runtime::sandbox::DEFAULTS_PART))
+        .unwrap_or_else(|| panic!("a note with the count: {:?}", table.notes));
+    // Most monthly readings are above 1000 kWh: thousands of rows, far
+    // above the noise (scale min(G·R, L) / 0.1ε = 240).
+    let about: f64 = note
+        .split("about ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    assert!(about > 5_000.0, "{note}");
+    let entries = s.store().audit_entries().expect("ledger");
+    let report = UsageReport::from_entries(&entries, TEST_GRANT, None, None).expect("report");
+    assert_eq!(report.jobs.released_with_defaults, 1, "{:?}", report.jobs);
+
+    // No job function: no count, the whole ε on the release.
+    let Ok(SqlJobResult::Released { table, .. }) = s
+        .run_sql(
+            TEST_GRANT,
+            "SELECT month, AVG(electricity_kwh) AS v FROM gov.utility_usage GROUP BY month",
+            &options,
+        )
+        .await
+    else {
+        panic!("released")
+    };
+    assert!(
+        !table
+            .notes
+            .iter()
+            .any(|n| n.starts_with(sandbox_runtime::sandbox::DEFAULTS_PART)),
+        "{:?}",
+        table.notes
+    );
+}
+
 /// Makes the current sample of `dataset` in `s`'s data directory (as
 /// `sandbox sample --generate` does, without the owner's charge).
 fn make_sample(s: &Sandbox, dataset: &str) {

@@ -13,10 +13,12 @@ use crate::rules::{ReleaseRules, combine};
 use crate::{DataDir, RuntimeError};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use sandbox_dp::aggregate::{CalibratedAggregate, NoiseForecast};
+use sandbox_dp::noise::DiscreteLaplace;
 use sandbox_dp::partition::PartitionSelector;
+use sandbox_dp::sample_aggregate::DEFAULT_COUNT_SHARE;
 pub use sandbox_governance::BudgetLine;
 use sandbox_governance::{Grant, JobCharge, Store};
-use sandbox_model::{Catalog, DatasetId, FieldType, JobOutcome, OpenClass, ReleasedTable, UsageRecord};
+use sandbox_model::{Catalog, DatasetId, DefaultsCount, FieldType, JobOutcome, OpenClass, ReleasedTable, UsageRecord};
 use sandbox_policy::{Policy, PolicySet};
 use sandbox_sql::checker::PolicyLookup;
 use sandbox_sql::contribution::compute_totals;
@@ -27,6 +29,19 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The ε-split label of the noisy count of rows that took a job function's default.
+pub const DEFAULTS_PART: &str = "rows using a function's default";
+
+/// The release note that states the noisy count of defaulted rows.
+fn defaults_note(d: &DefaultsCount) -> String {
+    format!(
+        "{DEFAULTS_PART}: about {:.0} (a noisy count, ±{:.0} at 95 %, ε {}): a row whose WebAssembly function call \
+         failed (a trap, an error, a wrong number of values) takes the midpoint of the function's bounds; each \
+         privacy unit counts at most its bounded number of rows",
+        d.noisy, d.half_width_95, d.epsilon
+    )
+}
 
 /// The grant the local CLI and the demo use until the governance workflow
 /// issues real ones.
@@ -623,6 +638,15 @@ impl Sandbox {
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
         let public = public_count.is_some();
+        // Rows that take a job function's default are counted with DP, with
+        // their own share of ε, when the release is DP and the query calls
+        // a function where it counts (a fact of the query alone).
+        let counts_defaults = rules.dp && sandbox_sql::defaults::defaulted_row_flag(&query).is_some();
+        let release_share = if counts_defaults {
+            1.0 - DEFAULT_COUNT_SHARE
+        } else {
+            1.0
+        };
         let epsilon = match options.target_ci {
             None => self.choose_epsilon(&rules, options.epsilon)?,
             Some(_) if options.epsilon.is_some() => {
@@ -640,9 +664,10 @@ impl Sandbox {
                     target,
                     options.target_rows,
                 )?;
-                self.choose_epsilon(&rules, Some(needed))?
+                self.choose_epsilon(&rules, Some(needed / release_share))?
             }
         };
+        let release_epsilon = epsilon * release_share;
         if rules.dp && !public && rules.delta <= 0.0 {
             return Err(RuntimeError::refused(
                 "partition-selection-needs-delta",
@@ -650,16 +675,22 @@ impl Sandbox {
             ));
         }
         if options.dry_run {
-            let mut report = self.dry_run(&query, &rules, &specs, public_count, epsilon)?;
+            let mut report = self.dry_run(&query, &rules, &specs, public_count, release_epsilon)?;
             if rules.dp {
                 report.intervals = crate::forecast::expected_intervals(
                     &query,
                     &specs,
                     &rules,
                     public_count,
-                    epsilon,
+                    release_epsilon,
                     options.target_rows,
                 )?;
+            }
+            if counts_defaults {
+                report.epsilon = epsilon;
+                report
+                    .split
+                    .push((DEFAULTS_PART.to_string(), epsilon - release_epsilon));
             }
             report.target_ci = options.target_ci;
             report.target_rows = options.target_rows;
@@ -712,7 +743,7 @@ impl Sandbox {
             //
             // DP bound estimation (CLAMP_AUTO) first, with its share of ε.
             let (query, specs, measures) = if query.aggregates.iter().any(|a| a.auto_bound.is_some()) {
-                let split = epsilon_split(&query, &specs, &rules, public, epsilon)?;
+                let split = epsilon_split(&query, &specs, &rules, public, release_epsilon)?;
                 let (estimated, _) =
                     crate::estimation::estimate_bounds(&session, &query, &rules, &split, choice_key).await?;
                 let (specs, measures) = plan_measures(&estimated)?;
@@ -743,16 +774,43 @@ impl Sandbox {
             };
             context.report("releasing");
             let started = std::time::Instant::now();
-            let released = release(query, &specs, &statistics, &rules, epsilon, self.limits.max_groups);
+            let mut released = release(
+                query,
+                &specs,
+                &statistics,
+                &rules,
+                release_epsilon,
+                self.limits.max_groups,
+            )?;
             tracing::debug!(elapsed = ?started.elapsed(), "released");
-            released
+            let defaults = match sandbox_sql::defaults::defaulted_row_flag(query).filter(|_| counts_defaults) {
+                Some(flag) => {
+                    let d = self
+                        .release_defaults(
+                            &session,
+                            query,
+                            flag,
+                            &rules,
+                            public_count,
+                            epsilon - release_epsilon,
+                            choice_key,
+                        )
+                        .await?;
+                    released.table.epsilon_spent = epsilon;
+                    released.table.notes.push(defaults_note(&d));
+                    Some(d)
+                }
+                None => None,
+            };
+            Ok::<_, RuntimeError>((released, defaults))
         };
         let released = tokio::select! {
             r = computation => r,
             () = running.cancelled() => return self.cancelled(job_id, &usage, &query.datasets),
         };
         match released {
-            Ok(r) => {
+            Ok((r, defaults)) => {
+                usage.defaults = defaults;
                 let bytes = serde_json::to_vec(&r.table).map_err(|e| RuntimeError::Setup(e.to_string()))?;
                 usage.result_digest = Some(digest(&bytes));
                 usage.groups_released = r.groups_released;
@@ -831,6 +889,36 @@ impl Sandbox {
             Some(e) if e < rules.epsilon_min => below(e),
             Some(e) => Ok(e),
         }
+    }
+
+    /// The noisy count of rows that took a job function's default (see
+    /// `sandbox_sql::defaults`): each unit counts at most `min(G · R, L)`
+    /// rows, the sensitivity of the discrete Laplace noise drawn with
+    /// `epsilon` (the job's [`DEFAULT_COUNT_SHARE`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn release_defaults(
+        &self,
+        session: &JobSession,
+        query: &CheckedQuery,
+        flag: sandbox_sql::datafusion::logical_expr::Expr,
+        rules: &ReleaseRules,
+        public_count: Option<usize>,
+        epsilon: f64,
+        choice_key: u64,
+    ) -> Result<DefaultsCount, RuntimeError> {
+        let b = bounds(rules)?;
+        let cap = u32::try_from(b.rows_per_unit(b.effective_groups(public_count))).unwrap_or(u32::MAX);
+        let exact = sandbox_sql::defaults::count_defaulted_rows(session, query, flag, cap, choice_key).await?;
+        crate::testing::record_defaults(exact, u64::from(cap));
+        let mechanism = DiscreteLaplace::calibrated(u128::from(cap), epsilon)?;
+        let noisy = mechanism.privatize(i128::from(exact))?.max(0);
+        Ok(DefaultsCount {
+            unit: "rows".into(),
+            noisy: noisy as f64,
+            out_of: None,
+            half_width_95: mechanism.half_width(0.05) as f64,
+            epsilon,
+        })
     }
 
     fn dry_run(

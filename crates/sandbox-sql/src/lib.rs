@@ -23,6 +23,7 @@ pub mod checker;
 pub mod clamp;
 pub mod clamp_auto;
 pub mod contribution;
+pub mod defaults;
 pub mod guard;
 pub mod guest;
 pub mod limits;
