@@ -14,6 +14,7 @@ use std::path::Path;
 /// Enterprises in the demo's data: enough that DP noise leaves useful answers.
 const DEMO_ENTITIES: usize = 20_000;
 
+#[derive(Debug)]
 pub struct CliError {
     pub code: u8,
     pub message: String,
@@ -164,6 +165,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Wasm {
             command: WasmCommand::Run(args),
         } => wasm_run(&root, args, token.as_deref()).await,
+        Command::Wasm {
+            command: WasmCommand::New(args),
+        } => crate::wasm_new(args),
     }
 }
 

@@ -31,6 +31,9 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
         Command::Wasm {
             command: WasmCommand::Run(args),
         } => wasm_run(&client, args),
+        Command::Wasm {
+            command: WasmCommand::New(args),
+        } => crate::wasm_new(args),
         Command::Catalog => {
             print!("{}", view::catalog(&client.get("/v1/catalog")?));
             Ok(())
