@@ -663,8 +663,9 @@ impl Sandbox {
                     public_count,
                     target,
                     options.target_rows,
+                    release_share,
                 )?;
-                self.choose_epsilon(&rules, Some(needed / release_share))?
+                self.choose_epsilon(&rules, Some(needed))?
             }
         };
         let release_epsilon = epsilon * release_share;
@@ -793,7 +794,7 @@ impl Sandbox {
                             &rules,
                             public_count,
                             epsilon - release_epsilon,
-                            choice_key,
+                            bounding,
                         )
                         .await?;
                     released.table.epsilon_spent = epsilon;
@@ -803,6 +804,14 @@ impl Sandbox {
                 None => None,
             };
             Ok::<_, RuntimeError>((released, defaults))
+        };
+        // One deadline for the whole computation (estimation, bounding, the
+        // count of defaults), not one per pass.
+        let deadline = self.limits.deadline;
+        let computation = async move {
+            tokio::time::timeout(deadline, computation)
+                .await
+                .unwrap_or_else(|_| Err(RuntimeError::from(sandbox_sql::SqlError::Deadline(deadline))))
         };
         let released = tokio::select! {
             r = computation => r,
@@ -892,9 +901,10 @@ impl Sandbox {
     }
 
     /// The noisy count of rows that took a job function's default (see
-    /// `sandbox_sql::defaults`): each unit counts at most `min(G · R, L)`
-    /// rows, the sensitivity of the discrete Laplace noise drawn with
-    /// `epsilon` (the job's [`DEFAULT_COUNT_SHARE`]).
+    /// `sandbox_sql::defaults`), bounded by the job's own `bounding`: each
+    /// unit counts at most `min(G · R, L)` rows (G as calibrated for the
+    /// query's groups), the sensitivity of the discrete Laplace noise drawn
+    /// with `epsilon` (the job's [`DEFAULT_COUNT_SHARE`]).
     #[allow(clippy::too_many_arguments)]
     async fn release_defaults(
         &self,
@@ -904,12 +914,12 @@ impl Sandbox {
         rules: &ReleaseRules,
         public_count: Option<usize>,
         epsilon: f64,
-        choice_key: u64,
+        bounding: sandbox_sql::contribution::Bounding,
     ) -> Result<DefaultsCount, RuntimeError> {
         let b = bounds(rules)?;
-        let cap = u32::try_from(b.rows_per_unit(b.effective_groups(public_count))).unwrap_or(u32::MAX);
-        let exact = sandbox_sql::defaults::count_defaulted_rows(session, query, flag, cap, choice_key).await?;
-        crate::testing::record_defaults(exact, u64::from(cap));
+        let cap = b.rows_per_unit(b.effective_groups(public_count));
+        let exact = sandbox_sql::defaults::count_defaulted_rows(session, query, flag, bounding).await?;
+        crate::testing::record_defaults(exact, cap);
         let mechanism = DiscreteLaplace::calibrated(u128::from(cap), epsilon)?;
         let noisy = mechanism.privatize(i128::from(exact))?.max(0);
         Ok(DefaultsCount {

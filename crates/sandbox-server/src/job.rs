@@ -135,7 +135,12 @@ impl JobRequest {
                 target_ci,
                 ..
             } => *trial && (*dry_run || epsilon.is_some() || target_ci.is_some()),
-            JobRequest::Analysis { trial, dry_run, .. } => *trial && *dry_run,
+            JobRequest::Analysis {
+                trial,
+                dry_run,
+                epsilon,
+                ..
+            } => *trial && (*dry_run || epsilon.is_some()),
         };
         if conflicting {
             return Err(ApiError::invalid(

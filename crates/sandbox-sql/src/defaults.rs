@@ -8,19 +8,22 @@
 //! the runtime the exact, contribution-bounded count; the runtime adds the
 //! noise (`sandbox_runtime`, with its share of the job's ε).
 //!
-//! What is counted: the rows of the aggregation's input for which a call of
-//! a job function **in a group key or an aggregate's argument** failed
-//! (several calls in one row count once). Calls inside the row source (a
-//! WHERE clause, a subquery's SELECT list, a join condition) are not
-//! counted: their rows may not reach the aggregation at all. The calls are
-//! found on the checked plan, by the function behind each call (a
-//! [`GuestUdf`]), never by name.
+//! What is counted: the rows the job's groups are computed from (after
+//! its WHERE, its public key sets and its contribution bounding, before
+//! partition selection) for which a call of a job function **in an
+//! aggregate's argument** failed (several calls in one row count once; a
+//! group key holding one is counted too, though the checker refuses job
+//! functions in GROUP BY today). Calls inside the row source (a WHERE
+//! clause, a subquery's SELECT list, a join condition) are not counted:
+//! their rows may not reach the aggregation at all. The calls are found on
+//! the checked plan, by the function behind each call (a [`GuestUdf`]),
+//! never by name.
 //!
-//! Bounding: each privacy unit counts at most `max_rows_per_unit` rows (the
-//! job's `min(G · R, L)`, so that the count is bounded like the job's own
-//! statistics), rows chosen by the same keyed priority as the job's
-//! bounding. Adding or removing one unit changes the count by at most
-//! `max_rows_per_unit`: that is the sensitivity the runtime calibrates to.
+//! Bounding: the flag is one more measure bounded exactly as the job's own
+//! ([`compute_totals`] with the job's G, R, L and choice key): a unit keeps
+//! at most `min(G · R, L)` rows over all groups, so adding or removing one
+//! unit changes the count by at most that — the sensitivity the runtime
+//! calibrates to.
 
 use crate::contribution::{Bounding, compute_totals};
 use crate::guest::{GuestUdf, RowFunction, evaluate_raw};
@@ -37,7 +40,6 @@ use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
 };
-use sandbox_dp::bounding::ContributionBounds;
 use sandbox_dp::fixed_point::Quantizer;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -133,46 +135,29 @@ pub fn defaulted_row_flag(q: &CheckedQuery) -> Option<Expr> {
     }
 }
 
-/// The exact count of flagged rows, each privacy unit holding at most
-/// `max_rows_per_unit` of them (chosen by `key`'s keyed priority, as the
-/// job's own bounding), over the row source of `q`.
+/// The exact count of flagged rows over all of `q`'s groups, bounded by
+/// `bounding` (the job's own: each unit keeps at most `min(G · R, L)` rows
+/// over all groups).
 ///
 /// # Errors
 /// The errors of [`compute_totals`] (deadline, memory, a failure on the
-/// data: details withheld); [`SqlError::Internal`] for a zero bound.
+/// data: details withheld).
 pub async fn count_defaulted_rows(
     session: &JobSession,
     q: &CheckedQuery,
     flag: Expr,
-    max_rows_per_unit: u32,
-    key: u64,
+    bounding: Bounding,
 ) -> Result<u64, SqlError> {
     let internal = |e: sandbox_dp::DpError| SqlError::Internal(e.to_string());
-    let mut whole = q.clone();
-    whole.group_keys.clear();
     let measure = MeasureColumn {
         expr: cast(flag, DataType::Int64),
         grid: Quantizer::for_sum(0.0, 1.0).map_err(internal)?,
         squares: false,
     };
-    let bounds = ContributionBounds::new(1, max_rows_per_unit).map_err(internal)?;
-    let statistics = compute_totals(
-        session,
-        &whole,
-        &[measure],
-        Bounding::PerGroup { bounds, key },
-        UnitBounds::default(),
-        false,
-    )
-    .await?;
+    let statistics = compute_totals(session, q, &[measure], bounding, UnitBounds::default(), false).await?;
     let Contributions::Totals { totals, .. } = statistics.contributions else {
         return Err(SqlError::Internal("the count of defaults was not totalled".into()));
     };
-    let flagged = totals
-        .measures
-        .first()
-        .and_then(|m| m.sum.first())
-        .copied()
-        .unwrap_or(0);
+    let flagged: i128 = totals.measures.first().map(|m| m.sum.iter().sum()).unwrap_or(0);
     Ok(u64::try_from(flagged.max(0)).unwrap_or(u64::MAX))
 }

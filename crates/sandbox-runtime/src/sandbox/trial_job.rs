@@ -176,10 +176,14 @@ impl Sandbox {
     /// A check that failed on a session over the samples: when some granted
     /// dataset has no sample (so its table is missing), says so.
     pub(super) fn explain_missing_samples(&self, granted: &[DatasetId], e: sandbox_sql::SqlError) -> RuntimeError {
-        let without_sample: Vec<String> = granted
+        // The datasets a job could read (granted, or open to all) that
+        // have no sample: their tables are missing from a trial's session.
+        let without_sample: Vec<String> = self
+            .catalog()
             .iter()
-            .filter(|d| self.data_dir().current_sample_dir(d).is_none())
-            .map(|d| d.to_string())
+            .filter(|d| d.open_class == sandbox_model::OpenClass::Open || granted.contains(&d.id))
+            .filter(|d| self.data_dir().current_sample_dir(&d.id).is_none())
+            .map(|d| d.id.to_string())
             .collect();
         // Only a table that is missing because it has no sample: any other
         // error (a refusal, a typo) is the query's own.
