@@ -468,7 +468,7 @@ async fn fragile_udf(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)], modul
         trace.defaults
     );
     // Not vacuous: some rows fail on D (noise is off).
-    if !trace.defaults.is_some_and(|(exact, _)| exact > 0) {
+    if trace.defaults.is_none_or(|(exact, _)| exact == 0) {
         failures.push(format!(
             "[fragile UDF] no row failed on D ({:?}): the shape tests nothing",
             trace.defaults
