@@ -3,51 +3,9 @@
 //! 2026-11-30, third attack), kept as regression tests: `held_…` checks a
 //! defence that held, `fixed_…` a hole that was found and closed.
 
-use crate::fixture::{TEST_GRANT, isolated_sandbox};
-use sandbox_governance::Grant;
+use crate::fixture::TEST_GRANT;
+use crate::wasm_debugging::{guest, make_sample, own_sandbox};
 use sandbox_runtime::{Sandbox, SqlJobOptions, SqlJobResult};
-use std::path::PathBuf;
-
-fn guest(name: &str) -> Option<Vec<u8>> {
-    let Some(dir) = std::env::var_os("SANDBOX_WASM_GUESTS") else {
-        eprintln!("SANDBOX_WASM_GUESTS is not set: run scripts/test.sh to build the guests and run these tests");
-        return None;
-    };
-    let path = PathBuf::from(dir).join(name);
-    Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-}
-
-fn own_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
-    let s = isolated_sandbox(tmp);
-    let budgets = s
-        .catalog()
-        .iter()
-        .filter(|d| d.open_class == sandbox_model::OpenClass::Conditional)
-        .map(|d| (d.id.clone(), 1e9))
-        .collect();
-    s.store()
-        .upsert_grant(&Grant::new(TEST_GRANT, "tests", budgets))
-        .expect("grant");
-    s
-}
-
-fn make_sample(s: &Sandbox, dataset: &str) -> sandbox_ingest::SampleManifest {
-    let dir = s.data_dir();
-    let id: sandbox_model::DatasetId = dataset.parse().expect("id");
-    let entry = s.catalog().get(&id).expect("entry").clone();
-    let policies = s.policies();
-    let policy = policies.get(&id).expect("policy");
-    sandbox_ingest::make_sample(
-        &sandbox_ingest::DataLayout::new(dir.root()),
-        &entry,
-        policy,
-        &dir.table_dir(&id),
-        None,
-        &sandbox_ingest::SampleOptions::default(),
-        |_| Ok(()),
-    )
-    .expect("sample")
-}
 
 /// The exact number of rows of the real table (what a trial must never show).
 async fn real_rows(s: &Sandbox, dataset: &str) -> u64 {

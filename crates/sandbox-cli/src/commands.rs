@@ -36,6 +36,19 @@ impl From<RuntimeError> for CliError {
     }
 }
 
+/// A job's error as the CLI reports it (exit code 2 for a refusal, 1
+/// otherwise); with `--json`, also printed on stdout as
+/// `{"error", "rule", "refused"}` for machines.
+fn job_error(e: RuntimeError, json: bool) -> CliError {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
+        );
+    }
+    e.into()
+}
+
 pub fn fail(message: impl Into<String>) -> CliError {
     CliError {
         code: 1,
@@ -538,15 +551,7 @@ async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliE
                 println!("{}", render::sql_trial(&report));
                 Ok(())
             }
-            Err(e) => {
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
-                    );
-                }
-                Err(e.into())
-            }
+            Err(e) => Err(job_error(e, args.json)),
         };
     }
     let result = match sandbox
@@ -554,16 +559,7 @@ async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliE
         .await
     {
         Ok(r) => r,
-        Err(e) if args.json => {
-            let code = if e.is_refusal() { 2 } else { 1 };
-            let body = serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()});
-            println!("{body}");
-            return Err(CliError {
-                code,
-                message: e.to_string(),
-            });
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(job_error(e, args.json)),
     };
     if args.json {
         println!(
@@ -642,15 +638,7 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
                 println!("{text}");
                 Ok(())
             }
-            Err(e) => {
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
-                    );
-                }
-                Err(e.into())
-            }
+            Err(e) => Err(job_error(e, args.json)),
         };
     }
     match sandbox.run_analysis(&args.grant, program, &args.input, &options).await {
@@ -663,15 +651,7 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
             print!("{}", budget_text(&args.grant, &r.budget));
             Ok(())
         }
-        Err(e) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
-                );
-            }
-            Err(e.into())
-        }
+        Err(e) => Err(job_error(e, args.json)),
     }
 }
 

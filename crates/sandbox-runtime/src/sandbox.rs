@@ -2,9 +2,13 @@
 //! analysis job's path is in `analysis_job.rs`).
 
 mod analysis_job;
+mod defaults_count;
+mod row_bounds;
 mod sql_trial;
 mod trial_job;
 pub use analysis_job::DEFAULTS_ROW;
+pub use defaults_count::DEFAULTS_PART;
+use defaults_count::defaults_note;
 pub use sql_trial::{FailedCall, FunctionTrial, MAX_SHOWN_FAILURES, MAX_TRIAL_ROWS, SqlTrialReport};
 pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 
@@ -13,12 +17,11 @@ use crate::rules::{ReleaseRules, combine};
 use crate::{DataDir, RuntimeError};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use sandbox_dp::aggregate::{CalibratedAggregate, NoiseForecast};
-use sandbox_dp::noise::DiscreteLaplace;
 use sandbox_dp::partition::PartitionSelector;
 use sandbox_dp::sample_aggregate::DEFAULT_COUNT_SHARE;
 pub use sandbox_governance::BudgetLine;
 use sandbox_governance::{Grant, JobCharge, Store};
-use sandbox_model::{Catalog, DatasetId, DefaultsCount, FieldType, JobOutcome, OpenClass, ReleasedTable, UsageRecord};
+use sandbox_model::{Catalog, DatasetId, FieldType, JobOutcome, OpenClass, ReleasedTable, UsageRecord};
 use sandbox_policy::{Policy, PolicySet};
 use sandbox_sql::checker::PolicyLookup;
 use sandbox_sql::contribution::compute_totals;
@@ -29,19 +32,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// The ε-split label of the noisy count of rows that took a job function's default.
-pub const DEFAULTS_PART: &str = "rows using a function's default";
-
-/// The release note that states the noisy count of defaulted rows.
-fn defaults_note(d: &DefaultsCount) -> String {
-    format!(
-        "{DEFAULTS_PART}: about {:.0} (a noisy count, ±{:.0} at 95 %, ε {}): a row whose WebAssembly function call \
-         failed (a trap, an error, a wrong number of values) takes the midpoint of the function's bounds; each \
-         privacy unit counts at most its bounded number of rows",
-        d.noisy, d.half_width_95, d.epsilon
-    )
-}
 
 /// The grant the local CLI and the demo use until the governance workflow
 /// issues real ones.
@@ -503,56 +493,6 @@ impl Sandbox {
         Ok(JobSession::new(&bindings, self.limits.clone())?)
     }
 
-    /// Installs in `session` the catalog's `max_rows_per_value`
-    /// declarations of `datasets` that hold on the session's pinned files,
-    /// counting them through the session's own tables where the cache has
-    /// no result for those files (see [`crate::multiplicity`]). A
-    /// declaration that cannot be checked is not used: the job then bounds
-    /// every contribution.
-    async fn verify_row_bounds(&self, session: &mut JobSession, datasets: &std::collections::BTreeSet<DatasetId>) {
-        for dataset in datasets {
-            let Some(binding) = session.binding(dataset) else {
-                continue;
-            };
-            let declared = binding.declared_max_rows_per_value.clone();
-            if declared.is_empty() {
-                continue;
-            }
-            let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
-            let fingerprint = match crate::multiplicity::FileFingerprint::of(&files) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
-                    continue;
-                }
-            };
-            let cache = self.dir.verification_cache(dataset);
-            let verification = match crate::multiplicity::cached(&cache, &fingerprint, &declared) {
-                Some(v) => v,
-                None => {
-                    let columns: Vec<String> = declared.keys().cloned().collect();
-                    let started = std::time::Instant::now();
-                    match sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns).await {
-                        Ok(counted) => {
-                            let v = crate::multiplicity::Verification::new(fingerprint, &declared, &counted);
-                            tracing::info!(%dataset, elapsed = ?started.elapsed(), holds = ?v.holds.keys().collect::<Vec<_>>(), "row multiplicity declarations verified");
-                            if !v.violated.is_empty() {
-                                tracing::warn!(%dataset, violated = ?v.violated, "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)");
-                            }
-                            crate::multiplicity::store(&cache, &v);
-                            v
-                        }
-                        Err(e) => {
-                            tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
-                            continue;
-                        }
-                    }
-                }
-            };
-            session.set_verified_max_rows_per_value(dataset, verification.holds);
-        }
-    }
-
     /// Runs (or dry-runs) one SQL job under a grant.
     pub async fn run_sql(&self, grant: &str, sql: &str, options: &SqlJobOptions) -> Result<SqlJobResult, RuntimeError> {
         self.run_sql_with_functions(grant, sql, options, Vec::new()).await
@@ -669,6 +609,11 @@ impl Sandbox {
             }
         };
         let release_epsilon = epsilon * release_share;
+        let count_epsilon = if counts_defaults {
+            epsilon * DEFAULT_COUNT_SHARE
+        } else {
+            0.0
+        };
         if rules.dp && !public && rules.delta <= 0.0 {
             return Err(RuntimeError::refused(
                 "partition-selection-needs-delta",
@@ -689,9 +634,7 @@ impl Sandbox {
             }
             if counts_defaults {
                 report.epsilon = epsilon;
-                report
-                    .split
-                    .push((DEFAULTS_PART.to_string(), epsilon - release_epsilon));
+                report.split.push((DEFAULTS_PART.to_string(), count_epsilon));
             }
             report.target_ci = options.target_ci;
             report.target_rows = options.target_rows;
@@ -787,15 +730,7 @@ impl Sandbox {
             let defaults = match sandbox_sql::defaults::defaulted_row_flag(query).filter(|_| counts_defaults) {
                 Some(flag) => {
                     let d = self
-                        .release_defaults(
-                            &session,
-                            query,
-                            flag,
-                            &rules,
-                            public_count,
-                            epsilon - release_epsilon,
-                            bounding,
-                        )
+                        .release_defaults(&session, query, flag, &rules, public_count, count_epsilon, bounding)
                         .await?;
                     released.table.epsilon_spent = epsilon;
                     released.table.notes.push(defaults_note(&d));
@@ -898,37 +833,6 @@ impl Sandbox {
             Some(e) if e < rules.epsilon_min => below(e),
             Some(e) => Ok(e),
         }
-    }
-
-    /// The noisy count of rows that took a job function's default (see
-    /// `sandbox_sql::defaults`), bounded by the job's own `bounding`: each
-    /// unit counts at most `min(G · R, L)` rows (G as calibrated for the
-    /// query's groups), the sensitivity of the discrete Laplace noise drawn
-    /// with `epsilon` (the job's [`DEFAULT_COUNT_SHARE`]).
-    #[allow(clippy::too_many_arguments)]
-    async fn release_defaults(
-        &self,
-        session: &JobSession,
-        query: &CheckedQuery,
-        flag: sandbox_sql::datafusion::logical_expr::Expr,
-        rules: &ReleaseRules,
-        public_count: Option<usize>,
-        epsilon: f64,
-        bounding: sandbox_sql::contribution::Bounding,
-    ) -> Result<DefaultsCount, RuntimeError> {
-        let b = bounds(rules)?;
-        let cap = b.rows_per_unit(b.effective_groups(public_count));
-        let exact = sandbox_sql::defaults::count_defaulted_rows(session, query, flag, bounding).await?;
-        crate::testing::record_defaults(exact, cap);
-        let mechanism = DiscreteLaplace::calibrated(u128::from(cap), epsilon)?;
-        let noisy = mechanism.privatize(i128::from(exact))?.max(0);
-        Ok(DefaultsCount {
-            unit: "rows".into(),
-            noisy: noisy as f64,
-            out_of: None,
-            half_width_95: mechanism.half_width(0.05) as f64,
-            epsilon,
-        })
     }
 
     fn dry_run(
