@@ -6,13 +6,14 @@
 
 use crate::commands::{CliError, fail, open_store};
 use clap::{Args, Subcommand};
-use sandbox_governance::{DatasetVersionRecord, Role, Store};
+use sandbox_governance::{DatasetVersionRecord, GovernanceError, Role, Store};
 use sandbox_ingest::{
     DataLayout, FileFormat, IngestError, IngestOptions, PseudonymKey, Registration, TextEncoding, ValueCheck,
     VersionManifest,
 };
 use sandbox_model::{Dataset, DatasetId};
 use sandbox_runtime::DataDir;
+use sandbox_runtime::registrant::Registrant;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
@@ -217,8 +218,9 @@ fn read(path: &Path) -> Result<String, CliError> {
     crate::commands::read_text(path, sandbox_policy::files::MAX_POLICY_BYTES)
 }
 
-/// Refuses unless `account` owns datasets of `provider` (or, when
-/// `operator_too`, is the operator).
+/// Refuses unless `account` owns datasets of `provider` (a data owner of
+/// that provider, or the applicant that brought it in as its enterprise
+/// provider), or, when `operator_too`, is the operator.
 pub(crate) fn require_owner(
     store: &Store,
     account: &str,
@@ -227,14 +229,16 @@ pub(crate) fn require_owner(
     operator_too: bool,
     what: &str,
 ) -> Result<(), CliError> {
-    match store.role(account)? {
-        Some(Role::DataOwner { provider: p }) if p == provider => Ok(()),
-        Some(Role::Operator) if operator_too => Ok(()),
-        _ => Err(refused(
-            "not-owner",
-            format!("only an owner account of provider `{provider}` {what} {dataset}"),
-        )),
+    if operator_too && store.role(account)? == Some(Role::Operator) {
+        return Ok(());
     }
+    if store.owned_provider(account)?.as_deref() == Some(provider) {
+        return Ok(());
+    }
+    Err(refused(
+        "not-owner",
+        format!("only an owner account of provider `{provider}` {what} {dataset}"),
+    ))
 }
 
 /// Registers a file as `account` and records it; returns the manifest.
@@ -248,6 +252,7 @@ pub(crate) fn register_as(
     entry: &str,
     policy: Option<&str>,
     options: IngestOptions,
+    registrant: &Registrant,
 ) -> Result<VersionManifest, CliError> {
     let layout = DataLayout::new(dir.root());
     let registration = Registration {
@@ -266,13 +271,25 @@ pub(crate) fn register_as(
         }
         Err(e) => return Err(ingest_error(e)),
     };
-    staged
-        .commit(|m| {
-            store
-                .record_dataset_version(&ledger_record(m))
-                .map_err(|e| e.to_string())
+    let mut claim_refused = None;
+    let committed = staged.commit(|m| {
+        let recorded = match registrant {
+            Registrant::ProviderOwner => store.record_dataset_version(&ledger_record(m)),
+            Registrant::Enterprise { provider } => store.record_enterprise_dataset_version(&ledger_record(m), provider),
+        };
+        recorded.map_err(|e| match e {
+            // Another account claimed the provider meanwhile.
+            GovernanceError::Forbidden(m) => {
+                claim_refused = Some(m.clone());
+                m
+            }
+            other => other.to_string(),
         })
-        .map_err(ingest_error)
+    });
+    if let Some(m) = claim_refused {
+        return Err(refused("not-owner", m));
+    }
+    committed.map_err(ingest_error)
 }
 
 /// Stages the file and drops the staged version: the quality report
@@ -308,18 +325,25 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
     match command {
         DatasetCommand::Register(args) => {
             let entry = read(&args.entry)?;
-            let dataset = parse_entry(&entry, &args.entry)?;
+            // A file that is not an entry at all is named with its path.
+            parse_entry(&entry, &args.entry)?;
             let policy = args.policy.as_deref().map(read).transpose()?;
             let options = args.options()?;
             let store = open_store(&dir)?;
             let account = crate::governance::account_of(&store, token)?;
-            require_owner(
+            // Who may register it, decided on the validated entry and
+            // policy before a row is read.
+            let subject =
+                sandbox_ingest::registration_subject(&DataLayout::new(dir.root()), &entry, policy.as_deref())
+                    .map_err(ingest_error)?;
+            let installed =
+                sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| fail(e.to_string()))?;
+            let registrant = sandbox_runtime::registrant::registrant(
                 &store,
+                &installed,
                 &account,
-                &dataset.provider.id,
-                dataset.id.as_str(),
-                false,
-                "registers or withdraws",
+                &subject.dataset,
+                &subject.fusion_partners,
             )?;
             let key = pseudonym_key(args.pseudonym_key.as_deref(), &dir)?;
             if args.check_only {
@@ -337,6 +361,7 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                 &entry,
                 policy.as_deref(),
                 options,
+                &registrant,
             )?;
             drop(store);
             // Opening the sandbox checks that everything loads together and
@@ -513,6 +538,7 @@ pub(crate) fn demo_onboarding(root: &Path) -> Result<(), CliError> {
             DEMO_ENTRY,
             Some(DEMO_POLICY),
             options,
+            &Registrant::ProviderOwner,
         )
     });
     let _ = std::fs::remove_dir_all(&tmp);

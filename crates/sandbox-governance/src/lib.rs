@@ -28,6 +28,7 @@ mod applications;
 mod audit;
 mod complaints;
 pub mod db;
+mod enterprise;
 mod error;
 pub mod fields;
 mod migrate;

@@ -84,7 +84,8 @@ pub(crate) use error::io;
 pub use layout::DataLayout;
 pub use quality::{ColumnQuality, MAX_LISTED_ISSUES, QualityReport, RowIssue};
 pub use register::{
-    Registration, SourceInfo, StagedVersion, VersionManifest, current_manifest, reconcile, sha256_hex, stage, withdraw,
+    Registration, RegistrationSubject, SourceInfo, StagedVersion, VersionManifest, current_manifest, reconcile,
+    registration_subject, sha256_hex, stage, withdraw,
 };
 pub use sample::{SampleCost, SampleManifest, SampleOptions, current_sample, make_sample};
 pub use secret::{PSEUDONYM_HEX, PseudonymKey, SECRET_ENV};

@@ -160,8 +160,39 @@ struct Plan {
     key: Vec<usize>,
 }
 
-fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError> {
-    let (dataset, entry_toml) = parse_entry(reg.entry)?;
+/// What a registration would install, validated before any row is read:
+/// the catalog entry and the output policy (alone, against the entry and
+/// together with every installed policy).
+#[derive(Debug, Clone)]
+pub struct RegistrationSubject {
+    pub dataset: Dataset,
+    /// The datasets the policy declares a `[[fusion]]` with.
+    pub fusion_partners: Vec<DatasetId>,
+}
+
+/// Validates a registration's entry and policy (`None`: the installed one)
+/// without reading its file, so that who may register it can be decided
+/// first. Errors as [`stage`] gives them for the same inputs.
+pub fn registration_subject(
+    layout: &DataLayout,
+    entry: &str,
+    policy: Option<&str>,
+) -> Result<RegistrationSubject, IngestError> {
+    let (dataset, _, _, policy) = entry_and_policy(layout, entry, policy)?;
+    Ok(RegistrationSubject {
+        dataset,
+        fusion_partners: policy.fusions.iter().map(|f| f.dataset.clone()).collect(),
+    })
+}
+
+/// The entry (with its TOML as installed) and the policy (with its text),
+/// each validated, and every installed policy validated with this one.
+fn entry_and_policy(
+    layout: &DataLayout,
+    entry: &str,
+    policy: Option<&str>,
+) -> Result<(Dataset, String, String, sandbox_policy::Policy), IngestError> {
+    let (dataset, entry_toml) = parse_entry(entry)?;
     let id = dataset.id.clone();
     let setup = |m: String| IngestError::Spec(m);
     let existing = if layout.catalog_dir().exists() {
@@ -185,7 +216,7 @@ fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError
     catalog.insert(dataset.clone()).map_err(|e| setup(e.to_string()))?;
     // The policy: given, or the one installed.
     let target = format!("{id}.toml");
-    let policy_text = match reg.policy {
+    let policy_text = match policy {
         Some(p) => p.to_string(),
         None => {
             let path = layout.policies_dir().join(&target);
@@ -211,6 +242,12 @@ fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError
     }
     sandbox_policy::PolicySet::from_sources(&sources, &catalog)
         .map_err(|e| setup(format!("the policies do not agree with this one: {e}")))?;
+    Ok((dataset, entry_toml, policy_text, policy))
+}
+
+fn plan(layout: &DataLayout, reg: &Registration<'_>) -> Result<Plan, IngestError> {
+    let (dataset, entry_toml, policy_text, policy) = entry_and_policy(layout, reg.entry, reg.policy)?;
+    let setup = |m: String| IngestError::Spec(m);
     let options = &reg.options;
     for c in options.checks.keys() {
         if dataset.field(c).is_none() {

@@ -257,8 +257,9 @@ impl Sandbox {
             .store()
             .application(application)?
             .ok_or_else(|| RuntimeError::refused("no-application", format!("no application `{application}`")))?;
-        let role = self.store().role(owner)?;
-        let Some(Role::DataOwner { provider }) = role else {
+        // A data owner's provider, or the enterprise provider an applicant
+        // claimed by bringing its own data.
+        let Some(provider) = self.store().owned_provider(owner)? else {
             return Err(RuntimeError::refused(
                 "decide-not-owner",
                 format!("`{owner}` is not a data owner"),
@@ -310,9 +311,8 @@ impl Sandbox {
                 format!("the request names {expected} but the policy file is for {dataset}"),
             ));
         }
-        match self.store().role(account)? {
-            Some(Role::DataOwner { provider })
-                if self.catalog().get(&dataset).is_some_and(|e| e.provider.id == provider) => {}
+        match self.store().owned_provider(account)? {
+            Some(provider) if self.catalog().get(&dataset).is_some_and(|e| e.provider.id == provider) => {}
             _ => {
                 return Err(RuntimeError::refused(
                     "not-owner",
@@ -361,13 +361,11 @@ impl Sandbox {
     }
 
     fn require_owner_or_operator(&self, account: &str, dataset: &DatasetId) -> Result<(), RuntimeError> {
-        match self.store().role(account)? {
-            Some(Role::Operator) => Ok(()),
-            Some(Role::DataOwner { provider })
-                if self.catalog().get(dataset).is_some_and(|e| e.provider.id == provider) =>
-            {
-                Ok(())
-            }
+        if self.store().role(account)? == Some(Role::Operator) {
+            return Ok(());
+        }
+        match self.store().owned_provider(account)? {
+            Some(provider) if self.catalog().get(dataset).is_some_and(|e| e.provider.id == provider) => Ok(()),
             _ => Err(RuntimeError::refused(
                 "not-owner-or-operator",
                 format!("only the platform operator or the owner of {dataset} may do this"),

@@ -23,6 +23,7 @@ mod governance;
 mod multiplicity;
 pub mod postprocess;
 pub mod preflight;
+pub mod registrant;
 pub mod release;
 pub mod rules;
 pub mod sandbox;

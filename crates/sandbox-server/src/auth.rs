@@ -13,6 +13,9 @@ use sandbox_governance::Role;
 pub struct Caller {
     pub account: String,
     pub role: Role,
+    /// The provider whose datasets the caller owns: a data owner's, or the
+    /// enterprise provider an applicant claimed by bringing its own data.
+    owned_provider: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -29,21 +32,33 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(sandbox_governance::bearer_token)
             .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
         let (account, role) = state.sandbox.store().authenticate(token)?;
-        Ok(Caller { account, role })
+        Ok(Caller::new(state, account, role)?)
     }
 }
 
 impl Caller {
+    /// The caller `account` with `role`, and the provider it owns.
+    pub fn new(state: &AppState, account: String, role: Role) -> Result<Caller, sandbox_governance::GovernanceError> {
+        let owned_provider = match &role {
+            Role::DataOwner { provider } => Some(provider.clone()),
+            Role::Applicant => state.sandbox.store().enterprise_provider_of(&account)?,
+            Role::Operator => None,
+        };
+        Ok(Caller {
+            account,
+            role,
+            owned_provider,
+        })
+    }
+
     pub fn is_operator(&self) -> bool {
         self.role == Role::Operator
     }
 
-    /// The provider this caller owns data for, if a data owner.
+    /// The provider this caller owns data for: a data owner's, or an
+    /// applicant's own enterprise provider.
     pub fn provider(&self) -> Option<&str> {
-        match &self.role {
-            Role::DataOwner { provider } => Some(provider),
-            _ => None,
-        }
+        self.owned_provider.as_deref()
     }
 
     pub fn require_applicant(&self) -> Result<(), ApiError> {
@@ -71,6 +86,7 @@ impl Caller {
     pub fn require_owner_or_operator(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Operator | Role::DataOwner { .. } => Ok(()),
+            Role::Applicant if self.owned_provider.is_some() => Ok(()),
             Role::Applicant => Err(ApiError::forbidden(
                 "role-owner-or-operator",
                 "only data owners and the operator do this",

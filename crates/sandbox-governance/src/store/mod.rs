@@ -206,7 +206,7 @@ impl Store {
     /// A store on any backend; creates the tables if missing.
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
         backend.migrate(&format!(
-            "{SCHEMA} {} {} {} {} {} {} {} {} {}",
+            "{SCHEMA} {} {} {} {} {} {} {} {} {} {}",
             audit::SCHEMA,
             crate::complaints::SCHEMA,
             crate::queue::SCHEMA,
@@ -215,7 +215,8 @@ impl Store {
             crate::agreements::SCHEMA,
             crate::suspension::SCHEMA,
             crate::registry::SCHEMA,
-            crate::samples::SCHEMA
+            crate::samples::SCHEMA,
+            crate::enterprise::SCHEMA
         ))?;
         let store = Store { backend, anchor: None };
         crate::migrate::upgrade(&store)?;

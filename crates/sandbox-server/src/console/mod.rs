@@ -198,9 +198,14 @@ impl FromRequestParts<AppState> for Session {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Redirect::to("/console/login").into_response());
         };
-        match state.sandbox.store().authenticate(&token) {
-            Ok((account, role)) => Ok(Session {
-                caller: Caller { account, role },
+        match state
+            .sandbox
+            .store()
+            .authenticate(&token)
+            .and_then(|(account, role)| Caller::new(state, account, role))
+        {
+            Ok(caller) => Ok(Session {
+                caller,
                 csrf: csrf_for(&token),
                 lang,
                 here,

@@ -18,7 +18,9 @@ pub struct Me {
     pub account: String,
     /// `operator`, `applicant` or `data_owner`.
     pub role: String,
-    /// The provider a data owner manages.
+    /// The provider whose datasets the account owns: a data owner's, or
+    /// the enterprise provider an applicant claimed by registering its own
+    /// data.
     pub provider: Option<String>,
 }
 
@@ -34,11 +36,11 @@ fn role_name(role: &Role) -> (&'static str, Option<String>) {
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = crate::ErrorBody)))]
 pub async fn me(caller: Caller) -> Json<Me> {
-    let (role, provider) = role_name(&caller.role);
+    let (role, _) = role_name(&caller.role);
     Json(Me {
+        provider: caller.provider().map(str::to_string),
         account: caller.account,
         role: role.into(),
-        provider,
     })
 }
 

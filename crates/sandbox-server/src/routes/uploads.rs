@@ -23,9 +23,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use futures::StreamExt;
-use sandbox_governance::DatasetVersionRecord;
+use sandbox_governance::{DatasetVersionRecord, GovernanceError};
 use sandbox_ingest::{DataLayout, FileFormat, IngestError, IngestOptions, PseudonymKey, Registration, TextEncoding};
 use sandbox_model::{Dataset, DatasetId};
+use sandbox_runtime::registrant::{self, Registrant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -95,16 +96,12 @@ fn dataset_id(dataset: &str) -> ApiResult<DatasetId> {
 }
 
 /// An owner may upload for its provider's datasets, and for a dataset id
-/// not in the catalog yet (the entry it registers names the provider).
+/// not in the catalog yet (the entry it registers names the provider); an
+/// applicant with an active agreement for its own enterprise provider's
+/// datasets and new ids (see [`sandbox_runtime::registrant`]).
 fn check_owner(state: &AppState, caller: &Caller, id: &DatasetId) -> ApiResult<()> {
-    let provider = caller.require_owner()?;
-    match state.sandbox.catalog().get(id) {
-        Some(d) if d.provider.id != provider => Err(ApiError::refused(
-            "not-owner",
-            format!("only an owner account of provider `{}` registers {id}", d.provider.id),
-        )),
-        _ => Ok(()),
-    }
+    let catalog = state.sandbox.catalog();
+    Ok(registrant::may_upload(state.sandbox.store(), &catalog, &caller.account, id)?)
 }
 
 /// Uploads a file to register (data owners): the body is the file, streamed
@@ -278,7 +275,6 @@ pub async fn register_upload(
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let id = dataset_id(&dataset)?;
     check_owner(&state, &caller, &id)?;
-    let provider = caller.require_owner()?.to_string();
     let root = state.sandbox.data_dir().root().to_path_buf();
     let entry = match &request.entry {
         Some(e) => e.clone(),
@@ -289,15 +285,17 @@ pub async fn register_upload(
     if parsed.id != id {
         return Err(ApiError::invalid(format!("the entry is for {}, not {id}", parsed.id)));
     }
-    if parsed.provider.id != provider {
-        return Err(ApiError::refused(
-            "not-owner",
-            format!(
-                "only an owner account of provider `{}` registers {id}",
-                parsed.provider.id
-            ),
-        ));
-    }
+    // Who may register it is decided on the validated entry and policy,
+    // before a row is read.
+    let subject = sandbox_ingest::registration_subject(&DataLayout::new(&root), &entry, request.policy.as_deref())
+        .map_err(ingest_error)?;
+    let registrant = registrant::registrant(
+        state.sandbox.store(),
+        &state.sandbox.catalog(),
+        &caller.account,
+        &subject.dataset,
+        &subject.fusion_partners,
+    )?;
     let (_, _, ready) = upload_paths(&state, &id, &caller.account);
     if !ready.is_file() {
         return Err(ApiError::not_found(format!(
@@ -336,23 +334,38 @@ pub async fn register_upload(
         let staged = sandbox_ingest::stage(&DataLayout::new(&root), &key, &registration);
         // Registered or refused, the upload has served.
         let _ = std::fs::remove_file(&file);
+        let mut claim_refused = None;
         let manifest = staged.map_err(ingest_error)?.commit(|m| {
-            sandbox
-                .store()
-                .record_dataset_version(&DatasetVersionRecord {
-                    dataset: m.dataset.clone(),
-                    version: m.version,
-                    owner: m.owner.clone(),
-                    rows: m.rows,
-                    rows_rejected: m.quality.rows_rejected,
-                    data_sha256: m.data_sha256.clone(),
-                    source_sha256: m.source.sha256.clone(),
-                    catalog_sha256: m.catalog_sha256.clone(),
-                    policy_sha256: m.policy_sha256.clone(),
-                    pseudonym_key_id: m.pseudonym_key_id.clone(),
-                })
-                .map_err(|e| e.to_string())
+            let record = DatasetVersionRecord {
+                dataset: m.dataset.clone(),
+                version: m.version,
+                owner: m.owner.clone(),
+                rows: m.rows,
+                rows_rejected: m.quality.rows_rejected,
+                data_sha256: m.data_sha256.clone(),
+                source_sha256: m.source.sha256.clone(),
+                catalog_sha256: m.catalog_sha256.clone(),
+                policy_sha256: m.policy_sha256.clone(),
+                pseudonym_key_id: m.pseudonym_key_id.clone(),
+            };
+            let recorded = match &registrant {
+                Registrant::ProviderOwner => sandbox.store().record_dataset_version(&record),
+                Registrant::Enterprise { provider } => {
+                    sandbox.store().record_enterprise_dataset_version(&record, provider)
+                }
+            };
+            recorded.map_err(|e| match e {
+                // Another account claimed the provider meanwhile.
+                GovernanceError::Forbidden(m) => {
+                    claim_refused = Some(m.clone());
+                    m
+                }
+                other => other.to_string(),
+            })
         });
+        if let Some(m) = claim_refused {
+            return Err(ApiError::refused("not-owner", m));
+        }
         let manifest = manifest.map_err(ingest_error)?;
         // In the catalog at once (and its entry and policy in the ledger).
         if let Err(e) = sandbox.refresh() {
