@@ -333,11 +333,9 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
             let account = crate::governance::account_of(&store, token)?;
             // Who may register it, decided on the validated entry and
             // policy before a row is read.
-            let subject =
-                sandbox_ingest::registration_subject(&DataLayout::new(dir.root()), &entry, policy.as_deref())
-                    .map_err(ingest_error)?;
-            let installed =
-                sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| fail(e.to_string()))?;
+            let subject = sandbox_ingest::registration_subject(&DataLayout::new(dir.root()), &entry, policy.as_deref())
+                .map_err(ingest_error)?;
+            let installed = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| fail(e.to_string()))?;
             let registrant = sandbox_runtime::registrant::registrant(
                 &store,
                 &installed,

@@ -162,10 +162,16 @@ mod tests {
         for db in test_dbs() {
             let s = db.open();
             let token = |c: char| c.to_string().repeat(40);
-            s.create_account("fintech", &Role::Applicant, &token('a'), "op").unwrap();
-            s.create_account("rival", &Role::Applicant, &token('b'), "op").unwrap();
-            s.create_account("tax-office", &Role::DataOwner { provider: "tax".into() }, &token('c'), "op")
+            s.create_account("fintech", &Role::Applicant, &token('a'), "op")
                 .unwrap();
+            s.create_account("rival", &Role::Applicant, &token('b'), "op").unwrap();
+            s.create_account(
+                "tax-office",
+                &Role::DataOwner { provider: "tax".into() },
+                &token('c'),
+                "op",
+            )
+            .unwrap();
             assert_eq!(s.owned_provider("fintech").unwrap(), None);
             assert!(!s.provider_has_owner("fintech-co").unwrap());
 
@@ -191,7 +197,11 @@ mod tests {
                     .to_string();
                 assert!(e.contains(says), "{owner} {provider}: {e}");
             }
-            assert_eq!(s.audit_entries().unwrap().len(), before, "a refused claim writes nothing");
+            assert_eq!(
+                s.audit_entries().unwrap().len(),
+                before,
+                "a refused claim writes nothing"
+            );
             assert_eq!(s.owned_provider("rival").unwrap(), None);
             assert_eq!(s.owned_provider("tax-office").unwrap().as_deref(), Some("tax"));
             let kinds: Vec<String> = s.audit_entries().unwrap().into_iter().map(|e| e.kind).collect();

@@ -96,9 +96,7 @@ pub fn registrant(
     if agreements.is_empty() {
         return Err(RuntimeError::refused(
             "applicant-upload-agreement",
-            format!(
-                "an applicant brings its own data only while it holds an active agreement; `{account}` holds none"
-            ),
+            format!("an applicant brings its own data only while it holds an active agreement; `{account}` holds none"),
         ));
     }
     let covered: BTreeSet<&DatasetId> = agreements.iter().flat_map(|a| a.terms.datasets.iter()).collect();

@@ -101,7 +101,12 @@ fn dataset_id(dataset: &str) -> ApiResult<DatasetId> {
 /// datasets and new ids (see [`sandbox_runtime::registrant`]).
 fn check_owner(state: &AppState, caller: &Caller, id: &DatasetId) -> ApiResult<()> {
     let catalog = state.sandbox.catalog();
-    Ok(registrant::may_upload(state.sandbox.store(), &catalog, &caller.account, id)?)
+    Ok(registrant::may_upload(
+        state.sandbox.store(),
+        &catalog,
+        &caller.account,
+        id,
+    )?)
 }
 
 /// Uploads a file to register (data owners): the body is the file, streamed
