@@ -199,3 +199,55 @@ fn an_owner_uploads_and_registers_and_a_failed_upload_leaves_nothing() {
     assert_eq!(current.trim(), "v000001");
     assert!(uploads(&server).is_empty());
 }
+
+#[test]
+fn an_account_has_at_most_four_uploads_waiting() {
+    let keys = tempfile::tempdir().expect("tmp");
+    let server = TestServer::start(ServerConfig {
+        pseudonym_key: Some(keys.path().join("pseudonym.key")),
+        ..ServerConfig::default()
+    });
+    let ops = server.client(Some(OPS_TOKEN));
+    let owner = ops.create_account("tax-owner", "data_owner", Some("shanghai-tax"));
+    let other = ops.create_account("tax-owner-2", "data_owner", Some("shanghai-tax"));
+    let body = b"credit_code,refund\n";
+    for i in 0..4 {
+        let (status, answer) = put(&server, &owner, &format!("/v1/datasets/gov.quota_{i}/upload"), body);
+        assert_eq!(status, 201, "{answer}");
+    }
+    // A fifth dataset: refused, naming the rule and the waiting uploads; nothing stored.
+    let (status, answer) = put(&server, &owner, "/v1/datasets/gov.quota_4/upload", body);
+    assert_eq!(
+        (status, answer["error"]["rule"].as_str()),
+        (403, Some("upload-quota")),
+        "{answer}"
+    );
+    let message = answer["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("gov.quota_0") && message.contains("gov.quota_3"),
+        "{message}"
+    );
+    assert!(!server.root().join("uploads/gov.quota_4").exists());
+    // Uploading again to one of them replaces it; another account has its own quota.
+    assert_eq!(put(&server, &owner, "/v1/datasets/gov.quota_2/upload", body).0, 201);
+    assert_eq!(put(&server, &other, "/v1/datasets/gov.quota_4/upload", body).0, 201);
+    // A refusal before the file is read (an entry for another dataset)
+    // keeps the upload for a corrected request ...
+    let register = |request: serde_json::Value| {
+        server
+            .client(Some(&owner))
+            .post("/v1/datasets/gov.quota_0/register", &request)
+    };
+    let (status, _) = register(json!({"entry": ENTRY, "policy": POLICY}));
+    assert_eq!(status, 400);
+    assert_eq!(put(&server, &owner, "/v1/datasets/gov.quota_4/upload", body).0, 403);
+    // ... and a registration that read it (here refused: no rows) frees its place.
+    let (entry, policy) = (
+        ENTRY.replace("gov.tax_refunds", "gov.quota_0"),
+        POLICY.replace("gov.tax_refunds", "gov.quota_0"),
+    );
+    let (status, answer) = register(json!({"entry": entry, "policy": policy}));
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = put(&server, &owner, "/v1/datasets/gov.quota_4/upload", body);
+    assert_eq!(status, 201, "{answer}");
+}

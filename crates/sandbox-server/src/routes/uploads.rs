@@ -89,6 +89,30 @@ fn upload_paths(state: &AppState, dataset: &DatasetId, account: &str) -> (PathBu
     )
 }
 
+/// How many datasets one account may have an upload waiting for (stored,
+/// complete or in progress, not yet registered): each holds up to
+/// `--max-upload-bytes` of disk until it is registered or replaced.
+pub const MAX_WAITING_UPLOADS: usize = 4;
+
+/// The datasets other than `except` for which `account` has an upload
+/// waiting, by id.
+fn waiting_uploads(state: &AppState, account: &str, except: &DatasetId) -> Vec<String> {
+    let root = state.sandbox.data_dir().root().join("uploads");
+    let mut waiting: Vec<String> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id: DatasetId = name.parse().ok()?;
+            let (_, part, ready) = upload_paths(state, &id, account);
+            (id != *except && (part.is_file() || ready.is_file())).then_some(name)
+        })
+        .collect();
+    waiting.sort();
+    waiting
+}
+
 fn dataset_id(dataset: &str) -> ApiResult<DatasetId> {
     dataset
         .parse()
@@ -135,6 +159,20 @@ pub async fn upload_data(
         }
     };
     let (dir, part, ready) = upload_paths(&state, &id, &caller.account);
+    let waiting = waiting_uploads(&state, &caller.account, &id);
+    if waiting.len() >= MAX_WAITING_UPLOADS {
+        drain_before_refusing(body).await;
+        return Err(ApiError::refused(
+            "upload-quota",
+            format!(
+                "you have {} uploads waiting to be registered ({}); register them first (a registration \
+                 that reads the file removes its upload, whether it is registered or refused), or upload \
+                 again to one of those datasets, which replaces your upload there",
+                waiting.len(),
+                waiting.join(", ")
+            ),
+        ));
+    }
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "an upload could not be stored");
         ApiError::internal("the upload could not be stored; the operator's log has the details")
