@@ -315,3 +315,136 @@ fn a_registration_killed_at_any_moment_leaves_a_complete_version_current() {
         6 - completed
     );
 }
+
+const CLIENTS_ENTRY: &str = r#"
+id = "fintech.clients"
+title = "小微企业客户"
+provider = { id = "fintech-co", name = "示例金融科技公司", kind = "enterprise" }
+domain = "finance"
+summary = "The fintech's small-business clients."
+update_frequency = "monthly"
+time_coverage = "2024"
+area_coverage = "上海市"
+format = "CSV"
+open_class = "conditional"
+open_conditions = "仅限本企业在数据沙箱内与政府数据融合使用。"
+fields = [
+  { name = "credit_code", type = "utf8", description = "统一社会信用代码" },
+  { name = "credit_line", type = "float64", description = "授信额度", unit = "万元" },
+]
+"#;
+
+const CLIENTS_POLICY: &str = r#"
+dataset = "fintech.clients"
+version = "1"
+unit_entity = "enterprise"
+[release]
+mode = "dp"
+min_units = 10
+aggregates = ["count", "sum"]
+[dp]
+epsilon_per_query = 1.0
+delta = 1e-6
+epsilon_budget = 10.0
+max_groups_per_unit = 1
+max_rows_per_group = 1
+[jobs]
+sql = true
+wasm = false
+[columns]
+credit_code = { roles = ["identifier", "privacy_unit", "join_key"] }
+credit_line = { role = "measure", bounds = [0.0, 500.0] }
+[[fusion]]
+dataset = "gov.legal_entities"
+on = [["credit_code", "credit_code"]]
+"#;
+
+#[test]
+fn an_applicant_registers_its_own_table_from_the_cli_only_under_an_agreement() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let (ops, market, _) = accounts(dir);
+    let fintech = token(&sandbox(
+        dir,
+        Some(&ops),
+        &["account", "create", "fintech", "--role", "applicant"],
+    ));
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    let (csv, entry, policy) = (
+        files.join("clients.csv"),
+        files.join("entry.toml"),
+        files.join("policy.toml"),
+    );
+    let mut rows = String::from("credit_code,credit_line\n");
+    for i in 0..50 {
+        rows.push_str(&format!("91310115MA{i:08},{}\n", i * 7));
+    }
+    std::fs::write(&csv, rows).expect("csv");
+    std::fs::write(&entry, CLIENTS_ENTRY).expect("entry");
+    std::fs::write(&policy, CLIENTS_POLICY).expect("policy");
+    let (csv, entry, policy) = (
+        csv.to_str().expect("utf-8"),
+        entry.to_str().expect("utf-8"),
+        policy.to_str().expect("utf-8"),
+    );
+    let register = || sandbox(dir, Some(&fintech), &register_args(csv, entry, policy, &[]));
+
+    // No agreement: refused, nothing installed.
+    let (_, err) = refused(&register());
+    assert!(err.contains("[rule: applicant-upload-agreement]"), "{err}");
+    assert!(!ok(&sandbox(dir, None, &["catalog"])).contains("fintech.clients"));
+
+    // An agreement on the legal-entity register, then its own table.
+    ok(&sandbox(
+        dir,
+        Some(&fintech),
+        &[
+            "apply",
+            "e1",
+            "--dataset",
+            "gov.legal_entities",
+            "--column",
+            "gov.legal_entities.*",
+            "--scenario",
+            "SME credit lines by industry; aggregates only",
+            "--material",
+            "business licence",
+        ],
+    ));
+    ok(&sandbox(
+        dir,
+        Some(&market),
+        &[
+            "decide",
+            "e1",
+            "--approve",
+            "--epsilon",
+            "3",
+            "--expires",
+            "2999-01-01T00:00:00Z",
+            "--quota",
+            "5",
+        ],
+    ));
+    let out = ok(&register());
+    assert!(out.contains("fintech.clients"), "{out}");
+    assert!(ok(&sandbox(dir, None, &["catalog"])).contains("fintech.clients"));
+    let ledger = ok(&sandbox(dir, None, &["audit", "export"]));
+    assert!(
+        ledger.contains("enterprise_provider_claimed"),
+        "the claim is in the ledger"
+    );
+    // Now its owner: it withdraws its table; the market regulator may not.
+    let (_, err) = refused(&sandbox(
+        dir,
+        Some(&market),
+        &["dataset", "withdraw", "fintech.clients", "--reason", "not mine"],
+    ));
+    assert!(err.contains("[rule: not-owner]"), "{err}");
+    ok(&sandbox(
+        dir,
+        Some(&fintech),
+        &["dataset", "withdraw", "fintech.clients", "--reason", "superseded"],
+    ));
+}
