@@ -430,7 +430,7 @@ fn an_applicant_registers_its_own_table_from_the_cli_only_under_an_agreement() {
     let out = ok(&register());
     assert!(out.contains("fintech.clients"), "{out}");
     assert!(ok(&sandbox(dir, None, &["catalog"])).contains("fintech.clients"));
-    let ledger = ok(&sandbox(dir, None, &["audit", "export"]));
+    let ledger = ok(&sandbox(dir, Some(&ops), &["audit", "export"]));
     assert!(
         ledger.contains("enterprise_provider_claimed"),
         "the claim is in the ledger"
