@@ -5,6 +5,7 @@ mod accuracy;
 mod cancel_race;
 mod console;
 mod crash_safety;
+mod enterprise_attacks;
 mod enterprise_uploads;
 mod fixture;
 mod governance_lifecycle;
