@@ -34,7 +34,11 @@ fields = [
 
 /// A policy; `roles` are credit_code's, `release`/`dp` the tables' bodies.
 fn policy(id: &str, roles: &str, release: &str, dp: &str, fusion: &str) -> String {
-    let dp = if dp.is_empty() { String::new() } else { format!("[dp]\n{dp}") };
+    let dp = if dp.is_empty() {
+        String::new()
+    } else {
+        format!("[dp]\n{dp}")
+    };
     format!(
         r#"
 dataset = "{id}"
@@ -58,7 +62,8 @@ value = {{ role = "measure", bounds = [0.0, 1000.0] }}
 
 const KEY_ROLES: &str = r#"["identifier", "privacy_unit", "join_key"]"#;
 const STRICT_RELEASE: &str = "mode = \"dp\"\nmin_units = 10";
-const STRICT_DP: &str = "epsilon_per_query = 1.0\ndelta = 1e-6\nepsilon_budget = 10.0\nmax_groups_per_unit = 1\nmax_rows_per_group = 1";
+const STRICT_DP: &str =
+    "epsilon_per_query = 1.0\ndelta = 1e-6\nepsilon_budget = 10.0\nmax_groups_per_unit = 1\nmax_rows_per_group = 1";
 
 fn strict(id: &str, fusion: &str) -> String {
     policy(id, KEY_ROLES, STRICT_RELEASE, STRICT_DP, fusion)
@@ -236,11 +241,7 @@ fn atk_preclaimed_provider_owns_a_later_government_department() {
         "epsilon_per_query = 50.0\ndelta = 1e-4\nepsilon_budget = 1000.0\nmax_groups_per_unit = 1\nmax_rows_per_group = 1",
         "",
     );
-    let (status, body) = adv.call(
-        "PUT",
-        "/v1/policies/gov.atk1_stats",
-        Some(&json!({"toml": weak})),
-    );
+    let (status, body) = adv.call("PUT", "/v1/policies/gov.atk1_stats", Some(&json!({"toml": weak})));
     assert_eq!(
         (status, body["error"]["rule"].as_str()),
         (403, Some("not-owner")),
@@ -255,7 +256,10 @@ fn atk_preclaimed_provider_owns_a_later_government_department() {
     });
     assert_eq!(victim.post("/v1/applications", &application).0, 201);
     let (status, body) = adv.post("/v1/applications/v1/decision", &approval(5.0, 100));
-    assert_ne!(status, 200, "an applicant decided an application for government data: {body}");
+    assert_ne!(
+        status, 200,
+        "an applicant decided an application for government data: {body}"
+    );
 }
 
 /// MEDIUM. The dataset namespace is "the provider's short name" (model
@@ -286,9 +290,14 @@ fn atk_enterprise_table_in_the_government_namespace_is_refused() {
 #[test]
 fn atk_look_alike_provider_id_is_refused() {
     let w = world("atk3");
-    for (n, provider) in ["shanghai-tax\u{200b}", "shanghai-tax ", "Shanghai-tax", "sh\u{430}nghai-tax"]
-        .iter()
-        .enumerate()
+    for (n, provider) in [
+        "shanghai-tax\u{200b}",
+        "shanghai-tax ",
+        "Shanghai-tax",
+        "sh\u{430}nghai-tax",
+    ]
+    .iter()
+    .enumerate()
     {
         let id = format!("atk3.copy{n}");
         let (status, body) = register(
@@ -358,10 +367,9 @@ fn atk_policy_change_keeps_the_registration_fusion_rule() {
         &strict("atk6.mine", &fusion_with(&w.gov)),
     );
     assert_eq!(status, 201, "{body}");
-    let (status, body) = w.ops.post(
-        "/v1/agreements/agreement-a1/revoke",
-        &json!({"reason": "misuse"}),
-    );
+    let (status, body) = w
+        .ops
+        .post("/v1/agreements/agreement-a1/revoke", &json!({"reason": "misuse"}));
     assert_eq!(status, 200, "{body}");
     let adv = w.server.client(Some(&w.adv_token));
     let other = strict(
@@ -443,9 +451,15 @@ fn atk_fan_out_on_one_government_enterprise_stays_private() {
             let cell = &row[1];
             if let Some(ci) = cell["ci95"].as_array() {
                 let half = (ci[1].as_f64().expect("ci") - ci[0].as_f64().expect("ci")) / 2.0;
-                assert!(half > 100.0, "{label}: the target's value is released too precisely: {result}");
+                assert!(
+                    half > 100.0,
+                    "{label}: the target's value is released too precisely: {result}"
+                );
             } else {
-                assert!(cell["value"].is_null(), "{label}: the target's value is released without noise: {result}");
+                assert!(
+                    cell["value"].is_null(),
+                    "{label}: the target's value is released without noise: {result}"
+                );
             }
         }
     };
@@ -482,7 +496,13 @@ fn atk_applicant_public_keys_do_not_waive_the_government_k() {
         "atk7.mine",
         &csv(&rows),
         &entry("atk7.mine", "atk7-co", "示例企业", "enterprise"),
-        &policy("atk7.mine", KEY_ROLES, "mode = \"dp\"\nmin_units = 2", STRICT_DP, &fusion_with(&w.gov)),
+        &policy(
+            "atk7.mine",
+            KEY_ROLES,
+            "mode = \"dp\"\nmin_units = 2",
+            STRICT_DP,
+            &fusion_with(&w.gov),
+        ),
     );
     assert_eq!(status, 201, "{body}");
     let tax = w.server.client(Some(&w.tax_token));

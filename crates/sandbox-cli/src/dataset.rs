@@ -11,7 +11,7 @@ use sandbox_ingest::{
     DataLayout, FileFormat, IngestError, IngestOptions, PseudonymKey, Registration, TextEncoding, ValueCheck,
     VersionManifest,
 };
-use sandbox_model::{Dataset, DatasetId};
+use sandbox_model::{Dataset, DatasetId, ProviderKind};
 use sandbox_runtime::DataDir;
 use sandbox_runtime::registrant::Registrant;
 use std::path::{Path, PathBuf};
@@ -218,26 +218,33 @@ fn read(path: &Path) -> Result<String, CliError> {
     crate::commands::read_text(path, sandbox_policy::files::MAX_POLICY_BYTES)
 }
 
-/// Refuses unless `account` owns datasets of `provider` (a data owner of
-/// that provider, or the applicant that brought it in as its enterprise
-/// provider), or, when `operator_too`, is the operator.
+/// Refuses unless `account` owns the dataset `entry` describes (a data
+/// owner of its provider, or the applicant whose enterprise provider it is,
+/// for an `enterprise` dataset only), or, when `operator_too`, is the
+/// operator.
 pub(crate) fn require_owner(
     store: &Store,
     account: &str,
-    provider: &str,
-    dataset: &str,
+    entry: &Dataset,
     operator_too: bool,
     what: &str,
 ) -> Result<(), CliError> {
-    if operator_too && store.role(account)? == Some(Role::Operator) {
-        return Ok(());
-    }
-    if store.owned_provider(account)?.as_deref() == Some(provider) {
+    let provider = entry.provider.id.as_str();
+    let owns = match store.role(account)? {
+        Some(Role::Operator) => operator_too,
+        Some(Role::DataOwner { provider: p }) => p == provider,
+        Some(Role::Applicant) => {
+            entry.provider.kind == ProviderKind::Enterprise
+                && store.enterprise_provider_of(account)?.as_deref() == Some(provider)
+        }
+        None => false,
+    };
+    if owns {
         return Ok(());
     }
     Err(refused(
         "not-owner",
-        format!("only an owner account of provider `{provider}` {what} {dataset}"),
+        format!("only an owner account of provider `{provider}` {what} {}", entry.id),
     ))
 }
 
@@ -402,14 +409,7 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                 .ok_or_else(|| fail(format!("{id} is not in the catalog")))?;
             let store = open_store(&dir)?;
             let account = crate::governance::account_of(&store, token)?;
-            require_owner(
-                &store,
-                &account,
-                &entry.provider.id,
-                id.as_str(),
-                true,
-                "registers or withdraws",
-            )?;
+            require_owner(&store, &account, entry, true, "registers or withdraws")?;
             if reason.trim().is_empty() {
                 return Err(fail("a withdrawal must give its reason (--reason)"));
             }

@@ -54,13 +54,15 @@ pub fn authorize_job(sandbox: &Sandbox, grant: &str, token: Option<&str>) -> Res
     Ok(())
 }
 
-fn role_arg(role: &str, provider: Option<String>) -> Result<Role, CliError> {
+/// The role, and for an applicant bringing its own data its enterprise
+/// provider.
+fn role_arg(role: &str, provider: Option<String>) -> Result<(Role, Option<String>), CliError> {
     match (role, provider) {
-        ("operator", None) => Ok(Role::Operator),
-        ("applicant", None) => Ok(Role::Applicant),
-        ("owner", Some(provider)) => Ok(Role::DataOwner { provider }),
+        ("operator", None) => Ok((Role::Operator, None)),
+        ("applicant", provider) => Ok((Role::Applicant, provider)),
+        ("owner", Some(provider)) => Ok((Role::DataOwner { provider }, None)),
         ("owner", None) => Err(fail("a data owner needs --provider (the provider id in the catalog)")),
-        (_, Some(_)) => Err(fail("--provider goes with --role owner only")),
+        (_, Some(_)) => Err(fail("--provider goes with --role owner or applicant only")),
         (other, None) => Err(fail(format!("unknown role `{other}`: operator, applicant or owner"))),
     }
 }
@@ -69,15 +71,22 @@ pub fn run(root: &Path, command: GovernanceCommand, token: Option<&str>) -> Resu
     match command {
         GovernanceCommand::Account(AccountCommand::Create { id, role, provider }) => {
             let store = open_store(&DataDir::open(root)?)?;
-            let role = role_arg(&role, provider)?;
-            if let Role::DataOwner { provider } = &role {
-                let dir = DataDir::open(root)?;
-                let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| fail(e.to_string()))?;
-                if !catalog.iter().any(|d| d.provider.id == *provider) {
-                    return Err(fail(format!(
-                        "no provider `{provider}` in the catalog; a data owner manages a catalog provider"
-                    )));
-                }
+            let (role, enterprise_provider) = role_arg(&role, provider)?;
+            let dir = DataDir::open(root)?;
+            let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| fail(e.to_string()))?;
+            if let Role::DataOwner { provider } = &role
+                && !catalog.iter().any(|d| d.provider.id == *provider)
+            {
+                return Err(fail(format!(
+                    "no provider `{provider}` in the catalog; a data owner manages a catalog provider"
+                )));
+            }
+            if let Some(provider) = &enterprise_provider
+                && catalog.iter().any(|d| d.provider.id == *provider)
+            {
+                return Err(fail(format!(
+                    "provider `{provider}` is in the catalog already; an applicant's enterprise provider is its own"
+                )));
             }
             // The first account is the operator and needs no token; every
             // later one is created by an operator.
@@ -97,7 +106,10 @@ pub fn run(root: &Path, command: GovernanceCommand, token: Option<&str>) -> Resu
                 by
             };
             let token = new_token()?;
-            store.create_account(&id, &role, &token, &by)?;
+            match &enterprise_provider {
+                Some(provider) => store.create_enterprise_applicant(&id, &token, provider, &by)?,
+                None => store.create_account(&id, &role, &token, &by)?,
+            }
             println!("account `{id}` created; its API token (shown once, stored only as a hash):\n{token}");
             Ok(())
         }

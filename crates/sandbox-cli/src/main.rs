@@ -155,6 +155,8 @@ pub enum AccountCommand {
         #[arg(long)]
         role: String,
         /// For an owner: the provider id in the catalog (e.g. shanghai-tax).
+        /// For an applicant that will bring its own data: its enterprise
+        /// provider, new to the catalog (lower-case letters, digits, `-`).
         #[arg(long)]
         provider: Option<String>,
     },

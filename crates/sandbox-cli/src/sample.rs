@@ -148,14 +148,7 @@ pub(crate) fn run(root: &Path, args: SampleArgs, token: Option<&str>) -> Result<
             .ok_or_else(|| fail(format!("{id} is not in the catalog")))?;
         let store = open_store(&dir)?;
         let account = crate::governance::account_of(&store, token)?;
-        crate::dataset::require_owner(
-            &store,
-            &account,
-            &entry.provider.id,
-            id.as_str(),
-            true,
-            "makes a sample of",
-        )?;
+        crate::dataset::require_owner(&store, &account, entry, true, "makes a sample of")?;
         generate_as(root, &store, &account, &id)?;
     }
     let (manifest, files) = download(&dir, &id, &args.out)?;

@@ -57,7 +57,22 @@ pub fn token_digest(token: &str) -> String {
 
 impl Store {
     /// Creates an account holding `token` (only its SHA-256 is stored).
+    /// A data owner's provider must not be an enterprise provider assigned
+    /// to an applicant ([`Store::create_enterprise_applicant`]).
     pub fn create_account(&self, id: &str, role: &Role, token: &str, by: &str) -> Result<(), GovernanceError> {
+        self.create_account_with(id, role, token, by, None)
+    }
+
+    /// [`create_account`](Self::create_account), and for an applicant its
+    /// enterprise provider, in one transaction.
+    pub(crate) fn create_account_with(
+        &self,
+        id: &str,
+        role: &Role,
+        token: &str,
+        by: &str,
+        enterprise_provider: Option<&str>,
+    ) -> Result<(), GovernanceError> {
         if token.len() < 32 {
             return Err(GovernanceError::Invalid(
                 "an API token has at least 32 characters".into(),
@@ -83,7 +98,13 @@ impl Store {
                     "account `{id}` (or its token) exists already"
                 )));
             }
+            if let Some(p) = provider {
+                crate::enterprise::refuse_assigned(tx, p)?;
+            }
             audit::append(tx, by, "account_created", json!({"account": id, "role": role}))?;
+            if let Some(p) = enterprise_provider {
+                crate::enterprise::assign(tx, id, p, by)?;
+            }
             Ok(())
         })
     }

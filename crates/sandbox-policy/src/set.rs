@@ -27,7 +27,7 @@ pub struct PolicySet {
 }
 
 /// One successfully compiled file, kept with its text for locating
-/// cross-policy errors.
+/// cross-policy warnings.
 struct Loaded<'a> {
     file: &'a str,
     text: &'a str,
@@ -62,7 +62,10 @@ impl PolicySet {
     }
 
     /// Things that load but deserve an owner's attention: a policy for a
-    /// closed dataset, a fusion only one side permits.
+    /// closed dataset, a fusion only one side permits, and inert fusions
+    /// (the other dataset gone, its column gone, retyped or no longer a
+    /// join key, another privacy unit): another owner's change never makes
+    /// a policy invalid, and jobs are refused such joins.
     pub fn warnings(&self) -> &[PolicyError] {
         &self.warnings
     }
@@ -83,6 +86,7 @@ fn build(
     missing_file: &dyn Fn(&DatasetId) -> String,
 ) -> Result<PolicySet, PolicyErrors> {
     let mut loaded: BTreeMap<DatasetId, Loaded<'_>> = BTreeMap::new();
+    let mut warnings = Vec::new();
     // Datasets some file claims, even a broken one, so that a broken policy
     // is not also reported as missing.
     let mut claimed: Vec<DatasetId> = Vec::new();
@@ -101,6 +105,7 @@ fn build(
                     ));
                     continue;
                 }
+                warnings.extend(compiled.warnings.iter().cloned());
                 loaded.insert(id, Loaded { file, text, compiled });
             }
             Err(Failed { dataset, errors: e }) => {
@@ -113,9 +118,8 @@ fn build(
         }
     }
 
-    let mut warnings = Vec::new();
     for l in loaded.values() {
-        cross_check(l, &loaded, catalog, &mut errors, &mut warnings);
+        cross_check(l, &loaded, catalog, &mut warnings);
     }
     // With an unreadable file we cannot tell which dataset it was for.
     if !unidentified {
@@ -156,7 +160,6 @@ fn cross_check(
     l: &Loaded<'_>,
     all: &BTreeMap<DatasetId, Loaded<'_>>,
     catalog: &Catalog,
-    errors: &mut Vec<PolicyError>,
     warnings: &mut Vec<PolicyError>,
 ) {
     let src = Source::new(l.file, l.text);
@@ -179,8 +182,12 @@ fn cross_check(
         let Some(other) = all.get(&f.dataset) else { continue };
         let q = &other.compiled.policy;
         for ((here, there), span) in f.on.iter().zip(&spans.pairs) {
+            // The other side's problems never make this file (or the
+            // other owner's change) invalid: the fusion is inert, and the
+            // checker refuses such a join (both columns must be join keys
+            // that both policies permit, on one privacy unit).
             if !q.column(there).is_some_and(|c| c.has(ColumnRole::JoinKey)) {
-                errors.push(src.error(
+                warnings.push(src.error(
                     span.clone(),
                     format!("fusion[{i}].on"),
                     format!(
@@ -205,7 +212,7 @@ fn cross_check(
         if let (Some(a), Some(b)) = (&p.unit_entity, &q.unit_entity)
             && a != b
         {
-            errors.push(src.error(
+            warnings.push(src.error(
                 spans.dataset.clone(),
                 format!("fusion[{i}].dataset"),
                 format!(

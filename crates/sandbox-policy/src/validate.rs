@@ -42,6 +42,11 @@ pub(crate) struct FusionSpans {
 pub(crate) struct Compiled {
     pub policy: Policy,
     pub spans: PolicySpans,
+    /// Problems that make one `[[fusion]]` inert (left out of the policy)
+    /// rather than the file invalid: those that lie in the other dataset
+    /// (gone, a column gone or retyped), so that another owner's change
+    /// never makes this policy invalid nor this policy block it.
+    pub warnings: Vec<PolicyError>,
 }
 
 /// A policy that did not; `dataset` is its id when that much was readable,
@@ -62,6 +67,7 @@ pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compi
     let mut v = Validator {
         src: &src,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
 
     let dataset = v.dataset(&raw.dataset, catalog);
@@ -122,6 +128,7 @@ pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compi
             dataset: raw.dataset.span(),
             fusions: fusion_spans,
         },
+        warnings: v.warnings,
     })
 }
 
@@ -134,6 +141,7 @@ struct Columns {
 struct Validator<'a> {
     src: &'a Source<'a>,
     errors: Vec<PolicyError>,
+    warnings: Vec<PolicyError>,
 }
 
 /// `x · k` for a power of ten `k`, as the nearest `f64` to the exact
@@ -175,6 +183,12 @@ fn value_kind(v: &toml::Value) -> &'static str {
 impl Validator<'_> {
     fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(self.src.error(span, field, message));
+    }
+
+    /// A problem that makes one fusion inert (see [`Compiled::warnings`]).
+    fn inert(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let message = format!("{}; this fusion is inert until it is fixed", message.into());
+        self.warnings.push(self.src.error(span, field, message));
     }
 
     fn dataset(&mut self, raw: &Spanned<String>, catalog: &Catalog) -> Option<DatasetId> {
@@ -1110,7 +1124,7 @@ impl Validator<'_> {
             }
             let other_entry = catalog.get(&other);
             if other_entry.is_none() {
-                self.err(
+                self.inert(
                     f.dataset.span(),
                     format!("{base}.dataset"),
                     format!("cannot fuse with `{other}`: it is not in the catalog"),
@@ -1151,7 +1165,7 @@ impl Validator<'_> {
                     ok = false;
                 }
                 if let (Some(d), None) = (other_entry, there_field) {
-                    self.err(
+                    self.inert(
                         there.span(),
                         field.clone(),
                         format!("{} has no column `{there_s}`", d.id),
@@ -1161,7 +1175,7 @@ impl Validator<'_> {
                 if let (Some(a), Some(b)) = (here_field, there_field)
                     && a.data_type != b.data_type
                 {
-                    self.err(
+                    self.inert(
                         pair.span(),
                         field,
                         format!(

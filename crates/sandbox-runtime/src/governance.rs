@@ -8,7 +8,7 @@
 use crate::RuntimeError;
 use crate::sandbox::Sandbox;
 use sandbox_governance::{ApplicationBody, Decision, Role};
-use sandbox_model::{DatasetId, OpenClass};
+use sandbox_model::{DatasetId, OpenClass, ProviderKind};
 use sandbox_sql::query::UsageFacts;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -257,20 +257,18 @@ impl Sandbox {
             .store()
             .application(application)?
             .ok_or_else(|| RuntimeError::refused("no-application", format!("no application `{application}`")))?;
-        // A data owner's provider, or the enterprise provider an applicant
-        // claimed by bringing its own data.
-        let Some(provider) = self.store().owned_provider(owner)? else {
+        if self.store().owned_provider(owner)?.is_none() {
             return Err(RuntimeError::refused(
                 "decide-not-owner",
                 format!("`{owner}` is not a data owner"),
             ));
-        };
-        let owned: Vec<DatasetId> = body
-            .datasets
-            .iter()
-            .filter(|d| self.catalog().get(d).is_some_and(|e| e.provider.id == provider))
-            .cloned()
-            .collect();
+        }
+        let mut owned: Vec<DatasetId> = Vec::new();
+        for d in &body.datasets {
+            if self.owns(owner, d)? {
+                owned.push(d.clone());
+            }
+        }
         if owned.is_empty() {
             // Answered like an unknown application: an owner learns nothing
             // of applications that are not for its datasets.
@@ -311,14 +309,16 @@ impl Sandbox {
                 format!("the request names {expected} but the policy file is for {dataset}"),
             ));
         }
-        match self.store().owned_provider(account)? {
-            Some(provider) if self.catalog().get(&dataset).is_some_and(|e| e.provider.id == provider) => {}
-            _ => {
-                return Err(RuntimeError::refused(
-                    "not-owner",
-                    format!("only the owner of {dataset} sets its output policy"),
-                ));
-            }
+        if !self.owns(account, &dataset)? {
+            return Err(RuntimeError::refused(
+                "not-owner",
+                format!("only the owner of {dataset} sets its output policy"),
+            ));
+        }
+        if self.store().role(account)? == Some(Role::Applicant) {
+            // An applicant's own table keeps the rule it was registered under.
+            let partners: Vec<DatasetId> = policy.fusions.iter().map(|f| f.dataset.clone()).collect();
+            crate::registrant::check_applicant_fusions(self.store(), account, &dataset, &partners)?;
         }
         // Every policy together, with this one in place of the old one.
         let dir = self.data_dir().policies_dir();
@@ -360,16 +360,32 @@ impl Sandbox {
         Ok(policy.digest)
     }
 
+    /// Whether `account` owns `dataset`: a data owner of its provider, or
+    /// the applicant whose enterprise provider it is, for a dataset of kind
+    /// `enterprise` only (an applicant never owns government data, even if
+    /// an id were shared).
+    pub fn owns(&self, account: &str, dataset: &DatasetId) -> Result<bool, RuntimeError> {
+        let catalog = self.catalog();
+        let Some(entry) = catalog.get(dataset) else {
+            return Ok(false);
+        };
+        Ok(match self.store().role(account)? {
+            Some(Role::DataOwner { provider }) => entry.provider.id == provider,
+            Some(Role::Applicant) => {
+                entry.provider.kind == ProviderKind::Enterprise
+                    && self.store().enterprise_provider_of(account)?.as_deref() == Some(entry.provider.id.as_str())
+            }
+            Some(Role::Operator) | None => false,
+        })
+    }
+
     fn require_owner_or_operator(&self, account: &str, dataset: &DatasetId) -> Result<(), RuntimeError> {
-        if self.store().role(account)? == Some(Role::Operator) {
+        if self.store().role(account)? == Some(Role::Operator) || self.owns(account, dataset)? {
             return Ok(());
         }
-        match self.store().owned_provider(account)? {
-            Some(provider) if self.catalog().get(dataset).is_some_and(|e| e.provider.id == provider) => Ok(()),
-            _ => Err(RuntimeError::refused(
-                "not-owner-or-operator",
-                format!("only the platform operator or the owner of {dataset} may do this"),
-            )),
-        }
+        Err(RuntimeError::refused(
+            "not-owner-or-operator",
+            format!("only the platform operator or the owner of {dataset} may do this"),
+        ))
     }
 }

@@ -1,9 +1,9 @@
 //! Who may register a dataset version: a data owner for its provider's
 //! datasets, or an applicant bringing its own enterprise table to fuse with
 //! the data its agreements cover (政企数据融合). Decided on the validated
-//! entry and policy, before any row of the file is read; the applicant's
-//! claim on its enterprise provider is then written with the version
-//! ([`Store::record_enterprise_dataset_version`]).
+//! entry and policy, before any row of the file is read
+//! ([`Store::record_enterprise_dataset_version`] checks the assignment
+//! again in the transaction that records it).
 
 use crate::RuntimeError;
 use sandbox_governance::{Role, Store};
@@ -25,20 +25,23 @@ pub enum Registrant {
 ///
 /// A data owner registers its provider's datasets. An applicant registers
 /// only:
-/// - an entry whose provider is of kind `enterprise` and whose open class
-///   is `conditional` (its raw rows never leave: jobs on it go through its
-///   policy like any other dataset's);
-/// - under the provider it claimed before, or a provider no account owns
-///   and no installed dataset names;
-/// - while it holds an active agreement, and with a policy that declares at
-///   least one fusion, each with a dataset one of its active agreements
-///   covers (the other owner must still permit the fusion in its own policy
-///   before a job may join them).
+/// - under the enterprise provider the operator assigned to its account
+///   (`Store::create_enterprise_applicant`), with an entry of kind
+///   `enterprise` whose provider name no other provider uses;
+/// - in a namespace of its own: not `gov`, and none another provider's
+///   datasets use;
+/// - a conditionally open dataset (its raw rows never leave: jobs on it go
+///   through its policy like any other dataset's);
+/// - while it holds an active agreement, with a policy whose fusions
+///   ([`check_applicant_fusions`]) name only datasets its active
+///   agreements cover, at least one (the other owner must still permit the
+///   fusion in its own policy before a job may join them).
 ///
 /// # Errors
 /// [`RuntimeError::Refused`] naming the rule (`not-owner`,
-/// `applicant-upload-provider`, `applicant-upload-class`,
-/// `applicant-upload-agreement`, `applicant-upload-fusion`); store errors.
+/// `applicant-upload-provider`, `applicant-upload-namespace`,
+/// `applicant-upload-class`, `applicant-upload-agreement`,
+/// `applicant-upload-fusion`); store errors.
 pub fn registrant(
     store: &Store,
     catalog: &Catalog,
@@ -48,23 +51,53 @@ pub fn registrant(
 ) -> Result<Registrant, RuntimeError> {
     let provider = dataset.provider.id.as_str();
     let id = &dataset.id;
-    let not_owner = || {
-        RuntimeError::refused(
-            "not-owner",
-            format!("only an owner account of provider `{provider}` registers {id}"),
-        )
-    };
     match store.role(account)? {
         Some(Role::DataOwner { provider: p }) if p == provider => return Ok(Registrant::ProviderOwner),
         Some(Role::Applicant) => {}
-        _ => return Err(not_owner()),
+        _ => {
+            return Err(RuntimeError::refused(
+                "not-owner",
+                format!("only an owner account of provider `{provider}` registers {id}"),
+            ));
+        }
+    }
+    let own = own_provider(store, account)?;
+    if own != provider {
+        return Err(RuntimeError::refused(
+            "applicant-upload-provider",
+            format!("`{account}` registers its own data under its enterprise provider `{own}`, not `{provider}`"),
+        ));
     }
     if dataset.provider.kind != ProviderKind::Enterprise {
         return Err(RuntimeError::refused(
             "applicant-upload-provider",
+            format!("the entry of {id} names provider `{provider}` of kind government; it is of kind `enterprise`"),
+        ));
+    }
+    if let Some(other) = catalog
+        .iter()
+        .find(|d| d.provider.id != provider && d.provider.name.trim() == dataset.provider.name.trim())
+    {
+        return Err(RuntimeError::refused(
+            "applicant-upload-provider",
             format!(
-                "an applicant registers only its own enterprise's data: the entry of {id} names provider \
-                 `{provider}` of kind government; give `kind = \"enterprise\"` and your enterprise's provider id"
+                "the provider name `{}` is provider `{}`'s; give your enterprise's own name",
+                dataset.provider.name, other.provider.id
+            ),
+        ));
+    }
+    let namespace = id.namespace();
+    let taken = catalog
+        .iter()
+        .any(|d| d.id.namespace() == namespace && d.provider.id != provider);
+    if namespace == GOVERNMENT_NAMESPACE || taken {
+        return Err(RuntimeError::refused(
+            "applicant-upload-namespace",
+            format!(
+                "the namespace `{namespace}` of {id} holds another provider's datasets; name your tables in a \
+                 namespace of your own (e.g. `{}.{}`)",
+                provider.replace('-', "_"),
+                id.table()
             ),
         ));
     }
@@ -77,26 +110,50 @@ pub fn registrant(
             ),
         ));
     }
-    match store.enterprise_provider_of(account)? {
-        Some(own) if own == provider => {}
-        Some(own) => {
-            return Err(RuntimeError::refused(
-                "applicant-upload-provider",
-                format!("`{account}` registers for its enterprise provider `{own}` only, not `{provider}`"),
-            ));
-        }
-        None => {
-            let named = catalog.iter().any(|d| d.provider.id == provider);
-            if named || store.provider_has_owner(provider)? {
-                return Err(not_owner());
-            }
-        }
-    }
+    check_applicant_fusions(store, account, id, fusion_partners)?;
+    Ok(Registrant::Enterprise {
+        provider: provider.to_string(),
+    })
+}
+
+/// The namespace of the government's datasets: never an enterprise's.
+pub const GOVERNMENT_NAMESPACE: &str = "gov";
+
+/// The enterprise provider assigned to an applicant, or the refusal.
+fn own_provider(store: &Store, account: &str) -> Result<String, RuntimeError> {
+    store.enterprise_provider_of(account)?.ok_or_else(|| {
+        RuntimeError::refused(
+            "applicant-upload-provider",
+            format!(
+                "`{account}` has no enterprise provider: the operator gives an applicant one when it creates the \
+                 account (`account create … --role applicant --provider ID`), and only then may it bring its own data"
+            ),
+        )
+    })
+}
+
+/// The rule on an applicant's own table's fusions, at registration and at
+/// every later policy change: while the applicant holds an active
+/// agreement, at least one `[[fusion]]`, each with a dataset one of its
+/// active agreements covers.
+///
+/// # Errors
+/// [`RuntimeError::Refused`] (`applicant-upload-agreement`,
+/// `applicant-upload-fusion`); store errors.
+pub fn check_applicant_fusions(
+    store: &Store,
+    account: &str,
+    dataset: &DatasetId,
+    fusion_partners: &[DatasetId],
+) -> Result<(), RuntimeError> {
     let agreements = store.active_agreements_held_by(account)?;
     if agreements.is_empty() {
         return Err(RuntimeError::refused(
             "applicant-upload-agreement",
-            format!("an applicant brings its own data only while it holds an active agreement; `{account}` holds none"),
+            format!(
+                "an applicant brings in and changes its own data only while it holds an active agreement; \
+                 `{account}` holds none"
+            ),
         ));
     }
     let covered: BTreeSet<&DatasetId> = agreements.iter().flat_map(|a| a.terms.datasets.iter()).collect();
@@ -104,7 +161,7 @@ pub fn registrant(
         return Err(RuntimeError::refused(
             "applicant-upload-fusion",
             format!(
-                "the policy of {id} declares no [[fusion]]: enterprise data is brought in to be fused with a \
+                "the policy of {dataset} declares no [[fusion]]: enterprise data is brought in to be fused with a \
                  dataset your agreements cover ({})",
                 names(&covered)
             ),
@@ -114,15 +171,13 @@ pub fn registrant(
         return Err(RuntimeError::refused(
             "applicant-upload-fusion",
             format!(
-                "the policy of {id} declares a fusion with {outside}, which none of your active agreements \
+                "the policy of {dataset} declares a fusion with {outside}, which none of your active agreements \
                  covers ({})",
                 names(&covered)
             ),
         ));
     }
-    Ok(Registrant::Enterprise {
-        provider: provider.to_string(),
-    })
+    Ok(())
 }
 
 fn names(covered: &BTreeSet<&DatasetId>) -> String {
@@ -136,9 +191,10 @@ fn names(covered: &BTreeSet<&DatasetId>) -> String {
 /// agreement for its enterprise provider's datasets and new ids.
 ///
 /// # Errors
-/// [`RuntimeError::Refused`] (`not-owner`, `applicant-upload-agreement`).
+/// [`RuntimeError::Refused`] (`not-owner`, `applicant-upload-provider`,
+/// `applicant-upload-agreement`).
 pub fn may_upload(store: &Store, catalog: &Catalog, account: &str, dataset: &DatasetId) -> Result<(), RuntimeError> {
-    let installed = catalog.get(dataset).map(|d| d.provider.id.clone());
+    let installed = catalog.get(dataset).map(|d| (d.provider.id.clone(), d.provider.kind));
     let not_owner = |p: &str| {
         RuntimeError::refused(
             "not-owner",
@@ -147,12 +203,13 @@ pub fn may_upload(store: &Store, catalog: &Catalog, account: &str, dataset: &Dat
     };
     match store.role(account)? {
         Some(Role::DataOwner { provider }) => match installed {
-            Some(p) if p != provider => Err(not_owner(&p)),
+            Some((p, _)) if p != provider => Err(not_owner(&p)),
             _ => Ok(()),
         },
         Some(Role::Applicant) => {
-            if let Some(p) = installed
-                && store.enterprise_provider_of(account)?.as_deref() != Some(p.as_str())
+            let own = own_provider(store, account)?;
+            if let Some((p, kind)) = installed
+                && (p != own || kind != ProviderKind::Enterprise)
             {
                 return Err(not_owner(&p));
             }

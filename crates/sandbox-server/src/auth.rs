@@ -61,6 +61,18 @@ impl Caller {
         self.owned_provider.as_deref()
     }
 
+    /// Whether the caller owns the dataset `entry` describes: a data owner
+    /// of its provider, or the applicant whose enterprise provider it is,
+    /// for a dataset of kind `enterprise` only.
+    pub fn owns(&self, entry: &sandbox_model::Dataset) -> bool {
+        let kind_ok = match self.role {
+            Role::DataOwner { .. } => true,
+            Role::Applicant => entry.provider.kind == sandbox_model::ProviderKind::Enterprise,
+            Role::Operator => false,
+        };
+        kind_ok && self.provider() == Some(entry.provider.id.as_str())
+    }
+
     pub fn require_applicant(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Applicant => Ok(()),

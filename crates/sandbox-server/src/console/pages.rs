@@ -218,7 +218,7 @@ pub(crate) async fn dataset(
 ) -> PageResult {
     let view = View::of(&session);
     let Json(page) = routes::dataset_page(State(state.clone()), session.caller.clone(), PathParam(dataset)).await?;
-    let owns = session.caller.provider() == Some(page.dataset.provider.id.as_str());
+    let owns = session.caller.owns(&page.dataset);
     let class = serde_json::to_value(page.dataset.open_class)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

@@ -21,16 +21,8 @@ fn can_see(state: &AppState, caller: &Caller, holder: &str, datasets: &[DatasetI
     if caller.is_operator() || caller.account == holder {
         return true;
     }
-    let Some(provider) = caller.provider() else {
-        return false;
-    };
-    datasets.iter().any(|d| {
-        state
-            .sandbox
-            .catalog()
-            .get(d)
-            .is_some_and(|e| e.provider.id == provider)
-    })
+    let catalog = state.sandbox.catalog();
+    datasets.iter().any(|d| catalog.get(d).is_some_and(|e| caller.owns(e)))
 }
 
 /// An application as submitted (`POST`) or revised (`PUT`).

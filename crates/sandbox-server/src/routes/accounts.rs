@@ -91,9 +91,21 @@ pub async fn create_account(
             "an account id has 1 to {MAX_ID} letters, digits, `-`, `_` or `.`"
         )));
     }
+    let mut enterprise_provider = None;
     let role = match (new.role.as_str(), new.provider) {
         ("operator", None) => Role::Operator,
         ("applicant", None) => Role::Applicant,
+        // An enterprise that brings its own data: its provider is new to
+        // the catalog (no look-alike: the store checks the id's form).
+        ("applicant", Some(provider)) => {
+            if state.sandbox.catalog().iter().any(|d| d.provider.id == provider) {
+                return Err(ApiError::invalid(format!(
+                    "provider `{provider}` is in the catalog already; an applicant's enterprise provider is its own"
+                )));
+            }
+            enterprise_provider = Some(provider);
+            Role::Applicant
+        }
         ("data_owner", Some(provider)) if state.sandbox.catalog().iter().any(|d| d.provider.id == provider) => {
             Role::DataOwner { provider }
         }
@@ -108,7 +120,11 @@ pub async fn create_account(
                 "a data owner needs `provider` (a catalog provider id)",
             ));
         }
-        (_, Some(_)) => return Err(ApiError::invalid("`provider` goes with the data_owner role only")),
+        (_, Some(_)) => {
+            return Err(ApiError::invalid(
+                "`provider` goes with the data_owner and applicant roles only",
+            ));
+        }
         (other, None) => {
             return Err(ApiError::invalid(format!(
                 "unknown role `{other}`: operator, applicant or data_owner"
@@ -119,6 +135,9 @@ pub async fn create_account(
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;
     let token = format!("sbx_{}", hex::encode(bytes));
-    store.create_account(&new.id, &role, &token, &by)?;
+    match &enterprise_provider {
+        Some(provider) => store.create_enterprise_applicant(&new.id, &token, provider, &by)?,
+        None => store.create_account(&new.id, &role, &token, &by)?,
+    }
     Ok((StatusCode::CREATED, Json(CreatedAccount { account: new.id, token })))
 }

@@ -273,13 +273,11 @@ pub async fn file_complaint(
 pub async fn list_complaints(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ComplaintView>>> {
     let catalog = state.sandbox.catalog();
     let owns = |dataset: &str| {
-        caller.provider().is_some_and(|p| {
-            dataset
-                .parse::<DatasetId>()
-                .ok()
-                .and_then(|id| catalog.get(&id))
-                .is_some_and(|d| d.provider.id == p)
-        })
+        dataset
+            .parse::<DatasetId>()
+            .ok()
+            .and_then(|id| catalog.get(&id))
+            .is_some_and(|d| caller.owns(d))
     };
     Ok(Json(
         state
