@@ -394,11 +394,31 @@ fn key_hash(cells: &[Cell], key: &[usize]) -> Option<u128> {
 /// current). Fails, leaving nothing behind, on any error or when the
 /// quality report breaks the owner's thresholds.
 pub fn stage(layout: &DataLayout, key: &PseudonymKey, reg: &Registration<'_>) -> Result<StagedVersion, IngestError> {
-    let plan = plan(layout, reg)?;
-    let format = detect_format(reg.file, &reg.options)?;
-    let id = plan.dataset.id.clone();
+    // The dataset is locked before its installed entry is read (who
+    // provides it): two first registrations of one id by different
+    // providers cannot both pass that check.
+    let (entry, _) = parse_entry(reg.entry)?;
+    let id = entry.id.clone();
     let dataset_dir = layout.dataset_dir(&id);
+    let existed = dataset_dir.exists();
     let lock = DatasetLock::acquire(&dataset_dir, &id)?;
+    let planned = plan(layout, reg).and_then(|p| Ok((p, detect_format(reg.file, &reg.options)?)));
+    let (plan, format) = match planned {
+        Ok(planned) => planned,
+        Err(e) => {
+            // A refused first registration leaves no directory behind.
+            drop(lock);
+            if !existed {
+                let namespace = dataset_dir.parent().map(Path::to_path_buf);
+                drop(RemoveOnDrop(Some(dataset_dir)));
+                // And no empty namespace directory (only removed if empty).
+                if let Some(ns) = namespace {
+                    let _ = std::fs::remove_dir(ns);
+                }
+            }
+            return Err(e);
+        }
+    };
     layout::clean_leftovers(&dataset_dir)?;
     let version = layout::version_numbers(&dataset_dir)?.last().copied().unwrap_or(0) + 1;
     let nonce = {
