@@ -1,9 +1,9 @@
 //! Red-team attacks on enterprise uploads by applicants (attack5): an
 //! applicant that registers its own table, owns it and writes its policy,
 //! turned against the government owners and their data. Each test asserts
-//! the secure behaviour; a failing test is a finding (see the report on
-//! branch attack5). Dataset ids carry a per-test `atkN` tag: test servers
-//! share the generated tables' directory.
+//! the secure behaviour; all six findings were fixed (docs/red-team-2026-11-30.md,
+//! fourth attack) and the tests stay as regression tests. Dataset ids carry
+//! a per-test `atkN` tag: test servers share the generated tables' directory.
 
 use crate::server_support::{Client, OPS_TOKEN, TestServer, approval};
 use sandbox_server::ServerConfig;
@@ -136,6 +136,12 @@ struct World {
 /// A server with the tax office (`shanghai-tax`) and its `gov.<tag>_refunds`,
 /// and the adversary applicant `adv` holding an agreement on it.
 fn world(tag: &str) -> World {
+    world_as(tag, &format!("{tag}-co"))
+}
+
+/// [`world`] with the adversary's enterprise provider `adv_provider`
+/// (assigned by the operator, as the sandbox requires).
+fn world_as(tag: &str, adv_provider: &str) -> World {
     let keys = tempfile::tempdir().expect("tmp");
     let server = TestServer::start(ServerConfig {
         pseudonym_key: Some(keys.path().join("pseudonym.key")),
@@ -145,7 +151,7 @@ fn world(tag: &str) -> World {
     // Data owner accounts need a catalog provider: the shipped tax office.
     let provider = "shanghai-tax".to_string();
     let tax_token = ops.create_account("tax-owner", "data_owner", Some(&provider));
-    let adv_token = ops.create_account("adv", "applicant", None);
+    let adv_token = ops.create_account("adv", "applicant", Some(adv_provider));
     let gov = format!("gov.{tag}_refunds");
     let (status, body) = register(
         &server,
@@ -199,7 +205,7 @@ fn some_customers() -> String {
 /// applicant's table.)
 #[test]
 fn atk_preclaimed_provider_owns_a_later_government_department() {
-    let w = world("atk1");
+    let w = world_as("atk1", "atk1-stats");
     let (status, body) = register(
         &w.server,
         &w.adv_token,
@@ -214,52 +220,10 @@ fn atk_preclaimed_provider_owns_a_later_government_department() {
         "/v1/accounts",
         &json!({"id": "stats-owner", "role": "data_owner", "provider": "atk1-stats"}),
     );
-    if status != 201 {
-        // Refusing a data owner account for a claimed provider is a fix.
-        eprintln!("account refused: {body}");
-        return;
-    }
-    let stats_token = body["token"].as_str().expect("token").to_string();
-    let (status, body) = register(
-        &w.server,
-        &stats_token,
-        "gov.atk1_stats",
-        &gov_csv(),
-        &entry("gov.atk1_stats", "atk1-stats", "上海市统计局", "government"),
-        &strict("gov.atk1_stats", ""),
-    );
-    if status != 201 {
-        eprintln!("government registration refused: {body}");
-        return;
-    }
-    let adv = w.server.client(Some(&w.adv_token));
-    // k = 2, ε 50 per query, budget 1000.
-    let weak = policy(
-        "gov.atk1_stats",
-        KEY_ROLES,
-        "mode = \"dp\"\nmin_units = 2",
-        "epsilon_per_query = 50.0\ndelta = 1e-4\nepsilon_budget = 1000.0\nmax_groups_per_unit = 1\nmax_rows_per_group = 1",
-        "",
-    );
-    let (status, body) = adv.call("PUT", "/v1/policies/gov.atk1_stats", Some(&json!({"toml": weak})));
-    assert_eq!(
-        (status, body["error"]["rule"].as_str()),
-        (403, Some("not-owner")),
-        "an applicant rewrote the output policy of a government dataset: {body}"
-    );
-    // Nor does it decide applications for government data.
-    let victim_token = w.ops.create_account("victim", "applicant", None);
-    let victim = w.server.client(Some(&victim_token));
-    let application = json!({
-        "id": "v1", "datasets": ["gov.atk1_stats"], "columns": ["gov.atk1_stats.value"],
-        "job_kinds": ["sql"], "scenario": "aggregates only", "materials": ["营业执照"],
-    });
-    assert_eq!(victim.post("/v1/applications", &application).0, 201);
-    let (status, body) = adv.post("/v1/applications/v1/decision", &approval(5.0, 100));
-    assert_ne!(
-        status, 200,
-        "an applicant decided an application for government data: {body}"
-    );
+    // Fixed: one provider id has one kind of owner, so the department
+    // gets an id of its own and never shares the applicant's.
+    assert_eq!(status, 400, "a data owner account for an applicant's provider: {body}");
+    assert!(body.to_string().contains("enterprise provider"), "{body}");
 }
 
 /// MEDIUM. The dataset namespace is "the provider's short name" (model
@@ -290,6 +254,20 @@ fn atk_enterprise_table_in_the_government_namespace_is_refused() {
 #[test]
 fn atk_look_alike_provider_id_is_refused() {
     let w = world("atk3");
+    // The operator cannot assign a look-alike either.
+    for provider in [
+        "shanghai-tax\u{200b}",
+        "shanghai-tax ",
+        "Shanghai-tax",
+        "sh\u{430}nghai-tax",
+        "shanghai-tax",
+    ] {
+        let (status, body) = w.ops.post(
+            "/v1/accounts",
+            &json!({"id": "look-alike", "role": "applicant", "provider": provider}),
+        );
+        assert_eq!(status, 400, "{provider:?}: {body}");
+    }
     for (n, provider) in [
         "shanghai-tax\u{200b}",
         "shanghai-tax ",

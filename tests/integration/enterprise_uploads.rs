@@ -1,9 +1,9 @@
-//! An applicant brings its own enterprise table (政企数据融合): only while it
-//! holds an active agreement, only under an enterprise provider nobody else
-//! owns, only to fuse with data its agreements cover; it becomes the
-//! table's owner, its raw rows still leave only as its policy releases
-//! them, and a job fusing it with government data runs only once the
-//! government owner permits the fusion too.
+//! An applicant brings its own enterprise table (政企数据融合): only under
+//! the enterprise provider the operator assigned to it, in a namespace of
+//! its own, while it holds an active agreement, and only to fuse with data
+//! its agreements cover; it owns the table, its raw rows still leave only
+//! as its policy releases them, and a job fusing it with government data
+//! runs only once the government owner permits the fusion too.
 
 use crate::server_support::{Client, OPS_TOKEN, TestServer, approval};
 use sandbox_server::ServerConfig;
@@ -57,11 +57,15 @@ refund = {{ role = "measure", bounds = [0.0, 1000.0] }}
 
 /// The fintech's own table's entry, with its provider and open class.
 fn customers_entry(provider: &str, kind: &str, class: &str) -> String {
+    customers_entry_as("fintech.customers", provider, "示例金融科技公司", kind, class)
+}
+
+fn customers_entry_as(id: &str, provider: &str, name: &str, kind: &str, class: &str) -> String {
     format!(
         r#"
-id = "fintech.customers"
+id = "{id}"
 title = "小微企业客户"
-provider = {{ id = "{provider}", name = "示例金融科技公司", kind = "{kind}" }}
+provider = {{ id = "{provider}", name = "{name}", kind = "{kind}" }}
 domain = "finance"
 summary = "The fintech's small-business customers and their credit lines."
 update_frequency = "monthly"
@@ -159,7 +163,7 @@ fn an_applicant_brings_its_own_table_owns_it_and_fuses_it_only_with_every_owners
     });
     let ops = server.client(Some(OPS_TOKEN));
     let tax_token = ops.create_account("tax-owner", "data_owner", Some("shanghai-tax"));
-    let fintech_token = ops.create_account("fintech", "applicant", None);
+    let fintech_token = ops.create_account("fintech", "applicant", Some("fintech-co"));
     let rival_token = ops.create_account("rival", "applicant", None);
     let (tax, fintech) = (server.client(Some(&tax_token)), server.client(Some(&fintech_token)));
 
@@ -194,7 +198,10 @@ fn an_applicant_brings_its_own_table_owns_it_and_fuses_it_only_with_every_owners
     let upload = "/v1/datasets/fintech.customers/upload";
     let register = "/v1/datasets/fintech.customers/register";
 
-    // Without an agreement, an applicant brings nothing in.
+    // An applicant without an enterprise provider brings nothing in, nor
+    // one without an agreement.
+    let answer = put(&server, &rival_token, upload, customers.as_bytes());
+    assert_eq!(rule(&answer), (403, Some("applicant-upload-provider")), "{}", answer.1);
     let answer = put(&server, &fintech_token, upload, customers.as_bytes());
     assert_eq!(rule(&answer), (403, Some("applicant-upload-agreement")), "{}", answer.1);
 
@@ -220,7 +227,18 @@ fn an_applicant_brings_its_own_table_owns_it_and_fuses_it_only_with_every_owners
         (
             customers_entry("shanghai-tax", "enterprise", "conditional"),
             customers_policy(FUSE_WITH_REFUNDS),
-            "not-owner",
+            "applicant-upload-provider",
+        ),
+        (
+            customers_entry_as(
+                "fintech.customers",
+                "fintech-co",
+                "国家税务总局上海市税务局",
+                "enterprise",
+                "conditional",
+            ),
+            customers_policy(FUSE_WITH_REFUNDS),
+            "applicant-upload-provider",
         ),
         (
             customers_entry("fintech-co", "enterprise", "open"),
@@ -238,7 +256,9 @@ fn an_applicant_brings_its_own_table_owns_it_and_fuses_it_only_with_every_owners
             "applicant-upload-fusion",
         ),
     ];
+    // (Each registration call removes the upload, refused or not.)
     for (entry, policy, expected) in &refusals {
+        assert_eq!(put(&server, &fintech_token, upload, customers.as_bytes()).0, 201);
         let answer = fintech.post(
             register,
             &json!({"entry": entry, "policy": policy, "key": ["credit_code"]}),
@@ -246,15 +266,28 @@ fn an_applicant_brings_its_own_table_owns_it_and_fuses_it_only_with_every_owners
         assert_eq!(rule(&answer), (403, Some(*expected)), "{}", answer.1);
         assert!(!in_catalog(&ops, "fintech.customers"));
     }
-    let (_, me) = fintech.get("/v1/me");
-    assert_eq!(
-        me["provider"],
-        Value::Null,
-        "a refused registration claims nothing: {me}"
+    // Not in the government's namespace either.
+    let gov_id = "gov.fintech_customers";
+    let answer = put(
+        &server,
+        &fintech_token,
+        &format!("/v1/datasets/{gov_id}/upload"),
+        customers.as_bytes(),
     );
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    let answer = fintech.post(
+        &format!("/v1/datasets/{gov_id}/register"),
+        &json!({
+            "entry": customers_entry_as(gov_id, "fintech-co", "示例金融科技公司", "enterprise", "conditional"),
+            "policy": customers_policy(FUSE_WITH_REFUNDS).replace("fintech.customers", gov_id),
+        }),
+    );
+    assert_eq!(rule(&answer), (403, Some("applicant-upload-namespace")), "{}", answer.1);
+    assert!(!in_catalog(&ops, gov_id));
 
-    // Its own table, fused with what its agreement covers: registered, and
-    // the fintech now owns provider `fintech-co`.
+    // Its own table, fused with what its agreement covers: registered; the
+    // fintech owns it.
+    assert_eq!(put(&server, &fintech_token, upload, customers.as_bytes()).0, 201);
     let entry = customers_entry("fintech-co", "enterprise", "conditional");
     let (status, manifest) = fintech.post(
         register,
@@ -271,7 +304,7 @@ fn an_applicant_brings_its_own_table_owns_it_and_fuses_it_only_with_every_owners
         (Some("applicant"), Some("fintech-co"))
     );
     let (_, ledger) = ops.get("/v1/audit");
-    assert!(ledger.to_string().contains("enterprise_provider_claimed"), "{ledger}");
+    assert!(ledger.to_string().contains("enterprise_provider_assigned"), "{ledger}");
     // No raw credit code of either registered table is stored in the data
     // directory (the generated demo tables keep theirs: they are synthetic).
     let raw = code(150);
@@ -291,9 +324,16 @@ fn an_applicant_brings_its_own_table_owns_it_and_fuses_it_only_with_every_owners
         );
     }
 
-    // Another applicant may not register versions of it.
-    let answer = put(&server, &rival_token, upload, customers.as_bytes());
+    // Another enterprise may not register versions of it.
+    let other_token = ops.create_account("other-co-account", "applicant", Some("other-co"));
+    let answer = put(&server, &other_token, upload, customers.as_bytes());
     assert_eq!(rule(&answer), (403, Some("not-owner")), "{}", answer.1);
+    // Nor may a data owner account manage the fintech's provider.
+    let (status, body) = ops.post(
+        "/v1/accounts",
+        &json!({"id": "fintech-owner", "role": "data_owner", "provider": "fintech-co"}),
+    );
+    assert_eq!(status, 400, "{body}");
 
     // To use its table in jobs, the fintech applies like anyone; it decides
     // its own dataset's part, the tax office the refunds'.

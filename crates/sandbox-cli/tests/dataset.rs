@@ -360,14 +360,22 @@ on = [["credit_code", "credit_code"]]
 "#;
 
 #[test]
-fn an_applicant_registers_its_own_table_from_the_cli_only_under_an_agreement() {
+fn an_applicant_registers_its_own_table_from_the_cli_only_under_its_provider_and_an_agreement() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
     let (ops, market, _) = accounts(dir);
     let fintech = token(&sandbox(
         dir,
         Some(&ops),
-        &["account", "create", "fintech", "--role", "applicant"],
+        &[
+            "account",
+            "create",
+            "fintech",
+            "--role",
+            "applicant",
+            "--provider",
+            "fintech-co",
+        ],
     ));
     let files = dir.join("files");
     std::fs::create_dir_all(&files).expect("mkdir");
@@ -390,6 +398,14 @@ fn an_applicant_registers_its_own_table_from_the_cli_only_under_an_agreement() {
     );
     let register = || sandbox(dir, Some(&fintech), &register_args(csv, entry, policy, &[]));
 
+    // A plain applicant (no enterprise provider) may not.
+    let plain = token(&sandbox(
+        dir,
+        Some(&ops),
+        &["account", "create", "plain", "--role", "applicant"],
+    ));
+    let (_, err) = refused(&sandbox(dir, Some(&plain), &register_args(csv, entry, policy, &[])));
+    assert!(err.contains("[rule: applicant-upload-provider]"), "{err}");
     // No agreement: refused, nothing installed.
     let (_, err) = refused(&register());
     assert!(err.contains("[rule: applicant-upload-agreement]"), "{err}");
@@ -432,8 +448,8 @@ fn an_applicant_registers_its_own_table_from_the_cli_only_under_an_agreement() {
     assert!(ok(&sandbox(dir, None, &["catalog"])).contains("fintech.clients"));
     let ledger = ok(&sandbox(dir, Some(&ops), &["audit", "export"]));
     assert!(
-        ledger.contains("enterprise_provider_claimed"),
-        "the claim is in the ledger"
+        ledger.contains("enterprise_provider_assigned"),
+        "the assignment is in the ledger"
     );
     // Now its owner: it withdraws its table; the market regulator may not.
     let (_, err) = refused(&sandbox(

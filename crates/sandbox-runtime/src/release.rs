@@ -47,8 +47,9 @@ impl ExtraParts {
         ExtraParts {
             selection: !public,
             // Without public keys, partition selection's threshold is
-            // already at least k.
-            k_threshold: sdc && public && rules.min_units > 1,
+            // already at least k; public keys waive k only for their own
+            // owner's data.
+            k_threshold: rules.dp && (rules.threshold || rules.foreign_public_keys) && public && rules.min_units > 1,
             dominance: sdc && !rules.dominance.is_empty() && !dominance_measures(specs).is_empty(),
         }
     }

@@ -29,6 +29,26 @@ pub struct ReleaseRules {
     /// L over all groups, when a policy sets one: the largest any policy
     /// allows (a policy without L allows its G · R), like R.
     pub max_rows_per_unit: Option<u32>,
+    /// The groups are public key sets that one protected dataset's owner
+    /// declared while the query reads another protected dataset: that
+    /// other owner never accepted groups of any size, so k is enforced on
+    /// them with a noisy distinct-unit count, as under threshold rules
+    /// ([`public_keys_of_another_owner`]).
+    pub foreign_public_keys: bool,
+}
+
+/// Whether a GROUP BY key's public key set was declared by the owner of one
+/// protected dataset while the query reads another protected dataset (or a
+/// key's source is unknown): then public keys do not waive the other
+/// owner's k.
+pub fn public_keys_of_another_owner(q: &sandbox_sql::CheckedQuery) -> bool {
+    q.group_keys.iter().any(|k| {
+        k.public_keys.is_some()
+            && match &k.source {
+                Some(source) => q.protected.iter().any(|d| *d != source.dataset),
+                None => true,
+            }
+    })
 }
 
 pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<ReleaseRules, RuntimeError> {
@@ -45,6 +65,7 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         max_groups_per_unit: u32::MAX,
         max_rows_per_group: 1,
         max_rows_per_unit: None,
+        foreign_public_keys: false,
     };
     let mut any_l = false;
     let mut l_most = 0u32;

@@ -574,7 +574,8 @@ impl Sandbox {
                 .await
                 .map_err(|_| RuntimeError::Setup("the trial call's worker stopped".into()))??;
         }
-        let rules = combine(query.protected.iter().filter_map(|d| policies.get(d)))?;
+        let mut rules = combine(query.protected.iter().filter_map(|d| policies.get(d)))?;
+        rules.foreign_public_keys = crate::rules::public_keys_of_another_owner(&query);
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
         let public = public_count.is_some();

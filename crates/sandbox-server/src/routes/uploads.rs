@@ -166,8 +166,8 @@ pub async fn upload_data(
             "upload-quota",
             format!(
                 "you have {} uploads waiting to be registered ({}); register them first (a registration \
-                 that reads the file removes its upload, whether it is registered or refused), or upload \
-                 again to one of those datasets, which replaces your upload there",
+                 call removes its upload, whether it registers or is refused), or upload again to one of \
+                 those datasets, which replaces your upload there",
                 waiting.len(),
                 waiting.join(", ")
             ),
@@ -302,10 +302,23 @@ fn parse_entry(text: &str) -> ApiResult<Dataset> {
     parsed.map_err(|e| ApiError::invalid(format!("not a catalog entry: {e}")))
 }
 
+/// Removes an upload when dropped (the end of the call that registers it).
+struct UploadDone(PathBuf);
+
+impl Drop for UploadDone {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %self.0.display(), %e, "an upload could not be removed");
+        }
+    }
+}
+
 /// Registers the caller's upload as a new version (data owners): checked,
 /// pseudonymized, made current for jobs that start afterwards, recorded in
 /// the ledger; answers the version's manifest with its quality report. A
-/// refusal registers nothing.
+/// refusal registers nothing. Either way the upload is removed.
 #[utoipa::path(post, path = "/v1/datasets/{dataset}/register", tag = "catalog", security(("bearer" = [])),
     params(("dataset" = String, Path)), request_body = RegisterRequest,
     responses((status = 201, description = "the version's manifest with its quality report", content_type = "application/json"),
@@ -317,6 +330,10 @@ pub async fn register_upload(
     JsonBody(request): JsonBody<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let id = dataset_id(&dataset)?;
+    // Registered or refused, the call ends the caller's upload: a raw file
+    // never waits in the sandbox after the call that names it.
+    let (_, _, ready) = upload_paths(&state, &id, &caller.account);
+    let _upload = UploadDone(ready.clone());
     check_owner(&state, &caller, &id)?;
     let root = state.sandbox.data_dir().root().to_path_buf();
     let entry = match &request.entry {
@@ -339,7 +356,6 @@ pub async fn register_upload(
         &subject.dataset,
         &subject.fusion_partners,
     )?;
-    let (_, _, ready) = upload_paths(&state, &id, &caller.account);
     if !ready.is_file() {
         return Err(ApiError::not_found(format!(
             "no complete upload of {id} from you; PUT /v1/datasets/{id}/upload first"
