@@ -204,13 +204,16 @@ mod tests {
                 &token('c'),
                 "op",
             )
-            .unwrap();
+            .expect("store");
             s.create_enterprise_applicant("fintech", &token('a'), "fintech-co", "op")
-                .unwrap();
-            assert_eq!(s.owned_provider("fintech").unwrap().as_deref(), Some("fintech-co"));
-            assert_eq!(s.owned_provider("tax-office").unwrap().as_deref(), Some("tax"));
+                .expect("store");
+            assert_eq!(
+                s.owned_provider("fintech").expect("store").as_deref(),
+                Some("fintech-co")
+            );
+            assert_eq!(s.owned_provider("tax-office").expect("store").as_deref(), Some("tax"));
 
-            let before = s.audit_entries().unwrap().len();
+            let before = s.audit_entries().expect("store").len();
             for (id, provider, says) in [
                 ("rival", "fintech-co", "assigned to another account"),
                 ("rival", "tax", "has data owner accounts"),
@@ -221,7 +224,7 @@ mod tests {
             ] {
                 let e = s
                     .create_enterprise_applicant(id, &token('b'), provider, "op")
-                    .unwrap_err()
+                    .expect_err("refused")
                     .to_string();
                 assert!(e.contains(says), "{provider:?}: {e}");
             }
@@ -234,24 +237,24 @@ mod tests {
                     &token('d'),
                     "op",
                 )
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string();
             assert!(e.contains("an applicant's enterprise provider"), "{e}");
             assert_eq!(
-                s.audit_entries().unwrap().len(),
+                s.audit_entries().expect("store").len(),
                 before,
                 "a refused account writes nothing"
             );
-            assert_eq!(s.role("rival").unwrap(), None, "nor is the account created");
+            assert_eq!(s.role("rival").expect("store"), None, "nor is the account created");
 
             s.record_enterprise_dataset_version(&record("fintech.customers", "fintech"), "fintech-co")
-                .unwrap();
+                .expect("store");
             let e = s
                 .record_enterprise_dataset_version(&record("x.y", "fintech"), "tax")
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string();
             assert!(e.contains("only for its own enterprise provider"), "{e}");
-            let kinds: Vec<String> = s.audit_entries().unwrap().into_iter().map(|e| e.kind).collect();
+            let kinds: Vec<String> = s.audit_entries().expect("store").into_iter().map(|e| e.kind).collect();
             assert_eq!(kinds.iter().filter(|k| *k == "enterprise_provider_assigned").count(), 1);
             assert_eq!(kinds.iter().filter(|k| *k == "dataset_version").count(), 1);
         }
