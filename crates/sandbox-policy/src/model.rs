@@ -3,6 +3,7 @@
 //! Values of these types only exist after validation, so code that holds a
 //! [`Policy`] may rely on every invariant documented here.
 
+use crate::desensitize::Desensitization;
 use sandbox_model::{ColumnRole, DatasetId, RoleSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,11 +167,41 @@ pub struct ColumnPolicy {
     pub public_keys: Option<Vec<PublicKey>>,
     /// For measures: public bounds `[lower, upper]`, lower < upper, finite.
     pub bounds: Option<(f64, f64)>,
+    /// The column's desensitization rule (`[desensitize]`), only on a
+    /// dimension, public or measure column. On a dimension or public
+    /// column every job sees only the coarsened values; on a measure it
+    /// applies to sample datasets only (a measure leaves only aggregated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desensitize: Option<Desensitization>,
 }
 
 impl ColumnPolicy {
     pub fn has(&self, role: ColumnRole) -> bool {
         self.roles.contains(role)
+    }
+
+    /// The public key set as released: each key under the column's
+    /// desensitization rule, duplicates dropped, in order of first
+    /// appearance (`[18, 20, 23]` under `band = 5` → `[15, 20]`). `None`
+    /// when the column has no public keys. `public_keys` itself keeps the
+    /// owner's keys, which describe the stored (raw) values.
+    pub fn released_public_keys(&self) -> Option<Vec<PublicKey>> {
+        let keys = self.public_keys.as_ref()?;
+        let Some(rule) = &self.desensitize else {
+            return Some(keys.clone());
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for k in keys {
+            let k = match k {
+                PublicKey::Int(i) => PublicKey::Int(rule.apply_i64(*i)),
+                PublicKey::Str(s) => PublicKey::Str(rule.apply_str(s)),
+            };
+            if seen.insert(k.clone()) {
+                out.push(k);
+            }
+        }
+        Some(out)
     }
 }
 

@@ -48,6 +48,17 @@ fn column(c: &ColumnPolicy) -> String {
     format!("{{ {} }}", parts.join(", "))
 }
 
+fn desensitization(r: &crate::Desensitization) -> String {
+    use crate::Desensitization as D;
+    let value = match r {
+        D::Band(w) => float(*w),
+        D::Bands(edges) => list(edges.iter().map(|e| float(*e))),
+        D::TruncateDate(u) => string(u.as_str()),
+        D::TruncateChars(n) | D::MaskKeepFirst(n) | D::MaskKeepLast(n) => n.to_string(),
+    };
+    format!("{{ {} = {value} }}", r.key())
+}
+
 /// The policy in the file format. Every string and odd key goes through the
 /// TOML writer's escaping, so the output always parses.
 pub fn to_toml(p: &Policy) -> String {
@@ -104,6 +115,18 @@ pub fn to_toml(p: &Policy) -> String {
         let _ = writeln!(out, "\n[[fusion]]\ndataset = {}", string(f.dataset.as_str()));
         let pairs = f.on.iter().map(|(a, b)| list([string(a), string(b)]));
         let _ = writeln!(out, "on = {}", list(pairs));
+    }
+
+    let rules: Vec<(&String, &crate::Desensitization)> = p
+        .columns
+        .iter()
+        .filter_map(|(name, c)| c.desensitize.as_ref().map(|r| (name, r)))
+        .collect();
+    if !rules.is_empty() {
+        let _ = writeln!(out, "\n[desensitize]");
+        for (name, rule) in rules {
+            let _ = writeln!(out, "{} = {}", table_key(name), desensitization(rule));
+        }
     }
 
     if let Some(s) = &p.sample {

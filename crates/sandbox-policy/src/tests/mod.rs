@@ -3,6 +3,7 @@
 
 mod catalog;
 mod cross;
+mod desensitize;
 mod hostile;
 mod malformed;
 mod sample;
