@@ -13,6 +13,15 @@
 //! | measure | drawn over `bins` equal-width bins of its public bounds (and null), then uniformly within the bin |
 //! | other dimension or public column | drawn over the values DP partition selection releases (dates first coarsened to months, the day then drawn uniformly); other values become null |
 //!
+//! A column with a desensitization rule (`[desensitize]` in the policy) is
+//! coarsened twice: every value read is coarsened before it is counted, so
+//! the marginals (and the values DP selection may release) are over the
+//! coarsened domain, its public keys are the coarsened key set, and every
+//! value the sample shows is coarsened again after it is drawn (a measure's
+//! value drawn within its bin, a date's day drawn within its month), so the
+//! sample shows only values the rule allows. Every rule is idempotent, so
+//! the second pass changes nothing that the first already coarsened.
+//!
 //! Where samples live (one directory per sample; `CURRENT` names the one
 //! served, replaced atomically, as for data versions):
 //!
@@ -31,7 +40,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sandbox_dp::synthetic::{self, Category, Domain, InputColumn, SampleParams, Table};
 use sandbox_model::{ColumnRole, Dataset, DatasetId, FieldType};
-use sandbox_policy::{Policy, PublicKey, SamplePolicy};
+use sandbox_policy::{Desensitization, Policy, PublicKey, SamplePolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -216,8 +225,8 @@ fn kind_of(policy: &Policy, sample: &SamplePolicy, name: &str, t: FieldType) -> 
             bins: sample.bins.max(1),
         };
     }
-    if let Some(keys) = &c.public_keys {
-        return Kind::Keys(keys.clone());
+    if let Some(keys) = c.released_public_keys() {
+        return Kind::Keys(keys);
     }
     if t == FieldType::Boolean {
         return Kind::Boolean;
@@ -440,6 +449,27 @@ impl Modeled {
     }
 }
 
+/// The desensitization rule of each field (`None` without one).
+fn rules_of(policy: &Policy, fields: &[sandbox_model::Field]) -> Vec<Option<Desensitization>> {
+    fields
+        .iter()
+        .map(|f| policy.column(&f.name).and_then(|c| c.desensitize.clone()))
+        .collect()
+}
+
+/// A cell under its column's rule (unchanged without one, and for NULL and
+/// booleans).
+fn coarsen(rule: Option<&Desensitization>, cell: Cell) -> Cell {
+    let Some(rule) = rule else { return cell };
+    match cell {
+        Cell::Int(i) => Cell::Int(rule.apply_i64(i)),
+        Cell::Float(x) if x.is_finite() => Cell::Float(rule.apply_f64(x)),
+        Cell::Str(s) => Cell::Str(rule.apply_str(&s)),
+        Cell::Date(d) => Cell::Date(rule.apply_date(d)),
+        other => other,
+    }
+}
+
 /// A fresh key for a sample row: random, never derived from a real one.
 fn fresh_key(t: FieldType, rng: &mut ChaCha20Rng) -> Cell {
     match t {
@@ -515,6 +545,7 @@ fn encode(
         .privacy_unit
         .as_ref()
         .and_then(|u| fields.iter().position(|f| &f.name == u));
+    let rules = rules_of(policy, fields);
     let mut units: HashMap<String, u32> = HashMap::new();
     let mut table = Table::default();
     let files = parquet_files(data_dir)?;
@@ -526,10 +557,18 @@ fn encode(
             // Stored data was checked at registration; a row that does not
             // read back is left out (it is the owner's own data either way).
             let Ok(cells) = row.cells else { return Ok(()) };
+            // Desensitized before anything is counted: the marginals are
+            // over the coarsened domain.
             let cells: Vec<Cell> = cells
                 .into_iter()
                 .zip(fields)
-                .map(|(raw, f)| crate::convert::coerce(raw, f.data_type).unwrap_or(Cell::Null))
+                .zip(&rules)
+                .map(|((raw, f), rule)| {
+                    coarsen(
+                        rule.as_ref(),
+                        crate::convert::coerce(raw, f.data_type).unwrap_or(Cell::Null),
+                    )
+                })
                 .collect();
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             for c in &cells {
@@ -663,6 +702,7 @@ pub fn make_sample(
         .iter()
         .map(|f| kind_of(policy, sample, &f.name, f.data_type))
         .collect();
+    let rules = rules_of(policy, fields);
 
     let dir = sample_dir(layout, &dataset.id);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -687,7 +727,12 @@ pub fn make_sample(
                     (_, Kind::FreshKey) => fresh_key(field.data_type, &mut rng),
                     (Some(c), _) => {
                         let category = fitted.marginals.columns[c].categories[drawn.columns[c][row] as usize];
-                        modeled[c].decode(category, field.data_type, &mut rng)
+                        // Coarsened again: a value drawn within a bin or a
+                        // month is shown only as the rule allows.
+                        coarsen(
+                            rules[f].as_ref(),
+                            modeled[c].decode(category, field.data_type, &mut rng),
+                        )
                     }
                     (None, _) => Cell::Null,
                 };

@@ -15,11 +15,11 @@
 //! | generalization to owner-chosen bands | `{ bands = [0, 1000, 5000] }` | int64, float64 | `x` → the largest edge `≤ x`; below the first edge → the first edge (bottom coding) |
 //! | generalization of dates | `{ truncate_to = "month" }` or `"year"` | date | the first day of the month or year |
 //! | truncation | `{ truncate_chars = 6 }` | utf8 | the first `n` characters |
-//! | masking | `{ mask_keep_first = 1 }` / `{ mask_keep_last = 4 }` | utf8 | the first (last) `n` characters and `***` after (before) them, whatever the length; a value of at most `n` characters is `***` alone |
+//! | masking | `{ mask_keep_first = 1 }` / `{ mask_keep_last = 4 }` | utf8 | the first (last) `n` characters and `***` after (before) them, whatever the length; a value of at most `n` characters is `n + 3` stars |
 //!
-//! NULL stays NULL under every rule. Generalization and truncation are
-//! idempotent (a coarsened value coarsens to itself); masking is applied
-//! exactly once, to the stored value.
+//! NULL stays NULL under every rule, and every rule is idempotent (a
+//! coarsened value coarsens to itself), so a sample dataset, already
+//! desensitized, reads the same through the rules again.
 
 use serde::Serialize;
 use std::fmt;
@@ -99,7 +99,8 @@ impl Desensitization {
     }
 
     /// The rule applied to an integer: exact integer arithmetic for
-    /// `band` (validated whole and at most [`MAX_BAND_MAGNITUDE`]).
+    /// `band` (validated whole and at most [`MAX_BAND_MAGNITUDE`]); a value
+    /// whose band starts below `i64::MIN` shows as `i64::MIN`. Never panics.
     /// Non-numeric rules return `x`.
     pub fn apply_i64(&self, x: i64) -> i64 {
         match self {
@@ -108,7 +109,8 @@ impl Desensitization {
                 if w <= 0 {
                     return x;
                 }
-                x - x.rem_euclid(w)
+                // Saturates at the bottom of the range (no band below it).
+                x.saturating_sub(x.rem_euclid(w))
             }
             Desensitization::Bands(edges) => band_edge(edges, x as f64) as i64,
             _ => x,
@@ -119,12 +121,12 @@ impl Desensitization {
     pub fn apply_str(&self, s: &str) -> String {
         match self {
             Desensitization::TruncateChars(n) => s.chars().take(*n as usize).collect(),
-            // A value of at most `n` characters would be shown whole: it
-            // is shown as the mask alone.
+            // A value of at most `n` characters would be shown whole: its
+            // kept characters are stars too (`n` stars and the mask).
             Desensitization::MaskKeepFirst(n) | Desensitization::MaskKeepLast(n)
                 if s.chars().count() <= *n as usize =>
             {
-                MASK.to_string()
+                short_mask(*n)
             }
             Desensitization::MaskKeepFirst(n) => {
                 let kept: String = s.chars().take(*n as usize).collect();
@@ -139,8 +141,9 @@ impl Desensitization {
         }
     }
 
-    /// The rule applied to a date given as days since 1970-01-01.
-    /// Non-date rules return `days`.
+    /// The rule applied to a date given as days since 1970-01-01 (a date
+    /// whose month or year starts before day `i32::MIN` shows as that day).
+    /// Never panics. Non-date rules return `days`.
     pub fn apply_date(&self, days: i32) -> i32 {
         match self {
             Desensitization::TruncateDate(unit) => {
@@ -149,7 +152,8 @@ impl Desensitization {
                     DateUnit::Month => m,
                     DateUnit::Year => 1,
                 };
-                days_from_civil(y, m, 1) as i32
+                let start = days_from_civil(y, m, 1);
+                i32::try_from(start).unwrap_or(if start < 0 { i32::MIN } else { i32::MAX })
             }
             _ => days,
         }
@@ -204,6 +208,11 @@ impl fmt::Display for Desensitization {
             Desensitization::MaskKeepLast(n) => write!(f, "mask_keep_last = {n}"),
         }
     }
+}
+
+/// What a masked value of at most `n` characters shows: `n + 3` stars.
+pub fn short_mask(n: u32) -> String {
+    format!("{}{MASK}", "*".repeat(n as usize))
 }
 
 fn chars(n: u32) -> String {
@@ -263,6 +272,9 @@ mod tests {
             [0, 0, 5, 35, 35, 40, -5, -5, -10]
         );
         assert_eq!(r.apply_f64(37.9), 35.0);
+        assert_eq!(r.apply_i64(i64::MIN), i64::MIN);
+        assert_eq!(r.apply_i64(i64::MAX), i64::MAX - 2);
+        assert_eq!(r.apply_f64(f64::INFINITY), f64::INFINITY);
         assert_eq!(r.apply_f64(-0.1), -5.0);
         let tenth = Desensitization::Band(0.5);
         assert_eq!(tenth.apply_f64(1.74), 1.5);
@@ -290,6 +302,9 @@ mod tests {
             days_from_civil(2023, 1, 1) as i32
         );
         assert_eq!(civil_from_days(days_from_civil(1969, 12, 31)), (1969, 12, 31));
+        let year = Desensitization::TruncateDate(DateUnit::Year);
+        assert_eq!(year.apply_date(i32::MIN), i32::MIN);
+        assert!(year.apply_date(i32::MAX) <= i32::MAX);
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
     }
 
@@ -297,12 +312,12 @@ mod tests {
     fn text_masks_count_characters_and_hide_the_length() {
         assert_eq!(Desensitization::MaskKeepFirst(1).apply_str("张三丰"), "张***");
         assert_eq!(Desensitization::MaskKeepFirst(1).apply_str("张三"), "张***");
-        // Never a whole value: too short to keep anything, it is the mask alone.
-        assert_eq!(Desensitization::MaskKeepFirst(1).apply_str("李"), "***");
-        assert_eq!(Desensitization::MaskKeepFirst(3).apply_str("李四"), "***");
+        // Never a whole value: too short to keep anything, it is all stars.
+        assert_eq!(Desensitization::MaskKeepFirst(1).apply_str("李"), "****");
+        assert_eq!(Desensitization::MaskKeepFirst(3).apply_str("李四"), "******");
         assert_eq!(Desensitization::MaskKeepLast(4).apply_str("13812345678"), "***5678");
-        assert_eq!(Desensitization::MaskKeepLast(4).apply_str("5678"), "***");
-        assert_eq!(Desensitization::MaskKeepLast(4).apply_str(""), "***");
+        assert_eq!(Desensitization::MaskKeepLast(4).apply_str("5678"), "*******");
+        assert_eq!(Desensitization::MaskKeepLast(4).apply_str(""), "*******");
         assert_eq!(
             Desensitization::TruncateChars(6).apply_str("上海市浦东新区世纪大道"),
             "上海市浦东新"
@@ -311,11 +326,14 @@ mod tests {
     }
 
     #[test]
-    fn generalization_and_truncation_are_idempotent() {
+    fn every_rule_is_idempotent() {
         let rules = [
             Desensitization::Band(5.0),
             Desensitization::Bands(vec![10.0, 20.0, 50.0]),
             Desensitization::TruncateChars(2),
+            Desensitization::MaskKeepFirst(1),
+            Desensitization::MaskKeepFirst(4),
+            Desensitization::MaskKeepLast(2),
             Desensitization::TruncateDate(DateUnit::Month),
             Desensitization::TruncateDate(DateUnit::Year),
         ];

@@ -447,7 +447,13 @@ impl Sandbox {
     /// their current public DP samples (a dataset without one is left out).
     pub(crate) fn session_over(&self, granted: &[DatasetId], samples: bool) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
+        let policies = self.policies();
         for d in self.catalog().iter() {
+            // The owner's desensitization rules, applied beneath the job.
+            let policy_rules = policies
+                .get(&d.id)
+                .map(sandbox_sql::desensitize::scan_rules)
+                .unwrap_or_default();
             let usable =
                 d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
             if !usable {
@@ -481,6 +487,7 @@ impl Sandbox {
                 files: files.iter().map(|f| f.display().to_string()).collect(),
                 schema: Arc::new(schema),
                 declared_max_rows_per_value: d.max_rows_per_value.clone(),
+                desensitize: policy_rules,
             });
         }
         Ok(JobSession::new(&bindings, self.limits.clone())?)

@@ -43,9 +43,9 @@ fn rules_compile_onto_their_columns_and_round_trip() {
     assert_eq!(released[0], PublicKey::Str("黄浦".into()));
     assert!(released.contains(&PublicKey::Str("浦东".into())));
     assert_eq!(released.len(), 16, "{released:?}");
-    // `F` and `M` have one character: masked whole, one released key.
+    // `F` and `M` have one character: all stars, one released key.
     let sex = p.column("sex").expect("sex").released_public_keys().expect("keys");
-    assert_eq!(sex, [PublicKey::Str("***".into())]);
+    assert_eq!(sex, [PublicKey::Str("****".into())]);
 
     // Written back and read again: the same rules.
     let text = to_toml(p);
