@@ -206,6 +206,7 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         sandbox_runtime::testing::pin_estimates(None);
     }
     failures.extend(engine_bounding_matches_release_step(&base, &corpus).await);
+    failures.extend(desensitized_dimension(&base).await);
     if only.is_some() {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         return;
@@ -249,6 +250,50 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The shipped clinic policy generalizes `age` to 5-year bands
+/// (`[desensitize] age = { band = 5 }`): with noise off, the released
+/// groups of `GROUP BY age` are bands, and a filter on one age within a
+/// band counts nothing while the band's own value counts the band.
+async fn desensitized_dimension(base: &Sandbox) -> Vec<String> {
+    let mut failures = Vec::new();
+    let grouped = "SELECT age, COUNT(*) AS n FROM health.clinic_visits GROUP BY age";
+    match run(base, grouped).await {
+        Outcome::Released(t) => {
+            let keys: Vec<i64> = t.groups.iter().filter_map(|g| g.key.first()?.as_i64()).collect();
+            if keys.len() != t.groups.len() || keys.len() < 10 {
+                failures.push(format!(
+                    "[desensitize] {} integer band keys of {} groups",
+                    keys.len(),
+                    t.groups.len()
+                ));
+            }
+            if let Some(k) = keys.iter().find(|k| k.rem_euclid(5) != 0) {
+                failures.push(format!("[desensitize] group {k} is not a 5-year band: {grouped}"));
+            }
+        }
+        other => failures.push(format!("[desensitize] {}: {grouped}", other.kind())),
+    }
+    let count = |sql: &'static str| async move {
+        match run(base, sql).await {
+            Outcome::Released(t) => Ok(t.groups.iter().map(|g| g.units).sum::<i128>()),
+            other => Err(format!("[desensitize] {}: {sql}", other.kind())),
+        }
+    };
+    match count("SELECT COUNT(*) AS n FROM health.clinic_visits WHERE age = 37").await {
+        Ok(0) => {}
+        Ok(n) => failures.push(format!("[desensitize] WHERE age = 37 counted {n} persons")),
+        Err(e) => failures.push(e),
+    }
+    match count("SELECT COUNT(*) AS n FROM health.clinic_visits WHERE age = 35").await {
+        Ok(n) if n > 0 => {}
+        Ok(n) => failures.push(format!(
+            "[desensitize] WHERE age = 35 (the band 35-39) counted {n} persons"
+        )),
+        Err(e) => failures.push(e),
+    }
+    failures
 }
 
 /// Contribution bounding inside the engine (the default) and in the

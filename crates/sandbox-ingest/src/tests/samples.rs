@@ -361,10 +361,16 @@ fn a_sample_shows_only_desensitized_values() {
     for k in ["浦东", "黄浦", "徐汇"] {
         assert!(district.contains(&k.to_string()), "{district:?}");
     }
-    assert!(district.iter().all(|c| c.chars().count() == 2 || c.starts_with('(')), "{district:?}");
+    assert!(
+        district.iter().all(|c| c.chars().count() == 2 || c.starts_with('(')),
+        "{district:?}"
+    );
     let inspected = categories("inspected");
     assert!(inspected.contains(&"2024-01".to_string()), "{inspected:?}");
-    assert!(inspected.iter().all(|c| c == "2024-01" || c.starts_with('(')), "{inspected:?}");
+    assert!(
+        inspected.iter().all(|c| c == "2024-01" || c.starts_with('(')),
+        "{inspected:?}"
+    );
 
     // Every value in the sample is coarsened.
     let csv = std::fs::read_to_string(dir.join(SAMPLE_CSV)).expect("csv");
@@ -384,8 +390,14 @@ fn a_sample_shows_only_desensitized_values() {
         rows += 1;
     }
     assert!(rows > 1000, "{rows} rows");
-    assert!(fines.iter().all(|x| ["0", "10", "50"].contains(&x.as_str())), "{fines:?}");
+    assert!(
+        fines.iter().all(|x| ["0", "10", "50"].contains(&x.as_str())),
+        "{fines:?}"
+    );
     assert!(fines.len() >= 2, "{fines:?}");
-    assert!(staffs.iter().all(|x| ["0", "5", "10"].contains(&x.as_str())), "{staffs:?}");
+    assert!(
+        staffs.iter().all(|x| ["0", "5", "10"].contains(&x.as_str())),
+        "{staffs:?}"
+    );
     assert!(staffs.len() >= 2, "{staffs:?}");
 }

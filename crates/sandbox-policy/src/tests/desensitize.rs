@@ -208,3 +208,20 @@ fn malformed_rules_name_the_column_and_the_line() {
         "`founded` can be truncated to \"month\" or \"year\", not \"week\"",
     );
 }
+
+#[test]
+fn the_shipped_clinic_policy_releases_ages_in_five_year_bands() {
+    let set = PolicySet::from_sources(&shipped_policy_sources(), &shipped_catalog()).unwrap_or_else(|e| panic!("{e}"));
+    let p = clinic(&set);
+    assert_eq!(
+        p.column("age").expect("age").desensitize,
+        Some(Desensitization::Band(5.0))
+    );
+    let catalog = shipped_catalog();
+    let words = p.describe(catalog.get(&p.dataset).expect("entry"));
+    assert!(
+        words.iter().any(|l| l.starts_with("age: dimension")
+            && l.ends_with("desensitized: every job, released row and sample sees it generalized to bands of width 5 (a value shows as its band's lower bound: 15 for 15–19)")),
+        "{words:#?}"
+    );
+}
