@@ -5,12 +5,15 @@ use super::{assert_has, shipped_catalog, shipped_policy_sources};
 use crate::{DateUnit, Desensitization, Policy, PolicyErrors, PolicySet, PublicKey, parse_policy, to_toml};
 use sandbox_model::DatasetId;
 
-/// The shipped policies with `table` appended to `file`'s policy; returns
-/// the set and the 1-based line where `table` starts.
+/// The shipped policies with `table` appended to `file`'s policy (in place
+/// of its own `[desensitize]` table, which comes last); returns the set and
+/// the 1-based line where `table` starts.
 fn with_rules(file: &str, table: &str) -> (Result<PolicySet, PolicyErrors>, usize) {
     let mut sources = shipped_policy_sources();
     let (_, text) = sources.iter_mut().find(|(f, _)| f == file).expect("file");
-    let text_without = text.strip_suffix('\n').unwrap_or(text).to_string();
+    // The shipped table (last in the file) is replaced by `table`.
+    let kept = text.split("\n[desensitize]").next().unwrap_or(text);
+    let text_without = kept.strip_suffix('\n').unwrap_or(kept).to_string();
     let first = text_without.lines().count() + 1;
     *text = format!("{text_without}\n{table}");
     (PolicySet::from_sources(&sources, &shipped_catalog()), first)
