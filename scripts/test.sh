@@ -27,6 +27,12 @@ echo "== guest SDK and example guests (host-target unit tests)"
 (cd sandbox-sdk && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/sdk-host" cargo test --quiet 2>&1)
 (cd examples/wasm && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests-host" cargo test --quiet 2>&1)
 
+echo "== a job made by \`sandbox wasm new\` (outside the checkout; host-target tests)"
+newjob="$(mktemp -d)"
+cargo run --quiet -p sandbox-cli -- wasm new "$newjob/my-job"
+(cd "$newjob/my-job" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/sdk-host" cargo test --quiet 2>&1)
+rm -rf "$newjob"
+
 echo "== PostgreSQL for the governance store's second backend"
 pgdir="$(mktemp -d)"
 log="$(mktemp)"

@@ -225,7 +225,10 @@ def test_keyboard(w):
         order.append(tab_to(page, lambda f: bool(f["id"]) or f["name"] == "kind")["id"] or "kind")
     assert order == ["kind", "wasm-module", "job-epsilon", "dry-run-button"], order
     page.keyboard.press("Tab")
+    assert focus_info(page)["id"] == "trial-button"
+    page.keyboard.press("Tab")
     assert focus_info(page)["id"] == "run-button"
+    page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     assert focus_info(page)["id"] == "dry-run-button"
     page.keyboard.press("Enter")

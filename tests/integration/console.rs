@@ -453,6 +453,11 @@ fn console_vertical_slice_from_application_to_suspension() {
     assert!(page.body.contains("id=\"dry-run\""), "{}", page.body);
     assert!(page.body.contains("id=\"dry-epsilon\">1"), "{}", page.body);
     assert!(page.body.contains(COUNT_SQL), "the form keeps the SQL");
+    // A trial on the samples: refused while the dataset has none, the rule named.
+    let page = send(&mut bank, job("trial"));
+    assert_eq!(page.status, 303, "{}", page.body);
+    let page = finished_job_page(&mut bank, &page.location.expect("job"));
+    assert!(page.body.contains("trial-needs-sample"), "{}", page.body);
     // Only the submitter sees a job.
     assert_eq!(other.get(&job_path).status, 404);
     assert_eq!(ops.get(&job_path).status, 404);

@@ -20,6 +20,7 @@ mod server_uploads;
 mod server_validation;
 mod sql_jobs;
 mod sql_queries;
+mod trial_and_defaults_attacks;
 mod utility_bench;
 mod wasm_debugging;
 mod wasm_jobs;

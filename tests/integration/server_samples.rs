@@ -2,27 +2,16 @@
 //! owner made one, then the report, the CSV with the catalog's columns and
 //! fresh keys only, and the Parquet file.
 
-use crate::server_support::TestServer;
+use crate::server_support::{TAX_SQL, TestServer, World, world};
 use sandbox_ingest::{DataLayout, SampleOptions};
 use sandbox_runtime::DataDir;
 use sandbox_server::ServerConfig;
+use serde_json::json;
 
-#[test]
-fn samples_are_public_and_hold_no_real_key() {
-    let server = TestServer::start(ServerConfig::default());
-    let anonymous = server.client(None);
-    let (status, body) = anonymous.get("/v1/samples/gov.tax_payments");
-    assert_eq!(status, 404, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains("no sample")
-    );
-    let (status, list) = anonymous.get("/v1/samples");
-    assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(0)), "{list}");
-
-    // The owner makes one (as `sandbox sample --generate` does).
+/// Makes the current sample of gov.tax_payments in the server's data
+/// directory, as `sandbox sample --generate` does; returns its manifest and
+/// the policy's text.
+fn make_tax_sample(server: &TestServer) -> (sandbox_ingest::SampleManifest, String) {
     let root = server.root();
     let dir = DataDir::open(&root).expect("dir");
     let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).expect("catalog");
@@ -40,6 +29,83 @@ fn samples_are_public_and_hold_no_real_key() {
         |_| Ok(()),
     )
     .expect("sample");
+    (manifest, text)
+}
+
+/// A trial over HTTP (`"trial": true`): refused until the dataset has a
+/// sample, then the query's exact result on the sample, stored as the job's
+/// result of kind `sql_trial`, with nothing charged; a trial that also asks
+/// for ε is refused before it is queued.
+#[test]
+fn a_trial_job_runs_on_the_sample_and_spends_nothing() {
+    let w = world();
+    let a = w.agreement.clone();
+    let budget = |w: &World| w.bank.get(&format!("/v1/agreements/{a}/budget")).1[0]["epsilon_spent"].clone();
+    let trial = json!({"kind": "sql", "agreement": a, "sql": TAX_SQL, "trial": true});
+    let (status, job) = w.bank.post("/v1/jobs", &trial);
+    assert_eq!(status, 202, "{job}");
+    let ended = w.bank.wait_job(job["id"].as_str().expect("id"));
+    assert_eq!(ended["error"]["rule"], "trial-needs-sample", "{ended}");
+
+    make_tax_sample(&w.server);
+    let before = budget(&w);
+    let (_, job) = w.bank.post("/v1/jobs", &trial);
+    let id = job["id"].as_str().expect("id").to_string();
+    assert_eq!(w.bank.wait_job(&id)["state"], "succeeded");
+    let (status, result) = w.bank.get(&format!("/v1/jobs/{id}/result"));
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["kind"], "sql_trial", "{result}");
+    let report = &result["report"];
+    assert_eq!(report["columns"].as_array().map(Vec::len), Some(2), "{report}");
+    let rows = report["rows"].as_array().expect("rows");
+    assert!(
+        !rows.is_empty() && rows.len() as u64 == report["total_rows"],
+        "{report}"
+    );
+    assert!(
+        report["samples"][0]
+            .as_str()
+            .is_some_and(|s| s.starts_with("gov.tax_payments@")),
+        "{report}"
+    );
+    assert_eq!(budget(&w), before, "a trial spends nothing");
+
+    let mut both = trial.clone();
+    both["epsilon"] = json!(0.5);
+    let (status, body) = w.bank.post("/v1/jobs", &both);
+    assert_eq!(status, 400, "{body}");
+    // A trial passes the same checks as a job: the identifier stays refused.
+    let (_, job) = w.bank.post(
+        "/v1/jobs",
+        &json!({"kind": "sql", "agreement": a, "trial": true,
+                "sql": "SELECT t.credit_code, COUNT(*) FROM gov.tax_payments t GROUP BY t.credit_code"}),
+    );
+    let refused = w.bank.wait_job(job["id"].as_str().expect("id"));
+    assert_eq!(refused["state"], "refused", "{refused}");
+}
+
+#[test]
+fn samples_are_public_and_hold_no_real_key() {
+    let server = TestServer::start(ServerConfig::default());
+    let anonymous = server.client(None);
+    let (status, body) = anonymous.get("/v1/samples/gov.tax_payments");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("no sample")
+    );
+    let (status, list) = anonymous.get("/v1/samples");
+    assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(0)), "{list}");
+
+    // The owner makes one (as `sandbox sample --generate` does).
+    let (manifest, text) = make_tax_sample(&server);
+    let root = server.root();
+    let dir = DataDir::open(&root).expect("dir");
+    let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).expect("catalog");
+    let id: sandbox_model::DatasetId = "gov.tax_payments".parse().expect("id");
+    let entry = catalog.get(&id).expect("entry").clone();
 
     let (status, list) = anonymous.get("/v1/samples");
     assert_eq!(status, 200, "{list}");

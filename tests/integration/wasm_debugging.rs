@@ -12,7 +12,7 @@ use sandbox_runtime::sandbox::DEFAULTS_ROW;
 use sandbox_runtime::{AnalysisOptions, Sandbox, SqlJobOptions};
 use std::path::PathBuf;
 
-fn guest(name: &str) -> Option<Vec<u8>> {
+pub(crate) fn guest(name: &str) -> Option<Vec<u8>> {
     let Some(dir) = std::env::var_os("SANDBOX_WASM_GUESTS") else {
         eprintln!("SANDBOX_WASM_GUESTS is not set: run scripts/test.sh to build the guests and run these tests");
         return None;
@@ -22,7 +22,7 @@ fn guest(name: &str) -> Option<Vec<u8>> {
 }
 
 /// A sandbox of its own (its own ledger) with the test grant.
-fn own_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
+pub(crate) fn own_sandbox(tmp: &tempfile::TempDir) -> Sandbox {
     let s = isolated_sandbox(tmp);
     let budgets = s
         .catalog()
@@ -189,9 +189,97 @@ async fn data_dependent_failures_are_counted_with_dp_and_reported() {
     assert!(markdown.contains("released with defaults"), "{markdown}");
 }
 
+/// A SQL job whose function fails on some rows (`fails_above(x)` panics
+/// when x >= 1000): released, with a noisy count of the rows that took the
+/// default from 10 % of ε (the dry run shows that share), listed by the
+/// usage report as released with defaults; a query without a job function
+/// spends all its ε on the release and counts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_function_failing_on_rows_is_counted_with_dp_and_reported() {
+    use sandbox_runtime::SqlJobResult;
+    let Some(bytes) = guest("mistakes.wasm") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    let job = s.load_wasm(&bytes).expect("admitted");
+    // Three months (about 4 000 rows here; the count is a second pass over
+    // them, within the job's one deadline): far above the count's noise.
+    let sql = "SELECT district, AVG(fails_above(u.electricity_kwh + 1000)) AS v \
+               FROM gov.utility_usage u JOIN gov.legal_entities l ON u.credit_code = l.credit_code \
+               WHERE u.month IN ('2024-04', '2024-05', '2024-06') GROUP BY district";
+    let options = SqlJobOptions {
+        epsilon: Some(1.0),
+        ..Default::default()
+    };
+    let dry = SqlJobOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let Ok(SqlJobResult::DryRun(report)) = s
+        .run_sql_with_functions(TEST_GRANT, sql, &dry, job.row_functions())
+        .await
+    else {
+        panic!("a dry run")
+    };
+    assert_eq!(report.epsilon, 1.0);
+    let share = report
+        .split
+        .iter()
+        .find(|(label, _)| label == sandbox_runtime::sandbox::DEFAULTS_PART)
+        .map(|(_, e)| *e);
+    assert!(share.is_some_and(|e| (e - 0.1).abs() < 1e-12), "{:?}", report.split);
+    let parts: f64 = report.split.iter().map(|(_, e)| e).sum();
+    assert!((parts - 1.0).abs() < 1e-9, "the split adds up to ε: {:?}", report.split);
+
+    let Ok(SqlJobResult::Released { table, .. }) = s
+        .run_sql_with_functions(TEST_GRANT, sql, &options, job.row_functions())
+        .await
+    else {
+        panic!("released: a function failing on rows never fails the job")
+    };
+    assert_eq!(table.epsilon_spent, 1.0);
+    let note = table
+        .notes
+        .iter()
+        .find(|n| n.starts_with(sandbox_runtime::sandbox::DEFAULTS_PART))
+        .unwrap_or_else(|| panic!("a note with the count: {:?}", table.notes));
+    // Every row fails (x + 1000 >= 1000): thousands of rows, where the
+    // noise has scale min(G·R, L) / 0.1ε = 240 (below 2 000 with
+    // probability about e^-8 / 2).
+    let about: f64 = note
+        .split("about ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    assert!(about > 2_000.0, "{note}");
+    let entries = s.store().audit_entries().expect("ledger");
+    let report = UsageReport::from_entries(&entries, TEST_GRANT, None, None).expect("report");
+    assert_eq!(report.jobs.released_with_defaults, 1, "{:?}", report.jobs);
+
+    // No job function: no count, the whole ε on the release.
+    let Ok(SqlJobResult::Released { table, .. }) = s
+        .run_sql(
+            TEST_GRANT,
+            "SELECT month, AVG(electricity_kwh) AS v FROM gov.utility_usage WHERE month = '2024-06' GROUP BY month",
+            &options,
+        )
+        .await
+    else {
+        panic!("released")
+    };
+    assert!(
+        !table
+            .notes
+            .iter()
+            .any(|n| n.starts_with(sandbox_runtime::sandbox::DEFAULTS_PART)),
+        "{:?}",
+        table.notes
+    );
+}
+
 /// Makes the current sample of `dataset` in `s`'s data directory (as
 /// `sandbox sample --generate` does, without the owner's charge).
-fn make_sample(s: &Sandbox, dataset: &str) {
+pub(crate) fn make_sample(s: &Sandbox, dataset: &str) -> sandbox_ingest::SampleManifest {
     let dir = s.data_dir();
     let id: sandbox_model::DatasetId = dataset.parse().expect("id");
     let entry = s.catalog().get(&id).expect("entry").clone();
@@ -206,7 +294,7 @@ fn make_sample(s: &Sandbox, dataset: &str) {
         &sandbox_ingest::SampleOptions::default(),
         |_| Ok(()),
     )
-    .expect("sample");
+    .expect("sample")
 }
 
 /// A trial run reads the public sample, shows each block's outputs or the
@@ -288,4 +376,83 @@ async fn a_trial_run_on_the_sample_shows_everything_and_spends_nothing() {
     let expected = 10_000.0 * 2.0 / (8.0 * 0.9 * dry.epsilon);
     assert!((dry.outputs[0].scale - expected).abs() < 1e-6 * expected, "{dry:?}");
     assert_eq!(spent(&s), before, "a dry run charges nothing");
+}
+
+/// `sql --trial`: the query as written on the public sample, with every
+/// call of the job's function logged — how many rows fell back to the
+/// default and the guest's own message for the first of them — after the
+/// same checks as a real job, charging nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_trial_shows_the_result_and_each_failed_call_and_spends_nothing() {
+    let Some(bytes) = guest("mistakes.wasm") else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    let job = s.load_wasm(&bytes).expect("admitted");
+    let sql = "SELECT month, COUNT(*) AS n, AVG(fails_above(electricity_kwh)) AS v \
+               FROM gov.utility_usage GROUP BY month ORDER BY month";
+    let e = s
+        .trial_sql(TEST_GRANT, sql, job.row_functions())
+        .await
+        .expect_err("no sample yet");
+    assert_eq!(e.rule(), Some("trial-needs-sample"), "{e}");
+
+    make_sample(&s, "gov.utility_usage");
+    let before = spent(&s);
+    let entries_before = s.store().audit_entries().expect("ledger").len();
+    let report = s.trial_sql(TEST_GRANT, sql, job.row_functions()).await.expect("trial");
+    assert_eq!(report.columns, ["month", "n", "v"]);
+    assert!(!report.rows.is_empty());
+    assert_eq!(report.rows.len(), report.total_rows);
+    assert!(
+        report.samples[0].starts_with("gov.utility_usage@"),
+        "{:?}",
+        report.samples
+    );
+    let rows_read: u64 = report.rows.iter().map(|r| r[1].parse::<u64>().expect("count")).sum();
+    let f = &report.functions[0];
+    assert_eq!(f.name, "fails_above");
+    assert_eq!(f.calls, rows_read, "one call per row");
+    // The failures are exactly the sample's rows with electricity_kwh >= 1000.
+    let count = |sql: &'static str| {
+        let s = &s;
+        let functions = job.row_functions();
+        async move {
+            let r = s.trial_sql(TEST_GRANT, sql, functions).await.expect("count");
+            r.rows[0][0].parse::<u64>().expect("count")
+        }
+    };
+    let failing = count("SELECT COUNT(*) FROM gov.utility_usage WHERE electricity_kwh >= 1000").await;
+    let negative = count("SELECT COUNT(*) FROM gov.utility_usage WHERE electricity_kwh < 0").await;
+    assert!(failing > 0, "the sample has rows that make the function fail");
+    assert_eq!(f.failed, failing);
+    assert_eq!(f.clamped, negative);
+    assert_eq!(
+        f.failures.len() as u64,
+        failing.min(sandbox_runtime::sandbox::MAX_SHOWN_FAILURES as u64)
+    );
+    for call in &f.failures {
+        let x = call.arguments[0].expect("argument");
+        assert!(x >= 1000.0, "{call:?}");
+        assert!(
+            call.message.contains(&format!("x = {x} is at least 1000")),
+            "{}",
+            call.message
+        );
+    }
+    // The same checks as a real job: an identifier stays refused.
+    let e = s
+        .trial_sql(
+            TEST_GRANT,
+            "SELECT credit_code, COUNT(*) FROM gov.utility_usage GROUP BY credit_code",
+            Vec::new(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(e.rule(), Some("identifier-in-group-by"), "{e}");
+    assert!(
+        !e.to_string().contains("no sample"),
+        "a refusal is the query's own: {e}"
+    );
+    assert_eq!(spent(&s), before, "a trial charges nothing");
+    assert_eq!(s.store().audit_entries().expect("ledger").len(), entries_before);
 }

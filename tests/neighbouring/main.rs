@@ -75,6 +75,20 @@ async fn run(sandbox: &Sandbox, sql: &str) -> Outcome {
 
 /// Checks one pair of releases; returns a description of the first excess.
 fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
+    // The count of rows that took a job function's default: calibrated
+    // alike, moved by at most its sensitivity.
+    match (d.defaults, n.defaults) {
+        (None, None) => {}
+        (Some((a, sa)), Some((b, sb))) if sa == sb => {
+            if a.abs_diff(b) > sa {
+                return Err(format!(
+                    "the count of rows using a function's default moved by {} where its sensitivity is {sa}",
+                    a.abs_diff(b)
+                ));
+            }
+        }
+        _ => return Err("the count of rows using a function's default is calibrated differently".into()),
+    }
     if (d.groups_per_unit, d.rows_per_unit, &d.sensitivities, &d.selections)
         != (n.groups_per_unit, n.rows_per_unit, &n.sensitivities, &n.selections)
     {
@@ -482,6 +496,42 @@ async fn webassembly_jobs(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)]) 
     }
     if let Ok(fragile) = std::fs::read(dir.join("mistakes.wasm")) {
         failures.extend(fragile_analysis(base, neighbours, &fragile).await);
+        failures.extend(fragile_udf(base, neighbours, &fragile).await);
+    }
+    failures
+}
+
+/// A SQL job whose function fails on some rows (`fails_above(x)` panics
+/// when x >= 1000, here a month of at least 50 000 kWh): every statistic,
+/// and the count of rows that took the default, within its sensitivity.
+async fn fragile_udf(base: &Sandbox, neighbours: &[(&Neighbour, Sandbox)], module: &[u8]) -> Vec<String> {
+    let sql = "SELECT l.district, AVG(fails_above(u.electricity_kwh / 50)) AS v, COUNT(*) AS n
+               FROM gov.utility_usage u JOIN gov.legal_entities l ON u.credit_code = l.credit_code
+               WHERE u.month = '2024-06' GROUP BY l.district";
+    let mut failures = Vec::new();
+    let on_d = run_udf(base, module, sql).await;
+    let Outcome::Released(trace) = &on_d else {
+        return vec![format!("[fragile UDF] not released on D: {on_d:?}")];
+    };
+    eprintln!(
+        "neighbouring databases: fragile UDF, (defaulted rows, sensitivity) on D: {:?}",
+        trace.defaults
+    );
+    // Not vacuous: some rows fail on D (noise is off).
+    if trace.defaults.is_none_or(|(exact, _)| exact == 0) {
+        failures.push(format!(
+            "[fragile UDF] no row failed on D ({:?}): the shape tests nothing",
+            trace.defaults
+        ));
+    }
+    for (neighbour, sandbox) in neighbours.iter().filter(|(n, _)| n.touches(sql)) {
+        let verdict = match (&on_d, &run_udf(sandbox, module, sql).await) {
+            (Outcome::Released(a), Outcome::Released(b)) => compare(a, b),
+            (a, b) => Err(format!("outcome {} on D, {} without the unit", a.kind(), b.kind())),
+        };
+        if let Err(why) = verdict {
+            failures.push(format!("[fragile UDF] without {}: {why}", neighbour.label));
+        }
     }
     failures
 }

@@ -14,6 +14,7 @@ use std::path::Path;
 /// Enterprises in the demo's data: enough that DP noise leaves useful answers.
 const DEMO_ENTITIES: usize = 20_000;
 
+#[derive(Debug)]
 pub struct CliError {
     pub code: u8,
     pub message: String,
@@ -33,6 +34,19 @@ impl From<RuntimeError> for CliError {
             message,
         }
     }
+}
+
+/// A job's error as the CLI reports it (exit code 2 for a refusal, 1
+/// otherwise); with `--json`, also printed on stdout as
+/// `{"error", "rule", "refused"}` for machines.
+fn job_error(e: RuntimeError, json: bool) -> CliError {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
+        );
+    }
+    e.into()
 }
 
 pub fn fail(message: impl Into<String>) -> CliError {
@@ -164,6 +178,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Wasm {
             command: WasmCommand::Run(args),
         } => wasm_run(&root, args, token.as_deref()).await,
+        Command::Wasm {
+            command: WasmCommand::New(args),
+        } => crate::wasm_new(args),
     }
 }
 
@@ -521,21 +538,28 @@ async fn sql(root: &Path, args: SqlArgs, token: Option<&str>) -> Result<(), CliE
         Some(path) => sandbox.load_wasm(&read_module(path)?)?.row_functions(),
         None => Vec::new(),
     };
+    if args.trial {
+        return match sandbox.trial_sql(&args.grant, &query, functions).await {
+            Ok(report) if args.json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| fail(e.to_string()))?
+                );
+                Ok(())
+            }
+            Ok(report) => {
+                println!("{}", render::sql_trial(&report));
+                Ok(())
+            }
+            Err(e) => Err(job_error(e, args.json)),
+        };
+    }
     let result = match sandbox
         .run_sql_with_functions(&args.grant, &query, &options, functions)
         .await
     {
         Ok(r) => r,
-        Err(e) if args.json => {
-            let code = if e.is_refusal() { 2 } else { 1 };
-            let body = serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()});
-            println!("{body}");
-            return Err(CliError {
-                code,
-                message: e.to_string(),
-            });
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(job_error(e, args.json)),
     };
     if args.json {
         println!(
@@ -614,15 +638,7 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
                 println!("{text}");
                 Ok(())
             }
-            Err(e) => {
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
-                    );
-                }
-                Err(e.into())
-            }
+            Err(e) => Err(job_error(e, args.json)),
         };
     }
     match sandbox.run_analysis(&args.grant, program, &args.input, &options).await {
@@ -635,15 +651,7 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
             print!("{}", budget_text(&args.grant, &r.budget));
             Ok(())
         }
-        Err(e) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "rule": e.rule(), "refused": e.is_refusal()})
-                );
-            }
-            Err(e.into())
-        }
+        Err(e) => Err(job_error(e, args.json)),
     }
 }
 

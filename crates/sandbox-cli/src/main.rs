@@ -13,6 +13,7 @@ mod remote;
 mod render;
 mod sample;
 mod serve;
+mod wasm_new;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -267,6 +268,30 @@ pub(crate) enum WasmCommand {
     /// Run a module's analysis on blocks of rows and release the noisy average
     /// of its outputs (sample and aggregate).
     Run(WasmRunArgs),
+    /// Start a job: a directory with a UDF, an analysis, host-side tests
+    /// and a README of the commands, using the SDK of this checkout.
+    New(WasmNewArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WasmNewArgs {
+    /// The job's directory (created; must not exist or be empty). Its name
+    /// is the crate's.
+    dir: PathBuf,
+    /// The SDK (`sandbox-sdk/sdk` of a checkout of this repository);
+    /// default: the one this binary was built from.
+    #[arg(long)]
+    sdk: Option<PathBuf>,
+}
+
+/// `sandbox wasm new`: the same locally and with `--server`.
+pub(crate) fn wasm_new(args: WasmNewArgs) -> Result<(), commands::CliError> {
+    let name = wasm_new::create(&args.dir, args.sdk.as_deref())?;
+    println!(
+        "created job `{name}` in {}: `cargo test` there, then see its README.md to build and try it",
+        args.dir.display()
+    );
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -382,6 +407,11 @@ pub struct SqlArgs {
     /// A WebAssembly module whose functions the query may call.
     #[arg(long)]
     wasm: Option<PathBuf>,
+    /// Run the query as written on the datasets' public DP samples instead:
+    /// its exact result there, and every failed call of the module's
+    /// functions with the guest's own message; spends no budget.
+    #[arg(long, conflicts_with_all = ["dry_run", "epsilon", "target_ci"])]
+    trial: bool,
 }
 
 /// Servers log requests and jobs; one-shot commands only errors.

@@ -240,9 +240,93 @@ pub fn trial(r: &sandbox_runtime::TrialReport) -> String {
     out
 }
 
+/// `sql --trial`: the exact result on the samples and every function's calls.
+pub fn sql_trial(r: &sandbox_runtime::SqlTrialReport) -> String {
+    let mut out = format!(
+        "trial run on public sample data ({}): the query as written, exact, nothing charged\n",
+        r.samples.join(", ")
+    );
+    out.push_str(&grid(&r.columns, &r.rows));
+    if r.total_rows > r.rows.len() {
+        out.push_str(&format!("… {} more rows\n", r.total_rows - r.rows.len()));
+    }
+    for f in &r.functions {
+        out.push_str(&format!(
+            "\nfunction {} [{}, {}]: {} calls, {} failed (the default {} in a real job), {} NaN (NULL), {} outside the bounds (clamped), {:.1} ms\n",
+            f.name,
+            f.lower,
+            f.upper,
+            f.calls,
+            f.failed,
+            (f.lower + f.upper) / 2.0,
+            f.nan,
+            f.clamped,
+            f.elapsed_ms
+        ));
+        for call in &f.failures {
+            let args = call
+                .arguments
+                .iter()
+                .map(|a| a.map_or("NULL".to_string(), |v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!("  {}({args}): {}\n", f.name, call.message));
+        }
+        if f.failed as usize > f.failures.len() {
+            out.push_str(&format!(
+                "  … {} more failed calls\n",
+                f.failed as usize - f.failures.len()
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\na real job bounds each privacy unit's rows, clamps and adds noise: see --dry-run for its cost and intervals\ntrial took {:.0} ms",
+        r.elapsed_ms
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sql_trial_shows_rows_and_each_failed_call() {
+        let report = sandbox_runtime::SqlTrialReport {
+            samples: vec!["gov.utility_usage@s000001".into()],
+            columns: vec!["month".into(), "v".into()],
+            rows: vec![vec!["2023-01".into(), "0.25".into()]],
+            total_rows: 3,
+            functions: vec![sandbox_runtime::sandbox::FunctionTrial {
+                name: "score".into(),
+                lower: 0.0,
+                upper: 1.0,
+                calls: 40,
+                failed: 7,
+                nan: 1,
+                clamped: 2,
+                failures: vec![sandbox_runtime::sandbox::FailedCall {
+                    arguments: vec![Some(1200.0), None],
+                    message: "panicked at src/lib.rs:3: too big".into(),
+                }],
+                elapsed_ms: 3.0,
+            }],
+            elapsed_ms: 12.0,
+        };
+        let text = sql_trial(&report);
+        assert!(text.contains("gov.utility_usage@s000001"), "{text}");
+        assert!(text.contains("2023-01"), "{text}");
+        assert!(text.contains("… 2 more rows"), "{text}");
+        assert!(
+            text.contains("40 calls, 7 failed (the default 0.5 in a real job), 1 NaN (NULL), 2 outside"),
+            "{text}"
+        );
+        assert!(
+            text.contains("score(1200, NULL): panicked at src/lib.rs:3: too big"),
+            "{text}"
+        );
+        assert!(text.contains("… 6 more failed calls"), "{text}");
+    }
 
     #[test]
     fn grids_align_wide_characters() {

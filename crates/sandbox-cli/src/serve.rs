@@ -47,6 +47,7 @@ impl FlightJobs for PoolJobs {
             wasm_module: None,
             target_ci: None,
             target_rows: None,
+            trial: false,
         };
         async move {
             let job = pool.submit_and_wait(&account, &request).await.map_err(job_error)?;

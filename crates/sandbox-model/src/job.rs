@@ -58,15 +58,19 @@ pub struct UsageRecord {
 }
 
 /// The released, differentially private count of the parts of a job that
-/// fell back to their default (an analysis's empty, failed or NaN blocks).
+/// fell back to their default (an analysis's empty, failed or NaN blocks;
+/// a SQL job's rows whose function call failed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DefaultsCount {
-    /// What is counted: `"blocks"`.
+    /// What is counted: `"blocks"` (an analysis) or `"rows"` (a SQL job's
+    /// function calls).
     pub unit: String,
-    /// The noisy count, clamped to `[0, out_of]`.
+    /// The noisy count, clamped to `[0, out_of]` (to `[0, ∞)` for rows).
     pub noisy: f64,
-    /// How many there are in all (k blocks).
-    pub out_of: u64,
+    /// How many there are in all when that is public (k blocks); `None`
+    /// for rows, whose number depends on the data.
+    #[serde(default)]
+    pub out_of: Option<u64>,
     /// Half-width of the 95 % noise interval of `noisy`: a count above it
     /// is significantly more than zero.
     pub half_width_95: f64,

@@ -124,14 +124,32 @@ impl DataDir {
 
     /// The directory of a dataset's current sample
     /// (`samples/<ns>/<table>/<id>/`, named by its `CURRENT` file), if it
-    /// has one. A pointer that is not a sample id is never followed.
+    /// has one. A pointer that is not a sample id is never followed, and
+    /// neither is a symbolic link below `samples/`: trial runs read
+    /// whatever this names as public data, so it must be a real directory
+    /// inside `samples/` (the root itself may be a link to other storage).
     pub fn current_sample_dir(&self, dataset: &DatasetId) -> Option<PathBuf> {
-        let base = self.samples_dir().join(dataset.namespace()).join(dataset.table());
+        let root = self.samples_dir();
+        let namespace = root.join(dataset.namespace());
+        let base = namespace.join(dataset.table());
         let name = std::fs::read_to_string(base.join(CURRENT_VERSION_FILE)).ok()?;
         let name = name.trim();
         let valid =
             name.len() <= 64 && name.starts_with('s') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        valid.then(|| base.join(name)).filter(|p| p.is_dir())
+        if !valid {
+            return None;
+        }
+        let dir = base.join(name);
+        let real_directory = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_dir());
+        if ![&namespace, &base, &dir].into_iter().all(|p| real_directory(p)) {
+            tracing::warn!(%dataset, "a sample path below samples/ is not a plain directory; the sample is not used");
+            return None;
+        }
+        let inside = match (root.canonicalize(), dir.canonicalize()) {
+            (Ok(root), Ok(dir)) => dir.starts_with(root),
+            _ => false,
+        };
+        inside.then_some(dir)
     }
 
     /// True when a dataset has at least one Parquet file.
@@ -174,5 +192,30 @@ mod tests {
         // A pointer that is not a version name is ignored, never followed.
         std::fs::write(base.join("CURRENT"), "../../../etc\n").expect("pointer");
         assert_eq!(dir.table_dir(&id), base);
+    }
+
+    /// Trial runs read a sample as public data: no link below `samples/`
+    /// is followed, wherever it points.
+    #[test]
+    fn a_sample_is_a_plain_directory_inside_samples() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path()).expect("open");
+        let id: DatasetId = "gov.inspections".parse().expect("id");
+        let base = dir.samples_dir().join("gov/inspections");
+        std::fs::create_dir_all(base.join("s000001")).expect("mkdir");
+        std::fs::write(base.join("CURRENT"), "s000001\n").expect("pointer");
+        assert_eq!(dir.current_sample_dir(&id), Some(base.join("s000001")));
+        // A sample id that is a link (to the real table, say): not a sample.
+        let real = dir.tables_dir().join("gov/inspections/v000001");
+        std::fs::create_dir_all(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, base.join("s-link")).expect("link");
+        std::fs::write(base.join("CURRENT"), "s-link\n").expect("pointer");
+        assert_eq!(dir.current_sample_dir(&id), None);
+        // The dataset's own directory a link: neither.
+        std::fs::write(base.join("CURRENT"), "s000001\n").expect("pointer");
+        let moved = dir.samples_dir().join("gov/elsewhere");
+        std::fs::rename(&base, &moved).expect("move");
+        std::os::unix::fs::symlink(&moved, &base).expect("link");
+        assert_eq!(dir.current_sample_dir(&id), None);
     }
 }

@@ -113,7 +113,9 @@ pub fn expected_intervals(
 /// most `target` (means at `rows` rows per group). Refused when the query
 /// has an aggregate that is not forecast, when means have no `rows`, or
 /// when the ε needed exceeds the per-query cap (`target-ci-over-cap`,
-/// naming the ε needed).
+/// naming the ε needed). `release_share` is the part of the job's ε the
+/// release gets (1, or 0.9 when 10 % goes to the count of rows that took a
+/// job function's default): the ε returned is the job's whole ε.
 pub fn epsilon_for_target(
     q: &CheckedQuery,
     specs: &[AggregateSpec],
@@ -121,6 +123,7 @@ pub fn epsilon_for_target(
     public_count: Option<usize>,
     target: f64,
     rows: Option<u64>,
+    release_share: f64,
 ) -> Result<f64, RuntimeError> {
     if !(target.is_finite() && target > 0.0) {
         return Err(RuntimeError::refused(
@@ -185,12 +188,20 @@ pub fn epsilon_for_target(
         }
     }
     // Up to the ledger's resolution (10⁻⁹), rounded up so the target holds.
-    let needed = (hi * 1e9).ceil() / 1e9;
+    let needed = (hi / release_share * 1e9).ceil() / 1e9;
     if needed > rules.epsilon_cap + 1e-12 {
+        let count = if release_share < 1.0 {
+            format!(
+                " ({:.0} % of it for the release, the rest for the noisy count of rows that took a function's default)",
+                release_share * 100.0
+            )
+        } else {
+            String::new()
+        };
         return Err(RuntimeError::refused(
             "target-ci-over-cap",
             format!(
-                "a 95% half-width of {target} needs ε = {needed:.4}, above the per-query cap of {} set by the data owners",
+                "a 95% half-width of {target} needs ε = {needed:.4}{count}, above the per-query cap of {} set by the data owners",
                 rules.epsilon_cap
             ),
         ));

@@ -36,6 +36,6 @@ pub use data_dir::DataDir;
 pub use error::RuntimeError;
 pub use sandbox::{
     AnalysisDryRun, AnalysisResult, DryRunReport, JobContext, OutputNoise, Sandbox, SqlJobOptions, SqlJobResult,
-    TrialBlock, TrialReport,
+    SqlTrialReport, TrialBlock, TrialReport,
 };
 pub use wasm::WasmJob;

@@ -2,8 +2,14 @@
 //! analysis job's path is in `analysis_job.rs`).
 
 mod analysis_job;
+mod defaults_count;
+mod row_bounds;
+mod sql_trial;
 mod trial_job;
 pub use analysis_job::DEFAULTS_ROW;
+pub use defaults_count::DEFAULTS_PART;
+use defaults_count::defaults_note;
+pub use sql_trial::{FailedCall, FunctionTrial, MAX_SHOWN_FAILURES, MAX_TRIAL_ROWS, SqlTrialReport};
 pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 
 use crate::release::{bounds, epsilon_split, release};
@@ -12,6 +18,7 @@ use crate::{DataDir, RuntimeError};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use sandbox_dp::aggregate::{CalibratedAggregate, NoiseForecast};
 use sandbox_dp::partition::PartitionSelector;
+use sandbox_dp::sample_aggregate::DEFAULT_COUNT_SHARE;
 pub use sandbox_governance::BudgetLine;
 use sandbox_governance::{Grant, JobCharge, Store};
 use sandbox_model::{Catalog, DatasetId, FieldType, JobOutcome, OpenClass, ReleasedTable, UsageRecord};
@@ -493,56 +500,6 @@ impl Sandbox {
         Ok(JobSession::new(&bindings, self.limits.clone())?)
     }
 
-    /// Installs in `session` the catalog's `max_rows_per_value`
-    /// declarations of `datasets` that hold on the session's pinned files,
-    /// counting them through the session's own tables where the cache has
-    /// no result for those files (see [`crate::multiplicity`]). A
-    /// declaration that cannot be checked is not used: the job then bounds
-    /// every contribution.
-    async fn verify_row_bounds(&self, session: &mut JobSession, datasets: &std::collections::BTreeSet<DatasetId>) {
-        for dataset in datasets {
-            let Some(binding) = session.binding(dataset) else {
-                continue;
-            };
-            let declared = binding.declared_max_rows_per_value.clone();
-            if declared.is_empty() {
-                continue;
-            }
-            let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
-            let fingerprint = match crate::multiplicity::FileFingerprint::of(&files) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
-                    continue;
-                }
-            };
-            let cache = self.dir.verification_cache(dataset);
-            let verification = match crate::multiplicity::cached(&cache, &fingerprint, &declared) {
-                Some(v) => v,
-                None => {
-                    let columns: Vec<String> = declared.keys().cloned().collect();
-                    let started = std::time::Instant::now();
-                    match sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns).await {
-                        Ok(counted) => {
-                            let v = crate::multiplicity::Verification::new(fingerprint, &declared, &counted);
-                            tracing::info!(%dataset, elapsed = ?started.elapsed(), holds = ?v.holds.keys().collect::<Vec<_>>(), "row multiplicity declarations verified");
-                            if !v.violated.is_empty() {
-                                tracing::warn!(%dataset, violated = ?v.violated, "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)");
-                            }
-                            crate::multiplicity::store(&cache, &v);
-                            v
-                        }
-                        Err(e) => {
-                            tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
-                            continue;
-                        }
-                    }
-                }
-            };
-            session.set_verified_max_rows_per_value(dataset, verification.holds);
-        }
-    }
-
     /// Runs (or dry-runs) one SQL job under a grant.
     pub async fn run_sql(&self, grant: &str, sql: &str, options: &SqlJobOptions) -> Result<SqlJobResult, RuntimeError> {
         self.run_sql_with_functions(grant, sql, options, Vec::new()).await
@@ -628,6 +585,15 @@ impl Sandbox {
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
         let public = public_count.is_some();
+        // Rows that take a job function's default are counted with DP, with
+        // their own share of ε, when the release is DP and the query calls
+        // a function where it counts (a fact of the query alone).
+        let counts_defaults = rules.dp && sandbox_sql::defaults::defaulted_row_flag(&query).is_some();
+        let release_share = if counts_defaults {
+            1.0 - DEFAULT_COUNT_SHARE
+        } else {
+            1.0
+        };
         let epsilon = match options.target_ci {
             None => self.choose_epsilon(&rules, options.epsilon)?,
             Some(_) if options.epsilon.is_some() => {
@@ -644,9 +610,16 @@ impl Sandbox {
                     public_count,
                     target,
                     options.target_rows,
+                    release_share,
                 )?;
                 self.choose_epsilon(&rules, Some(needed))?
             }
+        };
+        let release_epsilon = epsilon * release_share;
+        let count_epsilon = if counts_defaults {
+            epsilon * DEFAULT_COUNT_SHARE
+        } else {
+            0.0
         };
         if rules.dp && !public && rules.delta <= 0.0 {
             return Err(RuntimeError::refused(
@@ -655,16 +628,20 @@ impl Sandbox {
             ));
         }
         if options.dry_run {
-            let mut report = self.dry_run(&query, &rules, &specs, public_count, epsilon)?;
+            let mut report = self.dry_run(&query, &rules, &specs, public_count, release_epsilon)?;
             if rules.dp {
                 report.intervals = crate::forecast::expected_intervals(
                     &query,
                     &specs,
                     &rules,
                     public_count,
-                    epsilon,
+                    release_epsilon,
                     options.target_rows,
                 )?;
+            }
+            if counts_defaults {
+                report.epsilon = epsilon;
+                report.split.push((DEFAULTS_PART.to_string(), count_epsilon));
             }
             report.target_ci = options.target_ci;
             report.target_rows = options.target_rows;
@@ -717,7 +694,7 @@ impl Sandbox {
             //
             // DP bound estimation (CLAMP_AUTO) first, with its share of ε.
             let (query, specs, measures) = if query.aggregates.iter().any(|a| a.auto_bound.is_some()) {
-                let split = epsilon_split(&query, &specs, &rules, public, epsilon)?;
+                let split = epsilon_split(&query, &specs, &rules, public, release_epsilon)?;
                 let (estimated, _) =
                     crate::estimation::estimate_bounds(&session, &query, &rules, &split, choice_key).await?;
                 let (specs, measures) = plan_measures(&estimated)?;
@@ -748,16 +725,43 @@ impl Sandbox {
             };
             context.report("releasing");
             let started = std::time::Instant::now();
-            let released = release(query, &specs, &statistics, &rules, epsilon, self.limits.max_groups);
+            let mut released = release(
+                query,
+                &specs,
+                &statistics,
+                &rules,
+                release_epsilon,
+                self.limits.max_groups,
+            )?;
             tracing::debug!(elapsed = ?started.elapsed(), "released");
-            released
+            let defaults = match sandbox_sql::defaults::defaulted_row_flag(query).filter(|_| counts_defaults) {
+                Some(flag) => {
+                    let d = self
+                        .release_defaults(&session, query, flag, &rules, public_count, count_epsilon, bounding)
+                        .await?;
+                    released.table.epsilon_spent = epsilon;
+                    released.table.notes.push(defaults_note(&d));
+                    Some(d)
+                }
+                None => None,
+            };
+            Ok::<_, RuntimeError>((released, defaults))
+        };
+        // One deadline for the whole computation (estimation, bounding, the
+        // count of defaults), not one per pass.
+        let deadline = self.limits.deadline;
+        let computation = async move {
+            tokio::time::timeout(deadline, computation)
+                .await
+                .unwrap_or_else(|_| Err(RuntimeError::from(sandbox_sql::SqlError::Deadline(deadline))))
         };
         let released = tokio::select! {
             r = computation => r,
             () = running.cancelled() => return self.cancelled(job_id, &usage, &query.datasets),
         };
         match released {
-            Ok(r) => {
+            Ok((r, defaults)) => {
+                usage.defaults = defaults;
                 let bytes = serde_json::to_vec(&r.table).map_err(|e| RuntimeError::Setup(e.to_string()))?;
                 usage.result_digest = Some(digest(&bytes));
                 usage.groups_released = r.groups_released;

@@ -38,6 +38,10 @@ pub struct ReleaseTrace {
     /// The bounds those estimations chose (pinned on a neighbour to D's,
     /// see [`pin_estimates`]).
     pub estimated: Vec<f64>,
+    /// Rows that took a job function's default
+    /// (`sandbox_sql::defaults`): the exact bounded count before noise and
+    /// its sensitivity; `None` when the job counted none.
+    pub defaults: Option<(u64, u64)>,
     pub groups: Vec<TracedGroup>,
 }
 
@@ -162,6 +166,19 @@ pub(crate) fn pinned_estimate(i: usize) -> Option<f64> {
         let _ = i;
         None
     }
+}
+
+/// Records the exact count of defaulted rows and its sensitivity on the
+/// job's trace, the latest one recorded (traced runs only).
+pub(crate) fn record_defaults(exact: u64, sensitivity: u64) {
+    #[cfg(feature = "neighbouring-tests")]
+    if sandbox_dp::testing::noise_off()
+        && let Some(last) = TRACES.lock().unwrap_or_else(|p| p.into_inner()).last_mut()
+    {
+        last.defaults = Some((exact, sensitivity));
+    }
+    #[cfg(not(feature = "neighbouring-tests"))]
+    let _ = (exact, sensitivity);
 }
 
 /// Records one bound estimation for the job's trace (traced runs only).

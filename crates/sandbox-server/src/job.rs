@@ -42,6 +42,11 @@ pub enum JobRequest {
         /// Rows per group expected, for the intervals of means.
         #[serde(default)]
         target_rows: Option<u64>,
+        /// Run the query as written on the datasets' public DP samples:
+        /// its exact result there and every failed call of the module's
+        /// functions with the guest's message; nothing charged.
+        #[serde(default)]
+        trial: bool,
     },
     /// A WebAssembly analysis run by sample and aggregate over the rows
     /// `input_sql` selects.
@@ -55,6 +60,14 @@ pub enum JobRequest {
         blocks: Option<usize>,
         #[serde(default)]
         epsilon: Option<f64>,
+        /// Run on the datasets' public DP samples: every block's outputs and
+        /// failures with the guest's message; nothing charged.
+        #[serde(default)]
+        trial: bool,
+        /// Report the noise each output will get (declared ranges, k, ε);
+        /// nothing read or charged.
+        #[serde(default)]
+        dry_run: bool,
     },
 }
 
@@ -113,6 +126,26 @@ impl JobRequest {
             && !(2..=MAX_BLOCKS).contains(&b)
         {
             return Err(ApiError::invalid(format!("`blocks` = {b}: between 2 and {MAX_BLOCKS}")));
+        }
+        let conflicting = match self {
+            JobRequest::Sql {
+                trial,
+                dry_run,
+                epsilon,
+                target_ci,
+                ..
+            } => *trial && (*dry_run || epsilon.is_some() || target_ci.is_some()),
+            JobRequest::Analysis {
+                trial,
+                dry_run,
+                epsilon,
+                ..
+            } => *trial && (*dry_run || epsilon.is_some()),
+        };
+        if conflicting {
+            return Err(ApiError::invalid(
+                "a trial runs on the public samples and spends nothing: it takes no `dry_run`, `epsilon` or `target_ci`",
+            ));
         }
         if let Some(m) = module {
             decode_module(m)?;

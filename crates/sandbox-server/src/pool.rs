@@ -517,6 +517,7 @@ async fn run_request(
             wasm_module,
             target_ci,
             target_rows,
+            trial,
             ..
         } => {
             let functions = match wasm_module {
@@ -528,6 +529,10 @@ async fn run_request(
                 }
                 None => Vec::new(),
             };
+            if trial {
+                let report = sandbox.trial_sql(grant, &sql, functions).await?;
+                return store_uncharged(sandbox, &id, json!({"kind": "sql_trial", "report": report}));
+            }
             let options = SqlJobOptions {
                 epsilon,
                 dry_run,
@@ -537,10 +542,7 @@ async fn run_request(
             match sandbox.run_sql_job(context, grant, &sql, &options, functions).await? {
                 SqlJobResult::Released { .. } => Ok(()),
                 SqlJobResult::DryRun(report) => {
-                    let text = serde_json::to_string(&json!({"kind": "dry_run", "report": report}))
-                        .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-                    sandbox.store().store_uncharged_result(&id, &text)?;
-                    Ok(())
+                    store_uncharged(sandbox, &id, json!({"kind": "dry_run", "report": report}))
                 }
             }
         }
@@ -549,6 +551,8 @@ async fn run_request(
             wasm_module,
             blocks,
             epsilon,
+            trial,
+            dry_run,
             ..
         } => {
             let bytes = decode_module(&wasm_module).map_err(|e| RuntimeError::Setup(e.message))?;
@@ -565,12 +569,27 @@ async fn run_request(
                 blocks: blocks.unwrap_or(AnalysisOptions::default().blocks),
                 epsilon,
             };
+            if dry_run {
+                let report = sandbox.dry_run_analysis(grant, program.as_ref(), &input_sql, &options)?;
+                return store_uncharged(sandbox, &id, json!({"kind": "analysis_dry_run", "report": report}));
+            }
+            if trial {
+                let report = sandbox.trial_analysis(grant, program, &input_sql, &options).await?;
+                return store_uncharged(sandbox, &id, json!({"kind": "trial", "report": report}));
+            }
             sandbox
                 .run_analysis_job(context, grant, program, &input_sql, &options)
                 .await?;
             Ok(())
         }
     }
+}
+
+/// Stores the result of a run that spent nothing (a dry run or a trial).
+fn store_uncharged(sandbox: &Sandbox, id: &str, result: serde_json::Value) -> Result<(), RuntimeError> {
+    let text = serde_json::to_string(&result).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+    sandbox.store().store_uncharged_result(id, &text)?;
+    Ok(())
 }
 
 /// Records in the ledger a job whose module was refused at admission

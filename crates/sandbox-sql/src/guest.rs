@@ -109,10 +109,8 @@ fn argument_batch(arrays: Vec<ArrayRef>, n: usize) -> DfResult<RecordBatch> {
 }
 
 /// Evaluates every row of `batch` in a call of its own (a fresh instance
-/// each) and returns the clamped values; a row whose call fails takes the
-/// default.
+/// each): each row's value, `None` where its call failed.
 fn evaluate_each_row(function: &dyn RowFunction, batch: &RecordBatch) -> Vec<Option<f64>> {
-    let default = default_value(function);
     let mut failed = 0usize;
     let values = (0..batch.num_rows())
         .map(|row| {
@@ -132,7 +130,7 @@ fn evaluate_each_row(function: &dyn RowFunction, batch: &RecordBatch) -> Vec<Opt
                 }
             };
             failed += usize::from(value.is_none());
-            clamp(function, value.unwrap_or(default))
+            value
         })
         .collect();
     if failed > 0 {
@@ -146,6 +144,22 @@ fn evaluate_each_row(function: &dyn RowFunction, batch: &RecordBatch) -> Vec<Opt
         );
     }
     values
+}
+
+/// Evaluates a job function on the arrays of one call, row by row as its
+/// kind requires (see the module docs): each row's raw value (NaN
+/// possible, not clamped), `None` where the row's call failed.
+///
+/// # Errors
+/// An argument array that cannot be cast to Float64 (a planning mistake,
+/// independent of the data).
+pub(crate) fn evaluate_raw(function: &dyn RowFunction, arrays: Vec<ArrayRef>, n: usize) -> DfResult<Vec<Option<f64>>> {
+    let batch = argument_batch(arrays, n)?;
+    Ok(if function.rows_are_independent() {
+        evaluate_independent_rows(function, &batch)
+    } else {
+        evaluate_each_row(function, &batch)
+    })
 }
 
 /// The planning form of a job function (the function's own arity): the
@@ -203,23 +217,18 @@ impl ScalarUDFImpl for GuestUdf {
             .into_iter()
             .map(|a| a.into_array(n))
             .collect::<DfResult<Vec<_>>>()?;
-        let batch = argument_batch(arrays, n)?;
-        let values = if self.function.rows_are_independent() {
-            evaluate_independent_rows(self.function.as_ref(), &batch)
-        } else {
-            evaluate_each_row(self.function.as_ref(), &batch)
-        };
-        Ok(ColumnarValue::Array(Arc::new(
-            values.into_iter().collect::<Float64Array>(),
-        )))
+        let function = self.function.as_ref();
+        let default = default_value(function);
+        let values = evaluate_raw(function, arrays, n)?
+            .into_iter()
+            .map(|v| clamp(function, v.unwrap_or(default)));
+        Ok(ColumnarValue::Array(Arc::new(values.collect::<Float64Array>())))
     }
 }
 
-/// Evaluates a row-independent function on a whole batch: a failed row
-/// takes the default, the others are clamped (NaN becomes NULL) — the same
-/// values as one call per row.
+/// Evaluates a row-independent function on a whole batch: each row's
+/// value, `None` where it failed — the same values as one call per row.
 fn evaluate_independent_rows(function: &dyn RowFunction, batch: &RecordBatch) -> Vec<Option<f64>> {
-    let default = default_value(function);
     let values = match function.evaluate_rows(batch) {
         Ok(values) if values.len() == batch.num_rows() => values,
         Ok(values) => {
@@ -246,9 +255,6 @@ fn evaluate_independent_rows(function: &dyn RowFunction, batch: &RecordBatch) ->
         );
     }
     values
-        .into_iter()
-        .map(|v| clamp(function, v.unwrap_or(default)))
-        .collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod checker;
 pub mod clamp;
 pub mod clamp_auto;
 pub mod contribution;
+pub mod defaults;
 pub mod desensitize;
 pub mod guard;
 pub mod guest;
@@ -37,6 +38,7 @@ pub mod query;
 pub mod rewrite;
 pub mod session;
 pub mod total;
+pub mod trial;
 
 mod error;
 

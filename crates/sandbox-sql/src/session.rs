@@ -67,6 +67,9 @@ pub struct JobSession {
     guests: BTreeMap<String, (f64, f64)>,
     /// The job's row functions by name.
     functions: BTreeMap<String, Arc<dyn RowFunction>>,
+    /// Every table is a public sample dataset (a trial run): only then may
+    /// a query run as written ([`crate::trial`]).
+    public_samples: bool,
 }
 
 impl std::fmt::Debug for JobSession {
@@ -146,7 +149,20 @@ impl JobSession {
             verified: BTreeMap::new(),
             guests: BTreeMap::new(),
             functions: BTreeMap::new(),
+            public_samples: false,
         })
+    }
+
+    /// Declares that every table of this session is a public sample
+    /// dataset (which anyone may download), so that [`crate::trial`] may
+    /// run queries on it as written. The caller vouches for the bindings.
+    pub fn mark_public_samples(&mut self) {
+        self.public_samples = true;
+    }
+
+    /// True after [`JobSession::mark_public_samples`].
+    pub fn is_over_public_samples(&self) -> bool {
+        self.public_samples
     }
 
     /// The verified `max_rows_per_value` bounds of a dataset's pinned files

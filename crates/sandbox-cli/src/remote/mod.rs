@@ -31,6 +31,9 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
         Command::Wasm {
             command: WasmCommand::Run(args),
         } => wasm_run(&client, args),
+        Command::Wasm {
+            command: WasmCommand::New(args),
+        } => crate::wasm_new(args),
         Command::Catalog => {
             print!("{}", view::catalog(&client.get("/v1/catalog")?));
             Ok(())
@@ -268,7 +271,7 @@ fn sql(client: &Client, args: SqlArgs) -> Result<(), CliError> {
     let request = json!({
         "kind": "sql", "agreement": args.grant, "sql": query,
         "epsilon": args.epsilon, "dry_run": args.dry_run, "wasm_module": module,
-        "target_ci": args.target_ci, "target_rows": args.target_rows,
+        "target_ci": args.target_ci, "target_rows": args.target_rows, "trial": args.trial,
     });
     let result = run_job(client, &request, args.json)?;
     print_result(client, &args.grant, &result, args.json)
@@ -279,6 +282,7 @@ fn wasm_run(client: &Client, args: WasmRunArgs) -> Result<(), CliError> {
         "kind": "analysis", "agreement": args.grant, "input_sql": args.input,
         "wasm_module": base64_file(&args.module)?,
         "blocks": args.blocks, "epsilon": args.epsilon,
+        "trial": args.trial, "dry_run": args.dry_run,
     });
     let result = run_job(client, &request, args.json)?;
     print_result(client, &args.grant, &result, args.json)
@@ -354,6 +358,12 @@ fn job_failure(id: &str, state: Option<&str>, error: &Value) -> ApiFailure {
     }
 }
 
+/// The report of a run that spent nothing, as the runtime's type.
+fn spent_nothing_report<T: serde::de::DeserializeOwned>(result: &Value) -> Result<T, CliError> {
+    serde_json::from_value(result["report"].clone())
+        .map_err(|e| fail(format!("the server sent a report this CLI cannot read: {e}")))
+}
+
 /// A job's result: its released table and the grant's budget after it
 /// (as the local verbs print them), a dry run's report, or the JSON.
 fn print_result(client: &Client, grant: &str, result: &Value, json: bool) -> Result<(), CliError> {
@@ -363,6 +373,9 @@ fn print_result(client: &Client, grant: &str, result: &Value, json: bool) -> Res
     }
     match result["kind"].as_str() {
         Some("dry_run") => print!("{}", view::dry_run(&result["report"])),
+        Some("sql_trial") => println!("{}", crate::render::sql_trial(&spent_nothing_report(result)?)),
+        Some("trial") => println!("{}", crate::render::trial(&spent_nothing_report(result)?)),
+        Some("analysis_dry_run") => println!("{}", crate::render::analysis_dry_run(&spent_nothing_report(result)?)),
         _ => {
             let table: ReleasedTable = serde_json::from_value(result["table"].clone())
                 .map_err(|e| fail(format!("the server sent a table this CLI cannot read: {e}")))?;

@@ -557,9 +557,10 @@ impl UsageReport {
                     };
                     line.result_digest = usage.result_digest.clone();
                     if let Some(defaults) = usage.defaults.as_ref().filter(|d| d.significant()) {
+                        let of = defaults.out_of.map(|n| format!(" of {n}")).unwrap_or_default();
                         line.detail = Some(format!(
-                            "{RELEASED_WITH_DEFAULTS}: about {:.0} of {} {} (a noisy count, ±{:.0} at 95 %)",
-                            defaults.noisy, defaults.out_of, defaults.unit, defaults.half_width_95
+                            "{RELEASED_WITH_DEFAULTS}: about {:.0}{of} {} (a noisy count, ±{:.0} at 95 %)",
+                            defaults.noisy, defaults.unit, defaults.half_width_95
                         ));
                     }
                     groups_released += usage.groups_released;

@@ -226,7 +226,7 @@ impl Sandbox {
         usage.defaults = Some(DefaultsCount {
             unit: "blocks".into(),
             noisy: defaults.value,
-            out_of: options.blocks as u64,
+            out_of: Some(options.blocks as u64),
             half_width_95: release.default_count_half_width(),
             epsilon: release.default_count_epsilon(),
         });

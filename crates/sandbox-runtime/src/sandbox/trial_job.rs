@@ -9,13 +9,14 @@ use crate::RuntimeError;
 use crate::analysis::{AnalysisOptions, AnalysisProgram, MAX_BLOCKS, block_schema, split_into_blocks};
 use crate::rules::combine;
 use sandbox_dp::sample_aggregate::{DEFAULT_COUNT_SHARE, SampleAggregate};
+use sandbox_model::DatasetId;
 use sandbox_sql::partials::collect_rows;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// One block of a trial run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrialBlock {
     /// Rows in the block.
     pub rows: usize,
@@ -30,7 +31,7 @@ pub struct TrialBlock {
 
 /// A trial run on the public samples: nothing charged, nothing recorded as
 /// a job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrialReport {
     /// The samples read (`dataset@sample directory`).
     pub samples: Vec<String>,
@@ -50,7 +51,7 @@ pub struct TrialReport {
 }
 
 /// The noise one output of an analysis will get.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutputNoise {
     pub name: String,
     pub lower: f64,
@@ -62,7 +63,7 @@ pub struct OutputNoise {
 }
 
 /// A dry run of an analysis: nothing read, nothing charged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnalysisDryRun {
     pub epsilon: f64,
     pub blocks: usize,
@@ -93,12 +94,8 @@ impl Sandbox {
     ) -> Result<TrialReport, RuntimeError> {
         let started = Instant::now();
         let (granted, _) = self.admit(grant)?;
-        let without_sample: Vec<String> = granted
-            .iter()
-            .filter(|d| self.data_dir().current_sample_dir(d).is_none())
-            .map(|d| d.to_string())
-            .collect();
-        let session = self.session_over(&granted, true)?;
+        let mut session = self.session_over(&granted, true)?;
+        session.mark_public_samples();
         let policies = self.policies();
         let catalog = self.catalog();
         let lookup = Lookup {
@@ -106,20 +103,9 @@ impl Sandbox {
             policies: &policies,
             granted: &granted,
         };
-        let rows = session.plan_and_check_rows(input_sql, &lookup).map_err(|e| {
-            if without_sample.is_empty() {
-                RuntimeError::from(e)
-            } else {
-                RuntimeError::refused(
-                    "trial-needs-sample",
-                    format!(
-                        "{e}. A trial run reads the datasets' public samples; these have none yet: {} (their owner \
-                         makes one with `sandbox sample DATASET --generate`)",
-                        without_sample.join(", ")
-                    ),
-                )
-            }
-        })?;
+        let rows = session
+            .plan_and_check_rows(input_sql, &lookup)
+            .map_err(|e| self.explain_missing_samples(&granted, e))?;
         self.check_job_allowed(grant, &["wasm"], &rows.datasets, &rows.usage)?;
         check_blocks(options.blocks)?;
         let schema = block_schema(&rows);
@@ -174,15 +160,7 @@ impl Sandbox {
         let as_outputs: Vec<Option<Vec<f64>>> = trial.iter().map(|b| b.outputs.clone()).collect();
         let clamped_mean = aggregate.exact_mean(&as_outputs)?;
         let defaults = as_outputs.iter().filter(|o| aggregate.uses_default(o)).count();
-        let samples = rows
-            .datasets
-            .iter()
-            .filter_map(|d| {
-                self.data_dir()
-                    .current_sample_dir(d)
-                    .map(|p| format!("{d}@{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
-            })
-            .collect();
+        let samples = self.sample_names(&rows.datasets);
         tracing::info!(grant, defaults, "trial run on sample data");
         Ok(TrialReport {
             samples,
@@ -193,6 +171,47 @@ impl Sandbox {
             defaults,
             elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         })
+    }
+
+    /// A check that failed on a session over the samples: when some granted
+    /// dataset has no sample (so its table is missing), says so.
+    pub(super) fn explain_missing_samples(&self, granted: &[DatasetId], e: sandbox_sql::SqlError) -> RuntimeError {
+        // The datasets a job could read (granted, or open to all) that
+        // have no sample: their tables are missing from a trial's session.
+        let without_sample: Vec<String> = self
+            .catalog()
+            .iter()
+            .filter(|d| d.open_class == sandbox_model::OpenClass::Open || granted.contains(&d.id))
+            .filter(|d| self.data_dir().current_sample_dir(&d.id).is_none())
+            .map(|d| d.id.to_string())
+            .collect();
+        // Only a table that is missing because it has no sample: any other
+        // error (a refusal, a typo) is the query's own.
+        let missing_table = matches!(&e, sandbox_sql::SqlError::Invalid(m)
+            if without_sample.iter().any(|d| m.contains(d.as_str())));
+        if !missing_table {
+            return RuntimeError::from(e);
+        }
+        RuntimeError::refused(
+            "trial-needs-sample",
+            format!(
+                "{e}. A trial run reads the datasets' public samples; these have none yet: {} (their owner \
+                 makes one with `sandbox sample DATASET --generate`)",
+                without_sample.join(", ")
+            ),
+        )
+    }
+
+    /// `dataset@sample directory` of each dataset read.
+    pub(super) fn sample_names<'a>(&self, datasets: impl IntoIterator<Item = &'a DatasetId>) -> Vec<String> {
+        datasets
+            .into_iter()
+            .filter_map(|d| {
+                self.data_dir()
+                    .current_sample_dir(d)
+                    .map(|p| format!("{d}@{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+            })
+            .collect()
     }
 
     /// The noise an analysis will get for its declared ranges, k and ε

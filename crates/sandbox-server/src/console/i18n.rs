@@ -330,6 +330,17 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "可选；留空则使用数据提供方规定的单次上限。",
     ),
     ("dry_run", "Dry run (free)", "试运行（不花费预算）"),
+    ("trial", "Trial on samples (free)", "在样本数据上试跑（不花费预算）"),
+    (
+        "trial_result",
+        "Trial on the public sample data",
+        "公开样本数据上的试跑",
+    ),
+    (
+        "trial_note",
+        "Exact values on the public DP samples, not the real data; nothing was charged. Samples read:",
+        "以下为公开差分隐私样本上的精确值，并非真实数据；未花费预算。所读样本：",
+    ),
     ("run", "Run", "运行"),
     (
         "kind_sql_job",

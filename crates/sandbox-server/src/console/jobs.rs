@@ -70,9 +70,12 @@ async fn job_view(state: &AppState, session: &Session, status: StatusCode, page:
     .await?;
     let budgets = budget_meters(state, session, &agreement.id).await?;
     let can_run = agreement.holder == session.caller.account;
-    let (mut dry_run, mut released) = (Value::Null, Value::Null);
+    let (mut dry_run, mut released, mut trial) = (Value::Null, Value::Null, Value::Null);
     match page.result {
         Some(r) if r["kind"] == "dry_run" => dry_run = dry_run_view(&r["report"]),
+        Some(r) if r["kind"] == "sql_trial" => trial = sql_trial_view(&r["report"]),
+        Some(r) if r["kind"] == "trial" => trial = analysis_trial_view(&r["report"]),
+        Some(r) if r["kind"] == "analysis_dry_run" => trial = analysis_dry_run_view(&r["report"]),
         Some(r) => released = chart::released_view(&view, &r["table"])?,
         None => {}
     }
@@ -97,10 +100,115 @@ async fn job_view(state: &AppState, session: &Session, status: StatusCode, page:
         "jobs",
         json!({"agreement": agreement.id, "budgets": budgets, "can_run": can_run, "job": page.job,
                "state_label": state_label, "pending": pending, "job_error": job_error,
-               "refresh": pending.then_some(REFRESH_SECONDS), "dry_run": dry_run, "released": released,
+               "refresh": pending.then_some(REFRESH_SECONDS), "dry_run": dry_run, "released": released, "trial": trial,
                "sql": page.sql, "epsilon": page.epsilon, "form_error": page.form_error,
                "kind": if page.kind == "analysis" { "analysis" } else { "sql" }}),
     )
+}
+
+fn samples_text(report: &Value) -> String {
+    report["samples"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+/// A SQL trial (`sandbox_runtime::SqlTrialReport`): the exact result on the
+/// samples and a line per function and failed call.
+fn sql_trial_view(report: &Value) -> Value {
+    let num = |v: &Value| v.as_f64().map(number).unwrap_or_default();
+    let mut notes = Vec::new();
+    let (shown, total) = (
+        report["rows"].as_array().map_or(0, Vec::len) as u64,
+        report["total_rows"].as_u64().unwrap_or(0),
+    );
+    if total > shown {
+        notes.push(format!("{} more rows not shown", total - shown));
+    }
+    for f in report["functions"].as_array().into_iter().flatten() {
+        notes.push(format!(
+            "{}: {} calls, {} failed (default {} in a real job), {} NaN, {} clamped to [{}, {}], {} ms",
+            f["name"].as_str().unwrap_or_default(),
+            f["calls"],
+            f["failed"],
+            number((f["lower"].as_f64().unwrap_or(0.0) + f["upper"].as_f64().unwrap_or(0.0)) / 2.0),
+            f["nan"],
+            f["clamped"],
+            num(&f["lower"]),
+            num(&f["upper"]),
+            num(&f["elapsed_ms"]),
+        ));
+        for c in f["failures"].as_array().into_iter().flatten() {
+            notes.push(format!(
+                "{}({}): {}",
+                f["name"].as_str().unwrap_or_default(),
+                c["arguments"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .map(|v| if v.is_null() { "NULL".into() } else { num(v) })
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    json!({"samples": samples_text(report), "columns": report["columns"], "rows": report["rows"], "notes": notes})
+}
+
+/// An analysis trial (`sandbox_runtime::TrialReport`): one row per block.
+fn analysis_trial_view(report: &Value) -> Value {
+    let num = |v: &Value| v.as_f64().map(number).unwrap_or_default();
+    let rows: Vec<Value> = report["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, b)| {
+            let outputs = b["outputs"]
+                .as_array()
+                .map(|o| o.iter().map(num).collect::<Vec<_>>().join(", "))
+                .unwrap_or_else(|| "—".into());
+            json!([
+                i.to_string(),
+                b["rows"].to_string(),
+                num(&b["elapsed_ms"]),
+                outputs,
+                b["default_reason"].as_str().unwrap_or_default()
+            ])
+        })
+        .collect();
+    let mean = report["clamped_mean"]
+        .as_array()
+        .map(|m| m.iter().map(num).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    json!({"samples": samples_text(report), "columns": ["block", "rows", "ms", "outputs", "default because"],
+           "rows": rows,
+           "notes": [format!("blocks using the default: {}", report["defaults"]),
+                     format!("clamped average before noise: {mean}")]})
+}
+
+/// An analysis dry run (`sandbox_runtime::AnalysisDryRun`): the noise per output.
+fn analysis_dry_run_view(report: &Value) -> Value {
+    let num = |v: &Value| v.as_f64().map(number).unwrap_or_default();
+    let rows: Vec<Value> = report["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            json!([
+                o["name"],
+                format!("[{}, {}]", num(&o["lower"]), num(&o["upper"])),
+                num(&o["scale"]),
+                format!("± {}", num(&o["half_width_95"]))
+            ])
+        })
+        .collect();
+    json!({"samples": format!("none: a dry run reads nothing; ε = {}, {} blocks", num(&report["epsilon"]), report["blocks"]),
+           "columns": ["output", "range", "noise scale", "95% half-width"], "rows": rows,
+           "notes": [format!("ε for the outputs {}, for the noisy count of defaulted blocks {}",
+                             num(&report["epsilon_outputs"]), num(&report["epsilon_default_count"]))]})
 }
 
 /// The dry-run report in words and formatted numbers.
@@ -216,6 +324,9 @@ fn job_request(form: &Form, module: Option<&[u8]>) -> Result<JobRequest, ApiErro
     let agreement = form.text("agreement");
     let sql = form.get("sql").unwrap_or_default();
     let module = module.map(|m| base64::engine::general_purpose::STANDARD.encode(m));
+    // A trial spends nothing: the form's ε (often still filled in) does not apply.
+    let trial = form.text("action") == "trial";
+    let epsilon = if trial { None } else { epsilon };
     match form.text("kind").as_str() {
         "" | "sql" => Ok(JobRequest::Sql {
             agreement,
@@ -225,6 +336,7 @@ fn job_request(form: &Form, module: Option<&[u8]>) -> Result<JobRequest, ApiErro
             wasm_module: module,
             target_ci: None,
             target_rows: None,
+            trial,
         }),
         "analysis" => Ok(JobRequest::Analysis {
             agreement,
@@ -233,6 +345,8 @@ fn job_request(form: &Form, module: Option<&[u8]>) -> Result<JobRequest, ApiErro
                 .ok_or_else(|| ApiError::invalid("an analysis job needs a WebAssembly module: attach one"))?,
             blocks: None,
             epsilon,
+            trial,
+            dry_run: form.text("action") == "dry_run",
         }),
         other => Err(ApiError::invalid(format!(
             "unknown job kind `{other}`: sql or analysis"
@@ -304,4 +418,36 @@ pub(crate) async fn job(
         form_error: Value::Null,
     };
     job_view(&state, &session, StatusCode::OK, page).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sql_trial_reads_as_rows_and_a_line_per_function_and_failed_call() {
+        let report = json!({
+            "samples": ["gov.utility_usage@s000001"], "columns": ["month", "v"],
+            "rows": [["2023-01", "0.25"]], "total_rows": 3,
+            "functions": [{"name": "score", "lower": 0.0, "upper": 1.0, "calls": 40, "failed": 7, "nan": 1,
+                           "clamped": 2, "elapsed_ms": 3.0,
+                           "failures": [{"arguments": [1200.0, null], "message": "panicked: too big"}]}],
+            "elapsed_ms": 12.0});
+        let view = sql_trial_view(&report);
+        assert_eq!(view["samples"], "gov.utility_usage@s000001");
+        assert_eq!(view["rows"][0][0], "2023-01");
+        let notes: Vec<&str> = view["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(notes[0], "2 more rows not shown");
+        assert!(
+            notes[1]
+                .starts_with("score: 40 calls, 7 failed (default 0.500 in a real job), 1 NaN, 2 clamped to [0, 1.000]"),
+            "{notes:?}"
+        );
+        assert_eq!(notes[2], "score(1200, NULL): panicked: too big");
+    }
 }

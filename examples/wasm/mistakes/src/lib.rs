@@ -3,7 +3,10 @@
 //! UDFs:
 //! * `panics(x)` always panics;
 //! * `clock(x)` reads `std::time::SystemTime::now()` (which panics on
-//!   `wasm32-unknown-unknown`: a job has no clock).
+//!   `wasm32-unknown-unknown`: a job has no clock);
+//! * `fails_above(x)` panics when `x >= 1000` — a failure that depends on
+//!   the data (the host's generated trial input stays below 100) — returns
+//!   -1 (outside its bounds) when `x < 0`, else `x / 1000`.
 //!
 //! The analysis `mistakes` reads column `value` (a query without it is the
 //! "missing input column" mistake) and then, by which other column the
@@ -26,6 +29,13 @@ fn panics(x: f64) -> f64 {
 fn clock(x: f64) -> f64 {
     let now = std::time::SystemTime::now();
     x + now.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn fails_above(x: f64) -> f64 {
+    if x >= 1000.0 {
+        panic!("x = {x} is at least 1000");
+    }
+    if x < 0.0 { -1.0 } else { x / 1000.0 }
 }
 
 fn has(batch: &RecordBatch, name: &str) -> bool {
@@ -62,5 +72,6 @@ fn analysis(batch: &RecordBatch) -> Result<Vec<f64>, SdkError> {
 export! {
     udf panics(x: f64) -> f64 in [0.0, 1.0] => panics;
     udf clock(x: f64) -> f64 in [0.0, 1.0] => clock;
+    udf fails_above(x: f64) -> f64 in [0.0, 1.0] => fails_above;
     analysis mistakes(batch: &RecordBatch) -> [mean in [0.0, 10000.0], rows in [0.0, 1000.0]] => analysis;
 }

@@ -1,0 +1,163 @@
+//! Rows that took a job function's default, counted so that the count can
+//! be released with DP.
+//!
+//! A job's WebAssembly function never fails the job: a row whose call fails
+//! (trap, error, wrong number of values) takes the midpoint of the declared
+//! bounds ([`crate::guest`]). An analyst must learn when most of a result
+//! is such defaults, without learning which rows failed. This module gives
+//! the runtime the exact, contribution-bounded count; the runtime adds the
+//! noise (`sandbox_runtime`, with its share of the job's ε).
+//!
+//! What is counted: the rows the job's groups are computed from (after
+//! its WHERE, its public key sets and its contribution bounding, before
+//! partition selection) for which a call of a job function **in an
+//! aggregate's argument** failed (several calls in one row count once; a
+//! group key holding one is counted too, though the checker refuses job
+//! functions in GROUP BY today). Calls inside the row source (a WHERE
+//! clause, a subquery's SELECT list, a join condition) are not counted:
+//! their rows may not reach the aggregation at all. The calls are found on
+//! the checked plan, by the function behind each call (a [`GuestUdf`]),
+//! never by name.
+//!
+//! Bounding: the flag is one more measure bounded exactly as the job's own
+//! ([`compute_totals`] with the job's G, R, L and choice key): a unit keeps
+//! at most `min(G · R, L)` rows over all groups, so adding or removing one
+//! unit changes the count by at most that — the sensitivity the runtime
+//! calibrates to.
+
+use crate::contribution::{Bounding, compute_totals};
+use crate::guest::{GuestUdf, RowFunction, evaluate_raw};
+use crate::multiplicity::UnitBounds;
+use crate::partials::{Contributions, MeasureColumn};
+use crate::query::CheckedQuery;
+use crate::{JobSession, SqlError};
+use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::functions::expr_fn::greatest;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
+};
+use sandbox_dp::fixed_point::Quantizer;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// `1.0` for a row whose call of the job function failed (it took the
+/// default), else `0.0`; never NULL. Evaluated exactly as the function
+/// itself is (one fresh instance per row, or one call per row of a batch
+/// for provably independent rows), so a row's flag depends on that row
+/// alone. Not registered in any session: only the runtime builds calls of
+/// it, on a plan it made.
+#[derive(Debug)]
+struct FailureFlag {
+    function: Arc<dyn RowFunction>,
+    signature: Signature,
+}
+
+impl PartialEq for FailureFlag {
+    fn eq(&self, other: &Self) -> bool {
+        self.function.name() == other.function.name() && self.function.identity() == other.function.identity()
+    }
+}
+impl Eq for FailureFlag {}
+impl Hash for FailureFlag {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.function.name().hash(state);
+        self.function.identity().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for FailureFlag {
+    fn name(&self) -> &str {
+        "__sandbox_failed"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args
+            .args
+            .into_iter()
+            .map(|a| a.into_array(n))
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let raw = evaluate_raw(self.function.as_ref(), arrays, n)?;
+        let flags: Float64Array = raw.iter().map(|v| Some(if v.is_none() { 1.0 } else { 0.0 })).collect();
+        Ok(ColumnarValue::Array(Arc::new(flags)))
+    }
+}
+
+fn flag_call(function: &Arc<dyn RowFunction>, args: Vec<Expr>) -> Expr {
+    let udf = FailureFlag {
+        function: function.clone(),
+        signature: Signature::exact(vec![DataType::Float64; function.arity()], Volatility::Volatile),
+    };
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(udf)), args))
+}
+
+/// The job function behind a call, if the call is one.
+fn job_function(call: &ScalarFunction) -> Option<&Arc<dyn RowFunction>> {
+    let udf: &dyn std::any::Any = call.func.inner().as_ref();
+    udf.downcast_ref::<GuestUdf>().map(GuestUdf::function)
+}
+
+/// The per-row flag (`1.0` when any job-function call in a group key or an
+/// aggregate's argument failed, else `0.0`) over the row source's columns,
+/// or `None` when no such call exists (then nothing is counted and no ε is
+/// set aside).
+pub fn defaulted_row_flag(q: &CheckedQuery) -> Option<Expr> {
+    let mut flags = Vec::new();
+    let roots = q
+        .group_keys
+        .iter()
+        .map(|k| &k.expr)
+        .chain(q.aggregates.iter().filter_map(|a| a.argument.as_ref()));
+    for root in roots {
+        // A visit cannot fail here: the closure never returns an error.
+        let _ = root.apply(|e| {
+            if let Expr::ScalarFunction(call) = e
+                && let Some(function) = job_function(call)
+            {
+                flags.push(flag_call(function, call.args.clone()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    match flags.len() {
+        0 => None,
+        1 => flags.pop(),
+        _ => Some(greatest(flags)),
+    }
+}
+
+/// The exact count of flagged rows over all of `q`'s groups, bounded by
+/// `bounding` (the job's own: each unit keeps at most `min(G · R, L)` rows
+/// over all groups).
+///
+/// # Errors
+/// The errors of [`compute_totals`] (deadline, memory, a failure on the
+/// data: details withheld).
+pub async fn count_defaulted_rows(
+    session: &JobSession,
+    q: &CheckedQuery,
+    flag: Expr,
+    bounding: Bounding,
+) -> Result<u64, SqlError> {
+    let internal = |e: sandbox_dp::DpError| SqlError::Internal(e.to_string());
+    let measure = MeasureColumn {
+        expr: cast(flag, DataType::Int64),
+        grid: Quantizer::for_sum(0.0, 1.0).map_err(internal)?,
+        squares: false,
+    };
+    let statistics = compute_totals(session, q, &[measure], bounding, UnitBounds::default(), false).await?;
+    let Contributions::Totals { totals, .. } = statistics.contributions else {
+        return Err(SqlError::Internal("the count of defaults was not totalled".into()));
+    };
+    let flagged: i128 = totals.measures.first().map(|m| m.sum.iter().sum()).unwrap_or(0);
+    Ok(u64::try_from(flagged.max(0)).unwrap_or(u64::MAX))
+}
