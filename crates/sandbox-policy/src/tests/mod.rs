@@ -4,6 +4,7 @@
 mod catalog;
 mod cross;
 mod desensitize;
+mod desensitize_attack;
 mod hostile;
 mod malformed;
 mod sample;

@@ -452,3 +452,5 @@ fn a_session_without_the_policys_rules_is_refused() {
         Err(SqlError::Internal(_))
     ));
 }
+
+mod attack;
