@@ -221,6 +221,7 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
     }
     failures.extend(engine_bounding_matches_release_step(&base, &corpus).await);
     failures.extend(desensitized_dimension(&base).await);
+    failures.extend(desensitized_measures(&world, &base).await);
     if only.is_some() {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         return;
@@ -311,6 +312,62 @@ async fn desensitized_dimension(base: &Sandbox) -> Vec<String> {
             "[desensitize] WHERE age = 35 (the band 35-39) counted {n} persons"
         )),
         Err(e) => failures.push(e),
+    }
+    failures
+}
+
+/// The suite's policies band two measures (`neighbours::MEASURE_RULES`):
+/// with noise off, every aggregate of them releases exactly what the same
+/// job releases on `P`, the same data stored already coarsened under the
+/// shipped policies (the same groups, unit counts, bounded statistics and
+/// calibration), and a filter strictly inside a band matches nothing.
+async fn desensitized_measures(world: &neighbours::World, base: &Sandbox) -> Vec<String> {
+    let mut failures = Vec::new();
+    let precoarsened = world.precoarsened();
+    let by_key = |o: Outcome| match o {
+        Outcome::Released(mut t) => {
+            t.groups
+                .sort_by_key(|g| serde_json::to_string(&g.key).unwrap_or_default());
+            Outcome::Released(t)
+        }
+        other => other,
+    };
+    let queries = [
+        "SELECT sex, SUM(cost) AS s, AVG(cost) AS a FROM health.clinic_visits GROUP BY sex",
+        "SELECT age, AVG(cost) AS a, COUNT(*) AS n FROM health.clinic_visits GROUP BY age",
+        "SELECT district, SUM(cost) AS s FROM health.clinic_visits WHERE cost >= 100 GROUP BY district",
+        "SELECT SUM(insured_employees) AS s, AVG(insured_employees) AS a FROM gov.legal_entities",
+        "SELECT district, AVG(insured_employees) AS a FROM gov.legal_entities WHERE insured_employees >= 10 GROUP BY district",
+    ];
+    for sql in queries {
+        let (on_rules, on_coarse) = (by_key(run(base, sql).await), by_key(run(&precoarsened, sql).await));
+        match (&on_rules, &on_coarse) {
+            (Outcome::Released(a), Outcome::Released(b)) if a == b => {}
+            (a, b) => failures.push(format!(
+                "[desensitize] a banded measure: {} under the rule, {} on the pre-coarsened data (or the traces differ): {sql}",
+                a.kind(),
+                b.kind()
+            )),
+        }
+    }
+    // Coarsened values only: no cost lies strictly inside the band [0, 50),
+    // though stored costs do.
+    let inside = "SELECT COUNT(*) AS n FROM health.clinic_visits WHERE cost > 0 AND cost < 50";
+    match run(base, inside).await {
+        Outcome::Released(t) => {
+            let n: i128 = t
+                .groups
+                .iter()
+                .filter_map(|g| g.components.first()?.first().copied())
+                .sum();
+            if n != 0 {
+                failures.push(format!("[desensitize] {inside} counted {n} visits"));
+            }
+        }
+        other => failures.push(format!("[desensitize] {}: {inside}", other.kind())),
+    }
+    if world.facts.costs_inside_first_band == 0 {
+        failures.push("[desensitize] no stored cost lies inside the band [0, 50): the check is vacuous".into());
     }
     failures
 }

@@ -161,9 +161,13 @@ impl Policy {
         let line = self.describe_column_role(name, c, unit);
         match &c.desensitize {
             None => line,
-            Some(rule) if c.has(ColumnRole::Measure) => {
-                format!("{line}; in sample datasets {}", rule.describe())
-            }
+            // A measure is never released as a row: every job reads it
+            // coarsened (then clamped to its bounds), every sample shows it
+            // coarsened.
+            Some(rule) if c.has(ColumnRole::Measure) => format!(
+                "{line}; desensitized: every job (before clamping to its bounds) and sample reads it {}",
+                rule.describe()
+            ),
             Some(rule) => format!(
                 "{line}; desensitized: every job, released row and sample sees it {}",
                 rule.describe()

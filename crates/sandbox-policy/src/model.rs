@@ -168,9 +168,9 @@ pub struct ColumnPolicy {
     /// For measures: public bounds `[lower, upper]`, lower < upper, finite.
     pub bounds: Option<(f64, f64)>,
     /// The column's desensitization rule (`[desensitize]`), only on a
-    /// dimension, public or measure column. On a dimension or public
-    /// column every job sees only the coarsened values; on a measure it
-    /// applies to sample datasets only (a measure leaves only aggregated).
+    /// dimension, public or measure column. Whatever the role, every job
+    /// and every sample sees only the coarsened values (a measure is
+    /// coarsened before it is clamped to its bounds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desensitize: Option<Desensitization>,
 }

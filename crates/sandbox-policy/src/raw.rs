@@ -140,12 +140,12 @@
 //!
 //! The column must be in `[columns]` and be a `dimension`, `public` or
 //! `measure` column: identifiers, privacy units, join keys and sensitive
-//! columns are never released, so a rule on one is an error. On a
-//! dimension or public column the runtime applies the rule beneath every
-//! job (every reference to the column, in SELECT, WHERE, JOIN, GROUP BY,
-//! sees only the coarsened value), to its public keys and to sample
-//! datasets; on a measure, which leaves only aggregated, it applies to
-//! sample datasets only.
+//! columns are never released, so a rule on one is an error. Whatever the
+//! column's role, the runtime applies the rule beneath every job (every
+//! reference to the column, in SELECT, WHERE, JOIN, GROUP BY, an
+//! aggregate's argument, sees only the coarsened value; a measure is
+//! coarsened before it is clamped to its bounds), to its public keys and to
+//! sample datasets.
 //!
 //! ## Open datasets
 //!

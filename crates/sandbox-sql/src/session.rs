@@ -48,10 +48,11 @@ pub struct TableBinding {
     /// [`JobSession::set_verified_max_rows_per_value`].
     pub declared_max_rows_per_value: BTreeMap<String, u64>,
     /// The desensitization rules applied beneath every job (column →
-    /// rule): [`crate::desensitize::scan_rules`] of the dataset's policy.
-    /// The table is registered as a view in which these columns are their
-    /// coarsened values; the checker refuses a job whose datasets are not
-    /// bound with their policies' rules.
+    /// rule, every column's rule whatever its role):
+    /// [`crate::desensitize::scan_rules`] of the dataset's policy. The
+    /// table's scan yields these columns as their coarsened values; the
+    /// checker refuses a job whose datasets are not bound with their
+    /// policies' rules.
     pub desensitize: BTreeMap<String, sandbox_policy::Desensitization>,
 }
 

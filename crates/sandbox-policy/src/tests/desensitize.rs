@@ -70,7 +70,9 @@ fn rules_compile_onto_their_columns_and_round_trip() {
         "{words:#?}"
     );
     assert!(
-        line("cost").contains("in sample datasets generalized to the bands starting at 0, 100, 1000.5"),
+        line("cost").contains(
+            "desensitized: every job (before clamping to its bounds) and sample reads it generalized to the bands starting at 0, 100, 1000.5"
+        ),
         "{words:#?}"
     );
     assert!(

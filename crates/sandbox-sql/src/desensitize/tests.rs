@@ -341,6 +341,20 @@ impl PolicyLookup for Lookup {
 }
 
 fn policy() -> Policy {
+    policy_named("health.visits", true)
+}
+
+/// The test policy of `dataset` (the same columns and roles), with the
+/// `[desensitize]` table or without it.
+fn policy_named(dataset: &str, with_rules: bool) -> Policy {
+    policy_edited(dataset, &|text| match (with_rules, text.find("[desensitize]")) {
+        (false, Some(at)) => text[..at].to_string(),
+        _ => text,
+    })
+}
+
+/// The test policy of `dataset`, its text changed by `edit` first.
+fn policy_edited(dataset: &str, edit: &dyn Fn(String) -> String) -> Policy {
     let entry = r#"
 id = "health.visits"
 title = "visits"
@@ -363,9 +377,10 @@ fields = [
   { name = "address", type = "utf8", description = "d" },
 ]
 "#;
+    let entry = entry.replace("health.visits", dataset);
     let mut catalog = Catalog::new();
     catalog
-        .insert(parse_catalog_entry("health.visits.toml", entry).expect("entry"))
+        .insert(parse_catalog_entry(&format!("{dataset}.toml"), &entry).expect("entry"))
         .expect("insert");
     let text = r#"
 dataset = "health.visits"
@@ -374,7 +389,7 @@ unit_entity = "person"
 [release]
 mode = "dp"
 min_units = 2
-aggregates = ["count", "sum"]
+aggregates = ["count", "sum", "avg"]
 [dp]
 epsilon_per_query = 1.0
 delta = 1e-6
@@ -400,15 +415,15 @@ phone = { mask_keep_last = 4 }
 visit = { truncate_to = "month" }
 address = { truncate_chars = 6 }
 "#;
-    parse_policy("health.visits.toml", text, &catalog).unwrap_or_else(|e| panic!("{e}"))
+    let text = edit(text.replace("health.visits", dataset));
+    parse_policy(&format!("{dataset}.toml"), &text, &catalog).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
-fn scan_rules_are_those_of_dimensions_and_public_columns() {
-    let mut want = rules();
-    // A measure's rule concerns samples only: aggregates use the stored value.
-    want.remove("cost");
-    assert_eq!(scan_rules(&policy()), want);
+fn scan_rules_are_every_columns_rule_whatever_its_role() {
+    // The measure's rule (`cost`) included: a rule means one thing.
+    assert_eq!(scan_rules(&policy()), rules());
+    assert!(scan_rules(&policy_named("health.coarse", false)).is_empty());
 }
 
 #[test]
@@ -454,3 +469,4 @@ fn a_session_without_the_policys_rules_is_refused() {
 }
 
 mod attack;
+mod measures;

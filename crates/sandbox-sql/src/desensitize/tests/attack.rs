@@ -17,7 +17,7 @@ use super::*;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::parquet::file::properties::WriterProperties;
 
-fn coarsened(rules: &BTreeMap<String, Desensitization>) -> Vec<Row> {
+pub(super) fn coarsened(rules: &BTreeMap<String, Desensitization>) -> Vec<Row> {
     let r = |c: &str| rules.get(c).cloned();
     rows()
         .into_iter()
@@ -51,7 +51,7 @@ fn batch_of(data: &[Row]) -> RecordBatch {
 }
 
 /// Writes `data` sorted by (raw) age, in two files of row groups of 4 rows.
-fn write_table(
+pub(super) fn write_table(
     dir: &std::path::Path,
     id: &str,
     mut data: Vec<Row>,
