@@ -267,6 +267,18 @@ impl Policy {
         self.columns.get(name)
     }
 
+    /// SHA-256 (hex) of the policy in force, as compiled: of its canonical
+    /// written form ([`crate::to_toml`]), which reads back as the same
+    /// policy. Unlike [`Policy::digest`] (the file's bytes) it ignores
+    /// comments and layout, and it changes with every rule, role, bound,
+    /// key or parameter. Anything derived from a dataset under its policy
+    /// (a verified row bound, a sample) is keyed by it, so that it is never
+    /// used under another policy.
+    pub fn effective_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(crate::to_toml(self).as_bytes()))
+    }
+
     /// True when this policy permits joining `self_col` here with
     /// `other_col` of `other`.
     pub fn permits_fusion(&self, other: &DatasetId, self_col: &str, other_col: &str) -> bool {

@@ -230,3 +230,25 @@ fn the_shipped_clinic_policy_releases_ages_in_five_year_bands() {
         "{words:#?}"
     );
 }
+
+/// The effective digest follows the compiled policy, not the file: a
+/// comment changes nothing, a rule does.
+#[test]
+fn the_effective_digest_changes_with_a_rule_and_not_with_a_comment() {
+    let sources = shipped_policy_sources();
+    let (_, text) = sources
+        .iter()
+        .find(|(f, _)| f == "health.clinic_visits.toml")
+        .expect("file");
+    let catalog = shipped_catalog();
+    let shipped = parse_policy("c.toml", text, &catalog).expect("parses");
+    let commented = parse_policy("c.toml", &format!("# a note\n{text}"), &catalog).expect("parses");
+    assert_ne!(commented.digest, shipped.digest);
+    assert_eq!(commented.effective_digest(), shipped.effective_digest());
+    let (stricter, _) = with_rules(
+        "health.clinic_visits.toml",
+        "[desensitize]\nage = { band = 5 }\ndistrict = { mask_keep_last = 1 }\n",
+    );
+    let stricter = stricter.unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(clinic(&stricter).effective_digest(), shipped.effective_digest());
+}
