@@ -22,6 +22,15 @@
 //! sample shows only values the rule allows. Every rule is idempotent, so
 //! the second pass changes nothing that the first already coarsened.
 //!
+//! A sample is made under its policy's sample terms
+//! ([`Policy::sample_terms_digest`]: the privacy unit, k, δ, every column's
+//! roles, public keys, bounds and desensitization rule, the `[sample]`
+//! table), which its manifest records. It is served and used only while
+//! the policy in force has the same terms ([`SampleManifest::made_under`]);
+//! a rule added later (or any other change to the terms) withdraws it until
+//! its owner makes a new one. A manifest without the record (made before
+//! it was kept) matches no policy.
+//!
 //! Where samples live (one directory per sample; `CURRENT` names the one
 //! served, replaced atomically, as for data versions):
 //!
@@ -77,6 +86,11 @@ pub struct SampleManifest {
     pub columns: Vec<SampleColumn>,
     pub pairs: Vec<SamplePair>,
     pub files: Vec<StoredFile>,
+    /// [`Policy::sample_terms_digest`] of the policy the sample was made
+    /// under (`None` in manifests made before it was recorded: such a
+    /// sample is never served or used).
+    #[serde(default)]
+    pub policy_terms: Option<String>,
 }
 
 /// One column of a sample, with its fidelity.
@@ -116,6 +130,12 @@ pub struct SamplePair {
 }
 
 impl SampleManifest {
+    /// Whether the sample was made under `policy`'s sample terms (a
+    /// manifest without the record matches no policy).
+    pub fn made_under(&self, policy: &Policy) -> bool {
+        self.policy_terms.as_deref() == Some(policy.sample_terms_digest().as_str())
+    }
+
     /// The fidelity report as people read it.
     pub fn render(&self) -> String {
         let mut s = format!(
@@ -817,6 +837,7 @@ pub fn make_sample(
                 })
                 .collect(),
             files: vec![csv_file, parquet_file],
+            policy_terms: Some(policy.sample_terms_digest()),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| IngestError::Sample(e.to_string()))?;
         write_synced(&staging.join(SAMPLE_MANIFEST), &json)?;
@@ -863,8 +884,22 @@ fn current_sample_id(dir: &Path) -> Result<Option<String>, IngestError> {
     }
 }
 
-/// The sample currently served for `dataset`: its directory (holding
-/// [`SAMPLE_CSV`], [`SAMPLE_PARQUET`], [`SAMPLE_MANIFEST`]) and manifest.
+/// Why a sample is not served or used: it was made under other sample terms
+/// than the policy in force (or before they were recorded). Names the
+/// dataset and what its owner must do; says nothing about the data.
+pub fn stale_sample_message(dataset: &DatasetId) -> String {
+    format!(
+        "the sample dataset of {dataset} was made under other terms than its policy now sets (a desensitization \
+         rule, role, public key set, bound or the [sample] table changed since, or the sample predates their \
+         record): it is neither served nor used until its owner makes a new one with \
+         `sandbox sample {dataset} --generate`"
+    )
+}
+
+/// The current sample of `dataset` (its directory, holding [`SAMPLE_CSV`],
+/// [`SAMPLE_PARQUET`], [`SAMPLE_MANIFEST`], and manifest), as made, whatever
+/// the policy in force: for its owner's view and tests. Whatever serves or
+/// reads a sample checks it with [`SampleManifest::made_under`] first.
 pub fn current_sample(
     layout: &DataLayout,
     dataset: &DatasetId,

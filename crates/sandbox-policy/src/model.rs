@@ -279,6 +279,16 @@ impl Policy {
         hex::encode(Sha256::digest(crate::to_toml(self).as_bytes()))
     }
 
+    /// SHA-256 (hex) of the terms a sample dataset is made under (the part
+    /// of the effective policy that shapes a sample: privacy unit, k, δ,
+    /// every column's roles, public keys, bounds and desensitization rule,
+    /// and the `[sample]` table). A sample records it, and is served and
+    /// used only while the policy in force has the same.
+    pub fn sample_terms_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(crate::write::sample_terms(self).as_bytes()))
+    }
+
     /// True when this policy permits joining `self_col` here with
     /// `other_col` of `other`.
     pub fn permits_fusion(&self, other: &DatasetId, self_col: &str, other_col: &str) -> bool {

@@ -325,6 +325,19 @@ impl Sandbox {
         tracing::info!("catalog and policies reloaded");
         Ok(true)
     }
+    /// The current sample of `dataset`, if it may be served and used under
+    /// the policy in force (see [`DataDir::current_sample`]).
+    ///
+    /// # Errors
+    /// `sample-stale` for a sample made under other terms; reading its
+    /// manifest.
+    pub fn current_sample(
+        &self,
+        dataset: &DatasetId,
+    ) -> Result<Option<(std::path::PathBuf, sandbox_ingest::SampleManifest)>, RuntimeError> {
+        self.dir.current_sample(dataset, self.policies().get(dataset))
+    }
+
     /// The output policies in force (a snapshot: a policy installed later
     /// applies to jobs that start later).
     pub fn policies(&self) -> Arc<PolicySet> {
@@ -477,9 +490,18 @@ impl Sandbox {
                 continue;
             }
             // The directory is resolved once: its files are pinned here,
-            // and the job scans (and verifies) exactly these.
+            // and the job scans (and verifies) exactly these. A sample made
+            // under other terms than the policy's (a rule added since) is
+            // left out like a missing one; a check that then misses its
+            // table says why (`explain_missing_samples`).
             let dir = if samples {
-                self.dir.current_sample_dir(&d.id)
+                match self.dir.current_sample(&d.id, policies.get(&d.id)) {
+                    Ok(found) => found.map(|(dir, _)| dir),
+                    Err(e) => {
+                        tracing::info!(dataset = %d.id, error = %e, "the sample is not used");
+                        None
+                    }
+                }
             } else {
                 Some(self.dir.table_dir(&d.id))
             };

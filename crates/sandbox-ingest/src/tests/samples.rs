@@ -401,3 +401,43 @@ fn a_sample_shows_only_desensitized_values() {
     );
     assert!(staffs.len() >= 2, "{staffs:?}");
 }
+
+/// A sample records the sample terms of the policy it was made under; it
+/// matches that policy, not one with a rule added later, and a manifest
+/// from before the record (no `policy_terms`) matches none.
+#[test]
+fn a_sample_is_made_under_its_policys_terms_only() {
+    let f = Fixture::new();
+    let (entry, policy, data) = registered(&f);
+    let manifest = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions { seed: Some([4; 32]) },
+        |_| Ok(()),
+    )
+    .expect("sample");
+    assert_eq!(manifest.policy_terms, Some(policy.sample_terms_digest()));
+    let (_, stored) = current_sample(&f.layout, &entry.id).expect("read").expect("current");
+    assert!(stored.made_under(&policy));
+
+    let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+    let text = std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+    let stricter = format!("{text}\n[desensitize]\ndistrict = {{ truncate_chars = 2 }}\n");
+    let stricter = sandbox_policy::parse_policy("gov.inspections.toml", &stricter, &catalog).expect("parse");
+    assert!(!stored.made_under(&stricter), "a rule added since withdraws the sample");
+
+    let mut old = serde_json::to_value(&stored).expect("json");
+    old.as_object_mut().expect("object").remove("policy_terms");
+    let old: crate::SampleManifest = serde_json::from_value(old).expect("an old manifest still reads");
+    assert_eq!(old.policy_terms, None);
+    assert!(!old.made_under(&policy), "a manifest without terms matches no policy");
+
+    let message = crate::stale_sample_message(&entry.id);
+    assert!(
+        message.contains("gov.inspections") && message.contains("sandbox sample gov.inspections --generate"),
+        "{message}"
+    );
+}

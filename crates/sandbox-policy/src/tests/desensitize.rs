@@ -252,3 +252,43 @@ fn the_effective_digest_changes_with_a_rule_and_not_with_a_comment() {
     let stricter = stricter.unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(clinic(&stricter).effective_digest(), shipped.effective_digest());
 }
+
+/// The sample terms change with anything a sample is made from (a rule, a
+/// role, a key set, a bound, the `[sample]` table, k, δ) and not with what
+/// concerns jobs only (their budgets).
+#[test]
+fn the_sample_terms_follow_what_a_sample_is_made_from() {
+    let sources = shipped_policy_sources();
+    let (_, text) = sources
+        .iter()
+        .find(|(f, _)| f == "health.clinic_visits.toml")
+        .expect("file");
+    let catalog = shipped_catalog();
+    let terms = |t: &str| {
+        parse_policy("c.toml", t, &catalog)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .sample_terms_digest()
+    };
+    let shipped = terms(text);
+    for (what, from, to) in [
+        ("a job budget", "epsilon_budget = 5.0", "epsilon_budget = 4.0"),
+        ("ε per query", "epsilon_per_query = 0.5", "epsilon_per_query = 0.4"),
+        ("WebAssembly jobs", "wasm = false", "wasm = true"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        assert_eq!(terms(&text.replacen(from, to, 1)), shipped, "{what} is not a sample term");
+    }
+    for (what, from, to) in [
+        ("a rule", "age = { band = 5 }", "age = { band = 10 }"),
+        ("a new rule", "age = { band = 5 }", "age = { band = 5 }\ndistrict = { mask_keep_last = 1 }"),
+        ("a role", "age = { role = \"dimension\" }", "age = { role = \"public\" }"),
+        ("a key set", "public_keys = [\"F\", \"M\"]", "public_keys = [\"F\", \"M\", \"X\"]"),
+        ("a bound", "bounds = [0.0, 20000.0]", "bounds = [0.0, 30000.0]"),
+        ("k", "min_units = 10", "min_units = 11"),
+        ("δ", "delta = 1e-7", "delta = 1e-8"),
+        ("the sample's ε", "epsilon = 0.5\nfidelity", "epsilon = 0.4\nfidelity"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        assert_ne!(terms(&text.replacen(from, to, 1)), shipped, "{what} is a sample term");
+    }
+}
