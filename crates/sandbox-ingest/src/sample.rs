@@ -483,7 +483,11 @@ fn coarsen(rule: Option<&Desensitization>, cell: Cell) -> Cell {
     let Some(rule) = rule else { return cell };
     match cell {
         Cell::Int(i) => Cell::Int(rule.apply_i64(i)),
-        Cell::Float(x) if x.is_finite() => Cell::Float(rule.apply_f64(x)),
+        // A fixed-width band never reaches a float column (refused at
+        // validation); if it did, the value is not shown at all.
+        Cell::Float(_) if matches!(rule, Desensitization::Band(_)) => Cell::Null,
+        // Every float, as the SQL scan does (∞ → the top edge, NaN → e₀).
+        Cell::Float(x) => Cell::Float(rule.apply_f64(x)),
         Cell::Str(s) => Cell::Str(rule.apply_str(&s)),
         Cell::Date(d) => Cell::Date(rule.apply_date(d)),
         other => other,

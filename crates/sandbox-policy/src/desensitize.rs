@@ -11,7 +11,7 @@
 //!
 //! | rule | TOML | column types | value → released value |
 //! |---|---|---|---|
-//! | generalization to fixed-width bands | `{ band = 5 }` | int64, float64 | `x` → `floor(x / w) · w`, the band's lower bound (37 → 35) |
+//! | generalization to fixed-width bands | `{ band = 5 }` | int64 | `x` → `floor(x / w) · w`, the band's lower bound (37 → 35, −1 → −5), in exact integer arithmetic |
 //! | generalization to owner-chosen bands | `{ bands = [0, 1000, 5000] }` | int64, float64 | `x` → the largest edge `≤ x`; below the first edge → the first edge (bottom coding) |
 //! | generalization of dates | `{ truncate_to = "month" }` or `"year"` | date | the first day of the month or year |
 //! | truncation | `{ truncate_chars = 6 }` | utf8 | the first `n` characters |
@@ -20,16 +20,25 @@
 //! NULL stays NULL under every rule, and every rule is idempotent (a
 //! coarsened value coarsens to itself), so a sample dataset, already
 //! desensitized, reads the same through the rules again.
+//!
+//! Why `band` is for integers only: `floor(x / w) · w` in floating point is
+//! not exact (with w = 0.1 it is not idempotent and a label can fall below
+//! its value's band; above 2⁵³·w it is the identity), so a float column is
+//! banded with `bands = [e₀, …]`, whose only operation is the comparison
+//! `eᵢ ≤ x`, exact for every float. On an int64 column both rules are
+//! computed in integers, exactly, for every value including `i64::MIN` and
+//! `i64::MAX`.
 
 use serde::Serialize;
 use std::fmt;
+use std::num::NonZeroU64;
 
 /// The most characters a masking or truncation rule may keep.
 pub const MAX_KEEP_CHARS: u32 = 1000;
 /// The most edges of a `bands` rule.
 pub const MAX_BAND_EDGES: usize = 256;
-/// The widest `band` and the largest |edge|: values stay exact in `f64`
-/// and `i64` arithmetic (|x| ≤ 2⁵³).
+/// The widest `band` and the largest |edge|: an edge is exact in `f64` and
+/// `i64` (|x| ≤ 2⁵³), and a band's bounds fit an `i64`.
 pub const MAX_BAND_MAGNITUDE: f64 = 1e15;
 
 /// What replaces the hidden part of a masked value: always three stars,
@@ -58,10 +67,11 @@ impl DateUnit {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Desensitization {
-    /// Generalization to bands of width `w` (> 0): `x` → `floor(x / w) · w`.
-    /// On an int64 column `w` is a whole number.
-    Band(f64),
-    /// Generalization to owner-chosen bands: sorted, distinct edges
+    /// Generalization to bands of whole width `w` (1 ≤ w ≤
+    /// [`MAX_BAND_MAGNITUDE`]), on int64 columns only: `x` →
+    /// `floor(x / w) · w`, computed exactly in integers.
+    Band(NonZeroU64),
+    /// Generalization to owner-chosen bands: sorted, distinct, finite edges
     /// `e₀ < e₁ < … < eₙ`; `x` → the largest `eᵢ ≤ x`, or `e₀` when
     /// `x < e₀` (bottom coding); values `≥ eₙ` → `eₙ` (top coding).
     /// On an int64 column every edge is a whole number.
@@ -77,6 +87,14 @@ pub enum Desensitization {
 }
 
 impl Desensitization {
+    /// `band = width`, if the width is valid (1 ≤ width ≤
+    /// [`MAX_BAND_MAGNITUDE`]).
+    pub fn band(width: u64) -> Option<Desensitization> {
+        NonZeroU64::new(width)
+            .filter(|w| w.get() as f64 <= MAX_BAND_MAGNITUDE)
+            .map(Desensitization::Band)
+    }
+
     /// The rule's TOML key, as the owner writes it.
     pub fn key(&self) -> &'static str {
         match self {
@@ -89,30 +107,41 @@ impl Desensitization {
         }
     }
 
-    /// The rule applied to a number. Non-numeric rules return `x`.
+    /// The rule applied to a float: `bands` by exact comparisons with the
+    /// edges (NaN, below every edge, shows as `e₀`). `band` is refused on
+    /// float columns at validation; should it reach a float anyway, the
+    /// value shows as NaN (no value), never as itself or a finer one.
+    /// Non-numeric rules return `x`.
     pub fn apply_f64(&self, x: f64) -> f64 {
         match self {
-            Desensitization::Band(w) => (x / w).floor() * w,
+            Desensitization::Band(_) => f64::NAN,
             Desensitization::Bands(edges) => band_edge(edges, x),
             _ => x,
         }
     }
 
-    /// The rule applied to an integer: exact integer arithmetic for
-    /// `band` (validated whole and at most [`MAX_BAND_MAGNITUDE`]); a value
-    /// whose band starts below `i64::MIN` shows as `i64::MIN`. Never panics.
-    /// Non-numeric rules return `x`.
+    /// The rule applied to an integer, exactly, for every `i64`: `band` is
+    /// floor division in 128-bit integers (a value whose band starts below
+    /// `i64::MIN` shows as `i64::MIN`, the bottom of its band within the
+    /// type); `bands` compares with the edges as integers (whole, within
+    /// ±[`MAX_BAND_MAGNITUDE`]). Never panics. Non-numeric rules return `x`.
     pub fn apply_i64(&self, x: i64) -> i64 {
         match self {
             Desensitization::Band(w) => {
-                let w = *w as i64;
-                if w <= 0 {
-                    return x;
-                }
-                // Saturates at the bottom of the range (no band below it).
-                x.saturating_sub(x.rem_euclid(w))
+                let (x, w) = (i128::from(x), i128::from(w.get()));
+                // rem_euclid is in [0, w): start ≤ x, and start > i64::MIN - w.
+                let start = x - x.rem_euclid(w);
+                i64::try_from(start).unwrap_or(i64::MIN)
             }
-            Desensitization::Bands(edges) => band_edge(edges, x as f64) as i64,
+            Desensitization::Bands(edges) => {
+                // Whole edges within ±1e15 convert exactly.
+                let i = edges.partition_point(|e| (*e as i64) <= x);
+                let edge = match i {
+                    0 => edges.first(),
+                    i => edges.get(i - 1),
+                };
+                edge.map_or(x, |e| *e as i64)
+            }
             _ => x,
         }
     }
@@ -162,13 +191,16 @@ impl Desensitization {
     /// The rule in words, for `sandbox policy` and the catalog.
     pub fn describe(&self) -> String {
         match self {
-            Desensitization::Band(w) => format!(
-                "generalized to bands of width {} (a value shows as its band's lower bound: {} for {}–{})",
-                num(*w),
-                num(3.0 * w),
-                num(3.0 * w),
-                num(4.0 * w - if w.fract() == 0.0 { 1.0 } else { 0.0 }),
-            ),
+            Desensitization::Band(w) => {
+                // w ≤ 1e15: 4w fits a u64.
+                let w = w.get();
+                format!(
+                    "generalized to bands of width {w} (a value shows as its band's lower bound: {} for {}–{})",
+                    3 * w,
+                    3 * w,
+                    4 * w - 1,
+                )
+            }
             Desensitization::Bands(edges) => {
                 let shown: Vec<String> = edges.iter().map(|e| num(*e)).collect();
                 format!(
@@ -197,7 +229,7 @@ impl Desensitization {
 impl fmt::Display for Desensitization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Desensitization::Band(w) => write!(f, "band = {}", num(*w)),
+            Desensitization::Band(w) => write!(f, "band = {w}"),
             Desensitization::Bands(edges) => {
                 let shown: Vec<String> = edges.iter().map(|e| num(*e)).collect();
                 write!(f, "bands = [{}]", shown.join(", "))
@@ -264,20 +296,30 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 mod tests {
     use super::*;
 
+    fn band(w: u64) -> Desensitization {
+        Desensitization::band(w).expect("width")
+    }
+
     #[test]
     fn bands_of_fixed_width_floor_to_the_lower_bound() {
-        let r = Desensitization::Band(5.0);
+        let r = band(5);
         assert_eq!(
             [0, 4, 5, 37, 39, 40, -1, -5, -6].map(|x| r.apply_i64(x)),
             [0, 0, 5, 35, 35, 40, -5, -5, -10]
         );
-        assert_eq!(r.apply_f64(37.9), 35.0);
         assert_eq!(r.apply_i64(i64::MIN), i64::MIN);
         assert_eq!(r.apply_i64(i64::MAX), i64::MAX - 2);
-        assert_eq!(r.apply_f64(f64::INFINITY), f64::INFINITY);
-        assert_eq!(r.apply_f64(-0.1), -5.0);
-        let tenth = Desensitization::Band(0.5);
-        assert_eq!(tenth.apply_f64(1.74), 1.5);
+        // i64::MIN + 3 is the first multiple of 5 in the type: the values
+        // below it belong to a band that starts below the type.
+        assert_eq!(r.apply_i64(i64::MIN + 2), i64::MIN);
+        assert_eq!(r.apply_i64(i64::MIN + 3), i64::MIN + 3);
+        // Never applied to a float (refused at validation): no value.
+        assert!(r.apply_f64(37.9).is_nan());
+        assert_eq!(Desensitization::band(0), None);
+        assert_eq!(Desensitization::band(1_000_000_000_000_001), None);
+        let widest = band(1_000_000_000_000_000);
+        assert_eq!(widest.apply_i64(i64::MAX), 9_223_000_000_000_000_000);
+        assert_eq!(widest.apply_i64(-1), -1_000_000_000_000_000);
     }
 
     #[test]
@@ -288,6 +330,10 @@ mod tests {
             [0.0, 0.0, 0.0, 1000.0, 1000.0, 5000.0, 5000.0, 20000.0, 20000.0]
         );
         assert_eq!(r.apply_i64(4999), 1000);
+        assert_eq!(r.apply_i64(i64::MIN), 0);
+        assert_eq!(r.apply_i64(i64::MAX), 20000);
+        assert_eq!(r.apply_f64(f64::NEG_INFINITY), 0.0);
+        assert_eq!(r.apply_f64(f64::INFINITY), 20000.0);
     }
 
     #[test]
@@ -329,7 +375,7 @@ mod tests {
     #[test]
     fn every_rule_is_idempotent() {
         let rules = [
-            Desensitization::Band(5.0),
+            band(5),
             Desensitization::Bands(vec![10.0, 20.0, 50.0]),
             Desensitization::TruncateChars(2),
             Desensitization::MaskKeepFirst(1),
@@ -342,7 +388,7 @@ mod tests {
             for x in [-12i64, 0, 3, 17, 49, 51, 1000] {
                 assert_eq!(r.apply_i64(r.apply_i64(x)), r.apply_i64(x), "{r}");
                 let f = x as f64 * 0.37;
-                assert_eq!(r.apply_f64(r.apply_f64(f)), r.apply_f64(f), "{r}");
+                assert_eq!(r.apply_f64(r.apply_f64(f)).to_bits(), r.apply_f64(f).to_bits(), "{r}");
                 assert_eq!(
                     r.apply_date(r.apply_date(x as i32 * 97)),
                     r.apply_date(x as i32 * 97),

@@ -123,7 +123,7 @@
 //!
 //! ```toml
 //! [desensitize]
-//! age = { band = 5 }                          # generalization: 37 → 35 (int64, float64)
+//! age = { band = 5 }                          # generalization: 37 → 35 (int64 only)
 //! amount = { bands = [0, 1000, 5000, 20000] } # generalization: 4200 → 1000; < 1000 → 0; ≥ 20000 → 20000
 //! visit_date = { truncate_to = "month" }      # generalization: 2023-07-19 → 2023-07-01 ("month" | "year"; date)
 //! address = { truncate_chars = 6 }            # truncation: the first 6 characters (utf8)
@@ -133,7 +133,7 @@
 //!
 //! | key | column type | value |
 //! |---|---|---|
-//! | `band` | int64, float64 | width w: finite, 0 < w ≤ 1e15, a whole number on int64 |
+//! | `band` | int64 only (a float column takes `bands`: exact comparisons) | width w: a whole number, 1 ≤ w ≤ 1e15 |
 //! | `bands` | int64, float64 | 2 … 256 strictly increasing finite edges, \|edge\| ≤ 1e15, whole numbers on int64 |
 //! | `truncate_to` | date | `"month"` or `"year"` |
 //! | `truncate_chars`, `mask_keep_first`, `mask_keep_last` | utf8 | n, 1 ≤ n ≤ 1000 |

@@ -51,7 +51,7 @@ fn column(c: &ColumnPolicy) -> String {
 fn desensitization(r: &crate::Desensitization) -> String {
     use crate::Desensitization as D;
     let value = match r {
-        D::Band(w) => float(*w),
+        D::Band(w) => w.to_string(),
         D::Bands(edges) => list(edges.iter().map(|e| float(*e))),
         D::TruncateDate(u) => string(u.as_str()),
         D::TruncateChars(n) | D::MaskKeepFirst(n) | D::MaskKeepLast(n) => n.to_string(),

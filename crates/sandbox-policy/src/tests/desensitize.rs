@@ -8,7 +8,7 @@ use sandbox_model::DatasetId;
 /// The shipped policies with `table` appended to `file`'s policy (in place
 /// of its own `[desensitize]` table, which comes last); returns the set and
 /// the 1-based line where `table` starts.
-fn with_rules(file: &str, table: &str) -> (Result<PolicySet, PolicyErrors>, usize) {
+pub(super) fn with_rules(file: &str, table: &str) -> (Result<PolicySet, PolicyErrors>, usize) {
     let mut sources = shipped_policy_sources();
     let (_, text) = sources.iter_mut().find(|(f, _)| f == file).expect("file");
     // The shipped table (last in the file) is replaced by `table`.
@@ -32,7 +32,7 @@ fn rules_compile_onto_their_columns_and_round_trip() {
     let set = set.unwrap_or_else(|e| panic!("{e}"));
     let p = clinic(&set);
     let rule = |c: &str| p.column(c).expect("column").desensitize.clone();
-    assert_eq!(rule("age"), Some(Desensitization::Band(10.0)));
+    assert_eq!(rule("age"), Desensitization::band(10));
     assert_eq!(rule("cost"), Some(Desensitization::Bands(vec![0.0, 100.0, 1000.5])));
     assert_eq!(rule("district"), Some(Desensitization::TruncateChars(2)));
     assert_eq!(rule("sex"), Some(Desensitization::MaskKeepLast(1)));
@@ -108,7 +108,7 @@ fn malformed_rules_name_the_column_and_the_line() {
         (
             "district = { band = 5 }",
             "desensitize.district.band",
-            "`band` needs a numeric (int64 or float64) column; `district` is utf8",
+            "`band` needs an int64 column; `district` is utf8",
         ),
         (
             "age = { truncate_chars = 2 }",
@@ -148,17 +148,28 @@ fn malformed_rules_name_the_column_and_the_line() {
         (
             "age = { band = 2.5 }",
             "desensitize.age.band",
-            "`age` is an int64 column: its band width must be a whole number",
+            "the band width of `age` must be a whole number from 1 to 1e15, got 2.5",
         ),
         (
             "age = { band = 0 }",
             "desensitize.age.band",
-            "the band width of `age` must be a finite number above 0",
+            "the band width of `age` must be a whole number from 1 to 1e15, got 0",
         ),
         (
-            "cost = { band = -10.0 }",
+            "age = { band = 1e16 }",
+            "desensitize.age.band",
+            "the band width of `age` must be a whole number from 1 to 1e15",
+        ),
+        (
+            "cost = { band = 10 }",
             "desensitize.cost.band",
-            "the band width of `cost` must be a finite number above 0",
+            "`band` needs an int64 column; `cost` is float64, whose fixed-width bands cannot be computed exactly: \
+             give the band edges instead, e.g. `cost = { bands = [0, 100, 200, 500] }`",
+        ),
+        (
+            "cost = { bands = [0, 1e16] }",
+            "desensitize.cost.bands[1]",
+            "must be finite and within ±1e15",
         ),
         ("salary = { band = 5 }", "desensitize.salary", "unknown column `salary`"),
         (
@@ -220,7 +231,7 @@ fn the_shipped_clinic_policy_releases_ages_in_five_year_bands() {
     let p = clinic(&set);
     assert_eq!(
         p.column("age").expect("age").desensitize,
-        Some(Desensitization::Band(5.0))
+        Desensitization::band(5)
     );
     let catalog = shipped_catalog();
     let words = p.describe(catalog.get(&p.dataset).expect("entry"));

@@ -2,15 +2,41 @@
 
 use crate::Desensitization;
 
-/// A fixed-width band on a float column is `floor(x / w) · w` in floating
-/// point: every released value must be a function of its band alone, and
-/// applying the rule twice must change nothing (samples coarsen twice; the
-/// docs promise idempotence).
+/// The red team found that a fixed-width band on a float column,
+/// `floor(x / w) · w` in floating point, is not idempotent (w = 0.1), can
+/// label a value below its own band, and is the identity beyond 2⁵³·w. The
+/// chosen semantics: `band` is for int64 columns only, refused on a float
+/// column at validation with an error that names the rule and the column
+/// and points to `bands = [edges]`. (Adjusted from the red team's float
+/// assertions: those widths can no longer be given to a float column.)
+fn refused_on_a_float_column(width: &str) {
+    let (set, first) = super::desensitize::with_rules(
+        "health.clinic_visits.toml",
+        &format!("[desensitize]\ncost = {{ band = {width} }}\n"),
+    );
+    let Err(errors) = set else {
+        panic!("band = {width} accepted on the float64 column `cost`")
+    };
+    super::assert_has(
+        &errors,
+        "desensitize.cost.band",
+        first + 1,
+        "`band` needs an int64 column; `cost` is float64, whose fixed-width bands cannot be computed exactly: \
+         give the band edges instead, e.g. `cost = { bands = [0, 100, 200, 500] }`",
+    );
+}
+
 #[test]
 fn attack_float_bands_are_idempotent() {
+    for w in ["0.1", "0.3", "0.7", "1.1", "2.5", "0.01", "1e-3", "7.0", "1e6"] {
+        refused_on_a_float_column(w);
+    }
+    // What a float column takes instead: edges at those widths, whose
+    // comparisons are exact, so applying them twice changes nothing.
     let mut broken = Vec::new();
     for w in [0.1, 0.3, 0.7, 1.1, 2.5, 0.01, 1e-3, 7.0, 1e6] {
-        let r = Desensitization::Band(w);
+        let edges: Vec<f64> = (-127..=128).map(|k| f64::from(k) * w).collect();
+        let r = Desensitization::Bands(edges);
         for i in -20_000i64..20_000 {
             let x = i as f64 * 0.013_7;
             let once = r.apply_f64(x);
@@ -24,16 +50,21 @@ fn attack_float_bands_are_idempotent() {
 }
 
 /// A value lies in the band its released value names: `released ≤ x <
-/// released + w` (the docs: "the lower bound of x's band").
+/// next edge` (the docs: "the lower bound of x's band"), for float edges.
 #[test]
 fn attack_float_band_released_value_is_the_lower_bound_of_the_value() {
+    for w in ["0.1", "0.3", "0.7", "1.1", "0.01"] {
+        refused_on_a_float_column(w);
+    }
     let mut wrong = Vec::new();
     for w in [0.1, 0.3, 0.7, 1.1, 0.01] {
-        let r = Desensitization::Band(w);
+        let edges: Vec<f64> = (0..256).map(|k| f64::from(k) * w).collect();
+        let r = Desensitization::Bands(edges.clone());
         for i in 0i64..2_000 {
             let x = i as f64 * 0.05;
             let b = r.apply_f64(x);
-            if !(b <= x && x < b + w) {
+            let next = edges.iter().find(|e| **e > b).copied().unwrap_or(f64::INFINITY);
+            if !(b <= x && x < next) {
                 wrong.push(format!("w={w}: {x} → {b}"));
             }
         }
@@ -41,15 +72,17 @@ fn attack_float_band_released_value_is_the_lower_bound_of_the_value() {
     assert!(wrong.is_empty(), "{} values outside their band, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
 }
 
-/// Beyond 2⁵³·w a float band is the identity: the stored value is
-/// released as is, though the owner asked for bands of width w (here the
-/// band 1e17 + [0, 5) should show as a multiple of 5).
+/// Beyond 2⁵³·w a float band was the identity. A float column cannot take
+/// `band` any more; on an int64 column the band is exact at any magnitude
+/// (here 10¹⁷ + 16 → 10¹⁷ + 15, a multiple of 5).
 #[test]
 fn attack_float_band_is_the_identity_on_large_values() {
-    let r = Desensitization::Band(5.0);
-    let x = 1e17 + 16.0;
-    let b = r.apply_f64(x);
-    assert!(b.rem_euclid(5.0) == 0.0, "{x} released as {b}, not a multiple of 5");
+    refused_on_a_float_column("5.0");
+    let r = Desensitization::band(5).expect("width");
+    let x: i64 = 100_000_000_000_000_016;
+    let b = r.apply_i64(x);
+    assert_eq!(b, 100_000_000_000_000_015);
+    assert!(b.rem_euclid(5) == 0 && b <= x && x - b < 5, "{x} released as {b}");
 }
 
 /// Text rules never panic on odd Unicode, and a mask never shows more than

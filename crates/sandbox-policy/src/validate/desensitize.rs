@@ -117,9 +117,26 @@ impl Validator<'_> {
         };
         let field = format!("{field}.{key}");
 
+        // A fixed-width band of a float is not exact in floating point
+        // (`floor(x / w) · w` is not idempotent at w = 0.1, can label a value
+        // below its own band, and is the identity above 2⁵³·w): float
+        // columns are banded by their edges, whose comparisons are exact.
+        if key == "band" && field_type == Some(FieldType::Float64) {
+            self.err(
+                span,
+                field,
+                format!(
+                    "`band` needs an int64 column; `{column}` is float64, whose fixed-width bands cannot be computed \
+                     exactly: give the band edges instead, e.g. `{column} = {{ bands = [0, 100, 200, 500] }}` \
+                     (comparisons with edges are exact)"
+                ),
+            );
+            return None;
+        }
         // The type each rule needs.
         let (needs, needs_name): (&[FieldType], &str) = match key {
-            "band" | "bands" => (&[FieldType::Int64, FieldType::Float64], "a numeric (int64 or float64)"),
+            "band" => (&[FieldType::Int64], "an int64"),
+            "bands" => (&[FieldType::Int64, FieldType::Float64], "a numeric (int64 or float64)"),
             "truncate_to" => (&[FieldType::Date], "a date"),
             _ => (&[FieldType::Utf8], "a text (utf8)"),
         };
@@ -137,23 +154,20 @@ impl Validator<'_> {
 
         if let Some(w) = &r.band {
             let w_value = *w.get_ref();
-            if !(w_value.is_finite() && w_value > 0.0 && w_value <= MAX_BAND_MAGNITUDE) {
+            let whole = w_value.is_finite() && w_value.fract() == 0.0 && w_value >= 1.0 && w_value <= MAX_BAND_MAGNITUDE;
+            // Whole and within 1e15: the conversion is exact.
+            let rule = if whole { Desensitization::band(w_value as u64) } else { None };
+            let Some(rule) = rule else {
                 self.err(
                     w.span(),
                     field,
-                    format!("the band width of `{column}` must be a finite number above 0 and at most {MAX_BAND_MAGNITUDE:e}, got {w_value}"),
+                    format!(
+                        "the band width of `{column}` must be a whole number from 1 to {MAX_BAND_MAGNITUDE:e}, got {w_value}"
+                    ),
                 );
                 return None;
-            }
-            if integer && w_value.fract() != 0.0 {
-                self.err(
-                    w.span(),
-                    field,
-                    format!("`{column}` is an int64 column: its band width must be a whole number, got {w_value}"),
-                );
-                return None;
-            }
-            return Some(Desensitization::Band(w_value));
+            };
+            return Some(rule);
         }
         if let Some(edges) = &r.bands {
             let values: Vec<f64> = edges.get_ref().iter().map(|e| *e.get_ref()).collect();

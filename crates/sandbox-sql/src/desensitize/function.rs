@@ -41,9 +41,10 @@ impl Desensitize {
     /// rules that out; the caller fails closed).
     pub(super) fn new(rule: &Desensitization, data_type: &DataType) -> Option<Self> {
         let fits = match rule {
-            Desensitization::Band(_) | Desensitization::Bands(_) => {
-                matches!(data_type, DataType::Int64 | DataType::Float64)
-            }
+            // A fixed-width band only on integers (exact); validation
+            // refuses it on a float column.
+            Desensitization::Band(_) => *data_type == DataType::Int64,
+            Desensitization::Bands(_) => matches!(data_type, DataType::Int64 | DataType::Float64),
             Desensitization::TruncateDate(_) => *data_type == DataType::Date32,
             Desensitization::TruncateChars(_)
             | Desensitization::MaskKeepFirst(_)

@@ -102,7 +102,7 @@ fn schema() -> SchemaRef {
 
 fn rules() -> BTreeMap<String, Desensitization> {
     BTreeMap::from([
-        ("age".to_string(), Desensitization::Band(5.0)),
+        ("age".to_string(), Desensitization::band(5).expect("width")),
         ("cost".to_string(), Desensitization::Bands(vec![0.0, 100.0, 1000.0])),
         ("name".to_string(), Desensitization::MaskKeepFirst(1)),
         ("phone".to_string(), Desensitization::MaskKeepLast(4)),
