@@ -198,8 +198,11 @@ fn a_sample_made_under_other_rules_is_not_served_until_made_again() {
     let root = server.root();
     let dir = DataDir::open(&root).expect("dir");
     let path = dir.policies_dir().join("gov.tax_payments.toml");
-    std::fs::write(&path, format!("{text}\n[desensitize]\ntax_paid = {{ bands = [0, 100, 1000] }}\n"))
-        .expect("add a rule");
+    std::fs::write(
+        &path,
+        format!("{text}\n[desensitize]\ntax_paid = {{ bands = [0, 100, 1000] }}\n"),
+    )
+    .expect("add a rule");
     let paths = [
         "/v1/samples/gov.tax_payments",
         "/v1/samples/gov.tax_payments/sample.csv",
@@ -248,5 +251,9 @@ fn a_sample_made_under_other_rules_is_not_served_until_made_again() {
     manifest.as_object_mut().expect("object").remove("policy_terms");
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
     let (status, body) = anonymous.get("/v1/samples/gov.tax_payments");
-    assert_eq!((status, &body["error"]["rule"]), (404, &json!("sample-stale")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["rule"]),
+        (404, &json!("sample-stale")),
+        "{body}"
+    );
 }

@@ -413,7 +413,11 @@ async fn fixed_a_trial_never_reads_a_sample_made_under_other_rules() {
 
     let path = s.data_dir().policies_dir().join("gov.utility_usage.toml");
     let text = std::fs::read_to_string(&path).expect("policy");
-    std::fs::write(&path, format!("{text}\n[desensitize]\nmonth = {{ truncate_chars = 4 }}\n")).expect("add a rule");
+    std::fs::write(
+        &path,
+        format!("{text}\n[desensitize]\nmonth = {{ truncate_chars = 4 }}\n"),
+    )
+    .expect("add a rule");
     assert!(s.refresh().expect("refresh"));
     let e = s
         .trial_sql(TEST_GRANT, sql, Vec::new())

@@ -177,11 +177,10 @@ impl World {
             ("the person with the most visits", Entity::Person, patient),
             ("a person with one visit", Entity::Person, one_visit),
         ];
-        let costs_inside_first_band: usize = pick(
-            "SELECT COUNT(*) FROM health_clinic_visits WHERE cost > 0 AND cost < 50",
-        )
-        .parse()
-        .expect("count");
+        let costs_inside_first_band: usize =
+            pick("SELECT COUNT(*) FROM health_clinic_visits WHERE cost > 0 AND cost < 50")
+                .parse()
+                .expect("count");
         let precoarsened = tmp.path().join("p");
         write_precoarsened(&ctx, &base, &precoarsened);
         let mut neighbours = Vec::new();

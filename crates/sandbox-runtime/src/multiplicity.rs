@@ -113,7 +113,11 @@ pub(crate) fn scan_digest(binding: &TableBinding, policy: Option<&Policy>) -> St
     }
     h.update([0]);
     // JSON of the rules: floats in their shortest round-trip form.
-    h.update(serde_json::to_string(&binding.desensitize).unwrap_or_default().as_bytes());
+    h.update(
+        serde_json::to_string(&binding.desensitize)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     h.update([0]);
     h.update(policy.map(Policy::effective_digest).unwrap_or_default().as_bytes());
     hex::encode(h.finalize())

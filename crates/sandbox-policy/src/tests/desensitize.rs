@@ -229,10 +229,7 @@ fn malformed_rules_name_the_column_and_the_line() {
 fn the_shipped_clinic_policy_releases_ages_in_five_year_bands() {
     let set = PolicySet::from_sources(&shipped_policy_sources(), &shipped_catalog()).unwrap_or_else(|e| panic!("{e}"));
     let p = clinic(&set);
-    assert_eq!(
-        p.column("age").expect("age").desensitize,
-        Desensitization::band(5)
-    );
+    assert_eq!(p.column("age").expect("age").desensitize, Desensitization::band(5));
     let catalog = shipped_catalog();
     let words = p.describe(catalog.get(&p.dataset).expect("entry"));
     assert!(
@@ -287,13 +284,29 @@ fn the_sample_terms_follow_what_a_sample_is_made_from() {
         ("WebAssembly jobs", "wasm = false", "wasm = true"),
     ] {
         assert!(text.contains(from), "{from}");
-        assert_eq!(terms(&text.replacen(from, to, 1)), shipped, "{what} is not a sample term");
+        assert_eq!(
+            terms(&text.replacen(from, to, 1)),
+            shipped,
+            "{what} is not a sample term"
+        );
     }
     for (what, from, to) in [
         ("a rule", "age = { band = 5 }", "age = { band = 10 }"),
-        ("a new rule", "age = { band = 5 }", "age = { band = 5 }\ndistrict = { mask_keep_last = 1 }"),
-        ("a role", "age = { role = \"dimension\" }", "age = { role = \"public\" }"),
-        ("a key set", "public_keys = [\"F\", \"M\"]", "public_keys = [\"F\", \"M\", \"X\"]"),
+        (
+            "a new rule",
+            "age = { band = 5 }",
+            "age = { band = 5 }\ndistrict = { mask_keep_last = 1 }",
+        ),
+        (
+            "a role",
+            "age = { role = \"dimension\" }",
+            "age = { role = \"public\" }",
+        ),
+        (
+            "a key set",
+            "public_keys = [\"F\", \"M\"]",
+            "public_keys = [\"F\", \"M\", \"X\"]",
+        ),
         ("a bound", "bounds = [0.0, 20000.0]", "bounds = [0.0, 30000.0]"),
         ("k", "min_units = 10", "min_units = 11"),
         ("δ", "delta = 1e-7", "delta = 1e-8"),

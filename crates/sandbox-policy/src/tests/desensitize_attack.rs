@@ -46,7 +46,12 @@ fn attack_float_bands_are_idempotent() {
             }
         }
     }
-    assert!(broken.is_empty(), "{} values not idempotent, e.g. {:?}", broken.len(), &broken[..broken.len().min(5)]);
+    assert!(
+        broken.is_empty(),
+        "{} values not idempotent, e.g. {:?}",
+        broken.len(),
+        &broken[..broken.len().min(5)]
+    );
 }
 
 /// A value lies in the band its released value names: `released ≤ x <
@@ -69,7 +74,12 @@ fn attack_float_band_released_value_is_the_lower_bound_of_the_value() {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} values outside their band, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "{} values outside their band, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
 }
 
 /// Beyond 2⁵³·w a float band was the identity. A float column cannot take

@@ -62,7 +62,10 @@ fn integer_bands_are_exact_idempotent_and_monotone() {
             assert_eq!(r.apply_i64(label), label, "band = {w} not idempotent at {x}");
             let (l, v) = (i128::from(label), i128::from(x));
             assert!(l <= v && v < l + wi, "band = {w}: {x} labelled {label}");
-            assert!(label.rem_euclid(w as i64) == 0 || label == i64::MIN, "band = {w}: {label}");
+            assert!(
+                label.rem_euclid(w as i64) == 0 || label == i64::MIN,
+                "band = {w}: {label}"
+            );
             if let Some(p) = previous {
                 assert!(p <= label, "band = {w}: not monotone at {x}");
             }
@@ -93,7 +96,15 @@ fn random_edges(rng: &mut ChaCha20Rng, whole: bool) -> Vec<f64> {
 }
 
 fn probes(edges: &[f64], rng: &mut ChaCha20Rng) -> Vec<f64> {
-    let mut out = vec![f64::NEG_INFINITY, f64::INFINITY, f64::MIN, f64::MAX, -0.0, 0.0, 2f64.powi(53) + 2.0];
+    let mut out = vec![
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::MIN,
+        f64::MAX,
+        -0.0,
+        0.0,
+        2f64.powi(53) + 2.0,
+    ];
     for e in edges {
         out.extend([*e, e.next_up(), e.next_down()]);
     }

@@ -154,9 +154,14 @@ impl Validator<'_> {
 
         if let Some(w) = &r.band {
             let w_value = *w.get_ref();
-            let whole = w_value.is_finite() && w_value.fract() == 0.0 && w_value >= 1.0 && w_value <= MAX_BAND_MAGNITUDE;
+            let whole =
+                w_value.is_finite() && w_value.fract() == 0.0 && w_value >= 1.0 && w_value <= MAX_BAND_MAGNITUDE;
             // Whole and within 1e15: the conversion is exact.
-            let rule = if whole { Desensitization::band(w_value as u64) } else { None };
+            let rule = if whole {
+                Desensitization::band(w_value as u64)
+            } else {
+                None
+            };
             let Some(rule) = rule else {
                 self.err(
                     w.span(),

@@ -93,8 +93,9 @@ mod tests {
     async fn a_rule_added_later_makes_the_bound_be_counted_again() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::open(tmp.path().join("data")).expect("data dir");
-        let options = sandbox_datagen::GenerateOptions::new(42, sandbox_datagen::Scale::with_entities(50), dir.tables_dir())
-            .only(["gov.districts"]);
+        let options =
+            sandbox_datagen::GenerateOptions::new(42, sandbox_datagen::Scale::with_entities(50), dir.tables_dir())
+                .only(["gov.districts"]);
         sandbox_datagen::generate(&options).expect("generate");
         let policy = dir.policies_dir().join("gov.districts.toml");
         let sandbox = Sandbox::open(dir).expect("sandbox");

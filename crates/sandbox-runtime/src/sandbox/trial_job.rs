@@ -235,7 +235,10 @@ impl Sandbox {
             .into_iter()
             .filter_map(|d| {
                 let (dir, _) = self.data_dir().current_sample(d, policies.get(d)).ok()??;
-                Some(format!("{d}@{}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+                Some(format!(
+                    "{d}@{}",
+                    dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                ))
             })
             .collect()
     }

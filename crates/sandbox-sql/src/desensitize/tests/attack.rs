@@ -222,10 +222,16 @@ async fn attack_every_query_answers_as_on_the_precoarsened_table() {
             _ => false,
         };
         if !same {
-            differ.push(format!("{q}\n  desensitized: {on_raw:?}\n  pre-coarsened: {on_coarse:?}"));
+            differ.push(format!(
+                "{q}\n  desensitized: {on_raw:?}\n  pre-coarsened: {on_coarse:?}"
+            ));
         }
     }
-    assert!(differ.is_empty(), "answers that depend on finer values:\n{}", differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "answers that depend on finer values:\n{}",
+        differ.join("\n")
+    );
 }
 
 /// The test is not vacuous: without rules, the raw table answers some of

@@ -63,7 +63,10 @@ async fn sum_and_avg_of_a_banded_measure_are_those_of_the_precoarsened_values() 
     let policies = Policies(vec![policy(), coarse, policy_named("health.raw", false)]);
     let visits = policies.policy(&"health.visits".parse().expect("id")).expect("policy");
     let rules = scan_rules(visits);
-    assert!(rules.contains_key("cost"), "the measure's rule is applied beneath the plan");
+    assert!(
+        rules.contains_key("cost"),
+        "the measure's rule is applied beneath the plan"
+    );
     let session = JobSession::new(
         &[
             write_table(dir.path(), "health.visits", rows(), rules.clone()),
@@ -90,7 +93,10 @@ async fn sum_and_avg_of_a_banded_measure_are_those_of_the_precoarsened_values() 
         differs_from_raw += usize::from(on_raw != on_rules);
     }
     // Not vacuous: the stored values give other totals for most queries.
-    assert!(differs_from_raw >= 4, "only {differs_from_raw} queries differ from the raw table");
+    assert!(
+        differs_from_raw >= 4,
+        "only {differs_from_raw} queries differ from the raw table"
+    );
 }
 
 /// Coarsening is a function of each row applied before the owner's
@@ -102,9 +108,15 @@ async fn sum_and_avg_of_a_banded_measure_are_those_of_the_precoarsened_values() 
 async fn a_coarsened_measure_is_still_clamped_to_the_owners_bounds() {
     let dir = tempfile::tempdir().expect("dir");
     let wide = policy_edited("health.visits", &|t| {
-        t.replace("cost = { bands = [0, 100, 1000] }", "cost = { bands = [-1000, 100, 10000] }")
+        t.replace(
+            "cost = { bands = [0, 100, 1000] }",
+            "cost = { bands = [-1000, 100, 10000] }",
+        )
     });
-    let rule = wide.column("cost").and_then(|c| c.desensitize.clone()).expect("cost rule");
+    let rule = wide
+        .column("cost")
+        .and_then(|c| c.desensitize.clone())
+        .expect("cost rule");
     assert_eq!(rule, Desensitization::Bands(vec![-1000.0, 100.0, 10000.0]));
     let policies = Policies(vec![wide]);
     let rules = scan_rules(&policies.0[0]);
@@ -114,13 +126,19 @@ async fn a_coarsened_measure_is_still_clamped_to_the_owners_bounds() {
     )
     .expect("session");
     let labels: Vec<f64> = rows().iter().filter_map(|r| r.2).map(|x| rule.apply_f64(x)).collect();
-    assert!(labels.contains(&-1000.0) && labels.contains(&10000.0), "labels outside the bounds");
+    assert!(
+        labels.contains(&-1000.0) && labels.contains(&10000.0),
+        "labels outside the bounds"
+    );
     for (sql, grid_for) in [
         (
             "SELECT SUM(cost) AS s FROM health.visits",
             sandbox_dp::fixed_point::Quantizer::for_sum as fn(f64, f64) -> _,
         ),
-        ("SELECT AVG(cost) AS a FROM health.visits", sandbox_dp::fixed_point::Quantizer::for_mean),
+        (
+            "SELECT AVG(cost) AS a FROM health.visits",
+            sandbox_dp::fixed_point::Quantizer::for_mean,
+        ),
     ] {
         let q = session.plan_and_check(sql, &policies).unwrap_or_else(|e| panic!("{e}"));
         let (_, measures) = plan_measures(&q).unwrap_or_else(|e| panic!("{e}"));
