@@ -154,8 +154,7 @@ impl Validator<'_> {
 
         if let Some(w) = &r.band {
             let w_value = *w.get_ref();
-            let whole =
-                w_value.is_finite() && w_value.fract() == 0.0 && w_value >= 1.0 && w_value <= MAX_BAND_MAGNITUDE;
+            let whole = w_value.fract() == 0.0 && (1.0..=MAX_BAND_MAGNITUDE).contains(&w_value);
             // Whole and within 1e15: the conversion is exact.
             let rule = if whole {
                 Desensitization::band(w_value as u64)
