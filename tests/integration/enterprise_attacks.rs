@@ -2,7 +2,7 @@
 //! applicant that registers its own table, owns it and writes its policy,
 //! turned against the government owners and their data. Each test asserts
 //! the secure behaviour; all six findings were fixed (docs/red-team-2026-11-30.md,
-//! fourth attack) and the tests stay as regression tests. Dataset ids carry
+//! fifth attack) and the tests stay as regression tests. Dataset ids carry
 //! a per-test `atkN` tag: test servers share the generated tables' directory.
 
 use crate::server_support::{Client, OPS_TOKEN, TestServer, approval};

@@ -181,3 +181,79 @@ fn samples_are_public_and_hold_no_real_key() {
         "served after the owner withdrew consent"
     );
 }
+
+/// F3 (red team, attack4): a sample made before its owner added a
+/// desensitization rule shows values finer than the rule. It is no longer
+/// served (report, files, list), with an error naming the dataset and
+/// telling the owner to make a new one; nor is a sample whose manifest
+/// predates the record of its terms. A new sample, made under the rule, is
+/// served.
+#[test]
+fn a_sample_made_under_other_rules_is_not_served_until_made_again() {
+    let server = TestServer::start(ServerConfig::default());
+    let anonymous = server.client(None);
+    let (first, text) = make_tax_sample(&server);
+    assert_eq!(anonymous.get("/v1/samples/gov.tax_payments").0, 200);
+
+    let root = server.root();
+    let dir = DataDir::open(&root).expect("dir");
+    let path = dir.policies_dir().join("gov.tax_payments.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[desensitize]\ntax_paid = {{ bands = [0, 100, 1000] }}\n"),
+    )
+    .expect("add a rule");
+    let paths = [
+        "/v1/samples/gov.tax_payments",
+        "/v1/samples/gov.tax_payments/sample.csv",
+        "/v1/samples/gov.tax_payments/sample.parquet",
+    ];
+    for p in paths {
+        let (status, body) = anonymous.get(p);
+        assert_eq!(status, 404, "{p} served under other rules: {body}");
+        assert_eq!(body["error"]["rule"], "sample-stale", "{body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("gov.tax_payments") && message.contains("sandbox sample gov.tax_payments --generate"),
+            "{message}"
+        );
+    }
+    let (_, list) = anonymous.get("/v1/samples");
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+
+    // Made again under the rule: served, and every tax_paid value shown is
+    // one of the edges.
+    let (second, _) = make_tax_sample(&server);
+    assert_ne!(second.sample_id, first.sample_id);
+    let (status, csv) = anonymous.get("/v1/samples/gov.tax_payments/sample.csv");
+    assert_eq!(status, 200, "{csv}");
+    let csv = csv.as_str().expect("text");
+    let column = csv
+        .lines()
+        .next()
+        .expect("header")
+        .split(',')
+        .position(|c| c == "tax_paid")
+        .expect("tax_paid");
+    for line in csv.lines().skip(1) {
+        let v = line.split(',').nth(column).expect("cell");
+        assert!(["", "0", "100", "1000"].contains(&v), "tax_paid {v} is not a band edge");
+    }
+
+    // A manifest without the record of its terms (made before it was
+    // kept) is not served either.
+    let sample_dir = dir
+        .current_sample_dir(&"gov.tax_payments".parse().expect("id"))
+        .expect("sample");
+    let manifest_path = sample_dir.join("sample.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("json");
+    manifest.as_object_mut().expect("object").remove("policy_terms");
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+    let (status, body) = anonymous.get("/v1/samples/gov.tax_payments");
+    assert_eq!(
+        (status, &body["error"]["rule"]),
+        (404, &json!("sample-stale")),
+        "{body}"
+    );
+}

@@ -396,3 +396,46 @@ async fn fixed_a_target_just_under_the_cap_is_refused_as_a_target_naming_the_cou
     assert_eq!(e.rule(), Some("target-ci-over-cap"), "{e}");
     assert!(e.to_string().contains("function's default"), "{e}");
 }
+
+/// FIXED (attack4, F3): a trial read the current sample whatever the policy
+/// now says: a sample made before the owner added a desensitization rule
+/// showed months the rule hides. A trial now refuses such a sample, naming
+/// the dataset and telling its owner to make a new one; a sample made under
+/// the rule is used, and shows only coarsened values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_a_trial_never_reads_a_sample_made_under_other_rules() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = own_sandbox(&tmp);
+    make_sample(&s, "gov.utility_usage");
+    let sql = "SELECT month, COUNT(*) AS n FROM gov.utility_usage GROUP BY month";
+    let before = s.trial_sql(TEST_GRANT, sql, Vec::new()).await.expect("trial");
+    assert!(before.rows.len() > 1, "{:?}", before.rows);
+
+    let path = s.data_dir().policies_dir().join("gov.utility_usage.toml");
+    let text = std::fs::read_to_string(&path).expect("policy");
+    std::fs::write(
+        &path,
+        format!("{text}\n[desensitize]\nmonth = {{ truncate_chars = 4 }}\n"),
+    )
+    .expect("add a rule");
+    assert!(s.refresh().expect("refresh"));
+    let e = s
+        .trial_sql(TEST_GRANT, sql, Vec::new())
+        .await
+        .expect_err("a sample made under other rules");
+    assert_eq!(e.rule(), Some("sample-stale"), "{e}");
+    let message = e.to_string();
+    assert!(
+        message.contains("gov.utility_usage") && message.contains("sandbox sample gov.utility_usage --generate"),
+        "{message}"
+    );
+    assert!(s.current_sample(&"gov.utility_usage".parse().expect("id")).is_err());
+
+    make_sample(&s, "gov.utility_usage");
+    let after = s.trial_sql(TEST_GRANT, sql, Vec::new()).await.expect("trial");
+    let months: Vec<String> = after.rows.iter().map(|r| r[0].to_string()).collect();
+    assert!(
+        !months.is_empty() && months.iter().all(|m| m.trim_matches('"').len() <= 4),
+        "{months:?}"
+    );
+}

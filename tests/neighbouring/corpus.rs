@@ -216,6 +216,28 @@ fn attacks(world: &World) -> Vec<(String, String)> {
         // 6. A unit with many groups: dropped groups are no candidates.
         "SELECT age, COUNT(*) AS n FROM health.clinic_visits GROUP BY age".to_string(),
         "SELECT diagnosis_chapter, age, COUNT(*) AS n FROM health.clinic_visits GROUP BY diagnosis_chapter, age".to_string(),
+        // 7. A desensitized dimension (clinic age in 5-year bands): grouping
+        // by it, by expressions over it, filtering and joining on one age.
+        "SELECT age, COUNT(*) AS n, AVG(cost) AS c FROM health.clinic_visits GROUP BY age".to_string(),
+        "SELECT age + 0 AS a, COUNT(*) AS n FROM health.clinic_visits GROUP BY age + 0".to_string(),
+        "SELECT CASE WHEN age = 37 THEN 'one' ELSE 'other' END AS k, COUNT(*) AS n FROM health.clinic_visits GROUP BY 1"
+            .to_string(),
+        "SELECT sex, COUNT(*) AS n, SUM(cost) AS s FROM health.clinic_visits WHERE age = 37 GROUP BY sex".to_string(),
+        "SELECT sex, COUNT(*) AS n FROM health.clinic_visits WHERE age BETWEEN 35 AND 39 GROUP BY sex".to_string(),
+        "SELECT district, COUNT(*) AS n FROM health.clinic_visits WHERE age % 5 = 2 GROUP BY district".to_string(),
+        // 7b. Desensitized measures (the suite's policies band clinic cost
+        // and insured employees, `neighbours::MEASURE_RULES`): sums and
+        // means of the coarsened values, filters on them, the rare
+        // patient's top cost.
+        "SELECT sex, SUM(cost) AS s, AVG(cost) AS a FROM health.clinic_visits GROUP BY sex".to_string(),
+        "SELECT district, AVG(insured_employees) AS a, SUM(insured_employees) AS s FROM gov.legal_entities GROUP BY district"
+            .to_string(),
+        format!(
+            "SELECT sex, COUNT(*) AS n, SUM(cost) AS s FROM health.clinic_visits WHERE cost >= {top} GROUP BY sex",
+            top = f.top_cost
+        ),
+        "SELECT diagnosis_chapter, AVG(cost) AS a FROM health.clinic_visits WHERE cost > 0 AND cost < 50 GROUP BY diagnosis_chapter"
+            .to_string(),
         // 8. Measure-dependent conditions in a lookup LEFT JOIN; COUNT(DISTINCT) on a nullable side.
         format!(
             "SELECT d.population_10k, COUNT(*) AS n FROM gov.legal_entities a

@@ -220,6 +220,8 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         sandbox_runtime::testing::pin_estimates(None);
     }
     failures.extend(engine_bounding_matches_release_step(&base, &corpus).await);
+    failures.extend(desensitized_dimension(&base).await);
+    failures.extend(desensitized_measures(&world, &base).await);
     if only.is_some() {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         return;
@@ -263,6 +265,111 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The shipped clinic policy generalizes `age` to 5-year bands
+/// (`[desensitize] age = { band = 5 }`): with noise off, the released
+/// groups of `GROUP BY age` are bands, and a filter on one age within a
+/// band counts nothing while the band's own value counts the band.
+async fn desensitized_dimension(base: &Sandbox) -> Vec<String> {
+    let mut failures = Vec::new();
+    let grouped = "SELECT age, COUNT(*) AS n FROM health.clinic_visits GROUP BY age";
+    match run(base, grouped).await {
+        Outcome::Released(t) => {
+            let keys: Vec<i64> = t.groups.iter().filter_map(|g| g.key.first()?.as_i64()).collect();
+            if keys.len() != t.groups.len() || keys.len() < 10 {
+                failures.push(format!(
+                    "[desensitize] {} integer band keys of {} groups",
+                    keys.len(),
+                    t.groups.len()
+                ));
+            }
+            if let Some(k) = keys.iter().find(|k| k.rem_euclid(5) != 0) {
+                failures.push(format!("[desensitize] group {k} is not a 5-year band: {grouped}"));
+            }
+        }
+        other => failures.push(format!("[desensitize] {}: {grouped}", other.kind())),
+    }
+    let count = |sql: &'static str| async move {
+        match run(base, sql).await {
+            // COUNT(*)'s exact bounded statistic (noise is off).
+            Outcome::Released(t) => Ok(t
+                .groups
+                .iter()
+                .filter_map(|g| g.components.first()?.first().copied())
+                .sum::<i128>()),
+            other => Err(format!("[desensitize] {}: {sql}", other.kind())),
+        }
+    };
+    match count("SELECT COUNT(*) AS n FROM health.clinic_visits WHERE age = 37").await {
+        Ok(0) => {}
+        Ok(n) => failures.push(format!("[desensitize] WHERE age = 37 counted {n} visits")),
+        Err(e) => failures.push(e),
+    }
+    match count("SELECT COUNT(*) AS n FROM health.clinic_visits WHERE age = 35").await {
+        Ok(n) if n > 0 => {}
+        Ok(n) => failures.push(format!(
+            "[desensitize] WHERE age = 35 (the band 35-39) counted {n} persons"
+        )),
+        Err(e) => failures.push(e),
+    }
+    failures
+}
+
+/// The suite's policies band two measures (`neighbours::MEASURE_RULES`):
+/// with noise off, every aggregate of them releases exactly what the same
+/// job releases on `P`, the same data stored already coarsened under the
+/// shipped policies (the same groups, unit counts, bounded statistics and
+/// calibration), and a filter strictly inside a band matches nothing.
+async fn desensitized_measures(world: &neighbours::World, base: &Sandbox) -> Vec<String> {
+    let mut failures = Vec::new();
+    let precoarsened = world.precoarsened();
+    let by_key = |o: Outcome| match o {
+        Outcome::Released(mut t) => {
+            t.groups
+                .sort_by_key(|g| serde_json::to_string(&g.key).unwrap_or_default());
+            Outcome::Released(t)
+        }
+        other => other,
+    };
+    let queries = [
+        "SELECT sex, SUM(cost) AS s, AVG(cost) AS a FROM health.clinic_visits GROUP BY sex",
+        "SELECT age, AVG(cost) AS a, COUNT(*) AS n FROM health.clinic_visits GROUP BY age",
+        "SELECT district, SUM(cost) AS s FROM health.clinic_visits WHERE cost >= 100 GROUP BY district",
+        "SELECT SUM(insured_employees) AS s, AVG(insured_employees) AS a FROM gov.legal_entities",
+        "SELECT district, AVG(insured_employees) AS a FROM gov.legal_entities WHERE insured_employees >= 10 GROUP BY district",
+    ];
+    for sql in queries {
+        let (on_rules, on_coarse) = (by_key(run(base, sql).await), by_key(run(&precoarsened, sql).await));
+        match (&on_rules, &on_coarse) {
+            (Outcome::Released(a), Outcome::Released(b)) if a == b => {}
+            (a, b) => failures.push(format!(
+                "[desensitize] a banded measure: {} under the rule, {} on the pre-coarsened data (or the traces differ): {sql}",
+                a.kind(),
+                b.kind()
+            )),
+        }
+    }
+    // Coarsened values only: no cost lies strictly inside the band [0, 50),
+    // though stored costs do.
+    let inside = "SELECT COUNT(*) AS n FROM health.clinic_visits WHERE cost > 0 AND cost < 50";
+    match run(base, inside).await {
+        Outcome::Released(t) => {
+            let n: i128 = t
+                .groups
+                .iter()
+                .filter_map(|g| g.components.first()?.first().copied())
+                .sum();
+            if n != 0 {
+                failures.push(format!("[desensitize] {inside} counted {n} visits"));
+            }
+        }
+        other => failures.push(format!("[desensitize] {}: {inside}", other.kind())),
+    }
+    if world.facts.costs_inside_first_band == 0 {
+        failures.push("[desensitize] no stored cost lies inside the band [0, 50): the check is vacuous".into());
+    }
+    failures
 }
 
 /// Contribution bounding inside the engine (the default) and in the

@@ -11,6 +11,20 @@ use std::path::{Path, PathBuf};
 
 pub const GRANT: &str = "neighbouring";
 
+/// Desensitization rules on measures the suite adds to the shipped
+/// policies of D and of every neighbour (dataset, column, rule): a banded
+/// measure is aggregated as its coarsened values, clamped to its bounds
+/// above the scan. `P` holds the same data with these columns stored
+/// already coarsened, under the shipped policies.
+pub const MEASURE_RULES: &[(&str, &str, &str)] = &[
+    (
+        "health.clinic_visits",
+        "cost",
+        "bands = [0, 50, 100, 200, 500, 1000, 2000, 5000]",
+    ),
+    ("gov.legal_entities", "insured_employees", "band = 10"),
+];
+
 /// Datasets whose privacy unit is the enterprise, with its column.
 const ENTERPRISE_TABLES: &[(&str, &str)] = &[
     ("gov.legal_entities", "credit_code"),
@@ -60,11 +74,15 @@ pub struct Facts {
     pub padding_until: String,
     /// The cost of the most expensive visit of the person with most visits.
     pub top_cost: f64,
+    /// Visits whose stored cost lies strictly inside the band [0, 50).
+    pub costs_inside_first_band: usize,
 }
 
 pub struct World {
     _tmp: tempfile::TempDir,
     base: PathBuf,
+    /// D with the [`MEASURE_RULES`] columns stored already coarsened.
+    precoarsened: PathBuf,
     pub neighbours: Vec<Neighbour>,
     pub facts: Facts,
 }
@@ -159,6 +177,12 @@ impl World {
             ("the person with the most visits", Entity::Person, patient),
             ("a person with one visit", Entity::Person, one_visit),
         ];
+        let costs_inside_first_band: usize =
+            pick("SELECT COUNT(*) FROM health_clinic_visits WHERE cost > 0 AND cost < 50")
+                .parse()
+                .expect("count");
+        let precoarsened = tmp.path().join("p");
+        write_precoarsened(&ctx, &base, &precoarsened);
         let mut neighbours = Vec::new();
         for (i, (label, entity, unit)) in removals.into_iter().enumerate() {
             let root = tmp.path().join(format!("n{i}"));
@@ -172,6 +196,7 @@ impl World {
         World {
             _tmp: tmp,
             base,
+            precoarsened,
             neighbours,
             facts: Facts {
                 rare_date,
@@ -180,6 +205,7 @@ impl World {
                 rare_district,
                 padding_until,
                 top_cost,
+                costs_inside_first_band,
             },
         }
     }
@@ -189,6 +215,17 @@ impl World {
     pub fn sandbox(&self, neighbour: Option<&Neighbour>) -> Sandbox {
         let root = neighbour.map_or(&self.base, |n| &n.root);
         let dir = DataDir::open(root).expect("data dir");
+        add_measure_rules(&dir);
+        self.open(dir)
+    }
+
+    /// A sandbox on `P`: D with the banded measures stored already
+    /// coarsened, under the shipped policies (no rule on them).
+    pub fn precoarsened(&self) -> Sandbox {
+        self.open(DataDir::open(&self.precoarsened).expect("data dir"))
+    }
+
+    fn open(&self, dir: DataDir) -> Sandbox {
         crate::fixture::raise_policy_budgets(&dir);
         let sandbox = Sandbox::open(dir).expect("sandbox");
         let budgets = sandbox
@@ -202,6 +239,102 @@ impl World {
             .upsert_grant(&Grant::new(GRANT, "tests", budgets))
             .expect("grant");
         sandbox
+    }
+}
+
+/// Adds the [`MEASURE_RULES`] to the policies in `dir` (once).
+fn add_measure_rules(dir: &DataDir) {
+    for (dataset, column, rule) in MEASURE_RULES {
+        let path = dir.policies_dir().join(format!("{dataset}.toml"));
+        let text = std::fs::read_to_string(&path).expect("policy");
+        let line = format!("{column} = {{ {rule} }}");
+        if text.contains(&line) {
+            continue;
+        }
+        let text = match text.find("\n[desensitize]\n") {
+            Some(at) => {
+                let after = at + "\n[desensitize]\n".len();
+                format!("{}{line}\n{}", &text[..after], &text[after..])
+            }
+            None => format!("{text}\n[desensitize]\n{line}\n"),
+        };
+        std::fs::write(&path, text).expect("write policy");
+    }
+}
+
+/// Writes `P` under `root`: D's tables, those with a [`MEASURE_RULES`]
+/// column rewritten with that column coarsened by the policy's own
+/// function, every other table linked.
+fn write_precoarsened(ctx: &SessionContext, base: &Path, root: &Path) {
+    use sandbox_sql::datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array};
+    use sandbox_sql::datafusion::arrow::datatypes::{Float64Type, Int64Type};
+    let dir = DataDir::open(root).expect("data dir");
+    // The rules as the policy compiles them (the functions the runtime
+    // applies beneath the plan).
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let with_rules = DataDir::open(scratch.path()).expect("data dir");
+    add_measure_rules(&with_rules);
+    let catalog = sandbox_policy::load_catalog_dir(&with_rules.catalog_dir()).expect("catalog");
+    let policies = sandbox_policy::PolicySet::load_dir(&with_rules.policies_dir(), &catalog).expect("policies");
+    std::fs::remove_dir_all(dir.tables_dir()).expect("rm tables");
+    let base_tables = DataDir::open(base).expect("data dir").tables_dir();
+    for ns in std::fs::read_dir(base_tables).expect("tables") {
+        let ns = ns.expect("entry");
+        for table in std::fs::read_dir(ns.path()).expect("namespace") {
+            let table = table.expect("entry");
+            let dataset = format!(
+                "{}.{}",
+                ns.file_name().to_string_lossy(),
+                table.file_name().to_string_lossy()
+            );
+            let target = table_dir(root, &dataset);
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            let Some((_, column, _)) = MEASURE_RULES.iter().find(|(d, _, _)| *d == dataset) else {
+                std::os::unix::fs::symlink(table.path(), &target).expect("link");
+                continue;
+            };
+            let id: sandbox_model::DatasetId = dataset.parse().expect("id");
+            let rule = policies
+                .get(&id)
+                .and_then(|p| p.column(column))
+                .and_then(|c| c.desensitize.clone())
+                .expect("the measure's rule");
+            let name = dataset.replace('.', "_");
+            let path = format!("{}/", table_dir(base, &dataset).display());
+            if ctx.table_exist(name.as_str()).ok() != Some(true) {
+                block_on(ctx.register_parquet(&name, &path, ParquetReadOptions::default())).expect("register");
+            }
+            let batches = query(ctx, &format!("SELECT * FROM {name}"));
+            std::fs::create_dir_all(&target).expect("mkdir");
+            let file = std::fs::File::create(target.join("part-0.parquet")).expect("create");
+            let schema = batches.first().expect("a batch").schema();
+            let at = schema.index_of(column).expect("column");
+            let mut writer = ArrowWriter::try_new(file, schema.clone(), None).expect("writer");
+            for b in &batches {
+                let mut columns = b.columns().to_vec();
+                let c = &columns[at];
+                let coarse: ArrayRef = match c.data_type() {
+                    sandbox_sql::datafusion::arrow::datatypes::DataType::Float64 => std::sync::Arc::new(
+                        c.as_primitive::<Float64Type>()
+                            .iter()
+                            .map(|v| v.map(|x| rule.apply_f64(x)))
+                            .collect::<Float64Array>(),
+                    ),
+                    sandbox_sql::datafusion::arrow::datatypes::DataType::Int64 => std::sync::Arc::new(
+                        c.as_primitive::<Int64Type>()
+                            .iter()
+                            .map(|v| v.map(|x| rule.apply_i64(x)))
+                            .collect::<Int64Array>(),
+                    ),
+                    other => panic!("{dataset}.{column} is {other}"),
+                };
+                columns[at] = coarse;
+                writer
+                    .write(&RecordBatch::try_new(schema.clone(), columns).expect("batch"))
+                    .expect("write");
+            }
+            writer.close().expect("close");
+        }
     }
 }
 

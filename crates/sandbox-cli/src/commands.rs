@@ -793,8 +793,8 @@ pub const DEMO_JOBS: &[(&str, &str, &str)] = &[
     ),
     (
         "researcher (public health)",
-        "clinic cost by age band (groups chosen by DP partition selection)",
-        "SELECT CASE WHEN age < 18 THEN '0-17' WHEN age < 40 THEN '18-39' WHEN age < 65 THEN '40-64' ELSE '65+' END AS age_band,
+        "clinic cost by age band (ages are released in 5-year bands; groups chosen by DP partition selection)",
+        "SELECT CASE WHEN age < 20 THEN '0-19' WHEN age < 40 THEN '20-39' WHEN age < 65 THEN '40-64' ELSE '65+' END AS age_band,
                 COUNT(*) AS visits, AVG(cost) AS mean_cost
          FROM health.clinic_visits GROUP BY 1",
     ),

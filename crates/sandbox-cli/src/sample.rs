@@ -116,15 +116,32 @@ pub(crate) fn generate_as(
     Ok(manifest)
 }
 
-/// Copies the current sample's files to `out` as `<dataset>.sample.{csv,parquet}`.
+/// The dataset's policy in force, as the sandbox loads it.
+fn policy_in_force(dir: &DataDir, id: &DatasetId) -> Result<Option<sandbox_policy::Policy>, CliError> {
+    let catalog = sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| fail(e.to_string()))?;
+    let policies =
+        sandbox_policy::PolicySet::load_dir(&dir.policies_dir(), &catalog).map_err(|e| fail(e.to_string()))?;
+    Ok(policies.get(id).cloned())
+}
+
+/// Copies the current sample's files to `out` as
+/// `<dataset>.sample.{csv,parquet}`: only a sample made under the sample
+/// terms of the policy in force (one made before a rule was added is
+/// refused, naming the dataset and what its owner must do).
 fn download(dir: &DataDir, id: &DatasetId, out: &Path) -> Result<(SampleManifest, Vec<PathBuf>), CliError> {
-    let (path, manifest) = sandbox_ingest::current_sample(&DataLayout::new(dir.root()), id)
-        .map_err(ingest_error)?
-        .ok_or_else(|| {
-            fail(format!(
+    let policy = policy_in_force(dir, id)?;
+    let (path, manifest) = match dir.current_sample(id, policy.as_ref()) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(fail(format!(
                 "{id} has no sample yet; its owner makes one with `sandbox sample {id} --generate`"
-            ))
-        })?;
+            )));
+        }
+        Err(e) => match e.rule() {
+            Some(rule) => return Err(refused(rule, e.refusal_message())),
+            None => return Err(fail(e.to_string())),
+        },
+    };
     std::fs::create_dir_all(out).map_err(|e| fail(format!("cannot create {}: {e}", out.display())))?;
     let mut written = Vec::new();
     for (name, ext) in [
@@ -177,10 +194,14 @@ pub(crate) fn demo_sample(root: &Path, owner: &str) -> Result<(), CliError> {
     let version = sandbox_ingest::current_manifest(&layout, &id)
         .map_err(ingest_error)?
         .map(|m| m.version);
+    // Made again when the data version or the sample terms of the policy
+    // changed (a sample under other terms is not served).
+    let policy = policy_in_force(&dir, &id)?;
     if let Some((_, m)) = sandbox_ingest::current_sample(&layout, &id).map_err(ingest_error)?
         && m.data_version == version
+        && policy.as_ref().is_some_and(|p| m.made_under(p))
     {
-        println!("(a sample of this data version exists; shown, not made again)");
+        println!("(a sample of this data version and policy exists; shown, not made again)");
         print!("{}", m.render());
         return Ok(());
     }

@@ -87,7 +87,7 @@ pub use register::{
     Registration, RegistrationSubject, SourceInfo, StagedVersion, VersionManifest, current_manifest, reconcile,
     registration_subject, sha256_hex, stage, withdraw,
 };
-pub use sample::{SampleCost, SampleManifest, SampleOptions, current_sample, make_sample};
+pub use sample::{SampleCost, SampleManifest, SampleOptions, current_sample, make_sample, stale_sample_message};
 pub use secret::{PSEUDONYM_HEX, PseudonymKey, SECRET_ENV};
 pub use spec::{CsvOptions, FileFormat, IngestOptions, TextEncoding, Thresholds, ValueCheck};
 pub use writer::{BATCH_ROWS, ROW_GROUP_ROWS, StoredFile, arrow_type};

@@ -13,6 +13,24 @@
 //! | measure | drawn over `bins` equal-width bins of its public bounds (and null), then uniformly within the bin |
 //! | other dimension or public column | drawn over the values DP partition selection releases (dates first coarsened to months, the day then drawn uniformly); other values become null |
 //!
+//! A column with a desensitization rule (`[desensitize]` in the policy) is
+//! coarsened twice: every value read is coarsened before it is counted, so
+//! the marginals (and the values DP selection may release) are over the
+//! coarsened domain, its public keys are the coarsened key set, and every
+//! value the sample shows is coarsened again after it is drawn (a measure's
+//! value drawn within its bin, a date's day drawn within its month), so the
+//! sample shows only values the rule allows. Every rule is idempotent, so
+//! the second pass changes nothing that the first already coarsened.
+//!
+//! A sample is made under its policy's sample terms
+//! ([`Policy::sample_terms_digest`]: the privacy unit, k, δ, every column's
+//! roles, public keys, bounds and desensitization rule, the `[sample]`
+//! table), which its manifest records. It is served and used only while
+//! the policy in force has the same terms ([`SampleManifest::made_under`]);
+//! a rule added later (or any other change to the terms) withdraws it until
+//! its owner makes a new one. A manifest without the record (made before
+//! it was kept) matches no policy.
+//!
 //! Where samples live (one directory per sample; `CURRENT` names the one
 //! served, replaced atomically, as for data versions):
 //!
@@ -31,7 +49,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sandbox_dp::synthetic::{self, Category, Domain, InputColumn, SampleParams, Table};
 use sandbox_model::{ColumnRole, Dataset, DatasetId, FieldType};
-use sandbox_policy::{Policy, PublicKey, SamplePolicy};
+use sandbox_policy::{Desensitization, Policy, PublicKey, SamplePolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -68,6 +86,11 @@ pub struct SampleManifest {
     pub columns: Vec<SampleColumn>,
     pub pairs: Vec<SamplePair>,
     pub files: Vec<StoredFile>,
+    /// [`Policy::sample_terms_digest`] of the policy the sample was made
+    /// under (`None` in manifests made before it was recorded: such a
+    /// sample is never served or used).
+    #[serde(default)]
+    pub policy_terms: Option<String>,
 }
 
 /// One column of a sample, with its fidelity.
@@ -107,6 +130,12 @@ pub struct SamplePair {
 }
 
 impl SampleManifest {
+    /// Whether the sample was made under `policy`'s sample terms (a
+    /// manifest without the record matches no policy).
+    pub fn made_under(&self, policy: &Policy) -> bool {
+        self.policy_terms.as_deref() == Some(policy.sample_terms_digest().as_str())
+    }
+
     /// The fidelity report as people read it.
     pub fn render(&self) -> String {
         let mut s = format!(
@@ -216,8 +245,8 @@ fn kind_of(policy: &Policy, sample: &SamplePolicy, name: &str, t: FieldType) -> 
             bins: sample.bins.max(1),
         };
     }
-    if let Some(keys) = &c.public_keys {
-        return Kind::Keys(keys.clone());
+    if let Some(keys) = c.released_public_keys() {
+        return Kind::Keys(keys);
     }
     if t == FieldType::Boolean {
         return Kind::Boolean;
@@ -440,6 +469,31 @@ impl Modeled {
     }
 }
 
+/// The desensitization rule of each field (`None` without one).
+fn rules_of(policy: &Policy, fields: &[sandbox_model::Field]) -> Vec<Option<Desensitization>> {
+    fields
+        .iter()
+        .map(|f| policy.column(&f.name).and_then(|c| c.desensitize.clone()))
+        .collect()
+}
+
+/// A cell under its column's rule (unchanged without one, and for NULL and
+/// booleans).
+fn coarsen(rule: Option<&Desensitization>, cell: Cell) -> Cell {
+    let Some(rule) = rule else { return cell };
+    match cell {
+        Cell::Int(i) => Cell::Int(rule.apply_i64(i)),
+        // A fixed-width band never reaches a float column (refused at
+        // validation); if it did, the value is not shown at all.
+        Cell::Float(_) if matches!(rule, Desensitization::Band(_)) => Cell::Null,
+        // Every float, as the SQL scan does (∞ → the top edge, NaN → e₀).
+        Cell::Float(x) => Cell::Float(rule.apply_f64(x)),
+        Cell::Str(s) => Cell::Str(rule.apply_str(&s)),
+        Cell::Date(d) => Cell::Date(rule.apply_date(d)),
+        other => other,
+    }
+}
+
 /// A fresh key for a sample row: random, never derived from a real one.
 fn fresh_key(t: FieldType, rng: &mut ChaCha20Rng) -> Cell {
     match t {
@@ -515,6 +569,7 @@ fn encode(
         .privacy_unit
         .as_ref()
         .and_then(|u| fields.iter().position(|f| &f.name == u));
+    let rules = rules_of(policy, fields);
     let mut units: HashMap<String, u32> = HashMap::new();
     let mut table = Table::default();
     let files = parquet_files(data_dir)?;
@@ -526,10 +581,18 @@ fn encode(
             // Stored data was checked at registration; a row that does not
             // read back is left out (it is the owner's own data either way).
             let Ok(cells) = row.cells else { return Ok(()) };
+            // Desensitized before anything is counted: the marginals are
+            // over the coarsened domain.
             let cells: Vec<Cell> = cells
                 .into_iter()
                 .zip(fields)
-                .map(|(raw, f)| crate::convert::coerce(raw, f.data_type).unwrap_or(Cell::Null))
+                .zip(&rules)
+                .map(|((raw, f), rule)| {
+                    coarsen(
+                        rule.as_ref(),
+                        crate::convert::coerce(raw, f.data_type).unwrap_or(Cell::Null),
+                    )
+                })
                 .collect();
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             for c in &cells {
@@ -663,6 +726,7 @@ pub fn make_sample(
         .iter()
         .map(|f| kind_of(policy, sample, &f.name, f.data_type))
         .collect();
+    let rules = rules_of(policy, fields);
 
     let dir = sample_dir(layout, &dataset.id);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -687,7 +751,12 @@ pub fn make_sample(
                     (_, Kind::FreshKey) => fresh_key(field.data_type, &mut rng),
                     (Some(c), _) => {
                         let category = fitted.marginals.columns[c].categories[drawn.columns[c][row] as usize];
-                        modeled[c].decode(category, field.data_type, &mut rng)
+                        // Coarsened again: a value drawn within a bin or a
+                        // month is shown only as the rule allows.
+                        coarsen(
+                            rules[f].as_ref(),
+                            modeled[c].decode(category, field.data_type, &mut rng),
+                        )
                     }
                     (None, _) => Cell::Null,
                 };
@@ -772,6 +841,7 @@ pub fn make_sample(
                 })
                 .collect(),
             files: vec![csv_file, parquet_file],
+            policy_terms: Some(policy.sample_terms_digest()),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| IngestError::Sample(e.to_string()))?;
         write_synced(&staging.join(SAMPLE_MANIFEST), &json)?;
@@ -818,8 +888,22 @@ fn current_sample_id(dir: &Path) -> Result<Option<String>, IngestError> {
     }
 }
 
-/// The sample currently served for `dataset`: its directory (holding
-/// [`SAMPLE_CSV`], [`SAMPLE_PARQUET`], [`SAMPLE_MANIFEST`]) and manifest.
+/// Why a sample is not served or used: it was made under other sample terms
+/// than the policy in force (or before they were recorded). Names the
+/// dataset and what its owner must do; says nothing about the data.
+pub fn stale_sample_message(dataset: &DatasetId) -> String {
+    format!(
+        "the sample dataset of {dataset} was made under other terms than its policy now sets (a desensitization \
+         rule, role, public key set, bound or the [sample] table changed since, or the sample predates their \
+         record): it is neither served nor used until its owner makes a new one with \
+         `sandbox sample {dataset} --generate`"
+    )
+}
+
+/// The current sample of `dataset` (its directory, holding [`SAMPLE_CSV`],
+/// [`SAMPLE_PARQUET`], [`SAMPLE_MANIFEST`], and manifest), as made, whatever
+/// the policy in force: for its owner's view and tests. Whatever serves or
+/// reads a sample checks it with [`SampleManifest::made_under`] first.
 pub fn current_sample(
     layout: &DataLayout,
     dataset: &DatasetId,

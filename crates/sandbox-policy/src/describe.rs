@@ -158,6 +158,24 @@ impl Policy {
     }
 
     fn describe_column(&self, name: &str, c: &ColumnPolicy, unit: Option<&str>) -> String {
+        let line = self.describe_column_role(name, c, unit);
+        match &c.desensitize {
+            None => line,
+            // A measure is never released as a row: every job reads it
+            // coarsened (then clamped to its bounds), every sample shows it
+            // coarsened.
+            Some(rule) if c.has(ColumnRole::Measure) => format!(
+                "{line}; desensitized: every job (before clamping to its bounds) and sample reads it {}",
+                rule.describe()
+            ),
+            Some(rule) => format!(
+                "{line}; desensitized: every job, released row and sample sees it {}",
+                rule.describe()
+            ),
+        }
+    }
+
+    fn describe_column_role(&self, name: &str, c: &ColumnPolicy, unit: Option<&str>) -> String {
         let roles: Vec<String> = c.roles.iter().map(|r| r.as_str().replace('_', " ")).collect();
         let roles = roles.join(", ");
         if c.roles.is_restricted() {
@@ -172,7 +190,7 @@ impl Policy {
             return format!("{name}: measure, aggregated only{bounds}{unit}");
         }
         if c.has(ColumnRole::Dimension) {
-            let grouping = match (&c.public_keys, &self.dp) {
+            let grouping = match (&c.released_public_keys(), &self.dp) {
                 (Some(keys), _) => {
                     let shown: Vec<String> = keys.iter().take(4).map(|k| k.to_string()).collect();
                     let more = if keys.len() > shown.len() { ", …" } else { "" };

@@ -56,6 +56,7 @@
 
 mod catalog;
 mod describe;
+pub mod desensitize;
 mod dir;
 mod error;
 pub mod files;
@@ -71,6 +72,7 @@ mod write;
 mod tests;
 
 pub use catalog::{load_catalog_dir, parse_catalog_entry};
+pub use desensitize::{DateUnit, Desensitization};
 pub use error::{PolicyError, PolicyErrors};
 pub use model::*;
 pub use set::{PolicySet, parse_policy};

@@ -3,6 +3,7 @@
 //! Values of these types only exist after validation, so code that holds a
 //! [`Policy`] may rely on every invariant documented here.
 
+use crate::desensitize::Desensitization;
 use sandbox_model::{ColumnRole, DatasetId, RoleSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,11 +167,41 @@ pub struct ColumnPolicy {
     pub public_keys: Option<Vec<PublicKey>>,
     /// For measures: public bounds `[lower, upper]`, lower < upper, finite.
     pub bounds: Option<(f64, f64)>,
+    /// The column's desensitization rule (`[desensitize]`), only on a
+    /// dimension, public or measure column. Whatever the role, every job
+    /// and every sample sees only the coarsened values (a measure is
+    /// coarsened before it is clamped to its bounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desensitize: Option<Desensitization>,
 }
 
 impl ColumnPolicy {
     pub fn has(&self, role: ColumnRole) -> bool {
         self.roles.contains(role)
+    }
+
+    /// The public key set as released: each key under the column's
+    /// desensitization rule, duplicates dropped, in order of first
+    /// appearance (`[18, 20, 23]` under `band = 5` → `[15, 20]`). `None`
+    /// when the column has no public keys. `public_keys` itself keeps the
+    /// owner's keys, which describe the stored (raw) values.
+    pub fn released_public_keys(&self) -> Option<Vec<PublicKey>> {
+        let keys = self.public_keys.as_ref()?;
+        let Some(rule) = &self.desensitize else {
+            return Some(keys.clone());
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for k in keys {
+            let k = match k {
+                PublicKey::Int(i) => PublicKey::Int(rule.apply_i64(*i)),
+                PublicKey::Str(s) => PublicKey::Str(rule.apply_str(s)),
+            };
+            if seen.insert(k.clone()) {
+                out.push(k);
+            }
+        }
+        Some(out)
     }
 }
 
@@ -234,6 +265,28 @@ impl SamplePolicy {
 impl Policy {
     pub fn column(&self, name: &str) -> Option<&ColumnPolicy> {
         self.columns.get(name)
+    }
+
+    /// SHA-256 (hex) of the policy in force, as compiled: of its canonical
+    /// written form ([`crate::to_toml`]), which reads back as the same
+    /// policy. Unlike [`Policy::digest`] (the file's bytes) it ignores
+    /// comments and layout, and it changes with every rule, role, bound,
+    /// key or parameter. Anything derived from a dataset under its policy
+    /// (a verified row bound, a sample) is keyed by it, so that it is never
+    /// used under another policy.
+    pub fn effective_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(crate::to_toml(self).as_bytes()))
+    }
+
+    /// SHA-256 (hex) of the terms a sample dataset is made under (the part
+    /// of the effective policy that shapes a sample: privacy unit, k, δ,
+    /// every column's roles, public keys, bounds and desensitization rule,
+    /// and the `[sample]` table). A sample records it, and is served and
+    /// used only while the policy in force has the same.
+    pub fn sample_terms_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(crate::write::sample_terms(self).as_bytes()))
     }
 
     /// True when this policy permits joining `self_col` here with

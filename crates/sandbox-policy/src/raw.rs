@@ -116,6 +116,37 @@
 //! left empty in the sample), and `min_units` (k) is the least noisy unit
 //! count a released value needs.
 //!
+//! ## `[desensitize]` (optional)
+//!
+//! Desensitization (脱敏) rules, one per column, `column = { rule = value }`
+//! with exactly one rule (see [`crate::desensitize`] for the functions):
+//!
+//! ```toml
+//! [desensitize]
+//! age = { band = 5 }                          # generalization: 37 → 35 (int64 only)
+//! amount = { bands = [0, 1000, 5000, 20000] } # generalization: 4200 → 1000; < 1000 → 0; ≥ 20000 → 20000
+//! visit_date = { truncate_to = "month" }      # generalization: 2023-07-19 → 2023-07-01 ("month" | "year"; date)
+//! address = { truncate_chars = 6 }            # truncation: the first 6 characters (utf8)
+//! name = { mask_keep_first = 1 }              # masking: 张三丰 → 张*** (utf8)
+//! phone = { mask_keep_last = 4 }              # masking: 13812345678 → ***5678 (utf8)
+//! ```
+//!
+//! | key | column type | value |
+//! |---|---|---|
+//! | `band` | int64 only (a float column takes `bands`: exact comparisons) | width w: a whole number, 1 ≤ w ≤ 1e15 |
+//! | `bands` | int64, float64 | 2 … 256 strictly increasing finite edges, \|edge\| ≤ 1e15, whole numbers on int64 |
+//! | `truncate_to` | date | `"month"` or `"year"` |
+//! | `truncate_chars`, `mask_keep_first`, `mask_keep_last` | utf8 | n, 1 ≤ n ≤ 1000 |
+//!
+//! The column must be in `[columns]` and be a `dimension`, `public` or
+//! `measure` column: identifiers, privacy units, join keys and sensitive
+//! columns are never released, so a rule on one is an error. Whatever the
+//! column's role, the runtime applies the rule beneath every job (every
+//! reference to the column, in SELECT, WHERE, JOIN, GROUP BY, an
+//! aggregate's argument, sees only the coarsened value; a measure is
+//! coarsened before it is clamped to its bounds), to its public keys and to
+//! sample datasets.
+//!
 //! ## Open datasets
 //!
 //! An open (无条件开放) dataset still needs a policy with a `[release]`
@@ -146,6 +177,26 @@ pub(crate) struct RawPolicy {
     pub fusion: Vec<Spanned<RawFusion>>,
     #[serde(default)]
     pub sample: Option<Spanned<RawSample>>,
+    #[serde(default)]
+    pub desensitize: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawRule>>>>,
+}
+
+/// One `[desensitize]` entry: exactly one of the keys is given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    #[serde(default)]
+    pub band: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub bands: Option<Spanned<Vec<Spanned<f64>>>>,
+    #[serde(default)]
+    pub truncate_to: Option<Spanned<String>>,
+    #[serde(default)]
+    pub truncate_chars: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub mask_keep_first: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub mask_keep_last: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

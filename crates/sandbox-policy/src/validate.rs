@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use toml::Spanned;
 
+mod desensitize;
+
 /// Where the values that cross-policy checks point at sit in the file.
 #[derive(Debug, Clone)]
 pub(crate) struct PolicySpans {
@@ -86,6 +88,7 @@ pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compi
         .and_then(|c| v.privacy_unit(c, raw.unit_entity.as_ref(), entry, mode, &raw.release.get_ref().mode));
     let (fusions, fusion_spans) = v.fusions(&raw.fusion, dataset.as_ref(), entry, columns.as_ref(), catalog);
     let sample = v.sample(raw.sample.as_ref(), mode, columns.as_ref());
+    let rules = v.desensitize(raw.desensitize.as_ref(), entry, columns.as_ref());
 
     if !v.errors.is_empty() {
         let mut errors = PolicyErrors(v.errors);
@@ -100,7 +103,8 @@ pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compi
         Some(columns),
         Some((privacy_unit, unit_entity)),
         Some(sample),
-    ) = (dataset, version, release, dp, columns, unit, sample)
+        Some(rules),
+    ) = (dataset, version, release, dp, columns, unit, sample, rules)
     else {
         // Every `None` above comes with an error, so this is unreachable;
         // fail closed all the same.
@@ -109,6 +113,12 @@ pub(crate) fn compile(file: &str, text: &str, catalog: &Catalog) -> Result<Compi
             errors: PolicyError::unplaced(file, "", "policy could not be compiled").into(),
         });
     };
+    let mut columns = columns;
+    for (name, rule) in rules {
+        if let Some(c) = columns.policies.get_mut(&name) {
+            c.desensitize = Some(rule);
+        }
+    }
     let policy = Policy {
         dataset,
         version,
@@ -809,6 +819,7 @@ impl Validator<'_> {
                     roles,
                     public_keys,
                     bounds,
+                    desensitize: None,
                 },
                 role_span,
             )),

@@ -48,6 +48,17 @@ fn column(c: &ColumnPolicy) -> String {
     format!("{{ {} }}", parts.join(", "))
 }
 
+fn desensitization(r: &crate::Desensitization) -> String {
+    use crate::Desensitization as D;
+    let value = match r {
+        D::Band(w) => w.to_string(),
+        D::Bands(edges) => list(edges.iter().map(|e| float(*e))),
+        D::TruncateDate(u) => string(u.as_str()),
+        D::TruncateChars(n) | D::MaskKeepFirst(n) | D::MaskKeepLast(n) => n.to_string(),
+    };
+    format!("{{ {} = {value} }}", r.key())
+}
+
 /// The policy in the file format. Every string and odd key goes through the
 /// TOML writer's escaping, so the output always parses.
 pub fn to_toml(p: &Policy) -> String {
@@ -106,16 +117,65 @@ pub fn to_toml(p: &Policy) -> String {
         let _ = writeln!(out, "on = {}", list(pairs));
     }
 
+    let rules: Vec<(&String, &crate::Desensitization)> = p
+        .columns
+        .iter()
+        .filter_map(|(name, c)| c.desensitize.as_ref().map(|r| (name, r)))
+        .collect();
+    if !rules.is_empty() {
+        let _ = writeln!(out, "\n[desensitize]");
+        for (name, rule) in rules {
+            let _ = writeln!(out, "{} = {}", table_key(name), desensitization(rule));
+        }
+    }
+
     if let Some(s) = &p.sample {
-        let _ = writeln!(out, "\n[sample]");
-        let _ = writeln!(out, "epsilon = {}", float(s.epsilon));
-        let _ = writeln!(out, "fidelity_epsilon = {}", float(s.fidelity_epsilon));
-        let _ = writeln!(out, "epsilon_budget = {}", float(s.epsilon_budget));
-        let _ = writeln!(out, "max_rows_per_unit = {}", s.max_rows_per_unit);
-        let pairs = s.pairs.iter().map(|(a, b)| list([string(a), string(b)]));
-        let _ = writeln!(out, "pairs = {}", list(pairs));
-        let _ = writeln!(out, "max_rows = {}", s.max_rows);
-        let _ = writeln!(out, "bins = {}", s.bins);
+        sample_table(&mut out, s);
+    }
+    out
+}
+
+fn sample_table(out: &mut String, s: &crate::SamplePolicy) {
+    let _ = writeln!(out, "\n[sample]");
+    let _ = writeln!(out, "epsilon = {}", float(s.epsilon));
+    let _ = writeln!(out, "fidelity_epsilon = {}", float(s.fidelity_epsilon));
+    let _ = writeln!(out, "epsilon_budget = {}", float(s.epsilon_budget));
+    let _ = writeln!(out, "max_rows_per_unit = {}", s.max_rows_per_unit);
+    let pairs = s.pairs.iter().map(|(a, b)| list([string(a), string(b)]));
+    let _ = writeln!(out, "pairs = {}", list(pairs));
+    let _ = writeln!(out, "max_rows = {}", s.max_rows);
+    let _ = writeln!(out, "bins = {}", s.bins);
+}
+
+/// The terms a sample dataset is made under, in a canonical form: every
+/// part of the policy that `sandbox_ingest::sample` reads — the dataset
+/// and its privacy unit, k (`min_units`), δ, every column's roles, public
+/// keys, bounds and desensitization rule, and the `[sample]` table — and
+/// nothing that concerns jobs only (their budgets, ε per query, G, R, L,
+/// aggregates, fusions). A sample is served and used only under the terms
+/// it was made under, so an owner who changes a job budget need not spend
+/// sample ε again, while one who adds a rule, narrows a role or changes a
+/// key set must. Keep it in step with what the sample generator reads.
+pub(crate) fn sample_terms(p: &Policy) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "dataset = {}", string(p.dataset.as_str()));
+    let _ = writeln!(
+        out,
+        "privacy_unit = {}",
+        string(p.privacy_unit.as_deref().unwrap_or(""))
+    );
+    let _ = writeln!(out, "min_units = {}", p.release.min_units);
+    if let Some(dp) = &p.dp {
+        let _ = writeln!(out, "delta = {}", float(dp.delta));
+    }
+    for (name, c) in &p.columns {
+        let _ = writeln!(out, "{} = {}", table_key(name), column(c));
+        if let Some(rule) = &c.desensitize {
+            let _ = writeln!(out, "{}.desensitize = {}", table_key(name), desensitization(rule));
+        }
+    }
+    if let Some(s) = &p.sample {
+        sample_table(&mut out, s);
     }
     out
 }

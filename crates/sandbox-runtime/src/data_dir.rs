@@ -12,7 +12,9 @@
 //! ```
 
 use crate::{RuntimeError, assets};
+use sandbox_ingest::SampleManifest;
 use sandbox_model::DatasetId;
+use sandbox_policy::Policy;
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the default location.
@@ -150,6 +152,44 @@ impl DataDir {
             _ => false,
         };
         inside.then_some(dir)
+    }
+
+    /// The current sample of `dataset` (its directory, as
+    /// [`DataDir::current_sample_dir`] resolves it, and its manifest) if it
+    /// may be served and used: made under the sample terms of `policy`, the
+    /// dataset's policy in force
+    /// ([`sandbox_policy::Policy::sample_terms_digest`]). `Ok(None)`: no
+    /// sample. Every route that serves a sample and every trial that reads
+    /// one goes through here, so a sample made before a rule was added (or
+    /// any other change to the terms) is neither.
+    ///
+    /// Errors: [`RuntimeError::Refused`] (`sample-stale`) for a sample made
+    /// under other terms, before they were recorded, or for a dataset
+    /// without a policy, naming the dataset and telling its owner to make a
+    /// new one (nothing about the data); [`RuntimeError::Io`] and
+    /// [`RuntimeError::Setup`] when its manifest cannot be read.
+    pub fn current_sample(
+        &self,
+        dataset: &DatasetId,
+        policy: Option<&Policy>,
+    ) -> Result<Option<(PathBuf, SampleManifest)>, RuntimeError> {
+        let Some(dir) = self.current_sample_dir(dataset) else {
+            return Ok(None);
+        };
+        let path = dir.join(sandbox_ingest::sample::SAMPLE_MANIFEST);
+        let bytes = std::fs::read(&path).map_err(|e| RuntimeError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let manifest: SampleManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| RuntimeError::Setup(format!("the sample manifest {} does not parse: {e}", path.display())))?;
+        match policy {
+            Some(p) if manifest.made_under(p) => Ok(Some((dir, manifest))),
+            _ => Err(RuntimeError::refused(
+                "sample-stale",
+                sandbox_ingest::stale_sample_message(dataset),
+            )),
+        }
     }
 
     /// True when a dataset has at least one Parquet file.

@@ -20,9 +20,16 @@
 //! * the result is cached under `<data dir>/cache/verified/` keyed by each
 //!   file's path, size, inode, device and modification and change times
 //!   (a file rewritten in place changes its change time, which a user
-//!   cannot set back).
+//!   cannot set back), by the declarations, and by [`scan_digest`]: what
+//!   the count read the files through (the catalog's column types, the
+//!   desensitization rules the scan applies) and the whole effective
+//!   policy. A rule added later (a mask under which several districts
+//!   share one value) changes what a value *is*, so a bound verified
+//!   before it is never reused: the next job counts again.
 
 use crate::RuntimeError;
+use sandbox_policy::Policy;
+use sandbox_sql::session::TableBinding;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -90,10 +97,40 @@ impl FileFingerprint {
     }
 }
 
+/// SHA-256 (hex) of everything besides the files that a count of rows per
+/// value depends on: the dataset, its columns and types as bound (values
+/// are counted after the cast to the catalog's type), the desensitization
+/// rules its scan applies (values are counted coarsened), and the
+/// effective digest of its policy in force (`""` without one), so that
+/// any policy change, not only a rule, forces a recount.
+pub(crate) fn scan_digest(binding: &TableBinding, policy: Option<&Policy>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(binding.dataset.as_str().as_bytes());
+    h.update([0]);
+    for field in binding.schema.fields() {
+        h.update(format!("{}:{}\n", field.name(), field.data_type()).as_bytes());
+    }
+    h.update([0]);
+    // JSON of the rules: floats in their shortest round-trip form.
+    h.update(
+        serde_json::to_string(&binding.desensitize)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.update([0]);
+    h.update(policy.map(Policy::effective_digest).unwrap_or_default().as_bytes());
+    hex::encode(h.finalize())
+}
+
 /// What verification found for one set of files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Verification {
     pub files: FileFingerprint,
+    /// [`scan_digest`] of the binding and policy the count ran under (a
+    /// cache written before it was recorded has none, and matches nothing).
+    #[serde(default)]
+    pub scan: String,
     /// The declarations checked.
     pub declared: BTreeMap<String, u64>,
     /// The declarations that hold: column → declared bound.
@@ -107,6 +144,7 @@ impl Verification {
     /// Compares `declared` with `counted` (column → most rows per value).
     pub(crate) fn new(
         files: FileFingerprint,
+        scan: String,
         declared: &BTreeMap<String, u64>,
         counted: &BTreeMap<String, u64>,
     ) -> Self {
@@ -127,6 +165,7 @@ impl Verification {
         }
         Verification {
             files,
+            scan,
             declared: declared.clone(),
             holds,
             violated,
@@ -134,10 +173,17 @@ impl Verification {
     }
 }
 
-/// The cached verification for these files and declarations, if any.
-pub(crate) fn cached(cache: &Path, files: &FileFingerprint, declared: &BTreeMap<String, u64>) -> Option<Verification> {
+/// The cached verification for these files, this [`scan_digest`] and
+/// these declarations, if any.
+pub(crate) fn cached(
+    cache: &Path,
+    files: &FileFingerprint,
+    scan: &str,
+    declared: &BTreeMap<String, u64>,
+) -> Option<Verification> {
     let cached: Verification = serde_json::from_slice(&std::fs::read(cache).ok()?).ok()?;
-    (&cached.files == files && &cached.declared == declared).then_some(cached)
+    let same = &cached.files == files && !cached.scan.is_empty() && cached.scan == scan && &cached.declared == declared;
+    same.then_some(cached)
 }
 
 /// Best effort: a cache that cannot be written only costs a recount. The
@@ -207,16 +253,24 @@ mod tests {
         let files = FileFingerprint::of(std::slice::from_ref(&f)).expect("fingerprint");
         let declared: BTreeMap<String, u64> = [("credit_code".to_string(), 2), ("year".to_string(), 2)].into();
         let counted: BTreeMap<String, u64> = [("credit_code".to_string(), 2), ("year".to_string(), 3)].into();
-        let v = Verification::new(files.clone(), &declared, &counted);
+        let v = Verification::new(files.clone(), "scan-a".into(), &declared, &counted);
         assert_eq!(v.holds, [("credit_code".to_string(), 2)].into());
         assert_eq!(v.violated, [("year".to_string(), 3)].into());
         let cache = dir.path().join("cache").join("v.json");
         store(&cache, &v);
-        assert_eq!(cached(&cache, &files, &declared), Some(v));
+        assert_eq!(cached(&cache, &files, "scan-a", &declared), Some(v.clone()));
         let other: BTreeMap<String, u64> = [("credit_code".to_string(), 1)].into();
-        assert_eq!(cached(&cache, &files, &other), None);
+        assert_eq!(cached(&cache, &files, "scan-a", &other), None);
+        // Another binding or policy (a rule added): counted again.
+        assert_eq!(cached(&cache, &files, "scan-b", &declared), None);
+        // A cache written before the scan digest was recorded matches nothing.
+        let mut old = serde_json::to_value(&v).expect("json");
+        old.as_object_mut().expect("object").remove("scan");
+        std::fs::write(&cache, serde_json::to_vec(&old).expect("json")).expect("write");
+        assert_eq!(cached(&cache, &files, "", &declared), None);
+        store(&cache, &v);
         std::fs::write(&f, b"xy").expect("write");
         let changed = FileFingerprint::of(std::slice::from_ref(&f)).expect("fingerprint");
-        assert_eq!(cached(&cache, &changed, &declared), None);
+        assert_eq!(cached(&cache, &changed, "scan-a", &declared), None);
     }
 }

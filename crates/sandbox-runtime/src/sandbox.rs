@@ -179,11 +179,15 @@ fn arrow_type(t: FieldType) -> DataType {
     }
 }
 
-/// The names, sizes and modification times of the files in the catalog
-/// and policy directories: what [`Sandbox::refresh`] compares. Registration
-/// replaces files by renaming, so a new entry or policy always changes it.
+/// The names, sizes, modification times and content digests of the files
+/// in the catalog and policy directories: what [`Sandbox::refresh`]
+/// compares. The loaded catalog and policies are derived from these files,
+/// so they are keyed by their contents, not only their metadata: a policy
+/// edited in place (a rule added) within one tick of the file system's
+/// clock and at the same size is still reloaded. The files are small
+/// (policies are read with a size limit), so reading them is cheap.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct DirFingerprint(Vec<(String, u64, Option<std::time::SystemTime>)>);
+struct DirFingerprint(Vec<(String, u64, Option<std::time::SystemTime>, Option<String>)>);
 
 impl DirFingerprint {
     fn of(dir: &DataDir) -> Self {
@@ -194,10 +198,16 @@ impl DirFingerprint {
             };
             for e in entries.flatten() {
                 let meta = e.metadata().ok();
+                let content = meta
+                    .as_ref()
+                    .filter(|m| m.is_file())
+                    .and_then(|_| std::fs::read(e.path()).ok())
+                    .map(|bytes| digest(&bytes));
                 files.push((
                     e.path().display().to_string(),
                     meta.as_ref().map_or(0, |m| m.len()),
                     meta.and_then(|m| m.modified().ok()),
+                    content,
                 ));
             }
         }
@@ -315,6 +325,19 @@ impl Sandbox {
         tracing::info!("catalog and policies reloaded");
         Ok(true)
     }
+    /// The current sample of `dataset`, if it may be served and used under
+    /// the policy in force (see [`DataDir::current_sample`]).
+    ///
+    /// # Errors
+    /// `sample-stale` for a sample made under other terms; reading its
+    /// manifest.
+    pub fn current_sample(
+        &self,
+        dataset: &DatasetId,
+    ) -> Result<Option<(std::path::PathBuf, sandbox_ingest::SampleManifest)>, RuntimeError> {
+        self.dir.current_sample(dataset, self.policies().get(dataset))
+    }
+
     /// The output policies in force (a snapshot: a policy installed later
     /// applies to jobs that start later).
     pub fn policies(&self) -> Arc<PolicySet> {
@@ -454,16 +477,31 @@ impl Sandbox {
     /// their current public DP samples (a dataset without one is left out).
     pub(crate) fn session_over(&self, granted: &[DatasetId], samples: bool) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
+        let policies = self.policies();
         for d in self.catalog().iter() {
+            // The owner's desensitization rules, applied beneath the job.
+            let policy_rules = policies
+                .get(&d.id)
+                .map(sandbox_sql::desensitize::scan_rules)
+                .unwrap_or_default();
             let usable =
                 d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
             if !usable {
                 continue;
             }
             // The directory is resolved once: its files are pinned here,
-            // and the job scans (and verifies) exactly these.
+            // and the job scans (and verifies) exactly these. A sample made
+            // under other terms than the policy's (a rule added since) is
+            // left out like a missing one; a check that then misses its
+            // table says why (`explain_missing_samples`).
             let dir = if samples {
-                self.dir.current_sample_dir(&d.id)
+                match self.dir.current_sample(&d.id, policies.get(&d.id)) {
+                    Ok(found) => found.map(|(dir, _)| dir),
+                    Err(e) => {
+                        tracing::info!(dataset = %d.id, error = %e, "the sample is not used");
+                        None
+                    }
+                }
             } else {
                 Some(self.dir.table_dir(&d.id))
             };
@@ -488,6 +526,7 @@ impl Sandbox {
                 files: files.iter().map(|f| f.display().to_string()).collect(),
                 schema: Arc::new(schema),
                 declared_max_rows_per_value: d.max_rows_per_value.clone(),
+                desensitize: policy_rules,
             });
         }
         Ok(JobSession::new(&bindings, self.limits.clone())?)
@@ -667,7 +706,7 @@ impl Sandbox {
         // Execute and release; a failure still keeps the charge. A
         // suspension or revocation meanwhile cancels the computation.
         // The catalog's row bounds, checked on the files this job scans.
-        self.verify_row_bounds(&mut session, &query.datasets).await;
+        self.verify_row_bounds(&mut session, &query.datasets, &policies).await;
         let running = self.running.register(job_id, grant, &query.datasets);
         context.report("computing");
         let computation = async {
@@ -886,5 +925,35 @@ impl Sandbox {
             target_ci: None,
             target_rows: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loaded policies are keyed by the files' contents: a policy
+    /// rewritten in place at the same size, its modification time set back,
+    /// is reloaded all the same (its new rule is in force for the next job).
+    #[test]
+    fn a_policy_rewritten_in_place_with_the_same_size_and_time_is_reloaded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path().join("data")).expect("data dir");
+        let path = dir.policies_dir().join("health.clinic_visits.toml");
+        let sandbox = Sandbox::open(dir).expect("sandbox");
+        let id: DatasetId = "health.clinic_visits".parse().expect("id");
+        let rule = |s: &Sandbox| s.policies().get(&id).and_then(|p| p.column("age")?.desensitize.clone());
+        assert_eq!(rule(&sandbox).map(|r| r.to_string()), Some("band = 5".to_string()));
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+        let text = std::fs::read_to_string(&path).expect("policy");
+        assert!(text.contains("age = { band = 5 }"));
+        std::fs::write(&path, text.replace("age = { band = 5 }", "age = { band = 9 }")).expect("rewrite");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(modified))
+            .expect("set mtime");
+        assert!(sandbox.refresh().expect("refresh"));
+        assert_eq!(rule(&sandbox).map(|r| r.to_string()), Some("band = 9".to_string()));
     }
 }

@@ -11,6 +11,9 @@
 //!   caps, no EXPLAIN/DDL/DML/COPY/SET/SHOW, no table functions);
 //! * [`checker`]: the policy gate on DataFusion's logical plan, which fails
 //!   closed: a plan node or expression it does not know is refused by name;
+//! * [`desensitize`]: the owners' desensitization rules, applied beneath
+//!   the plan (a column with a rule is its coarsened value in the job's
+//!   session);
 //! * [`rewrite`] and [`partials`]: the plan that computes per-(privacy unit,
 //!   group) partial statistics on an integer grid, which the DP crate then
 //!   bounds, noises and releases.
@@ -24,6 +27,7 @@ pub mod clamp;
 pub mod clamp_auto;
 pub mod contribution;
 pub mod defaults;
+pub mod desensitize;
 pub mod guard;
 pub mod guest;
 pub mod limits;

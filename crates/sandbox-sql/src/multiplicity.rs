@@ -372,6 +372,7 @@ mod tests {
                 .iter()
                 .map(|(c, n)| (c.to_string(), *n))
                 .collect::<BTreeMap<_, _>>(),
+            desensitize: BTreeMap::new(),
         }
     }
 

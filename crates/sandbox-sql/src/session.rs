@@ -47,6 +47,13 @@ pub struct TableBinding {
     /// the pinned files and the runtime installs the ones that hold with
     /// [`JobSession::set_verified_max_rows_per_value`].
     pub declared_max_rows_per_value: BTreeMap<String, u64>,
+    /// The desensitization rules applied beneath every job (column →
+    /// rule, every column's rule whatever its role):
+    /// [`crate::desensitize::scan_rules`] of the dataset's policy. The
+    /// table's scan yields these columns as their coarsened values; the
+    /// checker refuses a job whose datasets are not bound with their
+    /// policies' rules.
+    pub desensitize: BTreeMap<String, sandbox_policy::Desensitization>,
 }
 
 /// A job's session: its tables and its limits.
@@ -121,8 +128,13 @@ impl JobSession {
                 .with_listing_options(options)
                 .with_schema(b.schema.clone());
             let table = ListingTable::try_new(config).map_err(|_| SqlError::Storage(b.dataset.to_string()))?;
+            let table: Arc<dyn datafusion::catalog::TableProvider> = if b.desensitize.is_empty() {
+                Arc::new(table)
+            } else {
+                crate::desensitize::desensitized_table(&b.dataset, Arc::new(table), &b.schema, &b.desensitize)?
+            };
             schema
-                .register_table(b.dataset.table().to_string(), Arc::new(table))
+                .register_table(b.dataset.table().to_string(), table)
                 .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
             datasets.insert(b.dataset.clone(), b.clone());
         }
@@ -271,7 +283,9 @@ impl JobSession {
     pub fn plan_and_check(&self, sql: &str, policies: &dyn PolicyLookup) -> Result<CheckedQuery, SqlError> {
         self.on_planner_thread(|| {
             let plan = self.plan_here(sql)?;
-            Checker::new(policies, &self.guests).check(&plan)
+            let checked = Checker::new(policies, &self.guests).check(&plan)?;
+            crate::desensitize::require_applied(&self.datasets, &checked.datasets, policies)?;
+            Ok(checked)
         })
     }
 
@@ -279,7 +293,9 @@ impl JobSession {
     pub fn plan_and_check_rows(&self, sql: &str, policies: &dyn PolicyLookup) -> Result<CheckedRows, SqlError> {
         self.on_planner_thread(|| {
             let plan = self.plan_here(sql)?;
-            Checker::new(policies, &self.guests).check_rows(&plan)
+            let checked = Checker::new(policies, &self.guests).check_rows(&plan)?;
+            crate::desensitize::require_applied(&self.datasets, &checked.datasets, policies)?;
+            Ok(checked)
         })
     }
 

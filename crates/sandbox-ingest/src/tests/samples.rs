@@ -314,3 +314,130 @@ fn released_values_do_not_reveal_the_order_of_the_rows() {
     assert!(forward.len() > 3, "{forward:?}");
     assert_eq!(forward, backward, "the categories' order depends on the rows' order");
 }
+
+/// Desensitization rules hold in samples: the marginals are over the
+/// coarsened domain (the released categories are coarsened values) and
+/// every value the sample shows is coarsened, including the values drawn
+/// within a measure's bin or a date's month.
+#[test]
+fn a_sample_shows_only_desensitized_values() {
+    let f = Fixture::new();
+    let file = f.file("inspections.csv", csv_text(3000).as_bytes());
+    let rules = "\n[desensitize]\ninspected = { truncate_to = \"year\" }\ndistrict = { truncate_chars = 2 }\n\
+                 fine = { bands = [0, 10, 50] }\nstaff = { band = 5 }\n";
+    f.register_with(&file, ENTRY, &format!("{POLICY}{SAMPLE_TABLE}{rules}"), options())
+        .expect("register");
+    let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+    let id: sandbox_model::DatasetId = "gov.inspections".parse().expect("id");
+    let entry = catalog.get(&id).expect("entry").clone();
+    let policy_text = std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+    let policy = sandbox_policy::parse_policy("gov.inspections.toml", &policy_text, &catalog).expect("parse");
+    assert!(policy.column("staff").expect("staff").desensitize.is_some());
+    let data = stored_file(&f).parent().expect("dir").to_path_buf();
+    let manifest = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions { seed: Some([9; 32]) },
+        |_| Ok(()),
+    )
+    .expect("sample");
+    let (dir, _) = current_sample(&f.layout, &entry.id).expect("read").expect("current");
+
+    // The released categories: the coarsened key set and coarsened dates
+    // (the stored dates span nine months of 2024; their year is one value).
+    let categories = |name: &str| {
+        manifest
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .expect("column")
+            .categories
+            .clone()
+    };
+    let district = categories("district");
+    for k in ["浦东", "黄浦", "徐汇"] {
+        assert!(district.contains(&k.to_string()), "{district:?}");
+    }
+    assert!(
+        district.iter().all(|c| c.chars().count() == 2 || c.starts_with('(')),
+        "{district:?}"
+    );
+    let inspected = categories("inspected");
+    assert!(inspected.contains(&"2024-01".to_string()), "{inspected:?}");
+    assert!(
+        inspected.iter().all(|c| c == "2024-01" || c.starts_with('(')),
+        "{inspected:?}"
+    );
+
+    // Every value in the sample is coarsened.
+    let csv = std::fs::read_to_string(dir.join(SAMPLE_CSV)).expect("csv");
+    let mut rows = 0;
+    let (mut fines, mut staffs) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for line in csv.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), 5, "{line}");
+        assert!(["浦东", "黄浦", "徐汇", ""].contains(&cells[1]), "{line}");
+        assert!(["2024-01-01", ""].contains(&cells[2]), "{line}");
+        if !cells[3].is_empty() {
+            fines.insert(cells[3].to_string());
+        }
+        if !cells[4].is_empty() {
+            staffs.insert(cells[4].to_string());
+        }
+        rows += 1;
+    }
+    assert!(rows > 1000, "{rows} rows");
+    assert!(
+        fines.iter().all(|x| ["0", "10", "50"].contains(&x.as_str())),
+        "{fines:?}"
+    );
+    assert!(fines.len() >= 2, "{fines:?}");
+    assert!(
+        staffs.iter().all(|x| ["0", "5", "10"].contains(&x.as_str())),
+        "{staffs:?}"
+    );
+    assert!(staffs.len() >= 2, "{staffs:?}");
+}
+
+/// A sample records the sample terms of the policy it was made under; it
+/// matches that policy, not one with a rule added later, and a manifest
+/// from before the record (no `policy_terms`) matches none.
+#[test]
+fn a_sample_is_made_under_its_policys_terms_only() {
+    let f = Fixture::new();
+    let (entry, policy, data) = registered(&f);
+    let manifest = make_sample(
+        &f.layout,
+        &entry,
+        &policy,
+        &data,
+        Some(1),
+        &SampleOptions { seed: Some([4; 32]) },
+        |_| Ok(()),
+    )
+    .expect("sample");
+    assert_eq!(manifest.policy_terms, Some(policy.sample_terms_digest()));
+    let (_, stored) = current_sample(&f.layout, &entry.id).expect("read").expect("current");
+    assert!(stored.made_under(&policy));
+
+    let catalog = sandbox_policy::load_catalog_dir(&f.layout.catalog_dir()).expect("catalog");
+    let text = std::fs::read_to_string(f.layout.policies_dir().join("gov.inspections.toml")).expect("policy");
+    let stricter = format!("{text}\n[desensitize]\ndistrict = {{ truncate_chars = 2 }}\n");
+    let stricter = sandbox_policy::parse_policy("gov.inspections.toml", &stricter, &catalog).expect("parse");
+    assert!(!stored.made_under(&stricter), "a rule added since withdraws the sample");
+
+    let mut old = serde_json::to_value(&stored).expect("json");
+    old.as_object_mut().expect("object").remove("policy_terms");
+    let old: crate::SampleManifest = serde_json::from_value(old).expect("an old manifest still reads");
+    assert_eq!(old.policy_terms, None);
+    assert!(!old.made_under(&policy), "a manifest without terms matches no policy");
+
+    let message = crate::stale_sample_message(&entry.id);
+    assert!(
+        message.contains("gov.inspections") && message.contains("sandbox sample gov.inspections --generate"),
+        "{message}"
+    );
+}

@@ -3,6 +3,9 @@
 
 mod catalog;
 mod cross;
+mod desensitize;
+mod desensitize_attack;
+mod desensitize_properties;
 mod hostile;
 mod malformed;
 mod sample;

@@ -17,6 +17,7 @@ impl Sandbox {
         &self,
         session: &mut JobSession,
         datasets: &std::collections::BTreeSet<DatasetId>,
+        policies: &sandbox_policy::PolicySet,
     ) {
         for dataset in datasets {
             let Some(binding) = session.binding(dataset) else {
@@ -34,15 +35,18 @@ impl Sandbox {
                     continue;
                 }
             };
+            // The count reads through the binding (types, rules) under the
+            // policy: a cache made under others is not reused.
+            let scan = crate::multiplicity::scan_digest(binding, policies.get(dataset));
             let cache = self.dir.verification_cache(dataset);
-            let verification = match crate::multiplicity::cached(&cache, &fingerprint, &declared) {
+            let verification = match crate::multiplicity::cached(&cache, &fingerprint, &scan, &declared) {
                 Some(v) => v,
                 None => {
                     let columns: Vec<String> = declared.keys().cloned().collect();
                     let started = std::time::Instant::now();
                     match sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns).await {
                         Ok(counted) => {
-                            let v = crate::multiplicity::Verification::new(fingerprint, &declared, &counted);
+                            let v = crate::multiplicity::Verification::new(fingerprint, scan, &declared, &counted);
                             tracing::info!(%dataset, elapsed = ?started.elapsed(), holds = ?v.holds.keys().collect::<Vec<_>>(), "row multiplicity declarations verified");
                             if !v.violated.is_empty() {
                                 tracing::warn!(%dataset, violated = ?v.violated, "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)");
@@ -59,5 +63,62 @@ impl Sandbox {
             };
             session.set_verified_max_rows_per_value(dataset, verification.holds);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DataDir, Sandbox};
+    use sandbox_model::DatasetId;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// The bounds `verify_row_bounds` installs for `dataset` in a new
+    /// session of `sandbox`.
+    async fn verified(sandbox: &Sandbox, dataset: &DatasetId) -> Option<BTreeMap<String, u64>> {
+        let mut session = sandbox.session_over(&[], false).expect("session");
+        let datasets = BTreeSet::from([dataset.clone()]);
+        sandbox
+            .verify_row_bounds(&mut session, &datasets, &sandbox.policies())
+            .await;
+        session.max_rows_per_value(dataset).cloned()
+    }
+
+    /// `gov.districts` declares one row per district, which holds (16
+    /// names). Its owner then masks the name to its last character: every
+    /// name ends in 区, so all rows share one value. The bound verified on
+    /// the same files before the rule must not be reused: the next job
+    /// counts again through the masked column, finds 16 rows per value and
+    /// installs no bound (full contribution bounding applies).
+    #[tokio::test]
+    async fn a_rule_added_later_makes_the_bound_be_counted_again() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path().join("data")).expect("data dir");
+        let options =
+            sandbox_datagen::GenerateOptions::new(42, sandbox_datagen::Scale::with_entities(50), dir.tables_dir())
+                .only(["gov.districts"]);
+        sandbox_datagen::generate(&options).expect("generate");
+        let policy = dir.policies_dir().join("gov.districts.toml");
+        let sandbox = Sandbox::open(dir).expect("sandbox");
+        let id: DatasetId = "gov.districts".parse().expect("id");
+
+        let one = BTreeMap::from([("district".to_string(), 1)]);
+        assert_eq!(verified(&sandbox, &id).await, Some(one.clone()));
+        // Cached: the same files and policy give the same bound.
+        assert!(sandbox.data_dir().verification_cache(&id).exists());
+        assert_eq!(verified(&sandbox, &id).await, Some(one));
+
+        let text = std::fs::read_to_string(&policy).expect("policy");
+        std::fs::write(
+            &policy,
+            format!("{text}\n[desensitize]\ndistrict = {{ mask_keep_last = 1 }}\n"),
+        )
+        .expect("write policy");
+        assert!(sandbox.refresh().expect("refresh"), "the new policy is loaded");
+        assert_eq!(verified(&sandbox, &id).await, Some(BTreeMap::new()));
+        // The count under the rule is what the cache now holds.
+        let cache: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(sandbox.data_dir().verification_cache(&id)).expect("cache"))
+                .expect("json");
+        assert_eq!(cache["violated"]["district"], 16, "{cache}");
     }
 }

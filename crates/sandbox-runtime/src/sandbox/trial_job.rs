@@ -173,23 +173,48 @@ impl Sandbox {
         })
     }
 
-    /// A check that failed on a session over the samples: when some granted
-    /// dataset has no sample (so its table is missing), says so.
+    /// A check that failed on a session over the samples: when some
+    /// dataset the query names has no sample, or one made under other terms
+    /// than its policy now sets (so its table is missing from the session),
+    /// says so and what its owner must do.
     pub(super) fn explain_missing_samples(&self, granted: &[DatasetId], e: sandbox_sql::SqlError) -> RuntimeError {
-        // The datasets a job could read (granted, or open to all) that
-        // have no sample: their tables are missing from a trial's session.
-        let without_sample: Vec<String> = self
+        // The datasets a job could read (granted, or open to all) whose
+        // table a trial's session lacks: without a sample, or with a
+        // sample that may not be used.
+        let policies = self.policies();
+        let mut without_sample = Vec::new();
+        let mut stale = Vec::new();
+        for d in self
             .catalog()
             .iter()
             .filter(|d| d.open_class == sandbox_model::OpenClass::Open || granted.contains(&d.id))
-            .filter(|d| self.data_dir().current_sample_dir(&d.id).is_none())
-            .map(|d| d.id.to_string())
+        {
+            match self.data_dir().current_sample(&d.id, policies.get(&d.id)) {
+                Ok(Some(_)) => {}
+                Err(e) if e.rule() == Some("sample-stale") => stale.push(d.id.clone()),
+                Ok(None) | Err(_) => without_sample.push(d.id.to_string()),
+            }
+        }
+        // Only a table that is missing because it has no usable sample: any
+        // other error (a refusal, a typo) is the query's own.
+        let sandbox_sql::SqlError::Invalid(m) = &e else {
+            return RuntimeError::from(e);
+        };
+        let stale_named: Vec<String> = stale
+            .iter()
+            .filter(|d| m.contains(d.as_str()))
+            .map(sandbox_ingest::stale_sample_message)
             .collect();
-        // Only a table that is missing because it has no sample: any other
-        // error (a refusal, a typo) is the query's own.
-        let missing_table = matches!(&e, sandbox_sql::SqlError::Invalid(m)
-            if without_sample.iter().any(|d| m.contains(d.as_str())));
-        if !missing_table {
+        if !stale_named.is_empty() {
+            return RuntimeError::refused(
+                "sample-stale",
+                format!(
+                    "{e}. A trial run reads the datasets' public samples, and {}",
+                    stale_named.join("; ")
+                ),
+            );
+        }
+        if !without_sample.iter().any(|d| m.contains(d.as_str())) {
             return RuntimeError::from(e);
         }
         RuntimeError::refused(
@@ -202,14 +227,18 @@ impl Sandbox {
         )
     }
 
-    /// `dataset@sample directory` of each dataset read.
+    /// `dataset@sample directory` of each dataset read (from a sample that
+    /// may be used: the session read no other).
     pub(super) fn sample_names<'a>(&self, datasets: impl IntoIterator<Item = &'a DatasetId>) -> Vec<String> {
+        let policies = self.policies();
         datasets
             .into_iter()
             .filter_map(|d| {
-                self.data_dir()
-                    .current_sample_dir(d)
-                    .map(|p| format!("{d}@{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+                let (dir, _) = self.data_dir().current_sample(d, policies.get(d)).ok()??;
+                Some(format!(
+                    "{d}@{}",
+                    dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                ))
             })
             .collect()
     }

@@ -227,7 +227,9 @@ pub(crate) async fn dataset(
     let title = page.dataset.title.clone();
     // The public sample dataset (样本数据), where one has been generated:
     // anyone may download it, as from the public `/v1/samples` routes.
-    let sample = state.sandbox.data_dir().current_sample_dir(&page.dataset.id).map(|_| {
+    // (Only a sample that may be served: one made under the sample terms of
+    // the policy in force.)
+    let sample = state.sandbox.current_sample(&page.dataset.id).ok().flatten().map(|_| {
         json!({"csv": format!("/v1/samples/{}/sample.csv", page.dataset.id),
                         "parquet": format!("/v1/samples/{}/sample.parquet", page.dataset.id),
                         "report": format!("/v1/samples/{}", page.dataset.id)})

@@ -47,15 +47,25 @@ fn manifest(state: &AppState, dataset: &str) -> ApiResult<(std::path::PathBuf, s
             "{id} has no sample dataset served: its owner has not allowed one, or the dataset is suspended"
         )));
     }
-    let dir = state
-        .sandbox
-        .data_dir()
-        .current_sample_dir(&id)
-        .ok_or_else(|| ApiError::not_found(format!("{id} has no sample dataset yet")))?;
-    let bytes = std::fs::read(dir.join("sample.json"))
-        .map_err(|_| ApiError::not_found(format!("{id} has no sample dataset yet")))?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| {
-        tracing::error!(dataset = %id, error = %e, "a sample manifest does not parse");
+    // Served only if made under the sample terms of the policy in force: a
+    // sample made before a desensitization rule (or another change to its
+    // terms) shows what the owner no longer allows.
+    let (dir, manifest) = match state.sandbox.current_sample(&id) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(ApiError::not_found(format!("{id} has no sample dataset yet"))),
+        Err(e) if e.rule() == Some("sample-stale") => {
+            return Err(ApiError {
+                rule: e.rule(),
+                ..ApiError::not_found(e.refusal_message())
+            });
+        }
+        Err(e) => {
+            tracing::error!(dataset = %id, error = %e, "a sample manifest is unreadable");
+            return Err(ApiError::internal("the sample's manifest is unreadable"));
+        }
+    };
+    let value = serde_json::to_value(&manifest).map_err(|e| {
+        tracing::error!(dataset = %id, error = %e, "a sample manifest does not serialize");
         ApiError::internal("the sample's manifest is unreadable")
     })?;
     Ok((dir, value))
