@@ -128,6 +128,18 @@ fn attacks(world: &World) -> Vec<(String, String)> {
              JOIN bank.loans l ON l.credit_code = b.credit_code JOIN gov.legal_entities a ON a.district = d.district
              WHERE b.founded = DATE '{date}' GROUP BY d.district"
         ),
+        // Fused tables grouped by one owner's public keys: the other
+        // owner's k is decided on a noisy distinct-unit count.
+        format!(
+            "SELECT l.term_months, COUNT(*) AS n, SUM(b.registered_capital) AS c FROM bank.loans l
+             JOIN gov.legal_entities b ON l.credit_code = b.credit_code WHERE b.founded = DATE '{date}'
+             GROUP BY l.term_months"
+        ),
+        format!(
+            "SELECT b.district, COUNT(*) AS n, AVG(l.amount) AS a FROM bank.loans l
+             JOIN gov.legal_entities b ON l.credit_code = b.credit_code WHERE b.registered_capital > {cap}
+             GROUP BY b.district"
+        ),
         // 2. An alias that would become the privacy unit.
         "SELECT founded, COUNT(*) AS n FROM (SELECT founded, name AS __SANDBOX_UNIT_9 FROM gov.legal_entities) t GROUP BY founded"
             .to_string(),
