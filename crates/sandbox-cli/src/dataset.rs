@@ -6,7 +6,7 @@
 
 use crate::commands::{CliError, fail, open_store};
 use clap::{Args, Subcommand};
-use sandbox_governance::{DatasetVersionRecord, GovernanceError, Role, Store};
+use sandbox_governance::{DatasetVersionRecord, Role, Store};
 use sandbox_ingest::{
     DataLayout, FileFormat, IngestError, IngestOptions, PseudonymKey, Registration, TextEncoding, ValueCheck,
     VersionManifest,
@@ -278,23 +278,18 @@ pub(crate) fn register_as(
         }
         Err(e) => return Err(ingest_error(e)),
     };
-    let mut claim_refused = None;
+    // The store's refusal (the provider is no longer the applicant's),
+    // kept to answer with its rule.
+    let mut refusal = None;
     let committed = staged.commit(|m| {
-        let recorded = match registrant {
-            Registrant::ProviderOwner => store.record_dataset_version(&ledger_record(m)),
-            Registrant::Enterprise { provider } => store.record_enterprise_dataset_version(&ledger_record(m), provider),
-        };
-        recorded.map_err(|e| match e {
-            // Another account claimed the provider meanwhile.
-            GovernanceError::Forbidden(m) => {
-                claim_refused = Some(m.clone());
-                m
-            }
-            other => other.to_string(),
+        registrant.record(store, &ledger_record(m)).map_err(|e| {
+            let text = e.to_string();
+            refusal = Some(e);
+            text
         })
     });
-    if let Some(m) = claim_refused {
-        return Err(refused("not-owner", m));
+    if let Some(e) = refusal {
+        return Err(e.into());
     }
     committed.map_err(ingest_error)
 }

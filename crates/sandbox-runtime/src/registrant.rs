@@ -6,7 +6,7 @@
 //! again in the transaction that records it).
 
 use crate::RuntimeError;
-use sandbox_governance::{Role, Store};
+use sandbox_governance::{Agreement, DatasetVersionRecord, GovernanceError, Role, Store};
 use sandbox_model::{Catalog, Dataset, DatasetId, OpenClass, ProviderKind};
 use std::collections::BTreeSet;
 
@@ -146,16 +146,7 @@ pub fn check_applicant_fusions(
     dataset: &DatasetId,
     fusion_partners: &[DatasetId],
 ) -> Result<(), RuntimeError> {
-    let agreements = store.active_agreements_held_by(account)?;
-    if agreements.is_empty() {
-        return Err(RuntimeError::refused(
-            "applicant-upload-agreement",
-            format!(
-                "an applicant brings in and changes its own data only while it holds an active agreement; \
-                 `{account}` holds none"
-            ),
-        ));
-    }
+    let agreements = active_agreements(store, account)?;
     let covered: BTreeSet<&DatasetId> = agreements.iter().flat_map(|a| a.terms.datasets.iter()).collect();
     if fusion_partners.is_empty() {
         return Err(RuntimeError::refused(
@@ -178,6 +169,40 @@ pub fn check_applicant_fusions(
         ));
     }
     Ok(())
+}
+
+/// The applicant's active agreements, or the refusal when it holds none.
+fn active_agreements(store: &Store, account: &str) -> Result<Vec<Agreement>, RuntimeError> {
+    let agreements = store.active_agreements_held_by(account)?;
+    if agreements.is_empty() {
+        return Err(RuntimeError::refused(
+            "applicant-upload-agreement",
+            format!(
+                "an applicant brings in and changes its own data only while it holds an active agreement; \
+                 `{account}` holds none"
+            ),
+        ));
+    }
+    Ok(agreements)
+}
+
+impl Registrant {
+    /// Records a version in the ledger as this registrant may: a data
+    /// owner's plainly, an applicant's after checking, in the same
+    /// transaction, that the provider is still its own.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Refused`] (`not-owner`) when it is not; store errors.
+    pub fn record(&self, store: &Store, record: &DatasetVersionRecord) -> Result<(), RuntimeError> {
+        let recorded = match self {
+            Registrant::ProviderOwner => store.record_dataset_version(record),
+            Registrant::Enterprise { provider } => store.record_enterprise_dataset_version(record, provider),
+        };
+        recorded.map_err(|e| match e {
+            GovernanceError::Forbidden(m) => RuntimeError::refused("not-owner", m),
+            other => other.into(),
+        })
+    }
 }
 
 fn names(covered: &BTreeSet<&DatasetId>) -> String {
@@ -213,15 +238,7 @@ pub fn may_upload(store: &Store, catalog: &Catalog, account: &str, dataset: &Dat
             {
                 return Err(not_owner(&p));
             }
-            if store.active_agreements_held_by(account)?.is_empty() {
-                return Err(RuntimeError::refused(
-                    "applicant-upload-agreement",
-                    format!(
-                        "an applicant brings its own data only while it holds an active agreement; `{account}` \
-                         holds none"
-                    ),
-                ));
-            }
+            active_agreements(store, account)?;
             Ok(())
         }
         _ => Err(RuntimeError::refused(

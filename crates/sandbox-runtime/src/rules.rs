@@ -7,7 +7,7 @@
 //! only calibrates noise, the guarantee is set by ε and δ.
 
 use crate::RuntimeError;
-use sandbox_policy::{Dominance, Policy};
+use sandbox_policy::{Dominance, Policy, PolicySet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReleaseRules {
@@ -33,15 +33,27 @@ pub struct ReleaseRules {
     /// declared while the query reads another protected dataset: that
     /// other owner never accepted groups of any size, so k is enforced on
     /// them with a noisy distinct-unit count, as under threshold rules
-    /// ([`public_keys_of_another_owner`]).
+    /// (set by [`for_query`]).
     pub foreign_public_keys: bool,
+}
+
+/// The release rules of a checked SQL query: [`combine`] over the policies
+/// of the protected datasets it reads, with
+/// [`ReleaseRules::foreign_public_keys`] set from its GROUP BY keys.
+///
+/// # Errors
+/// As [`combine`].
+pub fn for_query(q: &sandbox_sql::CheckedQuery, policies: &PolicySet) -> Result<ReleaseRules, RuntimeError> {
+    let mut rules = combine(q.protected.iter().filter_map(|d| policies.get(d)))?;
+    rules.foreign_public_keys = public_keys_of_another_owner(q);
+    Ok(rules)
 }
 
 /// Whether a GROUP BY key's public key set was declared by the owner of one
 /// protected dataset while the query reads another protected dataset (or a
 /// key's source is unknown): then public keys do not waive the other
 /// owner's k.
-pub fn public_keys_of_another_owner(q: &sandbox_sql::CheckedQuery) -> bool {
+fn public_keys_of_another_owner(q: &sandbox_sql::CheckedQuery) -> bool {
     q.group_keys.iter().any(|k| {
         k.public_keys.is_some()
             && match &k.source {

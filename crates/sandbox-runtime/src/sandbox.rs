@@ -13,7 +13,7 @@ pub use sql_trial::{FailedCall, FunctionTrial, MAX_SHOWN_FAILURES, MAX_TRIAL_ROW
 pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 
 use crate::release::{bounds, epsilon_split, release};
-use crate::rules::{ReleaseRules, combine};
+use crate::rules::ReleaseRules;
 use crate::{DataDir, RuntimeError};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use sandbox_dp::aggregate::{CalibratedAggregate, NoiseForecast};
@@ -613,8 +613,7 @@ impl Sandbox {
                 .await
                 .map_err(|_| RuntimeError::Setup("the trial call's worker stopped".into()))??;
         }
-        let mut rules = combine(query.protected.iter().filter_map(|d| policies.get(d)))?;
-        rules.foreign_public_keys = crate::rules::public_keys_of_another_owner(&query);
+        let rules = crate::rules::for_query(&query, &policies)?;
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
         let public = public_count.is_some();

@@ -23,10 +23,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use futures::StreamExt;
-use sandbox_governance::{DatasetVersionRecord, GovernanceError};
+use sandbox_governance::DatasetVersionRecord;
 use sandbox_ingest::{DataLayout, FileFormat, IngestError, IngestOptions, PseudonymKey, Registration, TextEncoding};
 use sandbox_model::{Dataset, DatasetId};
-use sandbox_runtime::registrant::{self, Registrant};
+use sandbox_runtime::registrant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -391,9 +391,9 @@ pub async fn register_upload(
             options,
         };
         let staged = sandbox_ingest::stage(&DataLayout::new(&root), &key, &registration);
-        // Registered or refused, the upload has served.
-        let _ = std::fs::remove_file(&file);
-        let mut claim_refused = None;
+        // The store's refusal (the provider is no longer the applicant's),
+        // kept to answer with its rule.
+        let mut refusal = None;
         let manifest = staged.map_err(ingest_error)?.commit(|m| {
             let record = DatasetVersionRecord {
                 dataset: m.dataset.clone(),
@@ -407,23 +407,14 @@ pub async fn register_upload(
                 policy_sha256: m.policy_sha256.clone(),
                 pseudonym_key_id: m.pseudonym_key_id.clone(),
             };
-            let recorded = match &registrant {
-                Registrant::ProviderOwner => sandbox.store().record_dataset_version(&record),
-                Registrant::Enterprise { provider } => {
-                    sandbox.store().record_enterprise_dataset_version(&record, provider)
-                }
-            };
-            recorded.map_err(|e| match e {
-                // Another account claimed the provider meanwhile.
-                GovernanceError::Forbidden(m) => {
-                    claim_refused = Some(m.clone());
-                    m
-                }
-                other => other.to_string(),
+            registrant.record(sandbox.store(), &record).map_err(|e| {
+                let text = e.to_string();
+                refusal = Some(e);
+                text
             })
         });
-        if let Some(m) = claim_refused {
-            return Err(ApiError::refused("not-owner", m));
+        if let Some(e) = refusal {
+            return Err(e.into());
         }
         let manifest = manifest.map_err(ingest_error)?;
         // In the catalog at once (and its entry and policy in the ledger).
