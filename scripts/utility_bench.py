@@ -68,7 +68,11 @@ def smartnoise(case, df, runs, owners_bounds):
     from snsql import Privacy
 
     schema, table = case["table"].split("/")
-    key, measure, unit = case["key"], case["measure"], case["unit"]
+    source_key, measure, unit = case["key"], case["measure"], case["unit"]
+    # The group key under a name SmartNoise's grammar accepts (`month` is
+    # one of its keywords).
+    key = "group_key"
+    df = df.rename(columns={source_key: key})
     l = rows_per_unit(case, owners_bounds)
     columns = {unit: {"type": "string", "private_id": True}, key: {"type": "string"}}
     if measure:

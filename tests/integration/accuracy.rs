@@ -428,15 +428,14 @@ async fn quantiles_and_estimated_bounds_are_released_with_their_accounting() {
         "{:?}",
         t.notes
     );
-    // CLAMP_AUTO: the bound chosen is reported and the interval is narrower
-    // than with the owners' bounds [0, 5000].
+    // CLAMP_AUTO: the bound chosen is reported, with how far it may miss.
     let auto =
         run("SELECT industry, AVG(CLAMP_AUTO(insured_employees)) AS a FROM gov.legal_entities GROUP BY industry").await;
     let owners = run("SELECT industry, AVG(insured_employees) AS a FROM gov.legal_entities GROUP BY industry").await;
     assert!(
-        auto.notes
-            .iter()
-            .any(|n| n.contains("is a DP estimate") && n.contains("0.99 quantile")),
+        auto.notes.iter().any(|n| n.contains("is a DP estimate")
+            && n.contains("0.99 quantile")
+            && n.contains("may land anywhere up to 5000")),
         "{:?}",
         auto.notes
     );
@@ -444,11 +443,22 @@ async fn quantiles_and_estimated_bounds_are_released_with_their_accounting() {
         auto.epsilon_spent, owners.epsilon_spent,
         "the estimation is inside the query's ε"
     );
+    // The interval is narrower than with the owners' bounds [0, 5000]. Not
+    // at the default q = 0.99: on these 2 000 rows its estimate (ε = 0.1,
+    // selection scale 19.8 rows of rank) cannot tell the 0.99 quantile from
+    // any candidate above the largest value, which misses it by only 20
+    // rows, so it lands near 5000 in a few runs in a hundred (the note
+    // above says so). At q = 0.8 a candidate above the largest value misses
+    // by 400 rows at scale 16, so permute-and-flip picks one of the two
+    // candidates that would not narrow the interval (≥ 4200 on the grid)
+    // with probability at most 2·e⁻²⁵ ≈ 3·10⁻¹¹ per run.
+    let auto =
+        run("SELECT industry, AVG(CLAMP_AUTO(insured_employees, 0.8)) AS a FROM gov.legal_entities GROUP BY industry")
+            .await;
     // The upper half-width: the lower end of the wide interval is cut off at
     // the owner's bound 0 (the means are a few hundred), so the full width
     // would compare a clipped interval with an unclipped one and the ratio
-    // would swing with the noise. Measured over 15 runs: 44–61 (≈ 50, the
-    // ratio of the ranges), so 20 is far outside the spread.
+    // would swing with the noise.
     let width = |t: &ReleasedTable| {
         let mut w: Vec<f64> = t
             .rows
@@ -461,12 +471,9 @@ async fn quantiles_and_estimated_bounds_are_released_with_their_accounting() {
         w.sort_by(f64::total_cmp);
         w[w.len() / 2]
     };
-    // The estimate is itself DP (10 % of ε = 1 on a table-wide quantile),
-    // so how far below 5000 it lands varies from run to run (widths 3× to
-    // 1.7× narrower were seen); every run must still be narrower.
     assert!(
         width(&auto) < width(&owners),
-        "median width {} with CLAMP_AUTO, {} with the owners' bounds",
+        "median width {} with CLAMP_AUTO(x, 0.8), {} with the owners' bounds",
         width(&auto),
         width(&owners)
     );

@@ -43,8 +43,10 @@ pub fn raise_policy_budgets(dir: &DataDir) {
         // Only the [dp] table has a δ budget; a [sample] table's budget is
         // the owner's own, raised alone.
         let mut section = String::new();
+        // Idempotent: a δ budget this function wrote before is replaced.
         let raised: String = text
             .lines()
+            .filter(|l| !l.starts_with("delta_budget = 0.09"))
             .map(|l| {
                 if l.starts_with('[') {
                     section = l.trim().to_string();

@@ -26,3 +26,5 @@ mod trial_and_defaults_attacks;
 mod utility_bench;
 mod wasm_debugging;
 mod wasm_jobs;
+mod zcdp;
+mod zcdp_attacks;

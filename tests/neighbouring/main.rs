@@ -58,8 +58,12 @@ impl Outcome {
 }
 
 async fn run(sandbox: &Sandbox, sql: &str) -> Outcome {
+    run_as(sandbox, neighbours::GRANT, sql).await
+}
+
+async fn run_as(sandbox: &Sandbox, grant: &str, sql: &str) -> Outcome {
     take_traces();
-    match sandbox.run_sql(neighbours::GRANT, sql, &SqlJobOptions::default()).await {
+    match sandbox.run_sql(grant, sql, &SqlJobOptions::default()).await {
         Ok(SqlJobResult::Released { .. }) => {
             let mut traces = take_traces();
             assert_eq!(traces.len(), 1, "one traced DP release per job: {sql}");
@@ -89,9 +93,21 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
         }
         _ => return Err("the count of rows using a function's default is calibrated differently".into()),
     }
-    if (d.groups_per_unit, d.rows_per_unit, &d.sensitivities, &d.selections)
-        != (n.groups_per_unit, n.rows_per_unit, &n.sensitivities, &n.selections)
-    {
+    if (
+        d.groups_per_unit,
+        d.rows_per_unit,
+        &d.sensitivities,
+        &d.selections,
+        &d.l2_squared,
+        &d.mechanisms,
+    ) != (
+        n.groups_per_unit,
+        n.rows_per_unit,
+        &n.sensitivities,
+        &n.selections,
+        &n.l2_squared,
+        &n.mechanisms,
+    ) {
         return Err("the calibration differs between D and its neighbour".into());
     }
     // Bound estimations (CLAMP_AUTO): one table-wide quantile each, whose
@@ -130,6 +146,8 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let mut units_l1 = 0i128;
     let mut l1: Vec<Vec<i128>> = zero.clone();
+    // Σ over groups of each statistic's squared change (zCDP's L2).
+    let mut l2: Vec<Vec<i128>> = zero.clone();
     // Selections (quantiles): per group the largest score change, summed.
     let mut selection_moved: Vec<i128> = vec![0; sensitivities.len()];
     for key in keys {
@@ -140,6 +158,7 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
             let mut largest = 0i128;
             for (c, (p, q)) in x.iter().zip(y).enumerate() {
                 l1[j][c] += (p - q).abs();
+                l2[j][c] = l2[j][c].saturating_add((p - q).saturating_mul(p - q));
                 largest = largest.max((p - q).abs());
             }
             selection_moved[j] += largest;
@@ -157,6 +176,18 @@ fn compare(d: &ReleaseTrace, n: &ReleaseTrace) -> Result<(), String> {
     let g = d.groups_per_unit as i128;
     if units_l1 > g {
         return Err(format!("unit counts moved by {units_l1} (L1) where G = {g}"));
+    }
+    for (j, declared) in d.l2_squared.iter().enumerate() {
+        for (c, bound) in declared.iter().enumerate() {
+            let moved = l2.get(j).and_then(|x| x.get(c)).copied().unwrap_or(0);
+            if let Some(bound) = bound
+                && moved > *bound as i128
+            {
+                return Err(format!(
+                    "aggregate {j} statistic {c} moved by √{moved} (L2) where its declared L2 sensitivity is √{bound}"
+                ));
+            }
+        }
     }
     for (j, comps) in l1.iter().enumerate() {
         for (c, moved) in comps.iter().enumerate() {
@@ -253,10 +284,12 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
     }
     failures.extend(row_export_guests(&base, &neighbours).await);
     failures.extend(webassembly_jobs(&base, &neighbours).await);
+    let neighbour_count = neighbours.len();
+    drop(neighbours);
+    failures.extend(zcdp_accounting(&world, &corpus).await);
     eprintln!(
-        "neighbouring databases: {} queries ({released} released on D) × {} neighbours, {} violations",
+        "neighbouring databases: {} queries ({released} released on D) × {neighbour_count} neighbours, {} violations",
         corpus.len(),
-        neighbours.len(),
         failures.len()
     );
     assert!(
@@ -265,6 +298,61 @@ async fn one_privacy_unit_moves_no_outcome_beyond_its_sensitivity() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The corpus again, one query in [`ZCDP_STRIDE`], with every DP policy
+/// accounting under zCDP: the same outcomes on D and each neighbour, and
+/// statistics within their declared L1 and L2 sensitivities (the L2 check
+/// runs on every release of the main pass too); counts and sums must get
+/// the discrete Gaussian (a release without one is a failure).
+async fn zcdp_accounting(world: &World, corpus: &[(String, String)]) -> Vec<String> {
+    const ZCDP_STRIDE: usize = 5;
+    let mut failures = Vec::new();
+    let base = world.zcdp_sandbox(None);
+    let neighbours: Vec<(&Neighbour, Sandbox)> = world
+        .neighbours
+        .iter()
+        .map(|n| (n, world.zcdp_sandbox(Some(n))))
+        .collect();
+    let (mut released, mut gaussian) = (0usize, 0usize);
+    for (origin, sql) in corpus.iter().step_by(ZCDP_STRIDE) {
+        let on_d = run_as(&base, neighbours::ZCDP_GRANT, sql).await;
+        if let Outcome::Released(t) = &on_d {
+            released += 1;
+            if t.mechanisms.iter().any(|m| m == "discrete_gaussian") {
+                gaussian += 1;
+            }
+            if !t.estimated.is_empty() {
+                sandbox_runtime::testing::pin_estimates(Some(t.estimated.clone()));
+            }
+        }
+        for (neighbour, sandbox) in &neighbours {
+            if !neighbour.touches(sql) {
+                continue;
+            }
+            let on_n = run_as(sandbox, neighbours::ZCDP_GRANT, sql).await;
+            let verdict = match (&on_d, &on_n) {
+                (Outcome::Released(a), Outcome::Released(b)) => compare(a, b),
+                (a, b) if a == b => Ok(()),
+                (a, b) => Err(format!("outcome {} on D, {} without the unit", a.kind(), b.kind())),
+            };
+            if let Err(why) = verdict {
+                failures.push(format!(
+                    "[zcdp {origin}] without {}: {why}\n    {}",
+                    neighbour.label,
+                    sql.trim()
+                ));
+            }
+        }
+        sandbox_runtime::testing::pin_estimates(None);
+    }
+    eprintln!("zCDP pass: {released} released on D, {gaussian} with discrete Gaussian noise");
+    if released < 20 || gaussian * 2 < released {
+        failures.push(format!(
+            "[zcdp] {released} releases, {gaussian} with Gaussian noise: the zCDP path was not exercised"
+        ));
+    }
+    failures
 }
 
 /// The shipped clinic policy generalizes `age` to 5-year bands

@@ -10,6 +10,9 @@ use sandbox_sql::datafusion::prelude::{ParquetReadOptions, SessionContext};
 use std::path::{Path, PathBuf};
 
 pub const GRANT: &str = "neighbouring";
+/// The grant of the zCDP pass: its lines have spent nothing when the
+/// policies turn to zCDP accounting, so they follow them.
+pub const ZCDP_GRANT: &str = "neighbouring-zcdp";
 
 /// Desensitization rules on measures the suite adds to the shipped
 /// policies of D and of every neighbour (dataset, column, rule): a banded
@@ -217,6 +220,36 @@ impl World {
         let dir = DataDir::open(root).expect("data dir");
         add_measure_rules(&dir);
         self.open(dir)
+    }
+
+    /// A sandbox on D or a neighbour whose DP policies account budgets
+    /// under zCDP (`[dp] accounting = "zcdp"`, written into its policies),
+    /// with [`ZCDP_GRANT`]: its jobs compose under zCDP (discrete Gaussian
+    /// noise on counts and sums). Opened after every pure-accounting pass.
+    pub fn zcdp_sandbox(&self, neighbour: Option<&Neighbour>) -> Sandbox {
+        let root = neighbour.map_or(&self.base, |n| &n.root);
+        let dir = DataDir::open(root).expect("data dir");
+        add_measure_rules(&dir);
+        crate::fixture::raise_policy_budgets(&dir);
+        for entry in std::fs::read_dir(dir.policies_dir()).expect("policies").flatten() {
+            let text = std::fs::read_to_string(entry.path()).expect("policy");
+            if text.contains("\n[dp]\n") && !text.contains("accounting = ") {
+                let text = text.replacen("\n[dp]\n", "\n[dp]\naccounting = \"zcdp\"\n", 1);
+                std::fs::write(entry.path(), text).expect("write policy");
+            }
+        }
+        let sandbox = Sandbox::open(dir).expect("sandbox");
+        let budgets = sandbox
+            .catalog()
+            .iter()
+            .filter(|d| d.open_class == sandbox_model::OpenClass::Conditional)
+            .map(|d| (d.id.clone(), 1e9))
+            .collect();
+        sandbox
+            .store()
+            .upsert_grant(&Grant::new(ZCDP_GRANT, "tests", budgets))
+            .expect("grant");
+        sandbox
     }
 
     /// A sandbox on `P`: D with the banded measures stored already

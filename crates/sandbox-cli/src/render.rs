@@ -115,6 +115,12 @@ pub fn dry_run(r: &DryRunReport) -> String {
         "dry run — nothing read, nothing charged\nmode: {}\nε = {}, δ = {}\n",
         r.mode, r.epsilon, r.delta
     );
+    if r.composition == sandbox_runtime::Composition::Zcdp {
+        out.push_str(&format!(
+            "accounting: zCDP — ρ = ε²/2 = {}; each share is √(2ρ_i) of its part, the parts' ρ add up\n",
+            fmt_num(r.epsilon * r.epsilon / 2.0)
+        ));
+    }
     for (label, eps) in &r.split {
         out.push_str(&format!("  ε share {eps:.4} → {label}\n"));
     }

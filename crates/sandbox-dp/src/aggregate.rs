@@ -13,7 +13,14 @@
 //! | `VARIANCE(x)`, `STDDEV(x)` | count, centred sum, sum of squares (ε/3 each) | R, R·M, R·M² |
 //! | `MEDIAN(x)`, `PERCENTILE_CONT(α)`, `MIN`, `MAX` | none: a candidate chosen by permute-and-flip on OpenDP's quantile scores ([`crate::quantile`]) | scores: R·max(α, 1-α) in L∞ |
 //!
-//! (M is the grid's largest |value|.) Derived values (means, variances) are
+//! (M is the grid's largest |value|.) Under zCDP ([`Composition::Zcdp`])
+//! each statistic instead gets the discrete Gaussian calibrated to its L2
+//! sensitivity over all groups: with a unit's rows spread over groups of at
+//! most R rows and at most `l = min(G·R, L)` rows in all, the squared L2
+//! sensitivity of row counts is `⌊l/R⌋·R² + (l mod R)²` (the sum of squares
+//! of per-group counts ≤ R adding up to ≤ l is largest when the counts are
+//! as unequal as possible), of sums that times M², of sums of squares that
+//! times M⁴, and of unit counts `min(G, l)`. Derived values (means, variances) are
 //! post-processing of the noisy statistics and are clamped to what the
 //! bounds allow. Intervals are 95% intervals for the bounded statistic:
 //! exact for counts and sums; for derived values a conservative box from
@@ -21,9 +28,10 @@
 //! bias that clamping and bounding introduce.
 
 use crate::DpError;
+use crate::accounting::{Composition, rho_of_epsilon};
 use crate::bounding::GroupTotals;
 use crate::fixed_point::Quantizer;
-use crate::noise::DiscreteLaplace;
+use crate::noise::{DiscreteGaussian, DiscreteLaplace, Noise};
 use crate::quantile::{QuantileGrid, QuantileSelection};
 use serde::Serialize;
 
@@ -96,7 +104,11 @@ pub struct CalibratedAggregate {
     spec: AggregateSpec,
     epsilon: f64,
     sensitivities: Vec<u128>,
-    mechanisms: Vec<DiscreteLaplace>,
+    /// Per statistic, its squared L2 sensitivity where it gets Gaussian noise.
+    l2_squared: Vec<Option<u128>>,
+    /// What one unit may contribute, as calibrated.
+    unit: UnitBounds,
+    mechanisms: Vec<Noise>,
     /// The selection of a quantile (its only mechanism).
     selection: Option<QuantileSelection>,
 }
@@ -115,6 +127,34 @@ impl CalibratedAggregate {
     ///
     /// Errors: [`DpError::InvalidEpsilon`], [`DpError::Overflow`].
     pub fn new(spec: AggregateSpec, epsilon: f64, groups_per_unit: u64, rows_per_unit: u64) -> Result<Self, DpError> {
+        Self::under(
+            spec,
+            epsilon,
+            UnitBounds {
+                groups_per_unit,
+                rows_per_group: rows_per_unit,
+                rows_per_unit,
+            },
+            Composition::Basic,
+        )
+    }
+
+    /// Calibrates `spec` for its share ε under `composition`: basic as
+    /// [`CalibratedAggregate::new`]; zCDP with ρ = ε²/2 split equally over
+    /// the statistics, each getting the discrete Gaussian at its squared L2
+    /// sensitivity (module docs) where that gives less variance than the
+    /// discrete Laplace at the pure-equivalent ε (always, unless the L2
+    /// sensitivity overflows); a quantile's selection runs at ε either way.
+    ///
+    /// Errors: [`DpError::InvalidEpsilon`], [`DpError::Overflow`].
+    pub fn under(
+        spec: AggregateSpec,
+        epsilon: f64,
+        unit: UnitBounds,
+        composition: Composition,
+    ) -> Result<Self, DpError> {
+        let groups_per_unit = unit.groups_per_unit;
+        let rows_per_unit = unit.rows_per_unit;
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(DpError::InvalidEpsilon(epsilon));
         }
@@ -125,6 +165,8 @@ impl CalibratedAggregate {
             let selection = QuantileSelection::new(grid.clone(), epsilon, l as u64)?;
             return Ok(CalibratedAggregate {
                 sensitivities: vec![selection.sensitivity(); grid.candidates],
+                l2_squared: vec![None; grid.candidates],
+                unit,
                 spec,
                 epsilon,
                 mechanisms: Vec::new(),
@@ -142,17 +184,69 @@ impl CalibratedAggregate {
             }
             AggregateSpec::Quantile { .. } => return Err(DpError::Internal("quantile calibrated above")),
         };
-        let mechanisms = sens
-            .iter()
-            .map(|s| DiscreteLaplace::calibrated(*s, share))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mechanisms, l2_squared) = match composition {
+            Composition::Basic => (
+                sens.iter()
+                    .map(|s| DiscreteLaplace::calibrated(*s, share).map(Noise::Laplace))
+                    .collect::<Result<Vec<_>, _>>()?,
+                vec![None; sens.len()],
+            ),
+            Composition::Zcdp => {
+                let rho = rho_of_epsilon(epsilon) / spec.components() as f64;
+                let pure_equivalent = (2.0 * rho).sqrt();
+                let l2 = l2_squared(&spec, unit);
+                let mut mechanisms = Vec::with_capacity(sens.len());
+                let mut used = Vec::with_capacity(sens.len());
+                for (i, l1) in sens.iter().enumerate() {
+                    let laplace = DiscreteLaplace::calibrated(*l1, pure_equivalent)?;
+                    let gaussian = match l2.get(i).copied().flatten() {
+                        Some(sq) => Some((sq, DiscreteGaussian::calibrated(sq, rho)?)),
+                        None => None,
+                    };
+                    match gaussian {
+                        Some((sq, g)) if g.variance() <= laplace.variance() => {
+                            mechanisms.push(Noise::Gaussian(g));
+                            used.push(Some(sq));
+                        }
+                        _ => {
+                            mechanisms.push(Noise::Laplace(laplace));
+                            used.push(None);
+                        }
+                    }
+                }
+                (mechanisms, used)
+            }
+        };
         Ok(CalibratedAggregate {
             spec,
             epsilon,
             sensitivities: sens,
+            l2_squared,
+            unit,
             mechanisms,
             selection: None,
         })
+    }
+
+    /// The `1 - alpha` half-width (grid units) of noised statistic `i`'s
+    /// noise; `None` for a quantile or an index out of range.
+    pub fn component_half_width(&self, i: usize, alpha: f64) -> Option<u64> {
+        self.mechanisms.get(i).map(|m| m.half_width(alpha))
+    }
+
+    /// Per noised statistic, the squared L2 sensitivity over all groups that
+    /// zCDP calibration declares for these contribution bounds, whichever
+    /// noise this aggregate uses (`None` where it overflows; empty for a
+    /// quantile). The neighbouring-database tests check it on every release.
+    pub fn declared_l2_squared(&self) -> Vec<Option<u128>> {
+        l2_squared(&self.spec, self.unit)
+    }
+
+    /// Per noised statistic, its squared L2 sensitivity over all groups
+    /// where it gets Gaussian noise (zCDP), `None` where Laplace noise
+    /// calibrated to [`CalibratedAggregate::sensitivities`] is used.
+    pub fn l2_squared(&self) -> Vec<Option<u128>> {
+        self.l2_squared.clone()
     }
 
     pub fn epsilon(&self) -> f64 {
@@ -203,13 +297,22 @@ impl CalibratedAggregate {
         &self.spec
     }
 
-    /// The mechanism name reported with each value.
+    /// The mechanism name reported with each value: that of the value's
+    /// main statistic (the sum of a mean, the sum of squares of a variance).
     pub fn mechanism(&self) -> &'static str {
         if self.selection.is_some() {
             "permute_and_flip"
         } else {
-            "discrete_laplace"
+            self.mechanisms
+                .last()
+                .map_or(crate::noise::DISCRETE_LAPLACE, Noise::name)
         }
+    }
+
+    /// A quantile's rank error at 95% in rows
+    /// ([`QuantileSelection::rank_error_95`]); `None` for other aggregates.
+    pub fn rank_error_95(&self) -> Option<f64> {
+        self.selection.as_ref().map(QuantileSelection::rank_error_95)
     }
 
     /// Noise each component would get, without touching data.
@@ -357,6 +460,44 @@ impl CalibratedAggregate {
     }
 }
 
+/// What one privacy unit may contribute to one query after bounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitBounds {
+    /// G, effective (at most the public groups).
+    pub groups_per_unit: u64,
+    /// R.
+    pub rows_per_group: u64,
+    /// `min(G · R, L)`.
+    pub rows_per_unit: u64,
+}
+
+/// Squared L2 sensitivities of `spec`'s statistics (module docs); `None`
+/// where one overflows u128 (the statistic then gets Laplace noise).
+fn l2_squared(spec: &AggregateSpec, unit: UnitBounds) -> Vec<Option<u128>> {
+    let l = unit.rows_per_unit.max(1) as u128;
+    let r = unit.rows_per_group.max(1) as u128;
+    let rows = (l / r)
+        .checked_mul(r * r)
+        .and_then(|x| x.checked_add((l % r) * (l % r)));
+    let times = |x: Option<u128>, m: u128| x.and_then(|x| x.checked_mul(m));
+    let m2 = |grid: &Quantizer| (grid.max_abs as u128).checked_mul(grid.max_abs as u128);
+    match spec {
+        AggregateSpec::CountRows | AggregateSpec::CountValues { .. } => vec![rows],
+        AggregateSpec::CountUnits => vec![Some((unit.groups_per_unit.max(1) as u128).min(l))],
+        AggregateSpec::Sum { grid, .. } => vec![m2(grid).and_then(|m| times(rows, m))],
+        AggregateSpec::Avg { grid, .. } => vec![rows, m2(grid).and_then(|m| times(rows, m))],
+        AggregateSpec::Variance { grid, .. } | AggregateSpec::Stddev { grid, .. } => {
+            let m4 = m2(grid).and_then(|m| m.checked_mul(m));
+            vec![
+                rows,
+                m2(grid).and_then(|m| times(rows, m)),
+                m4.and_then(|m| times(rows, m)),
+            ]
+        }
+        AggregateSpec::Quantile { .. } => Vec::new(),
+    }
+}
+
 fn measure_totals(t: &GroupTotals, measure: usize) -> Result<&crate::bounding::MeasureTotals, DpError> {
     t.measures
         .get(measure)
@@ -452,6 +593,45 @@ mod tests {
         let f = a.forecast();
         // Δ = 2·3·100 in real units, b = Δ/ε = 1200.
         assert!((f.components[0].1 - 1200.0).abs() < 1e-6, "{:?}", f);
+    }
+
+    /// A unit in 24 groups with one row each (the utility table's months):
+    /// the count's L1 sensitivity is 24 but its L2 sensitivity √24, so
+    /// under zCDP at the same nominal ε = 1 (ρ = 1/2) the Gaussian's σ is
+    /// √24 ≈ 4.9 where the Laplace scale is 24.
+    #[test]
+    fn zcdp_calibrates_to_the_l2_sensitivity() {
+        let unit = UnitBounds {
+            groups_per_unit: 24,
+            rows_per_group: 1,
+            rows_per_unit: 24,
+        };
+        let basic = CalibratedAggregate::under(AggregateSpec::CountRows, 1.0, unit, Composition::Basic).expect("basic");
+        let zcdp = CalibratedAggregate::under(AggregateSpec::CountRows, 1.0, unit, Composition::Zcdp).expect("zcdp");
+        assert_eq!(basic.mechanism(), "discrete_laplace");
+        assert_eq!(zcdp.mechanism(), "discrete_gaussian");
+        assert_eq!(zcdp.l2_squared(), vec![Some(24)]);
+        assert!((basic.forecast().components[0].1 - 24.0).abs() < 1e-9);
+        assert!((zcdp.forecast().components[0].1 - 24f64.sqrt()).abs() < 1e-6);
+        // R = 10 rows per group, L = 25 rows in all: 10² + 10² + 5² = 225.
+        let grid = Quantizer::for_sum(0.0, 3.0).expect("grid");
+        let unit = UnitBounds {
+            groups_per_unit: 4,
+            rows_per_group: 10,
+            rows_per_unit: 25,
+        };
+        let avg = CalibratedAggregate::under(AggregateSpec::Avg { measure: 0, grid }, 1.0, unit, Composition::Zcdp)
+            .expect("avg");
+        let m = grid.max_abs as u128;
+        assert_eq!(avg.l2_squared(), vec![Some(225), Some(225 * m * m)]);
+        // Each of the two statistics gets ρ/2 = 1/4: σ = √(225 / (2 · 1/4)).
+        assert!((avg.forecast().components[0].1 - (225.0f64 / 0.5).sqrt()).abs() < 1e-6);
+        assert_eq!(
+            CalibratedAggregate::under(AggregateSpec::CountUnits, 1.0, unit, Composition::Zcdp)
+                .expect("units")
+                .l2_squared(),
+            vec![Some(4)]
+        );
     }
 
     #[test]

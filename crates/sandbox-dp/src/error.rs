@@ -17,6 +17,8 @@ pub enum DpError {
     Entropy(String),
     #[error("a sensitivity or total overflowed the fixed-point range")]
     Overflow,
+    #[error("the zCDP to (ε, δ) conversion failed: {0}")]
+    Conversion(String),
     #[error("internal error in the DP release: {0}")]
     Internal(&'static str),
 }

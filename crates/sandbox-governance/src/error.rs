@@ -36,6 +36,11 @@ pub enum GovernanceError {
         cap: Epsilon,
     },
 
+    #[error(
+        "the budget accounting of {dataset} changed while the job was being planned (its policy switched between pure and zcdp); nothing was charged, run it again"
+    )]
+    AccountingChanged { dataset: String },
+
     #[error("job `{0}` is already recorded")]
     DuplicateJob(String),
     #[error("agreement `{agreement}` does not allow new jobs: {why}")]

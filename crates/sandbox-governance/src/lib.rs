@@ -40,6 +40,7 @@ mod store;
 mod suspension;
 #[cfg(test)]
 mod testing;
+pub mod zcdp;
 
 pub use accounts::{Role, bearer_token, token_digest};
 pub use agreements::Agreement;

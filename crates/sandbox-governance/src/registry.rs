@@ -37,6 +37,9 @@ pub struct Registration {
     /// approval.
     pub epsilon_budget: Option<f64>,
     pub delta_budget: Option<f64>,
+    /// The policy's zCDP conversion δ when it accounts budgets under zCDP
+    /// (`[dp] accounting = "zcdp"`), `None` for pure accounting.
+    pub zcdp_delta: Option<f64>,
 }
 
 impl Store {
@@ -49,6 +52,7 @@ impl Store {
             let mut written = 0;
             for r in datasets {
                 set_policy_budget(tx, r)?;
+                crate::zcdp::set_policy(tx, &r.dataset, r.zcdp_delta)?;
                 let known = tx.query_opt(
                     "SELECT catalog_digest, policy_digest FROM registrations WHERE dataset = ?1",
                     &[(&r.dataset).into()],
@@ -191,6 +195,7 @@ mod tests {
             policy_digest: policy.into(),
             epsilon_budget: None,
             delta_budget: None,
+            zcdp_delta: None,
         }
     }
 

@@ -67,6 +67,12 @@ impl Policy {
                     num(dp.epsilon_min_per_query),
                     num(dp.delta_budget)
                 ));
+                if let Some(conversion) = dp.accounting.conversion_delta() {
+                    lines.push(format!(
+                        "Budgets are accounted under zero-concentrated DP: a query of ε costs ρ = ε²/2, and an agreement's ε spent is its total ρ converted to (ε, δ) at δ = {}",
+                        num(conversion)
+                    ));
+                }
                 if let Some(e) = entity {
                     lines.push(match dp.max_rows_per_unit {
                         None => format!(

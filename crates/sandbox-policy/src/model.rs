@@ -132,6 +132,35 @@ pub struct DpParams {
     /// L: rows one privacy unit may contribute over all its groups
     /// (`1 ≤ L ≤ G · R`; `None`: G · R).
     pub max_rows_per_unit: Option<u32>,
+    /// How an agreement's spending on this dataset is accounted: basic
+    /// composition of ε (pure DP), or zero-concentrated DP with ρ converted
+    /// to (ε, δ) at a fixed δ for the budget's caps and display.
+    pub accounting: Accounting,
+}
+
+/// Budget accounting of a DP dataset (`[dp] accounting`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Accounting {
+    /// `accounting = "pure"` (default): ε's add up (basic composition),
+    /// discrete Laplace noise.
+    #[default]
+    Pure,
+    /// `accounting = "zcdp"`: a query of ε costs ρ = ε²/2, ρ's add up, the
+    /// discrete Gaussian where a statistic's L2 sensitivity allows; the
+    /// budget's ε is that of the ρ spent converted at `conversion_delta`,
+    /// which is also charged to the δ budget once (0 < it < δ budget).
+    Zcdp { conversion_delta: f64 },
+}
+
+impl Accounting {
+    /// The conversion δ of zCDP accounting, `None` for pure.
+    pub fn conversion_delta(&self) -> Option<f64> {
+        match self {
+            Accounting::Pure => None,
+            Accounting::Zcdp { conversion_delta } => Some(*conversion_delta),
+        }
+    }
 }
 
 /// Which job kinds may read the dataset.

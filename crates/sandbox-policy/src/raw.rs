@@ -67,6 +67,8 @@
 //! | `delta_budget` | Optional: total δ one agreement may spend on this dataset; `delta` ≤ it < 0.1; default 100 × `delta`. |
 //! | `max_groups_per_unit` | G, an integer, 1 ≤ G ≤ 10000: groups one privacy unit may contribute to in one query. |
 //! | `max_rows_per_group` | R, an integer, 1 ≤ R ≤ 10000: rows one privacy unit may contribute to one group. |
+//! | `accounting` | Optional: `"pure"` (default: ε's add up under basic composition, discrete Laplace noise) or `"zcdp"` (zero-concentrated DP: a query of ε costs ρ = ε²/2, ρ's add up, statistics get discrete Gaussian noise calibrated to their L2 sensitivity; the budget's ε is the ρ spent converted to (ε, δ) at `zcdp_delta`). Fixed for a budget line when it is granted. |
+//! | `zcdp_delta` | Optional, with `accounting = "zcdp"` only: the δ at which spent ρ converts to ε, charged once to the δ budget; 1e-15 ≤ it and it + `delta` ≤ `delta_budget`; default `delta_budget` / 2. |
 //! | `max_rows_per_unit` | Optional: L, an integer, 1 ≤ L ≤ G × R: rows one privacy unit may contribute over all its groups. A unit's groups take rows in a keyed pseudo-random order until L is spent. Noise is calibrated to min(G × R, L) rows, so `max_rows_per_group = 50, max_rows_per_unit = 50` costs the same noise as G = 5, R = 10 but keeps a unit's 30 rows in one group. |
 //!
 //! ## `[jobs]` (required)
@@ -250,6 +252,10 @@ pub(crate) struct RawDp {
     pub max_rows_per_group: Spanned<i64>,
     #[serde(default)]
     pub max_rows_per_unit: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub accounting: Option<Spanned<String>>,
+    #[serde(default)]
+    pub zcdp_delta: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,8 +14,8 @@ use crate::limits::{DEFAULT_SAMPLE_BINS, DEFAULT_SAMPLE_ROWS, MAX_SAMPLE_BINS, M
 use crate::raw::{RawColumn, RawDp, RawFusion, RawPolicy, RawRelease, RawSample};
 use crate::span::Source;
 use crate::{
-    AggregateKind, ColumnPolicy, Dominance, DpParams, Fusion, JobPermissions, Policy, PolicyError, PolicyErrors,
-    PublicKey, ReleaseMode, ReleaseRules, SamplePolicy,
+    Accounting, AggregateKind, ColumnPolicy, Dominance, DpParams, Fusion, JobPermissions, Policy, PolicyError,
+    PolicyErrors, PublicKey, ReleaseMode, ReleaseRules, SamplePolicy,
 };
 use sandbox_model::{Catalog, ColumnRole, Dataset, DatasetId, FieldType, OpenClass, RoleSet};
 use sha2::{Digest, Sha256};
@@ -484,6 +484,7 @@ impl Validator<'_> {
             // G or R is already reported.
             (Some(_), _, _) => (None, false),
         };
+        let accounting = self.accounting(d, delta, delta_budget);
         match (
             eps_ok && delta_ok && budget_ok && l_ok,
             eps_min,
@@ -491,8 +492,9 @@ impl Validator<'_> {
             g,
             r,
             mode,
+            accounting,
         ) {
-            (true, Some(eps_min), Some(delta_budget), Some(g), Some(r), Some(m)) if m.uses_dp() => {
+            (true, Some(eps_min), Some(delta_budget), Some(g), Some(r), Some(m), Some(accounting)) if m.uses_dp() => {
                 Some(Some(DpParams {
                     epsilon_per_query: eps,
                     epsilon_min_per_query: eps_min,
@@ -502,9 +504,65 @@ impl Validator<'_> {
                     max_groups_per_unit: g,
                     max_rows_per_group: r,
                     max_rows_per_unit: l,
+                    accounting,
                 }))
             }
             _ => None,
+        }
+    }
+
+    /// `[dp] accounting` and `zcdp_delta`. `None`: an error was reported.
+    fn accounting(&mut self, d: &RawDp, delta: f64, delta_budget: Option<f64>) -> Option<Accounting> {
+        let kind = d.accounting.as_ref().map_or("pure", |a| a.get_ref().as_str());
+        match kind {
+            "pure" => {
+                if let Some(raw) = &d.zcdp_delta {
+                    self.err(
+                        raw.span(),
+                        "dp.zcdp_delta",
+                        "zcdp_delta applies only with accounting = \"zcdp\"".to_string(),
+                    );
+                    return None;
+                }
+                Some(Accounting::Pure)
+            }
+            "zcdp" => {
+                let budget = delta_budget?;
+                let conversion = d.zcdp_delta.as_ref().map_or(budget / 2.0, |raw| *raw.get_ref());
+                let ok = conversion.is_finite() && conversion >= MIN_DELTA && conversion + delta <= budget;
+                if !ok {
+                    let span = d
+                        .zcdp_delta
+                        .as_ref()
+                        .map(|r| r.span())
+                        .or_else(|| d.delta_budget.as_ref().map(|r| r.span()))
+                        .unwrap_or_else(|| d.delta.span());
+                    self.err(
+                        span,
+                        "dp.zcdp_delta",
+                        format!(
+                            "zcdp accounting converts spent ρ to ε at zcdp_delta, which must be at least {MIN_DELTA} and leave room for one query's δ ({delta}) in delta_budget ({budget}); got {conversion}"
+                        ),
+                    );
+                    return None;
+                }
+                Some(Accounting::Zcdp {
+                    conversion_delta: conversion,
+                })
+            }
+            other => {
+                let span = d
+                    .accounting
+                    .as_ref()
+                    .map(|a| a.span())
+                    .unwrap_or_else(|| d.delta.span());
+                self.err(
+                    span,
+                    "dp.accounting",
+                    format!("accounting must be \"pure\" or \"zcdp\", got {other:?}"),
+                );
+                None
+            }
         }
     }
 

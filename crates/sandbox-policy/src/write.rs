@@ -102,6 +102,12 @@ pub fn to_toml(p: &Policy) -> String {
         if let Some(l) = dp.max_rows_per_unit {
             let _ = writeln!(out, "max_rows_per_unit = {l}");
         }
+        // Pure accounting is the default and is not written, so that the
+        // effective digest of every policy written before zCDP is unchanged.
+        if let Some(conversion) = dp.accounting.conversion_delta() {
+            let _ = writeln!(out, "accounting = \"zcdp\"");
+            let _ = writeln!(out, "zcdp_delta = {}", float(conversion));
+        }
     }
 
     let _ = writeln!(out, "\n[jobs]\nsql = {}\nwasm = {}", p.jobs.sql, p.jobs.wasm);

@@ -9,6 +9,7 @@
 //! SANDBOX_BENCH_ROWS=100000000 cargo bench -p sandbox-runtime --bench dp_query_shapes   # 100M utility rows
 //! SANDBOX_WASM_GUESTS=<dir with risk_score.wasm>   # adds the shape with a WebAssembly UDF
 //! SANDBOX_BIN=<path to a release `sandbox` binary>  # default: target/release/sandbox
+//! SANDBOX_BENCH_ONLY=<text>   # only the shapes whose label contains it (profiling)
 //! ```
 //!
 //! Times are the best of three runs after one warm-up; the peak resident
@@ -137,6 +138,10 @@ fn main() -> BenchResult<()> {
     let mut shapes: Vec<(&str, &str)> = SHAPES.to_vec();
     if functions.is_some() {
         shapes.push(UDF_SHAPE);
+    }
+    // For profiling one shape: `SANDBOX_BENCH_ONLY=<text in its label>`.
+    if let Ok(only) = std::env::var("SANDBOX_BENCH_ONLY") {
+        shapes.retain(|(label, _)| label.contains(only.as_str()));
     }
 
     println!();

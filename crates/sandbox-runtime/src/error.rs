@@ -52,6 +52,7 @@ impl RuntimeError {
                         | sandbox_governance::GovernanceError::NoGrant(_)
                         | sandbox_governance::GovernanceError::AgreementInactive { .. }
                         | sandbox_governance::GovernanceError::DatasetSuspended { .. }
+                        | sandbox_governance::GovernanceError::AccountingChanged { .. }
                 )
         )
     }
@@ -90,6 +91,9 @@ impl RuntimeError {
             }
             RuntimeError::Governance(sandbox_governance::GovernanceError::DatasetSuspended { .. }) => {
                 Some("dataset-suspended")
+            }
+            RuntimeError::Governance(sandbox_governance::GovernanceError::AccountingChanged { .. }) => {
+                Some("accounting-changed")
             }
             _ => None,
         }

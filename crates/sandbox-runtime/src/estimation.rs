@@ -47,13 +47,9 @@ pub fn label(display: &str) -> String {
 /// indices).
 pub fn reserve_shares(split: &mut EpsilonSplit, q: &CheckedQuery) {
     for (j, a) in q.aggregates.iter().enumerate() {
-        if a.auto_bound.is_none() {
-            continue;
-        }
-        if let Some(part) = split.parts.get_mut(j) {
-            let estimation = part.1 * ESTIMATION_SHARE;
-            part.1 -= estimation;
-            split.parts.push((label(&a.display), estimation));
+        if a.auto_bound.is_some() {
+            // A share of the part's ε (basic) or of its ρ (zCDP).
+            split.carve(j, ESTIMATION_SHARE, label(&a.display));
         }
     }
 }
@@ -126,10 +122,24 @@ pub async fn estimate_bounds(
             chosen,
         );
         let u = chosen.max(first_step).min(upper);
+        // Data-independent: the selection's rank error at this ε. Every
+        // candidate above the table's largest value misses the quantile by
+        // (1 - q)·n rows, so below about `rank / (1 - q)` rows those
+        // candidates score nearly as well as the quantile's own and the
+        // estimate may land anywhere up to the public bound; say so.
+        let rank = calibrated.rank_error_95().unwrap_or(0.0);
+        let small_table = if quantile < 1.0 {
+            format!(
+                "; with 95% probability its rank error is at most {rank:.0} row(s) more than the best candidate's, so on fewer than about {:.0} rows the estimate may land anywhere up to {upper} (a lower q narrows it)",
+                rank / (1.0 - quantile)
+            )
+        } else {
+            String::new()
+        };
         let target = &mut out.aggregates[j];
         target.bounds = Some((lower, u));
         target.bounds_note = Some(format!(
-            "values clamped to [{lower}, {u}]: {u} is a DP estimate (ε = {epsilon:.4}) of the {quantile} quantile of the values over the whole table, within the public bounds [{lower}, {upper}]"
+            "values clamped to [{lower}, {u}]: {u} is a DP estimate (ε = {epsilon:.4}) of the {quantile} quantile of the values over the whole table, within the public bounds [{lower}, {upper}]{small_table}"
         ));
         estimates.push(Estimate {
             aggregate: j,

@@ -19,7 +19,8 @@
 use crate::RuntimeError;
 use crate::release::{bounds, epsilon_split};
 use crate::rules::ReleaseRules;
-use sandbox_dp::aggregate::{AggregateSpec, CalibratedAggregate};
+use sandbox_dp::aggregate::AggregateSpec;
+use sandbox_dp::bounding::ContributionBounds;
 use sandbox_sql::CheckedQuery;
 use serde::Serialize;
 
@@ -47,11 +48,12 @@ pub struct ExpectedInterval {
 fn half_widths(
     spec: &AggregateSpec,
     share: f64,
+    rules: &ReleaseRules,
+    b: &ContributionBounds,
     g: u64,
-    r: u64,
     rows: Option<u64>,
 ) -> Result<(Option<f64>, Option<f64>), RuntimeError> {
-    let c = CalibratedAggregate::new(spec.clone(), share, g, r)?;
+    let c = crate::release::calibrate(spec, share, rules, b, g)?;
     let f = c.forecast();
     Ok(match spec {
         AggregateSpec::CountRows
@@ -60,10 +62,8 @@ fn half_widths(
         | AggregateSpec::Sum { .. } => (f.components.first().map(|x| x.2), None),
         AggregateSpec::Avg { grid, .. } => {
             // The release takes each of the two statistics at 97.5%.
-            let count_scale = f.components.first().map_or(0.0, |x| x.1);
-            let sum_scale = f.components.get(1).map_or(0.0, |x| x.1) / grid.quantum;
-            let w_c = sandbox_dp::noise::half_width(count_scale, 0.025) as f64;
-            let w_s = sandbox_dp::noise::half_width(sum_scale, 0.025) as f64 * grid.quantum;
+            let w_c = c.component_half_width(0, 0.025).unwrap_or(0) as f64;
+            let w_s = c.component_half_width(1, 0.025).unwrap_or(0) as f64 * grid.quantum;
             let radius = (grid.upper - grid.lower) / 2.0;
             let per_row = w_s + radius * w_c;
             let at_rows = rows.map(|n| {
@@ -95,7 +95,7 @@ pub fn expected_intervals(
     let mut out = Vec::with_capacity(specs.len());
     for (j, s) in specs.iter().enumerate() {
         let share = split.share(j).unwrap_or(0.0);
-        let (half_width, per_row) = half_widths(s, share, g, b.max_rows_per_group as u64, rows)?;
+        let (half_width, per_row) = half_widths(s, share, rules, &b, g, rows)?;
         let a = &q.aggregates[j];
         out.push(ExpectedInterval {
             aggregate: a.display.clone(),

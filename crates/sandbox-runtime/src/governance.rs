@@ -315,6 +315,7 @@ impl Sandbox {
                 format!("only the owner of {dataset} sets its output policy"),
             ));
         }
+        zcdp_budget_fits_one_query(&policy)?;
         if self.store().role(account)? == Some(Role::Applicant) {
             // An applicant's own table keeps the rule it was registered under.
             let partners: Vec<DatasetId> = policy.fusions.iter().map(|f| f.dataset.clone()).collect();
@@ -354,6 +355,8 @@ impl Sandbox {
         // The new version's budgets cap every line and approval from now on.
         registration.epsilon_budget = policy.dp.map(|dp| dp.epsilon_budget);
         registration.delta_budget = policy.dp.map(|dp| dp.delta_budget);
+        // And its accounting, which unspent lines follow from now on.
+        registration.zcdp_delta = policy.dp.and_then(|dp| dp.accounting.conversion_delta());
         self.store().register_datasets(&[registration], account)?;
         // Jobs that start from now on use the new version.
         self.replace_policies(installed);
@@ -388,4 +391,34 @@ impl Sandbox {
             format!("only the platform operator or the owner of {dataset} may do this"),
         ))
     }
+}
+
+/// ρ to the ε of (ε, δ)-DP by OpenDP's conversion, for zCDP budget lines
+/// ([`sandbox_governance::zcdp`]).
+pub(crate) fn zcdp_conversion(rho: f64, delta: f64) -> Option<f64> {
+    sandbox_dp::accounting::zcdp_epsilon(rho, delta).ok()
+}
+
+/// Under zCDP accounting one query at the per-query cap costs ρ = ε²/2,
+/// which converts to more than ε at the conversion δ: a policy whose
+/// `epsilon_budget` cannot hold that one query would refuse every job at
+/// its own cap. Refused when installed (`policy-zcdp-budget`), naming the
+/// fields and the ε one query converts to.
+pub(crate) fn zcdp_budget_fits_one_query(policy: &sandbox_policy::Policy) -> Result<(), RuntimeError> {
+    let Some(dp) = policy.dp else { return Ok(()) };
+    let Some(conversion) = dp.accounting.conversion_delta() else {
+        return Ok(());
+    };
+    let rho = sandbox_dp::accounting::rho_of_epsilon(dp.epsilon_per_query);
+    let one_query = sandbox_dp::accounting::zcdp_epsilon(rho, conversion)?;
+    if one_query > dp.epsilon_budget {
+        return Err(RuntimeError::refused(
+            "policy-zcdp-budget",
+            format!(
+                "under zcdp accounting one query at epsilon_per_query = {} costs ρ = {rho}, which is ε = {one_query:.4} at zcdp_delta = {conversion}: above epsilon_budget = {}; raise epsilon_budget or zcdp_delta, or lower epsilon_per_query",
+                dp.epsilon_per_query, dp.epsilon_budget
+            ),
+        ));
+    }
+    Ok(())
 }

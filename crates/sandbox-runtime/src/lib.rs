@@ -39,4 +39,6 @@ pub use sandbox::{
     AnalysisDryRun, AnalysisResult, DryRunReport, JobContext, OutputNoise, Sandbox, SqlJobOptions, SqlJobResult,
     SqlTrialReport, TrialBlock, TrialReport,
 };
+/// How a job's ε composes (shown in dry runs), from `sandbox-dp`.
+pub use sandbox_dp::accounting::Composition;
 pub use wasm::WasmJob;

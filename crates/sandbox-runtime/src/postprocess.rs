@@ -196,12 +196,15 @@ fn intervals(deps: &[usize], row: &Row<'_>, relevel: &[Option<Relevel>]) -> Opti
                 mechanism,
                 scale,
                 ..
-            } if mechanism == "discrete_laplace" => {
+            } => {
                 let r = relevel.get(j).copied().flatten()?;
                 if r.quantum.is_nan() || r.quantum <= 0.0 {
                     return None;
                 }
-                let w = sandbox_dp::noise::half_width(scale / r.quantum, ALPHA / k as f64) as f64 * r.quantum;
+                // Discrete Laplace (exact) or discrete Gaussian (a bound);
+                // any other mechanism has no interval to re-level.
+                let w = sandbox_dp::noise::half_width_of(mechanism, scale / r.quantum, ALPHA / k as f64)? as f64
+                    * r.quantum;
                 let lo = value - w;
                 (if r.nonnegative { lo.max(0.0) } else { lo }, value + w)
             }

@@ -13,7 +13,7 @@
 use crate::RuntimeError;
 use crate::rules::ReleaseRules;
 use sandbox_dp::accounting::EpsilonSplit;
-use sandbox_dp::aggregate::{AggregateSpec, CalibratedAggregate, exact_value};
+use sandbox_dp::aggregate::{AggregateSpec, CalibratedAggregate, UnitBounds, exact_value};
 use sandbox_dp::bounding::{ContributionBounds, GroupTotals, bounded_totals, exact_totals};
 use sandbox_dp::noise::DiscreteLaplace;
 use sandbox_dp::partition::PartitionSelector;
@@ -77,7 +77,7 @@ pub fn epsilon_split(
             labels.push(label.to_string());
         }
     }
-    let mut split = EpsilonSplit::equal(epsilon, labels)?;
+    let mut split = EpsilonSplit::equal_under(epsilon, labels, rules.composition)?;
     crate::estimation::reserve_shares(&mut split, q);
     Ok(split)
 }
@@ -90,6 +90,31 @@ pub fn share(split: &EpsilonSplit, label: &str) -> Result<f64, RuntimeError> {
         .find(|(l, _)| l == label)
         .map(|(_, e)| *e)
         .ok_or_else(|| sandbox_dp::DpError::Internal("missing share in the ε split").into())
+}
+
+/// What one privacy unit may contribute once bounded, with `g_eff` groups.
+pub fn unit_bounds(b: &ContributionBounds, g_eff: u64) -> UnitBounds {
+    UnitBounds {
+        groups_per_unit: g_eff,
+        rows_per_group: u64::from(b.max_rows_per_group),
+        rows_per_unit: b.rows_per_unit(g_eff),
+    }
+}
+
+/// Calibrates one aggregate at its share of ε under the rules' composition.
+pub fn calibrate(
+    spec: &AggregateSpec,
+    share: f64,
+    rules: &ReleaseRules,
+    b: &ContributionBounds,
+    g_eff: u64,
+) -> Result<CalibratedAggregate, RuntimeError> {
+    Ok(CalibratedAggregate::under(
+        spec.clone(),
+        share,
+        unit_bounds(b, g_eff),
+        rules.composition,
+    )?)
 }
 
 /// The DP contribution bounds of the rules.
@@ -254,8 +279,10 @@ fn dp_decisions(
     let g_eff = b.effective_groups(public.then_some(n));
     let rows_per_unit = b.rows_per_unit(g_eff);
     let units_needed = needs_unit_counts(specs, rules, public);
+    let started = std::time::Instant::now();
     let totals = group_totals(result, Some(b), units_needed)?;
     let totals = totals.as_ref();
+    tracing::debug!(elapsed = ?started.elapsed(), groups = n, "group totals bounded");
     let mut trace = crate::testing::Trace::new(g_eff, rows_per_unit, units_needed);
 
     // Which groups may appear at all.
@@ -315,7 +342,7 @@ fn dp_decisions(
             let share = split
                 .share(j)
                 .ok_or(sandbox_dp::DpError::Internal("missing aggregate share"))?;
-            CalibratedAggregate::new(s.clone(), share, g_eff, b.rows_per_unit(g_eff))
+            calibrate(s, share, rules, &b, g_eff)
         })
         .collect::<Result<_, _>>()?;
     let mut cells: Vec<Vec<ReleasedCell>> = vec![Vec::new(); n];
@@ -347,8 +374,7 @@ fn dp_decisions(
     trace.finish(&calibrated, dominance_statistics.sensitivities);
     for (j, c) in calibrated.iter().enumerate() {
         if let AggregateSpec::Quantile { grid, .. } = c.spec() {
-            let f = c.forecast();
-            let rank = f.components.first().map_or(0.0, |x| x.2);
+            let rank = c.rank_error_95().unwrap_or(0.0);
             notes.push(format!(
                 "{}: a DP quantile, chosen per group by permute-and-flip (ε = {:.4}) among {} candidates {} apart on [{}, {}]; with 95% probability its rank error exceeds the best candidate's by at most {rank:.0} row(s); its interval is the public bounds",
                 q.aggregates[j].display,
@@ -364,6 +390,12 @@ fn dp_decisions(
         "each privacy unit contributed to at most {g_eff} group(s), {} row(s) per group and {rows_per_unit} row(s) in all; measures were clamped to their public bounds",
         b.max_rows_per_group
     ));
+    if rules.composition == sandbox_dp::accounting::Composition::Zcdp {
+        notes.push(format!(
+            "accounted under zero-concentrated DP: this query of ε = {epsilon} is ρ = {:.6}-zCDP (ρ = ε²/2, split across its parts); counts and sums got discrete Gaussian noise calibrated to their L2 sensitivity, selection and thresholds discrete Laplace noise at each part's ε",
+            split.rho()
+        ));
+    }
     Ok(Decisions {
         shown,
         withheld,

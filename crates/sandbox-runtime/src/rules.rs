@@ -35,6 +35,11 @@ pub struct ReleaseRules {
     /// them with a noisy distinct-unit count, as under threshold rules
     /// (set by [`for_query`]).
     pub foreign_public_keys: bool,
+    /// How the query's ε composes: basic (Laplace), or zCDP (ρ = ε²/2 split
+    /// across parts, Gaussian where a statistic's L2 sensitivity allows)
+    /// when every protected dataset's budget line of the grant is accounted
+    /// under zCDP (set by the sandbox from the ledger, never from data).
+    pub composition: sandbox_dp::accounting::Composition,
 }
 
 /// The release rules of a checked SQL query: [`combine`] over the policies
@@ -78,6 +83,7 @@ pub fn combine<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Result<Rel
         max_rows_per_group: 1,
         max_rows_per_unit: None,
         foreign_public_keys: false,
+        composition: sandbox_dp::accounting::Composition::Basic,
     };
     let mut any_l = false;
     let mut l_most = 0u32;

@@ -16,7 +16,8 @@ use crate::release::{bounds, epsilon_split, release};
 use crate::rules::ReleaseRules;
 use crate::{DataDir, RuntimeError};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
-use sandbox_dp::aggregate::{CalibratedAggregate, NoiseForecast};
+use sandbox_dp::accounting::Composition;
+use sandbox_dp::aggregate::NoiseForecast;
 use sandbox_dp::partition::PartitionSelector;
 use sandbox_dp::sample_aggregate::DEFAULT_COUNT_SHARE;
 pub use sandbox_governance::BudgetLine;
@@ -102,6 +103,10 @@ pub struct DryRunReport {
     pub epsilon: f64,
     pub delta: f64,
     pub mode: &'static str,
+    /// How the query's ε composes: `basic` (the split's ε's add up to ε) or
+    /// `zcdp` (ρ = ε²/2, the split's parts are pure-equivalent ε_i with
+    /// Σ ε_i² = ε²), from the grant's budget lines.
+    pub composition: Composition,
     pub split: Vec<(String, f64)>,
     pub aggregates: Vec<(String, NoiseForecast)>,
     /// The noisy unit count a group needs, when groups are not public.
@@ -216,6 +221,24 @@ impl DirFingerprint {
     }
 }
 
+/// The policies of `dir`, validated, and each zCDP policy able to hold one
+/// query at its own per-query cap
+/// ([`crate::governance::zcdp_budget_fits_one_query`]): a file that cannot
+/// is refused like any invalid policy.
+fn load_policies(dir: &DataDir, catalog: &sandbox_model::Catalog) -> Result<PolicySet, RuntimeError> {
+    let policies = PolicySet::load_dir(&dir.policies_dir(), catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+    for policy in policies.iter() {
+        crate::governance::zcdp_budget_fits_one_query(policy).map_err(|e| {
+            RuntimeError::Setup(format!(
+                "{}: {}",
+                dir.policies_dir().join(format!("{}.toml", policy.dataset)).display(),
+                e.refusal_message()
+            ))
+        })?;
+    }
+    Ok(policies)
+}
+
 fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -252,8 +275,7 @@ impl Sandbox {
         let fingerprint = DirFingerprint::of(&dir);
         let catalog =
             sandbox_policy::load_catalog_dir(&dir.catalog_dir()).map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let policies =
-            PolicySet::load_dir(&dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        let policies = load_policies(&dir, &catalog)?;
         let sandbox = Sandbox {
             dir,
             catalog: std::sync::RwLock::new(Arc::new(catalog)),
@@ -314,8 +336,7 @@ impl Sandbox {
         }
         let catalog = sandbox_policy::load_catalog_dir(&self.dir.catalog_dir())
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let policies =
-            PolicySet::load_dir(&self.dir.policies_dir(), &catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        let policies = load_policies(&self.dir, &catalog)?;
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
         self.replace_policies(policies);
         *loaded = Some(now);
@@ -386,6 +407,10 @@ impl Sandbox {
                     policy_digest: policies.get(&d.id).map(|p| p.digest.clone()).unwrap_or_default(),
                     epsilon_budget: policies.get(&d.id).and_then(|p| p.dp).map(|dp| dp.epsilon_budget),
                     delta_budget: policies.get(&d.id).and_then(|p| p.dp).map(|dp| dp.delta_budget),
+                    zcdp_delta: policies
+                        .get(&d.id)
+                        .and_then(|p| p.dp)
+                        .and_then(|dp| dp.accounting.conversion_delta()),
                 })
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
@@ -613,7 +638,8 @@ impl Sandbox {
                 .await
                 .map_err(|_| RuntimeError::Setup("the trial call's worker stopped".into()))??;
         }
-        let rules = crate::rules::for_query(&query, &policies)?;
+        let mut rules = crate::rules::for_query(&query, &policies)?;
+        rules.composition = self.composition(grant, &query.protected)?;
         let (specs, measures) = plan_measures(&query)?;
         let public_count = public_groups(&query, self.limits.max_groups).map(|g| g.len());
         let public = public_count.is_some();
@@ -621,10 +647,12 @@ impl Sandbox {
         // their own share of ε, when the release is DP and the query calls
         // a function where it counts (a fact of the query alone).
         let counts_defaults = rules.dp && sandbox_sql::defaults::defaulted_row_flag(&query).is_some();
-        let release_share = if counts_defaults {
-            1.0 - DEFAULT_COUNT_SHARE
-        } else {
-            1.0
+        // The multipliers of the job's ε that the release and the count get:
+        // shares of ε (basic), or of ρ = ε²/2 (zCDP: square roots).
+        let (release_share, count_share) = match (counts_defaults, rules.composition) {
+            (false, _) => (1.0, 0.0),
+            (true, Composition::Basic) => (1.0 - DEFAULT_COUNT_SHARE, DEFAULT_COUNT_SHARE),
+            (true, Composition::Zcdp) => ((1.0 - DEFAULT_COUNT_SHARE).sqrt(), DEFAULT_COUNT_SHARE.sqrt()),
         };
         let epsilon = match options.target_ci {
             None => self.choose_epsilon(&rules, options.epsilon)?,
@@ -648,11 +676,7 @@ impl Sandbox {
             }
         };
         let release_epsilon = epsilon * release_share;
-        let count_epsilon = if counts_defaults {
-            epsilon * DEFAULT_COUNT_SHARE
-        } else {
-            0.0
-        };
+        let count_epsilon = epsilon * count_share;
         if rules.dp && !public && rules.delta <= 0.0 {
             return Err(RuntimeError::refused(
                 "partition-selection-needs-delta",
@@ -686,8 +710,12 @@ impl Sandbox {
             .iter()
             .map(|d| (d.clone(), if rules.dp { epsilon } else { 0.0 }, delta))
             .collect();
-        self.store
-            .reserve(&JobCharge::new(job_id, grant, "sql", &submission.digest, charges).with_text(&submission.text))?;
+        self.store.reserve(
+            &JobCharge::new(job_id, grant, "sql", &submission.digest, charges)
+                .with_text(&submission.text)
+                .with_zcdp_conversion(crate::governance::zcdp_conversion)
+                .calibrated_for_zcdp(rules.composition == Composition::Zcdp),
+        )?;
         let mut usage = UsageRecord {
             job_id: job_id.to_string(),
             grant_id: grant.to_string(),
@@ -840,6 +868,29 @@ impl Sandbox {
         ))
     }
 
+    /// How a job's ε composes: under zCDP when every protected dataset it
+    /// reads has a zCDP budget line in the grant ([`sandbox_governance::zcdp`]),
+    /// basic otherwise (a pure job charged to a zCDP line costs it ε²/2 all
+    /// the same). A fact of the ledger, never of the data.
+    fn composition(
+        &self,
+        grant: &str,
+        protected: &std::collections::BTreeSet<DatasetId>,
+    ) -> Result<Composition, RuntimeError> {
+        if protected.is_empty() {
+            return Ok(Composition::Basic);
+        }
+        let lines = self.store.budget(grant)?;
+        let all_zcdp = protected
+            .iter()
+            .all(|d| lines.iter().any(|l| l.dataset == d.as_str() && l.is_zcdp()));
+        Ok(if all_zcdp {
+            Composition::Zcdp
+        } else {
+            Composition::Basic
+        })
+    }
+
     /// The ε a job spends: the one asked for, or the per-query cap; never
     /// above the cap nor below the largest minimum of the policies
     /// (`epsilon-below-minimum`, also when the cap itself is below it).
@@ -888,6 +939,7 @@ impl Sandbox {
                 epsilon: 0.0,
                 delta: 0.0,
                 mode: "threshold",
+                composition: Composition::Basic,
                 split: Vec::new(),
                 aggregates: Vec::new(),
                 selection_threshold: None,
@@ -903,7 +955,7 @@ impl Sandbox {
         let mut aggregates = Vec::new();
         for (j, s) in specs.iter().enumerate() {
             let share = split.share(j).unwrap_or(0.0);
-            let c = CalibratedAggregate::new(s.clone(), share, g_eff, b.rows_per_unit(g_eff))?;
+            let c = crate::release::calibrate(s, share, rules, &b, g_eff)?;
             aggregates.push((query.aggregates[j].display.clone(), c.forecast()));
         }
         let selection_threshold = if public {
@@ -916,6 +968,7 @@ impl Sandbox {
             epsilon,
             delta: if public { 0.0 } else { rules.delta },
             mode: if rules.threshold { "dp+threshold" } else { "dp" },
+            composition: rules.composition,
             split: split.parts,
             aggregates,
             selection_threshold,

@@ -25,6 +25,12 @@ pub struct ReleaseTrace {
     pub selection_threshold: Option<i128>,
     /// Per aggregate, the L1 sensitivity of each noised statistic.
     pub sensitivities: Vec<Vec<u128>>,
+    /// Per aggregate and statistic, the squared L2 sensitivity zCDP
+    /// calibration declares (checked on every release, whatever its noise).
+    pub l2_squared: Vec<Vec<Option<u128>>>,
+    /// Per aggregate, its mechanism (`discrete_laplace`, `discrete_gaussian`,
+    /// `permute_and_flip`).
+    pub mechanisms: Vec<String>,
     /// Per aggregate, whether its statistics are a selection's score
     /// vector (a quantile): then `Σ_groups max_i |Δ score_i|` must stay
     /// within the sensitivity.
@@ -257,6 +263,8 @@ impl Trace {
     pub(crate) fn finish(self, calibrated: &[CalibratedAggregate], dominance_sensitivities: Vec<u128>) {
         let Some(mut t) = self.0 else { return };
         t.sensitivities = calibrated.iter().map(|c| c.sensitivities()).collect();
+        t.l2_squared = calibrated.iter().map(|c| c.declared_l2_squared()).collect();
+        t.mechanisms = calibrated.iter().map(|c| c.mechanism().to_string()).collect();
         t.selections = calibrated.iter().map(|c| c.is_selection()).collect();
         t.dominance_sensitivities = dominance_sensitivities;
         #[cfg(feature = "neighbouring-tests")]

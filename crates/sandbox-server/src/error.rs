@@ -143,7 +143,8 @@ impl From<GovernanceError> for ApiError {
             | GovernanceError::DeltaBudgetExhausted { .. }
             | GovernanceError::OverPolicyBudget { .. }
             | GovernanceError::AgreementInactive { .. }
-            | GovernanceError::DatasetSuspended { .. }) => RuntimeError::from(e).into(),
+            | GovernanceError::DatasetSuspended { .. }
+            | GovernanceError::AccountingChanged { .. }) => RuntimeError::from(e).into(),
             other => {
                 tracing::error!(error = %other, "storage failed");
                 ApiError::internal("the sandbox database failed; the operator's log has the details")

@@ -322,9 +322,17 @@ pub async fn compute_partials(
     result
 }
 
-fn int_column(batch: &RecordBatch, i: usize) -> Result<ArrayRef, SqlError> {
-    let a = batch.column(i);
-    cast(a, &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))
+/// Column `i` of a batch as 64-bit integers, NULL read as 0 (the empty
+/// count or sum), in one vectorised pass.
+fn int_values(batch: &RecordBatch, i: usize) -> Result<Vec<i64>, SqlError> {
+    let a = cast(batch.column(i), &DataType::Int64).map_err(|e| SqlError::Internal(e.to_string()))?;
+    let a = a.as_primitive::<Int64Type>();
+    if a.null_count() == 0 {
+        return Ok(a.values().to_vec());
+    }
+    Ok((0..a.len())
+        .map(|r| if a.is_null(r) { 0 } else { a.value(r) })
+        .collect())
 }
 
 /// Maps a batch's group-key columns (from column 1 on) to dense group ids.
@@ -412,36 +420,48 @@ fn assemble(
     let k = q.group_keys.len();
     let public = public_groups(q, max_groups);
     let mut index = GroupIndex::new(q, public.as_ref(), batches)?;
-    // Units are keyed by a 64-bit keyed hash of their value: no allocation
-    // per unit. A collision would merge two units into one, which only
-    // tightens their joint contribution bound, so it cannot weaken privacy.
-    let unit_hasher = foldhash::fast::RandomState::default();
-    let mut units: HashMap<u64, u32> = HashMap::default();
+    // Units are keyed by a 64-bit keyed hash of their value, computed a
+    // batch at a time in the unit's own type (no cast to text, no
+    // allocation per unit). A collision would merge two units into one,
+    // which only tightens their joint contribution bound, so it cannot
+    // weaken privacy. The seed is random per job.
+    let seed = foldhash::fast::RandomState::default().hash_one(0x5eed_u64);
+    let unit_state = foldhash::quality::FixedState::with_seed(seed);
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut units: HashMap<u64, u32> = HashMap::with_capacity_and_hasher(total / 2, Default::default());
     let mut p = Partials {
+        unit: Vec::with_capacity(total),
+        group: Vec::with_capacity(total),
+        priority: Vec::with_capacity(total),
+        rows: Vec::with_capacity(total),
         measures: measures
             .iter()
             .map(|m| MeasurePartials {
-                sumsq: m.squares.then(Vec::new),
+                count: Vec::with_capacity(total),
+                sum: Vec::with_capacity(total),
+                sumsq: m.squares.then(|| Vec::with_capacity(total)),
                 max_abs: m.grid.max_abs,
-                ..Default::default()
             })
             .collect(),
-        ..Default::default()
     };
+    let mut hashes = Vec::new();
     for batch in batches {
-        let u = cast(batch.column(0), &DataType::Utf8).map_err(|e| SqlError::Internal(e.to_string()))?;
-        let u = u.as_string::<i32>();
+        let n = batch.num_rows();
+        let unit_column = batch.column(0);
+        hashes.clear();
+        hashes.resize(n, 0u64);
+        datafusion::common::hash_utils::create_hashes([unit_column], &unit_state, &mut hashes)
+            .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
         let groups = index.ids(batch, k)?;
         let mut col_i = 1 + k;
-        let rows = int_column(batch, col_i)?;
-        let rows = rows.as_primitive::<Int64Type>();
+        let rows = int_values(batch, col_i)?;
         col_i += 1;
-        let mut mcols = Vec::new();
+        let mut mcols = Vec::with_capacity(measures.len());
         for m in measures {
-            let c = int_column(batch, col_i)?;
-            let s = int_column(batch, col_i + 1)?;
+            let c = int_values(batch, col_i)?;
+            let s = int_values(batch, col_i + 1)?;
             let sq = if m.squares {
-                Some(int_column(batch, col_i + 2)?)
+                Some(int_values(batch, col_i + 2)?)
             } else {
                 None
             };
@@ -449,28 +469,23 @@ fn assemble(
             mcols.push((c, s, sq));
         }
         let priority = cast(batch.column(col_i), &DataType::UInt64).map_err(|e| SqlError::Internal(e.to_string()))?;
-        let priority = priority.as_primitive::<UInt64Type>();
+        let priority = priority.as_primitive::<UInt64Type>().values();
         for (r, group) in groups.into_iter().enumerate() {
             let Some(group) = group else { continue };
-            if u.is_null(r) {
+            if unit_column.is_null(r) {
                 continue;
             }
-            let key = unit_hasher.hash_one(u.value(r));
             let next = units.len() as u32;
-            let unit = *units.entry(key).or_insert(next);
+            let unit = *units.entry(hashes[r]).or_insert(next);
             p.unit.push(unit);
             p.group.push(group);
-            p.priority.push(priority.value(r));
-            p.rows.push(rows.value(r));
+            p.priority.push(priority[r]);
+            p.rows.push(rows[r]);
             for (mp, (c, s, sq)) in p.measures.iter_mut().zip(&mcols) {
-                let get = |a: &ArrayRef| {
-                    let a = a.as_primitive::<Int64Type>();
-                    if a.is_null(r) { 0 } else { a.value(r) }
-                };
-                mp.count.push(get(c));
-                mp.sum.push(get(s));
+                mp.count.push(c[r]);
+                mp.sum.push(s[r]);
                 if let (Some(v), Some(sq)) = (mp.sumsq.as_mut(), sq) {
-                    v.push(get(sq));
+                    v.push(sq[r]);
                 }
             }
         }

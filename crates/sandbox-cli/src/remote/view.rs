@@ -77,6 +77,13 @@ pub fn dry_run(r: &Value) -> String {
         number(&r["epsilon"]),
         number(&r["delta"])
     );
+    if text(&r["composition"]) == "zcdp" {
+        let epsilon = number(&r["epsilon"]);
+        out.push_str(&format!(
+            "accounting: zCDP — ρ = ε²/2 = {}; each share is √(2ρ_i) of its part, the parts' ρ add up\n",
+            epsilon * epsilon / 2.0
+        ));
+    }
     for share in items(&r["split"]) {
         out.push_str(&format!("  ε share {:.4} → {}\n", number(&share[1]), text(&share[0])));
     }

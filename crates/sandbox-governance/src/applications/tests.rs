@@ -204,6 +204,7 @@ fn an_approval_cannot_exceed_the_policy_budget() {
             policy_digest: format!("p{eps}"),
             epsilon_budget: Some(eps),
             delta_budget: Some(delta),
+            zcdp_delta: None,
         };
         s.register_datasets(&[policy(10.0, 1e-4)], "platform")
             .expect("register");

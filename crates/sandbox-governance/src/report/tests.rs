@@ -409,6 +409,7 @@ fn reads_the_entries_the_store_writes() {
         policy_digest: "p".into(),
         epsilon_budget: Some(10.0),
         delta_budget: Some(1e-4),
+        zcdp_delta: None,
     };
     s.register_datasets(&[policy], "platform").expect("register");
     s.apply("a1", "bank", &body).expect("apply");

@@ -8,6 +8,7 @@ use crate::amount::{Delta, Epsilon};
 use crate::anchor::{Anchor, Checkpoint, Continuity};
 use crate::audit::{self, AuditReport, Integrity};
 use crate::db::{Backend, PostgresBackend, SqliteBackend, Tx, now};
+use crate::zcdp::{ZcdpConversion, ZcdpLine};
 use sandbox_ledger::Entry;
 use sandbox_model::{DatasetId, JobOutcome, UsageRecord};
 use serde::Serialize;
@@ -46,7 +47,7 @@ impl Grant {
 
 /// The ε and δ a job reserves, per dataset, with the job's record. The
 /// amounts are charged rounded up to whole units ([`Epsilon`], [`Delta`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JobCharge {
     pub job_id: String,
     pub grant_id: String,
@@ -57,6 +58,14 @@ pub struct JobCharge {
     /// query and module digest.
     pub submission_text: Option<String>,
     pub charges: Vec<(DatasetId, f64, f64)>,
+    /// ρ to (ε, δ) for zCDP lines (see [`crate::zcdp`]); a job charging
+    /// ε > 0 to a zCDP line without it is refused with a storage error.
+    pub zcdp_conversion: Option<ZcdpConversion>,
+    /// The job was calibrated for zCDP composition (Gaussian noise): every
+    /// line it charges must be a zCDP line at charge time, or it is refused
+    /// ([`GovernanceError::AccountingChanged`]) before it runs, since its
+    /// noise is not pure ε-DP.
+    pub calibrated_for_zcdp: bool,
 }
 
 impl JobCharge {
@@ -68,7 +77,22 @@ impl JobCharge {
             submission_digest: digest.to_string(),
             submission_text: None,
             charges,
+            zcdp_conversion: None,
+            calibrated_for_zcdp: false,
         }
+    }
+
+    /// Marks the job as calibrated for zCDP composition (see
+    /// [`JobCharge::calibrated_for_zcdp`]).
+    pub fn calibrated_for_zcdp(mut self, zcdp: bool) -> Self {
+        self.calibrated_for_zcdp = zcdp;
+        self
+    }
+
+    /// The conversion zCDP lines use to turn their ρ into ε.
+    pub fn with_zcdp_conversion(mut self, convert: ZcdpConversion) -> Self {
+        self.zcdp_conversion = Some(convert);
+        self
     }
 
     /// Records the submitted text in the ledger with the charge.
@@ -89,6 +113,14 @@ pub struct BudgetLine {
     pub epsilon_spent: f64,
     pub delta_total: f64,
     pub delta_spent: f64,
+    /// `"pure"` (ε's add up) or `"zcdp"` (ρ's add up; `epsilon_spent` is
+    /// `rho_spent` converted to (ε, δ) at `conversion_delta`), see
+    /// [`crate::zcdp`].
+    pub accounting: &'static str,
+    /// ρ spent (zCDP lines; 0 for pure ones).
+    pub rho_spent: f64,
+    /// δ at which ρ converts to ε (zCDP lines).
+    pub conversion_delta: Option<f64>,
     #[serde(skip)]
     exact: ExactBudget,
 }
@@ -100,6 +132,8 @@ pub struct ExactBudget {
     pub epsilon_spent: Epsilon,
     pub delta_total: Delta,
     pub delta_spent: Delta,
+    /// Set when the line is accounted under zCDP.
+    pub zcdp: Option<ZcdpLine>,
 }
 
 impl BudgetLine {
@@ -110,8 +144,16 @@ impl BudgetLine {
             epsilon_spent: exact.epsilon_spent.as_f64(),
             delta_total: exact.delta_total.as_f64(),
             delta_spent: exact.delta_spent.as_f64(),
+            accounting: if exact.zcdp.is_some() { "zcdp" } else { "pure" },
+            rho_spent: exact.zcdp.map_or(0.0, |z| z.rho_spent_f64()),
+            conversion_delta: exact.zcdp.map(|z| z.conversion_delta.as_f64()),
             exact,
         }
+    }
+
+    /// Whether the line is accounted under zCDP.
+    pub fn is_zcdp(&self) -> bool {
+        self.exact.zcdp.is_some()
     }
 
     /// The line in exact units.
@@ -206,7 +248,7 @@ impl Store {
     /// A store on any backend; creates the tables if missing.
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Self, GovernanceError> {
         backend.migrate(&format!(
-            "{SCHEMA} {} {} {} {} {} {} {} {} {} {}",
+            "{SCHEMA} {} {} {} {} {} {} {} {} {} {} {}",
             audit::SCHEMA,
             crate::complaints::SCHEMA,
             crate::queue::SCHEMA,
@@ -216,7 +258,8 @@ impl Store {
             crate::suspension::SCHEMA,
             crate::registry::SCHEMA,
             crate::samples::SCHEMA,
-            crate::enterprise::SCHEMA
+            crate::enterprise::SCHEMA,
+            crate::zcdp::SCHEMA
         ))?;
         let store = Store { backend, anchor: None };
         crate::migrate::upgrade(&store)?;
@@ -432,33 +475,64 @@ impl Store {
                         dataset: dataset.to_string(),
                     });
                 };
-                let over_eps = line
-                    .epsilon_spent
-                    .checked_add(eps)
-                    .is_none_or(|after| after > line.epsilon_total);
+                if job.calibrated_for_zcdp && line.zcdp.is_none() && !eps.is_zero() {
+                    return Err(GovernanceError::AccountingChanged {
+                        dataset: dataset.to_string(),
+                    });
+                }
+                // What the line's spent amounts become: sums (pure), or
+                // ρ converted (zCDP, see crate::zcdp).
+                let (eps_after, delta_after, rho_after) = match &line.zcdp {
+                    None => (
+                        line.epsilon_spent.checked_add(eps),
+                        line.delta_spent.checked_add(delta),
+                        None,
+                    ),
+                    Some(z) => {
+                        let c = crate::zcdp::charge(
+                            z,
+                            line.epsilon_spent,
+                            line.delta_spent,
+                            eps,
+                            delta,
+                            job.zcdp_conversion,
+                        )?;
+                        // A line is fixed as zCDP by its first charge that
+                        // spends ρ (which also charges the conversion δ).
+                        let fixes = c.rho_after > 0 || z.fixed;
+                        (
+                            Some(c.epsilon_after),
+                            Some(c.delta_after),
+                            fixes.then_some((*z, c.rho_after)),
+                        )
+                    }
+                };
+                let over_eps = eps_after.is_none_or(|after| after > line.epsilon_total);
                 if !eps.is_zero() && over_eps {
                     return Err(GovernanceError::BudgetExhausted {
                         grant: job.grant_id.clone(),
                         dataset: dataset.to_string(),
                         spent: line.epsilon_spent,
                         total: line.epsilon_total,
-                        requested: eps,
+                        requested: eps_after.map_or(eps, |a| a.saturating_sub(line.epsilon_spent)),
                     });
                 }
-                let over_delta = line
-                    .delta_spent
-                    .checked_add(delta)
-                    .is_none_or(|after| after > line.delta_total);
-                if !delta.is_zero() && over_delta {
+                let over_delta = delta_after.is_none_or(|after| after > line.delta_total);
+                let delta_grows = delta_after.is_none_or(|after| after > line.delta_spent);
+                if delta_grows && over_delta {
                     return Err(GovernanceError::DeltaBudgetExhausted {
                         grant: job.grant_id.clone(),
                         dataset: dataset.to_string(),
                         spent: line.delta_spent,
                         total: line.delta_total,
-                        requested: delta,
+                        requested: delta_after.map_or(delta, |a| a.saturating_sub(line.delta_spent)),
                     });
                 }
-                amounts.push((dataset, eps, delta));
+                // The recorded charge is what the line's spent amounts grow
+                // by (for pure lines, the job's ε and δ).
+                let eps_charged = eps_after.map_or(eps, |a| a.saturating_sub(line.epsilon_spent));
+                let delta_charged = delta_after.map_or(delta, |a| a.saturating_sub(line.delta_spent));
+                amounts.push((dataset, eps_charged, delta_charged, rho_after));
             }
             let inserted = tx.execute(
                 "INSERT INTO jobs (id, grant_id, kind, submission_digest, status, created_at)
@@ -474,7 +548,10 @@ impl Store {
             if inserted == 0 {
                 return Err(GovernanceError::DuplicateJob(job.job_id.clone()));
             }
-            for (dataset, eps, delta) in &amounts {
+            for (dataset, eps, delta, rho_after) in &amounts {
+                if let Some((z, rho)) = rho_after {
+                    crate::zcdp::record(tx, &job.grant_id, dataset.as_str(), z, *rho)?;
+                }
                 tx.execute(
                     "INSERT INTO charges (job_id, dataset, epsilon, delta) VALUES (?1, ?2, ?3, ?4)",
                     &[
@@ -498,7 +575,13 @@ impl Store {
             let holder = holder(tx, &job.grant_id)?;
             let charges: Vec<_> = amounts
                 .iter()
-                .map(|(d, e, dl)| json!({"dataset": d.as_str(), "epsilon": e, "delta": dl}))
+                .map(|(d, e, dl, rho)| match rho {
+                    None => json!({"dataset": d.as_str(), "epsilon": e, "delta": dl}),
+                    Some((_, rho)) => json!({
+                        "dataset": d.as_str(), "epsilon": e, "delta": dl,
+                        "accounting": "zcdp", "rho_spent_units": rho,
+                    }),
+                })
                 .collect();
             audit::append(
                 tx,
@@ -726,8 +809,10 @@ impl Store {
 /// A budget line with the dataset's policy caps beside it (see
 /// [`exact_line`]).
 const LINE_SELECT: &str = "SELECT b.dataset, b.epsilon_total, b.epsilon_spent, b.delta_total, b.delta_spent,
-        p.epsilon_budget, p.delta_budget
- FROM budgets b LEFT JOIN policy_budgets p ON p.dataset = b.dataset";
+        p.epsilon_budget, p.delta_budget, z.conversion_delta, z.rho_spent, zp.conversion_delta
+ FROM budgets b LEFT JOIN policy_budgets p ON p.dataset = b.dataset
+ LEFT JOIN zcdp_lines z ON z.grant_id = b.grant_id AND z.dataset = b.dataset
+ LEFT JOIN zcdp_policies zp ON zp.dataset = b.dataset";
 
 /// The effective line of a [`LINE_SELECT`] row: ε total = min(granted,
 /// policy's), δ total = min(granted, policy's), either alone when the
@@ -742,11 +827,17 @@ fn exact_line(r: &crate::db::Row) -> Result<ExactBudget, GovernanceError> {
         (Some(a), None) | (None, Some(a)) => a,
         (None, None) => Delta::ZERO,
     };
+    let (epsilon_spent, delta_spent) = (Epsilon::from_units(r.int(2)?), Delta::from_units(r.int(4)?));
     Ok(ExactBudget {
         epsilon_total: policy_eps.map_or(granted_eps, |p| p.min(granted_eps)),
-        epsilon_spent: Epsilon::from_units(r.int(2)?),
+        epsilon_spent,
         delta_total,
-        delta_spent: Delta::from_units(r.int(4)?),
+        delta_spent,
+        zcdp: ZcdpLine::from_columns(
+            (r.opt_int(7)?, r.opt_int(8)?),
+            r.opt_int(9)?,
+            !(epsilon_spent.is_zero() && delta_spent.is_zero()),
+        ),
     })
 }
 

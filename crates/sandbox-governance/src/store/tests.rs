@@ -318,6 +318,7 @@ fn the_policy_caps_every_budget_line() {
             policy_digest: format!("p{eps}"),
             epsilon_budget: Some(eps),
             delta_budget: Some(delta),
+            zcdp_delta: None,
         };
         store
             .register_datasets(&[policy(10.0, 1e-4)], "platform")
@@ -353,6 +354,94 @@ fn the_policy_caps_every_budget_line() {
         (open.epsilon_budget, open.delta_budget, open.policy_digest) = (None, None, "threshold".into());
         store.register_datasets(&[open], "platform").expect("threshold");
         assert_eq!(store.budget("g").expect("budget")[0].epsilon_total, 16.0);
+    }
+}
+
+/// The classic conversion ε = ρ + 2√(ρ ln(1/δ)) (Bun and Steinke 2016,
+/// Proposition 1.3), so the test's count of jobs can be worked by hand.
+fn classic(rho: f64, delta: f64) -> Option<f64> {
+    Some(rho + 2.0 * (rho * (1.0 / delta).ln()).sqrt())
+}
+
+/// zCDP lines: each job of ε = 0.1 costs ρ = 0.005; the line's ε spent is
+/// its ρ converted at δ_c = 1e-6, so an ε budget of 10 holds ρ ≈ 1.3527
+/// (ρ + 2√(13.8155 ρ) = 10): 270 jobs where pure accounting allows 100.
+/// The recorded charges add up to the line's ε and δ spent; δ_c is charged
+/// once. A line that spent under pure accounting stays pure when the
+/// policy changes; an unspent one follows the policy.
+#[test]
+fn zcdp_lines_add_rho_and_cap_its_conversion() {
+    for db in test_dbs() {
+        let store = db.open();
+        let policy = |zcdp: Option<f64>| crate::Registration {
+            dataset: "gov.a".into(),
+            provider: "p".into(),
+            open_class: "conditional".into(),
+            catalog_digest: "c".into(),
+            policy_digest: format!("p{zcdp:?}"),
+            epsilon_budget: Some(10.0),
+            delta_budget: Some(1e-4),
+            zcdp_delta: zcdp,
+        };
+        store.register_datasets(&[policy(None)], "platform").expect("register");
+        for g in ["pure", "z", "unspent"] {
+            store
+                .upsert_grant(&Grant::new(g, "h", vec![(ds("gov.a"), 10.0)]))
+                .expect("grant");
+        }
+        store
+            .reserve(&JobCharge::new("p0", "pure", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0)]))
+            .expect("pure job");
+        store
+            .register_datasets(&[policy(Some(1e-6))], "platform")
+            .expect("zcdp");
+        let line = |g: &str| store.budget(g).expect("budget").remove(0);
+        assert_eq!(line("pure").accounting, "pure", "a line that spent stays as it was");
+        assert_eq!(line("unspent").accounting, "zcdp", "an unspent line follows the policy");
+        // A threshold job (no ε) does not fix the line.
+        store
+            .reserve(&JobCharge::new("t0", "z", "sql", "d", vec![(ds("gov.a"), 0.0, 0.0)]))
+            .expect("threshold job");
+        assert_eq!((line("z").delta_spent, line("z").rho_spent), (0.0, 0.0));
+        // Without the conversion a zCDP line cannot be charged.
+        assert!(
+            store
+                .reserve(&JobCharge::new("x", "z", "sql", "d", vec![(ds("gov.a"), 0.1, 0.0)]))
+                .is_err()
+        );
+        let mut accepted = 0;
+        for i in 0..300 {
+            let job = JobCharge::new(&format!("z{i}"), "z", "sql", "d", vec![(ds("gov.a"), 0.1, 1e-7)])
+                .with_zcdp_conversion(classic);
+            match store.reserve(&job) {
+                Ok(()) => accepted += 1,
+                Err(GovernanceError::BudgetExhausted { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(accepted, 270);
+        let z = line("z");
+        assert_eq!(z.accounting, "zcdp");
+        assert!((z.rho_spent - 1.35).abs() < 1e-9, "{}", z.rho_spent);
+        let expected = classic(1.35, 1e-6).expect("ε");
+        assert!(
+            z.epsilon_spent >= expected && z.epsilon_spent < expected + 1e-8,
+            "{}",
+            z.epsilon_spent
+        );
+        assert!(
+            (z.delta_spent - (1e-6 + 270.0 * 1e-7)).abs() < 1e-15,
+            "{}",
+            z.delta_spent
+        );
+        let charged = store.charged("z").expect("charged");
+        assert_eq!(charged[0].1, z.epsilon_spent, "charges add up to the line");
+        // The policy going back to pure does not change a zCDP line.
+        store
+            .register_datasets(&[policy(None)], "platform")
+            .expect("pure again");
+        assert_eq!(line("z").accounting, "zcdp");
+        assert_eq!(line("unspent").accounting, "pure");
     }
 }
 

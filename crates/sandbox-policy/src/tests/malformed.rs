@@ -131,6 +131,10 @@ const CASES: &[Case] = &[
     ("negative delta budget", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = -1e-6", "dp.delta_budget", 16, "total δ"),
     ("infinite delta budget", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = inf", "dp.delta_budget", 16, "finite"),
     ("delta budget as a string", "epsilon_budget = 10.0", "epsilon_budget = 10.0\ndelta_budget = \"1e-4\"", "dp.delta_budget", 16, "invalid type"),
+    ("unknown accounting", "epsilon_budget = 10.0", "epsilon_budget = 10.0\naccounting = \"renyi\"", "dp.accounting", 16, "\"pure\" or \"zcdp\""),
+    ("zcdp_delta without zcdp", "epsilon_budget = 10.0", "epsilon_budget = 10.0\nzcdp_delta = 1e-8", "dp.zcdp_delta", 16, "only with accounting"),
+    ("zcdp_delta leaving no room for a query's δ", "epsilon_budget = 10.0", "epsilon_budget = 10.0\naccounting = \"zcdp\"\nzcdp_delta = 1e-4", "dp.zcdp_delta", 17, "leave room"),
+    ("zcdp_delta of 0", "epsilon_budget = 10.0", "epsilon_budget = 10.0\naccounting = \"zcdp\"\nzcdp_delta = 0.0", "dp.zcdp_delta", 17, "at least"),
     ("G above 10000", "max_groups_per_unit = 12", "max_groups_per_unit = 20000", "dp.max_groups_per_unit", 16, "at most 10000"),
     ("R above 10000", "max_rows_per_group = 24", "max_rows_per_group = 100000", "dp.max_rows_per_group", 17, "at most 10000"),
     ("L above G × R", "max_rows_per_group = 24", "max_rows_per_group = 24\nmax_rows_per_unit = 289", "dp.max_rows_per_unit", 18, "at most 288"),
@@ -150,6 +154,33 @@ fn base_policy_is_valid() {
     if let Err(e) = parse_policy("base.toml", BASE, &catalog) {
         panic!("{e}");
     }
+}
+
+#[test]
+fn zcdp_accounting_reads_back_and_defaults_its_delta() {
+    let catalog = shipped_catalog();
+    let p = parse_policy("base.toml", BASE, &catalog).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.dp.map(|d| d.accounting), Some(crate::Accounting::Pure));
+    let zcdp = BASE.replacen(
+        "epsilon_budget = 10.0",
+        "epsilon_budget = 10.0\naccounting = \"zcdp\"",
+        1,
+    );
+    let p = parse_policy("base.toml", &zcdp, &catalog).unwrap_or_else(|e| panic!("{e}"));
+    let dp = p.dp.expect("dp");
+    assert_eq!(
+        dp.accounting.conversion_delta(),
+        Some(5e-5),
+        "half the δ budget by default"
+    );
+    let written = crate::to_toml(&p);
+    let back = parse_policy("back.toml", &written, &catalog).unwrap_or_else(|e| panic!("{e}\n{written}"));
+    assert_eq!(back.dp.map(|d| d.accounting), Some(dp.accounting));
+    let pure_written = crate::to_toml(&parse_policy("base.toml", BASE, &catalog).unwrap_or_else(|e| panic!("{e}")));
+    assert!(
+        !pure_written.contains("accounting"),
+        "pure accounting is not written: digests stay"
+    );
 }
 
 #[test]

@@ -98,8 +98,11 @@ impl Sandbox {
         let ranges: Vec<(f64, f64)> = outputs.iter().map(|(_, lo, hi)| (*lo, *hi)).collect();
         let release = SampleAggregate::new(ranges, options.blocks, epsilon)?;
         let charges = rows.protected.iter().map(|d| (d.clone(), epsilon, 0.0)).collect();
-        self.store
-            .reserve(&JobCharge::new(job_id, grant, "wasm", &submission.digest, charges).with_text(&submission.text))?;
+        self.store.reserve(
+            &JobCharge::new(job_id, grant, "wasm", &submission.digest, charges)
+                .with_text(&submission.text)
+                .with_zcdp_conversion(crate::governance::zcdp_conversion),
+        )?;
         let mut usage = UsageRecord {
             job_id: job_id.to_string(),
             grant_id: grant.to_string(),
