@@ -282,11 +282,25 @@ async fn aggregate_and_read(
     bounding: Bounding,
     units_counted: bool,
 ) -> Result<GroupStatistics, SqlError> {
+    let batches = group_totals(session, q, plan, totals, public.is_some()).await?;
+    read_totals(q, measures, &batches, public, bounding, units_counted)
+}
+
+/// One row per group with `totals`, executed under the job's limits;
+/// observed groups (no public key sets) sorted by key, so that group ids
+/// do not depend on scan order.
+async fn group_totals(
+    session: &JobSession,
+    q: &CheckedQuery,
+    plan: LogicalPlanBuilder,
+    totals: Vec<Expr>,
+    public_groups: bool,
+) -> Result<Vec<RecordBatch>, SqlError> {
     let internal = |e: DataFusionError| SqlError::Internal(e.strip_backtrace());
     let k = q.group_keys.len();
     let key_cols = || (0..k).map(|i| col(format!("__g{i}"))).collect::<Vec<_>>();
     let mut plan = plan.aggregate(key_cols(), totals).map_err(internal)?;
-    if public.is_none() && k > 0 {
+    if !public_groups && k > 0 {
         plan = plan
             .sort(key_cols().into_iter().map(|c| c.sort(true, true)).collect::<Vec<_>>())
             .map_err(internal)?;
@@ -295,7 +309,7 @@ async fn aggregate_and_read(
     let started = std::time::Instant::now();
     let batches = crate::partials::execute(session, plan).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "group totals executed");
-    read_totals(q, measures, &batches, public, bounding, units_counted)
+    Ok(batches)
 }
 
 /// How [`unbounded_totals`] counts each group's units.
@@ -313,6 +327,11 @@ enum UnitCount {
 /// group, the same totals as the per-unit plan (every partial kept whole,
 /// no row capped). A unit is counted once per group: by its rows when it
 /// has at most one row, else by `count(DISTINCT unit)`.
+///
+/// Grid values are summed in `Int64`, cheaper than the per-unit plan's
+/// `Decimal128`; where a group's row count could let such a sum wrap
+/// ([`int64_sums_exact`]) the totals are computed again in `Decimal128`, so
+/// the totals are exact either way.
 async fn unbounded_totals(
     session: &JobSession,
     q: &CheckedQuery,
@@ -322,7 +341,6 @@ async fn unbounded_totals(
     bounding: Bounding,
     units: UnitCount,
 ) -> Result<GroupStatistics, SqlError> {
-    let exact_sum = |e: Expr| sum(cast_expr(e, EXACT_SUM));
     let units_counted = units != UnitCount::NotCounted;
     let units = match units {
         UnitCount::Rows => count(lit(1i64)),
@@ -330,18 +348,57 @@ async fn unbounded_totals(
         // A placeholder aggregate, zeroed when read.
         UnitCount::NotCounted => count(lit(1i64)),
     };
-    let mut totals = vec![units.alias("__units"), count(lit(1i64)).alias("__trows")];
-    for (j, m) in measures.iter().enumerate() {
-        let v = col(format!("__m{j}"));
-        totals.push(count(v.clone()).alias(format!("__tc{j}")));
-        totals.push(exact_sum(v.clone()).alias(format!("__ts{j}")));
-        if m.squares {
-            totals.push(exact_sum(v.clone() * v).alias(format!("__tq{j}")));
+    // Sums of grid values in `Int64` (DataFusion's sum wraps on overflow),
+    // or in `Decimal128` (exact for any row count).
+    let totals = |exact: bool| {
+        let total = |e: Expr| if exact { sum(cast_expr(e, EXACT_SUM)) } else { sum(e) };
+        let mut totals = vec![units.clone().alias("__units"), count(lit(1i64)).alias("__trows")];
+        for (j, m) in measures.iter().enumerate() {
+            let v = col(format!("__m{j}"));
+            totals.push(count(v.clone()).alias(format!("__tc{j}")));
+            totals.push(total(v.clone()).alias(format!("__ts{j}")));
+            if m.squares {
+                totals.push(total(v.clone() * v).alias(format!("__tq{j}")));
+            }
         }
-    }
-    let statistics = aggregate_and_read(session, q, measures, rows, totals, public, bounding, units_counted).await?;
+        totals
+    };
+    let public_groups = public.is_some();
+    let batches = group_totals(session, q, rows.clone(), totals(false), public_groups).await?;
+    let batches = if int64_sums_exact(&batches, q.group_keys.len(), measures)? {
+        batches
+    } else {
+        tracing::debug!("a group has enough rows to overflow an Int64 sum: summing again in Decimal128");
+        group_totals(session, q, rows, totals(true), public_groups).await?
+    };
+    let statistics = read_totals(q, measures, &batches, public, bounding, units_counted)?;
     tracing::debug!("totals computed without a per-unit stage");
     Ok(statistics)
+}
+
+/// Whether every `Int64` sum in `batches` (laid out as [`unbounded_totals`]
+/// aggregates them: keys, units, rows, then per measure count, sum and
+/// sum of squares) is exact: a sum of `n` grid values of magnitude at most
+/// `max_abs` stays within `n · max_abs` at every step of any summation
+/// order, so it cannot wrap when that product fits in `i64` (for squares,
+/// `n · max_abs²`). With the grids of [`sandbox_dp::fixed_point`] that holds
+/// below 2^43 rows a group for sums and 2^33 for squares.
+fn int64_sums_exact(batches: &[RecordBatch], keys: usize, measures: &[MeasureColumn]) -> Result<bool, SqlError> {
+    for batch in batches {
+        let mut next = keys + 2;
+        for m in measures {
+            let counts = exact_column(batch.column(next))?;
+            let largest = counts.iter().copied().max().unwrap_or(0);
+            let max_abs = i128::from(m.grid.max_abs);
+            if largest * max_abs > i128::from(i64::MAX)
+                || (m.squares && largest * max_abs * max_abs > i128::from(i64::MAX))
+            {
+                return Ok(false);
+            }
+            next += if m.squares { 3 } else { 2 };
+        }
+    }
+    Ok(true)
 }
 
 /// Whether bounding can change any total, given public bounds on each
@@ -418,19 +475,28 @@ pub fn unit_expr(source: &LogicalPlan, unit_columns: &[Column]) -> Result<Expr, 
 /// `key IN (public set)`, compared as the group index compares them:
 /// text keys with the set's strings, integer keys with its integers. A key
 /// of another type matches nothing (as in the release's group index).
+///
+/// The literals take the key's own type (`Utf8View` strings for a Parquet
+/// string column, `Int32` for an `Int32` key) so that the filter compares
+/// each row's key as it is, with no per-row cast; an integer outside the
+/// key type's range cannot equal any key and is left out of the list.
 fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
     let list: Vec<Expr> = match key_type {
         DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => set
             .iter()
             .filter_map(|k| match k {
-                PublicKey::Str(s) => Some(lit(s.clone())),
+                PublicKey::Str(s) => Some(lit(match key_type {
+                    DataType::Utf8View => ScalarValue::Utf8View(Some(s.clone())),
+                    DataType::LargeUtf8 => ScalarValue::LargeUtf8(Some(s.clone())),
+                    _ => ScalarValue::Utf8(Some(s.clone())),
+                })),
                 PublicKey::Int(_) => None,
             })
             .collect(),
         t if t.is_integer() => set
             .iter()
             .filter_map(|k| match k {
-                PublicKey::Int(i) => Some(lit(*i)),
+                PublicKey::Int(i) => ScalarValue::Int64(Some(*i)).cast_to(t).ok().map(lit),
                 PublicKey::Str(_) => None,
             })
             .collect(),
@@ -439,11 +505,6 @@ fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
     if list.is_empty() {
         return lit(false);
     }
-    let key = if key_type.is_integer() {
-        cast_expr(key, DataType::Int64)
-    } else {
-        cast_expr(key, DataType::Utf8)
-    };
     key.in_list(list, false)
 }
 
@@ -634,5 +695,56 @@ impl PublicIndex {
             }
         }
         Ok(out.into_iter().map(|g| g.filter(|&g| g < self.groups)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use sandbox_dp::fixed_point::Quantizer;
+
+    fn measure(grid: Quantizer, squares: bool) -> MeasureColumn {
+        MeasureColumn {
+            expr: lit(0i64),
+            grid,
+            squares,
+        }
+    }
+
+    /// keys, units, rows, then count, sum (and sum of squares) per measure,
+    /// with `counts` as the measure's per-group row counts.
+    fn totals_batch(counts: &[i64], squares: bool) -> RecordBatch {
+        let n = counts.len();
+        let zeros = || Arc::new(Int64Array::from(vec![0i64; n])) as ArrayRef;
+        let mut columns: Vec<(&str, ArrayRef)> = vec![
+            ("__g0", Arc::new(StringArray::from(vec!["a"; n])) as ArrayRef),
+            ("__units", zeros()),
+            ("__trows", zeros()),
+            ("__tc0", Arc::new(Int64Array::from(counts.to_vec())) as ArrayRef),
+            ("__ts0", zeros()),
+        ];
+        if squares {
+            columns.push(("__tq0", zeros()));
+        }
+        RecordBatch::try_from_iter(columns).expect("a batch")
+    }
+
+    #[test]
+    fn int64_sums_are_exact_exactly_while_no_partial_sum_can_wrap() {
+        let sum = measure(Quantizer::for_sum(0.0, 1.0).expect("grid"), false);
+        let variance = measure(Quantizer::for_variance(0.0, 1.0).expect("grid"), true);
+        let exact = |counts: &[i64], m: &MeasureColumn| {
+            int64_sums_exact(&[totals_batch(counts, m.squares)], 1, std::slice::from_ref(m)).expect("readable")
+        };
+        // Sums: 2^20 per row, so up to (2^63 − 1) / 2^20 rows.
+        let sum_rows = i64::MAX / sum.grid.max_abs;
+        assert!(exact(&[0, 5, sum_rows], &sum));
+        assert!(!exact(&[5, sum_rows + 1], &sum));
+        // Squares: 2^30 per row, so fewer rows (2^33 − 1).
+        let square_rows = i64::MAX / (variance.grid.max_abs * variance.grid.max_abs);
+        assert!(exact(&[square_rows], &variance));
+        assert!(!exact(&[square_rows + 1], &variance));
+        assert!(square_rows < sum_rows);
     }
 }
