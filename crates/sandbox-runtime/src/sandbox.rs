@@ -244,18 +244,33 @@ fn digest(bytes: &[u8]) -> String {
 }
 
 /// What a job submitted, as recorded: the text (SQL, plus the digests of
-/// the WebAssembly code it may run) and its SHA-256.
+/// the WebAssembly code it may run) and a SHA-256 of that text and of the
+/// options that decide its charge and release (ε, a target interval,
+/// blocks), one `-- options …` line after the text. A job resumed after a
+/// restart runs under its first charge only if the digest matches
+/// (`Store::reserve`), so it cannot come back asking for a larger ε.
 struct Submission {
     text: String,
     digest: String,
 }
 
 impl Submission {
-    fn new(text: String) -> Self {
+    fn new(text: String, options: &str) -> Self {
         Submission {
-            digest: digest(text.as_bytes()),
+            digest: digest(format!("{text}\n-- options {options}").as_bytes()),
             text,
         }
+    }
+}
+
+impl SqlJobOptions {
+    /// The options a submission's digest binds (not `dry_run`: a dry run is
+    /// never charged).
+    fn digest_line(&self) -> String {
+        format!(
+            "epsilon={:?} target_ci={:?} target_rows={:?}",
+            self.epsilon, self.target_ci, self.target_rows
+        )
     }
 }
 
@@ -590,7 +605,7 @@ impl Sandbox {
         for f in &functions {
             submitted.push_str(&format!("\n-- function {} {}", f.name(), f.identity()));
         }
-        let submission = Submission::new(submitted);
+        let submission = Submission::new(submitted, &options.digest_line());
         let result = self
             .run_sql_inner(context, &job_id, grant, sql, &submission, options, functions)
             .await;
@@ -983,6 +998,48 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resumed job runs under its first charge only if its digest matches
+    /// (`Store::reserve`), so the digest must bind what decides the charge
+    /// and the release, and nothing that is never charged.
+    #[test]
+    fn the_submission_digest_binds_the_options_that_decide_the_charge() {
+        let sql = "SELECT month, COUNT(*) FROM gov.utility_usage GROUP BY month";
+        let digest = |options: SqlJobOptions| Submission::new(sql.into(), &options.digest_line()).digest;
+        let base = digest(SqlJobOptions {
+            epsilon: Some(0.1),
+            ..Default::default()
+        });
+        for changed in [
+            SqlJobOptions {
+                epsilon: Some(0.5),
+                ..Default::default()
+            },
+            SqlJobOptions::default(),
+            SqlJobOptions {
+                epsilon: Some(0.1),
+                target_ci: Some(10.0),
+                ..Default::default()
+            },
+            SqlJobOptions {
+                epsilon: Some(0.1),
+                target_rows: Some(100),
+                ..Default::default()
+            },
+        ] {
+            assert_ne!(digest(changed.clone()), base, "{changed:?}");
+        }
+        let dry = SqlJobOptions {
+            epsilon: Some(0.1),
+            dry_run: true,
+            ..Default::default()
+        };
+        assert_eq!(digest(dry), base);
+        assert_ne!(
+            Submission::new(format!("{sql} "), "").digest,
+            Submission::new(sql.into(), "").digest
+        );
+    }
 
     /// The loaded policies are keyed by the files' contents: a policy
     /// rewritten in place at the same size, its modification time set back,

@@ -43,7 +43,10 @@ impl Sandbox {
         options: &AnalysisOptions,
     ) -> Result<AnalysisResult, RuntimeError> {
         let job_id = context.id.clone().unwrap_or_else(|| self.next_job_id());
-        let submission = Submission::new(format!("{}\n-- program {}", input_sql, program.digest()));
+        let submission = Submission::new(
+            format!("{}\n-- program {}", input_sql, program.digest()),
+            &format!("epsilon={:?} blocks={}", options.epsilon, options.blocks),
+        );
         context.report("checking");
         let result = self
             .run_analysis_inner(&job_id, grant, program, input_sql, options, &submission)
