@@ -6,14 +6,14 @@
 
 use crate::commands::{CliError, fail, open_store};
 use clap::{Args, Subcommand};
-use sandbox_governance::{DatasetVersionRecord, Role, Store};
+use sandbox_governance::{Role, Store};
 use sandbox_ingest::{
     DataLayout, FileFormat, IngestError, IngestOptions, PseudonymKey, Registration, TextEncoding, ValueCheck,
     VersionManifest,
 };
 use sandbox_model::{Dataset, DatasetId, ProviderKind};
 use sandbox_runtime::DataDir;
-use sandbox_runtime::registrant::Registrant;
+use sandbox_runtime::registrant::{Registrant, version_record};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
@@ -171,22 +171,6 @@ impl RegisterArgs {
     }
 }
 
-/// The ledger's record of a version.
-pub(crate) fn ledger_record(m: &VersionManifest) -> DatasetVersionRecord {
-    DatasetVersionRecord {
-        dataset: m.dataset.clone(),
-        version: m.version,
-        owner: m.owner.clone(),
-        rows: m.rows,
-        rows_rejected: m.quality.rows_rejected,
-        data_sha256: m.data_sha256.clone(),
-        source_sha256: m.source.sha256.clone(),
-        catalog_sha256: m.catalog_sha256.clone(),
-        policy_sha256: m.policy_sha256.clone(),
-        pseudonym_key_id: m.pseudonym_key_id.clone(),
-    }
-}
-
 /// The pseudonymization key: `--pseudonym-key`, else the default path.
 pub(crate) fn pseudonym_key(explicit: Option<&Path>, dir: &DataDir) -> Result<PseudonymKey, CliError> {
     let path = explicit
@@ -282,7 +266,7 @@ pub(crate) fn register_as(
     // kept to answer with its rule.
     let mut refusal = None;
     let committed = staged.commit(|m| {
-        registrant.record(store, &ledger_record(m)).map_err(|e| {
+        registrant.record(store, &version_record(m)).map_err(|e| {
             let text = e.to_string();
             refusal = Some(e);
             text
@@ -419,7 +403,7 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                 )));
             }
             let withdrawn = sandbox_ingest::withdraw(&layout, &id, |m| {
-                let record = m.map(ledger_record);
+                let record = m.map(version_record);
                 store
                     .record_dataset_withdrawal(id.as_str(), &account, &reason, record.as_ref())
                     .map_err(|e| e.to_string())

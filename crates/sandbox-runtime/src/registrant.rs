@@ -205,6 +205,23 @@ impl Registrant {
     }
 }
 
+/// The ledger's record of a registered version, from its manifest (the
+/// same fields whether the CLI or the HTTP API registered it).
+pub fn version_record(m: &sandbox_ingest::VersionManifest) -> DatasetVersionRecord {
+    DatasetVersionRecord {
+        dataset: m.dataset.clone(),
+        version: m.version,
+        owner: m.owner.clone(),
+        rows: m.rows,
+        rows_rejected: m.quality.rows_rejected,
+        data_sha256: m.data_sha256.clone(),
+        source_sha256: m.source.sha256.clone(),
+        catalog_sha256: m.catalog_sha256.clone(),
+        policy_sha256: m.policy_sha256.clone(),
+        pseudonym_key_id: m.pseudonym_key_id.clone(),
+    }
+}
+
 fn names(covered: &BTreeSet<&DatasetId>) -> String {
     let v: Vec<String> = covered.iter().map(|d| d.to_string()).collect();
     format!("they cover {}", v.join(", "))

@@ -23,7 +23,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use futures::StreamExt;
-use sandbox_governance::DatasetVersionRecord;
 use sandbox_ingest::{DataLayout, FileFormat, IngestError, IngestOptions, PseudonymKey, Registration, TextEncoding};
 use sandbox_model::{Dataset, DatasetId};
 use sandbox_runtime::registrant;
@@ -395,18 +394,7 @@ pub async fn register_upload(
         // kept to answer with its rule.
         let mut refusal = None;
         let manifest = staged.map_err(ingest_error)?.commit(|m| {
-            let record = DatasetVersionRecord {
-                dataset: m.dataset.clone(),
-                version: m.version,
-                owner: m.owner.clone(),
-                rows: m.rows,
-                rows_rejected: m.quality.rows_rejected,
-                data_sha256: m.data_sha256.clone(),
-                source_sha256: m.source.sha256.clone(),
-                catalog_sha256: m.catalog_sha256.clone(),
-                policy_sha256: m.policy_sha256.clone(),
-                pseudonym_key_id: m.pseudonym_key_id.clone(),
-            };
+            let record = sandbox_runtime::registrant::version_record(m);
             registrant.record(sandbox.store(), &record).map_err(|e| {
                 let text = e.to_string();
                 refusal = Some(e);
