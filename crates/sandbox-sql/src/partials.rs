@@ -709,3 +709,183 @@ mod tests {
         assert_eq!(identity.id(7, 1, 0), 3);
     }
 }
+
+/// Red team 2026-12-01: the release step's canonical group order must be
+/// the in-engine plan's `ORDER BY key ASC NULLS FIRST` for every key type
+/// an analyst can group by, and the keyed priority has structural ties
+/// (NULLs leave the hash unchanged), so that order really decides.
+#[cfg(test)]
+mod red_team_1201 {
+    use super::*;
+    use datafusion::arrow::array::{
+        BooleanArray, Date32Array, Decimal128Array, Float64Array, Int8Array, Int64Array, StringArray, StringViewArray,
+    };
+    use datafusion::prelude::SessionContext;
+    use std::sync::Arc;
+
+    async fn engine_order_matches_canonical_order(name: &str, keys: Vec<ArrayRef>) {
+        let n = keys[0].len();
+        let mut columns: Vec<(String, ArrayRef)> =
+            vec![("__u".into(), Arc::new(StringArray::from(vec!["u"; n])) as ArrayRef)];
+        for (i, k) in keys.iter().enumerate() {
+            columns.push((format!("__g{i}"), k.clone()));
+        }
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        let k = keys.len();
+        let ctx = SessionContext::new();
+        let key_cols: Vec<Expr> = (0..k).map(|i| col(format!("__g{i}"))).collect();
+        // As in production, the release step sees the keys of the engine's
+        // per-(unit, group) aggregate (which folds -0.0 into +0.0).
+        let mut by_unit = vec![col("__u")];
+        by_unit.extend(key_cols.clone());
+        let partials = ctx
+            .read_batch(batch)
+            .expect("frame")
+            .aggregate(by_unit, vec![count(lit(1i64))])
+            .expect("aggregate");
+        let fields: Vec<SortField> = keys.iter().map(|a| SortField::new(a.data_type().clone())).collect();
+        let mut index = GroupIndex::Observed {
+            converter: RowConverter::new(fields.clone()).expect("row format"),
+            ids: HashMap::default(),
+            keys: Vec::new(),
+        };
+        for b in partials.clone().collect().await.expect("partials") {
+            index.ids(&b, k).expect("ids");
+        }
+        index.canonical_order().expect("observed groups are renumbered");
+        let GroupIndex::Observed { keys: canonical, .. } = index else {
+            panic!("observed groups")
+        };
+        // The engine: GROUP BY keys, ORDER BY keys ASC NULLS FIRST.
+        let sorted = partials
+            .aggregate(key_cols.clone(), vec![count(lit(1i64))])
+            .expect("aggregate")
+            .sort(key_cols.iter().map(|c| c.clone().sort(true, true)).collect())
+            .expect("sort")
+            .collect()
+            .await
+            .expect("collect");
+        let mut engine: Vec<Vec<ScalarValue>> = Vec::new();
+        for b in &sorted {
+            for r in 0..b.num_rows() {
+                engine.push(
+                    (0..k)
+                        .map(|i| ScalarValue::try_from_array(b.column(i), r).expect("scalar"))
+                        .collect(),
+                );
+            }
+        }
+        // Compared in row format (bitwise: NaN payloads, -0.0).
+        let converter = RowConverter::new(fields).expect("row format");
+        let rows = |groups: &[Vec<ScalarValue>]| -> Vec<Vec<u8>> {
+            groups
+                .iter()
+                .map(|g| {
+                    let arrays: Vec<ArrayRef> =
+                        g.iter().map(|v| v.to_array().expect("array")).collect();
+                    converter.convert_columns(&arrays).expect("rows").row(0).as_ref().to_vec()
+                })
+                .collect()
+        };
+        assert_eq!(
+            rows(&engine),
+            rows(&canonical),
+            "{name}: the engine sorts the groups {engine:?}, the release step numbers them {canonical:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn red_team_1201_canonical_group_order_is_the_engines_sort_order() {
+        let floats = || {
+            Arc::new(Float64Array::from(vec![
+                Some(f64::NAN),
+                Some(-f64::NAN),
+                Some(-0.0),
+                Some(0.0),
+                Some(f64::NEG_INFINITY),
+                Some(f64::INFINITY),
+                Some(1.5),
+                None,
+                Some(-1.5),
+            ])) as ArrayRef
+        };
+        let strings = vec![Some("b"), Some("a"), Some(""), Some("ä"), Some("Z"), None, Some("ab"), Some("a\u{0}")];
+        engine_order_matches_canonical_order("Float64", vec![floats()]).await;
+        engine_order_matches_canonical_order("Utf8", vec![Arc::new(StringArray::from(strings.clone()))]).await;
+        engine_order_matches_canonical_order("Utf8View", vec![Arc::new(StringViewArray::from(strings))]).await;
+        engine_order_matches_canonical_order(
+            "Int8",
+            vec![Arc::new(Int8Array::from(vec![Some(-128), Some(127), Some(-1), None, Some(0)]))],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "Boolean",
+            vec![Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)]))],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "Date32",
+            vec![Arc::new(Date32Array::from(vec![Some(-1), Some(20000), None, Some(0)]))],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "Decimal128",
+            vec![Arc::new(
+                Decimal128Array::from(vec![Some(-250), Some(100), None, Some(-1)])
+                    .with_precision_and_scale(10, 2)
+                    .expect("decimal"),
+            )],
+        )
+        .await;
+        // Two keys with NULLs swapped: the structural priority tie.
+        engine_order_matches_canonical_order(
+            "(Utf8, Utf8)",
+            vec![
+                Arc::new(StringArray::from(vec![None, Some("x"), None, Some("x"), Some("a")])),
+                Arc::new(StringArray::from(vec![Some("x"), None, None, Some("x"), None])),
+            ],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "(Int64, Float64)",
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(1), Some(-3)])),
+                Arc::new(Float64Array::from(vec![None, Some(1.0), Some(-0.0), Some(0.0)])),
+            ],
+        )
+        .await;
+    }
+
+    /// Why the order matters: a unit's groups (NULL, x) and (x, NULL) get
+    /// the same keyed priority whatever the key, so only the tie-break
+    /// decides which of them the unit keeps.
+    #[test]
+    fn red_team_1201_null_swapped_keys_tie_in_the_keyed_priority() {
+        use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl};
+        let priority = crate::contribution::ChoicePriority::new(0x1234_5678);
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["u", "u", "u"])),
+            Arc::new(StringArray::from(vec![None, Some("x"), Some("x")])),
+            Arc::new(StringArray::from(vec![Some("x"), None, Some("y")])),
+        ];
+        let fields: Vec<_> = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Arc::new(datafusion::arrow::datatypes::Field::new(format!("c{i}"), a.data_type().clone(), true)))
+            .collect();
+        let out = priority
+            .invoke_with_args(ScalarFunctionArgs {
+                args: arrays.into_iter().map(ColumnarValue::Array).collect(),
+                arg_fields: fields,
+                number_rows: 3,
+                return_field: Arc::new(datafusion::arrow::datatypes::Field::new("p", DataType::UInt64, false)),
+                config_options: Arc::new(Default::default()),
+            })
+            .expect("priority")
+            .into_array(3)
+            .expect("array");
+        let p = out.as_primitive::<UInt64Type>();
+        assert_eq!(p.value(0), p.value(1), "(NULL, x) and (x, NULL) tie");
+        assert_ne!(p.value(1), p.value(2));
+    }
+}
