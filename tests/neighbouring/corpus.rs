@@ -10,6 +10,7 @@ pub fn all(world: &World) -> Vec<(String, String)> {
     out.extend(attacks(world));
     out.extend(generated(0x5eed_2026, 72));
     out.extend(generated_derived(0xde71_7ed0, 24));
+    out.extend(red_team_1201());
     out.extend(
         post_processing(world)
             .into_iter()
@@ -532,4 +533,42 @@ fn generated_derived(seed: u64, count: usize) -> Vec<(String, String)> {
         ));
     }
     out
+}
+
+/// Red team 2026-12-01 (run alone with
+/// `SANDBOX_NEIGHBOURING_ONLY=red-team-1201`): group keys that are NULL in
+/// all but one column give every group of a unit the same keyed priority
+/// (a NULL leaves the hash unchanged), so the choice of a person's G = 5
+/// groups and the order its L = 50 rows are spent in is decided by the
+/// tie-break alone: the engine's key order and the release step's group
+/// ids must agree. One query per path that skips the per-unit stage keeps
+/// the suite's non-vacuity check satisfied.
+fn red_team_1201() -> Vec<(String, String)> {
+    let chapters = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"];
+    let keys: Vec<String> = chapters
+        .iter()
+        .map(|c| format!("CASE WHEN diagnosis_chapter = '{c}' THEN sex END"))
+        .collect();
+    let select: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("{k} AS c{i}")).collect();
+    let tie = format!(
+        "SELECT {}, COUNT(*) AS n, SUM(cost) AS s FROM health.clinic_visits GROUP BY {} -- red-team-1201",
+        select.join(", "),
+        keys.join(", ")
+    );
+    let districts: Vec<String> = chapters[..8]
+        .iter()
+        .map(|c| format!("CASE WHEN diagnosis_chapter = '{c}' THEN district END"))
+        .collect();
+    let tie_district = format!(
+        "SELECT COUNT(*) AS n, AVG(cost) AS a FROM health.clinic_visits GROUP BY {} -- red-team-1201",
+        districts.join(", ")
+    );
+    vec![
+        ("red-team-1201 NULL-swapped keys (sex)".into(), tie),
+        ("red-team-1201 NULL-swapped keys (district)".into(), tie_district),
+        (
+            "red-team-1201 public keys, no per-unit stage".into(),
+            "SELECT district, COUNT(*) AS n, SUM(registered_capital) AS s FROM gov.legal_entities GROUP BY district -- red-team-1201".into(),
+        ),
+    ]
 }

@@ -8,6 +8,7 @@
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::compute::is_null;
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
@@ -49,7 +50,15 @@ impl ScalarUDFImpl for ChoicePriority {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // `create_hashes` leaves a row's hash unchanged at a NULL, so the
+        // groups (NULL, x) and (x, NULL) of one unit would always tie (red
+        // team 2026-12-01); each column's null mask is hashed too.
+        let masks = arrays
+            .iter()
+            .map(|a| is_null(a.as_ref()).map(|m| Arc::new(m) as ArrayRef))
+            .collect::<Result<Vec<_>, _>>()?;
+        arrays.extend(masks);
         let mut hashes = vec![0u64; n];
         let state = foldhash::quality::FixedState::with_seed(self.key);
         create_hashes(&arrays, &state, &mut hashes)?;
@@ -143,6 +152,41 @@ impl ScalarUDFImpl for RowCap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Groups that differ only in where their NULLs are get different
+    /// priorities (before, `(NULL, x)` and `(x, NULL)` always tied, and
+    /// only the tie-break decided which one a unit kept).
+    #[test]
+    fn null_positions_are_part_of_the_priority() {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::Field;
+        use datafusion::logical_expr::ScalarFunctionArgs;
+        let priority = ChoicePriority::new(0x1234_5678);
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["u", "u", "u", "u"])),
+            Arc::new(StringArray::from(vec![None, Some("x"), Some("x"), None])),
+            Arc::new(StringArray::from(vec![Some("x"), None, Some("y"), None])),
+        ];
+        let fields = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Arc::new(Field::new(format!("c{i}"), a.data_type().clone(), true)))
+            .collect();
+        let out = priority
+            .invoke_with_args(ScalarFunctionArgs {
+                args: arrays.into_iter().map(ColumnarValue::Array).collect(),
+                arg_fields: fields,
+                number_rows: 4,
+                return_field: Arc::new(Field::new("p", DataType::UInt64, false)),
+                config_options: Arc::new(Default::default()),
+            })
+            .expect("priority")
+            .into_array(4)
+            .expect("array");
+        let p: Vec<u64> = out.as_primitive::<datafusion::arrow::datatypes::UInt64Type>().values().to_vec();
+        let distinct: std::collections::BTreeSet<u64> = p.iter().copied().collect();
+        assert_eq!(distinct.len(), 4, "{p:?}");
+    }
 
     #[test]
     fn a_row_cap_keeps_the_mean_and_the_bound() {

@@ -104,10 +104,16 @@ impl GroupIndex {
     /// Renumbers observed groups in the order of their keys (ascending,
     /// NULL first: the order of Arrow's row format, which is the order the
     /// in-engine plan sorts them in) and returns the renumbering, old id →
-    /// new id; `None` for public key sets, whose ids are already their
-    /// key order. Ids then depend on the key values only, not on the order
-    /// the engine delivered the partials in, so a tie of two groups' keyed
-    /// priorities within one unit is broken alike in both bounding places.
+    /// new id. Ids then depend on the key values only, not on the order the
+    /// engine delivered the partials in (which depends on other units'
+    /// rows), so a tie of two groups' keyed priorities within one unit is
+    /// broken by public facts, and alike in both bounding places.
+    ///
+    /// `None` for public key sets: their ids follow the policy's declared
+    /// order (also a public fact), where the in-engine window breaks a tie
+    /// by key value. Public keys are never NULL and every key is hashed
+    /// with its null mask, so the two places can differ only on a 64-bit
+    /// collision of the keyed priority within one unit's groups.
     fn canonical_order(&mut self) -> Option<Vec<u32>> {
         let GroupIndex::Observed { ids, keys, .. } = self else {
             return None;
@@ -353,5 +359,154 @@ mod tests {
         // Distinct hashes for the same value are the caller's contract
         // (one keyed hash per job), so only equal hashes are compared.
         assert_eq!(identity.id(7, 1, 0), 3);
+    }
+}
+
+/// Red team 2026-12-01: the release step's canonical group order must be
+/// the in-engine plan's `ORDER BY key ASC NULLS FIRST` for every key type
+/// an analyst can group by, and the keyed priority has structural ties
+/// (NULLs leave the hash unchanged), so that order really decides.
+#[cfg(test)]
+mod red_team_1201 {
+    use super::*;
+    use datafusion::functions_aggregate::expr_fn::count;
+    use datafusion::logical_expr::{Expr, col, lit};
+    use datafusion::arrow::array::{
+        BooleanArray, Date32Array, Decimal128Array, Float64Array, Int8Array, Int64Array, StringArray, StringViewArray,
+    };
+    use datafusion::prelude::SessionContext;
+    use std::sync::Arc;
+
+    async fn engine_order_matches_canonical_order(name: &str, keys: Vec<ArrayRef>) {
+        let n = keys[0].len();
+        let mut columns: Vec<(String, ArrayRef)> =
+            vec![("__u".into(), Arc::new(StringArray::from(vec!["u"; n])) as ArrayRef)];
+        for (i, k) in keys.iter().enumerate() {
+            columns.push((format!("__g{i}"), k.clone()));
+        }
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        let k = keys.len();
+        let ctx = SessionContext::new();
+        let key_cols: Vec<Expr> = (0..k).map(|i| col(format!("__g{i}"))).collect();
+        // As in production, the release step sees the keys of the engine's
+        // per-(unit, group) aggregate (which folds -0.0 into +0.0).
+        let mut by_unit = vec![col("__u")];
+        by_unit.extend(key_cols.clone());
+        let partials = ctx
+            .read_batch(batch)
+            .expect("frame")
+            .aggregate(by_unit, vec![count(lit(1i64))])
+            .expect("aggregate");
+        let fields: Vec<SortField> = keys.iter().map(|a| SortField::new(a.data_type().clone())).collect();
+        let mut index = GroupIndex::Observed {
+            converter: RowConverter::new(fields.clone()).expect("row format"),
+            ids: HashMap::default(),
+            keys: Vec::new(),
+        };
+        for b in partials.clone().collect().await.expect("partials") {
+            index.ids(&b, k).expect("ids");
+        }
+        index.canonical_order().expect("observed groups are renumbered");
+        let GroupIndex::Observed { keys: canonical, .. } = index else {
+            panic!("observed groups")
+        };
+        // The engine: GROUP BY keys, ORDER BY keys ASC NULLS FIRST.
+        let sorted = partials
+            .aggregate(key_cols.clone(), vec![count(lit(1i64))])
+            .expect("aggregate")
+            .sort(key_cols.iter().map(|c| c.clone().sort(true, true)).collect())
+            .expect("sort")
+            .collect()
+            .await
+            .expect("collect");
+        let mut engine: Vec<Vec<ScalarValue>> = Vec::new();
+        for b in &sorted {
+            for r in 0..b.num_rows() {
+                engine.push(
+                    (0..k)
+                        .map(|i| ScalarValue::try_from_array(b.column(i), r).expect("scalar"))
+                        .collect(),
+                );
+            }
+        }
+        // Compared in row format (bitwise: NaN payloads, -0.0).
+        let converter = RowConverter::new(fields).expect("row format");
+        let rows = |groups: &[Vec<ScalarValue>]| -> Vec<Vec<u8>> {
+            groups
+                .iter()
+                .map(|g| {
+                    let arrays: Vec<ArrayRef> =
+                        g.iter().map(|v| v.to_array().expect("array")).collect();
+                    converter.convert_columns(&arrays).expect("rows").row(0).as_ref().to_vec()
+                })
+                .collect()
+        };
+        assert_eq!(
+            rows(&engine),
+            rows(&canonical),
+            "{name}: the engine sorts the groups {engine:?}, the release step numbers them {canonical:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn red_team_1201_canonical_group_order_is_the_engines_sort_order() {
+        let floats = || {
+            Arc::new(Float64Array::from(vec![
+                Some(f64::NAN),
+                Some(-f64::NAN),
+                Some(-0.0),
+                Some(0.0),
+                Some(f64::NEG_INFINITY),
+                Some(f64::INFINITY),
+                Some(1.5),
+                None,
+                Some(-1.5),
+            ])) as ArrayRef
+        };
+        let strings = vec![Some("b"), Some("a"), Some(""), Some("ä"), Some("Z"), None, Some("ab"), Some("a\u{0}")];
+        engine_order_matches_canonical_order("Float64", vec![floats()]).await;
+        engine_order_matches_canonical_order("Utf8", vec![Arc::new(StringArray::from(strings.clone()))]).await;
+        engine_order_matches_canonical_order("Utf8View", vec![Arc::new(StringViewArray::from(strings))]).await;
+        engine_order_matches_canonical_order(
+            "Int8",
+            vec![Arc::new(Int8Array::from(vec![Some(-128), Some(127), Some(-1), None, Some(0)]))],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "Boolean",
+            vec![Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)]))],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "Date32",
+            vec![Arc::new(Date32Array::from(vec![Some(-1), Some(20000), None, Some(0)]))],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "Decimal128",
+            vec![Arc::new(
+                Decimal128Array::from(vec![Some(-250), Some(100), None, Some(-1)])
+                    .with_precision_and_scale(10, 2)
+                    .expect("decimal"),
+            )],
+        )
+        .await;
+        // Two keys with NULLs swapped: the structural priority tie.
+        engine_order_matches_canonical_order(
+            "(Utf8, Utf8)",
+            vec![
+                Arc::new(StringArray::from(vec![None, Some("x"), None, Some("x"), Some("a")])),
+                Arc::new(StringArray::from(vec![Some("x"), None, None, Some("x"), None])),
+            ],
+        )
+        .await;
+        engine_order_matches_canonical_order(
+            "(Int64, Float64)",
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(1), Some(-3)])),
+                Arc::new(Float64Array::from(vec![None, Some(1.0), Some(-0.0), Some(0.0)])),
+            ],
+        )
+        .await;
     }
 }
