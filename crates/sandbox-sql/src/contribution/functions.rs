@@ -7,8 +7,8 @@
 //! and run elsewhere without re-deriving anything from names.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::arrow::compute::is_null;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
@@ -50,23 +50,30 @@ impl ScalarUDFImpl for ChoicePriority {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
-        let mut arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        // `create_hashes` leaves a row's hash unchanged at a NULL, so the
-        // groups (NULL, x) and (x, NULL) of one unit would always tie (red
-        // team 2026-12-01); each column's null mask is hashed too.
-        let masks = arrays
-            .iter()
-            .map(|a| is_null(a.as_ref()).map(|m| Arc::new(m) as ArrayRef))
-            .collect::<Result<Vec<_>, _>>()?;
-        arrays.extend(masks);
-        let mut hashes = vec![0u64; n];
-        let state = foldhash::quality::FixedState::with_seed(self.key);
-        create_hashes(&arrays, &state, &mut hashes)?;
-        // One more keyed round: the later columns of `create_hashes` are
-        // folded with a fixed seed, so mixing the key in again keeps every
-        // key column under it.
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // Each column is hashed on its own and folded in order, with its
+        // position and null mask: `create_hashes` over several columns
+        // adds their hashes (so (x, y) and (y, x) tie) and skips NULLs (so
+        // (NULL, x) and (x, NULL) tie), and a tie leaves the choice to the
+        // tie-break instead of the key (red team 2026-12-01).
         use std::hash::BuildHasher;
-        let out: UInt64Array = hashes.into_iter().map(|h| Some(state.hash_one(h))).collect();
+        let state = foldhash::quality::FixedState::with_seed(self.key);
+        let mut folded = vec![0u64; n];
+        let mut column_hashes = vec![0u64; n];
+        for (position, array) in arrays.iter().enumerate() {
+            column_hashes.iter_mut().for_each(|h| *h = 0);
+            create_hashes([array], &state, &mut column_hashes)?;
+            let nulls = is_null(array.as_ref())?;
+            for (row, acc) in folded.iter_mut().enumerate() {
+                let value = if nulls.value(row) {
+                    None
+                } else {
+                    Some(column_hashes[row])
+                };
+                *acc = state.hash_one((*acc, position, value));
+            }
+        }
+        let out = UInt64Array::from(folded);
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
@@ -153,9 +160,10 @@ impl ScalarUDFImpl for RowCap {
 mod tests {
     use super::*;
 
-    /// Groups that differ only in where their NULLs are get different
-    /// priorities (before, `(NULL, x)` and `(x, NULL)` always tied, and
-    /// only the tie-break decided which one a unit kept).
+    /// Groups that differ only in where their NULLs are, or in the order
+    /// of their values, get different priorities (before, `(NULL, x)` and
+    /// `(x, NULL)`, `(x, y)` and `(y, x)` always tied, and only the
+    /// tie-break decided which one a unit kept).
     #[test]
     fn null_positions_are_part_of_the_priority() {
         use datafusion::arrow::array::StringArray;
@@ -163,9 +171,9 @@ mod tests {
         use datafusion::logical_expr::ScalarFunctionArgs;
         let priority = ChoicePriority::new(0x1234_5678);
         let arrays: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec!["u", "u", "u", "u"])),
-            Arc::new(StringArray::from(vec![None, Some("x"), Some("x"), None])),
-            Arc::new(StringArray::from(vec![Some("x"), None, Some("y"), None])),
+            Arc::new(StringArray::from(vec!["u", "u", "u", "u", "u"])),
+            Arc::new(StringArray::from(vec![None, Some("x"), Some("x"), None, Some("y")])),
+            Arc::new(StringArray::from(vec![Some("x"), None, Some("y"), None, Some("x")])),
         ];
         let fields = arrays
             .iter()
@@ -176,16 +184,19 @@ mod tests {
             .invoke_with_args(ScalarFunctionArgs {
                 args: arrays.into_iter().map(ColumnarValue::Array).collect(),
                 arg_fields: fields,
-                number_rows: 4,
+                number_rows: 5,
                 return_field: Arc::new(Field::new("p", DataType::UInt64, false)),
                 config_options: Arc::new(Default::default()),
             })
             .expect("priority")
-            .into_array(4)
+            .into_array(5)
             .expect("array");
-        let p: Vec<u64> = out.as_primitive::<datafusion::arrow::datatypes::UInt64Type>().values().to_vec();
+        let p: Vec<u64> = out
+            .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+            .values()
+            .to_vec();
         let distinct: std::collections::BTreeSet<u64> = p.iter().copied().collect();
-        assert_eq!(distinct.len(), 4, "{p:?}");
+        assert_eq!(distinct.len(), 5, "{p:?}");
     }
 
     #[test]

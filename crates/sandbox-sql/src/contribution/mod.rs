@@ -785,7 +785,15 @@ mod red_team_1201 {
 
     #[tokio::test]
     async fn red_team_1201_public_filter_and_public_index_keep_the_same_rows_for_every_key_type() {
-        let strings = || vec![Some("a"), None, Some(""), Some("a long string beyond twelve bytes"), Some("b")];
+        let strings = || {
+            vec![
+                Some("a"),
+                None,
+                Some(""),
+                Some("a long string beyond twelve bytes"),
+                Some("b"),
+            ]
+        };
         let string_set = || {
             vec![
                 Str("a".into()),
@@ -815,7 +823,14 @@ mod red_team_1201 {
                     Some(0),
                     Some(i64::MAX as u64),
                 ])),
-                vec![Int(5), Int(-1), Int(i64::MIN + 5), Int(0), Int(i64::MAX), Str("5".into())],
+                vec![
+                    Int(5),
+                    Int(-1),
+                    Int(i64::MIN + 5),
+                    Int(0),
+                    Int(i64::MAX),
+                    Str("5".into()),
+                ],
             ),
             (
                 "Int32",

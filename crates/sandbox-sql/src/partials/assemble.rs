@@ -2,7 +2,9 @@
 //! step's columns: dense group ids (public key sets, or observed keys
 //! numbered in key order), exact unit ids, and each partial's statistics.
 
-use super::{Contributions, GroupSet, GroupStatistics, HashMap, MeasureColumn, StdHashMap, key_json, public_groups, scalar_json};
+use super::{
+    Contributions, GroupSet, GroupStatistics, HashMap, MeasureColumn, StdHashMap, key_json, public_groups, scalar_json,
+};
 use crate::SqlError;
 use crate::query::CheckedQuery;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -369,11 +371,11 @@ mod tests {
 #[cfg(test)]
 mod red_team_1201 {
     use super::*;
-    use datafusion::functions_aggregate::expr_fn::count;
-    use datafusion::logical_expr::{Expr, col, lit};
     use datafusion::arrow::array::{
         BooleanArray, Date32Array, Decimal128Array, Float64Array, Int8Array, Int64Array, StringArray, StringViewArray,
     };
+    use datafusion::functions_aggregate::expr_fn::count;
+    use datafusion::logical_expr::{Expr, col, lit};
     use datafusion::prelude::SessionContext;
     use std::sync::Arc;
 
@@ -435,9 +437,13 @@ mod red_team_1201 {
             groups
                 .iter()
                 .map(|g| {
-                    let arrays: Vec<ArrayRef> =
-                        g.iter().map(|v| v.to_array().expect("array")).collect();
-                    converter.convert_columns(&arrays).expect("rows").row(0).as_ref().to_vec()
+                    let arrays: Vec<ArrayRef> = g.iter().map(|v| v.to_array().expect("array")).collect();
+                    converter
+                        .convert_columns(&arrays)
+                        .expect("rows")
+                        .row(0)
+                        .as_ref()
+                        .to_vec()
                 })
                 .collect()
         };
@@ -463,13 +469,28 @@ mod red_team_1201 {
                 Some(-1.5),
             ])) as ArrayRef
         };
-        let strings = vec![Some("b"), Some("a"), Some(""), Some("ä"), Some("Z"), None, Some("ab"), Some("a\u{0}")];
+        let strings = vec![
+            Some("b"),
+            Some("a"),
+            Some(""),
+            Some("ä"),
+            Some("Z"),
+            None,
+            Some("ab"),
+            Some("a\u{0}"),
+        ];
         engine_order_matches_canonical_order("Float64", vec![floats()]).await;
         engine_order_matches_canonical_order("Utf8", vec![Arc::new(StringArray::from(strings.clone()))]).await;
         engine_order_matches_canonical_order("Utf8View", vec![Arc::new(StringViewArray::from(strings))]).await;
         engine_order_matches_canonical_order(
             "Int8",
-            vec![Arc::new(Int8Array::from(vec![Some(-128), Some(127), Some(-1), None, Some(0)]))],
+            vec![Arc::new(Int8Array::from(vec![
+                Some(-128),
+                Some(127),
+                Some(-1),
+                None,
+                Some(0),
+            ]))],
         )
         .await;
         engine_order_matches_canonical_order(
