@@ -157,7 +157,10 @@ pub struct Dataset {
     pub fields: Vec<Field>,
     /// Declared upper bounds on how many rows share one (non-null) value of
     /// a column, e.g. `{ credit_code = 24 }` for one row per enterprise and
-    /// month over 24 months; 1 declares a unique column. The runtime
+    /// month over 24 months; 1 declares a unique column. A key of columns
+    /// joined by `+` bounds the rows sharing one combination of their
+    /// values, NULL counting as a value: `{ "credit_code+month" = 1 }`
+    /// declares one row per enterprise and month. The runtime
     /// verifies each declaration against the data files before using it
     /// (a violated declaration is reported to the owner and ignored), and
     /// uses verified ones to skip contribution bounding that cannot bind
@@ -197,10 +200,15 @@ impl Dataset {
             }
         }
         for (column, &rows) in &self.max_rows_per_value {
-            if self.field(column).is_none() {
+            let parts: Vec<&str> = column.split('+').collect();
+            if let Some(missing) = parts.iter().find(|c| self.field(c).is_none()) {
                 return Err(err(format!(
-                    "max_rows_per_value names `{column}`, which is not a field"
+                    "max_rows_per_value names `{missing}`, which is not a field"
                 )));
+            }
+            let distinct: std::collections::BTreeSet<&str> = parts.iter().copied().collect();
+            if distinct.len() != parts.len() {
+                return Err(err(format!("max_rows_per_value `{column}` names a column twice")));
             }
             if rows == 0 {
                 return Err(err(format!(
@@ -269,6 +277,24 @@ mod tests {
         assert_eq!((id.namespace(), id.table()), ("bank", "loans"));
         for bad in ["loans", "Bank.loans", "a.b.c", ".x", "x.", "a.b-c", "a. b"] {
             assert!(bad.parse::<DatasetId>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn a_row_bound_key_of_several_columns_names_fields_once_each() {
+        let text = include_str!("../../../catalog/gov.utility_usage.toml");
+        let entry: Dataset = toml::from_str(text).expect("the shipped entry");
+        entry.validate().expect("valid");
+        assert_eq!(entry.max_rows_per_value.get("credit_code+month"), Some(&1));
+        for (key, expected) in [
+            ("credit_code+nope", "names `nope`, which is not a field"),
+            ("credit_code+credit_code", "names a column twice"),
+            ("credit_code+", "names ``, which is not a field"),
+        ] {
+            let mut bad = entry.clone();
+            bad.max_rows_per_value.insert(key.into(), 1);
+            let e = bad.validate().expect_err(key).to_string();
+            assert!(e.contains(expected), "{key}: {e}");
         }
     }
 }

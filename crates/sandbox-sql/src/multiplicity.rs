@@ -53,7 +53,9 @@ use std::collections::{BTreeMap, HashMap};
 /// `dataset`'s table as this session scans it: its pinned files, each value
 /// cast to the catalog's type (so `100000` in one file and `"100000"` in
 /// another are one value, as they are to a join). A column with no
-/// non-null value gives 0.
+/// non-null value gives 0. An entry of `columns` may be a key of several
+/// columns joined by `+` ([`key_columns`]): the most rows sharing one
+/// combination of their values, NULL counted as a value.
 ///
 /// Errors: [`SqlError::Storage`] when the dataset is not in the session,
 /// [`SqlError::Execution`] and the job limits' errors from the count.
@@ -81,8 +83,18 @@ pub async fn count_max_rows_per_value(
             provider_as_source(provider.clone()),
             None,
         )
-        .and_then(|b| b.filter(col(column.as_str()).is_not_null()))
-        .and_then(|b| b.aggregate(vec![col(column.as_str())], vec![count(lit(1i64)).alias("__n")]))
+        .and_then(|b| match key_columns(column).as_slice() {
+            // One column: the rows sharing each non-null value.
+            [single] => b
+                .filter(col(*single).is_not_null())?
+                .aggregate(vec![col(*single)], vec![count(lit(1i64)).alias("__n")]),
+            // A key of several columns: the rows sharing each combination,
+            // NULL a value like any other (GROUP BY groups NULLs together).
+            parts => b.aggregate(
+                parts.iter().map(|c| col(*c)).collect::<Vec<_>>(),
+                vec![count(lit(1i64)).alias("__n")],
+            ),
+        })
         .and_then(|b| b.aggregate(Vec::<Expr>::new(), vec![max(col("__n")).alias("__max")]))
         .and_then(|b| b.build())
         .map_err(internal)?;
@@ -98,6 +110,12 @@ pub async fn count_max_rows_per_value(
     Ok(out)
 }
 
+/// The columns of a `max_rows_per_value` key: one column, or several
+/// joined by `+` (field names cannot contain `+`).
+pub fn key_columns(key: &str) -> Vec<&str> {
+    key.split('+').collect()
+}
+
 /// Public bounds on one privacy unit's contributions to a row source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnitBounds {
@@ -105,6 +123,10 @@ pub struct UnitBounds {
     pub rows: Option<u64>,
     /// The most distinct groups of the query one unit can reach.
     pub groups: Option<u64>,
+    /// The most rows one unit can have in one group: from a declared key
+    /// of several columns each of which holds the unit or a GROUP BY key
+    /// (`"credit_code+month" = 1` and `GROUP BY month`: one row).
+    pub rows_per_group: Option<u64>,
 }
 
 /// Bounds on a unit's rows in `source` and on the groups it reaches under
@@ -134,7 +156,33 @@ pub fn unit_bounds(
         })
     });
     let groups = if functions_of_unit { Some(1) } else { rows };
-    UnitBounds { rows, groups }
+    // Rows of one unit in one group agree on the unit's class and on every
+    // plain-column key's class, so they share one value of any declared
+    // key made of such columns.
+    let rows_per_group = unit_class.and_then(|u| {
+        let key_classes: Vec<usize> = group_keys
+            .iter()
+            .filter_map(|k| match k.clone().unalias() {
+                Expr::Column(c) => facts.class_of(&c),
+                _ => None,
+            })
+            .collect();
+        facts
+            .keys
+            .iter()
+            .filter(|(columns, _)| {
+                columns
+                    .iter()
+                    .all(|c| facts.class_of(c).is_some_and(|k| k == u || key_classes.contains(&k)))
+            })
+            .map(|(_, bound)| *bound)
+            .min()
+    });
+    UnitBounds {
+        rows,
+        groups,
+        rows_per_group,
+    }
 }
 
 /// What is known of one plan node's output columns.
@@ -149,6 +197,9 @@ struct Facts {
     /// Column → a class whose value determines it (a unique column of the
     /// column's scan, and the columns equal to it).
     determinants: HashMap<Column, usize>,
+    /// Keys of several columns → the most rows sharing one combination of
+    /// their values (NULL a value).
+    keys: Vec<(Vec<Column>, u64)>,
 }
 
 impl Facts {
@@ -203,6 +254,21 @@ impl Facts {
                 out.determinants.insert(output.clone(), d);
             }
         }
+        // A key survives when each of its columns is still output.
+        for (columns, bound) in &self.keys {
+            let renamed: Option<Vec<Column>> = columns
+                .iter()
+                .map(|c| {
+                    mapping
+                        .iter()
+                        .find(|(_, input)| input.as_ref() == Some(c))
+                        .map(|(output, _)| output.clone())
+                })
+                .collect();
+            if let Some(renamed) = renamed {
+                out.keys.push((renamed, *bound));
+            }
+        }
         out
     }
 
@@ -216,6 +282,9 @@ impl Facts {
     /// Every bound multiplied by `factor`; `None` when it overflows.
     fn scaled(mut self, factor: u64) -> Option<Facts> {
         for b in self.bounds.values_mut() {
+            *b = b.checked_mul(factor)?;
+        }
+        for (_, b) in &mut self.keys {
             *b = b.checked_mul(factor)?;
         }
         Some(self)
@@ -254,6 +323,24 @@ fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
             if let Some(k) = unique {
                 let columns: Vec<Column> = facts.classes.keys().cloned().collect();
                 facts.determinants.extend(columns.into_iter().map(|c| (c, k)));
+            }
+            for (key, &bound) in declared.into_iter().flatten() {
+                let parts = key_columns(key);
+                if parts.len() < 2 {
+                    continue;
+                }
+                let columns: Option<Vec<Column>> = parts
+                    .iter()
+                    .map(|part| {
+                        scan.projected_schema
+                            .iter()
+                            .find(|(_, f)| f.name() == part)
+                            .map(|(q, f)| Column::new(q.cloned(), f.name().to_string()))
+                    })
+                    .collect();
+                if let Some(columns) = columns {
+                    facts.keys.push((columns, bound));
+                }
             }
             Some(facts)
         }
@@ -329,6 +416,7 @@ fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
                     for (side, factor) in [(&left, per_left), (&right, per_right)] {
                         if let Some(scaled) = factor.and_then(|k| side.clone().scaled(k)) {
                             out.bounds.extend(scaled.bounds);
+                            out.keys.extend(scaled.keys);
                         }
                         out.classes.extend(side.classes.iter().map(|(c, k)| (c.clone(), *k)));
                         out.determinants
@@ -561,5 +649,84 @@ mod tests {
         let batches = crate::partials::execute(&session, plan).await.expect("run");
         let n = batches[0].column(0).as_primitive::<Int64Type>().value(0);
         assert_eq!(n, 3);
+    }
+
+    /// The bound on one unit's rows in one group for the plan of `sql`
+    /// grouped by its output columns `keys`, with one row per enterprise
+    /// and month declared on the usage table.
+    fn rows_per_group(sql: &str, units: &[&str], keys: &[&str]) -> Option<u64> {
+        let dir = tempfile::tempdir().expect("dir");
+        let session = trusting(&[
+            binding(
+                dir.path(),
+                "gov.usage",
+                &["credit_code", "month", "kwh"],
+                &[("credit_code", 24), ("credit_code+month", 1)],
+            ),
+            binding(
+                dir.path(),
+                "bank.loans",
+                &["loan_id", "credit_code"],
+                &[("credit_code", 3), ("loan_id", 1)],
+            ),
+        ]);
+        let plan = session.plan(sql).expect("plan");
+        let columns: Vec<Column> = units.iter().map(|u| Column::from_name(*u)).collect();
+        let keys: Vec<Expr> = keys.iter().map(|k| Expr::Column(Column::from_name(*k))).collect();
+        unit_bounds(&plan, &columns, &keys, &session).rows_per_group
+    }
+
+    #[test]
+    fn a_declared_key_of_the_unit_and_the_group_keys_bounds_a_units_rows_per_group() {
+        let usage = "SELECT credit_code AS u, month AS m, kwh AS k FROM gov.usage";
+        assert_eq!(rows_per_group(usage, &["u"], &["m"]), Some(1));
+        // Renamed through an alias and a filter: still one.
+        let aliased = "SELECT x.credit_code AS u, x.month AS m FROM gov.usage x WHERE x.kwh > '0'";
+        assert_eq!(rows_per_group(aliased, &["u"], &["m"]), Some(1));
+        // Grouped by something else than the key's other column: no bound.
+        assert_eq!(rows_per_group(usage, &["u"], &["k"]), None);
+        assert_eq!(rows_per_group(usage, &["u"], &[]), None);
+        // The unit is not the key's first column's value: no bound.
+        assert_eq!(rows_per_group(usage, &["k"], &["m"]), None);
+        // A key computed from the month is not the month: no bound.
+        let computed = "SELECT credit_code AS u, substr(month, 1, 4) AS m FROM gov.usage";
+        assert_eq!(rows_per_group(computed, &["u"], &["m"]), None);
+        // A join that gives each usage row up to 3 loans multiplies it.
+        let joined = "SELECT g.credit_code AS u, g.month AS m, l.loan_id AS l \
+                      FROM gov.usage g JOIN bank.loans l ON g.credit_code = l.credit_code";
+        assert_eq!(rows_per_group(joined, &["u"], &["m"]), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_key_of_several_columns_counts_combinations_with_null_as_a_value() {
+        use datafusion::arrow::array::{RecordBatch, StringArray};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("a.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("credit_code", DataType::Utf8, true),
+            Field::new("month", DataType::Utf8, true),
+        ]));
+        let codes = StringArray::from(vec![Some("a"), Some("a"), Some("a"), Some("b"), Some("b"), None]);
+        let months = StringArray::from(vec![Some("01"), Some("02"), Some("02"), None, None, Some("01")]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(codes), Arc::new(months)]).expect("batch");
+        let file = std::fs::File::create(&path).expect("file");
+        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        let mut table = binding(dir.path(), "gov.usage", &["credit_code", "month"], &[]);
+        table.location = format!("{}/", dir.path().display());
+        table.files = vec![path.display().to_string()];
+        let session = JobSession::new(&[table], EngineLimits::default()).expect("session");
+        let dataset: DatasetId = "gov.usage".parse().expect("id");
+        let counted = count_max_rows_per_value(
+            &session,
+            &dataset,
+            &["credit_code+month".to_string(), "credit_code".to_string()],
+        )
+        .await
+        .expect("counted");
+        // (a, 02) twice, (b, NULL) twice: NULL is a value of the key.
+        assert_eq!(counted.get("credit_code+month"), Some(&2));
+        assert_eq!(counted.get("credit_code"), Some(&3));
     }
 }

@@ -133,7 +133,8 @@ pub async fn compute_totals(
     if let Some(n) = unit_bounds.rows
         && !bounding_can_bind(bounding, public.as_ref().map(|p| p.len()), unit_bounds)
     {
-        let units = if n <= 1 {
+        // A unit with at most one row in each group is counted by its rows.
+        let units = if n <= 1 || unit_bounds.rows_per_group.is_some_and(|r| r <= 1) {
             UnitCount::Rows
         } else if count_units {
             UnitCount::Distinct
@@ -326,7 +327,7 @@ enum UnitCount {
 /// The totals where bounding cannot bind: one aggregation of the rows per
 /// group, the same totals as the per-unit plan (every partial kept whole,
 /// no row capped). A unit is counted once per group: by its rows when it
-/// has at most one row, else by `count(DISTINCT unit)`.
+/// has at most one row in any group, else by `count(DISTINCT unit)`.
 ///
 /// Grid values are summed in `Int64`, cheaper than the per-unit plan's
 /// `Decimal128`; where a group's row count could let such a sum wrap
@@ -403,7 +404,8 @@ fn int64_sums_exact(batches: &[RecordBatch], keys: usize, measures: &[MeasureCol
 
 /// Whether bounding can change any total, given public bounds on each
 /// unit's rows and groups: it cannot when a unit has no more rows than R
-/// (so none in one group), than L (with a total cap), and no more groups
+/// in one group (all its rows, or a declared key's bound per group), no
+/// more rows than L (with a total cap), and no more groups
 /// than it may keep (a public key set no larger than G needs no choice).
 /// [`Bounding::Exact`] keeps every partial whole. Without a bound on the
 /// rows, bounding can bind.
@@ -412,7 +414,8 @@ pub fn bounding_can_bind(bounding: Bounding, possible_groups: Option<usize>, uni
         return false;
     };
     let Some(rows) = unit.rows else { return true };
-    let rows_fit = rows <= u64::from(bounds.max_rows_per_group);
+    let rows_per_group = unit.rows_per_group.map_or(rows, |r| r.min(rows));
+    let rows_fit = rows_per_group <= u64::from(bounds.max_rows_per_group);
     let total_fits = bounds.max_rows_per_unit.is_none_or(|l| rows <= u64::from(l));
     let groups_fit = unit.groups.is_some_and(|g| g <= u64::from(bounds.max_groups_per_unit))
         || !needs_choice(bounds, possible_groups);
