@@ -11,6 +11,7 @@ pub fn all(world: &World) -> Vec<(String, String)> {
     out.extend(generated(0x5eed_2026, 72));
     out.extend(generated_derived(0xde71_7ed0, 24));
     out.extend(red_team_1201());
+    out.extend(declared_keys());
     out.extend(
         post_processing(world)
             .into_iter()
@@ -571,4 +572,24 @@ fn red_team_1201() -> Vec<(String, String)> {
             "SELECT district, COUNT(*) AS n, SUM(registered_capital) AS s FROM gov.legal_entities GROUP BY district -- red-team-1201".into(),
         ),
     ]
+}
+
+/// Shapes that a declared key of several columns (`"credit_code+month" = 1`
+/// on the usage table) lets skip the per-unit stage or count units by
+/// their rows; the release must not move by more than one unit's bound all
+/// the same (and the in-engine totals equal the release step's).
+fn declared_keys() -> Vec<(String, String)> {
+    [
+        "SELECT month, COUNT(DISTINCT credit_code) AS firms FROM gov.utility_usage GROUP BY month",
+        "SELECT month, COUNT(DISTINCT credit_code) AS firms, AVG(electricity_kwh) AS kwh FROM gov.utility_usage \
+         WHERE gas_m3 > 10 GROUP BY month",
+        "SELECT u.month, COUNT(DISTINCT u.credit_code) AS firms, SUM(u.water_m3) AS w FROM gov.utility_usage u \
+         JOIN bank.loans l ON u.credit_code = l.credit_code GROUP BY u.month",
+        "SELECT m, COUNT(DISTINCT c) AS firms FROM (SELECT credit_code AS c, month AS m FROM gov.utility_usage) t GROUP BY m",
+        "SELECT substr(month, 1, 4) AS y, COUNT(DISTINCT credit_code) AS firms FROM gov.utility_usage GROUP BY substr(month, 1, 4)",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, q)| (format!("declared key {i}"), q.to_string()))
+    .collect()
 }
