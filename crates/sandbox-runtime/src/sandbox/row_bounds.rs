@@ -131,7 +131,7 @@ mod red_team_keys {
     use std::collections::{BTreeMap, BTreeSet};
 
     async fn verified(sandbox: &Sandbox, id: &DatasetId) -> Option<BTreeMap<String, u64>> {
-        let mut session = sandbox.session_over(&[id.clone()], false).expect("session");
+        let mut session = sandbox.session_over(std::slice::from_ref(id), false).expect("session");
         let datasets = BTreeSet::from([id.clone()]);
         sandbox
             .verify_row_bounds(&mut session, &datasets, &sandbox.policies())
