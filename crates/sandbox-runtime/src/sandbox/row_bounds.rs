@@ -122,3 +122,50 @@ mod tests {
         assert_eq!(cache["violated"]["district"], 16, "{cache}");
     }
 }
+
+/// Red team 2026-12-01 (keys of several columns).
+#[cfg(test)]
+mod red_team_keys {
+    use crate::{DataDir, Sandbox};
+    use sandbox_model::DatasetId;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    async fn verified(sandbox: &Sandbox, id: &DatasetId) -> Option<BTreeMap<String, u64>> {
+        let mut session = sandbox.session_over(std::slice::from_ref(id), false).expect("session");
+        let datasets = BTreeSet::from([id.clone()]);
+        sandbox
+            .verify_row_bounds(&mut session, &datasets, &sandbox.policies())
+            .await;
+        session.max_rows_per_value(id).cloned()
+    }
+
+    /// A rule that coarsens the month (two years' January share one
+    /// masked value) makes `"credit_code+month" = 1` false of what the job
+    /// reads: the recount finds 2 rows per enterprise and masked month, and
+    /// only the single-column bound is installed (so no query counts an
+    /// enterprise's units by its rows per masked month).
+    #[tokio::test]
+    async fn a_rule_coarsening_a_key_column_drops_the_key() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path().join("data")).expect("data dir");
+        let options =
+            sandbox_datagen::GenerateOptions::new(42, sandbox_datagen::Scale::with_entities(30), dir.tables_dir())
+                .only(["gov.utility_usage"]);
+        sandbox_datagen::generate(&options).expect("generate");
+        let policy = dir.policies_dir().join("gov.utility_usage.toml");
+        let sandbox = Sandbox::open(dir).expect("sandbox");
+        let id: DatasetId = "gov.utility_usage".parse().expect("id");
+        let both = BTreeMap::from([("credit_code".to_string(), 24), ("credit_code+month".to_string(), 1)]);
+        assert_eq!(verified(&sandbox, &id).await, Some(both));
+
+        let text = std::fs::read_to_string(&policy).expect("policy");
+        std::fs::write(
+            &policy,
+            format!("{text}\n[desensitize]\nmonth = {{ mask_keep_last = 2 }}\n"),
+        )
+        .expect("write policy");
+        assert!(sandbox.refresh().expect("refresh"), "the new policy is loaded");
+        let one = BTreeMap::from([("credit_code".to_string(), 24)]);
+        assert_eq!(verified(&sandbox, &id).await, Some(one));
+    }
+}
