@@ -40,7 +40,7 @@
 
 use crate::{JobSession, SqlError};
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Column, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::functions_aggregate::expr_fn::{count, max};
@@ -301,6 +301,19 @@ fn dataset_of(table: &TableReference) -> Option<DatasetId> {
     }
 }
 
+/// Whether `a = b` between columns of these types holds exactly when the
+/// two values are the same value: the same type, or two string types
+/// (compared byte for byte), never floating point (`-0.0 = 0.0`, NaN).
+/// Between other types the engine compares after an implicit cast (text
+/// to a number: `'1'` and `'01'` both equal 1, and a text that is no number
+/// equals nothing), so a join on them does not make two columns one class
+/// and a declared bound on one side says nothing about the other's
+/// matches (red team 2026-12-01).
+fn equality_is_identity(a: &DataType, b: &DataType) -> bool {
+    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    (a == b && !a.is_floating()) || (text(a) && text(b))
+}
+
 fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
     match plan {
         LogicalPlan::TableScan(scan) => {
@@ -386,10 +399,27 @@ fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
                     let mut pairs = Vec::new();
                     let mut equal = |a: Expr, b: Expr| {
                         if let (Expr::Column(a), Expr::Column(b)) = (a.unalias(), b.unalias()) {
-                            if j.left.schema().has_column(&a) && j.right.schema().has_column(&b) {
-                                pairs.push((a, b));
+                            let (l, r) = if j.left.schema().has_column(&a) && j.right.schema().has_column(&b) {
+                                (a, b)
                             } else if j.left.schema().has_column(&b) && j.right.schema().has_column(&a) {
-                                pairs.push((b, a));
+                                (b, a)
+                            } else {
+                                return;
+                            };
+                            let types = (
+                                j.left
+                                    .schema()
+                                    .qualified_field_from_column(&l)
+                                    .map(|(_, f)| f.data_type().clone()),
+                                j.right
+                                    .schema()
+                                    .qualified_field_from_column(&r)
+                                    .map(|(_, f)| f.data_type().clone()),
+                            );
+                            if let (Ok(lt), Ok(rt)) = types
+                                && equality_is_identity(&lt, &rt)
+                            {
+                                pairs.push((l, r));
                             }
                         }
                     };
