@@ -138,6 +138,10 @@ pub(crate) struct Verification {
     /// The declarations that do not, with the largest count found (for the
     /// owner's log; never shown to analysts).
     pub violated: BTreeMap<String, u64>,
+    /// Declared single columns that hold no NULL (a cache written before
+    /// this was counted has none: no column is taken as NULL-free).
+    #[serde(default)]
+    pub null_free: std::collections::BTreeSet<String>,
 }
 
 impl Verification {
@@ -147,6 +151,7 @@ impl Verification {
         scan: String,
         declared: &BTreeMap<String, u64>,
         counted: &BTreeMap<String, u64>,
+        nulls: &BTreeMap<String, u64>,
     ) -> Self {
         let mut holds = BTreeMap::new();
         let mut violated = BTreeMap::new();
@@ -169,6 +174,7 @@ impl Verification {
             declared: declared.clone(),
             holds,
             violated,
+            null_free: nulls.iter().filter(|(_, n)| **n == 0).map(|(c, _)| c.clone()).collect(),
         }
     }
 }
@@ -253,9 +259,16 @@ mod tests {
         let files = FileFingerprint::of(std::slice::from_ref(&f)).expect("fingerprint");
         let declared: BTreeMap<String, u64> = [("credit_code".to_string(), 2), ("year".to_string(), 2)].into();
         let counted: BTreeMap<String, u64> = [("credit_code".to_string(), 2), ("year".to_string(), 3)].into();
-        let v = Verification::new(files.clone(), "scan-a".into(), &declared, &counted);
+        let nulls: BTreeMap<String, u64> = [("credit_code".to_string(), 0), ("year".to_string(), 4)].into();
+        let v = Verification::new(files.clone(), "scan-a".into(), &declared, &counted, &nulls);
         assert_eq!(v.holds, [("credit_code".to_string(), 2)].into());
         assert_eq!(v.violated, [("year".to_string(), 3)].into());
+        assert_eq!(v.null_free, ["credit_code".to_string()].into());
+        // A cache from before NULLs were counted takes no column as NULL-free.
+        let mut older = serde_json::to_value(&v).expect("json");
+        older.as_object_mut().expect("object").remove("null_free");
+        let older: Verification = serde_json::from_value(older).expect("older cache");
+        assert!(older.null_free.is_empty());
         let cache = dir.path().join("cache").join("v.json");
         store(&cache, &v);
         assert_eq!(cached(&cache, &files, "scan-a", &declared), Some(v.clone()));

@@ -110,6 +110,53 @@ pub async fn count_max_rows_per_value(
     Ok(out)
 }
 
+/// How many rows hold NULL in each of `columns` (single columns) of
+/// `dataset`'s table as this session scans it (its pinned files, values
+/// cast to the catalog's type and desensitized as the job reads them).
+/// A column counted 0 cannot give a row without a value, so a filter
+/// dropping such rows is a no-op the planner may leave out.
+///
+/// Errors: as [`count_max_rows_per_value`].
+pub async fn count_nulls(
+    session: &JobSession,
+    dataset: &DatasetId,
+    columns: &[String],
+) -> Result<BTreeMap<String, u64>, SqlError> {
+    let internal = |e: datafusion::error::DataFusionError| SqlError::Internal(e.strip_backtrace());
+    let missing = || SqlError::Storage(dataset.to_string());
+    let provider = session
+        .state()
+        .catalog_list()
+        .catalog(crate::session::CATALOG)
+        .and_then(|c| c.schema(dataset.namespace()))
+        .ok_or_else(missing)?
+        .table(dataset.table())
+        .await
+        .map_err(internal)?
+        .ok_or_else(missing)?;
+    let mut out = BTreeMap::new();
+    for column in columns {
+        let plan = LogicalPlanBuilder::scan(
+            TableReference::partial(dataset.namespace(), dataset.table()),
+            provider_as_source(provider.clone()),
+            None,
+        )
+        .and_then(|b| b.filter(col(column.as_str()).is_null()))
+        .and_then(|b| b.aggregate(Vec::<Expr>::new(), vec![count(lit(1i64)).alias("__n")]))
+        .and_then(|b| b.build())
+        .map_err(internal)?;
+        let batches = crate::partials::execute(session, plan).await?;
+        let nulls = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().cloned())
+            .and_then(|a| (!a.is_null(0)).then(|| a.value(0)))
+            .ok_or_else(|| SqlError::Internal("no null count".into()))?;
+        out.insert(column.clone(), u64::try_from(nulls).unwrap_or(u64::MAX));
+    }
+    Ok(out)
+}
+
 /// The columns of a `max_rows_per_value` key: one column, or several
 /// joined by `+` (field names cannot contain `+`).
 pub fn key_columns(key: &str) -> Vec<&str> {
@@ -127,6 +174,9 @@ pub struct UnitBounds {
     /// of several columns each of which holds the unit or a GROUP BY key
     /// (`"credit_code+month" = 1` and `GROUP BY month`: one row).
     pub rows_per_group: Option<u64>,
+    /// Every row has a unit: a unit column holds no NULL in the scanned
+    /// files and keeps that through the plan.
+    pub unit_never_null: bool,
 }
 
 /// Bounds on a unit's rows in `source` and on the groups it reaches under
@@ -178,10 +228,12 @@ pub fn unit_bounds(
             .map(|(_, bound)| *bound)
             .min()
     });
+    let unit_never_null = unit_columns.iter().any(|c| facts.non_null.contains(c));
     UnitBounds {
         rows,
         groups,
         rows_per_group,
+        unit_never_null,
     }
 }
 
@@ -200,6 +252,8 @@ struct Facts {
     /// Keys of several columns → the most rows sharing one combination of
     /// their values (NULL a value).
     keys: Vec<(Vec<Column>, u64)>,
+    /// Columns that hold no NULL in any row.
+    non_null: std::collections::HashSet<Column>,
 }
 
 impl Facts {
@@ -252,6 +306,9 @@ impl Facts {
             }
             if let Some(d) = self.determinant_of(input) {
                 out.determinants.insert(output.clone(), d);
+            }
+            if self.non_null.contains(input) {
+                out.non_null.insert(output.clone());
             }
         }
         // A key survives when each of its columns is still output.
@@ -320,7 +377,9 @@ fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
             // Every column its own class; a unique declared column
             // determines the scan's every column.
             let mut facts = Facts::default();
-            let declared = dataset_of(&scan.table_name).and_then(|d| session.max_rows_per_value(&d));
+            let dataset = dataset_of(&scan.table_name);
+            let declared = dataset.as_ref().and_then(|d| session.max_rows_per_value(d));
+            let null_free = dataset.as_ref().and_then(|d| session.null_free_columns(d));
             let mut unique = None;
             for (i, (qualifier, field)) in scan.projected_schema.iter().enumerate() {
                 let column = Column::new(qualifier.cloned(), field.name().to_string());
@@ -330,6 +389,9 @@ fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
                 }
                 if let Some(b) = bound {
                     facts.bounds.insert(column.clone(), b);
+                }
+                if null_free.is_some_and(|n| n.contains(field.name())) {
+                    facts.non_null.insert(column.clone());
                 }
                 facts.classes.insert(column, i);
             }
@@ -449,6 +511,8 @@ fn derive(plan: &LogicalPlan, session: &JobSession) -> Option<Facts> {
                             out.keys.extend(scaled.keys);
                         }
                         out.classes.extend(side.classes.iter().map(|(c, k)| (c.clone(), *k)));
+                        // An inner join's rows are rows of both inputs.
+                        out.non_null.extend(side.non_null.iter().cloned());
                         out.determinants
                             .extend(side.determinants.iter().map(|(c, k)| (c.clone(), *k)));
                     }
@@ -704,6 +768,66 @@ mod tests {
         let columns: Vec<Column> = units.iter().map(|u| Column::from_name(*u)).collect();
         let keys: Vec<Expr> = keys.iter().map(|k| Expr::Column(Column::from_name(*k))).collect();
         unit_bounds(&plan, &columns, &keys, &session).rows_per_group
+    }
+
+    #[test]
+    fn a_unit_column_without_nulls_in_the_files_gives_every_row_a_unit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut session = trusting(&[
+            binding(
+                dir.path(),
+                "gov.usage",
+                &["credit_code", "month"],
+                &[("credit_code", 24)],
+            ),
+            binding(
+                dir.path(),
+                "gov.entities",
+                &["credit_code", "district"],
+                &[("credit_code", 1)],
+            ),
+        ]);
+        session.set_null_free_columns(&"gov.usage".parse().expect("id"), ["credit_code".to_string()].into());
+        let never_null = |sql: &str, units: &[&str]| {
+            let plan = session.plan(sql).expect("plan");
+            let columns: Vec<Column> = units.iter().map(|u| Column::from_name(*u)).collect();
+            unit_bounds(&plan, &columns, &[], &session).unit_never_null
+        };
+        assert!(never_null(
+            "SELECT credit_code AS u, month FROM gov.usage WHERE month > '2023'",
+            &["u"]
+        ));
+        let inner = "SELECT g.credit_code AS u, e.credit_code AS v FROM gov.usage g \
+                     JOIN gov.entities e ON g.credit_code = e.credit_code";
+        assert!(never_null(inner, &["v", "u"]));
+        // The entities' column was not counted: it may hold NULLs.
+        assert!(!never_null("SELECT credit_code AS u FROM gov.entities", &["u"]));
+        // An outer join can give a row without the other side's values.
+        let outer =
+            "SELECT g.credit_code AS u FROM gov.entities e LEFT JOIN gov.usage g ON g.credit_code = e.credit_code";
+        assert!(!never_null(outer, &["u"]));
+        // A computed unit is not the column.
+        assert!(!never_null(
+            "SELECT CASE WHEN month > '2023' THEN credit_code END AS u FROM gov.usage",
+            &["u"]
+        ));
+    }
+
+    #[tokio::test]
+    async fn nulls_are_counted_as_the_scan_sees_them() {
+        use datafusion::arrow::array::StringArray;
+        let dir = tempfile::tempdir().expect("dir");
+        let a = dir.path().join("a.parquet");
+        write_parquet(&a, Arc::new(StringArray::from(vec![Some("x"), None, None, Some("y")])));
+        let mut table = binding(dir.path(), "gov.usage", &["credit_code"], &[("credit_code", 2)]);
+        table.location = format!("{}/", dir.path().display());
+        table.files = vec![a.display().to_string()];
+        let session = JobSession::new(&[table], EngineLimits::default()).expect("session");
+        let dataset: DatasetId = "gov.usage".parse().expect("id");
+        let nulls = count_nulls(&session, &dataset, &["credit_code".to_string()])
+            .await
+            .expect("counted");
+        assert_eq!(nulls.get("credit_code"), Some(&2));
     }
 
     #[test]

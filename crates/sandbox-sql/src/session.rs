@@ -64,6 +64,8 @@ pub struct JobSession {
     datasets: BTreeMap<DatasetId, TableBinding>,
     /// Verified `max_rows_per_value` bounds per dataset.
     verified: BTreeMap<DatasetId, BTreeMap<String, u64>>,
+    /// Columns found to hold no NULL in the pinned files, per dataset.
+    null_free: BTreeMap<DatasetId, std::collections::BTreeSet<String>>,
     /// The job's row functions: name → output bounds.
     guests: BTreeMap<String, (f64, f64)>,
     /// The job's row functions by name.
@@ -148,6 +150,7 @@ impl JobSession {
             limits,
             datasets,
             verified: BTreeMap::new(),
+            null_free: BTreeMap::new(),
             guests: BTreeMap::new(),
             functions: BTreeMap::new(),
             public_samples: false,
@@ -178,6 +181,18 @@ impl JobSession {
     /// count for the same files).
     pub fn set_verified_max_rows_per_value(&mut self, dataset: &DatasetId, bounds: BTreeMap<String, u64>) {
         self.verified.insert(dataset.clone(), bounds);
+    }
+
+    /// The columns of `dataset` found to hold no NULL in this session's
+    /// pinned files (counted by [`crate::multiplicity::count_nulls`] or a
+    /// cache of that count for the same files).
+    pub fn null_free_columns(&self, dataset: &DatasetId) -> Option<&std::collections::BTreeSet<String>> {
+        self.null_free.get(dataset)
+    }
+
+    /// Installs the columns of `dataset` found to hold no NULL.
+    pub fn set_null_free_columns(&mut self, dataset: &DatasetId, columns: std::collections::BTreeSet<String>) {
+        self.null_free.insert(dataset.clone(), columns);
     }
 
     /// How a dataset is bound in this session.

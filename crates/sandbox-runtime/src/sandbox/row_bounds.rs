@@ -44,9 +44,23 @@ impl Sandbox {
                 None => {
                     let columns: Vec<String> = declared.keys().cloned().collect();
                     let started = std::time::Instant::now();
-                    match sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns).await {
-                        Ok(counted) => {
-                            let v = crate::multiplicity::Verification::new(fingerprint, scan, &declared, &counted);
+                    // NULLs are counted in the declared single columns (a
+                    // unit column among them lets the plan skip its filter).
+                    let singles: Vec<String> = columns
+                        .iter()
+                        .filter(|c| sandbox_sql::multiplicity::key_columns(c).len() == 1)
+                        .cloned()
+                        .collect();
+                    let counts = async {
+                        let counted =
+                            sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns).await?;
+                        let nulls = sandbox_sql::multiplicity::count_nulls(session, dataset, &singles).await?;
+                        Ok::<_, sandbox_sql::SqlError>((counted, nulls))
+                    };
+                    match counts.await {
+                        Ok((counted, nulls)) => {
+                            let v =
+                                crate::multiplicity::Verification::new(fingerprint, scan, &declared, &counted, &nulls);
                             tracing::info!(%dataset, elapsed = ?started.elapsed(), holds = ?v.holds.keys().collect::<Vec<_>>(), "row multiplicity declarations verified");
                             if !v.violated.is_empty() {
                                 tracing::warn!(%dataset, violated = ?v.violated, "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)");
@@ -62,6 +76,7 @@ impl Sandbox {
                 }
             };
             session.set_verified_max_rows_per_value(dataset, verification.holds);
+            session.set_null_free_columns(dataset, verification.null_free);
         }
     }
 }

@@ -116,7 +116,14 @@ pub async fn compute_totals(
     for (j, m) in measures.iter().enumerate() {
         projection.push(m.expr.clone().alias(format!("__m{j}")));
     }
-    let mut keep = col("__u").is_not_null();
+    // Rows without a unit are dropped; where the verified files have no
+    // NULL unit the filter is left out, so a plan that needs no unit (units
+    // counted by rows) does not read the unit column at all.
+    let mut keep = if unit_bounds.unit_never_null {
+        lit(true)
+    } else {
+        col("__u").is_not_null()
+    };
     if public.is_some() {
         let schema = q.row_source.schema();
         for (i, g) in q.group_keys.iter().enumerate() {
