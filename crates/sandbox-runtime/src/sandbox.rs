@@ -812,7 +812,16 @@ impl Sandbox {
             let defaults = match sandbox_sql::defaults::defaulted_row_flag(query).filter(|_| counts_defaults) {
                 Some(flag) => {
                     let d = self
-                        .release_defaults(&session, query, flag, &rules, public_count, count_epsilon, bounding)
+                        .release_defaults(
+                            &session,
+                            query,
+                            flag,
+                            &rules,
+                            public_count,
+                            count_epsilon,
+                            bounding,
+                            unit_bounds,
+                        )
                         .await?;
                     released.table.epsilon_spent = epsilon;
                     released.table.notes.push(defaults_note(&d));

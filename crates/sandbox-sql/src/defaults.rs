@@ -137,7 +137,9 @@ pub fn defaulted_row_flag(q: &CheckedQuery) -> Option<Expr> {
 
 /// The exact count of flagged rows over all of `q`'s groups, bounded by
 /// `bounding` (the job's own: each unit keeps at most `min(G · R, L)` rows
-/// over all groups).
+/// over all groups). `unit_bounds` are the query's verified row bounds
+/// (`UnitBounds::default()` when none): where they show bounding cannot
+/// bind, the count is one aggregation of the rows, the same count.
 ///
 /// # Errors
 /// The errors of [`compute_totals`] (deadline, memory, a failure on the
@@ -147,6 +149,7 @@ pub async fn count_defaulted_rows(
     q: &CheckedQuery,
     flag: Expr,
     bounding: Bounding,
+    unit_bounds: UnitBounds,
 ) -> Result<u64, SqlError> {
     let internal = |e: sandbox_dp::DpError| SqlError::Internal(e.to_string());
     let measure = MeasureColumn {
@@ -154,7 +157,7 @@ pub async fn count_defaulted_rows(
         grid: Quantizer::for_sum(0.0, 1.0).map_err(internal)?,
         squares: false,
     };
-    let statistics = compute_totals(session, q, &[measure], bounding, UnitBounds::default(), false).await?;
+    let statistics = compute_totals(session, q, &[measure], bounding, unit_bounds, false).await?;
     let Contributions::Totals { totals, .. } = statistics.contributions else {
         return Err(SqlError::Internal("the count of defaults was not totalled".into()));
     };
