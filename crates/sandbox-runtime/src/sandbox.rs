@@ -792,9 +792,27 @@ impl Sandbox {
             if in_engine && cannot_bind {
                 crate::testing::note_unbounded_totals();
             }
+            let defaults_flag = sandbox_sql::defaults::defaulted_row_flag(query).filter(|_| counts_defaults);
+            // In the engine the count of defaulted rows is one more measure
+            // of the same pass (the same bounding, so the same count).
+            let mut defaulted_rows = None;
             let statistics = if in_engine {
                 let count_units = crate::release::needs_unit_counts(&specs, &rules, public);
-                compute_totals(&session, query, &measures, bounding, unit_bounds, count_units).await?
+                let mut all = measures.clone();
+                if let Some(flag) = &defaults_flag {
+                    all.push(sandbox_sql::defaults::defaulted_row_measure(flag.clone())?);
+                }
+                let mut statistics = compute_totals(&session, query, &all, bounding, unit_bounds, count_units).await?;
+                if defaults_flag.is_some() {
+                    let sandbox_sql::partials::Contributions::Totals { totals, .. } = &mut statistics.contributions
+                    else {
+                        return Err(RuntimeError::Setup(
+                            "compute_totals returned partials, not totals".into(),
+                        ));
+                    };
+                    defaulted_rows = Some(sandbox_sql::defaults::take_defaulted_rows(totals));
+                }
+                statistics
             } else {
                 compute_partials(&session, query, &measures, choice_key).await?
             };
@@ -809,20 +827,16 @@ impl Sandbox {
                 self.limits.max_groups,
             )?;
             tracing::debug!(elapsed = ?started.elapsed(), "released");
-            let defaults = match sandbox_sql::defaults::defaulted_row_flag(query).filter(|_| counts_defaults) {
+            let defaults = match defaults_flag {
                 Some(flag) => {
-                    let d = self
-                        .release_defaults(
-                            &session,
-                            query,
-                            flag,
-                            &rules,
-                            public_count,
-                            count_epsilon,
-                            bounding,
-                            unit_bounds,
-                        )
-                        .await?;
+                    let exact = match defaulted_rows {
+                        Some(n) => n,
+                        None => {
+                            sandbox_sql::defaults::count_defaulted_rows(&session, query, flag, bounding, unit_bounds)
+                                .await?
+                        }
+                    };
+                    let d = self.release_defaults(exact, &rules, public_count, count_epsilon)?;
                     released.table.epsilon_spent = epsilon;
                     released.table.notes.push(defaults_note(&d));
                     Some(d)

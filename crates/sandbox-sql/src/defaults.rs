@@ -151,16 +151,40 @@ pub async fn count_defaulted_rows(
     bounding: Bounding,
     unit_bounds: UnitBounds,
 ) -> Result<u64, SqlError> {
-    let internal = |e: sandbox_dp::DpError| SqlError::Internal(e.to_string());
-    let measure = MeasureColumn {
-        expr: cast(flag, DataType::Int64),
-        grid: Quantizer::for_sum(0.0, 1.0).map_err(internal)?,
-        squares: false,
-    };
-    let statistics = compute_totals(session, q, &[measure], bounding, unit_bounds, false).await?;
-    let Contributions::Totals { totals, .. } = statistics.contributions else {
+    let statistics = compute_totals(
+        session,
+        q,
+        &[defaulted_row_measure(flag)?],
+        bounding,
+        unit_bounds,
+        false,
+    )
+    .await?;
+    let Contributions::Totals { mut totals, .. } = statistics.contributions else {
         return Err(SqlError::Internal("the count of defaults was not totalled".into()));
     };
-    let flagged: i128 = totals.measures.first().map(|m| m.sum.iter().sum()).unwrap_or(0);
-    Ok(u64::try_from(flagged.max(0)).unwrap_or(u64::MAX))
+    Ok(take_defaulted_rows(&mut totals))
+}
+
+/// The flag of [`defaulted_row_flag`] as a measure column (0 or 1 a row),
+/// to total with a job's own measures in one pass: the last measure's
+/// bounded sum over all groups is then the count of
+/// [`count_defaulted_rows`] ([`take_defaulted_rows`]).
+///
+/// # Errors
+/// None in practice (the grid [0, 1] is valid).
+pub fn defaulted_row_measure(flag: Expr) -> Result<MeasureColumn, SqlError> {
+    Ok(MeasureColumn {
+        expr: cast(flag, DataType::Int64),
+        grid: Quantizer::for_sum(0.0, 1.0).map_err(|e| SqlError::Internal(e.to_string()))?,
+        squares: false,
+    })
+}
+
+/// Removes the last measure of `totals` (the [`defaulted_row_measure`])
+/// and returns its sum over all groups: the bounded count of defaulted
+/// rows.
+pub fn take_defaulted_rows(totals: &mut sandbox_dp::bounding::GroupTotals) -> u64 {
+    let flagged: i128 = totals.measures.pop().map(|m| m.sum.iter().sum()).unwrap_or(0);
+    u64::try_from(flagged.max(0)).unwrap_or(u64::MAX)
 }

@@ -8,7 +8,6 @@ use crate::release::bounds;
 use crate::rules::ReleaseRules;
 use sandbox_dp::noise::DiscreteLaplace;
 use sandbox_model::DefaultsCount;
-use sandbox_sql::{CheckedQuery, JobSession};
 
 /// The ε-split label of the noisy count of rows that took a job function's default.
 pub const DEFAULTS_PART: &str = "rows using a function's default";
@@ -25,27 +24,20 @@ pub(super) fn defaults_note(d: &DefaultsCount) -> String {
 
 impl Sandbox {
     /// The noisy count of rows that took a job function's default (see
-    /// `sandbox_sql::defaults`), bounded by the job's own `bounding`: each
-    /// unit counts at most `min(G · R, L)` rows (G as calibrated for the
-    /// query's groups), the sensitivity of the discrete Laplace noise drawn
-    /// with `epsilon` (the job's [`DEFAULT_COUNT_SHARE`]). `unit_bounds` are
-    /// the query's verified row bounds: where they show bounding cannot
-    /// bind, the count is one aggregation of the rows (the same count).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn release_defaults(
+    /// `sandbox_sql::defaults`): `exact` is the count bounded by the job's
+    /// own bounding (each unit counts at most `min(G · R, L)` rows, G as
+    /// calibrated for the query's groups), the sensitivity of the discrete
+    /// Laplace noise drawn with `epsilon` (the job's
+    /// [`DEFAULT_COUNT_SHARE`]).
+    pub(super) fn release_defaults(
         &self,
-        session: &JobSession,
-        query: &CheckedQuery,
-        flag: sandbox_sql::datafusion::logical_expr::Expr,
+        exact: u64,
         rules: &ReleaseRules,
         public_count: Option<usize>,
         epsilon: f64,
-        bounding: sandbox_sql::contribution::Bounding,
-        unit_bounds: sandbox_sql::multiplicity::UnitBounds,
     ) -> Result<DefaultsCount, RuntimeError> {
         let b = bounds(rules)?;
         let cap = b.rows_per_unit(b.effective_groups(public_count));
-        let exact = sandbox_sql::defaults::count_defaulted_rows(session, query, flag, bounding, unit_bounds).await?;
         crate::testing::record_defaults(exact, cap);
         let mechanism = DiscreteLaplace::calibrated(u128::from(cap), epsilon)?;
         let noisy = mechanism.privatize(i128::from(exact))?.max(0);
