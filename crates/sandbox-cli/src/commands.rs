@@ -59,6 +59,9 @@ pub fn fail(message: impl Into<String>) -> CliError {
 /// `--database-url`, set once per process before any verb runs.
 static DATABASE_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
+/// `--ballista`, set once per process before any verb runs.
+static BALLISTA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 /// `--init`, set once per process before any verb runs.
 static INIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
@@ -117,6 +120,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let root = DataDir::resolve(cli.data_dir.clone());
     let _ = DATABASE_URL.set(cli.database_url.clone());
     let _ = INIT.set(cli.init);
+    let _ = BALLISTA.set(cli.ballista.clone());
     let token = cli.token.clone();
     if let Some(server) = &cli.server {
         return crate::remote::run(server, token.as_deref(), cli.command);
@@ -153,6 +157,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dataset { command } => crate::dataset::run(&root, command, token.as_deref()),
         Command::Sample(args) => crate::sample::run(&root, args, token.as_deref()),
         Command::Serve(args) => crate::serve::serve(&root, args).await,
+        Command::Cluster(command) => cluster(command).await,
         Command::Catalog => {
             let sandbox = open(&root, false)?;
             print!("{}", catalog_text(&sandbox));
@@ -432,7 +437,15 @@ pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError>
     // A registration killed between switching versions and installing the
     // new entry and policy is completed here, before anything loads them.
     sandbox_ingest::reconcile(&sandbox_ingest::DataLayout::new(dir.root())).map_err(|e| fail(e.to_string()))?;
-    let sandbox = Sandbox::open_with_store(dir.clone(), open_store(&dir)?)?;
+    let mut sandbox = Sandbox::open_with_store(dir.clone(), open_store(&dir)?)?;
+    if let Some(scheduler) = BALLISTA.get().and_then(Option::as_deref) {
+        let runner = sandbox_distributed::BallistaRunner::new(scheduler).map_err(|e| CliError {
+            code: 2,
+            message: e.to_string(),
+        })?;
+        tracing::info!(scheduler = runner.scheduler_url(), "distributed mode");
+        sandbox = sandbox.with_runner(std::sync::Arc::new(runner));
+    }
     let missing = sandbox
         .catalog()
         .iter()
@@ -858,4 +871,43 @@ async fn demo(root: &Path, wasm_dir: Option<std::path::PathBuf>) -> Result<(), C
          `sandbox report --grant <agreement>`, `sandbox audit verify`."
     );
     Ok(())
+}
+
+/// `sandbox cluster scheduler|executor`: runs until the process is stopped.
+async fn cluster(command: crate::ClusterCommand) -> Result<(), CliError> {
+    let failed = |e: sandbox_distributed::DistributedError| fail(e.to_string());
+    match command {
+        crate::ClusterCommand::Scheduler { bind } => {
+            let listener = tokio::net::TcpListener::bind(&bind)
+                .await
+                .map_err(|e| fail(format!("cannot listen on {bind}: {e}")))?;
+            let address = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+            println!("scheduler listening on {address}");
+            sandbox_distributed::cluster::run_scheduler(listener)
+                .await
+                .map_err(failed)
+        }
+        crate::ClusterCommand::Executor {
+            scheduler,
+            host,
+            flight_port,
+            grpc_port,
+            work_dir,
+            slots,
+            memory_mib,
+        } => {
+            println!("executor on {host}:{flight_port}, polling the scheduler at {scheduler}");
+            sandbox_distributed::cluster::run_executor(sandbox_distributed::cluster::ExecutorOptions {
+                scheduler,
+                bind_host: host,
+                flight_port,
+                grpc_port,
+                work_dir: work_dir.map(|d| d.display().to_string()),
+                vcores: slots,
+                memory_pool_bytes: memory_mib.map(|m| m.saturating_mul(1 << 20)),
+            })
+            .await
+            .map_err(failed)
+        }
+    }
 }

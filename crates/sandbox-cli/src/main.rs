@@ -43,6 +43,13 @@ struct Cli {
     /// kept aside as `ledger.head.replaced-<time>`.
     #[arg(long, global = true)]
     init: bool,
+    /// Distributed mode: run jobs' checked, bounded plans on the Apache
+    /// Ballista cluster whose scheduler is at host:port (see `sandbox
+    /// cluster`). Checking, noise and the budget stay in this process; the
+    /// cluster's executors must read the data directory's tables at the
+    /// same paths. WebAssembly jobs are refused in this mode.
+    #[arg(long, global = true, env = "SANDBOX_BALLISTA")]
+    ballista: Option<String>,
     /// API token of the account acting (governance verbs, jobs under an agreement).
     #[arg(long, global = true, env = "SANDBOX_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -100,6 +107,11 @@ pub(crate) enum Command {
     Governance(GovernanceCommand),
     /// Serve the HTTP API (and Arrow Flight SQL) over this data directory.
     Serve(ServeArgs),
+    /// Run a process of a Ballista cluster for the distributed mode
+    /// (`--ballista`): the scheduler or an executor, built with the
+    /// sandbox's plan codec.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Show the privacy budget of a grant.
     Budget {
         #[arg(long, default_value = "demo")]
@@ -248,6 +260,43 @@ pub struct ReportArgs {
     /// Write the report to a file instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ClusterCommand {
+    /// The scheduler: receives the coordinator's physical plans and hands
+    /// their stages to executors. Runs until stopped.
+    Scheduler {
+        /// Address to listen on (loopback or a private network only:
+        /// Ballista does not authenticate its clients).
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: String,
+    },
+    /// An executor: polls the scheduler for tasks and runs them on the
+    /// data at the paths the plans name. Runs until stopped.
+    Executor {
+        /// The scheduler, host:port.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// Host to bind and advertise to the scheduler and other executors.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Arrow Flight port (shuffle data).
+        #[arg(long, default_value_t = 50051)]
+        flight_port: u16,
+        /// The executor's gRPC port.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Directory for shuffle files (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Concurrent tasks (default: the machine's cores).
+        #[arg(long)]
+        slots: Option<usize>,
+        /// Memory for the executor's tasks, in MiB (default: Ballista's share of the host's memory).
+        #[arg(long)]
+        memory_mib: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -166,6 +166,9 @@ pub struct Sandbox {
     jobs: AtomicU64,
     wasm: std::sync::OnceLock<Arc<sandbox_wasm::SandboxEngine>>,
     running: crate::governance::RunningJobs,
+    /// Where jobs' physical plans run: embedded (this process) unless
+    /// [`Sandbox::with_runner`] set a cluster.
+    runner: Arc<dyn sandbox_sql::runner::PlanRunner>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -301,6 +304,7 @@ impl Sandbox {
             jobs: AtomicU64::new(0),
             wasm: std::sync::OnceLock::new(),
             running: Default::default(),
+            runner: Arc::new(sandbox_sql::runner::Embedded),
         };
         sandbox.register_datasets()?;
         sandbox.ensure_demo_grant()?;
@@ -310,7 +314,22 @@ impl Sandbox {
     /// Admits a WebAssembly module under the default runtime limits (the
     /// engine is created on first use and shared by later jobs, so compiled
     /// modules are cached by their SHA-256).
+    ///
+    /// Errors: in distributed mode every module is refused
+    /// (`distributed-wasm`): a module runs in this process's engine on rows
+    /// the plan would have to bring here whole, which the distributed mode
+    /// exists not to do; run WebAssembly jobs on an embedded sandbox.
     pub fn load_wasm(&self, bytes: &[u8]) -> Result<crate::WasmJob, RuntimeError> {
+        if self.runner.mode() != "embedded" {
+            return Err(RuntimeError::refused(
+                "distributed-wasm",
+                format!(
+                    "WebAssembly jobs and row functions run only in the embedded mode; this sandbox sends jobs to a {} cluster \
+                     (run the job on a sandbox started without `--ballista`)",
+                    self.runner.mode()
+                ),
+            ));
+        }
         let engine = match self.wasm.get() {
             Some(e) => e.clone(),
             None => {
@@ -327,6 +346,19 @@ impl Sandbox {
     pub fn with_limits(mut self, limits: EngineLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Runs every job's physical plans with `runner` (the distributed
+    /// mode: `sandbox_distributed::BallistaRunner`). Checking, rewriting,
+    /// noise and the budget stay in this process.
+    pub fn with_runner(mut self, runner: Arc<dyn sandbox_sql::runner::PlanRunner>) -> Self {
+        self.runner = runner;
+        self
+    }
+
+    /// Where jobs' plans run: `embedded` or the cluster's kind.
+    pub fn execution_mode(&self) -> &'static str {
+        self.runner.mode()
     }
 
     /// The catalog in force (a snapshot: a dataset registered later is in
@@ -569,7 +601,9 @@ impl Sandbox {
                 desensitize: policy_rules,
             });
         }
-        Ok(JobSession::new(&bindings, self.limits.clone())?)
+        let mut session = JobSession::new(&bindings, self.limits.clone())?;
+        session.set_runner(self.runner.clone());
+        Ok(session)
     }
 
     /// Runs (or dry-runs) one SQL job under a grant.

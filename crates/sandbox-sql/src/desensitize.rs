@@ -43,7 +43,7 @@
 //! Arrow type and cannot fail on any value (total, like every expression a
 //! job runs, see [`crate::total`]).
 
-mod function;
+pub(crate) mod function;
 mod table;
 
 use crate::SqlError;

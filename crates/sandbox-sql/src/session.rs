@@ -11,6 +11,7 @@
 use crate::checker::{Checker, PolicyLookup};
 use crate::guest::{GuestUdf, RowFunction};
 use crate::query::CheckedRows;
+use crate::runner::{Embedded, PlanRunner};
 use crate::{CheckedQuery, EngineLimits, SqlError, guard};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
@@ -73,6 +74,8 @@ pub struct JobSession {
     /// Every table is a public sample dataset (a trial run): only then may
     /// a query run as written ([`crate::trial`]).
     public_samples: bool,
+    /// Where the finished physical plans run (embedded by default).
+    runner: Arc<dyn PlanRunner>,
 }
 
 impl std::fmt::Debug for JobSession {
@@ -154,7 +157,19 @@ impl JobSession {
             guests: BTreeMap::new(),
             functions: BTreeMap::new(),
             public_samples: false,
+            runner: Arc::new(Embedded),
         })
+    }
+
+    /// Runs this session's physical plans with `runner` (the distributed
+    /// mode) instead of in this process.
+    pub fn set_runner(&mut self, runner: Arc<dyn PlanRunner>) {
+        self.runner = runner;
+    }
+
+    /// Where this session's physical plans run.
+    pub fn runner(&self) -> &Arc<dyn PlanRunner> {
+        &self.runner
     }
 
     /// Declares that every table of this session is a public sample
@@ -329,7 +344,9 @@ impl JobSession {
 }
 
 /// DataFusion's scalar functions and the sandbox's `clamp`.
-fn scalar_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+/// The scalar functions a query may name: DataFusion's own and `clamp`,
+/// `clamp_auto`.
+pub fn scalar_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     let mut functions = SessionStateDefaults::default_scalar_functions();
     functions.push(crate::clamp::udf());
     functions.push(crate::clamp_auto::udf());
@@ -338,7 +355,7 @@ fn scalar_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
 
 /// DataFusion's aggregate functions, with `variance` added as a name for
 /// the sample variance (as in PostgreSQL).
-fn aggregate_functions() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>> {
+pub fn aggregate_functions() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>> {
     SessionStateDefaults::default_aggregate_functions()
         .into_iter()
         .map(|f| {

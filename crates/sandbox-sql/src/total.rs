@@ -195,7 +195,7 @@ pub struct CapStrings {
 }
 
 impl CapStrings {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         CapStrings {
             signature: Signature::any(1, Volatility::Immutable),
         }
@@ -233,6 +233,17 @@ impl ScalarUDFImpl for CapStrings {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TotalFunction {
     inner: Arc<ScalarUDF>,
+}
+
+impl TotalFunction {
+    pub(crate) fn new(inner: Arc<ScalarUDF>) -> Self {
+        TotalFunction { inner }
+    }
+
+    /// The function made total.
+    pub(crate) fn inner(&self) -> &Arc<ScalarUDF> {
+        &self.inner
+    }
 }
 
 impl ScalarUDFImpl for TotalFunction {
@@ -282,6 +293,19 @@ impl SafeArithmetic {
             op: None,
             signature: Signature::any(1, Volatility::Immutable),
         }
+    }
+
+    /// `op`'s total form; `None`: unary minus.
+    pub(crate) fn for_operator(op: Option<Operator>) -> Self {
+        match op {
+            Some(op) => Self::new(op),
+            None => Self::negate(),
+        }
+    }
+
+    /// The operator; `None`: unary minus.
+    pub(crate) fn operator(&self) -> Option<Operator> {
+        self.op
     }
 }
 

@@ -71,6 +71,7 @@ pub fn run(server: &str, token: Option<&str>, command: Command) -> Result<(), Cl
             command: PolicyCommand::Check { .. },
         } => Err(local_only("policy check")),
         Command::Serve(_) => Err(local_only("serve")),
+        Command::Cluster(_) => Err(local_only("cluster")),
         Command::Dataset {
             command: crate::dataset::DatasetCommand::Register(args),
         } if !args.check_only => register(&client, &args),

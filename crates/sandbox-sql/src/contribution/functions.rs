@@ -36,6 +36,11 @@ impl ChoicePriority {
             signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
+
+    /// The job's choice key.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
 }
 
 impl ScalarUDFImpl for ChoicePriority {
@@ -104,6 +109,17 @@ impl RowCap {
     /// A cap for sums of squared grid values, in `[0, max_abs²]`.
     pub fn squares(max_abs: i64) -> Self {
         Self::new(0, max_abs.saturating_mul(max_abs))
+    }
+
+    /// The bounds per kept row, `(floor, ceiling)`.
+    pub fn bounds(&self) -> (i64, i64) {
+        (self.floor, self.ceiling)
+    }
+
+    /// The cap with bounds `floor ≤ ceiling` per kept row (as
+    /// [`RowCap::bounds`] returns them).
+    pub fn from_bounds(floor: i64, ceiling: i64) -> Self {
+        Self::new(floor, ceiling)
     }
 
     fn new(floor: i64, ceiling: i64) -> Self {

@@ -37,7 +37,7 @@
 //! and the window only runs when a unit can reach more groups than it may
 //! keep (a public key set no larger than G needs no choice).
 
-mod functions;
+pub(crate) mod functions;
 mod read;
 
 pub use functions::{ChoicePriority, RowCap};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// The rule of one column of one type. Total: every value maps to a value
 /// (or NULL to NULL); nothing here fails or panics on data.
 #[derive(Debug, PartialEq, Hash, Eq)]
-pub(super) struct Desensitize {
+pub(crate) struct Desensitize {
     /// The rule, as its TOML form (the rule holds floats, which are
     /// neither `Eq` nor `Hash`; the form identifies it).
     form: String,
@@ -39,7 +39,12 @@ impl std::hash::Hash for Rule {
 impl Desensitize {
     /// `None` when the rule does not apply to `data_type` (validation
     /// rules that out; the caller fails closed).
-    pub(super) fn new(rule: &Desensitization, data_type: &DataType) -> Option<Self> {
+    /// The rule and the column type it was built for.
+    pub(crate) fn parts(&self) -> (&Desensitization, &DataType) {
+        (&self.rule.0, &self.data_type)
+    }
+
+    pub(crate) fn new(rule: &Desensitization, data_type: &DataType) -> Option<Self> {
         let fits = match rule {
             // A fixed-width band only on integers (exact); validation
             // refuses it on a float column.

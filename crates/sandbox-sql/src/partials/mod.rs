@@ -24,7 +24,6 @@ use datafusion::error::DataFusionError;
 use datafusion::functions::expr_fn::round;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast as cast_expr, col, lit, when};
-use datafusion::physical_plan::collect;
 use sandbox_dp::aggregate::AggregateSpec;
 use sandbox_dp::bounding::{GroupTotals, Partials};
 use sandbox_dp::fixed_point::Quantizer;
@@ -349,20 +348,37 @@ pub(crate) async fn execute(
     let limits = session.limits();
     let state = session.state().clone();
     let memory = limits.memory_bytes;
+    let runner = session.runner().clone();
     let run = async move {
         // Optimise, then make every expression total (see `crate::total`)
         // on exactly the plan that runs: no later pass adds casts.
-        let optimized = state.optimize(&plan)?;
+        let optimized = state.optimize(&plan).map_err(Failure::Engine)?;
         let total = crate::total::make_total(optimized)
-            .map_err(|e| DataFusionError::Plan(format!("cannot make the plan total: {e}")))?;
-        let physical = state.query_planner().create_physical_plan(&total, &state).await?;
-        collect(physical, state.task_ctx()).await
+            .map_err(|e| Failure::Engine(DataFusionError::Plan(format!("cannot make the plan total: {e}"))))?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&total, &state)
+            .await
+            .map_err(Failure::Engine)?;
+        // What the runner cannot execute is refused before any of it runs:
+        // the refusal depends on the plan, not on the data.
+        runner.admit(&physical).map_err(Failure::Refused)?;
+        runner.run(physical, state.task_ctx()).await.map_err(Failure::Engine)
     };
     match tokio::time::timeout(limits.deadline, run).await {
         Err(_) => Err(SqlError::Deadline(limits.deadline)),
-        Ok(Err(e)) => Err(execution_error(&e, memory)),
+        Ok(Err(Failure::Refused(e))) => Err(e),
+        Ok(Err(Failure::Engine(e))) => Err(execution_error(&e, memory)),
         Ok(Ok(b)) => Ok(b),
     }
+}
+
+/// Why [`execute`] stopped short of the plan's output.
+enum Failure {
+    /// The runner cannot execute this plan (decided before it runs).
+    Refused(SqlError),
+    /// The engine or the cluster failed.
+    Engine(DataFusionError),
 }
 
 mod assemble;

@@ -1,0 +1,94 @@
+//! The cluster's processes, built from the Ballista crates with the
+//! sandbox's codec: `sandbox cluster scheduler` and `sandbox cluster
+//! executor` run these.
+//!
+//! The scheduler and executors are trusted components: they read the raw
+//! data. Their ports must be reachable only from the coordinator and each
+//! other (Ballista has no authentication of its own; see
+//! docs/distributed.md).
+
+use crate::DistributedError;
+use crate::codec::SandboxCodec;
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+fn cluster_error(e: impl std::fmt::Display) -> DistributedError {
+    DistributedError::Cluster(e.to_string())
+}
+
+/// Runs a scheduler on `listener` until the process ends. Errors: the
+/// scheduler's state cannot be created or its service stops.
+pub async fn run_scheduler(listener: TcpListener) -> Result<(), DistributedError> {
+    let address = listener.local_addr().map_err(cluster_error)?;
+    let mut config = SchedulerConfig::default()
+        .with_hostname(address.ip().to_string())
+        .with_port(address.port())
+        .with_scheduler_policy(TaskSchedulingPolicy::PullStaged);
+    config.override_physical_codec = Some(Arc::new(SandboxCodec::default()));
+    let cluster = BallistaCluster::new_from_config(&config).await.map_err(cluster_error)?;
+    let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
+        .await
+        .map_err(cluster_error)?;
+    tracing::info!(%address, "sandbox cluster scheduler listening");
+    start_grpc_service_with_listener(listener, scheduler)
+        .await
+        .map_err(cluster_error)
+}
+
+/// Where an executor listens and which scheduler it polls.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler, `host:port`.
+    pub scheduler: String,
+    /// The address the executor binds and advertises (loopback in tests).
+    pub bind_host: String,
+    /// Arrow Flight port (shuffle reads by other executors and the client).
+    pub flight_port: u16,
+    /// gRPC port of the executor's own service.
+    pub grpc_port: u16,
+    /// Directory for shuffle files (created if missing); `None`: a
+    /// temporary directory.
+    pub work_dir: Option<String>,
+    /// Task slots (defaults to the machine's cores).
+    pub vcores: Option<usize>,
+    /// Memory pool in bytes shared by the executor's tasks; `None`:
+    /// Ballista's default share of the host's memory.
+    pub memory_pool_bytes: Option<u64>,
+}
+
+/// Runs an executor until the process ends (or it is told to stop).
+/// Errors: a malformed scheduler address, a port in use, or the executor
+/// failing.
+pub async fn run_executor(options: ExecutorOptions) -> Result<(), DistributedError> {
+    let (host, port) = options
+        .scheduler
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| DistributedError::Address(options.scheduler.clone()))?;
+    let mut config = ExecutorProcessConfig {
+        bind_host: options.bind_host.clone(),
+        external_host: Some(options.bind_host.clone()),
+        port: options.flight_port,
+        grpc_port: options.grpc_port,
+        scheduler_host: host,
+        scheduler_port: port,
+        scheduler_connect_timeout_seconds: 30,
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        work_dir: options.work_dir.clone(),
+        memory_pool_size: options.memory_pool_bytes,
+        executor_heartbeat_interval_seconds: 5,
+        override_physical_codec: Some(Arc::new(SandboxCodec::default())),
+        ..Default::default()
+    };
+    if let Some(vcores) = options.vcores {
+        config.vcores = vcores.max(1);
+    }
+    tracing::info!(scheduler = %options.scheduler, flight_port = options.flight_port, "sandbox cluster executor starting");
+    start_executor_process(Arc::new(config)).await.map_err(cluster_error)
+}

@@ -1,0 +1,106 @@
+//! [`BallistaRunner`]: a job's finished physical plans executed on a
+//! Ballista cluster.
+
+use crate::DistributedError;
+use crate::codec::SandboxCodec;
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::physical_plan::AsExecutionPlan;
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use sandbox_sql::SqlError;
+use sandbox_sql::runner::PlanRunner;
+use std::sync::Arc;
+
+/// Sends each finished plan to a Ballista scheduler as a serialized
+/// physical plan (never SQL, never a logical plan to be re-planned there)
+/// and collects its output.
+///
+/// The scheduler splits the plan into stages at its repartitions; the
+/// executors run the scans, the per-(privacy unit, group) aggregation and
+/// the contribution bounding of the plan, and only the plan's output (the
+/// bounded per-group partials) returns here, where noise, partition
+/// selection and the release rules run.
+#[derive(Debug)]
+pub struct BallistaRunner {
+    scheduler_url: String,
+    codec: Arc<SandboxCodec>,
+}
+
+impl BallistaRunner {
+    /// A runner for the scheduler at `scheduler` (`host:port`, or
+    /// `df://host:port` as Ballista's clients write it). Errors: an address
+    /// without a host or a numeric port. Nothing is contacted until a plan
+    /// runs.
+    pub fn new(scheduler: &str) -> Result<Self, DistributedError> {
+        let address = scheduler
+            .strip_prefix("df://")
+            .or_else(|| scheduler.strip_prefix("http://"))
+            .unwrap_or(scheduler);
+        let bad = || DistributedError::Address(scheduler.to_string());
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(BallistaRunner {
+            scheduler_url: format!("http://{host}:{port}"),
+            codec: Arc::new(SandboxCodec::default()),
+        })
+    }
+
+    /// The scheduler's URL (`http://host:port`).
+    pub fn scheduler_url(&self) -> &str {
+        &self.scheduler_url
+    }
+}
+
+impl PlanRunner for BallistaRunner {
+    fn mode(&self) -> &'static str {
+        "ballista"
+    }
+
+    /// Serializes the plan with the cluster's codec: a function without a
+    /// portable description (a WebAssembly row function) is refused by
+    /// its rule before anything runs.
+    fn admit(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<(), SqlError> {
+        let codec = SandboxCodec::admitting();
+        let encoded = PhysicalPlanNode::try_from_physical_plan(plan.clone(), &codec);
+        if let Some(refusal) = codec.take_refusal() {
+            return Err(refusal);
+        }
+        encoded.map(|_| ()).map_err(|e| {
+            SqlError::Internal(format!(
+                "the plan cannot be sent to the cluster: {}",
+                e.strip_backtrace()
+            ))
+        })
+    }
+
+    fn run(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        context: Arc<TaskContext>,
+    ) -> BoxFuture<'static, DfResult<Vec<RecordBatch>>> {
+        let url = self.scheduler_url.clone();
+        let codec = self.codec.clone();
+        Box::pin(async move {
+            let session_config = context.session_config().clone().upgrade_for_ballista();
+            let ballista = session_config.ballista_config();
+            let stream = execute_physical_plan::<PhysicalPlanNode>(
+                url,
+                &ballista,
+                plan,
+                codec.as_ref(),
+                context.session_id(),
+                session_config,
+            )
+            .await?;
+            stream.try_collect().await
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! The sandbox's scalar functions as portable descriptions, so that a
+//! finished physical plan can be executed in another process (the
+//! distributed mode's executors) with exactly the functions it was
+//! planned with.
+//!
+//! Every function in a job's plan is described by *what it is*: its kind
+//! and its parameters (the per-job choice key, the row cap's bounds, a
+//! desensitization rule). A function is never rebuilt from its name alone:
+//! a name-based lookup on an executor would turn `TotalFunction(abs)`
+//! (which gives NULL where `abs` fails) into DataFusion's `abs` (which
+//! fails the job on data), a data-dependent failure. DataFusion's own
+//! functions are described as `builtin` and rebuilt from this crate's
+//! fixed list of functions a session registers ([`crate::session::scalar_functions`]),
+//! the same code on both sides.
+//!
+//! A job's WebAssembly row function has no portable description: its
+//! module lives in the coordinator's memory, and [`describe`] refuses it
+//! with the rule `distributed-row-function`.
+
+use crate::SqlError;
+use crate::contribution::functions::{ChoicePriority, RowCap};
+use crate::desensitize::function::Desensitize;
+use crate::total::{CapStrings, SafeArithmetic, TotalFunction};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{Operator, ScalarUDF};
+use sandbox_policy::Desensitization;
+use sandbox_policy::desensitize::DateUnit;
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+/// What a scalar function of a job's plan is, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PortableFunction {
+    /// One of the functions a session registers, by its name.
+    Builtin { name: String },
+    /// [`ChoicePriority`] under the job's choice key.
+    ChoicePriority { key: u64 },
+    /// [`RowCap`] with its bounds per kept row.
+    RowCap { floor: i64, ceiling: i64 },
+    /// The total arithmetic operator (`None`: unary minus).
+    SafeArithmetic { op: Option<ArithmeticOp> },
+    /// String capping around `||`.
+    CapStrings,
+    /// A function made total (NULL where it would fail).
+    Total { inner: Box<PortableFunction> },
+    /// One column's desensitization rule on a column of `column_type`.
+    Desensitize {
+        rule: PortableRule,
+        column_type: ColumnType,
+    },
+}
+
+/// The operators [`SafeArithmetic`] evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArithmeticOp {
+    Plus,
+    Minus,
+    Multiply,
+    Divide,
+    Modulo,
+}
+
+/// The column types a desensitization rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Int64,
+    Float64,
+    Date32,
+    Utf8,
+}
+
+/// A [`Desensitization`] rule, field for field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortableRule {
+    Band(u64),
+    Bands(Vec<f64>),
+    TruncateToMonth,
+    TruncateToYear,
+    TruncateChars(u32),
+    MaskKeepFirst(u32),
+    MaskKeepLast(u32),
+}
+
+fn unportable(what: &str) -> SqlError {
+    SqlError::refused(
+        "distributed-row-function",
+        format!(
+            "`{what}` cannot run on the cluster's executors: WebAssembly row functions run only in the embedded mode \
+             (run the job on a sandbox without `--ballista`)"
+        ),
+    )
+}
+
+/// Describes `udf`. Errors: a WebAssembly row function or any function
+/// this crate does not know is refused (`distributed-row-function`).
+pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
+    let inner = udf.inner().as_ref();
+    if let Some(f) = inner.downcast_ref::<ChoicePriority>() {
+        return Ok(PortableFunction::ChoicePriority { key: f.key() });
+    }
+    if let Some(f) = inner.downcast_ref::<RowCap>() {
+        let (floor, ceiling) = f.bounds();
+        return Ok(PortableFunction::RowCap { floor, ceiling });
+    }
+    if let Some(f) = inner.downcast_ref::<SafeArithmetic>() {
+        let op = match f.operator() {
+            None => None,
+            Some(Operator::Plus) => Some(ArithmeticOp::Plus),
+            Some(Operator::Minus) => Some(ArithmeticOp::Minus),
+            Some(Operator::Multiply) => Some(ArithmeticOp::Multiply),
+            Some(Operator::Divide) => Some(ArithmeticOp::Divide),
+            Some(Operator::Modulo) => Some(ArithmeticOp::Modulo),
+            Some(other) => return Err(SqlError::Internal(format!("total arithmetic with operator {other}"))),
+        };
+        return Ok(PortableFunction::SafeArithmetic { op });
+    }
+    if inner.downcast_ref::<CapStrings>().is_some() {
+        return Ok(PortableFunction::CapStrings);
+    }
+    if let Some(f) = inner.downcast_ref::<TotalFunction>() {
+        return Ok(PortableFunction::Total {
+            inner: Box::new(describe(f.inner())?),
+        });
+    }
+    if let Some(f) = inner.downcast_ref::<Desensitize>() {
+        let (rule, data_type) = f.parts();
+        let column_type = match data_type {
+            DataType::Int64 => ColumnType::Int64,
+            DataType::Float64 => ColumnType::Float64,
+            DataType::Date32 => ColumnType::Date32,
+            DataType::Utf8 => ColumnType::Utf8,
+            other => return Err(SqlError::Internal(format!("desensitization of a {other} column"))),
+        };
+        let rule = match rule.clone() {
+            Desensitization::Band(w) => PortableRule::Band(w.get()),
+            Desensitization::Bands(edges) => PortableRule::Bands(edges),
+            Desensitization::TruncateDate(DateUnit::Month) => PortableRule::TruncateToMonth,
+            Desensitization::TruncateDate(DateUnit::Year) => PortableRule::TruncateToYear,
+            Desensitization::TruncateChars(n) => PortableRule::TruncateChars(n),
+            Desensitization::MaskKeepFirst(n) => PortableRule::MaskKeepFirst(n),
+            Desensitization::MaskKeepLast(n) => PortableRule::MaskKeepLast(n),
+        };
+        return Ok(PortableFunction::Desensitize { rule, column_type });
+    }
+    // A built-in only if it is the very function a session registers
+    // under that name (a job function could share a name with nothing
+    // registered, but never with a built-in: registration refuses that).
+    match builtin(udf.name()) {
+        Some(b) if b.as_ref() == udf => Ok(PortableFunction::Builtin {
+            name: udf.name().to_string(),
+        }),
+        _ => Err(unportable(udf.name())),
+    }
+}
+
+fn builtin(name: &str) -> Option<Arc<ScalarUDF>> {
+    crate::session::scalar_functions()
+        .into_iter()
+        .find(|f| f.name() == name)
+}
+
+/// Rebuilds the function `f` describes. Errors: an unknown built-in name
+/// or a rule that does not apply to its column type.
+pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
+    let bad = |what: String| SqlError::Internal(format!("cannot rebuild a plan's function: {what}"));
+    Ok(match f {
+        PortableFunction::Builtin { name } => builtin(name).ok_or_else(|| bad(format!("no built-in `{name}`")))?,
+        PortableFunction::ChoicePriority { key } => Arc::new(ScalarUDF::new_from_impl(ChoicePriority::new(*key))),
+        PortableFunction::RowCap { floor, ceiling } => {
+            Arc::new(ScalarUDF::new_from_impl(RowCap::from_bounds(*floor, *ceiling)))
+        }
+        PortableFunction::SafeArithmetic { op } => {
+            let op = op.map(|op| match op {
+                ArithmeticOp::Plus => Operator::Plus,
+                ArithmeticOp::Minus => Operator::Minus,
+                ArithmeticOp::Multiply => Operator::Multiply,
+                ArithmeticOp::Divide => Operator::Divide,
+                ArithmeticOp::Modulo => Operator::Modulo,
+            });
+            Arc::new(ScalarUDF::new_from_impl(SafeArithmetic::for_operator(op)))
+        }
+        PortableFunction::CapStrings => Arc::new(ScalarUDF::new_from_impl(CapStrings::new())),
+        PortableFunction::Total { inner } => Arc::new(ScalarUDF::new_from_impl(TotalFunction::new(rebuild(inner)?))),
+        PortableFunction::Desensitize { rule, column_type } => {
+            let rule = match rule {
+                PortableRule::Band(w) => {
+                    Desensitization::Band(NonZeroU64::new(*w).ok_or_else(|| bad("band 0".into()))?)
+                }
+                PortableRule::Bands(edges) => Desensitization::Bands(edges.clone()),
+                PortableRule::TruncateToMonth => Desensitization::TruncateDate(DateUnit::Month),
+                PortableRule::TruncateToYear => Desensitization::TruncateDate(DateUnit::Year),
+                PortableRule::TruncateChars(n) => Desensitization::TruncateChars(*n),
+                PortableRule::MaskKeepFirst(n) => Desensitization::MaskKeepFirst(*n),
+                PortableRule::MaskKeepLast(n) => Desensitization::MaskKeepLast(*n),
+            };
+            let data_type = match column_type {
+                ColumnType::Int64 => DataType::Int64,
+                ColumnType::Float64 => DataType::Float64,
+                ColumnType::Date32 => DataType::Date32,
+                ColumnType::Utf8 => DataType::Utf8,
+            };
+            let f = Desensitize::new(&rule, &data_type)
+                .ok_or_else(|| bad(format!("rule {rule} on a {data_type} column")))?;
+            Arc::new(ScalarUDF::new_from_impl(f))
+        }
+    })
+}
+
+/// [`describe`] as bytes (JSON), for a plan codec.
+pub fn encode(udf: &ScalarUDF) -> Result<Vec<u8>, SqlError> {
+    serde_json::to_vec(&describe(udf)?).map_err(|e| SqlError::Internal(e.to_string()))
+}
+
+/// [`rebuild`] from [`encode`]'s bytes.
+pub fn decode(bytes: &[u8]) -> Result<Arc<ScalarUDF>, SqlError> {
+    let f: PortableFunction =
+        serde_json::from_slice(bytes).map_err(|e| SqlError::Internal(format!("cannot read a plan's function: {e}")))?;
+    rebuild(&f)
+}
+
+#[cfg(test)]
+mod tests;
