@@ -443,6 +443,9 @@ pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError>
             code: 2,
             message: e.to_string(),
         })?;
+        runner
+            .check_reachable(std::time::Duration::from_secs(5))
+            .map_err(|e| fail(e.to_string()))?;
         tracing::info!(scheduler = runner.scheduler_url(), "distributed mode");
         sandbox = sandbox.with_runner(std::sync::Arc::new(runner));
     }

@@ -465,9 +465,10 @@ pub struct SqlArgs {
     trial: bool,
 }
 
-/// Servers log requests and jobs; one-shot commands only errors.
+/// Servers and cluster processes log requests and jobs; one-shot commands
+/// only errors.
 fn default_log_filter() -> &'static str {
-    if std::env::args().skip(1).any(|a| a == "serve") {
+    if std::env::args().skip(1).any(|a| a == "serve" || a == "cluster") {
         "info"
     } else {
         "error"

@@ -18,6 +18,12 @@ use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Seconds between an executor's heartbeats to the scheduler.
+pub const EXECUTOR_HEARTBEAT_SECONDS: u64 = 5;
+/// Seconds without a heartbeat after which the scheduler counts an
+/// executor lost and reschedules its tasks.
+pub const EXECUTOR_TIMEOUT_SECONDS: u64 = 20;
+
 fn cluster_error(e: impl std::fmt::Display) -> DistributedError {
     DistributedError::Cluster(e.to_string())
 }
@@ -30,6 +36,12 @@ pub async fn run_scheduler(listener: TcpListener) -> Result<(), DistributedError
         .with_hostname(address.ip().to_string())
         .with_port(address.port())
         .with_scheduler_policy(TaskSchedulingPolicy::PullStaged);
+    // Executors beat every EXECUTOR_HEARTBEAT; one silent for four beats is
+    // lost and its tasks go to the others (Ballista's default, 180 s,
+    // would outlast a job's deadline).
+    config.executor_timeout_seconds = EXECUTOR_TIMEOUT_SECONDS;
+    config.expire_dead_executor_interval_seconds = EXECUTOR_HEARTBEAT_SECONDS;
+    config.no_executors_grace_period_seconds = EXECUTOR_TIMEOUT_SECONDS;
     config.override_physical_codec = Some(Arc::new(SandboxCodec::default()));
     let cluster = BallistaCluster::new_from_config(&config).await.map_err(cluster_error)?;
     let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
@@ -82,7 +94,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), DistributedErr
         task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         work_dir: options.work_dir.clone(),
         memory_pool_size: options.memory_pool_bytes,
-        executor_heartbeat_interval_seconds: 5,
+        executor_heartbeat_interval_seconds: EXECUTOR_HEARTBEAT_SECONDS,
         override_physical_codec: Some(Arc::new(SandboxCodec::default())),
         ..Default::default()
     };

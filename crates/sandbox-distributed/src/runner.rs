@@ -53,6 +53,28 @@ impl BallistaRunner {
         })
     }
 
+    /// Checks that the scheduler accepts connections within `timeout`, so
+    /// that a sandbox started with a wrong address says so at once instead
+    /// of failing its first job. Errors: the address does not resolve or
+    /// nothing listens there.
+    pub fn check_reachable(&self, timeout: std::time::Duration) -> Result<(), DistributedError> {
+        use std::net::ToSocketAddrs;
+        let address = self.scheduler_url.trim_start_matches("http://");
+        let unreachable = |why: String| DistributedError::Unreachable {
+            scheduler: address.to_string(),
+            why,
+        };
+        let addrs = address.to_socket_addrs().map_err(|e| unreachable(e.to_string()))?;
+        let mut last = String::from("the address resolves to nothing");
+        for addr in addrs {
+            match std::net::TcpStream::connect_timeout(&addr, timeout) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(unreachable(last))
+    }
+
     /// The scheduler's URL (`http://host:port`).
     pub fn scheduler_url(&self) -> &str {
         &self.scheduler_url
@@ -62,6 +84,17 @@ impl BallistaRunner {
 impl PlanRunner for BallistaRunner {
     fn mode(&self) -> &'static str {
         "ballista"
+    }
+
+    /// Dynamic filters (join, TopK and aggregate filters pushed into scans
+    /// at run time) live in one process's memory: a plan holding them
+    /// cannot be split into stages (Ballista's scheduler fails such a
+    /// join's stage), so jobs sent to the cluster are planned without them.
+    fn configure(&self, options: &mut datafusion::config::ConfigOptions) {
+        options.optimizer.enable_dynamic_filter_pushdown = false;
+        options.optimizer.enable_join_dynamic_filter_pushdown = false;
+        options.optimizer.enable_topk_dynamic_filter_pushdown = false;
+        options.optimizer.enable_aggregate_dynamic_filter_pushdown = false;
     }
 
     /// Serializes the plan with the cluster's codec: a function without a
@@ -89,7 +122,14 @@ impl PlanRunner for BallistaRunner {
         let url = self.scheduler_url.clone();
         let codec = self.codec.clone();
         Box::pin(async move {
-            let session_config = context.session_config().clone().upgrade_for_ballista();
+            // The plan runs as the coordinator planned it: Ballista's
+            // adaptive planner would re-optimize it between stages (and
+            // fails on joins that already hold dynamic filters).
+            let session_config = context
+                .session_config()
+                .clone()
+                .upgrade_for_ballista()
+                .with_ballista_adaptive_query_planner(false);
             let ballista = session_config.ballista_config();
             let stream = execute_physical_plan::<PhysicalPlanNode>(
                 url,

@@ -20,6 +20,11 @@ pub trait PlanRunner: Send + Sync + std::fmt::Debug {
     /// A short name for logs and the job record: `embedded`, `ballista`.
     fn mode(&self) -> &'static str;
 
+    /// Adjusts the job session's options for this runner, once, before
+    /// any plan is made (the distributed mode turns off what the cluster
+    /// cannot carry).
+    fn configure(&self, _options: &mut datafusion::config::ConfigOptions) {}
+
     /// Checks a physical plan before anything of it runs: a plan this
     /// runner cannot execute faithfully is refused here (for instance a
     /// WebAssembly row function in distributed mode), never midway.

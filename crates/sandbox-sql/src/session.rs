@@ -164,6 +164,7 @@ impl JobSession {
     /// Runs this session's physical plans with `runner` (the distributed
     /// mode) instead of in this process.
     pub fn set_runner(&mut self, runner: Arc<dyn PlanRunner>) {
+        runner.configure(self.state.config_mut().options_mut());
         self.runner = runner;
     }
 

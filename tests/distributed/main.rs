@@ -1,0 +1,219 @@
+//! The distributed mode against the embedded one: with a Ballista
+//! scheduler and two executors on loopback (`cluster_node` processes built
+//! from the crates), every query of the neighbouring-database corpus has
+//! the same outcome as in the embedded engine and, in the test-only
+//! noise-off mode, the same bounded statistics (the same per-group
+//! partials, unit counts, calibration). The neighbouring-database check
+//! runs in distributed mode too, on every query the stride picks.
+//!
+//! Its own test binary: noise off is a process-wide switch.
+
+mod cluster;
+#[path = "../neighbouring/corpus.rs"]
+mod corpus;
+#[allow(dead_code)]
+#[path = "../integration/fixture.rs"]
+mod fixture;
+#[allow(dead_code)]
+#[path = "../neighbouring/neighbours.rs"]
+mod neighbours;
+#[path = "../neighbouring/outcome.rs"]
+mod outcome;
+
+use cluster::Cluster;
+use neighbours::World;
+use outcome::{Outcome, compare, run};
+use sandbox_distributed::BallistaRunner;
+use sandbox_runtime::Sandbox;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Neighbours are checked in distributed mode on one corpus query in this
+/// many (each is a few cluster jobs per neighbour; the embedded suite
+/// checks every query).
+const NEIGHBOUR_STRIDE: usize = 4;
+
+/// Groups in key order: partitions deliver observed groups in any order.
+fn sorted(o: Outcome) -> Outcome {
+    match o {
+        Outcome::Released(mut t) => {
+            t.groups
+                .sort_by_key(|g| serde_json::to_string(&g.key).unwrap_or_default());
+            Outcome::Released(t)
+        }
+        other => other,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_releases_what_the_embedded_engine_releases() {
+    sandbox_runtime::testing::set_noise_off(true);
+    let world = World::build();
+    let corpus = corpus::all(&world);
+    let cluster = Cluster::start(2);
+    let runner = Arc::new(BallistaRunner::new(&cluster.scheduler).expect("scheduler address"));
+    let embedded = world.sandbox(None);
+    let distributed = world.sandbox(None).with_runner(runner.clone());
+    assert_eq!(distributed.execution_mode(), "ballista");
+    let neighbours: Vec<(&neighbours::Neighbour, Sandbox)> = world
+        .neighbours
+        .iter()
+        .map(|n| (n, world.sandbox(Some(n)).with_runner(runner.clone())))
+        .collect();
+
+    let (mut failures, mut released, mut neighbour_runs) = (Vec::new(), 0usize, 0usize);
+    let (mut local_time, mut remote_time) = (0f64, 0f64);
+    for (i, (origin, sql)) in corpus.iter().enumerate() {
+        let t = Instant::now();
+        let local = sorted(run(&embedded, sql).await);
+        local_time += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let remote = sorted(run(&distributed, sql).await);
+        remote_time += t.elapsed().as_secs_f64();
+        if local != remote {
+            failures.push(format!(
+                "[{origin}] embedded: {}, distributed: {}{}\n    {}",
+                local.kind(),
+                remote.kind(),
+                if local.kind() == remote.kind() {
+                    " (statistics differ)"
+                } else {
+                    ""
+                },
+                sql.trim()
+            ));
+            continue;
+        }
+        let Outcome::Released(on_d) = &remote else { continue };
+        released += 1;
+        if i % NEIGHBOUR_STRIDE != 0 {
+            continue;
+        }
+        if !on_d.estimated.is_empty() {
+            sandbox_runtime::testing::pin_estimates(Some(on_d.estimated.clone()));
+        }
+        for (neighbour, sandbox) in &neighbours {
+            if !neighbour.touches(sql) {
+                continue;
+            }
+            neighbour_runs += 1;
+            let verdict = match run(sandbox, sql).await {
+                Outcome::Released(on_n) => compare(on_d, &on_n),
+                other => Err(format!("released on D, {} without the unit", other.kind())),
+            };
+            if let Err(why) = verdict {
+                failures.push(format!(
+                    "[{origin}] distributed, without {}: {why}\n    {}",
+                    neighbour.label,
+                    sql.trim()
+                ));
+            }
+        }
+        sandbox_runtime::testing::pin_estimates(None);
+    }
+    eprintln!(
+        "distributed mode: {} queries ({released} released), embedded {local_time:.1} s, distributed {remote_time:.1} s; \
+         {neighbour_runs} neighbour runs on the cluster; {} differences",
+        corpus.len(),
+        failures.len()
+    );
+    assert!(
+        released >= 100,
+        "only {released} corpus queries released on the cluster"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    drop(neighbours);
+    an_executor_lost_mid_job_is_retried_or_fails_the_job_and_the_charge_stays(cluster, &embedded, &distributed).await;
+}
+
+/// SIGKILL one of the two executors while jobs run on the cluster. Each
+/// job either completes (Ballista reschedules the lost tasks on the other
+/// executor) with exactly the embedded release, or fails with the
+/// data-independent failure message; either way its charge stays and the
+/// store records it. The cluster then goes on with one executor.
+async fn an_executor_lost_mid_job_is_retried_or_fails_the_job_and_the_charge_stays(
+    mut cluster: Cluster,
+    embedded: &Sandbox,
+    distributed: &Sandbox,
+) {
+    const SQL: &str = "SELECT e.industry, AVG(u.electricity_kwh) AS kwh, COUNT(*) AS n \
+                       FROM gov.utility_usage u JOIN gov.legal_entities e ON u.credit_code = e.credit_code \
+                       GROUP BY e.industry";
+    let expected = sorted(run(embedded, SQL).await);
+    assert!(matches!(expected, Outcome::Released(_)), "{}", expected.kind());
+    let spent = |s: &Sandbox| -> f64 {
+        s.budget(neighbours::GRANT)
+            .expect("budget")
+            .iter()
+            .filter(|l| l.dataset == "gov.utility_usage")
+            .map(|l| l.epsilon_spent)
+            .sum()
+    };
+    let jobs = |s: &Sandbox| -> u64 {
+        s.store()
+            .job_counts(neighbours::GRANT)
+            .expect("job counts")
+            .iter()
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let (spent_before, jobs_before) = (spent(distributed), jobs(distributed));
+    // Jobs back to back; the executor dies during the second one.
+    let mut victim = cluster.executors.remove(0);
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        victim.kill().expect("SIGKILL the executor");
+        victim.wait().expect("reap the executor");
+    });
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        outcomes.push(sorted(run(distributed, SQL).await));
+    }
+    killer.join().expect("killer thread");
+    for outcome in &outcomes {
+        match outcome {
+            Outcome::Released(_) => assert_eq!(
+                outcome, &expected,
+                "a completed job releases what the embedded engine does"
+            ),
+            Outcome::Failed(message) => assert!(
+                message.contains("details withheld"),
+                "a failure on the cluster shows the data-independent message, not {message}"
+            ),
+            Outcome::Refused(rule) => panic!("refused by {rule} after losing an executor"),
+        }
+    }
+    assert_eq!(jobs(distributed), jobs_before + 4, "every job is recorded");
+    let spent_by_four = spent(distributed) - spent_before;
+    // After the loss the remaining executor runs jobs alone.
+    let before_one = spent(distributed);
+    let after = sorted(run(distributed, SQL).await);
+    assert_eq!(
+        after, expected,
+        "the cluster with one executor releases what the embedded engine does"
+    );
+    let one = spent(distributed) - before_one;
+    assert!(one > 0.0, "a job is charged");
+    assert!(
+        (spent_by_four - 4.0 * one).abs() < 1e-9,
+        "the four jobs around the loss spent {spent_by_four}, not 4 × {one}: a failed job's charge stays"
+    );
+    eprintln!(
+        "executor killed mid-job: {}",
+        outcomes.iter().map(Outcome::kind).collect::<Vec<_>>().join(", ")
+    );
+}
+
+#[test]
+fn webassembly_is_refused_in_distributed_mode_before_anything_runs() {
+    let world_dir = tempfile::tempdir().expect("dir");
+    let dir = sandbox_runtime::DataDir::open(world_dir.path()).expect("data dir");
+    let runner = Arc::new(BallistaRunner::new("127.0.0.1:1").expect("address"));
+    let sandbox = Sandbox::open(dir).expect("sandbox").with_runner(runner);
+    // Refused by rule before the module is read (any bytes) and before any
+    // cluster is contacted (none listens on port 1).
+    let refusal = sandbox.load_wasm(b"\0asm\x01\0\0\0").err().expect("refused");
+    assert_eq!(refusal.rule(), Some("distributed-wasm"), "{refusal}");
+    assert!(refusal.to_string().contains("embedded mode"));
+}
