@@ -117,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let local = Sandbox::open(dir.clone())?;
     local.store().upsert_grant(&Grant::new("bench", "bench", budgets))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut run = |sandbox: &Sandbox, work: &Path| -> Result<(f64, u64), Box<dyn std::error::Error>> {
+    let run = |sandbox: &Sandbox, work: &Path| -> Result<(f64, u64), Box<dyn std::error::Error>> {
         let (mut times, mut shuffled) = (Vec::new(), 0);
         // A warm-up, then best of 3.
         for i in 0..4 {
