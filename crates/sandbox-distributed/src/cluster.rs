@@ -95,6 +95,11 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), DistributedErr
         work_dir: options.work_dir.clone(),
         memory_pool_size: options.memory_pool_bytes,
         executor_heartbeat_interval_seconds: EXECUTOR_HEARTBEAT_SECONDS,
+        // Shuffle files hold raw partials: the scheduler has a finished
+        // job's files removed after 5 minutes; this sweep removes any left
+        // behind (a job whose scheduler died) after an hour.
+        job_data_ttl_seconds: 3600,
+        job_data_clean_up_interval_seconds: 600,
         override_physical_codec: Some(Arc::new(SandboxCodec::default())),
         ..Default::default()
     };
