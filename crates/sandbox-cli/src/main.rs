@@ -281,11 +281,12 @@ pub(crate) enum ClusterCommand {
         /// Host to bind and advertise to the scheduler and other executors.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
-        /// Arrow Flight port (shuffle data).
-        #[arg(long, default_value_t = 50051)]
+        /// Arrow Flight port (shuffle data). Not Ballista's 50051: that is
+        /// `sandbox serve`'s Flight SQL port.
+        #[arg(long, default_value_t = 50061)]
         flight_port: u16,
         /// The executor's gRPC port.
-        #[arg(long, default_value_t = 50052)]
+        #[arg(long, default_value_t = 50062)]
         grpc_port: u16,
         /// Directory for shuffle files (default: a temporary directory).
         #[arg(long)]
