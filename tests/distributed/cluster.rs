@@ -44,35 +44,44 @@ impl Cluster {
             .spawn()
             .expect("start the scheduler");
         wait_for_port(port, "the scheduler");
-        let executors = (0..executors)
-            .map(|i| {
-                let (flight, grpc) = (free_port(), free_port());
-                let dir = work.path().join(format!("executor-{i}"));
-                std::fs::create_dir_all(&dir).expect("executor work dir");
-                let child = Command::new(node)
-                    .args([
-                        "executor",
-                        &scheduler,
-                        &flight.to_string(),
-                        &grpc.to_string(),
-                        &dir.display().to_string(),
-                    ])
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("start an executor");
-                wait_for_port(flight, "an executor");
-                child
-            })
-            .collect();
-        Cluster {
+        let mut cluster = Cluster {
             scheduler,
             scheduler_process,
-            executors,
+            executors: Vec::new(),
             _work: work,
+        };
+        for _ in 0..executors {
+            cluster.add_executor();
         }
+        cluster
+    }
+
+    /// The directory of executor `i`'s shuffle files.
+    pub fn work_dir(&self, i: usize) -> std::path::PathBuf {
+        self._work.path().join(format!("executor-{i}"))
+    }
+
+    /// Starts one more executor (2 task slots, 1 GiB).
+    pub fn add_executor(&mut self) {
+        let node = env!("CARGO_BIN_EXE_cluster_node");
+        let (flight, grpc) = (free_port(), free_port());
+        let dir = self.work_dir(self.executors.len());
+        std::fs::create_dir_all(&dir).expect("executor work dir");
+        let child = Command::new(node)
+            .args([
+                "executor",
+                &self.scheduler,
+                &flight.to_string(),
+                &grpc.to_string(),
+                &dir.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start an executor");
+        wait_for_port(flight, "an executor");
+        self.executors.push(child);
     }
 }
-
 impl Drop for Cluster {
     fn drop(&mut self) {
         for child in self

@@ -237,3 +237,59 @@ fn webassembly_is_refused_in_distributed_mode_before_anything_runs() {
     assert_eq!(refusal.rule(), Some("distributed-wasm"), "{refusal}");
     assert!(refusal.to_string().contains("embedded mode"));
 }
+
+/// Files under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| if e.path().is_dir() { files_under(&e.path()) } else { 1 })
+            .sum()
+    })
+}
+
+/// A job whose deadline passes while it waits on the cluster (no executor
+/// yet) is reported as past its deadline and cancelled on the cluster: an
+/// executor that joins afterwards runs none of it (red team 2026-12-01:
+/// it used to run the abandoned job to the end on the raw data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_is_cancelled_on_the_cluster() {
+    let world_dir = tempfile::tempdir().expect("dir");
+    let dir = sandbox_runtime::DataDir::open(world_dir.path()).expect("data dir");
+    sandbox_datagen::generate(&sandbox_datagen::GenerateOptions {
+        seed: 42,
+        scale: sandbox_datagen::Scale::small(),
+        out_dir: dir.tables_dir(),
+        rows_per_file: 100_000,
+        only: Some(vec!["gov.legal_entities".into()]),
+    })
+    .expect("data");
+    let mut cluster = Cluster::start(0);
+    let runner = Arc::new(BallistaRunner::new(&cluster.scheduler).expect("address"));
+    let limits = sandbox_sql::EngineLimits {
+        deadline: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    let sandbox = Sandbox::open(dir)
+        .expect("sandbox")
+        .with_limits(limits)
+        .with_runner(runner);
+    let outcome = sandbox
+        .run_sql(
+            "demo",
+            "SELECT district, COUNT(*) AS n FROM gov.legal_entities GROUP BY district",
+            &sandbox_runtime::SqlJobOptions::default(),
+        )
+        .await;
+    let error = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("deadline"), "expected the deadline, got {error:?}");
+    // Give the cancellation a moment, then let an executor join.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    cluster.add_executor();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(
+        files_under(&cluster.work_dir(0)),
+        0,
+        "the executor that joined ran the abandoned job"
+    );
+}

@@ -122,24 +122,62 @@ impl PhysicalExtensionCodec for SandboxCodec {
         self.ballista.try_encode_expr(node, buf, ctx)
     }
 
-    /// Aggregates are DataFusion's own, by name, from the sandbox's fixed
-    /// list (the one a job session registers).
-    fn try_decode_udaf(&self, name: &str, _buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        sandbox_sql::session::aggregate_functions()
-            .into_iter()
-            .find(|f| f.name() == name || f.aliases().iter().any(|a| a == name))
-            .ok_or_else(|| DataFusionError::Plan(format!("no aggregate function `{name}`")))
-    }
-
+    /// Aggregate and window functions are DataFusion's own. Each is
+    /// written with a non-empty definition (its name again), so that the
+    /// decoder asks this codec, which takes it from the sandbox's fixed
+    /// list (the one a job session registers), instead of looking the
+    /// name up in the executor's registry (red team 2026-12-01).
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.ballista.try_encode_udaf(node, buf)
+        let name = node.name();
+        if fixed_aggregate(name).is_none() {
+            return Err(DataFusionError::Plan(format!(
+                "aggregate function `{name}` is not one of the sandbox's"
+            )));
+        }
+        buf.extend(name.as_bytes());
+        Ok(())
     }
 
-    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
-        self.ballista.try_decode_udwf(name, buf)
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        if buf != name.as_bytes() {
+            return Err(DataFusionError::Plan(format!(
+                "aggregate function `{name}` arrived without its definition"
+            )));
+        }
+        fixed_aggregate(name).ok_or_else(|| DataFusionError::Plan(format!("no aggregate function `{name}`")))
     }
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.ballista.try_encode_udwf(node, buf)
+        let name = node.name();
+        if fixed_window(name).is_none() {
+            return Err(DataFusionError::Plan(format!(
+                "window function `{name}` is not one of the sandbox's"
+            )));
+        }
+        buf.extend(name.as_bytes());
+        Ok(())
     }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        if buf != name.as_bytes() {
+            return Err(DataFusionError::Plan(format!(
+                "window function `{name}` arrived without its definition"
+            )));
+        }
+        fixed_window(name).ok_or_else(|| DataFusionError::Plan(format!("no window function `{name}`")))
+    }
+}
+
+/// The aggregate function a job session registers under `name`.
+fn fixed_aggregate(name: &str) -> Option<Arc<AggregateUDF>> {
+    sandbox_sql::session::aggregate_functions()
+        .into_iter()
+        .find(|f| f.name() == name)
+}
+
+/// The window function a job session registers under `name`.
+fn fixed_window(name: &str) -> Option<Arc<WindowUDF>> {
+    sandbox_sql::session::window_functions()
+        .into_iter()
+        .find(|f| f.name() == name)
 }

@@ -11,6 +11,7 @@
 //!
 //! See docs/distributed.md for deployment, trust and capacity.
 
+mod client;
 pub mod cluster;
 pub mod codec;
 mod error;

@@ -3,15 +3,14 @@
 
 use crate::DistributedError;
 use crate::codec::SandboxCodec;
-use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
+use ballista_core::serde::protobuf::KeyValuePair;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::protobuf::PhysicalPlanNode;
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use sandbox_sql::SqlError;
 use sandbox_sql::runner::PlanRunner;
@@ -122,25 +121,28 @@ impl PlanRunner for BallistaRunner {
         let url = self.scheduler_url.clone();
         let codec = self.codec.clone();
         Box::pin(async move {
-            // The plan runs as the coordinator planned it: Ballista's
-            // adaptive planner would re-optimize it between stages (and
-            // fails on joins that already hold dynamic filters).
+            // Ballista's adaptive planner stays off: stages run as the
+            // coordinator split them (the scheduler may still choose join
+            // sides and distribution per stage from the sizes of earlier
+            // stages' outputs; that changes where work runs, not results).
             let session_config = context
                 .session_config()
                 .clone()
                 .upgrade_for_ballista()
                 .with_ballista_adaptive_query_planner(false);
-            let ballista = session_config.ballista_config();
-            let stream = execute_physical_plan::<PhysicalPlanNode>(
-                url,
-                &ballista,
-                plan,
-                codec.as_ref(),
-                context.session_id(),
-                session_config,
-            )
-            .await?;
-            stream.try_collect().await
+            let max_message_size = session_config.ballista_config().grpc_client_max_message_size();
+            let settings = session_config
+                .options()
+                .entries()
+                .into_iter()
+                .map(|entry| KeyValuePair {
+                    key: entry.key,
+                    value: entry.value,
+                })
+                .collect();
+            let mut bytes = Vec::new();
+            PhysicalPlanNode::try_from_physical_plan(plan, codec.as_ref())?.try_encode(&mut bytes)?;
+            crate::client::run_plan(&url, bytes, context.session_id(), settings, max_message_size).await
         })
     }
 }

@@ -73,12 +73,15 @@ pub enum ColumnType {
     Utf8,
 }
 
-/// A [`Desensitization`] rule, field for field.
+/// A [`Desensitization`] rule, field for field. Band edges travel as
+/// their IEEE 754 bit patterns: a decimal rendering can come back one
+/// step off (red team 2026-12-01: `99.99999999999999` read back as
+/// `100.0` moved rows between bands on the executors).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PortableRule {
     Band(u64),
-    Bands(Vec<f64>),
+    BandsBits(Vec<u64>),
     TruncateToMonth,
     TruncateToYear,
     TruncateChars(u32),
@@ -138,7 +141,7 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
         };
         let rule = match rule.clone() {
             Desensitization::Band(w) => PortableRule::Band(w.get()),
-            Desensitization::Bands(edges) => PortableRule::Bands(edges),
+            Desensitization::Bands(edges) => PortableRule::BandsBits(edges.iter().map(|e| e.to_bits()).collect()),
             Desensitization::TruncateDate(DateUnit::Month) => PortableRule::TruncateToMonth,
             Desensitization::TruncateDate(DateUnit::Year) => PortableRule::TruncateToYear,
             Desensitization::TruncateChars(n) => PortableRule::TruncateChars(n),
@@ -172,6 +175,9 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
         PortableFunction::Builtin { name } => builtin(name).ok_or_else(|| bad(format!("no built-in `{name}`")))?,
         PortableFunction::ChoicePriority { key } => Arc::new(ScalarUDF::new_from_impl(ChoicePriority::new(*key))),
         PortableFunction::RowCap { floor, ceiling } => {
+            if floor > ceiling {
+                return Err(bad(format!("row cap with floor {floor} above ceiling {ceiling}")));
+            }
             Arc::new(ScalarUDF::new_from_impl(RowCap::from_bounds(*floor, *ceiling)))
         }
         PortableFunction::SafeArithmetic { op } => {
@@ -191,7 +197,9 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
                 PortableRule::Band(w) => {
                     Desensitization::Band(NonZeroU64::new(*w).ok_or_else(|| bad("band 0".into()))?)
                 }
-                PortableRule::Bands(edges) => Desensitization::Bands(edges.clone()),
+                PortableRule::BandsBits(bits) => {
+                    Desensitization::Bands(bits.iter().map(|b| f64::from_bits(*b)).collect())
+                }
                 PortableRule::TruncateToMonth => Desensitization::TruncateDate(DateUnit::Month),
                 PortableRule::TruncateToYear => Desensitization::TruncateDate(DateUnit::Year),
                 PortableRule::TruncateChars(n) => Desensitization::TruncateChars(*n),
@@ -211,9 +219,19 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
     })
 }
 
-/// [`describe`] as bytes (JSON), for a plan codec.
+/// [`describe`] as bytes (JSON), for a plan codec. The bytes are decoded
+/// again here and must rebuild exactly `udf` (same kind, same parameters
+/// bit for bit): a description that would not survive the trip is an
+/// error before anything runs, never a different function on an executor.
 pub fn encode(udf: &ScalarUDF) -> Result<Vec<u8>, SqlError> {
-    serde_json::to_vec(&describe(udf)?).map_err(|e| SqlError::Internal(e.to_string()))
+    let bytes = serde_json::to_vec(&describe(udf)?).map_err(|e| SqlError::Internal(e.to_string()))?;
+    if decode(&bytes)?.as_ref() != udf {
+        return Err(SqlError::Internal(format!(
+            "`{}` does not rebuild from its description as the same function",
+            udf.name()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// [`rebuild`] from [`encode`]'s bytes.

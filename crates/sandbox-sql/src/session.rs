@@ -106,7 +106,7 @@ impl JobSession {
             .with_runtime_env(runtime)
             .with_scalar_functions(scalar_functions())
             .with_aggregate_functions(aggregate_functions())
-            .with_window_functions(SessionStateDefaults::default_window_functions())
+            .with_window_functions(window_functions())
             .with_expr_planners(SessionStateDefaults::default_expr_planners())
             .build();
         let catalog = state
@@ -352,6 +352,12 @@ pub fn scalar_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     functions.push(crate::clamp::udf());
     functions.push(crate::clamp_auto::udf());
     functions
+}
+
+/// DataFusion's window functions (the checker refuses windows in queries;
+/// the bounding plan uses `row_number`).
+pub fn window_functions() -> Vec<Arc<datafusion::logical_expr::WindowUDF>> {
+    SessionStateDefaults::default_window_functions()
 }
 
 /// DataFusion's aggregate functions, with `variance` added as a name for

@@ -178,3 +178,50 @@ fn malformed_descriptions_are_errors_not_panics() {
         assert!(decode(bytes).is_err(), "{}", String::from_utf8_lossy(bytes));
     }
 }
+
+#[test]
+fn band_edges_travel_bit_for_bit() {
+    // Edges whose shortest decimal form reads back one step off in some
+    // JSON readers (red team 2026-12-01), and awkward values besides.
+    let edges = vec![
+        -0.0,
+        0.1 + 0.2,
+        1.4000000000000001,
+        3.9000000000000004,
+        99.99999999999999,
+        1e15,
+    ];
+    let rule = Desensitization::Bands(edges.clone());
+    let udf = ScalarUDF::new_from_impl(Desensitize::new(&rule, &DataType::Float64).expect("rule fits"));
+    let back = round_trip(&udf);
+    let PortableFunction::Desensitize {
+        rule: PortableRule::BandsBits(bits),
+        ..
+    } = describe(&back).expect("describe")
+    else {
+        panic!("not a bands rule");
+    };
+    let rebuilt: Vec<f64> = bits.into_iter().map(f64::from_bits).collect();
+    assert_eq!(
+        rebuilt.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
+        edges.iter().map(|e| e.to_bits()).collect::<Vec<_>>()
+    );
+    // The rebuilt rule puts each value in the same band.
+    let values: ArrayRef = Arc::new(Float64Array::from(vec![
+        99.99999999999998,
+        99.99999999999999,
+        100.0,
+        0.3,
+        3.9,
+    ]));
+    assert_eq!(
+        run(&udf, vec![values.clone()]).as_ref(),
+        run(&back, vec![values]).as_ref()
+    );
+}
+
+#[test]
+fn a_row_cap_with_floor_above_ceiling_is_refused_not_run() {
+    let bytes = br#"{"kind":"row_cap","floor":5,"ceiling":-5}"#;
+    assert!(decode(bytes).is_err());
+}
