@@ -11,6 +11,7 @@ pub fn all(world: &World) -> Vec<(String, String)> {
     out.extend(generated(0x5eed_2026, 72));
     out.extend(generated_derived(0xde71_7ed0, 24));
     out.extend(red_team_1201());
+    out.extend(band_edges());
     out.extend(declared_keys());
     out.extend(
         post_processing(world)
@@ -591,5 +592,20 @@ fn declared_keys() -> Vec<(String, String)> {
     .iter()
     .enumerate()
     .map(|(i, q)| (format!("declared key {i}"), q.to_string()))
+    .collect()
+}
+
+/// Queries that tell a banded measure's edge `99.99999999999999` from
+/// `100` (see `MEASURE_RULES`): a rule rebuilt one step off on an executor
+/// would move a whole band across these filters and keys.
+fn band_edges() -> Vec<(String, String)> {
+    [
+        "SELECT sex, COUNT(*) AS n FROM health.clinic_visits WHERE cost >= 100 GROUP BY sex",
+        "SELECT CASE WHEN cost < 100 THEN 'below' ELSE 'at or above' END AS k, COUNT(*) AS n, SUM(cost) AS s \
+         FROM health.clinic_visits GROUP BY 1",
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, sql)| (format!("band edges {i}"), sql.to_string()))
     .collect()
 }
