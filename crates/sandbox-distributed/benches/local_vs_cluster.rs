@@ -1,8 +1,9 @@
 //! Benchmark: the DP grouped aggregate over a join of ~10M utility rows
 //! with the legal-entities table (the `sql_dp_vs_plain` query), in one
 //! run: embedded, then on a loopback Ballista cluster with one executor
-//! and with two, and the bytes each cluster job shuffled (the shuffle
-//! files its stages wrote, measured in the executors' work directories).
+//! and with two, and what each cluster job shuffled between its stages
+//! (rows written by the shuffle writers, bytes decoded by the readers,
+//! from the scheduler's job metrics).
 //!
 //! `cargo bench -p sandbox-distributed --bench local_vs_cluster`
 //! (`SANDBOX_BENCH_ENTITIES` sets a smaller run). The scheduler and
@@ -10,8 +11,8 @@
 //! machine of 2 cores they share those cores with each other.
 
 use sandbox_datagen::{GenerateOptions, Scale};
-use sandbox_distributed::BallistaRunner;
 use sandbox_distributed::cluster::{ExecutorOptions, run_executor, run_scheduler};
+use sandbox_distributed::{BallistaRunner, Shuffled};
 use sandbox_governance::Grant;
 use sandbox_runtime::{DataDir, Sandbox, SqlJobOptions};
 use std::path::Path;
@@ -24,18 +25,6 @@ const SQL: &str = "SELECT l.district, l.industry, AVG(u.electricity_kwh) AS kwh,
 
 fn free_port() -> Result<u16, std::io::Error> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// Runs `f` on its own thread with its own runtime (a cluster process).
@@ -117,23 +106,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let local = Sandbox::open(dir.clone())?;
     local.store().upsert_grant(&Grant::new("bench", "bench", budgets))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let run = |sandbox: &Sandbox, work: &Path| -> Result<(f64, u64), Box<dyn std::error::Error>> {
-        let (mut times, mut shuffled) = (Vec::new(), 0);
-        // A warm-up, then best of 3.
-        for i in 0..4 {
-            let before = dir_bytes(work);
-            let t = Instant::now();
-            runtime.block_on(sandbox.run_sql("bench", SQL, &SqlJobOptions::default()))?;
-            if i > 0 {
-                times.push(t.elapsed().as_secs_f64());
-                shuffled = dir_bytes(work).saturating_sub(before);
+    // A warm-up, then best of 3; what the last job shuffled.
+    let run =
+        |sandbox: &Sandbox, runner: Option<&BallistaRunner>| -> Result<(f64, Shuffled), Box<dyn std::error::Error>> {
+            let (mut times, mut shuffled) = (Vec::new(), Shuffled::default());
+            for i in 0..4 {
+                let before = runner.map(BallistaRunner::shuffled).unwrap_or_default();
+                let t = Instant::now();
+                // A small ε per job: the policies cap each dataset's total.
+                let options = SqlJobOptions {
+                    epsilon: Some(0.1),
+                    ..Default::default()
+                };
+                runtime.block_on(sandbox.run_sql("bench", SQL, &options))?;
+                if i > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                    let after = runner.map(BallistaRunner::shuffled).unwrap_or_default();
+                    shuffled = Shuffled {
+                        rows: after.rows - before.rows,
+                        bytes: after.bytes - before.bytes,
+                    };
+                }
             }
-        }
-        Ok((best(&times), shuffled))
-    };
+            Ok((best(&times), shuffled))
+        };
     let work = tmp.path().join("shuffle");
     std::fs::create_dir_all(&work)?;
-    let (embedded, _) = run(&local, &work)?;
+    let (embedded, _) = run(&local, None)?;
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let scheduler = listener.local_addr()?.to_string();
@@ -151,18 +150,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     })?;
     start_executor(&scheduler, &work.join("1"))?;
-    let distributed = Sandbox::open(dir)?.with_runner(Arc::new(BallistaRunner::new(&scheduler)?));
-    let (one, one_bytes) = run(&distributed, &work)?;
+    let runner = Arc::new(BallistaRunner::new(&scheduler)?);
+    let distributed = Sandbox::open(dir)?.with_runner(runner.clone());
+    let (one, one_shuffle) = run(&distributed, Some(&runner))?;
     start_executor(&scheduler, &work.join("2"))?;
-    let (two, two_bytes) = run(&distributed, &work)?;
+    let (two, two_shuffle) = run(&distributed, Some(&runner))?;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
-        "DP job, best of 3: embedded {embedded:.3} s | cluster, 1 executor {one:.3} s ({:.2}x), shuffled {:.1} MiB | \
-         cluster, 2 executors {two:.3} s ({:.2}x), shuffled {:.1} MiB",
+        "DP job, best of 3: embedded {embedded:.3} s | cluster, 1 executor {one:.3} s ({:.2}x), shuffled {} rows, {:.1} MiB | \
+         cluster, 2 executors {two:.3} s ({:.2}x), shuffled {} rows, {:.1} MiB",
         one / embedded,
-        mib(one_bytes),
+        one_shuffle.rows,
+        mib(one_shuffle.bytes),
         two / embedded,
-        mib(two_bytes)
+        two_shuffle.rows,
+        mib(two_shuffle.bytes)
     );
     Ok(())
 }

@@ -12,10 +12,11 @@
 use ballista_core::client::BallistaClient;
 use ballista_core::serde::protobuf::execute_query_params::Query;
 use ballista_core::serde::protobuf::get_job_status_result::FlightProxy;
+use ballista_core::serde::protobuf::operator_metric::Metric;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{
-    CancelJobParams, ExecuteQueryParams, GetJobStatusParams, KeyValuePair, PartitionLocation, SuccessfulJob,
-    execute_query_result, job_status,
+    CancelJobParams, ExecuteQueryParams, GetJobMetricsParams, GetJobStatusParams, KeyValuePair, PartitionLocation,
+    SuccessfulJob, execute_query_result, job_status,
 };
 use datafusion::arrow::array::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -57,15 +58,25 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// What one cluster job moved between its stages, from the scheduler's
+/// job metrics: rows the shuffle writers wrote and bytes the shuffle
+/// readers decoded (Arrow, in memory). Zero for a single-stage job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shuffled {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
 /// Runs `plan` (a serialized `PhysicalPlanNode`) on the cluster whose
-/// scheduler is at `scheduler_url` and returns its output batches.
+/// scheduler is at `scheduler_url` and returns its output batches and what
+/// it shuffled.
 pub(crate) async fn run_plan(
     scheduler_url: &str,
     plan: Vec<u8>,
     session_id: String,
     settings: Vec<KeyValuePair>,
     max_message_size: usize,
-) -> DfResult<Vec<RecordBatch>> {
+) -> DfResult<(Vec<RecordBatch>, Shuffled)> {
     let channel = tonic::transport::Endpoint::from_shared(scheduler_url.to_string())
         .map_err(|e| failed("scheduler address", e))?
         .connect_timeout(Duration::from_secs(10))
@@ -128,7 +139,36 @@ pub(crate) async fn run_plan(
         batches.extend(fetch(location, &proxy, scheduler_url, max_message_size).await?);
     }
     guard.armed = false;
-    Ok(batches)
+    let shuffled = shuffled(&mut scheduler, &job_id).await;
+    Ok((batches, shuffled))
+}
+
+/// The job's shuffle volume; zero when the scheduler has no metrics for it
+/// (they inform benchmarks and logs, never a result).
+async fn shuffled(scheduler: &mut SchedulerGrpcClient<Channel>, job_id: &str) -> Shuffled {
+    let Ok(metrics) = scheduler
+        .get_job_metrics(GetJobMetricsParams {
+            job_id: job_id.to_string(),
+        })
+        .await
+    else {
+        return Shuffled::default();
+    };
+    let mut total = Shuffled::default();
+    for stage in metrics.into_inner().stages {
+        for operator in stage.operators {
+            let writer = operator.operator_type.contains("ShuffleWriter");
+            let reader = operator.operator_type.contains("ShuffleReader");
+            for metric in operator.metrics.iter().filter_map(|m| m.metric.as_ref()) {
+                match metric {
+                    Metric::OutputRows(rows) if writer => total.rows += rows,
+                    Metric::Count(c) if reader && c.name == "decoded_bytes" => total.bytes += c.value,
+                    _ => {}
+                }
+            }
+        }
+    }
+    total
 }
 
 /// One result partition, from its executor (or the scheduler's Flight

@@ -17,5 +17,6 @@ pub mod codec;
 mod error;
 pub mod runner;
 
+pub use client::Shuffled;
 pub use error::DistributedError;
 pub use runner::BallistaRunner;

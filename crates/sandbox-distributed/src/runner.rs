@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use sandbox_sql::SqlError;
 use sandbox_sql::runner::PlanRunner;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Sends each finished plan to a Ballista scheduler as a serialized
 /// physical plan (never SQL, never a logical plan to be re-planned there)
@@ -29,6 +30,9 @@ use std::sync::Arc;
 pub struct BallistaRunner {
     scheduler_url: String,
     codec: Arc<SandboxCodec>,
+    /// Rows and bytes shuffled by every job this runner ran (benchmarks).
+    shuffled_rows: Arc<AtomicU64>,
+    shuffled_bytes: Arc<AtomicU64>,
 }
 
 impl BallistaRunner {
@@ -49,6 +53,8 @@ impl BallistaRunner {
         Ok(BallistaRunner {
             scheduler_url: format!("http://{host}:{port}"),
             codec: Arc::new(SandboxCodec::default()),
+            shuffled_rows: Arc::default(),
+            shuffled_bytes: Arc::default(),
         })
     }
 
@@ -72,6 +78,15 @@ impl BallistaRunner {
             }
         }
         Err(unreachable(last))
+    }
+
+    /// Rows and bytes (Arrow, decoded) shuffled between stages by every
+    /// job this runner ran so far, from the scheduler's job metrics.
+    pub fn shuffled(&self) -> crate::client::Shuffled {
+        crate::client::Shuffled {
+            rows: self.shuffled_rows.load(Ordering::Relaxed),
+            bytes: self.shuffled_bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// The scheduler's URL (`http://host:port`).
@@ -120,6 +135,7 @@ impl PlanRunner for BallistaRunner {
     ) -> BoxFuture<'static, DfResult<Vec<RecordBatch>>> {
         let url = self.scheduler_url.clone();
         let codec = self.codec.clone();
+        let (rows, bytes_total) = (self.shuffled_rows.clone(), self.shuffled_bytes.clone());
         Box::pin(async move {
             // Ballista's adaptive planner stays off: stages run as the
             // coordinator split them (the scheduler may still choose join
@@ -142,7 +158,12 @@ impl PlanRunner for BallistaRunner {
                 .collect();
             let mut bytes = Vec::new();
             PhysicalPlanNode::try_from_physical_plan(plan, codec.as_ref())?.try_encode(&mut bytes)?;
-            crate::client::run_plan(&url, bytes, context.session_id(), settings, max_message_size).await
+            let (batches, shuffled) =
+                crate::client::run_plan(&url, bytes, context.session_id(), settings, max_message_size).await?;
+            rows.fetch_add(shuffled.rows, Ordering::Relaxed);
+            bytes_total.fetch_add(shuffled.bytes, Ordering::Relaxed);
+            tracing::debug!(rows = shuffled.rows, bytes = shuffled.bytes, "cluster job shuffled");
+            Ok(batches)
         })
     }
 }
