@@ -20,3 +20,6 @@ pub mod runner;
 pub use client::Shuffled;
 pub use error::DistributedError;
 pub use runner::BallistaRunner;
+
+#[cfg(test)]
+mod tests;
