@@ -865,7 +865,15 @@ async fn demo(root: &Path, wasm_dir: Option<std::path::PathBuf>) -> Result<(), C
         Err(e) => return Err(e.into()),
         Ok(_) => return Err(fail("the demo's refused query was not refused")),
     }
-    demo_wasm(&sandbox, &wasm_dir.unwrap_or_else(default_guest_dir)).await?;
+    if sandbox.execution_mode() == "embedded" {
+        demo_wasm(&sandbox, &wasm_dir.unwrap_or_else(default_guest_dir)).await?;
+    } else {
+        println!(
+            "\n■ WebAssembly jobs: skipped — this sandbox sends jobs to a {} cluster, where modules are refused \
+             (rule distributed-wasm; see docs/distributed.md)",
+            sandbox.execution_mode()
+        );
+    }
     crate::governance::demo_governance(&sandbox).await?;
     println!();
     print!("{}", budget_text(DEMO_GRANT, &sandbox.budget(DEMO_GRANT)?));
