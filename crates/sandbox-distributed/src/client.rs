@@ -76,6 +76,7 @@ pub(crate) async fn run_plan(
     session_id: String,
     settings: Vec<KeyValuePair>,
     max_message_size: usize,
+    output_partitions: usize,
 ) -> DfResult<(Vec<RecordBatch>, Shuffled)> {
     let channel = tonic::transport::Endpoint::from_shared(scheduler_url.to_string())
         .map_err(|e| failed("scheduler address", e))?
@@ -134,6 +135,24 @@ pub(crate) async fn run_plan(
             }
         }
     };
+    // Every output partition of the plan must be there: a success that
+    // lists fewer would release totals over part of the data.
+    let mut seen = vec![false; output_partitions];
+    for location in &locations {
+        match location.partition_id.as_ref().map(|p| p.partition_id as usize) {
+            Some(p) if p < output_partitions => seen[p] = true,
+            _ => {
+                return Err(DataFusionError::Execution(
+                    "a result partition outside the plan's output".into(),
+                ));
+            }
+        }
+    }
+    if seen.iter().any(|s| !s) {
+        return Err(DataFusionError::Execution(format!(
+            "cluster job {job_id} succeeded without all {output_partitions} output partitions"
+        )));
+    }
     let mut batches = Vec::new();
     for location in locations {
         batches.extend(fetch(location, &proxy, scheduler_url, max_message_size).await?);

@@ -156,10 +156,18 @@ impl PlanRunner for BallistaRunner {
                     value: entry.value,
                 })
                 .collect();
+            let output_partitions = plan.properties().output_partitioning().partition_count();
             let mut bytes = Vec::new();
             PhysicalPlanNode::try_from_physical_plan(plan, codec.as_ref())?.try_encode(&mut bytes)?;
-            let (batches, shuffled) =
-                crate::client::run_plan(&url, bytes, context.session_id(), settings, max_message_size).await?;
+            let (batches, shuffled) = crate::client::run_plan(
+                &url,
+                bytes,
+                context.session_id(),
+                settings,
+                max_message_size,
+                output_partitions,
+            )
+            .await?;
             rows.fetch_add(shuffled.rows, Ordering::Relaxed);
             bytes_total.fetch_add(shuffled.bytes, Ordering::Relaxed);
             tracing::debug!(rows = shuffled.rows, bytes = shuffled.bytes, "cluster job shuffled");
