@@ -135,16 +135,23 @@ pub(crate) async fn run_plan(
             }
         }
     };
-    // Every output partition of the plan must be there: a success that
-    // lists fewer would release totals over part of the data.
+    // Every output partition of the plan exactly once: a success that
+    // lists fewer would release totals over part of the data, and one that
+    // lists a partition twice (a task rerun after its executor was counted
+    // lost, while the old entry stays) would count its units twice (red
+    // team 2026-12-01).
     let mut seen = vec![false; output_partitions];
     for location in &locations {
-        match location.partition_id.as_ref().map(|p| p.partition_id as usize) {
-            Some(p) if p < output_partitions => seen[p] = true,
+        match location
+            .partition_id
+            .as_ref()
+            .map(|p| (p.partition_id as usize, p.job_id == job_id))
+        {
+            Some((p, true)) if p < output_partitions && !seen[p] => seen[p] = true,
             _ => {
-                return Err(DataFusionError::Execution(
-                    "a result partition outside the plan's output".into(),
-                ));
+                return Err(DataFusionError::Execution(format!(
+                    "cluster job {job_id} listed a result partition twice, of another job, or outside the plan's output"
+                )));
             }
         }
     }

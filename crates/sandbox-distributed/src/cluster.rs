@@ -35,7 +35,11 @@ pub async fn run_scheduler(listener: TcpListener) -> Result<(), DistributedError
     let mut config = SchedulerConfig::default()
         .with_hostname(address.ip().to_string())
         .with_port(address.port())
-        .with_scheduler_policy(TaskSchedulingPolicy::PullStaged);
+        .with_scheduler_policy(TaskSchedulingPolicy::PushStaged);
+    // Push scheduling: the scheduler hands tasks to executors' gRPC
+    // services, which is also how it cancels running tasks (in pull mode
+    // an executor runs no service and a cancelled job's running tasks ran
+    // on, red team 2026-12-01).
     // Executors beat every EXECUTOR_HEARTBEAT; one silent for four beats is
     // lost and its tasks go to the others (Ballista's default, 180 s,
     // would outlast a job's deadline).
@@ -91,7 +95,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), DistributedErr
         scheduler_host: host,
         scheduler_port: port,
         scheduler_connect_timeout_seconds: 30,
-        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
         work_dir: options.work_dir.clone(),
         memory_pool_size: options.memory_pool_bytes,
         executor_heartbeat_interval_seconds: EXECUTOR_HEARTBEAT_SECONDS,

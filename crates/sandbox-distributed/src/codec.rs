@@ -129,7 +129,9 @@ impl PhysicalExtensionCodec for SandboxCodec {
     /// name up in the executor's registry (red team 2026-12-01).
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
         let name = node.name();
-        if fixed_aggregate(name).is_none() {
+        // The very function of the fixed list, configuration included: a
+        // specialised copy would be rebuilt as the plain one.
+        if fixed_aggregate(name).is_none_or(|f| f.as_ref() != node) {
             return Err(DataFusionError::Plan(format!(
                 "aggregate function `{name}` is not one of the sandbox's"
             )));
@@ -149,7 +151,7 @@ impl PhysicalExtensionCodec for SandboxCodec {
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
         let name = node.name();
-        if fixed_window(name).is_none() {
+        if fixed_window(name).is_none_or(|f| f.as_ref() != node) {
             return Err(DataFusionError::Plan(format!(
                 "window function `{name}` is not one of the sandbox's"
             )));
