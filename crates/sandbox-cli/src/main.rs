@@ -6,6 +6,7 @@
 //! Errors are one line on stderr; a refused job exits with 2, any other
 //! failure with 1.
 
+mod cluster;
 mod commands;
 mod dataset;
 mod governance;

@@ -90,7 +90,7 @@ pub(crate) async fn run_plan(
     let mut request = tonic::Request::new(ExecuteQueryParams {
         session_id,
         settings,
-        operation_id: format!("sandbox-{:016x}", rand_id()),
+        operation_id: operation_id()?,
         query: Some(Query::PhysicalPlan(plan)),
     });
     ballista_core::version::insert_version_header(request.metadata_mut());
@@ -213,8 +213,12 @@ async fn fetch(
         .partition_id
         .ok_or_else(|| DataFusionError::Execution("a result partition without its id".into()))?;
     let (host, port) = match proxy {
-        Some(FlightProxy::External(address)) => split_host_port(address)?,
-        Some(FlightProxy::Local(true)) => split_host_port(scheduler_url.trim_start_matches("http://"))?,
+        Some(FlightProxy::External(address)) => {
+            crate::host_and_port(address).map_err(|e| failed("the scheduler's Flight proxy", e))?
+        }
+        Some(FlightProxy::Local(true)) => {
+            crate::host_and_port(scheduler_url).map_err(|e| failed("the scheduler's Flight proxy", e))?
+        }
         Some(FlightProxy::Local(false)) | None => (executor.host.clone(), executor.port as u16),
     };
     let mut client = BallistaClient::try_new(&host, port, max_message_size, false, None, 3, 100, 0, 0)
@@ -235,24 +239,12 @@ async fn fetch(
     stream.try_collect().await
 }
 
-fn split_host_port(address: &str) -> DfResult<(String, u16)> {
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| DataFusionError::Execution(format!("no port in {address}")))?;
-    let port = port
-        .parse()
-        .map_err(|_| DataFusionError::Execution(format!("bad port in {address}")))?;
-    Ok((host.to_string(), port))
-}
-
-/// A fresh operation id (uniqueness only; not a secret).
-fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+/// A fresh operation id: 128 random bits (uniqueness only; not a secret).
+fn operation_id() -> DfResult<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| failed("no randomness for an operation id", e))?;
+    Ok(format!(
+        "sandbox-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }

@@ -82,11 +82,7 @@ pub struct ExecutorOptions {
 /// Errors: a malformed scheduler address, a port in use, or the executor
 /// failing.
 pub async fn run_executor(options: ExecutorOptions) -> Result<(), DistributedError> {
-    let (host, port) = options
-        .scheduler
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| DistributedError::Address(options.scheduler.clone()))?;
+    let (host, port) = crate::host_and_port(&options.scheduler)?;
     let mut config = ExecutorProcessConfig {
         bind_host: options.bind_host.clone(),
         external_host: Some(options.bind_host.clone()),

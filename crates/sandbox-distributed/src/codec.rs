@@ -128,58 +128,53 @@ impl PhysicalExtensionCodec for SandboxCodec {
     /// list (the one a job session registers), instead of looking the
     /// name up in the executor's registry (red team 2026-12-01).
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        let name = node.name();
-        // The very function of the fixed list, configuration included: a
-        // specialised copy would be rebuilt as the plain one.
-        if fixed_aggregate(name).is_none_or(|f| f.as_ref() != node) {
-            return Err(DataFusionError::Plan(format!(
-                "aggregate function `{name}` is not one of the sandbox's"
-            )));
-        }
-        buf.extend(name.as_bytes());
-        Ok(())
+        encode_fixed(
+            "aggregate",
+            node,
+            node.name(),
+            sandbox_sql::session::aggregate_function,
+            buf,
+        )
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        if buf != name.as_bytes() {
-            return Err(DataFusionError::Plan(format!(
-                "aggregate function `{name}` arrived without its definition"
-            )));
-        }
-        fixed_aggregate(name).ok_or_else(|| DataFusionError::Plan(format!("no aggregate function `{name}`")))
+        decode_fixed("aggregate", name, buf, sandbox_sql::session::aggregate_function)
     }
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
-        let name = node.name();
-        if fixed_window(name).is_none_or(|f| f.as_ref() != node) {
-            return Err(DataFusionError::Plan(format!(
-                "window function `{name}` is not one of the sandbox's"
-            )));
-        }
-        buf.extend(name.as_bytes());
-        Ok(())
+        encode_fixed("window", node, node.name(), sandbox_sql::session::window_function, buf)
     }
 
     fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
-        if buf != name.as_bytes() {
-            return Err(DataFusionError::Plan(format!(
-                "window function `{name}` arrived without its definition"
-            )));
-        }
-        fixed_window(name).ok_or_else(|| DataFusionError::Plan(format!("no window function `{name}`")))
+        decode_fixed("window", name, buf, sandbox_sql::session::window_function)
     }
 }
 
-/// The aggregate function a job session registers under `name`.
-fn fixed_aggregate(name: &str) -> Option<Arc<AggregateUDF>> {
-    sandbox_sql::session::aggregate_functions()
-        .into_iter()
-        .find(|f| f.name() == name)
+/// Writes `name` as the definition of `node` if `node` is the very
+/// function `fixed` has under that name, configuration included (a
+/// specialised copy would be rebuilt as the plain one).
+fn encode_fixed<F: PartialEq>(
+    kind: &str,
+    node: &F,
+    name: &str,
+    fixed: fn(&str) -> Option<Arc<F>>,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    if fixed(name).is_none_or(|f| f.as_ref() != node) {
+        return Err(DataFusionError::Plan(format!(
+            "{kind} function `{name}` is not one of the sandbox's"
+        )));
+    }
+    buf.extend(name.as_bytes());
+    Ok(())
 }
 
-/// The window function a job session registers under `name`.
-fn fixed_window(name: &str) -> Option<Arc<WindowUDF>> {
-    sandbox_sql::session::window_functions()
-        .into_iter()
-        .find(|f| f.name() == name)
+/// The function [`encode_fixed`] wrote, from the fixed list.
+fn decode_fixed<F>(kind: &str, name: &str, buf: &[u8], fixed: fn(&str) -> Option<Arc<F>>) -> Result<Arc<F>> {
+    if buf != name.as_bytes() {
+        return Err(DataFusionError::Plan(format!(
+            "{kind} function `{name}` arrived without its definition"
+        )));
+    }
+    fixed(name).ok_or_else(|| DataFusionError::Plan(format!("no {kind} function `{name}`")))
 }

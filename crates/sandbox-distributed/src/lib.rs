@@ -19,6 +19,7 @@ pub mod runner;
 
 pub use client::Shuffled;
 pub use error::DistributedError;
+use error::host_and_port;
 pub use runner::BallistaRunner;
 
 #[cfg(test)]

@@ -41,15 +41,7 @@ impl BallistaRunner {
     /// without a host or a numeric port. Nothing is contacted until a plan
     /// runs.
     pub fn new(scheduler: &str) -> Result<Self, DistributedError> {
-        let address = scheduler
-            .strip_prefix("df://")
-            .or_else(|| scheduler.strip_prefix("http://"))
-            .unwrap_or(scheduler);
-        let bad = || DistributedError::Address(scheduler.to_string());
-        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(bad());
-        }
+        let (host, port) = crate::host_and_port(scheduler)?;
         Ok(BallistaRunner {
             scheduler_url: format!("http://{host}:{port}"),
             codec: Arc::new(SandboxCodec::default()),

@@ -153,7 +153,7 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
     // A built-in only if it is the very function a session registers
     // under that name (a job function could share a name with nothing
     // registered, but never with a built-in: registration refuses that).
-    match builtin(udf.name()) {
+    match crate::session::scalar_function(udf.name()) {
         Some(b) if b.as_ref() == udf => Ok(PortableFunction::Builtin {
             name: udf.name().to_string(),
         }),
@@ -161,18 +161,14 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
     }
 }
 
-fn builtin(name: &str) -> Option<Arc<ScalarUDF>> {
-    crate::session::scalar_functions()
-        .into_iter()
-        .find(|f| f.name() == name)
-}
-
 /// Rebuilds the function `f` describes. Errors: an unknown built-in name
 /// or a rule that does not apply to its column type.
 pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
     let bad = |what: String| SqlError::Internal(format!("cannot rebuild a plan's function: {what}"));
     Ok(match f {
-        PortableFunction::Builtin { name } => builtin(name).ok_or_else(|| bad(format!("no built-in `{name}`")))?,
+        PortableFunction::Builtin { name } => {
+            crate::session::scalar_function(name).ok_or_else(|| bad(format!("no built-in `{name}`")))?
+        }
         PortableFunction::ChoicePriority { key } => Arc::new(ScalarUDF::new_from_impl(ChoicePriority::new(*key))),
         PortableFunction::RowCap { floor, ceiling } => {
             if floor > ceiling {

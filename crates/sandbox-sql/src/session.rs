@@ -374,3 +374,45 @@ pub fn aggregate_functions() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>>
         })
         .collect()
 }
+
+/// The fixed functions a job session registers, by name, built once per
+/// process: the plan codec of the distributed mode looks every function of
+/// every plan up here (`crate::portable`, `sandbox-distributed`).
+struct FixedFunctions {
+    scalar: BTreeMap<String, Arc<datafusion::logical_expr::ScalarUDF>>,
+    aggregate: BTreeMap<String, Arc<datafusion::logical_expr::AggregateUDF>>,
+    window: BTreeMap<String, Arc<datafusion::logical_expr::WindowUDF>>,
+}
+
+fn fixed_functions() -> &'static FixedFunctions {
+    static FIXED: std::sync::OnceLock<FixedFunctions> = std::sync::OnceLock::new();
+    FIXED.get_or_init(|| FixedFunctions {
+        scalar: scalar_functions()
+            .into_iter()
+            .map(|f| (f.name().to_string(), f))
+            .collect(),
+        aggregate: aggregate_functions()
+            .into_iter()
+            .map(|f| (f.name().to_string(), f))
+            .collect(),
+        window: window_functions()
+            .into_iter()
+            .map(|f| (f.name().to_string(), f))
+            .collect(),
+    })
+}
+
+/// The scalar function a job session registers under `name` (not an alias).
+pub fn scalar_function(name: &str) -> Option<Arc<datafusion::logical_expr::ScalarUDF>> {
+    fixed_functions().scalar.get(name).cloned()
+}
+
+/// The aggregate function a job session registers under `name` (not an alias).
+pub fn aggregate_function(name: &str) -> Option<Arc<datafusion::logical_expr::AggregateUDF>> {
+    fixed_functions().aggregate.get(name).cloned()
+}
+
+/// The window function a job session registers under `name`.
+pub fn window_function(name: &str) -> Option<Arc<datafusion::logical_expr::WindowUDF>> {
+    fixed_functions().window.get(name).cloned()
+}

@@ -78,7 +78,7 @@ fn every_sandbox_function_rebuilds_as_the_same_function_with_its_parameters() {
 
 #[test]
 fn a_total_function_stays_total_and_never_becomes_the_builtin_of_its_name() {
-    let abs = builtin("abs").expect("abs is a built-in");
+    let abs = crate::session::scalar_function("abs").expect("abs is a built-in");
     let total = ScalarUDF::new_from_impl(TotalFunction::new(abs.clone()));
     assert_eq!(
         describe(&total).expect("describe"),
