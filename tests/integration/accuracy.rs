@@ -268,7 +268,7 @@ async fn accuracy_figures() {
         .upsert_grant(&sandbox_governance::Grant::new("accuracy", "tests", budgets))
         .expect("grant");
     let plain = sandbox_sql::datafusion::prelude::SessionContext::new_with_state(
-        s.session_for_grant("accuracy").expect("session").state().clone(),
+        s.session_for_grant("accuracy").await.expect("session").state().clone(),
     );
     // (query, exact SQL, owners' bounds only, [(expert bounds in words, SQL)])
     type Case = (

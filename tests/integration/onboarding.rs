@@ -122,7 +122,7 @@ async fn jobs_join_registered_tables_on_pseudonyms_and_keep_their_version() {
     assert_eq!(register(&root, &key, &loans, LOANS_ENTRY, LOANS_POLICY), 1);
 
     let sandbox = Sandbox::open(dir.clone()).expect("sandbox");
-    let before = sandbox.session_for_grant("demo").expect("session");
+    let before = sandbox.session_for_grant("demo").await.expect("session");
     assert_eq!(count(&before, "SELECT COUNT(*) FROM gov.market_inspections").await, 300);
     // The same code in both owners' tables has the same pseudonym.
     assert_eq!(count(&before, JOIN).await, 200);
@@ -151,6 +151,7 @@ async fn jobs_join_registered_tables_on_pseudonyms_and_keep_their_version() {
     let after = Sandbox::open(dir)
         .expect("sandbox")
         .session_for_grant("demo")
+        .await
         .expect("session");
     assert_eq!(count(&after, "SELECT COUNT(*) FROM gov.market_inspections").await, 400);
     assert_eq!(count(&after, JOIN).await, 300);

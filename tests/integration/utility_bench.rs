@@ -289,7 +289,7 @@ async fn utility_benchmark_product() {
         .upsert_grant(&sandbox_governance::Grant::new("utility", "bench", budgets))
         .expect("grant");
     let plain = sandbox_sql::datafusion::prelude::SessionContext::new_with_state(
-        s.session_for_grant("utility").expect("session").state().clone(),
+        s.session_for_grant("utility").await.expect("session").state().clone(),
     );
     let policies = s.policies();
     let mut cases = Vec::new();

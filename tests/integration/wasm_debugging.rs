@@ -123,6 +123,7 @@ async fn each_data_independent_mistake_is_refused_before_any_charge_naming_its_c
         &ordered,
         &AnalysisOptions::default(),
     )
+    .await
     .expect("an ORDER BY in the input is accepted");
     // A job function without its module: no "did you mean" a built-in.
     let e = s
@@ -374,6 +375,7 @@ async fn a_trial_run_on_the_sample_shows_everything_and_spends_nothing() {
             working,
             &options,
         )
+        .await
         .expect("dry run");
     assert!((dry.epsilon_outputs + dry.epsilon_default_count - dry.epsilon).abs() < 1e-12);
     assert!((dry.epsilon_default_count - 0.1 * dry.epsilon).abs() < 1e-12);

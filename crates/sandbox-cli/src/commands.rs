@@ -62,6 +62,9 @@ static DATABASE_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::
 /// `--ballista`, set once per process before any verb runs.
 static BALLISTA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
+/// `--tables`, set once per process before any verb runs.
+static TABLES: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 /// `--init`, set once per process before any verb runs.
 static INIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
@@ -121,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let _ = DATABASE_URL.set(cli.database_url.clone());
     let _ = INIT.set(cli.init);
     let _ = BALLISTA.set(cli.ballista.clone());
+    let _ = TABLES.set(cli.tables.clone());
     let token = cli.token.clone();
     if let Some(server) = &cli.server {
         return crate::remote::run(server, token.as_deref(), cli.command);
@@ -154,7 +158,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("policy installed; digest {digest} recorded in the ledger");
             Ok(())
         }
-        Command::Dataset { command } => crate::dataset::run(&root, command, token.as_deref()),
+        Command::Dataset { command } => crate::dataset::run(&root, command, token.as_deref()).await,
         Command::Sample(args) => crate::sample::run(&root, args, token.as_deref()),
         Command::Serve(args) => crate::serve::serve(&root, args).await,
         Command::Cluster(command) => crate::cluster::run(command).await,
@@ -449,6 +453,14 @@ pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError>
         tracing::info!(scheduler = runner.scheduler_url(), "distributed mode");
         sandbox = sandbox.with_runner(std::sync::Arc::new(runner));
     }
+    if let Some(tables) = TABLES.get().and_then(Option::as_deref) {
+        let tables = sandbox_runtime::PublishedTables::open(tables).map_err(|e| CliError {
+            code: 2,
+            message: e.to_string(),
+        })?;
+        tracing::info!(tables = %tables.root(), "jobs read the published tables");
+        sandbox = sandbox.with_published_tables(tables);
+    }
     let missing = sandbox
         .catalog()
         .iter()
@@ -475,6 +487,22 @@ pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError>
         generate(&dir, 42, "small", Some(DEMO_ENTITIES))?;
     }
     Ok(sandbox)
+}
+
+/// With `--tables`: publishes every dataset with data whose current
+/// version is not published yet (the generated demo data on first use), so
+/// `serve` and `demo` show the whole product on an object store too.
+pub async fn publish_missing(sandbox: &Sandbox) -> Result<(), CliError> {
+    let published = sandbox.publish_all(false).await.map_err(|e| {
+        fail(format!(
+            "publishing the tables where jobs read them failed: {e} (check --tables and the AWS_* settings)"
+        ))
+    })?;
+    if let (false, Some(tables)) = (published.is_empty(), sandbox.published_tables()) {
+        let names: Vec<String> = published.iter().map(ToString::to_string).collect();
+        println!("Published to {}: {}", tables.root(), names.join(", "));
+    }
+    Ok(())
 }
 
 fn catalog_text(sandbox: &Sandbox) -> String {
@@ -628,6 +656,7 @@ async fn wasm_run(root: &Path, args: WasmRunArgs, token: Option<&str>) -> Result
         let printed = if args.dry_run {
             sandbox
                 .dry_run_analysis(&args.grant, program.as_ref(), &args.input, &options)
+                .await
                 .and_then(|r| {
                     Ok(if args.json {
                         serde_json::to_string_pretty(&r)
@@ -839,6 +868,8 @@ async fn demo(root: &Path, wasm_dir: Option<std::path::PathBuf>) -> Result<(), C
     crate::sample::demo_sample(root, crate::dataset::DEMO_OWNER)?;
     // Opened again: the registered dataset is in the catalog and the demo grant.
     let sandbox = open(root, false)?;
+    // With --tables: every table (the one registered above too) published.
+    publish_missing(&sandbox).await?;
     println!("\n═══ Catalog (开放清单) and output policies ═══");
     print!("{}", catalog_text(&sandbox));
     println!("\n═══ SQL jobs ═══");

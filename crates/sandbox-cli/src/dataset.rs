@@ -28,6 +28,16 @@ pub(crate) enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish datasets where jobs read them (`--tables`): one dataset's
+    /// current version, or every dataset with data not yet published in its
+    /// current version (data owners for their own; the operator for all).
+    Publish {
+        /// The dataset (default: every dataset).
+        dataset: Option<String>,
+        /// Publish again even where the current version is published.
+        #[arg(long)]
+        again: bool,
+    },
     /// Withdraw one of your datasets (its owner, or the operator): it is
     /// suspended, its data removed, and the withdrawal recorded in the ledger.
     Withdraw {
@@ -306,7 +316,7 @@ fn check_only(
     }
 }
 
-pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> Result<(), CliError> {
+pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> Result<(), CliError> {
     let dir = DataDir::open(root)?;
     match command {
         DatasetCommand::Register(args) => {
@@ -350,7 +360,14 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
             drop(store);
             // Opening the sandbox checks that everything loads together and
             // records the new entry and policy digests.
-            crate::commands::open(root, false)?;
+            let sandbox = crate::commands::open(root, false)?;
+            let published = sandbox.publish(&subject.dataset.id).await.map_err(|e| {
+                fail(format!(
+                    "{} {} is registered, but not published where jobs read it: {e}; \
+                     jobs cannot read it until `sandbox dataset publish {}` succeeds",
+                    subject.dataset.id, manifest.version, subject.dataset.id
+                ))
+            })?;
             if args.json {
                 println!(
                     "{}",
@@ -358,6 +375,54 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                 );
             } else {
                 print!("{}", manifest_text(&manifest));
+                if let (Some(record), Some(tables)) = (&published, sandbox.published_tables()) {
+                    println!("  published: {} files to {}", record.files.len(), tables.root());
+                }
+            }
+            Ok(())
+        }
+        DatasetCommand::Publish { dataset, again } => {
+            let sandbox = crate::commands::open(root, false)?;
+            let Some(tables) = sandbox.published_tables().cloned() else {
+                return Err(fail(
+                    "jobs read the data directory itself: give --tables s3://bucket/prefix (or SANDBOX_TABLES) to publish",
+                ));
+            };
+            let store = open_store(&dir)?;
+            let account = crate::governance::account_of(&store, token)?;
+            let catalog = sandbox.catalog();
+            let ids: Vec<DatasetId> = match &dataset {
+                Some(d) => vec![d.parse().map_err(|e| fail(format!("{e}")))?],
+                None => catalog.iter().map(|e| e.id.clone()).collect(),
+            };
+            let mut published = Vec::new();
+            for id in &ids {
+                let entry = catalog
+                    .get(id)
+                    .ok_or_else(|| fail(format!("{id} is not in the catalog")))?;
+                let permitted = require_owner(&store, &account, entry, true, "publishes");
+                if dataset.is_some() {
+                    permitted?;
+                } else if permitted.is_err() {
+                    continue;
+                }
+                let version = dir.current_version(id);
+                if dataset.is_none() && !again && tables.publication(id, version.as_deref()).await?.is_some() {
+                    continue;
+                }
+                match sandbox.publish(id).await? {
+                    Some(_) => published.push(id.clone()),
+                    None if dataset.is_some() => return Err(fail(format!("{id} has no data to publish"))),
+                    None => {}
+                }
+            }
+            for id in &published {
+                println!("published {id} to {}", tables.root());
+            }
+            if published.is_empty() {
+                println!(
+                    "nothing to publish: every dataset with data is published in its current version (--again to publish anew)"
+                );
             }
             Ok(())
         }
@@ -409,6 +474,15 @@ pub(crate) fn run(root: &Path, command: DatasetCommand, token: Option<&str>) -> 
                     .map_err(|e| e.to_string())
             })
             .map_err(ingest_error)?;
+            // Nothing stays where jobs read it. The withdrawal is already
+            // recorded and the dataset suspended, so no job reads it either way.
+            let sandbox = crate::commands::open(root, false)?;
+            sandbox.withdraw_published(&id).await.map_err(|e| {
+                fail(format!(
+                    "{id} is withdrawn and suspended, but its published copy could not be removed: {e}; \
+                     run the withdrawal again to finish"
+                ))
+            })?;
             match withdrawn {
                 Some(m) => println!(
                     "{id} withdrawn: version {} ({} rows, data {}) removed; the dataset stays suspended; recorded in the ledger",

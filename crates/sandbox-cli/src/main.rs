@@ -51,6 +51,13 @@ struct Cli {
     /// same paths. WebAssembly jobs are refused in this mode.
     #[arg(long, global = true, env = "SANDBOX_BALLISTA")]
     ballista: Option<String>,
+    /// Jobs read the datasets' tables where they are published:
+    /// `s3://bucket/prefix` (an S3-compatible store; credentials and
+    /// endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT, AWS_ALLOW_HTTP) or `file:///shared/dir`. Registrations
+    /// publish there; `sandbox dataset publish` publishes what is not yet.
+    #[arg(long, global = true, env = "SANDBOX_TABLES")]
+    tables: Option<String>,
     /// API token of the account acting (governance verbs, jobs under an agreement).
     #[arg(long, global = true, env = "SANDBOX_TOKEN", hide_env_values = true)]
     token: Option<String>,

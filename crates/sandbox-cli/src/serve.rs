@@ -66,6 +66,7 @@ impl FlightJobs for PoolJobs {
 
 pub async fn serve(root: &Path, args: ServeArgs) -> Result<(), CliError> {
     let sandbox = Arc::new(open(root, true)?);
+    crate::commands::publish_missing(&sandbox).await?;
     // A damaged database file is refused before anything is served from it.
     if let Integrity::Damaged(lines) = sandbox.store().integrity()? {
         return Err(fail(format!(

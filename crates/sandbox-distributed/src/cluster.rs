@@ -14,6 +14,8 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -47,6 +49,14 @@ pub async fn run_scheduler(listener: TcpListener) -> Result<(), DistributedError
     config.expire_dead_executor_interval_seconds = EXECUTOR_HEARTBEAT_SECONDS;
     config.no_executors_grace_period_seconds = EXECUTOR_TIMEOUT_SECONDS;
     config.override_physical_codec = Some(Arc::new(SandboxCodec::default()));
+    // Plans name tables as file:// or s3:// URLs; the scheduler resolves
+    // them through the same stores as the coordinator and executors.
+    config.override_session_builder = Some(Arc::new(|config| {
+        let state = ballista_core::utils::default_session_builder(config)?;
+        Ok(SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(table_store_runtime(None)?)
+            .build())
+    }));
     let cluster = BallistaCluster::new_from_config(&config).await.map_err(cluster_error)?;
     let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
         .await
@@ -55,6 +65,17 @@ pub async fn run_scheduler(listener: TcpListener) -> Result<(), DistributedError
     start_grpc_service_with_listener(listener, scheduler)
         .await
         .map_err(cluster_error)
+}
+
+/// A runtime whose object stores are the sandbox's table stores
+/// (`file://`, and `s3://` from this process's environment), spilling to
+/// `temp_dir` where given.
+fn table_store_runtime(temp_dir: Option<String>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(sandbox_sql::storage::table_stores());
+    if let Some(dir) = temp_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    builder.build_arc()
 }
 
 /// Where an executor listens and which scheduler it polls.
@@ -101,6 +122,12 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), DistributedErr
         job_data_ttl_seconds: 3600,
         job_data_clean_up_interval_seconds: 600,
         override_physical_codec: Some(Arc::new(SandboxCodec::default())),
+        // Tables at s3:// URLs are read with this executor's own AWS_*
+        // settings (`sandbox_sql::storage`): no credential is in a plan.
+        override_runtime_producer: Some({
+            let work_dir = options.work_dir.clone();
+            Arc::new(move |_| table_store_runtime(work_dir.clone()))
+        }),
         ..Default::default()
     };
     if let Some(vcores) = options.vcores {

@@ -192,7 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !risk.rows_are_independent() {
         return Err("risk_score's per-row export is not provably stateless; rebuild the guest".into());
     }
-    let mut session = sandbox.session_for_grant(sandbox_runtime::sandbox::DEMO_GRANT)?;
+    let mut session = sandbox.session_for_grant(sandbox_runtime::sandbox::DEMO_GRANT).await?;
     session.register_row_functions(wasm_functions)?;
     session.register_row_functions(vec![
         Arc::new(NativeRisk::portable()),

@@ -106,10 +106,20 @@ impl DataDir {
     /// the version it started with.
     pub fn table_dir(&self, dataset: &DatasetId) -> PathBuf {
         let base = sandbox_datagen::table_dir(&self.tables_dir(), dataset.as_str());
-        match std::fs::read_to_string(base.join(CURRENT_VERSION_FILE)) {
-            Ok(name) if is_version_name(name.trim()) => base.join(name.trim()),
-            _ => base,
+        match self.current_version(dataset) {
+            Some(name) => base.join(name),
+            None => base,
         }
+    }
+
+    /// The name of a dataset's current registered version (`v000002`), as
+    /// its `CURRENT` file names it; `None` for unversioned (generated) data
+    /// or a pointer that is not a version name.
+    pub fn current_version(&self, dataset: &DatasetId) -> Option<String> {
+        let base = sandbox_datagen::table_dir(&self.tables_dir(), dataset.as_str());
+        let name = std::fs::read_to_string(base.join(CURRENT_VERSION_FILE)).ok()?;
+        let name = name.trim();
+        is_version_name(name).then(|| name.to_string())
     }
 
     /// `<root>/cache/verified/<ns>.<table>.json`: the verification of a

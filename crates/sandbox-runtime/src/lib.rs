@@ -23,6 +23,7 @@ mod governance;
 mod multiplicity;
 pub mod postprocess;
 pub mod preflight;
+pub mod published;
 pub mod registrant;
 pub mod release;
 pub mod rules;
@@ -35,6 +36,7 @@ mod error;
 pub use analysis::{AnalysisOptions, AnalysisProgram};
 pub use data_dir::DataDir;
 pub use error::RuntimeError;
+pub use published::PublishedTables;
 pub use sandbox::{
     AnalysisDryRun, AnalysisResult, DryRunReport, JobContext, OutputNoise, Sandbox, SqlJobOptions, SqlJobResult,
     SqlTrialReport, TrialBlock, TrialReport,

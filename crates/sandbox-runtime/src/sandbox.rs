@@ -3,6 +3,7 @@
 
 mod analysis_job;
 mod defaults_count;
+mod publication;
 mod row_bounds;
 mod sql_trial;
 mod trial_job;
@@ -169,6 +170,9 @@ pub struct Sandbox {
     /// Where jobs' physical plans run: embedded (this process) unless
     /// [`Sandbox::with_runner`] set a cluster.
     runner: Arc<dyn sandbox_sql::runner::PlanRunner>,
+    /// Where jobs read the datasets' tables: published to an object store
+    /// (`--tables`), or (`None`) the data directory's own files.
+    tables: Option<crate::PublishedTables>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -228,6 +232,20 @@ impl DirFingerprint {
 /// query at its own per-query cap
 /// ([`crate::governance::zcdp_budget_fits_one_query`]): a file that cannot
 /// is refused like any invalid policy.
+/// A local table directory's location (with a final `/`) and its pinned
+/// Parquet files ([`crate::multiplicity::pinned_files`]), if it has any.
+fn pinned_local(dir: &std::path::Path) -> Option<(String, Vec<String>)> {
+    let files = match crate::multiplicity::pinned_files(dir) {
+        Ok(files) if !files.is_empty() => files,
+        _ => return None,
+    };
+    let mut location = dir.display().to_string();
+    if !location.ends_with('/') {
+        location.push('/');
+    }
+    Some((location, files.iter().map(|f| f.display().to_string()).collect()))
+}
+
 fn load_policies(dir: &DataDir, catalog: &sandbox_model::Catalog) -> Result<PolicySet, RuntimeError> {
     let policies = PolicySet::load_dir(&dir.policies_dir(), catalog).map_err(|e| RuntimeError::Setup(e.to_string()))?;
     for policy in policies.iter() {
@@ -305,6 +323,7 @@ impl Sandbox {
             wasm: std::sync::OnceLock::new(),
             running: Default::default(),
             runner: Arc::new(sandbox_sql::runner::Embedded),
+            tables: None,
         };
         sandbox.register_datasets()?;
         sandbox.ensure_demo_grant()?;
@@ -354,6 +373,19 @@ impl Sandbox {
     pub fn with_runner(mut self, runner: Arc<dyn sandbox_sql::runner::PlanRunner>) -> Self {
         self.runner = runner;
         self
+    }
+
+    /// Reads the datasets' tables from where they are published
+    /// ([`crate::published`]) instead of the data directory's own files;
+    /// public samples stay in the data directory.
+    pub fn with_published_tables(mut self, tables: crate::PublishedTables) -> Self {
+        self.tables = Some(tables);
+        self
+    }
+
+    /// The published tables jobs read, if not the data directory's files.
+    pub fn published_tables(&self) -> Option<&crate::PublishedTables> {
+        self.tables.as_ref()
     }
 
     /// Where jobs' plans run: `embedded` or the cluster's kind.
@@ -498,19 +530,19 @@ impl Sandbox {
 
     /// A job session over a grant's datasets (for benchmarks and tools;
     /// jobs go through [`Sandbox::run_sql`]).
-    pub fn session_for_grant(&self, grant: &str) -> Result<JobSession, RuntimeError> {
-        Ok(self.admit(grant)?.1)
+    pub async fn session_for_grant(&self, grant: &str) -> Result<JobSession, RuntimeError> {
+        Ok(self.admit(grant).await?.1)
     }
 
     /// Admission: the datasets a grant covers, and a session over them.
-    pub(crate) fn admit(&self, grant: &str) -> Result<(Vec<DatasetId>, JobSession), RuntimeError> {
+    pub(crate) async fn admit(&self, grant: &str) -> Result<(Vec<DatasetId>, JobSession), RuntimeError> {
         let granted: Vec<DatasetId> = self
             .store
             .grant_datasets(grant)?
             .into_iter()
             .filter_map(|d| d.parse().ok())
             .collect();
-        let session = self.session_for(&granted)?;
+        let session = self.session_over(&granted, false).await?;
         Ok((granted, session))
     }
 
@@ -541,13 +573,9 @@ impl Sandbox {
         }
     }
 
-    fn session_for(&self, granted: &[DatasetId]) -> Result<JobSession, RuntimeError> {
-        self.session_over(granted, false)
-    }
-
     /// A session over the grant's datasets: their data, or (`samples`)
     /// their current public DP samples (a dataset without one is left out).
-    pub(crate) fn session_over(&self, granted: &[DatasetId], samples: bool) -> Result<JobSession, RuntimeError> {
+    pub(crate) async fn session_over(&self, granted: &[DatasetId], samples: bool) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
         let policies = self.policies();
         for d in self.catalog().iter() {
@@ -566,36 +594,46 @@ impl Sandbox {
             // under other terms than the policy's (a rule added since) is
             // left out like a missing one; a check that then misses its
             // table says why (`explain_missing_samples`).
-            let dir = if samples {
+            let pinned = if samples {
                 match self.dir.current_sample(&d.id, policies.get(&d.id)) {
-                    Ok(found) => found.map(|(dir, _)| dir),
+                    Ok(Some((dir, _))) => pinned_local(&dir),
+                    Ok(None) => None,
                     Err(e) => {
                         tracing::info!(dataset = %d.id, error = %e, "the sample is not used");
                         None
                     }
                 }
+            } else if let Some(tables) = &self.tables {
+                // The version the data directory names, as published: its
+                // entry and policy are the ones in force.
+                let version = self.dir.current_version(&d.id);
+                match tables.pin(&d.id, version.as_deref()).await {
+                    Ok(Some(table)) if !table.files.is_empty() => {
+                        Some((table.location, table.files.into_iter().map(|(url, _)| url).collect()))
+                    }
+                    Ok(_) => {
+                        tracing::info!(dataset = %d.id, version = version.as_deref().unwrap_or("(unversioned)"), "not published: jobs cannot read it (sandbox dataset publish)");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(dataset = %d.id, error = %e, "the published table is not read");
+                        None
+                    }
+                }
             } else {
-                Some(self.dir.table_dir(&d.id))
+                pinned_local(&self.dir.table_dir(&d.id))
             };
-            let Some(dir) = dir else { continue };
-            let files = match crate::multiplicity::pinned_files(&dir) {
-                Ok(files) if !files.is_empty() => files,
-                _ => continue,
-            };
+            let Some((location, files)) = pinned else { continue };
             let schema = Schema::new(
                 d.fields
                     .iter()
                     .map(|f| ArrowField::new(&f.name, arrow_type(f.data_type), true))
                     .collect::<Vec<_>>(),
             );
-            let mut location = dir.display().to_string();
-            if !location.ends_with('/') {
-                location.push('/');
-            }
             bindings.push(TableBinding {
                 dataset: d.id.clone(),
                 location,
-                files: files.iter().map(|f| f.display().to_string()).collect(),
+                files,
                 schema: Arc::new(schema),
                 declared_max_rows_per_value: d.max_rows_per_value.clone(),
                 desensitize: policy_rules,
@@ -660,7 +698,7 @@ impl Sandbox {
     ) -> Result<SqlJobResult, RuntimeError> {
         // Admit.
         context.report("checking");
-        let (granted, mut session) = self.admit(grant)?;
+        let (granted, mut session) = self.admit(grant).await?;
         let has_functions = !functions.is_empty();
         session.register_row_functions(functions)?;
         let policies = self.policies();

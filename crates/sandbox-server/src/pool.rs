@@ -570,7 +570,9 @@ async fn run_request(
                 epsilon,
             };
             if dry_run {
-                let report = sandbox.dry_run_analysis(grant, program.as_ref(), &input_sql, &options)?;
+                let report = sandbox
+                    .dry_run_analysis(grant, program.as_ref(), &input_sql, &options)
+                    .await?;
                 return store_uncharged(sandbox, &id, json!({"kind": "analysis_dry_run", "report": report}));
             }
             if trial {

@@ -39,6 +39,7 @@ pub mod query;
 pub mod rewrite;
 pub mod runner;
 pub mod session;
+pub mod storage;
 pub mod total;
 pub mod trial;
 

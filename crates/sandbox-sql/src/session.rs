@@ -99,6 +99,7 @@ impl JobSession {
         options.execution.parquet.pushdown_filters = true;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_object_store_registry(crate::storage::table_stores())
             .build_arc()
             .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
         let state = SessionStateBuilder::new()

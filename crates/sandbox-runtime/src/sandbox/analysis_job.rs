@@ -64,7 +64,7 @@ impl Sandbox {
         options: &AnalysisOptions,
         submission: &Submission,
     ) -> Result<AnalysisResult, RuntimeError> {
-        let (granted, session) = self.admit(grant)?;
+        let (granted, session) = self.admit(grant).await?;
         let policies = self.policies();
         let catalog = self.catalog();
         let lookup = Lookup {

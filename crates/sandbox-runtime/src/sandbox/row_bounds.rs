@@ -27,8 +27,19 @@ impl Sandbox {
             if declared.is_empty() {
                 continue;
             }
-            let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
-            let fingerprint = match crate::multiplicity::FileFingerprint::of(&files) {
+            // Published objects are named by URL; local files (and public
+            // samples, which stay local) by absolute path.
+            let published = binding.files.iter().all(|f| f.contains("://"));
+            let fingerprint = match &self.tables {
+                Some(tables) if published => {
+                    crate::multiplicity::FileFingerprint::of_objects(tables, &binding.files).await
+                }
+                _ => {
+                    let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
+                    crate::multiplicity::FileFingerprint::of(&files)
+                }
+            };
+            let fingerprint = match fingerprint {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
@@ -90,7 +101,7 @@ mod tests {
     /// The bounds `verify_row_bounds` installs for `dataset` in a new
     /// session of `sandbox`.
     async fn verified(sandbox: &Sandbox, dataset: &DatasetId) -> Option<BTreeMap<String, u64>> {
-        let mut session = sandbox.session_over(&[], false).expect("session");
+        let mut session = sandbox.session_over(&[], false).await.expect("session");
         let datasets = BTreeSet::from([dataset.clone()]);
         sandbox
             .verify_row_bounds(&mut session, &datasets, &sandbox.policies())
@@ -146,7 +157,10 @@ mod red_team_keys {
     use std::collections::{BTreeMap, BTreeSet};
 
     async fn verified(sandbox: &Sandbox, id: &DatasetId) -> Option<BTreeMap<String, u64>> {
-        let mut session = sandbox.session_over(std::slice::from_ref(id), false).expect("session");
+        let mut session = sandbox
+            .session_over(std::slice::from_ref(id), false)
+            .await
+            .expect("session");
         let datasets = BTreeSet::from([id.clone()]);
         sandbox
             .verify_row_bounds(&mut session, &datasets, &sandbox.policies())

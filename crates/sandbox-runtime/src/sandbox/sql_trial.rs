@@ -273,8 +273,8 @@ impl Sandbox {
         functions: Vec<Arc<dyn RowFunction>>,
     ) -> Result<SqlTrialReport, RuntimeError> {
         let started = Instant::now();
-        let (granted, _) = self.admit(grant)?;
-        let mut session = self.session_over(&granted, true)?;
+        let (granted, _) = self.admit(grant).await?;
+        let mut session = self.session_over(&granted, true).await?;
         session.mark_public_samples();
         let logged: Vec<Arc<LoggedFunction>> = functions
             .into_iter()

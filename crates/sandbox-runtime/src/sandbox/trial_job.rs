@@ -93,8 +93,8 @@ impl Sandbox {
         options: &AnalysisOptions,
     ) -> Result<TrialReport, RuntimeError> {
         let started = Instant::now();
-        let (granted, _) = self.admit(grant)?;
-        let mut session = self.session_over(&granted, true)?;
+        let (granted, _) = self.admit(grant).await?;
+        let mut session = self.session_over(&granted, true).await?;
         session.mark_public_samples();
         let policies = self.policies();
         let catalog = self.catalog();
@@ -249,14 +249,14 @@ impl Sandbox {
     ///
     /// # Errors
     /// The refusals of a real job before its charge.
-    pub fn dry_run_analysis(
+    pub async fn dry_run_analysis(
         &self,
         grant: &str,
         program: &dyn AnalysisProgram,
         input_sql: &str,
         options: &AnalysisOptions,
     ) -> Result<AnalysisDryRun, RuntimeError> {
-        let (granted, session) = self.admit(grant)?;
+        let (granted, session) = self.admit(grant).await?;
         let policies = self.policies();
         let catalog = self.catalog();
         let lookup = Lookup {

@@ -413,6 +413,17 @@ pub async fn register_upload(
     })
     .await
     .map_err(|_| ApiError::internal("the registration did not finish"))??;
+    // Where jobs read tables from an object store, the new version is read
+    // only once it is published there.
+    if let Ok(id) = manifest.dataset.parse::<sandbox_model::DatasetId>()
+        && let Err(e) = state.sandbox.publish(&id).await
+    {
+        tracing::error!(dataset = %id, error = %e, "registered, but not published");
+        return Err(ApiError::internal(
+            "the version is registered, but could not be published where jobs read it; the operator log has the cause \
+             (`sandbox dataset publish` retries)",
+        ));
+    }
     let value = serde_json::to_value(&manifest).map_err(|_| ApiError::internal("the manifest could not be written"))?;
     Ok((StatusCode::CREATED, Json(value)))
 }

@@ -1,0 +1,439 @@
+//! Tables published to an object store (`sandbox --tables s3://bucket/prefix`):
+//! where jobs read the datasets when the data directory's own files are
+//! not where the executors are.
+//!
+//! The data directory stays the owner's record: a registration writes and
+//! checks a version there as always, then *publishes* it — uploads the
+//! version's files, then its publication record, then the dataset's
+//! `CURRENT` object:
+//!
+//! ```text
+//! <prefix>/<ns>/<table>/v000002/part-00000.parquet   the version's files, as registered
+//! <prefix>/<ns>/<table>/v000002/manifest.json, entry.toml, policy.toml
+//! <prefix>/<ns>/<table>/v000002/_published.json      the publication record, written last
+//! <prefix>/<ns>/<table>/CURRENT                      "v000002" (for other readers)
+//! <prefix>/<ns>/<table>/part-*.parquet, _published.json   unversioned (generated) data
+//! ```
+//!
+//! A job reads the version the data directory's `CURRENT` names (so the
+//! catalog entry and policy in force always match the data read), and only
+//! the Parquet files its publication record lists, each with the size and
+//! entity tag (ETag) recorded when it was uploaded: a version whose record
+//! is missing (not published yet, or an upload cut short) is not read, and
+//! an object changed since it was published is refused rather than read.
+//! The same identities key the cache of verified row bounds
+//! ([`crate::multiplicity`]), in place of a local file's inode and times.
+
+use crate::RuntimeError;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sandbox_model::DatasetId;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use url::Url;
+
+/// The publication record's object name, in the version's prefix.
+pub const PUBLICATION: &str = "_published.json";
+/// The dataset's current-version object, as in the data directory.
+const CURRENT: &str = "CURRENT";
+/// Files at least this large are uploaded in parts (object stores limit a
+/// single PUT; S3 to 5 GiB).
+const MULTIPART_FROM_BYTES: u64 = 32 << 20;
+/// The size of one uploaded part and of one read from the local file.
+const PART_BYTES: usize = 16 << 20;
+
+/// Published tables: an object store and the prefix under which datasets
+/// are laid out.
+#[derive(Debug, Clone)]
+pub struct PublishedTables {
+    /// `s3://bucket/prefix/` (or `file:///dir/`), always with a final `/`.
+    root: Url,
+    prefix: ObjectPath,
+    store: Arc<dyn ObjectStore>,
+}
+
+/// One object as published and as pinned by a job: key, size and ETag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedObject {
+    /// The file's name in its version's prefix.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// The store's entity tag when it was uploaded (`None`: the store gives
+    /// none, and the object's last-modified time is compared instead).
+    pub e_tag: Option<String>,
+    /// The store's object version, where the bucket keeps versions.
+    pub version: Option<String>,
+    /// Last modification, in nanoseconds since the epoch.
+    pub last_modified_ns: i64,
+}
+
+/// The publication record of one dataset version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    pub dataset: String,
+    /// `v000002`, or `None` for unversioned (generated) data.
+    pub version: Option<String>,
+    /// RFC 3339.
+    pub published_at: String,
+    pub files: Vec<PublishedObject>,
+}
+
+/// A table pinned for one job: its location and its Parquet objects' URLs
+/// with their identities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedTable {
+    /// The version's prefix as a URL, with a final `/`.
+    pub location: String,
+    /// `(url, identity)`, sorted by name.
+    pub files: Vec<(String, PublishedObject)>,
+}
+
+fn storage_error(what: &str, location: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Setup(format!("published tables: cannot {what} {location}: {e}"))
+}
+
+impl PublishedTables {
+    /// Opens the published tables at `location` (`s3://bucket[/prefix]`, or
+    /// `file:///absolute/dir` for a shared file system through the same
+    /// code). No request is made: a wrong endpoint or missing credentials
+    /// show at the first read or publication.
+    ///
+    /// Errors: [`RuntimeError::Setup`] for a location that does not parse, a
+    /// scheme other than `s3` or `file`, or an S3 configuration the
+    /// environment leaves incomplete.
+    pub fn open(location: &str) -> Result<Self, RuntimeError> {
+        let mut root = Url::parse(location.trim()).map_err(|e| {
+            RuntimeError::Setup(format!(
+                "--tables {location}: not a URL ({e}); use s3://bucket/prefix or file:///dir"
+            ))
+        })?;
+        if !sandbox_sql::storage::TABLE_SCHEMES.contains(&root.scheme()) {
+            return Err(RuntimeError::Setup(format!(
+                "--tables {}: tables are published to s3:// or file:// locations",
+                sandbox_sql::storage::redacted(&root)
+            )));
+        }
+        if !root.username().is_empty() || root.password().is_some() || root.query().is_some() {
+            return Err(RuntimeError::Setup(
+                "--tables: give S3 credentials in the environment (AWS_ACCESS_KEY_ID, …), never in the URL".into(),
+            ));
+        }
+        if !root.path().ends_with('/') {
+            let path = format!("{}/", root.path());
+            root.set_path(&path);
+        }
+        let store = sandbox_sql::storage::table_stores()
+            .store_for(&root)
+            .map_err(|e| RuntimeError::Setup(format!("--tables: {e}")))?;
+        // Keys are the URL's path (a `file://` store is rooted at `/`).
+        let prefix =
+            ObjectPath::from_url_path(root.path()).map_err(|e| RuntimeError::Setup(format!("--tables {root}: {e}")))?;
+        Ok(PublishedTables { root, prefix, store })
+    }
+
+    /// The location as given (with a final `/`).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    fn dataset_prefix(&self, dataset: &DatasetId) -> ObjectPath {
+        self.prefix.clone().join(dataset.namespace()).join(dataset.table())
+    }
+
+    fn version_prefix(&self, dataset: &DatasetId, version: Option<&str>) -> ObjectPath {
+        let base = self.dataset_prefix(dataset);
+        match version {
+            Some(v) => base.join(v),
+            None => base,
+        }
+    }
+
+    fn url_of(&self, path: &ObjectPath) -> String {
+        let mut url = self.root.clone();
+        url.set_path(&format!("/{path}"));
+        url.to_string()
+    }
+
+    /// The publication record of `dataset`'s `version`, if it was published.
+    ///
+    /// Errors: [`RuntimeError::Setup`] when the store cannot be read or the
+    /// record does not parse or names another dataset or version.
+    pub async fn publication(
+        &self,
+        dataset: &DatasetId,
+        version: Option<&str>,
+    ) -> Result<Option<Publication>, RuntimeError> {
+        let path = self.version_prefix(dataset, version).join(PUBLICATION);
+        let location = self.url_of(&path);
+        let bytes = match self.store.get(&path).await {
+            Ok(got) => got.bytes().await.map_err(|e| storage_error("read", &location, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(storage_error("read", &location, e)),
+        };
+        let record: Publication =
+            serde_json::from_slice(&bytes).map_err(|e| storage_error("parse the publication record", &location, e))?;
+        if record.dataset != dataset.as_str() || record.version.as_deref() != version {
+            return Err(storage_error(
+                "use",
+                &location,
+                format!(
+                    "it records {} {}",
+                    record.dataset,
+                    record.version.as_deref().unwrap_or("(unversioned)")
+                ),
+            ));
+        }
+        Ok(Some(record))
+    }
+
+    /// Pins `dataset`'s `version` for one job: the Parquet objects its
+    /// publication record lists, each checked to be the object uploaded
+    /// (same size, and same ETag, or same last-modified time where the store
+    /// gives no ETag). `Ok(None)`: not published.
+    ///
+    /// Errors: [`RuntimeError::Setup`] when the store cannot be read, or an
+    /// object is missing or was changed after it was published (naming the
+    /// object, never its contents).
+    pub async fn pin(&self, dataset: &DatasetId, version: Option<&str>) -> Result<Option<PinnedTable>, RuntimeError> {
+        let Some(record) = self.publication(dataset, version).await? else {
+            return Ok(None);
+        };
+        let prefix = self.version_prefix(dataset, version);
+        let mut files = Vec::new();
+        for published in record.files.iter().filter(|f| is_table_file(&f.name)) {
+            let path = prefix.clone().join(published.name.as_str());
+            let location = self.url_of(&path);
+            let meta = self
+                .store
+                .head(&path)
+                .await
+                .map_err(|e| storage_error("read", &location, e))?;
+            let now = identity(published.name.clone(), &meta);
+            if !same_object(published, &now) {
+                return Err(storage_error(
+                    "use",
+                    &location,
+                    "the object changed after it was published (publish the version again)",
+                ));
+            }
+            files.push((location, now));
+        }
+        files.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        let mut location = self.url_of(&prefix);
+        location.push('/');
+        Ok(Some(PinnedTable { location, files }))
+    }
+
+    /// The identities of objects named by URL (as a job's binding lists
+    /// them), read now: what the verification cache is keyed by.
+    ///
+    /// Errors: [`RuntimeError::Setup`] for a URL outside these tables or an
+    /// object that cannot be read.
+    pub async fn identities(&self, urls: &[String]) -> Result<Vec<PublishedObject>, RuntimeError> {
+        let mut out = Vec::with_capacity(urls.len());
+        for url in urls {
+            let parsed = Url::parse(url).map_err(|e| storage_error("parse", url, e))?;
+            if parsed.scheme() != self.root.scheme() || parsed.host_str() != self.root.host_str() {
+                return Err(storage_error("use", url, "not in the published tables"));
+            }
+            let path = ObjectPath::from_url_path(parsed.path()).map_err(|e| storage_error("parse", url, e))?;
+            let meta = self
+                .store
+                .head(&path)
+                .await
+                .map_err(|e| storage_error("read", url, e))?;
+            out.push(identity(path.filename().unwrap_or_default().to_string(), &meta));
+        }
+        Ok(out)
+    }
+
+    /// Publishes the files of one local version directory (`dir`): every
+    /// regular, visible file directly in it (its Parquet files, and the
+    /// manifest, entry and policy of a registered version) is uploaded,
+    /// then the publication record listing them, then (for a version) the
+    /// dataset's `CURRENT`. A publication cut short leaves no record, so
+    /// nothing of it is read; publishing again uploads everything anew.
+    ///
+    /// Errors: [`RuntimeError::Io`] for a local file; [`RuntimeError::Setup`]
+    /// for the store.
+    pub async fn publish(
+        &self,
+        dir: &std::path::Path,
+        dataset: &DatasetId,
+        version: Option<&str>,
+    ) -> Result<Publication, RuntimeError> {
+        let prefix = self.version_prefix(dataset, version);
+        let mut files = Vec::new();
+        for local in publishable_files(dir)? {
+            let name = local
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .unwrap_or_default();
+            let path = prefix.clone().join(name.as_str());
+            self.upload(&local, &path).await?;
+            // The identity is read back rather than taken from the PUT's
+            // answer: a store's ETag for a multipart upload is only final
+            // once the upload is complete, and what jobs compare is `head`.
+            let meta = self
+                .store
+                .head(&path)
+                .await
+                .map_err(|e| storage_error("read", &self.url_of(&path), e))?;
+            files.push(identity(name, &meta));
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let record = Publication {
+            dataset: dataset.to_string(),
+            version: version.map(str::to_string),
+            published_at: sandbox_governance::db::now(),
+            files,
+        };
+        let record_path = prefix.join(PUBLICATION);
+        let body = serde_json::to_vec_pretty(&record).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        self.store
+            .put(&record_path, PutPayload::from(body))
+            .await
+            .map_err(|e| storage_error("write", &self.url_of(&record_path), e))?;
+        if let Some(v) = version {
+            let current = self.dataset_prefix(dataset).join(CURRENT);
+            self.store
+                .put(&current, PutPayload::from(format!("{v}\n").into_bytes()))
+                .await
+                .map_err(|e| storage_error("write", &self.url_of(&current), e))?;
+        }
+        tracing::info!(%dataset, version = version.unwrap_or("(unversioned)"), files = record.files.len(), root = %self.root, "dataset published");
+        Ok(record)
+    }
+
+    async fn upload(&self, local: &std::path::Path, path: &ObjectPath) -> Result<(), RuntimeError> {
+        use tokio::io::AsyncReadExt;
+        let io = |e| RuntimeError::Io {
+            path: local.display().to_string(),
+            source: e,
+        };
+        let location = self.url_of(path);
+        let mut file = tokio::fs::File::open(local).await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
+        if size < MULTIPART_FROM_BYTES {
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            file.read_to_end(&mut bytes).await.map_err(io)?;
+            self.store
+                .put(path, PutPayload::from(bytes))
+                .await
+                .map_err(|e| storage_error("write", &location, e))?;
+            return Ok(());
+        }
+        let upload = self
+            .store
+            .put_multipart(path)
+            .await
+            .map_err(|e| storage_error("write", &location, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut buf = vec![0u8; PART_BYTES];
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(io(e));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| storage_error("write", &location, e))?;
+            writer.write(&buf[..n]);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| storage_error("write", &location, e))?;
+        Ok(())
+    }
+
+    /// Removes everything published of `dataset` (every version, its
+    /// records and `CURRENT`), as a withdrawal does locally. Returns the
+    /// number of objects deleted.
+    ///
+    /// Errors: [`RuntimeError::Setup`] when the store cannot be listed or an
+    /// object cannot be deleted (what was deleted stays deleted; running it
+    /// again finishes).
+    pub async fn withdraw(&self, dataset: &DatasetId) -> Result<usize, RuntimeError> {
+        use futures::TryStreamExt;
+        let prefix = self.dataset_prefix(dataset);
+        let location = self.url_of(&prefix);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| storage_error("list", &location, e))?;
+        // Records and pointers first: nothing is read once they are gone.
+        let mut paths: Vec<ObjectPath> = objects.into_iter().map(|m| m.location).collect();
+        paths.sort_by_key(|p| {
+            let name = p.filename().unwrap_or_default();
+            !(name == PUBLICATION || name == CURRENT)
+        });
+        for path in &paths {
+            match self.store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage_error("delete", &self.url_of(path), e)),
+            }
+        }
+        Ok(paths.len())
+    }
+}
+
+fn identity(name: String, meta: &object_store::ObjectMeta) -> PublishedObject {
+    PublishedObject {
+        name,
+        size: meta.size,
+        e_tag: meta.e_tag.clone(),
+        version: meta.version.clone(),
+        last_modified_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN),
+    }
+}
+
+/// The object read now is the object published: same size, and the same
+/// ETag (and version, where kept), or the same modification time where the
+/// store gives no ETag.
+fn same_object(published: &PublishedObject, now: &PublishedObject) -> bool {
+    published.size == now.size
+        && published.version == now.version
+        && match (&published.e_tag, &now.e_tag) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => published.last_modified_ns == now.last_modified_ns,
+            _ => false,
+        }
+}
+
+/// A file jobs read: `<name>.parquet`, not hidden.
+fn is_table_file(name: &str) -> bool {
+    !name.starts_with('.') && name.ends_with(".parquet") && !name.contains('/')
+}
+
+/// The regular, visible files directly in `dir`, sorted (the same rule as
+/// [`crate::multiplicity::pinned_files`] for Parquet files, plus a
+/// version's manifest, entry and policy).
+fn publishable_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, RuntimeError> {
+    let io = |e| RuntimeError::Io {
+        path: dir.display().to_string(),
+        source: e,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if entry.file_type().map_err(io)?.is_file() && !name.starts_with('.') && name != PUBLICATION {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
