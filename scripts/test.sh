@@ -3,7 +3,8 @@
 # own workspaces, built for wasm32 from source), and the integration tests that
 # run those guests, with the governance store's suite on SQLite and on a real
 # PostgreSQL server that this script starts (installing Debian's package if
-# needed) and stops, and a third-party Flight SQL client (ADBC, installed
+# needed) and stops, tables published to an S3-compatible server (moto, from
+# PyPI, scripts/s3.sh), and a third-party Flight SQL client (ADBC, installed
 # from PyPI into a cached venv) against `sandbox serve`, and the web console
 # in headless Chromium (Debian's package, driven by Playwright from PyPI;
 # scripts/console-browser-test.sh installs both if missing). The README's
@@ -36,10 +37,16 @@ rm -rf "$newjob"
 echo "== PostgreSQL for the governance store's second backend"
 pgdir="$(mktemp -d)"
 log="$(mktemp)"
-trap 'bash scripts/postgres.sh stop "$pgdir"; rm -rf "$log" "$pgdir"' EXIT
+s3dir="$(mktemp -d)"
+trap 'bash scripts/postgres.sh stop "$pgdir"; bash scripts/s3.sh stop "$s3dir"; rm -rf "$log" "$pgdir" "$s3dir"' EXIT
 eval "$(bash scripts/postgres.sh start "$pgdir" "${SANDBOX_TEST_POSTGRES_PORT:-54329}")"
 export SANDBOX_REQUIRE_POSTGRES=1
 echo "   $SANDBOX_TEST_POSTGRES_URL"
+
+echo "== an S3-compatible server (moto, from PyPI) for tables published to an object store"
+eval "$(bash scripts/s3.sh start "$s3dir" "${SANDBOX_TEST_S3_PORT:-45123}")"
+export SANDBOX_REQUIRE_S3=1
+echo "   $AWS_ENDPOINT, $SANDBOX_TEST_S3_TABLES"
 
 echo "== host workspace (target dir $CARGO_TARGET_DIR)"
 status=0

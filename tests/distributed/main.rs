@@ -68,11 +68,13 @@ async fn the_cluster_releases_what_the_embedded_engine_releases() {
         .collect();
 
     let (mut failures, mut released, mut neighbour_runs) = (Vec::new(), 0usize, 0usize);
+    let mut local_outcomes = Vec::with_capacity(corpus.len());
     let (mut local_time, mut remote_time) = (0f64, 0f64);
     for (i, (origin, sql)) in corpus.iter().enumerate() {
         let t = Instant::now();
         let local = sorted(run(&embedded, sql).await);
         local_time += t.elapsed().as_secs_f64();
+        local_outcomes.push(local.clone());
         let t = Instant::now();
         let remote = sorted(run(&distributed, sql).await);
         remote_time += t.elapsed().as_secs_f64();
@@ -130,7 +132,127 @@ async fn the_cluster_releases_what_the_embedded_engine_releases() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     drop(neighbours);
+    tables_published_to_s3_are_read_alike_by_the_coordinator_and_the_cluster(&world, &corpus, &local_outcomes, &runner)
+        .await;
     an_executor_lost_mid_job_is_retried_or_fails_the_job_and_the_charge_stays(cluster, &embedded, &distributed).await;
+}
+
+/// Corpus queries checked on tables published to S3, one in this many
+/// (each runs twice: embedded and on the cluster, reading the bucket).
+const S3_STRIDE: usize = 4;
+
+/// With the tables published to an S3-compatible store (moto's server,
+/// which the test command starts: `scripts/s3.sh`), the coordinator alone
+/// and the cluster's executors, each reading the bucket with its own AWS_*
+/// settings, release exactly what the embedded engine releases from the
+/// data directory (noise off). An object changed in the bucket after it
+/// was published is never read: jobs on its dataset are refused until it
+/// is published again.
+async fn tables_published_to_s3_are_read_alike_by_the_coordinator_and_the_cluster(
+    world: &World,
+    corpus: &[(String, String)],
+    local_outcomes: &[Outcome],
+    runner: &Arc<BallistaRunner>,
+) {
+    let Some(base) = std::env::var("SANDBOX_TEST_S3_TABLES").ok().filter(|s| !s.is_empty()) else {
+        assert_ne!(
+            std::env::var("SANDBOX_REQUIRE_S3").as_deref(),
+            Ok("1"),
+            "SANDBOX_REQUIRE_S3=1 but SANDBOX_TEST_S3_TABLES is not set (scripts/s3.sh)"
+        );
+        eprintln!("S3: skipped (no SANDBOX_TEST_S3_TABLES; scripts/test.sh starts a server)");
+        return;
+    };
+    let run_prefix = format!(
+        "{}/run-{}-{}",
+        base.trim_end_matches('/'),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let tables = sandbox_runtime::PublishedTables::open(&run_prefix).expect("tables");
+    let on_s3 = world.sandbox(None).with_published_tables(tables.clone());
+    let published = on_s3.publish_all(false).await.expect("published to S3");
+    assert!(published.len() >= 5, "published {published:?}");
+    let cluster_on_s3 = world
+        .sandbox(None)
+        .with_runner(runner.clone())
+        .with_published_tables(tables.clone());
+
+    let (mut checked, mut differences) = (0usize, Vec::new());
+    for (i, ((origin, sql), local)) in corpus.iter().zip(local_outcomes).enumerate() {
+        if i % S3_STRIDE != 0 {
+            continue;
+        }
+        checked += 1;
+        for (mode, sandbox) in [("embedded, S3", &on_s3), ("cluster, S3", &cluster_on_s3)] {
+            let outcome = sorted(run(sandbox, sql).await);
+            if &outcome != local {
+                differences.push(format!(
+                    "[{origin}] data directory: {}, {mode}: {}
+    {}",
+                    local.kind(),
+                    outcome.kind(),
+                    sql.trim()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "S3: {checked} corpus queries in both modes from {run_prefix}; {} differences",
+        differences.len()
+    );
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+
+    // An object overwritten in the bucket after publication (same key and
+    // size, other bytes): its dataset is not read, by either mode, until published again.
+    let sql = "SELECT district, COUNT(*) AS n FROM gov.legal_entities GROUP BY district";
+    let before = sorted(run(&on_s3, sql).await);
+    assert!(matches!(before, Outcome::Released(_)), "{}", before.kind());
+    let dataset: sandbox_model::DatasetId = "gov.legal_entities".parse().expect("id");
+    let pinned = tables
+        .pin(&dataset, on_s3.data_dir().current_version(&dataset).as_deref())
+        .await
+        .expect("read")
+        .expect("published");
+    let (url, _) = &pinned.files[0];
+    let url = url::Url::parse(url).expect("url");
+    let store = sandbox_sql::storage::table_stores().store_for(&url).expect("store");
+    let key = object_store::path::Path::from_url_path(url.path()).expect("key");
+    let original = object_store::ObjectStoreExt::get(store.as_ref(), &key)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    // Same size, one byte changed (a rewrite with the same bytes is the
+    // same object: S3's ETag of a single-part upload is its MD5).
+    let mut changed = original.to_vec();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 1;
+    object_store::ObjectStoreExt::put(store.as_ref(), &key, changed.into())
+        .await
+        .expect("overwrite");
+    for sandbox in [&on_s3, &cluster_on_s3] {
+        let outcome = run(sandbox, sql).await;
+        assert!(
+            !matches!(outcome, Outcome::Released(_)),
+            "a table changed after publication is not read: {}",
+            outcome.kind()
+        );
+    }
+    on_s3
+        .publish(&dataset)
+        .await
+        .expect("published again")
+        .expect("has data");
+    assert_eq!(
+        sorted(run(&cluster_on_s3, sql).await),
+        before,
+        "read again once published"
+    );
 }
 
 /// SIGKILL one of the two executors while jobs run on the cluster. Each

@@ -437,3 +437,143 @@ fn publishable_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, R
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> DatasetId {
+        "gov.inspections".parse().expect("id")
+    }
+
+    /// A version directory with two Parquet files, a manifest and a hidden file.
+    fn version_dir(root: &std::path::Path) -> std::path::PathBuf {
+        let dir = root.join("local/v000002");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("part-00000.parquet"), b"PAR1 first").expect("part");
+        std::fs::write(dir.join("part-00001.parquet"), b"PAR1 second").expect("part");
+        std::fs::write(dir.join("manifest.json"), b"{}").expect("manifest");
+        std::fs::write(dir.join(".partial.parquet"), b"x").expect("hidden");
+        dir
+    }
+
+    fn tables(root: &std::path::Path) -> PublishedTables {
+        let store = root.join("store");
+        std::fs::create_dir_all(&store).expect("mkdir");
+        PublishedTables::open(&format!("file://{}", store.display())).expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_published_version_is_pinned_by_its_record() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = version_dir(tmp.path());
+        let tables = tables(tmp.path());
+        assert_eq!(
+            tables.pin(&id(), Some("v000002")).await.expect("read"),
+            None,
+            "not yet published"
+        );
+        let record = tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        let names: Vec<&str> = record.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["manifest.json", "part-00000.parquet", "part-00001.parquet"]);
+        let pinned = tables
+            .pin(&id(), Some("v000002"))
+            .await
+            .expect("read")
+            .expect("published");
+        assert!(
+            pinned.location.ends_with("/gov/inspections/v000002/"),
+            "{}",
+            pinned.location
+        );
+        let urls: Vec<&str> = pinned.files.iter().map(|(u, _)| u.as_str()).collect();
+        assert_eq!(urls.len(), 2, "only the Parquet files are read: {urls:?}");
+        assert!(urls[0].starts_with("file:///") && urls[0].ends_with("/v000002/part-00000.parquet"));
+        // The identities a job's verification cache is keyed by.
+        let urls: Vec<String> = pinned.files.iter().map(|(u, _)| u.clone()).collect();
+        let now = tables.identities(&urls).await.expect("identities");
+        assert_eq!(now, pinned.files.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>());
+        // Another version of the same dataset is not this one.
+        assert_eq!(tables.pin(&id(), Some("v000001")).await.expect("read"), None);
+        assert_eq!(tables.pin(&id(), None).await.expect("read"), None);
+    }
+
+    #[tokio::test]
+    async fn an_object_changed_after_publication_is_refused_and_a_cut_short_one_unread() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = version_dir(tmp.path());
+        let tables = tables(tmp.path());
+        tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        let part = tmp.path().join("store/gov/inspections/v000002/part-00001.parquet");
+        let before = tables
+            .identities(&[format!("file://{}", part.display())])
+            .await
+            .expect("identity");
+        // Same size, other bytes, written in place by someone else.
+        std::fs::write(&part, b"PAR1 SECOND").expect("overwrite");
+        let after = tables
+            .identities(&[format!("file://{}", part.display())])
+            .await
+            .expect("identity");
+        assert_ne!(before, after, "the verification cache's key moves");
+        let e = tables.pin(&id(), Some("v000002")).await.expect_err("refused");
+        assert!(e.to_string().contains("changed after it was published"), "{e}");
+        assert!(!e.to_string().contains("SECOND"), "nothing of the contents: {e}");
+        // Publishing again makes it readable; removing the record (an upload
+        // cut short before it) makes it unpublished, never half-read.
+        tables
+            .publish(&dir, &id(), Some("v000002"))
+            .await
+            .expect("published again");
+        assert!(tables.pin(&id(), Some("v000002")).await.expect("read").is_some());
+        std::fs::remove_file(tmp.path().join("store/gov/inspections/v000002/_published.json")).expect("rm");
+        assert_eq!(tables.pin(&id(), Some("v000002")).await.expect("read"), None);
+        // A record naming another version is refused, not followed.
+        tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        let moved = tmp.path().join("store/gov/inspections/v000003");
+        std::fs::create_dir_all(&moved).expect("mkdir");
+        std::fs::copy(
+            tmp.path().join("store/gov/inspections/v000002/_published.json"),
+            moved.join("_published.json"),
+        )
+        .expect("copy");
+        let e = tables.pin(&id(), Some("v000003")).await.expect_err("refused");
+        assert!(e.to_string().contains("records gov.inspections v000002"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_withdrawal_removes_every_published_object() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = version_dir(tmp.path());
+        let tables = tables(tmp.path());
+        tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("store/gov/inspections/CURRENT")).expect("CURRENT"),
+            "v000002\n"
+        );
+        let removed = tables.withdraw(&id()).await.expect("withdrawn");
+        assert_eq!(removed, 5, "three files, the record and CURRENT");
+        assert_eq!(tables.pin(&id(), Some("v000002")).await.expect("read"), None);
+        assert_eq!(tables.withdraw(&id()).await.expect("again"), 0);
+    }
+
+    #[test]
+    fn a_location_is_s3_or_file_and_never_holds_credentials() {
+        for bad in [
+            "http://store/x",
+            "hdfs://nn/x",
+            "not a url",
+            "s3://key:secret@bucket/x",
+            "s3://bucket/x?token=t",
+        ] {
+            let e = PublishedTables::open(bad).expect_err(bad).to_string();
+            assert!(!e.contains("secret") && !e.contains("token=t"), "{e}");
+        }
+        let tables = PublishedTables::open("s3://open-data/sandbox").expect("s3");
+        assert_eq!(tables.root().as_str(), "s3://open-data/sandbox/");
+        assert_eq!(
+            tables.url_of(&tables.version_prefix(&id(), Some("v000001")).join("part-00000.parquet")),
+            "s3://open-data/sandbox/gov/inspections/v000001/part-00000.parquet"
+        );
+    }
+}
