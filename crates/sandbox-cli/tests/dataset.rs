@@ -464,3 +464,119 @@ fn an_applicant_registers_its_own_table_from_the_cli_only_under_its_provider_and
         &["dataset", "withdraw", "fintech.clients", "--reason", "superseded"],
     ));
 }
+
+/// With `--tables` (here a `file://` store through the object-store code
+/// path; `tests/distributed` covers a real S3 server): a registration
+/// publishes its version, jobs read it from there, an object changed after
+/// publication is not read until its owner publishes again, only owners
+/// publish, and a withdrawal removes the published copy.
+#[test]
+fn registered_versions_are_published_where_jobs_read_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let (ops, market, tax) = accounts(dir);
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).expect("store");
+    let tables = format!("file://{}", store.display());
+    let with_tables = |token: Option<&str>, args: &[&str]| {
+        let mut all = vec!["--tables", tables.as_str()];
+        all.extend_from_slice(args);
+        sandbox(dir, token, &all)
+    };
+    let (csv, entry, policy) = (
+        example("gov.market_inspections.csv"),
+        example("gov.market_inspections.entry.toml"),
+        example("gov.market_inspections.policy.toml"),
+    );
+    let (csv, entry, policy) = (
+        csv.to_str().expect("utf-8"),
+        entry.to_str().expect("utf-8"),
+        policy.to_str().expect("utf-8"),
+    );
+    let out = ok(&with_tables(
+        Some(&market),
+        &register_args(
+            csv,
+            entry,
+            policy,
+            &["--encoding", "gb18030", "--max-rejected-rows", "1"],
+        ),
+    ));
+    assert!(out.contains("published: 4 files to file://"), "{out}");
+    let published = store.join("gov/market_inspections");
+    assert_eq!(
+        std::fs::read_to_string(published.join("CURRENT")).expect("CURRENT"),
+        "v000001\n"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(published.join("v000001/_published.json")).expect("record"))
+            .expect("json");
+    assert_eq!(record["version"], "v000001");
+    let sql = [
+        "sql",
+        "SELECT outcome, COUNT(*) AS n FROM gov.market_inspections GROUP BY outcome",
+    ];
+    ok(&with_tables(None, &sql));
+
+    // Changed in the store after publication (same size): not read.
+    let part = published.join("v000001/part-00000.parquet");
+    let mut bytes = std::fs::read(&part).expect("part");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&part, &bytes).expect("overwrite");
+    let out = with_tables(None, &sql);
+    assert!(!out.status.success(), "a changed object was read");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gov.market_inspections"), "{err}");
+    assert!(
+        !err.contains("store") && !err.contains("changed"),
+        "the analyst learns nothing about the storage: {err}"
+    );
+    // Only an owner of the provider (or the operator) publishes.
+    let (_, err) = refused(&with_tables(
+        Some(&tax),
+        &["dataset", "publish", "gov.market_inspections"],
+    ));
+    assert!(err.contains("[rule: not-owner]"), "{err}");
+    let out = ok(&with_tables(
+        Some(&market),
+        &["dataset", "publish", "gov.market_inspections"],
+    ));
+    assert!(out.contains("published gov.market_inspections"), "{out}");
+    ok(&with_tables(None, &sql));
+    // Publishing needs somewhere to publish to.
+    let out = sandbox(dir, Some(&ops), &["dataset", "publish"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tables"));
+
+    // A withdrawal removes the published copy with the local one.
+    ok(&with_tables(
+        Some(&market),
+        &[
+            "dataset",
+            "withdraw",
+            "gov.market_inspections",
+            "--reason",
+            "superseded",
+        ],
+    ));
+    let left: Vec<_> = walk(&published);
+    assert!(left.is_empty(), "left in the store: {left:?}");
+}
+
+/// Every file below `dir` (none if it does not exist).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

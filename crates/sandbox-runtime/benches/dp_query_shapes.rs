@@ -158,7 +158,7 @@ fn main() -> BenchResult<()> {
             Vec::new()
         };
         let plain = best_of_three(|| {
-            let mut session = sandbox.session_for_grant(&name).await?;
+            let mut session = runtime.block_on(sandbox.session_for_grant(&name))?;
             session.register_row_functions(job_functions.clone())?;
             runtime.block_on(async {
                 let state = session.state();

@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut plain = Vec::new();
     let mut dp = Vec::new();
     for _ in 0..3 {
-        let session = sandbox.session_for_grant("bench").await?;
+        let session = runtime.block_on(sandbox.session_for_grant("bench"))?;
         let t = Instant::now();
         runtime.block_on(async {
             let state = session.state();

@@ -192,7 +192,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !risk.rows_are_independent() {
         return Err("risk_score's per-row export is not provably stateless; rebuild the guest".into());
     }
-    let mut session = sandbox.session_for_grant(sandbox_runtime::sandbox::DEMO_GRANT).await?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut session = runtime.block_on(sandbox.session_for_grant(sandbox_runtime::sandbox::DEMO_GRANT))?;
     session.register_row_functions(wasm_functions)?;
     session.register_row_functions(vec![
         Arc::new(NativeRisk::portable()),
@@ -205,7 +206,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut state = session.state().clone();
     state.register_udf(Arc::new(plain))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Plans straight on the session state: no checker, no noise, so the
     // exact comparison below is possible; job functions run as in jobs.
     let run = |sql: &str| -> Result<Vec<RecordBatch>, Box<dyn std::error::Error>> {
