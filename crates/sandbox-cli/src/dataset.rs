@@ -406,8 +406,7 @@ pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str
                 } else if permitted.is_err() {
                     continue;
                 }
-                let version = dir.current_version(id);
-                if dataset.is_none() && !again && tables.publication(id, version.as_deref()).await?.is_some() {
+                if dataset.is_none() && !again && sandbox.is_published(id).await? {
                     continue;
                 }
                 match sandbox.publish(id).await? {
@@ -462,6 +461,14 @@ pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str
                 .map_err(ingest_error)?
                 .is_none()
             {
+                // Withdrawn here before, but a published copy may be left
+                // (its removal failed): this finishes it.
+                let sandbox = crate::commands::open(root, false)?;
+                let removed = sandbox.withdraw_published(&id).await?;
+                if removed > 0 {
+                    println!("{id}: the published copy left by its withdrawal is removed ({removed} objects)");
+                    return Ok(());
+                }
                 return Err(fail(format!(
                     "{id} has no registered data to withdraw (generated data is not registered; \
                      `sandbox suspend` closes a dataset on a complaint)"

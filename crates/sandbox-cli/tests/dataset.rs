@@ -562,6 +562,69 @@ fn registered_versions_are_published_where_jobs_read_them() {
     ));
     let left: Vec<_> = walk(&published);
     assert!(left.is_empty(), "left in the store: {left:?}");
+
+    // Red team 2026-12-01: a copy left in the store (a removal that failed,
+    // a withdrawal run without --tables) is never read as the next
+    // registration, which restarts at v000001.
+    let register = |token: &str, with: bool| {
+        let args = register_args(
+            csv,
+            entry,
+            policy,
+            &["--encoding", "gb18030", "--max-rejected-rows", "1"],
+        );
+        if with {
+            with_tables(Some(token), &args)
+        } else {
+            sandbox(dir, Some(token), &args)
+        }
+    };
+    ok(&register(&market, true));
+    assert!(published.join("v000001/_published.json").exists());
+    let stale = dir.join("stale");
+    copy_tree(&published, &stale);
+    // Withdrawn without --tables: the data directory remembers where it
+    // published, and the copy goes too.
+    ok(&sandbox(
+        dir,
+        Some(&market),
+        &["dataset", "withdraw", "gov.market_inspections", "--reason", "complaint"],
+    ));
+    assert!(walk(&published).is_empty(), "left: {:?}", walk(&published));
+    // Say the removal had failed: the old copy is back in the store. A
+    // second withdrawal removes what is left.
+    copy_tree(&stale, &published);
+    let out = ok(&sandbox(
+        dir,
+        Some(&market),
+        &["dataset", "withdraw", "gov.market_inspections", "--reason", "complaint"],
+    ));
+    assert!(out.contains("published copy"), "{out}");
+    assert!(walk(&published).is_empty());
+    // The copy back once more, then a new registration (v000001 again) not
+    // published, and the dataset resumed: jobs with --tables do not read
+    // the old copy; once published, they read the new one.
+    copy_tree(&stale, &published);
+    ok(&register(&market, false));
+    ok(&sandbox(
+        dir,
+        Some(&ops),
+        &["resume", "gov.market_inspections", "--note", "fixed"],
+    ));
+    ok(&sandbox(dir, None, &sql));
+    let out = with_tables(None, &sql);
+    assert!(!out.status.success(), "the stale copy was read");
+    let out = ok(&with_tables(Some(&ops), &["dataset", "publish"]));
+    assert!(out.contains("published gov.market_inspections"), "{out}");
+    ok(&with_tables(None, &sql));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for file in walk(from) {
+        let target = to.join(file.strip_prefix(from).expect("below"));
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&file, &target).expect("copy");
+    }
 }
 
 /// Every file below `dir` (none if it does not exist).

@@ -129,6 +129,42 @@ impl DataDir {
         self.root.join("cache").join("verified").join(format!("{dataset}.json"))
     }
 
+    /// The locations this data directory has published tables to
+    /// (`<root>/published-to`, one URL a line; [`crate::published`]).
+    ///
+    /// Errors: [`RuntimeError::Io`] when the file exists but cannot be read.
+    pub fn published_locations(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
+        let path = self.root.join(PUBLISHED_TO_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Adds `location` to [`DataDir::published_locations`] (before anything
+    /// is uploaded there, so a withdrawal finds every copy).
+    ///
+    /// Errors: [`RuntimeError::Io`] when the file cannot be written.
+    pub fn record_published_location(&self, location: &str) -> Result<(), RuntimeError> {
+        let mut all = self.published_locations()?;
+        if !all.insert(location.to_string()) {
+            return Ok(());
+        }
+        let path = self.root.join(PUBLISHED_TO_FILE);
+        let tmp = self
+            .root
+            .join(format!(".{PUBLISHED_TO_FILE}.{}.tmp", std::process::id()));
+        let text: String = all.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
     /// `<root>/samples`: DP sample datasets (`sandbox_ingest::sample`).
     pub fn samples_dir(&self) -> PathBuf {
         self.root.join("samples")
@@ -212,6 +248,9 @@ impl DataDir {
             .unwrap_or(false)
     }
 }
+
+/// The file listing where the tables were published (`--tables`).
+const PUBLISHED_TO_FILE: &str = "published-to";
 
 /// The file naming a registered dataset's current version directory.
 const CURRENT_VERSION_FILE: &str = "CURRENT";

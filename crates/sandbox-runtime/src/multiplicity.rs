@@ -65,24 +65,16 @@ type FileIdentity = (String, u64, u64, u64, i128, i128);
 
 /// The identities of a job's pinned files: local files by path, size,
 /// inode, device and times; published objects
-/// ([`crate::published`]) by URL, size, ETag, object version and
-/// modification time. (A cache written before objects were supported
+/// ([`crate::published`]) by their pins: URL, size, ETag, object version
+/// and, on a file system, change time. (A cache written before objects were supported
 /// does not parse as this, and is counted again.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum FileFingerprint {
     Local(Vec<FileIdentity>),
-    Objects(Vec<(String, crate::published::PublishedObject)>),
+    Objects(Vec<sandbox_sql::storage::ObjectPin>),
 }
 
 impl FileFingerprint {
-    /// The identities of published objects, read now.
-    ///
-    /// Errors: as [`crate::PublishedTables::identities`].
-    pub(crate) async fn of_objects(tables: &crate::PublishedTables, urls: &[String]) -> Result<Self, RuntimeError> {
-        let identities = tables.identities(urls).await?;
-        Ok(FileFingerprint::Objects(urls.iter().cloned().zip(identities).collect()))
-    }
-
     /// Errors: [`RuntimeError::Io`] for a file that is gone or is no
     /// longer a regular file.
     pub(crate) fn of(files: &[PathBuf]) -> Result<Self, RuntimeError> {

@@ -66,6 +66,25 @@ pub struct PublishedObject {
     pub version: Option<String>,
     /// Last modification, in nanoseconds since the epoch.
     pub last_modified_ns: i64,
+    /// A `file://` store's change time (nanoseconds): a file system's ETag
+    /// is its inode, modification time and size, which an in-place rewrite
+    /// that sets the modification time back leaves unchanged; its change
+    /// time moves. `None` for other stores.
+    #[serde(default)]
+    pub changed_ns: Option<i64>,
+}
+
+impl PublishedObject {
+    /// The pin every read of this object (at `url`) is held to.
+    pub fn pin(&self, url: String) -> sandbox_sql::storage::ObjectPin {
+        sandbox_sql::storage::ObjectPin {
+            url,
+            size: self.size,
+            e_tag: self.e_tag.clone(),
+            version: self.version.clone(),
+            changed_ns: self.changed_ns,
+        }
+    }
 }
 
 /// The publication record of one dataset version.
@@ -76,18 +95,31 @@ pub struct Publication {
     pub version: Option<String>,
     /// RFC 3339.
     pub published_at: String,
+    /// What was published, as the data directory knows it
+    /// ([`crate::Sandbox::publish`]: the registered version's data digest
+    /// and registration time, or a digest of the generated files'
+    /// identities). A job reads a publication only if this is what the
+    /// data directory holds now, so a copy left from an earlier
+    /// registration that had the same version name (versions are numbered
+    /// anew after a withdrawal) or from another data directory sharing the
+    /// prefix is never read. A record without one matches nothing.
+    #[serde(default)]
+    pub source: String,
     pub files: Vec<PublishedObject>,
 }
 
-/// A table pinned for one job: its location and its Parquet objects' URLs
-/// with their identities.
+/// A table pinned for one job: its location and its Parquet objects' pins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedTable {
     /// The version's prefix as a URL, with a final `/`.
     pub location: String,
-    /// `(url, identity)`, sorted by name.
-    pub files: Vec<(String, PublishedObject)>,
+    /// Sorted by URL.
+    pub files: Vec<sandbox_sql::storage::ObjectPin>,
 }
+
+/// The largest publication record read (a record lists a version's files:
+/// kilobytes).
+const MAX_RECORD_BYTES: u64 = 4 << 20;
 
 fn storage_error(what: &str, location: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Setup(format!("published tables: cannot {what} {location}: {e}"))
@@ -167,6 +199,16 @@ impl PublishedTables {
         let path = self.version_prefix(dataset, version).join(PUBLICATION);
         let location = self.url_of(&path);
         let bytes = match self.store.get(&path).await {
+            Ok(got) if got.meta.size > MAX_RECORD_BYTES => {
+                return Err(storage_error(
+                    "read",
+                    &location,
+                    format!(
+                        "{} bytes; a publication record is at most {MAX_RECORD_BYTES}",
+                        got.meta.size
+                    ),
+                ));
+            }
             Ok(got) => got.bytes().await.map_err(|e| storage_error("read", &location, e))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(storage_error("read", &location, e)),
@@ -187,21 +229,60 @@ impl PublishedTables {
         Ok(Some(record))
     }
 
-    /// Pins `dataset`'s `version` for one job: the Parquet objects its
-    /// publication record lists, each checked to be the object uploaded
-    /// (same size, and same ETag, or same last-modified time where the store
-    /// gives no ETag). `Ok(None)`: not published.
+    /// The publication record of `dataset`'s `version` if it publishes
+    /// `source` (what the data directory holds now; see
+    /// [`Publication::source`]); a record of anything else is not this
+    /// version's publication.
     ///
-    /// Errors: [`RuntimeError::Setup`] when the store cannot be read, or an
-    /// object is missing or was changed after it was published (naming the
+    /// Errors: as [`PublishedTables::publication`].
+    pub async fn current_publication(
+        &self,
+        dataset: &DatasetId,
+        version: Option<&str>,
+        source: &str,
+    ) -> Result<Option<Publication>, RuntimeError> {
+        let record = self.publication(dataset, version).await?;
+        Ok(record.filter(|r| {
+            let current = !source.is_empty() && r.source == source;
+            if !current {
+                tracing::info!(%dataset, "the published copy is of another registration or data directory: not read until published again");
+            }
+            current
+        }))
+    }
+
+    /// Pins `dataset`'s `version` (holding `source`) for one job: the
+    /// Parquet objects its publication record lists, each checked to be the
+    /// object uploaded (same size, ETag, object version and, on a file
+    /// system, change time; the modification time where the store gives no
+    /// ETag). `Ok(None)`: not published, or published from other data.
+    ///
+    /// Errors: [`RuntimeError::Setup`] when the store cannot be read, the
+    /// record lists a name that is not one plain key segment, or an object
+    /// is missing or was changed after it was published (naming the
     /// object, never its contents).
-    pub async fn pin(&self, dataset: &DatasetId, version: Option<&str>) -> Result<Option<PinnedTable>, RuntimeError> {
-        let Some(record) = self.publication(dataset, version).await? else {
+    pub async fn pin(
+        &self,
+        dataset: &DatasetId,
+        version: Option<&str>,
+        source: &str,
+    ) -> Result<Option<PinnedTable>, RuntimeError> {
+        let Some(record) = self.current_publication(dataset, version, source).await? else {
             return Ok(None);
         };
         let prefix = self.version_prefix(dataset, version);
         let mut files = Vec::new();
-        for published in record.files.iter().filter(|f| is_table_file(&f.name)) {
+        for published in &record.files {
+            if !is_publishable_name(&published.name) {
+                return Err(storage_error(
+                    "use",
+                    &self.url_of(&prefix),
+                    format!("the record lists a file named {:?}", published.name),
+                ));
+            }
+            if !published.name.ends_with(".parquet") {
+                continue;
+            }
             let path = prefix.clone().join(published.name.as_str());
             let location = self.url_of(&path);
             let meta = self
@@ -209,7 +290,7 @@ impl PublishedTables {
                 .head(&path)
                 .await
                 .map_err(|e| storage_error("read", &location, e))?;
-            let now = identity(published.name.clone(), &meta);
+            let now = self.identity(published.name.clone(), &meta);
             if !same_object(published, &now) {
                 return Err(storage_error(
                     "use",
@@ -217,35 +298,12 @@ impl PublishedTables {
                     "the object changed after it was published (publish the version again)",
                 ));
             }
-            files.push((location, now));
+            files.push(now.pin(location));
         }
-        files.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        files.sort_by(|a, b| a.url.cmp(&b.url));
         let mut location = self.url_of(&prefix);
         location.push('/');
         Ok(Some(PinnedTable { location, files }))
-    }
-
-    /// The identities of objects named by URL (as a job's binding lists
-    /// them), read now: what the verification cache is keyed by.
-    ///
-    /// Errors: [`RuntimeError::Setup`] for a URL outside these tables or an
-    /// object that cannot be read.
-    pub async fn identities(&self, urls: &[String]) -> Result<Vec<PublishedObject>, RuntimeError> {
-        let mut out = Vec::with_capacity(urls.len());
-        for url in urls {
-            let parsed = Url::parse(url).map_err(|e| storage_error("parse", url, e))?;
-            if parsed.scheme() != self.root.scheme() || parsed.host_str() != self.root.host_str() {
-                return Err(storage_error("use", url, "not in the published tables"));
-            }
-            let path = ObjectPath::from_url_path(parsed.path()).map_err(|e| storage_error("parse", url, e))?;
-            let meta = self
-                .store
-                .head(&path)
-                .await
-                .map_err(|e| storage_error("read", url, e))?;
-            out.push(identity(path.filename().unwrap_or_default().to_string(), &meta));
-        }
-        Ok(out)
     }
 
     /// Publishes the files of one local version directory (`dir`): every
@@ -262,6 +320,7 @@ impl PublishedTables {
         dir: &std::path::Path,
         dataset: &DatasetId,
         version: Option<&str>,
+        source: &str,
     ) -> Result<Publication, RuntimeError> {
         let prefix = self.version_prefix(dataset, version);
         let mut files = Vec::new();
@@ -281,13 +340,14 @@ impl PublishedTables {
                 .head(&path)
                 .await
                 .map_err(|e| storage_error("read", &self.url_of(&path), e))?;
-            files.push(identity(name, &meta));
+            files.push(self.identity(name, &meta));
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let record = Publication {
             dataset: dataset.to_string(),
             version: version.map(str::to_string),
             published_at: sandbox_governance::db::now(),
+            source: source.to_string(),
             files,
         };
         let record_path = prefix.join(PUBLICATION);
@@ -389,13 +449,28 @@ impl PublishedTables {
     }
 }
 
-fn identity(name: String, meta: &object_store::ObjectMeta) -> PublishedObject {
-    PublishedObject {
-        name,
-        size: meta.size,
-        e_tag: meta.e_tag.clone(),
-        version: meta.version.clone(),
-        last_modified_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN),
+impl PublishedTables {
+    /// An object's identity as the store reports it, with a file system's
+    /// change time for a `file://` store.
+    fn identity(&self, name: String, meta: &object_store::ObjectMeta) -> PublishedObject {
+        let changed_ns = (self.root.scheme() == "file")
+            .then(|| {
+                use std::os::unix::fs::MetadataExt;
+                let mut url = self.root.clone();
+                url.set_path(&format!("/{}", meta.location));
+                let local = url.to_file_path().ok()?;
+                let m = std::fs::symlink_metadata(local).ok()?;
+                Some(m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()))
+            })
+            .flatten();
+        PublishedObject {
+            name,
+            size: meta.size,
+            e_tag: meta.e_tag.clone(),
+            version: meta.version.clone(),
+            last_modified_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN),
+            changed_ns,
+        }
     }
 }
 
@@ -405,6 +480,7 @@ fn identity(name: String, meta: &object_store::ObjectMeta) -> PublishedObject {
 fn same_object(published: &PublishedObject, now: &PublishedObject) -> bool {
     published.size == now.size
         && published.version == now.version
+        && published.changed_ns == now.changed_ns
         && match (&published.e_tag, &now.e_tag) {
             (Some(a), Some(b)) => a == b,
             (None, None) => published.last_modified_ns == now.last_modified_ns,
@@ -412,9 +488,17 @@ fn same_object(published: &PublishedObject, now: &PublishedObject) -> bool {
         }
 }
 
-/// A file jobs read: `<name>.parquet`, not hidden.
-fn is_table_file(name: &str) -> bool {
-    !name.starts_with('.') && name.ends_with(".parquet") && !name.contains('/')
+/// A name that is one object key segment as written: ASCII letters,
+/// digits, `.`, `_` and `-`, not hidden, at most 255 bytes. (Other
+/// characters are percent-encoded in keys, so a URL could name another key
+/// than the record.)
+fn is_publishable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The regular, visible files directly in `dir`, sorted (the same rule as
@@ -430,9 +514,16 @@ fn publishable_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, R
         let entry = entry.map_err(io)?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if entry.file_type().map_err(io)?.is_file() && !name.starts_with('.') && name != PUBLICATION {
-            files.push(entry.path());
+        if !entry.file_type().map_err(io)?.is_file() || name.starts_with('.') || name == PUBLICATION {
+            continue;
         }
+        if !is_publishable_name(name) {
+            return Err(RuntimeError::Setup(format!(
+                "{}: cannot publish a file named {name:?} (letters, digits, '.', '_' and '-' only)",
+                dir.display()
+            )));
+        }
+        files.push(entry.path());
     }
     files.sort();
     Ok(files)
@@ -463,39 +554,49 @@ mod tests {
         PublishedTables::open(&format!("file://{}", store.display())).expect("open")
     }
 
+    const SOURCE: &str = "registered v000002 sha256 of its data";
+
     #[tokio::test]
     async fn a_published_version_is_pinned_by_its_record() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = version_dir(tmp.path());
         let tables = tables(tmp.path());
+        let pin = |v: Option<&'static str>, source: &'static str| {
+            let tables = tables.clone();
+            async move { tables.pin(&id(), v, source).await }
+        };
         assert_eq!(
-            tables.pin(&id(), Some("v000002")).await.expect("read"),
+            pin(Some("v000002"), SOURCE).await.expect("read"),
             None,
             "not yet published"
         );
-        let record = tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        let record = tables
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
+            .await
+            .expect("published");
         let names: Vec<&str> = record.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["manifest.json", "part-00000.parquet", "part-00001.parquet"]);
-        let pinned = tables
-            .pin(&id(), Some("v000002"))
-            .await
-            .expect("read")
-            .expect("published");
+        let pinned = pin(Some("v000002"), SOURCE).await.expect("read").expect("published");
         assert!(
             pinned.location.ends_with("/gov/inspections/v000002/"),
             "{}",
             pinned.location
         );
-        let urls: Vec<&str> = pinned.files.iter().map(|(u, _)| u.as_str()).collect();
+        let urls: Vec<&str> = pinned.files.iter().map(|p| p.url.as_str()).collect();
         assert_eq!(urls.len(), 2, "only the Parquet files are read: {urls:?}");
         assert!(urls[0].starts_with("file:///") && urls[0].ends_with("/v000002/part-00000.parquet"));
-        // The identities a job's verification cache is keyed by.
-        let urls: Vec<String> = pinned.files.iter().map(|(u, _)| u.clone()).collect();
-        let now = tables.identities(&urls).await.expect("identities");
-        assert_eq!(now, pinned.files.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>());
-        // Another version of the same dataset is not this one.
-        assert_eq!(tables.pin(&id(), Some("v000001")).await.expect("read"), None);
-        assert_eq!(tables.pin(&id(), None).await.expect("read"), None);
+        assert!(pinned.files.iter().all(|p| p.e_tag.is_some() && p.changed_ns.is_some()));
+        // Another version, or the same version name holding other data (a
+        // registration after a withdrawal, another data directory): not this.
+        assert_eq!(pin(Some("v000001"), SOURCE).await.expect("read"), None);
+        assert_eq!(pin(None, SOURCE).await.expect("read"), None);
+        assert_eq!(
+            pin(Some("v000002"), "registered v000002, other data")
+                .await
+                .expect("read"),
+            None
+        );
+        assert_eq!(pin(Some("v000002"), "").await.expect("read"), None);
     }
 
     #[tokio::test]
@@ -503,33 +604,44 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = version_dir(tmp.path());
         let tables = tables(tmp.path());
-        tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        tables
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
+            .await
+            .expect("published");
         let part = tmp.path().join("store/gov/inspections/v000002/part-00001.parquet");
-        let before = tables
-            .identities(&[format!("file://{}", part.display())])
-            .await
-            .expect("identity");
-        // Same size, other bytes, written in place by someone else.
+        // Same size, other bytes, written in place, the modification time
+        // set back: a file system's ETag stays, its change time moves.
+        let modified = std::fs::metadata(&part).and_then(|m| m.modified()).expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&part, b"PAR1 SECOND").expect("overwrite");
-        let after = tables
-            .identities(&[format!("file://{}", part.display())])
-            .await
-            .expect("identity");
-        assert_ne!(before, after, "the verification cache's key moves");
-        let e = tables.pin(&id(), Some("v000002")).await.expect_err("refused");
+        std::fs::File::options()
+            .write(true)
+            .open(&part)
+            .and_then(|f| f.set_modified(modified))
+            .expect("mtime back");
+        let e = tables.pin(&id(), Some("v000002"), SOURCE).await.expect_err("refused");
         assert!(e.to_string().contains("changed after it was published"), "{e}");
         assert!(!e.to_string().contains("SECOND"), "nothing of the contents: {e}");
         // Publishing again makes it readable; removing the record (an upload
         // cut short before it) makes it unpublished, never half-read.
         tables
-            .publish(&dir, &id(), Some("v000002"))
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
             .await
             .expect("published again");
-        assert!(tables.pin(&id(), Some("v000002")).await.expect("read").is_some());
+        assert!(
+            tables
+                .pin(&id(), Some("v000002"), SOURCE)
+                .await
+                .expect("read")
+                .is_some()
+        );
         std::fs::remove_file(tmp.path().join("store/gov/inspections/v000002/_published.json")).expect("rm");
-        assert_eq!(tables.pin(&id(), Some("v000002")).await.expect("read"), None);
+        assert_eq!(tables.pin(&id(), Some("v000002"), SOURCE).await.expect("read"), None);
         // A record naming another version is refused, not followed.
-        tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        tables
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
+            .await
+            .expect("published");
         let moved = tmp.path().join("store/gov/inspections/v000003");
         std::fs::create_dir_all(&moved).expect("mkdir");
         std::fs::copy(
@@ -537,8 +649,37 @@ mod tests {
             moved.join("_published.json"),
         )
         .expect("copy");
-        let e = tables.pin(&id(), Some("v000003")).await.expect_err("refused");
+        let e = tables.pin(&id(), Some("v000003"), SOURCE).await.expect_err("refused");
         assert!(e.to_string().contains("records gov.inspections v000002"), "{e}");
+    }
+
+    /// Only names that are one key segment as written are published or
+    /// pinned: others would be read at another key than the one checked.
+    #[tokio::test]
+    async fn names_outside_the_plain_set_are_neither_published_nor_pinned() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = version_dir(tmp.path());
+        std::fs::write(dir.join("part~1.parquet"), b"PAR1 x").expect("part");
+        let tables = tables(tmp.path());
+        let e = tables
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
+            .await
+            .expect_err("refused");
+        assert!(e.to_string().contains("part~1.parquet"), "{e}");
+        std::fs::remove_file(dir.join("part~1.parquet")).expect("rm");
+        tables
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
+            .await
+            .expect("published");
+        let record_path = tmp.path().join("store/gov/inspections/v000002/_published.json");
+        for name in ["part%7E1.parquet", "../other/part-00000.parquet", ".hidden.parquet"] {
+            let mut record: Publication =
+                serde_json::from_slice(&std::fs::read(&record_path).expect("record")).expect("json");
+            record.files[1].name = name.to_string();
+            std::fs::write(&record_path, serde_json::to_vec(&record).expect("json")).expect("write");
+            let e = tables.pin(&id(), Some("v000002"), SOURCE).await.expect_err(name);
+            assert!(e.to_string().contains("lists a file named"), "{e}");
+        }
     }
 
     #[tokio::test]
@@ -546,14 +687,17 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = version_dir(tmp.path());
         let tables = tables(tmp.path());
-        tables.publish(&dir, &id(), Some("v000002")).await.expect("published");
+        tables
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
+            .await
+            .expect("published");
         assert_eq!(
             std::fs::read_to_string(tmp.path().join("store/gov/inspections/CURRENT")).expect("CURRENT"),
             "v000002\n"
         );
         let removed = tables.withdraw(&id()).await.expect("withdrawn");
         assert_eq!(removed, 5, "three files, the record and CURRENT");
-        assert_eq!(tables.pin(&id(), Some("v000002")).await.expect("read"), None);
+        assert_eq!(tables.pin(&id(), Some("v000002"), SOURCE).await.expect("read"), None);
         assert_eq!(tables.withdraw(&id()).await.expect("again"), 0);
     }
 

@@ -596,7 +596,7 @@ impl Sandbox {
             // table says why (`explain_missing_samples`).
             let pinned = if samples {
                 match self.dir.current_sample(&d.id, policies.get(&d.id)) {
-                    Ok(Some((dir, _))) => pinned_local(&dir),
+                    Ok(Some((dir, _))) => pinned_local(&dir).map(|(location, files)| (location, files, Vec::new())),
                     Ok(None) => None,
                     Err(e) => {
                         tracing::info!(dataset = %d.id, error = %e, "the sample is not used");
@@ -607,9 +607,11 @@ impl Sandbox {
                 // The version the data directory names, as published: its
                 // entry and policy are the ones in force.
                 let version = self.dir.current_version(&d.id);
-                match tables.pin(&d.id, version.as_deref()).await {
+                let source = self.publication_source(&d.id).ok().flatten().unwrap_or_default();
+                match tables.pin(&d.id, version.as_deref(), &source).await {
                     Ok(Some(table)) if !table.files.is_empty() => {
-                        Some((table.location, table.files.into_iter().map(|(url, _)| url).collect()))
+                        let urls = table.files.iter().map(|pin| pin.url.clone()).collect();
+                        Some((table.location, urls, table.files))
                     }
                     Ok(_) => {
                         tracing::info!(dataset = %d.id, version = version.as_deref().unwrap_or("(unversioned)"), "not published: jobs cannot read it (sandbox dataset publish)");
@@ -621,9 +623,11 @@ impl Sandbox {
                     }
                 }
             } else {
-                pinned_local(&self.dir.table_dir(&d.id))
+                pinned_local(&self.dir.table_dir(&d.id)).map(|(location, files)| (location, files, Vec::new()))
             };
-            let Some((location, files)) = pinned else { continue };
+            let Some((location, files, pins)) = pinned else {
+                continue;
+            };
             let schema = Schema::new(
                 d.fields
                     .iter()
@@ -634,6 +638,7 @@ impl Sandbox {
                 dataset: d.id.clone(),
                 location,
                 files,
+                pins,
                 schema: Arc::new(schema),
                 declared_max_rows_per_value: d.max_rows_per_value.clone(),
                 desensitize: policy_rules,

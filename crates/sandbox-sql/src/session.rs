@@ -34,14 +34,19 @@ pub const CATALOG: &str = "sandbox";
 #[derive(Debug, Clone)]
 pub struct TableBinding {
     pub dataset: DatasetId,
-    /// A directory URL or path of Parquet files (`file:///…/gov/tax_payments/`,
-    /// or an object-store URL once one is registered).
+    /// A directory path or URL of Parquet files (`/…/gov/tax_payments/`, or
+    /// a published version: `s3://bucket/prefix/gov/tax_payments/v000002/`,
+    /// read through [`crate::storage`]).
     pub location: String,
     /// The files the job reads, pinned when the session is built (absolute
     /// paths or URLs), so that what the runtime verifies about them is
     /// exactly what the job scans; empty: every Parquet file under
     /// `location`, listed when the job scans.
     pub files: Vec<String>,
+    /// The identities of `files` where they are objects of a store (empty
+    /// for local paths): every read of one gets exactly this object or
+    /// fails ([`crate::storage::ObjectPin`]).
+    pub pins: Vec<crate::storage::ObjectPin>,
     pub schema: SchemaRef,
     /// The catalog's `max_rows_per_value` declarations, not yet verified:
     /// [`crate::multiplicity::count_max_rows_per_value`] counts them on
@@ -97,9 +102,15 @@ impl JobSession {
             .with_target_partitions(limits.target_partitions.max(1));
         let options = config.options_mut();
         options.execution.parquet.pushdown_filters = true;
+        let pins: Vec<crate::storage::ObjectPin> = bindings.iter().flat_map(|b| b.pins.iter().cloned()).collect();
+        let stores: Arc<dyn datafusion::execution::object_store::ObjectStoreRegistry> = if pins.is_empty() {
+            crate::storage::table_stores()
+        } else {
+            Arc::new(crate::storage::SessionStores::new(&pins)?)
+        };
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
-            .with_object_store_registry(crate::storage::table_stores())
+            .with_object_store_registry(stores)
             .build_arc()
             .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
         let state = SessionStateBuilder::new()

@@ -13,8 +13,15 @@
 //! No other scheme is read.
 
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
-use object_store::ObjectStore;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
+};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use url::Url;
 
@@ -90,6 +97,186 @@ impl ObjectStoreRegistry for TableStores {
                 "tables are read from file:// or s3:// locations, not {other}://"
             ))),
         }
+    }
+}
+
+/// One object a job reads, pinned when its session was built: what every
+/// read of it must still find.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectPin {
+    /// `s3://bucket/key` or `file:///path`, as the binding's files name it.
+    pub url: String,
+    /// Bytes.
+    pub size: u64,
+    /// The store's entity tag; every read asks for it (`If-Match`).
+    pub e_tag: Option<String>,
+    /// The store's object version, where the bucket keeps versions; every
+    /// read asks for it.
+    pub version: Option<String>,
+    /// Identity beyond the ETag, for the verification cache: a file
+    /// system's change time in nanoseconds (`file://`), which an in-place
+    /// rewrite moves even where it sets the modification time back.
+    pub changed_ns: Option<i64>,
+}
+
+/// DataFusion's key for a URL's store: `scheme://host[:port]`.
+fn store_key(url: &Url) -> String {
+    format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    )
+}
+
+/// A job session's object stores: the process's [`TableStores`], with the
+/// stores of pinned objects wrapped so that every read of a pinned object
+/// gets exactly the pinned object or fails ([`PinnedStore`]).
+#[derive(Debug)]
+pub(crate) struct SessionStores {
+    base: Arc<TableStores>,
+    pinned: HashMap<String, Arc<dyn ObjectStore>>,
+}
+
+impl SessionStores {
+    /// Errors: a pin whose URL does not parse or names no readable store.
+    pub(crate) fn new(pins: &[ObjectPin]) -> Result<Self, crate::SqlError> {
+        let base = table_stores();
+        let mut by_store: HashMap<String, (Url, HashMap<ObjectPath, ObjectPin>)> = HashMap::new();
+        for pin in pins {
+            let url = Url::parse(&pin.url).map_err(|e| crate::SqlError::Storage(format!("{} ({e})", pin.url)))?;
+            let path = ObjectPath::from_url_path(url.path())
+                .map_err(|e| crate::SqlError::Storage(format!("{} ({e})", redacted(&url))))?;
+            by_store
+                .entry(store_key(&url))
+                .or_insert_with(|| (url.clone(), HashMap::new()))
+                .1
+                .insert(path, pin.clone());
+        }
+        let mut pinned = HashMap::new();
+        for (key, (url, objects)) in by_store {
+            let inner = base.store_for(&url)?;
+            let store: Arc<dyn ObjectStore> = Arc::new(PinnedStore { inner, objects });
+            pinned.insert(key, store);
+        }
+        Ok(SessionStores { base, pinned })
+    }
+}
+
+impl ObjectStoreRegistry for SessionStores {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.base.register_store(url, store)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        match self.pinned.get(&store_key(url)) {
+            Some(store) => Ok(store.clone()),
+            None => self.base.get_store(url),
+        }
+    }
+}
+
+/// A read-only view of a store in which every read of a pinned object
+/// carries its ETag and version (a store answers a changed object with a
+/// failed precondition) and is checked for its size, and a pinned object
+/// that is gone fails the read instead of reading as an empty directory
+/// (DataFusion lists a path whose `head` says "not found" as a prefix).
+/// Unpinned paths read through unchanged.
+#[derive(Debug)]
+struct PinnedStore {
+    inner: Arc<dyn ObjectStore>,
+    objects: HashMap<ObjectPath, ObjectPin>,
+}
+
+impl std::fmt::Display for PinnedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pinned({})", self.inner)
+    }
+}
+
+fn pinned_error(message: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "pinned",
+        source: message.into(),
+    }
+}
+
+fn read_only() -> object_store::Error {
+    object_store::Error::NotSupported {
+        source: "a job's tables are read-only".into(),
+    }
+}
+
+impl PinnedStore {
+    /// A listing below a pinned object (DataFusion's fallback for a file
+    /// it could not find) fails: the object must be read, not listed.
+    fn refuse_listing_below_pin(&self, prefix: Option<&ObjectPath>) -> Option<object_store::Error> {
+        let prefix = prefix?;
+        self.objects
+            .contains_key(prefix)
+            .then(|| pinned_error(format!("{prefix} is pinned: it is read, never listed")))
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for PinnedStore {
+    async fn put_opts(&self, _: &ObjectPath, _: PutPayload, _: PutOptions) -> object_store::Result<PutResult> {
+        Err(read_only())
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        _: &ObjectPath,
+        _: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(read_only())
+    }
+
+    async fn get_opts(&self, location: &ObjectPath, mut options: GetOptions) -> object_store::Result<GetResult> {
+        let Some(pin) = self.objects.get(location) else {
+            return self.inner.get_opts(location, options).await;
+        };
+        if pin.e_tag.is_some() {
+            options.if_match = pin.e_tag.clone();
+        }
+        if pin.version.is_some() {
+            options.version = pin.version.clone();
+        }
+        match self.inner.get_opts(location, options).await {
+            Ok(result) if result.meta.size == pin.size => Ok(result),
+            Ok(_) => Err(pinned_error(format!("{location} changed size since it was pinned"))),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(pinned_error(format!("{location} is gone since it was pinned")))
+            }
+            Err(object_store::Error::Precondition { .. }) => {
+                Err(pinned_error(format!("{location} changed since it was pinned")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        locations.map(|_| Err(read_only())).boxed()
+    }
+
+    fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.refuse_listing_below_pin(prefix) {
+            Some(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            None => self.inner.list(prefix),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> object_store::Result<ListResult> {
+        match self.refuse_listing_below_pin(prefix) {
+            Some(e) => Err(e),
+            None => self.inner.list_with_delimiter(prefix).await,
+        }
+    }
+
+    async fn copy_opts(&self, _: &ObjectPath, _: &ObjectPath, _: CopyOptions) -> object_store::Result<()> {
+        Err(read_only())
     }
 }
 

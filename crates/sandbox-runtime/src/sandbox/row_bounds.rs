@@ -27,14 +27,12 @@ impl Sandbox {
             if declared.is_empty() {
                 continue;
             }
-            // Published objects are named by URL; local files (and public
-            // samples, which stay local) by absolute path.
-            let published = binding.files.iter().all(|f| f.contains("://"));
-            let fingerprint = match &self.tables {
-                Some(tables) if published => {
-                    crate::multiplicity::FileFingerprint::of_objects(tables, &binding.files).await
-                }
-                _ => {
+            // Published objects are keyed by their pins (every read of them
+            // is held to the pin); local files (and public samples, which
+            // stay local) by path, inode and times.
+            let fingerprint = match binding.pins.is_empty() {
+                false => Ok(crate::multiplicity::FileFingerprint::Objects(binding.pins.clone())),
+                true => {
                     let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
                     crate::multiplicity::FileFingerprint::of(&files)
                 }
@@ -196,5 +194,173 @@ mod red_team_keys {
         assert!(sandbox.refresh().expect("refresh"), "the new policy is loaded");
         let one = BTreeMap::from([("credit_code".to_string(), 24)]);
         assert_eq!(verified(&sandbox, &id).await, Some(one));
+    }
+}
+
+/// Red team 2026-12-01 (published tables): a verified bound is used only
+/// on the objects it was verified on, and a job reads exactly its pinned
+/// objects or fails.
+#[cfg(test)]
+mod published_tables {
+    use crate::{DataDir, PublishedTables, Sandbox};
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use sandbox_model::DatasetId;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn read(path: &Path) -> Vec<RecordBatch> {
+        let f = std::fs::File::open(path).expect("open");
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .expect("reader")
+            .build()
+            .expect("build")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("batches")
+    }
+
+    /// Uncompressed, without dictionaries or statistics: a variant with one
+    /// value changed has the same size.
+    fn write(path: &Path, batches: &[RecordBatch]) {
+        use parquet::file::properties::{EnabledStatistics, WriterProperties};
+        let props = WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .build();
+        let f = std::fs::File::create(path).expect("create");
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batches[0].schema(), Some(props)).expect("writer");
+        for b in batches {
+            w.write(b).expect("write");
+        }
+        w.close().expect("close");
+    }
+
+    /// One row's district set to another row's value of the same length:
+    /// `district = 1` no longer holds.
+    fn with_duplicate_district(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+        let b = &batches[0];
+        let i = b.schema().index_of("district").expect("district");
+        let original = b.column(i).clone();
+        let strings = arrow::compute::cast(&original, &arrow::datatypes::DataType::Utf8).expect("cast");
+        let s = strings.as_any().downcast_ref::<StringArray>().expect("strings");
+        let mut values: Vec<Option<String>> = (0..s.len())
+            .map(|r| (!s.is_null(r)).then(|| s.value(r).to_string()))
+            .collect();
+        let (a, z) = (0..values.len())
+            .flat_map(|a| (a + 1..values.len()).map(move |z| (a, z)))
+            .find(|&(a, z)| values[a].as_ref().map(String::len) == values[z].as_ref().map(String::len))
+            .expect("pair");
+        values[z] = values[a].clone();
+        let changed: ArrayRef = Arc::new(StringArray::from(values));
+        let changed = arrow::compute::cast(&changed, original.data_type()).expect("cast back");
+        let mut columns = b.columns().to_vec();
+        columns[i] = changed;
+        let mut out = vec![RecordBatch::try_new(b.schema(), columns).expect("batch")];
+        out.extend(batches[1..].iter().cloned());
+        out
+    }
+
+    async fn verified(sandbox: &Sandbox, id: &DatasetId) -> Option<BTreeMap<String, u64>> {
+        let mut session = sandbox
+            .session_over(std::slice::from_ref(id), false)
+            .await
+            .expect("session");
+        sandbox
+            .verify_row_bounds(&mut session, &BTreeSet::from([id.clone()]), &sandbox.policies())
+            .await;
+        session.max_rows_per_value(id).cloned()
+    }
+
+    /// `gov.districts` generated, rewritten uncompressed, and published to
+    /// a `file://` store: (sandbox, id, local file, published file).
+    async fn published_districts(tmp: &Path) -> (Sandbox, DatasetId, std::path::PathBuf, std::path::PathBuf) {
+        let dir = DataDir::open(tmp.join("data")).expect("data dir");
+        let options =
+            sandbox_datagen::GenerateOptions::new(42, sandbox_datagen::Scale::with_entities(50), dir.tables_dir())
+                .only(["gov.districts"]);
+        sandbox_datagen::generate(&options).expect("generate");
+        let id: DatasetId = "gov.districts".parse().expect("id");
+        let local = dir.table_dir(&id).join("part-00000.parquet");
+        let batches = read(&local);
+        write(&local, &batches);
+        let store = tmp.join("store");
+        std::fs::create_dir_all(&store).expect("store");
+        let tables = PublishedTables::open(&format!("file://{}", store.display())).expect("tables");
+        let sandbox = Sandbox::open(dir).expect("sandbox").with_published_tables(tables);
+        assert_eq!(sandbox.publish_all(false).await.expect("published"), vec![id.clone()]);
+        let published = store.join("gov/districts/part-00000.parquet");
+        (sandbox, id, local, published)
+    }
+
+    #[tokio::test]
+    async fn an_object_rewritten_in_place_with_its_time_set_back_is_not_read_nor_its_bound_reused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (sandbox, id, local, published) = published_districts(tmp.path()).await;
+        let one = BTreeMap::from([("district".to_string(), 1)]);
+        assert_eq!(verified(&sandbox, &id).await, Some(one.clone()));
+        let bad = tmp.path().join("bad.parquet");
+        write(&bad, &with_duplicate_district(&read(&local)));
+        let bytes = std::fs::read(&bad).expect("bad");
+        assert_eq!(
+            bytes.len() as u64,
+            std::fs::metadata(&published).expect("meta").len(),
+            "same size"
+        );
+        let mtime = std::fs::metadata(&published).and_then(|m| m.modified()).expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&published, &bytes).expect("in place");
+        std::fs::File::options()
+            .write(true)
+            .open(&published)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("mtime back");
+        assert_eq!(verified(&sandbox, &id).await, None, "the changed object is not read");
+        // Published again (from the data directory's file): read, verified.
+        sandbox.publish(&id).await.expect("published").expect("data");
+        assert_eq!(verified(&sandbox, &id).await, Some(one));
+    }
+
+    #[tokio::test]
+    async fn a_scan_reads_the_pinned_object_or_fails() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (sandbox, id, local, published) = published_districts(tmp.path()).await;
+        let mut session = sandbox
+            .session_over(std::slice::from_ref(&id), false)
+            .await
+            .expect("session");
+        sandbox
+            .verify_row_bounds(&mut session, &BTreeSet::from([id.clone()]), &sandbox.policies())
+            .await;
+        assert_eq!(
+            session.max_rows_per_value(&id).cloned(),
+            Some(BTreeMap::from([("district".to_string(), 1)]))
+        );
+        // Replaced after the session pinned it: the job must not read it.
+        let bad = tmp.path().join("bad.parquet");
+        let mut batches = with_duplicate_district(&read(&local));
+        batches.extend(read(&local));
+        write(&bad, &batches);
+        std::fs::rename(&bad, &published).expect("replace");
+        let counted =
+            sandbox_sql::multiplicity::count_max_rows_per_value(&session, &id, &["district".to_string()]).await;
+        assert!(counted.is_err(), "read a replaced object: {counted:?}");
+    }
+
+    #[tokio::test]
+    async fn a_pinned_object_gone_before_the_scan_fails_the_job() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (sandbox, id, _local, published) = published_districts(tmp.path()).await;
+        let session = sandbox
+            .session_over(std::slice::from_ref(&id), false)
+            .await
+            .expect("session");
+        std::fs::remove_file(&published).expect("rm");
+        let counted = sandbox_sql::multiplicity::count_nulls(&session, &id, &["district".to_string()]).await;
+        assert!(
+            counted.is_err(),
+            "a pinned object that is gone read as empty: {counted:?}"
+        );
     }
 }

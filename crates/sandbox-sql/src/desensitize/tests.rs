@@ -136,6 +136,7 @@ fn bound(dir: &std::path::Path, rules: BTreeMap<String, Desensitization>) -> Tab
         dataset: "health.visits".parse().expect("id"),
         location: format!("{}/", table.display()),
         files: Vec::new(),
+        pins: Vec::new(),
         schema: schema(),
         declared_max_rows_per_value: BTreeMap::new(),
         desensitize: rules,

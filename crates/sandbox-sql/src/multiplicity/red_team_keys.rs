@@ -31,6 +31,7 @@ fn table(dir: &std::path::Path, id: &str, columns: Vec<(&str, ArrayRef)>, declar
         dataset: id.parse().expect("id"),
         location: format!("{}/", path.display()),
         files: vec![file_path.display().to_string()],
+        pins: Vec::new(),
         schema,
         declared_max_rows_per_value: declared.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
         desensitize: BTreeMap::new(),

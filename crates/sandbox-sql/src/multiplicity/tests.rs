@@ -12,6 +12,7 @@ fn binding(dir: &std::path::Path, id: &str, columns: &[&str], declared: &[(&str,
         dataset: id.parse().expect("id"),
         location: format!("{}/", path.display()),
         files: Vec::new(),
+        pins: Vec::new(),
         schema: Arc::new(Schema::new(
             columns
                 .iter()

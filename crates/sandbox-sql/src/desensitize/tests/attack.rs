@@ -76,6 +76,7 @@ pub(super) fn write_table(
         dataset: id.parse().expect("id"),
         location: format!("{}/", table.display()),
         files: Vec::new(),
+        pins: Vec::new(),
         schema: schema(),
         declared_max_rows_per_value: BTreeMap::new(),
         desensitize: rules,
