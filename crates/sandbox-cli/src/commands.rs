@@ -458,6 +458,9 @@ pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError>
             code: 2,
             message: e.to_string(),
         })?;
+        tables
+            .check_reachable(std::time::Duration::from_secs(10))
+            .map_err(|e| fail(e.to_string()))?;
         tracing::info!(tables = %tables.root(), "jobs read the published tables");
         sandbox = sandbox.with_published_tables(tables);
     }

@@ -117,6 +117,9 @@ pub struct PinnedTable {
     pub files: Vec<sandbox_sql::storage::ObjectPin>,
 }
 
+/// Objects checked at once when a table is pinned.
+const HEAD_CONCURRENCY: usize = 16;
+
 /// The largest publication record read (a record lists a version's files:
 /// kilobytes).
 const MAX_RECORD_BYTES: u64 = 4 << 20;
@@ -135,9 +138,10 @@ impl PublishedTables {
     /// scheme other than `s3` or `file`, or an S3 configuration the
     /// environment leaves incomplete.
     pub fn open(location: &str) -> Result<Self, RuntimeError> {
+        // The text is not repeated: it may hold a credential.
         let mut root = Url::parse(location.trim()).map_err(|e| {
             RuntimeError::Setup(format!(
-                "--tables {location}: not a URL ({e}); use s3://bucket/prefix or file:///dir"
+                "--tables: not a URL ({e}); use s3://bucket/prefix or file:///dir"
             ))
         })?;
         if !sandbox_sql::storage::TABLE_SCHEMES.contains(&root.scheme()) {
@@ -151,6 +155,30 @@ impl PublishedTables {
                 "--tables: give S3 credentials in the environment (AWS_ACCESS_KEY_ID, …), never in the URL".into(),
             ));
         }
+        match root.scheme() {
+            "s3" if root.host_str().is_none_or(str::is_empty) => {
+                return Err(RuntimeError::Setup(
+                    "--tables s3://: name the bucket (s3://bucket/prefix)".into(),
+                ));
+            }
+            "file" => {
+                let local = root
+                    .to_file_path()
+                    .ok()
+                    .filter(|_| root.host_str().is_none_or(|h| h.is_empty() || h == "localhost"));
+                let Some(local) = local else {
+                    return Err(RuntimeError::Setup(format!(
+                        "--tables {root}: a file:// location is an absolute path on this machine (file:///dir)"
+                    )));
+                };
+                if !local.is_dir() {
+                    return Err(RuntimeError::Setup(format!(
+                        "--tables {root}: no such directory (create it, or mount the shared file system there)"
+                    )));
+                }
+            }
+            _ => {}
+        }
         if !root.path().ends_with('/') {
             let path = format!("{}/", root.path());
             root.set_path(&path);
@@ -162,6 +190,43 @@ impl PublishedTables {
         let prefix =
             ObjectPath::from_url_path(root.path()).map_err(|e| RuntimeError::Setup(format!("--tables {root}: {e}")))?;
         Ok(PublishedTables { root, prefix, store })
+    }
+
+    /// Lists the location once, with a client of its own on a runtime of its
+    /// own (so it may be called from synchronous start-up code, inside or
+    /// outside an async runtime), to fail at start rather than leave every
+    /// table of every job missing.
+    ///
+    /// Errors: [`RuntimeError::Setup`] naming the location when it cannot
+    /// be listed within `timeout` (a wrong endpoint, a missing bucket, no
+    /// credentials or no permission), with the store's reason.
+    pub fn check_reachable(&self, timeout: std::time::Duration) -> Result<(), RuntimeError> {
+        let (root, prefix) = (self.root.clone(), self.prefix.clone());
+        let fail = |why: String| {
+            RuntimeError::Setup(format!(
+                "--tables {root}: cannot list it ({why}); check the bucket and the AWS_* settings"
+            ))
+        };
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime.block_on(async {
+                        let store = sandbox_sql::storage::unshared_store_for(&root).map_err(|e| e.to_string())?;
+                        match tokio::time::timeout(timeout, store.list_with_delimiter(Some(&prefix))).await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err(format!("no answer in {timeout:?}")),
+                        }
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the check stopped".into()))
+        });
+        outcome.map_err(fail)
     }
 
     /// The location as given (with a final `/`).
@@ -270,36 +335,42 @@ impl PublishedTables {
         let Some(record) = self.current_publication(dataset, version, source).await? else {
             return Ok(None);
         };
+        use futures::{StreamExt, TryStreamExt};
         let prefix = self.version_prefix(dataset, version);
-        let mut files = Vec::new();
-        for published in &record.files {
-            if !is_publishable_name(&published.name) {
-                return Err(storage_error(
-                    "use",
-                    &self.url_of(&prefix),
-                    format!("the record lists a file named {:?}", published.name),
-                ));
-            }
-            if !published.name.ends_with(".parquet") {
-                continue;
-            }
+        if let Some(bad) = record.files.iter().find(|f| !is_publishable_name(&f.name)) {
+            return Err(storage_error(
+                "use",
+                &self.url_of(&prefix),
+                format!("the record lists a file named {:?}", bad.name),
+            ));
+        }
+        let parts = record.files.into_iter().filter(|f| f.name.ends_with(".parquet"));
+        let check = |published: PublishedObject| {
             let path = prefix.clone().join(published.name.as_str());
             let location = self.url_of(&path);
-            let meta = self
-                .store
-                .head(&path)
-                .await
-                .map_err(|e| storage_error("read", &location, e))?;
-            let now = self.identity(published.name.clone(), &meta);
-            if !same_object(published, &now) {
-                return Err(storage_error(
-                    "use",
-                    &location,
-                    "the object changed after it was published (publish the version again)",
-                ));
+            async move {
+                let meta = self
+                    .store
+                    .head(&path)
+                    .await
+                    .map_err(|e| storage_error("read", &location, e))?;
+                let now = self.identity(published.name.clone(), &meta);
+                if !same_object(&published, &now) {
+                    return Err(storage_error(
+                        "use",
+                        &location,
+                        "the object changed after it was published (publish the version again)",
+                    ));
+                }
+                Ok(now.pin(location))
             }
-            files.push(now.pin(location));
-        }
+        };
+        // Checked HEAD_CONCURRENCY at a time: one round trip per object.
+        let mut files: Vec<sandbox_sql::storage::ObjectPin> = futures::stream::iter(parts)
+            .map(check)
+            .buffered(HEAD_CONCURRENCY)
+            .try_collect()
+            .await?;
         files.sort_by(|a, b| a.url.cmp(&b.url));
         let mut location = self.url_of(&prefix);
         location.push('/');
@@ -357,11 +428,27 @@ impl PublishedTables {
             .await
             .map_err(|e| storage_error("write", &self.url_of(&record_path), e))?;
         if let Some(v) = version {
-            let current = self.dataset_prefix(dataset).join(CURRENT);
+            let base = self.dataset_prefix(dataset);
+            let current = base.clone().join(CURRENT);
             self.store
                 .put(&current, PutPayload::from(format!("{v}\n").into_bytes()))
                 .await
                 .map_err(|e| storage_error("write", &self.url_of(&current), e))?;
+            // Generated files published before the dataset was registered
+            // are never read again: they go.
+            let listing = self
+                .store
+                .list_with_delimiter(Some(&base))
+                .await
+                .map_err(|e| storage_error("list", &self.url_of(&base), e))?;
+            for object in listing.objects {
+                if object.location.filename() != Some(CURRENT) {
+                    self.store
+                        .delete(&object.location)
+                        .await
+                        .map_err(|e| storage_error("delete", &self.url_of(&object.location), e))?;
+                }
+            }
         }
         tracing::info!(%dataset, version = version.unwrap_or("(unversioned)"), files = record.files.len(), root = %self.root, "dataset published");
         Ok(record)
@@ -683,6 +770,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn registering_removes_the_generated_copy() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = version_dir(tmp.path());
+        let tables = tables(tmp.path());
+        tables.publish(&dir, &id(), None, "generated").await.expect("published");
+        let generated = tmp.path().join("store/gov/inspections/part-00000.parquet");
+        assert!(generated.exists());
+        tables
+            .publish(&dir, &id(), Some("v000002"), SOURCE)
+            .await
+            .expect("published");
+        assert!(
+            !generated.exists(),
+            "the generated copy is gone once a version is published"
+        );
+        assert!(tmp.path().join("store/gov/inspections/CURRENT").exists());
+        assert!(tables.check_reachable(std::time::Duration::from_secs(5)).is_ok());
+    }
+
+    #[tokio::test]
     async fn a_withdrawal_removes_every_published_object() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = version_dir(tmp.path());
@@ -712,6 +819,14 @@ mod tests {
         ] {
             let e = PublishedTables::open(bad).expect_err(bad).to_string();
             assert!(!e.contains("secret") && !e.contains("token=t"), "{e}");
+        }
+        for (bad, says) in [
+            ("s3:///x", "name the bucket"),
+            ("file://host/x", "absolute path on this machine"),
+            ("file:///no/such/dir/anywhere", "no such directory"),
+        ] {
+            let e = PublishedTables::open(bad).expect_err(bad).to_string();
+            assert!(e.contains(says), "{bad}: {e}");
         }
         let tables = PublishedTables::open("s3://open-data/sandbox").expect("s3");
         assert_eq!(tables.root().as_str(), "s3://open-data/sandbox/");

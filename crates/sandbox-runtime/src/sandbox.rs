@@ -578,15 +578,31 @@ impl Sandbox {
     pub(crate) async fn session_over(&self, granted: &[DatasetId], samples: bool) -> Result<JobSession, RuntimeError> {
         let mut bindings = Vec::new();
         let policies = self.policies();
-        for d in self.catalog().iter() {
+        let catalog = self.catalog();
+        let usable = |d: &&sandbox_model::Dataset| {
+            d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id))
+        };
+        // Published tables are pinned all at once: a round trip or two to
+        // the store per dataset, concurrently.
+        let mut published = std::collections::HashMap::new();
+        if let (Some(tables), false) = (&self.tables, samples) {
+            let pins = catalog.iter().filter(usable).map(|d| async move {
+                // The version the data directory names, as published: its
+                // entry and policy are the ones in force.
+                let version = self.dir.current_version(&d.id);
+                let source = self.publication_source(&d.id).ok().flatten().unwrap_or_default();
+                let pinned = tables.pin(&d.id, version.as_deref(), &source).await;
+                (d.id.clone(), (pinned, version))
+            });
+            published = futures::future::join_all(pins).await.into_iter().collect();
+        }
+        for d in catalog.iter() {
             // The owner's desensitization rules, applied beneath the job.
             let policy_rules = policies
                 .get(&d.id)
                 .map(sandbox_sql::desensitize::scan_rules)
                 .unwrap_or_default();
-            let usable =
-                d.open_class == OpenClass::Open || (d.open_class == OpenClass::Conditional && granted.contains(&d.id));
-            if !usable {
+            if !usable(&d) {
                 continue;
             }
             // The directory is resolved once: its files are pinned here,
@@ -603,12 +619,10 @@ impl Sandbox {
                         None
                     }
                 }
-            } else if let Some(tables) = &self.tables {
-                // The version the data directory names, as published: its
-                // entry and policy are the ones in force.
-                let version = self.dir.current_version(&d.id);
-                let source = self.publication_source(&d.id).ok().flatten().unwrap_or_default();
-                match tables.pin(&d.id, version.as_deref(), &source).await {
+            } else if self.tables.is_some() {
+                // Never the local files: the executors read the published ones.
+                let (pinned, version) = published.remove(&d.id).unwrap_or((Ok(None), None));
+                match pinned {
                     Ok(Some(table)) if !table.files.is_empty() => {
                         let urls = table.files.iter().map(|pin| pin.url.clone()).collect();
                         Some((table.location, urls, table.files))

@@ -100,6 +100,15 @@ impl ObjectStoreRegistry for TableStores {
     }
 }
 
+/// A new client for `url`'s store, not shared with jobs (for a check made
+/// on a runtime of its own: a pooled connection belongs to the runtime
+/// that opened it).
+///
+/// Errors: as [`TableStores::store_for`].
+pub fn unshared_store_for(url: &Url) -> Result<Arc<dyn ObjectStore>, crate::SqlError> {
+    TableStores::default().store_for(url)
+}
+
 /// One object a job reads, pinned when its session was built: what every
 /// read of it must still find.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
