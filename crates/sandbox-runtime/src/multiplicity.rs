@@ -41,6 +41,15 @@ use std::path::{Path, PathBuf};
 ///
 /// Errors: [`RuntimeError::Io`] when the directory cannot be listed.
 pub(crate) fn pinned_files(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
+    visible_regular_files(dir, |name| name.ends_with(".parquet"))
+}
+
+/// The regular files directly in `dir` whose names `keep` accepts, sorted;
+/// symbolic links, directories, names that are not UTF-8 and names
+/// starting with `.` are left out.
+///
+/// Errors: [`RuntimeError::Io`] when the directory cannot be listed.
+pub(crate) fn visible_regular_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, RuntimeError> {
     let io = |e| RuntimeError::Io {
         path: dir.display().to_string(),
         source: e,
@@ -51,7 +60,7 @@ pub(crate) fn pinned_files(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let regular = entry.file_type().map_err(io)?.is_file();
-        if regular && !name.starts_with('.') && name.ends_with(".parquet") {
+        if regular && !name.starts_with('.') && keep(name) {
             files.push(entry.path());
         }
     }

@@ -592,27 +592,17 @@ fn is_publishable_name(name: &str) -> bool {
 /// [`crate::multiplicity::pinned_files`] for Parquet files, plus a
 /// version's manifest, entry and policy).
 fn publishable_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, RuntimeError> {
-    let io = |e| RuntimeError::Io {
-        path: dir.display().to_string(),
-        source: e,
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !entry.file_type().map_err(io)?.is_file() || name.starts_with('.') || name == PUBLICATION {
-            continue;
-        }
-        if !is_publishable_name(name) {
-            return Err(RuntimeError::Setup(format!(
-                "{}: cannot publish a file named {name:?} (letters, digits, '.', '_' and '-' only)",
-                dir.display()
-            )));
-        }
-        files.push(entry.path());
+    let files = crate::multiplicity::visible_regular_files(dir, |name| name != PUBLICATION)?;
+    if let Some(name) = files
+        .iter()
+        .filter_map(|f| f.file_name().and_then(|n| n.to_str()))
+        .find(|n| !is_publishable_name(n))
+    {
+        return Err(RuntimeError::Setup(format!(
+            "{}: cannot publish a file named {name:?} (letters, digits, '.', '_' and '-' only)",
+            dir.display()
+        )));
     }
-    files.sort();
     Ok(files)
 }
 
