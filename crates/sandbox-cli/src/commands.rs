@@ -458,6 +458,21 @@ pub fn open(root: &Path, generate_if_missing: bool) -> Result<Sandbox, CliError>
             code: 2,
             message: e.to_string(),
         })?;
+        if let Ok(local) = tables.root().to_file_path() {
+            let (data, published) = (dir.root().canonicalize(), local.canonicalize());
+            if let (Ok(data), Ok(published)) = (data, published)
+                && (published.starts_with(&data) || data.starts_with(&published))
+            {
+                return Err(CliError {
+                    code: 2,
+                    message: format!(
+                        "--tables {}: the published tables must be outside the data directory {} (and not contain it)",
+                        tables.root(),
+                        data.display()
+                    ),
+                });
+            }
+        }
         tables
             .check_reachable(std::time::Duration::from_secs(10))
             .map_err(|e| fail(e.to_string()))?;

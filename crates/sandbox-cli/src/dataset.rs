@@ -462,9 +462,14 @@ pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str
                 .is_none()
             {
                 // Withdrawn here before, but a published copy may be left
-                // (its removal failed): this finishes it.
+                // (its removal failed): this finishes it. (Generated data,
+                // which has files but no version, is not withdrawn.)
                 let sandbox = crate::commands::open(root, false)?;
-                let removed = sandbox.withdraw_published(&id).await?;
+                let removed = if dir.has_table(&id) {
+                    0
+                } else {
+                    sandbox.withdraw_published(&id).await?
+                };
                 if removed > 0 {
                     println!("{id}: the published copy left by its withdrawal is removed ({removed} objects)");
                     return Ok(());

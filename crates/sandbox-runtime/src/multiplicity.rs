@@ -84,6 +84,27 @@ pub(crate) enum FileFingerprint {
 }
 
 impl FileFingerprint {
+    /// The same identities with each path reduced to its file name, so the
+    /// value does not depend on how the directory's path is spelled (a
+    /// symbolic link, `./`).
+    pub(crate) fn by_name(self) -> Self {
+        match self {
+            FileFingerprint::Local(files) => FileFingerprint::Local(
+                files
+                    .into_iter()
+                    .map(|(path, size, ino, dev, mtime, ctime)| {
+                        let name = Path::new(&path)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or(path);
+                        (name, size, ino, dev, mtime, ctime)
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     /// Errors: [`RuntimeError::Io`] for a file that is gone or is no
     /// longer a regular file.
     pub(crate) fn of(files: &[PathBuf]) -> Result<Self, RuntimeError> {

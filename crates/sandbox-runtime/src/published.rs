@@ -82,6 +82,7 @@ impl PublishedObject {
             size: self.size,
             e_tag: self.e_tag.clone(),
             version: self.version.clone(),
+            last_modified_ns: self.last_modified_ns,
             changed_ns: self.changed_ns,
         }
     }
@@ -442,7 +443,8 @@ impl PublishedTables {
                 .await
                 .map_err(|e| storage_error("list", &self.url_of(&base), e))?;
             for object in listing.objects {
-                if object.location.filename() != Some(CURRENT) {
+                let name = object.location.filename().unwrap_or_default();
+                if name != CURRENT && !name.starts_with('.') {
                     self.store
                         .delete(&object.location)
                         .await

@@ -122,6 +122,9 @@ pub struct ObjectPin {
     /// The store's object version, where the bucket keeps versions; every
     /// read asks for it.
     pub version: Option<String>,
+    /// Last modification (nanoseconds since the epoch): checked on every
+    /// read where the store gives no ETag.
+    pub last_modified_ns: i64,
     /// Identity beyond the ETag, for the verification cache: a file
     /// system's change time in nanoseconds (`file://`), which an in-place
     /// rewrite moves even where it sets the modification time back.
@@ -251,8 +254,17 @@ impl ObjectStore for PinnedStore {
             options.version = pin.version.clone();
         }
         match self.inner.get_opts(location, options).await {
-            Ok(result) if result.meta.size == pin.size => Ok(result),
-            Ok(_) => Err(pinned_error(format!("{location} changed size since it was pinned"))),
+            // The answer is checked too, not only the precondition asked
+            // for: a store that ignored If-Match must not pass.
+            Ok(result)
+                if result.meta.size == pin.size
+                    && result.meta.e_tag == pin.e_tag
+                    && (pin.e_tag.is_some()
+                        || result.meta.last_modified.timestamp_nanos_opt() == Some(pin.last_modified_ns)) =>
+            {
+                Ok(result)
+            }
+            Ok(_) => Err(pinned_error(format!("{location} changed since it was pinned"))),
             Err(object_store::Error::NotFound { .. }) => {
                 Err(pinned_error(format!("{location} is gone since it was pinned")))
             }

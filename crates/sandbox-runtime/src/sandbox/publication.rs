@@ -26,7 +26,7 @@ impl Sandbox {
                 // v000001 after a withdrawal) still differ by its inode and
                 // change time.
                 let manifest = self.dir.table_dir(dataset).join(sandbox_ingest::layout::MANIFEST);
-                let identity = crate::multiplicity::FileFingerprint::of(std::slice::from_ref(&manifest))?;
+                let identity = crate::multiplicity::FileFingerprint::of(std::slice::from_ref(&manifest))?.by_name();
                 h.update(format!("registered\n{}\n{}\n{}\n", m.version, m.data_sha256, m.registered_at).as_bytes());
                 h.update(serde_json::to_vec(&identity).map_err(|e| RuntimeError::Setup(e.to_string()))?);
             }
@@ -39,7 +39,7 @@ impl Sandbox {
                 if files.is_empty() {
                     return Ok(None);
                 }
-                let identities = crate::multiplicity::FileFingerprint::of(&files)?;
+                let identities = crate::multiplicity::FileFingerprint::of(&files)?.by_name();
                 h.update(b"generated\n");
                 h.update(serde_json::to_vec(&identities).map_err(|e| RuntimeError::Setup(e.to_string()))?);
             }
@@ -116,18 +116,36 @@ impl Sandbox {
     /// Errors: a recorded location that cannot be opened, or as
     /// [`crate::PublishedTables::withdraw`]; running it again finishes.
     pub async fn withdraw_published(&self, dataset: &DatasetId) -> Result<usize, RuntimeError> {
-        let mut locations = self.dir.published_locations()?;
-        if let Some(tables) = &self.tables {
-            locations.insert(tables.root().to_string());
-        }
+        // `--tables` first, then every recorded location; one that fails
+        // (a store gone, a mount removed) does not stop the others.
         let mut removed = 0;
-        for location in locations {
-            let tables = match &self.tables {
-                Some(t) if t.root().as_str() == location => t.clone(),
-                _ => crate::PublishedTables::open(&location)?,
-            };
-            removed += tables.withdraw(dataset).await?;
+        let mut failures = Vec::new();
+        if let Some(tables) = &self.tables {
+            match tables.withdraw(dataset).await {
+                Ok(n) => removed += n,
+                Err(e) => failures.push(e.to_string()),
+            }
         }
-        Ok(removed)
+        for location in self.dir.published_locations()? {
+            if self.tables.as_ref().is_some_and(|t| t.root().as_str() == location) {
+                continue;
+            }
+            let outcome = match crate::PublishedTables::open(&location) {
+                Ok(tables) => tables.withdraw(dataset).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(n) => removed += n,
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if failures.is_empty() {
+            Ok(removed)
+        } else {
+            Err(RuntimeError::Setup(format!(
+                "{removed} published objects removed, but not everywhere: {}",
+                failures.join("; ")
+            )))
+        }
     }
 }

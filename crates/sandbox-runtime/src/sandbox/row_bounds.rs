@@ -348,6 +348,27 @@ mod published_tables {
         assert!(counted.is_err(), "read a replaced object: {counted:?}");
     }
 
+    /// Second red team: what a publication records of its source does not
+    /// depend on how the data directory's path is spelled.
+    #[tokio::test]
+    async fn a_publication_is_current_whatever_the_spelling_of_the_data_directory() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (sandbox, id, _local, _published) = published_districts(tmp.path()).await;
+        assert!(sandbox.is_published(&id).await.expect("read"));
+        std::os::unix::fs::symlink(tmp.path(), tmp.path().join("link")).expect("link");
+        for spelling in [tmp.path().join("link/data"), tmp.path().join("./data")] {
+            let tables = sandbox.published_tables().expect("tables").clone();
+            let other = Sandbox::open(DataDir::open(&spelling).expect("dir"))
+                .expect("sandbox")
+                .with_published_tables(tables);
+            assert!(
+                other.is_published(&id).await.expect("read"),
+                "{} sees another source",
+                spelling.display()
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_pinned_object_gone_before_the_scan_fails_the_job() {
         let tmp = tempfile::tempdir().expect("tmp");
