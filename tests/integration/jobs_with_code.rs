@@ -239,3 +239,85 @@ async fn analysis_on_empty_input_releases_k_default_blocks() {
     assert!((1..=8).contains(&calls), "{calls}");
     assert!(program.rows.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
+
+/// Counts the rows it evaluates (in whole batches: its rows are
+/// independent) and fails on rows above 50 000 kWh, which take the default.
+#[derive(Debug, Default)]
+struct CountedScore {
+    rows: std::sync::atomic::AtomicUsize,
+}
+
+impl RowFunction for CountedScore {
+    fn name(&self) -> &str {
+        "counted_score"
+    }
+    fn arity(&self) -> usize {
+        2
+    }
+    fn bounds(&self) -> (f64, f64) {
+        (0.0, 1.0)
+    }
+    fn identity(&self) -> &str {
+        "native-test-counted"
+    }
+    fn evaluate(&self, args: &RecordBatch) -> Result<Vec<f64>, String> {
+        Ok(vec![0.5; args.num_rows()])
+    }
+    fn rows_are_independent(&self) -> bool {
+        true
+    }
+    fn evaluate_rows(&self, args: &RecordBatch) -> Result<Vec<Option<f64>>, String> {
+        let a = args.column(0).as_any().downcast_ref::<Float64Array>().ok_or("type")?;
+        self.rows.fetch_add(a.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(a.values()
+            .iter()
+            .map(|&kwh| (kwh <= 50_000.0).then_some(kwh / 100_000.0))
+            .collect())
+    }
+}
+
+/// The value of a row and the flag of its default come from one call:
+/// a DP job that releases both evaluates each row once (it evaluated
+/// every row twice when the flag called the function again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_is_evaluated_once_for_its_value_and_its_default_flag() {
+    let s = sandbox();
+    let session = s.session_for_grant(TEST_GRANT).await.expect("session");
+    let rows = {
+        let state = session.state();
+        let plan = state
+            .create_logical_plan("SELECT COUNT(*) FROM gov.utility_usage")
+            .await
+            .expect("plan");
+        let physical = state.create_physical_plan(&plan).await.expect("physical plan");
+        let batches = sandbox_sql::datafusion::physical_plan::collect(physical, state.task_ctx())
+            .await
+            .expect("count");
+        let counts = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<sandbox_sql::datafusion::arrow::array::Int64Array>()
+            .expect("a count");
+        usize::try_from(counts.value(0)).expect("a row count")
+    };
+    assert!(rows > 0);
+    let score = Arc::new(CountedScore::default());
+    let result = s
+        .run_sql_with_functions(
+            TEST_GRANT,
+            "SELECT month, AVG(counted_score(electricity_kwh, water_m3)) AS score FROM gov.utility_usage GROUP BY month",
+            &SqlJobOptions::default(),
+            vec![score.clone()],
+        )
+        .await
+        .expect("released");
+    let SqlJobResult::Released { table, .. } = result else {
+        panic!("release")
+    };
+    assert!(
+        table.notes.iter().any(|n| n.contains("function's default")),
+        "the defaulted rows are counted: {:?}",
+        table.notes
+    );
+    assert_eq!(score.rows.load(std::sync::atomic::Ordering::Relaxed), rows);
+}

@@ -752,7 +752,7 @@ impl Sandbox {
         // Rows that take a job function's default are counted with DP, with
         // their own share of ε, when the release is DP and the query calls
         // a function where it counts (a fact of the query alone).
-        let counts_defaults = rules.dp && sandbox_sql::defaults::defaulted_row_flag(&query).is_some();
+        let counts_defaults = rules.dp && sandbox_sql::defaults::defaulted_row_flag(&query)?.is_some();
         // The multipliers of the job's ε that the release and the count get:
         // shares of ε (basic), or of ρ = ε²/2 (zCDP: square roots).
         let (release_share, count_share) = match (counts_defaults, rules.composition) {
@@ -883,7 +883,7 @@ impl Sandbox {
             if in_engine && cannot_bind {
                 crate::testing::note_unbounded_totals();
             }
-            let defaults_flag = sandbox_sql::defaults::defaulted_row_flag(query).filter(|_| counts_defaults);
+            let defaults_flag = sandbox_sql::defaults::defaulted_row_flag(query)?.filter(|_| counts_defaults);
             // In the engine the count of defaulted rows is one more measure
             // of the same pass (the same bounding, so the same count).
             let mut defaulted_rows = None;

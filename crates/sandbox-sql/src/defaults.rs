@@ -16,7 +16,8 @@
 //! functions in GROUP BY today). Calls inside the row source (a WHERE
 //! clause, a subquery's SELECT list, a join condition) are not counted:
 //! their rows may not reach the aggregation at all. The calls are found on
-//! the checked plan, by the function behind each call (a [`GuestUdf`]),
+//! the checked plan, by the function behind each call (a
+//! [`crate::guest::GuestUdf`]),
 //! never by name.
 //!
 //! Bounding: the flag is one more measure bounded exactly as the job's own
@@ -26,91 +27,28 @@
 //! calibrates to.
 
 use crate::contribution::{Bounding, compute_totals};
-use crate::guest::{GuestUdf, RowFunction, evaluate_raw};
+use crate::guest::{GuestRaw, split_calls};
 use crate::multiplicity::UnitBounds;
 use crate::partials::{Contributions, MeasureColumn};
 use crate::query::CheckedQuery;
 use crate::{JobSession, SqlError};
-use datafusion::arrow::array::{ArrayRef, Float64Array};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::Result as DfResult;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::functions::expr_fn::greatest;
-use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
-};
+use datafusion::logical_expr::{Expr, cast};
 use sandbox_dp::fixed_point::Quantizer;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-
-/// `1.0` for a row whose call of the job function failed (it took the
-/// default), else `0.0`; never NULL. Evaluated exactly as the function
-/// itself is (one fresh instance per row, or one call per row of a batch
-/// for provably independent rows), so a row's flag depends on that row
-/// alone. Not registered in any session: only the runtime builds calls of
-/// it, on a plan it made.
-#[derive(Debug)]
-struct FailureFlag {
-    function: Arc<dyn RowFunction>,
-    signature: Signature,
-}
-
-impl PartialEq for FailureFlag {
-    fn eq(&self, other: &Self) -> bool {
-        self.function.name() == other.function.name() && self.function.identity() == other.function.identity()
-    }
-}
-impl Eq for FailureFlag {}
-impl Hash for FailureFlag {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.name().hash(state);
-        self.function.identity().hash(state);
-    }
-}
-
-impl ScalarUDFImpl for FailureFlag {
-    fn name(&self) -> &str {
-        "__sandbox_failed"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Float64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows;
-        let arrays = args
-            .args
-            .into_iter()
-            .map(|a| a.into_array(n))
-            .collect::<DfResult<Vec<ArrayRef>>>()?;
-        let raw = evaluate_raw(self.function.as_ref(), arrays, n)?;
-        let flags: Float64Array = raw.iter().map(|v| Some(if v.is_none() { 1.0 } else { 0.0 })).collect();
-        Ok(ColumnarValue::Array(Arc::new(flags)))
-    }
-}
-
-fn flag_call(function: &Arc<dyn RowFunction>, args: Vec<Expr>) -> Expr {
-    let udf = FailureFlag {
-        function: function.clone(),
-        signature: Signature::exact(vec![DataType::Float64; function.arity()], Volatility::Volatile),
-    };
-    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(udf)), args))
-}
-
-/// The job function behind a call, if the call is one.
-fn job_function(call: &ScalarFunction) -> Option<&Arc<dyn RowFunction>> {
-    let udf: &dyn std::any::Any = call.func.inner().as_ref();
-    udf.downcast_ref::<GuestUdf>().map(GuestUdf::function)
-}
 
 /// The per-row flag (`1.0` when any job-function call in a group key or an
 /// aggregate's argument failed, else `0.0`) over the row source's columns,
 /// or `None` when no such call exists (then nothing is counted and no ε is
-/// set aside).
-pub fn defaulted_row_flag(q: &CheckedQuery) -> Option<Expr> {
+/// set aside). A row's flag is `raw IS NULL` of each call's raw form
+/// ([`crate::guest::split_calls`]), the very column the measure's value
+/// is computed from, so the flag depends on that row alone and the call
+/// runs once for both.
+///
+/// # Errors
+/// Internal only (the rewrite of the calls cannot fail on a checked query).
+pub fn defaulted_row_flag(q: &CheckedQuery) -> Result<Option<Expr>, SqlError> {
     let mut flags = Vec::new();
     let roots = q
         .group_keys
@@ -118,21 +56,24 @@ pub fn defaulted_row_flag(q: &CheckedQuery) -> Option<Expr> {
         .map(|k| &k.expr)
         .chain(q.aggregates.iter().filter_map(|a| a.argument.as_ref()));
     for root in roots {
+        // The same raw calls as the measures' (`partials::plan_measures`
+        // splits every argument alike), so each row's call is shared.
+        let split = split_calls(root.clone())?;
         // A visit cannot fail here: the closure never returns an error.
-        let _ = root.apply(|e| {
+        let _ = split.apply(|e| {
             if let Expr::ScalarFunction(call) = e
-                && let Some(function) = job_function(call)
+                && call.func.inner().is::<GuestRaw>()
             {
-                flags.push(flag_call(function, call.args.clone()));
+                flags.push(cast(e.clone().is_null(), DataType::Float64));
             }
             Ok(TreeNodeRecursion::Continue)
         });
     }
-    match flags.len() {
+    Ok(match flags.len() {
         0 => None,
         1 => flags.pop(),
         _ => Some(greatest(flags)),
-    }
+    })
 }
 
 /// The exact count of flagged rows over all of `q`'s groups, bounded by

@@ -29,7 +29,12 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, RecordBatchO
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::Result as DfResult;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::functions::expr_fn::coalesce;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
+};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -224,6 +229,105 @@ impl ScalarUDFImpl for GuestUdf {
             .map(|v| clamp(function, v.unwrap_or(default)));
         Ok(ColumnarValue::Array(Arc::new(values.collect::<Float64Array>())))
     }
+}
+
+/// The raw form of a job function, which [`split_calls`] puts in the
+/// plans the runtime builds: each row's value as the function returned it
+/// (NaN possible, not clamped), **NULL where the row's call failed**. The
+/// released value (the default for a failed row, clamped) and the flag of
+/// a defaulted row (`crate::defaults`) are both computed from this one
+/// column, so each row is evaluated once, not once per use: DataFusion's
+/// common-subexpression elimination shares the call, which it may since
+/// the call is deterministic (a row's value depends on its arguments
+/// alone, see the module docs). Never registered in a session.
+#[derive(Debug)]
+pub(crate) struct GuestRaw {
+    function: Arc<dyn RowFunction>,
+    name: String,
+    signature: Signature,
+}
+
+impl PartialEq for GuestRaw {
+    fn eq(&self, other: &Self) -> bool {
+        self.function.name() == other.function.name() && self.function.identity() == other.function.identity()
+    }
+}
+impl Eq for GuestRaw {}
+impl Hash for GuestRaw {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.function.name().hash(state);
+        self.function.identity().hash(state);
+    }
+}
+
+impl GuestRaw {
+    /// The job function behind this call.
+    pub(crate) fn function(&self) -> &Arc<dyn RowFunction> {
+        &self.function
+    }
+}
+
+impl ScalarUDFImpl for GuestRaw {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args
+            .args
+            .into_iter()
+            .map(|a| a.into_array(n))
+            .collect::<DfResult<Vec<_>>>()?;
+        let values = evaluate_raw(self.function.as_ref(), arrays, n)?;
+        Ok(ColumnarValue::Array(Arc::new(
+            values.into_iter().collect::<Float64Array>(),
+        )))
+    }
+}
+
+/// A call of `function`'s raw form ([`GuestRaw`]) on `args`.
+pub(crate) fn raw_call(function: &Arc<dyn RowFunction>, args: Vec<Expr>) -> Expr {
+    let raw = GuestRaw {
+        function: function.clone(),
+        name: format!("__sandbox_raw_{}", function.name()),
+        signature: Signature::exact(vec![DataType::Float64; function.arity()], Volatility::Immutable),
+    };
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(raw)), args))
+}
+
+/// `e` with every call of a job function ([`GuestUdf`]) written as
+/// `clamp(coalesce(raw(args), default), lower, upper)` over its raw form:
+/// the same value for every row (the default where the call failed, NaN
+/// NULL, the rest clamped), with the call itself a subexpression that a
+/// plan can share (see [`GuestRaw`]).
+///
+/// # Errors
+/// None in practice (the rewrite cannot fail); an internal error otherwise.
+pub fn split_calls(e: Expr) -> Result<Expr, crate::SqlError> {
+    e.transform_up(|e| {
+        let Expr::ScalarFunction(call) = e else {
+            return Ok(Transformed::no(e));
+        };
+        let Some(guest) = call.func.inner().downcast_ref::<GuestUdf>() else {
+            return Ok(Transformed::no(Expr::ScalarFunction(call)));
+        };
+        let function = guest.function().clone();
+        let (lower, upper) = function.bounds();
+        let raw = raw_call(&function, call.args);
+        Ok(Transformed::yes(crate::clamp::call(
+            coalesce(vec![raw, lit(default_value(function.as_ref()))]),
+            lower,
+            upper,
+        )))
+    })
+    .map(|t| t.data)
+    .map_err(|e| crate::SqlError::Internal(e.strip_backtrace()))
 }
 
 /// Evaluates a row-independent function on a whole batch: each row's

@@ -28,6 +28,7 @@ pub mod clamp_auto;
 pub mod contribution;
 pub mod defaults;
 pub mod desensitize;
+pub mod grid;
 pub mod guard;
 pub mod guest;
 pub mod limits;

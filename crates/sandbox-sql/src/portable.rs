@@ -20,9 +20,12 @@
 use crate::SqlError;
 use crate::contribution::functions::{ChoicePriority, RowCap};
 use crate::desensitize::function::Desensitize;
+use crate::grid::GridValue;
+use crate::guest::GuestRaw;
 use crate::total::{CapStrings, SafeArithmetic, TotalFunction};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{Operator, ScalarUDF};
+use sandbox_dp::fixed_point::Quantizer;
 use sandbox_policy::Desensitization;
 use sandbox_policy::desensitize::DateUnit;
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,15 @@ pub enum PortableFunction {
     CapStrings,
     /// A function made total (NULL where it would fail).
     Total { inner: Box<PortableFunction> },
+    /// The integer grid of a bounded measure ([`crate::grid`]); the
+    /// bounds, centre and quantum travel as IEEE 754 bit patterns.
+    Grid {
+        lower_bits: u64,
+        upper_bits: u64,
+        center_bits: u64,
+        quantum_bits: u64,
+        max_abs: i64,
+    },
     /// One column's desensitization rule on a column of `column_type`.
     Desensitize {
         rule: PortableRule,
@@ -122,6 +134,19 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
         };
         return Ok(PortableFunction::SafeArithmetic { op });
     }
+    if let Some(f) = inner.downcast_ref::<GuestRaw>() {
+        return Err(unportable(f.function().name()));
+    }
+    if let Some(f) = inner.downcast_ref::<GridValue>() {
+        let g = f.quantizer();
+        return Ok(PortableFunction::Grid {
+            lower_bits: g.lower.to_bits(),
+            upper_bits: g.upper.to_bits(),
+            center_bits: g.center.to_bits(),
+            quantum_bits: g.quantum.to_bits(),
+            max_abs: g.max_abs,
+        });
+    }
     if inner.downcast_ref::<CapStrings>().is_some() {
         return Ok(PortableFunction::CapStrings);
     }
@@ -185,6 +210,32 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
                 ArithmeticOp::Modulo => Operator::Modulo,
             });
             Arc::new(ScalarUDF::new_from_impl(SafeArithmetic::for_operator(op)))
+        }
+        PortableFunction::Grid {
+            lower_bits,
+            upper_bits,
+            center_bits,
+            quantum_bits,
+            max_abs,
+        } => {
+            let grid = Quantizer {
+                lower: f64::from_bits(*lower_bits),
+                upper: f64::from_bits(*upper_bits),
+                center: f64::from_bits(*center_bits),
+                quantum: f64::from_bits(*quantum_bits),
+                max_abs: *max_abs,
+            };
+            let valid = grid.lower.is_finite()
+                && grid.upper.is_finite()
+                && grid.lower < grid.upper
+                && grid.center.is_finite()
+                && grid.quantum.is_finite()
+                && grid.quantum > 0.0
+                && grid.max_abs > 0;
+            if !valid {
+                return Err(bad(format!("grid {grid:?}")));
+            }
+            Arc::new(ScalarUDF::new_from_impl(GridValue::new(grid)))
         }
         PortableFunction::CapStrings => Arc::new(ScalarUDF::new_from_impl(CapStrings::new())),
         PortableFunction::Total { inner } => Arc::new(ScalarUDF::new_from_impl(TotalFunction::new(rebuild(inner)?))),

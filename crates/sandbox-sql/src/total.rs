@@ -103,13 +103,14 @@ fn total_expr(e: Expr) -> DfResult<Transformed<Expr>> {
     })
 }
 
-/// Already total: our own wrappers and `clamp`.
+/// Already total: our own wrappers, `clamp` and the grid.
 fn is_total(f: &ScalarUDF) -> bool {
     let inner = f.inner();
     inner.is::<TotalFunction>()
         || inner.is::<SafeArithmetic>()
         || inner.is::<CapStrings>()
         || inner.is::<crate::clamp::Clamp>()
+        || inner.is::<crate::grid::GridValue>()
 }
 
 /// Evaluates `call` on the whole batch; if it fails or panics, evaluates it

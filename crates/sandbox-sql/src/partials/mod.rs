@@ -11,8 +11,9 @@
 //! ```
 //!
 //! where a grid value is `CAST(round((clamp(x, lower, upper) - centre) /
-//! quantum) AS BIGINT)`: clamping to the policy's bounds and the move to
-//! integers happen vectorised in the engine; sums are exact integer sums.
+//! quantum) AS BIGINT)`, computed in one vectorised pass ([`crate::grid`]):
+//! clamping to the policy's bounds and the move to integers happen in the
+//! engine; sums are exact integer sums.
 //! The result is handed to the DP crate for bounding and release.
 
 use crate::query::{AggregateFn, CheckedQuery};
@@ -21,7 +22,6 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
-use datafusion::functions::expr_fn::round;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast as cast_expr, col, lit, when};
 use sandbox_dp::aggregate::AggregateSpec;
@@ -64,10 +64,13 @@ pub fn plan_measures_with(
             a.bounds
                 .ok_or_else(|| SqlError::Internal("measure without bounds".into()))
         };
+        // Job functions in their split form, so that a row's call is shared
+        // with the flag of its default (`crate::defaults`).
         let argument = || {
             a.argument
                 .clone()
                 .ok_or_else(|| SqlError::Internal("aggregate without argument".into()))
+                .and_then(crate::guest::split_calls)
         };
         let measure = measures.len();
         let spec = match a.function {
@@ -143,14 +146,11 @@ pub fn plan_measures_with(
     Ok((specs, measures))
 }
 
-/// `CAST(round((clamp(x, lower, upper) - centre) / quantum) AS BIGINT)`,
-/// with [`crate::clamp`]: NULL and NaN stay NULL (missing), where
+/// `CAST(round((clamp(x, lower, upper) - centre) / quantum) AS BIGINT)`
+/// in one pass ([`crate::grid`]): NULL and NaN stay NULL (missing), where
 /// `least(greatest(x, lower), upper)` would count a NULL as the lower bound.
 fn grid_expr(x: Expr, g: &Quantizer) -> Expr {
-    let x = cast_expr(x, DataType::Float64);
-    let clamped = crate::clamp::call(x, g.lower, g.upper);
-    let scaled = (clamped - lit(g.center)) / lit(g.quantum);
-    cast_expr(round(vec![scaled]), DataType::Int64)
+    crate::grid::call(cast_expr(x, DataType::Float64), *g)
 }
 
 /// The groups of the partials: public key sets enumerate every group up
@@ -363,7 +363,19 @@ pub(crate) async fn execute(
         // What the runner cannot execute is refused before any of it runs:
         // the refusal depends on the plan, not on the data.
         runner.admit(&physical).map_err(Failure::Refused)?;
-        runner.run(physical, state.task_ctx()).await.map_err(Failure::Engine)
+        let batches = runner
+            .run(physical.clone(), state.task_ctx())
+            .await
+            .map_err(Failure::Engine)?;
+        // Per-operator times and row counts, for profiling a job's plan
+        // (operator log only; the embedded runner fills them in).
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let metrics = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref())
+                .indent(true)
+                .to_string();
+            tracing::trace!(plan = %metrics, "executed plan with its metrics");
+        }
+        Ok(batches)
     };
     match tokio::time::timeout(limits.deadline, run).await {
         Err(_) => Err(SqlError::Deadline(limits.deadline)),

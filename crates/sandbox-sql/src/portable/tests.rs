@@ -74,6 +74,14 @@ fn every_sandbox_function_rebuilds_as_the_same_function_with_its_parameters() {
     }
     round_trip(&ScalarUDF::new_from_impl(CapStrings::new()));
     round_trip(&crate::clamp::udf());
+    // Grids whose parameters have no short decimal form survive bit for bit.
+    for grid in [
+        sandbox_dp::fixed_point::Quantizer::for_mean(0.1, 99.99999999999999).expect("grid"),
+        sandbox_dp::fixed_point::Quantizer::for_variance(-1e-300, 1e300).expect("grid"),
+    ] {
+        let udf = ScalarUDF::new_from_impl(crate::grid::GridValue::new(grid));
+        assert_eq!(round_trip(&udf).as_ref(), &udf);
+    }
 }
 
 #[test]
