@@ -240,16 +240,30 @@ async fn analysis_on_empty_input_releases_k_default_blocks() {
     assert!(program.rows.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
 
-/// Counts the rows it evaluates (in whole batches: its rows are
-/// independent) and fails on rows above 50 000 kWh, which take the default.
-#[derive(Debug, Default)]
+/// Counts the rows it evaluates on real data (in whole batches: its rows
+/// are independent; the trial calls on generated data are not counted)
+/// and fails on rows above 50 000 kWh, which take the default.
+#[derive(Debug)]
 struct CountedScore {
+    name: &'static str,
     rows: std::sync::atomic::AtomicUsize,
+}
+
+impl CountedScore {
+    fn named(name: &'static str) -> Arc<Self> {
+        Arc::new(CountedScore {
+            name,
+            rows: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+    fn evaluated(&self) -> usize {
+        self.rows.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl RowFunction for CountedScore {
     fn name(&self) -> &str {
-        "counted_score"
+        self.name
     }
     fn arity(&self) -> usize {
         2
@@ -268,49 +282,45 @@ impl RowFunction for CountedScore {
     }
     fn evaluate_rows(&self, args: &RecordBatch) -> Result<Vec<Option<f64>>, String> {
         let a = args.column(0).as_any().downcast_ref::<Float64Array>().ok_or("type")?;
-        self.rows.fetch_add(a.len(), std::sync::atomic::Ordering::Relaxed);
-        Ok(a.values()
-            .iter()
-            .map(|&kwh| (kwh <= 50_000.0).then_some(kwh / 100_000.0))
+        self.rows.fetch_add(a.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok((0..a.len())
+            .map(|i| {
+                let kwh = if a.is_null(i) { f64::NAN } else { a.value(i) };
+                (kwh <= 50_000.0).then_some(kwh / 100_000.0)
+            })
             .collect())
     }
 }
 
-/// The value of a row and the flag of its default come from one call:
-/// a DP job that releases both evaluates each row once (it evaluated
-/// every row twice when the flag called the function again).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_is_evaluated_once_for_its_value_and_its_default_flag() {
+/// The rows of `gov.utility_usage` in the test data.
+async fn utility_rows() -> usize {
     let s = sandbox();
     let session = s.session_for_grant(TEST_GRANT).await.expect("session");
-    let rows = {
-        let state = session.state();
-        let plan = state
-            .create_logical_plan("SELECT COUNT(*) FROM gov.utility_usage")
-            .await
-            .expect("plan");
-        let physical = state.create_physical_plan(&plan).await.expect("physical plan");
-        let batches = sandbox_sql::datafusion::physical_plan::collect(physical, state.task_ctx())
-            .await
-            .expect("count");
-        let counts = batches[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<sandbox_sql::datafusion::arrow::array::Int64Array>()
-            .expect("a count");
-        usize::try_from(counts.value(0)).expect("a row count")
-    };
-    assert!(rows > 0);
-    let score = Arc::new(CountedScore::default());
-    let result = s
-        .run_sql_with_functions(
-            TEST_GRANT,
-            "SELECT month, AVG(counted_score(electricity_kwh, water_m3)) AS score FROM gov.utility_usage GROUP BY month",
-            &SqlJobOptions::default(),
-            vec![score.clone()],
-        )
+    let state = session.state();
+    let plan = state
+        .create_logical_plan("SELECT COUNT(*) FROM gov.utility_usage")
         .await
-        .expect("released");
+        .expect("plan");
+    let physical = state.create_physical_plan(&plan).await.expect("physical plan");
+    let batches = sandbox_sql::datafusion::physical_plan::collect(physical, state.task_ctx())
+        .await
+        .expect("count");
+    let counts = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<sandbox_sql::datafusion::arrow::array::Int64Array>()
+        .expect("a count");
+    let rows = usize::try_from(counts.value(0)).expect("a row count");
+    assert!(rows > 0);
+    rows
+}
+
+/// Runs `sql` with `functions`, expecting a release that counts defaults.
+async fn released_with_defaults(sql: &str, functions: Vec<Arc<dyn RowFunction>>) {
+    let result = sandbox()
+        .run_sql_with_functions(TEST_GRANT, sql, &SqlJobOptions::default(), functions)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let SqlJobResult::Released { table, .. } = result else {
         panic!("release")
     };
@@ -319,5 +329,69 @@ async fn a_row_is_evaluated_once_for_its_value_and_its_default_flag() {
         "the defaulted rows are counted: {:?}",
         table.notes
     );
-    assert_eq!(score.rows.load(std::sync::atomic::Ordering::Relaxed), rows);
+}
+
+/// The value of a row and the flag of its default come from one call:
+/// a DP job that releases both evaluates each row once, wherever it
+/// bounds contributions (it evaluated every row twice when the flag called
+/// the function again, and on the per-unit path the count was a second
+/// pass). Nested calls evaluate each function once a row; a call with
+/// literal arguments runs per row, not while the plan is optimised (red
+/// team of 2026-12-01: folded at planning, it also left no job function
+/// for the distributed mode to refuse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_is_evaluated_once_for_its_value_and_its_default_flag() {
+    let rows = utility_rows().await;
+    let per_month =
+        "SELECT month, AVG(counted_score(electricity_kwh, water_m3)) AS score FROM gov.utility_usage GROUP BY month";
+    // Where the runtime bounds (here: in the engine, without a per-unit
+    // stage), then in the release step from per-unit partials.
+    for forced_partials in [false, true] {
+        let score = CountedScore::named("counted_score");
+        sandbox_runtime::testing::force_unit_partials(forced_partials);
+        released_with_defaults(per_month, vec![score.clone()]).await;
+        sandbox_runtime::testing::force_unit_partials(false);
+        assert_eq!(score.evaluated(), rows, "per-unit partials: {forced_partials}");
+    }
+    // Nested: each function once a row, for the value and both flags.
+    let (outer, inner) = (CountedScore::named("counted_score"), CountedScore::named("inner_score"));
+    released_with_defaults(
+        "SELECT month, AVG(counted_score(inner_score(electricity_kwh, water_m3) * 100000, water_m3)) AS score \
+         FROM gov.utility_usage GROUP BY month",
+        vec![outer.clone(), inner.clone()],
+    )
+    .await;
+    assert_eq!((outer.evaluated(), inner.evaluated()), (rows, rows));
+    // Literal arguments: evaluated on the rows, never folded at planning.
+    let constant = CountedScore::named("counted_score");
+    released_with_defaults(
+        "SELECT month, AVG(counted_score(60000.0, 1.0)) AS score FROM gov.utility_usage GROUP BY month",
+        vec![constant.clone()],
+    )
+    .await;
+    assert_eq!(constant.evaluated(), rows);
+}
+
+/// The engine's own functions (the grid, a job function's raw form) are
+/// not in any session: an analyst's query cannot name them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engines_internal_functions_cannot_be_named() {
+    for sql in [
+        "SELECT month, SUM(__sandbox_grid(electricity_kwh)) AS v FROM gov.utility_usage GROUP BY month",
+        "SELECT month, SUM(\"__sandbox_grid\"(electricity_kwh)) AS v FROM gov.utility_usage GROUP BY month",
+        "SELECT month, AVG(__sandbox_raw_counted_score(electricity_kwh, water_m3)) AS v FROM gov.utility_usage GROUP BY month",
+        "SELECT month, COUNT(*) AS v FROM gov.utility_usage WHERE __sandbox_raw_counted_score(electricity_kwh, water_m3) IS NULL GROUP BY month",
+    ] {
+        let score = CountedScore::named("counted_score");
+        let e = sandbox()
+            .run_sql_with_functions(TEST_GRANT, sql, &SqlJobOptions::default(), vec![score.clone()])
+            .await
+            .expect_err(sql);
+        assert_eq!(score.evaluated(), 0, "{sql}: nothing ran");
+        let message = e.to_string();
+        assert!(
+            message.contains("__sandbox"),
+            "{sql}: the refusal names the function: {message}"
+        );
+    }
 }

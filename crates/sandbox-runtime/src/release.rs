@@ -232,6 +232,11 @@ pub struct Released {
     pub table: ReleasedTable,
     pub groups_released: u64,
     pub groups_suppressed: u64,
+    /// The bounded count of rows that took a job function's default, where
+    /// [`release_counting_defaults`] was asked for it: the sum over all
+    /// groups of that measure's bounded totals (before partition
+    /// selection). Exact; the caller adds its noise.
+    pub defaulted_rows: Option<u64>,
 }
 
 /// What happens to each group before the table is assembled.
@@ -243,6 +248,7 @@ struct Decisions {
     rank: Vec<i128>,
     cells: Vec<Vec<ReleasedCell>>,
     notes: Vec<String>,
+    defaulted_rows: Option<u64>,
 }
 
 /// Releases the partials under the rules. `max_groups` caps the groups in
@@ -255,8 +261,29 @@ pub fn release(
     epsilon: f64,
     max_groups: usize,
 ) -> Result<Released, RuntimeError> {
+    release_counting_defaults(q, specs, result, rules, epsilon, max_groups, None)
+}
+
+/// [`release`], where the statistics also carry the defaulted-row flag of
+/// `sandbox_sql::defaults` as measure `defaults_measure` (after the
+/// specs' measures; no spec reads it): its bounded total over all groups
+/// is returned in [`Released::defaulted_rows`], bounded in the same pass
+/// and by the same bounding as the released statistics. Only a DP
+/// release counts defaults; under threshold rules it is `None`.
+///
+/// # Errors
+/// As [`release`]; an internal error when the measure is missing.
+pub fn release_counting_defaults(
+    q: &CheckedQuery,
+    specs: &[AggregateSpec],
+    result: &GroupStatistics,
+    rules: &ReleaseRules,
+    epsilon: f64,
+    max_groups: usize,
+    defaults_measure: Option<usize>,
+) -> Result<Released, RuntimeError> {
     let d = if rules.dp {
-        dp_decisions(q, specs, result, rules, epsilon)?
+        dp_decisions(q, specs, result, rules, epsilon, defaults_measure)?
     } else {
         threshold_decisions(q, specs, result, rules)?
     };
@@ -269,6 +296,7 @@ fn dp_decisions(
     result: &GroupStatistics,
     rules: &ReleaseRules,
     epsilon: f64,
+    defaults_measure: Option<usize>,
 ) -> Result<Decisions, RuntimeError> {
     let n = result.groups.keys.len();
     let public = result.groups.public;
@@ -283,6 +311,17 @@ fn dp_decisions(
     let totals = group_totals(result, Some(b), units_needed)?;
     let totals = totals.as_ref();
     tracing::debug!(elapsed = ?started.elapsed(), groups = n, "group totals bounded");
+    let defaulted_rows = match defaults_measure {
+        None => None,
+        Some(j) => {
+            let flags = totals
+                .measures
+                .get(j)
+                .ok_or_else(|| RuntimeError::from(sandbox_dp::DpError::Internal("no defaulted-row measure")))?;
+            let flagged: i128 = flags.sum.iter().sum();
+            Some(u64::try_from(flagged.max(0)).unwrap_or(u64::MAX))
+        }
+    };
     let mut trace = crate::testing::Trace::new(g_eff, rows_per_unit, units_needed);
 
     // Which groups may appear at all.
@@ -402,6 +441,7 @@ fn dp_decisions(
         rank,
         cells,
         notes,
+        defaulted_rows,
     })
 }
 
@@ -504,6 +544,7 @@ fn threshold_decisions(
         notes: vec![
             "released under threshold rules only (no differential privacy), as the data owners' policies ask; k and dominance were decided on exact data".into(),
         ],
+        defaulted_rows: None,
     })
 }
 
@@ -612,6 +653,7 @@ fn assemble(
         },
         groups_released,
         groups_suppressed: suppressed_k + suppressed_dom,
+        defaulted_rows: d.defaulted_rows,
     })
 }
 

@@ -13,7 +13,7 @@ use defaults_count::defaults_note;
 pub use sql_trial::{FailedCall, FunctionTrial, MAX_SHOWN_FAILURES, MAX_TRIAL_ROWS, SqlTrialReport};
 pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 
-use crate::release::{bounds, epsilon_split, release};
+use crate::release::{bounds, epsilon_split, release_counting_defaults};
 use crate::rules::ReleaseRules;
 use crate::{DataDir, RuntimeError};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
@@ -884,9 +884,13 @@ impl Sandbox {
                 crate::testing::note_unbounded_totals();
             }
             let defaults_flag = sandbox_sql::defaults::defaulted_row_flag(query)?.filter(|_| counts_defaults);
-            // In the engine the count of defaulted rows is one more measure
-            // of the same pass (the same bounding, so the same count).
+            // The count of defaulted rows is one more measure of the job's
+            // own pass, bounded with the job's statistics (in the engine or
+            // in the release step): the same bounding, so the same count,
+            // and each row's function call serves both its value and its
+            // flag (`sandbox_sql::defaults`).
             let mut defaulted_rows = None;
+            let mut defaults_measure = None;
             let statistics = if in_engine {
                 let count_units = crate::release::needs_unit_counts(&specs, &rules, public);
                 let mut all = measures.clone();
@@ -905,28 +909,33 @@ impl Sandbox {
                 }
                 statistics
             } else {
-                compute_partials(&session, query, &measures, choice_key).await?
+                let mut all = measures.clone();
+                if let Some(flag) = &defaults_flag {
+                    defaults_measure = Some(all.len());
+                    all.push(sandbox_sql::defaults::defaulted_row_measure(flag.clone())?);
+                }
+                compute_partials(&session, query, &all, choice_key).await?
             };
             context.report("releasing");
             let started = std::time::Instant::now();
-            let mut released = release(
+            let mut released = release_counting_defaults(
                 query,
                 &specs,
                 &statistics,
                 &rules,
                 release_epsilon,
                 self.limits.max_groups,
+                defaults_measure,
             )?;
             tracing::debug!(elapsed = ?started.elapsed(), "released");
+            if defaults_measure.is_some() {
+                defaulted_rows = released.defaulted_rows;
+            }
             let defaults = match defaults_flag {
-                Some(flag) => {
-                    let exact = match defaulted_rows {
-                        Some(n) => n,
-                        None => {
-                            sandbox_sql::defaults::count_defaulted_rows(&session, query, flag, bounding, unit_bounds)
-                                .await?
-                        }
-                    };
+                Some(_) => {
+                    let exact = defaulted_rows.ok_or_else(|| {
+                        RuntimeError::Setup("the count of defaulted rows was not computed with the job".into())
+                    })?;
                     let d = self.release_defaults(exact, &rules, public_count, count_epsilon)?;
                     released.table.epsilon_spent = epsilon;
                     released.table.notes.push(defaults_note(&d));

@@ -20,18 +20,17 @@
 //! [`crate::guest::GuestUdf`]),
 //! never by name.
 //!
-//! Bounding: the flag is one more measure bounded exactly as the job's own
-//! ([`compute_totals`] with the job's G, R, L and choice key): a unit keeps
+//! Bounding: the flag is one more measure of the job's own pass, bounded
+//! exactly as the job's measures (the job's G, R, L and choice key, in the
+//! engine or in the release step): a unit keeps
 //! at most `min(G · R, L)` rows over all groups, so adding or removing one
 //! unit changes the count by at most that — the sensitivity the runtime
 //! calibrates to.
 
-use crate::contribution::{Bounding, compute_totals};
+use crate::SqlError;
 use crate::guest::{GuestRaw, split_calls};
-use crate::multiplicity::UnitBounds;
-use crate::partials::{Contributions, MeasureColumn};
+use crate::partials::MeasureColumn;
 use crate::query::CheckedQuery;
-use crate::{JobSession, SqlError};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::functions::expr_fn::greatest;
@@ -43,8 +42,9 @@ use sandbox_dp::fixed_point::Quantizer;
 /// or `None` when no such call exists (then nothing is counted and no ε is
 /// set aside). A row's flag is `raw IS NULL` of each call's raw form
 /// ([`crate::guest::split_calls`]), the very column the measure's value
-/// is computed from, so the flag depends on that row alone and the call
-/// runs once for both.
+/// is computed from ([`crate::guest::hoist_raw_calls`] evaluates it once
+/// per row for both), so the flag depends on that row alone and agrees
+/// with the value.
 ///
 /// # Errors
 /// Internal only (the rewrite of the calls cannot fail on a checked query).
@@ -57,7 +57,8 @@ pub fn defaulted_row_flag(q: &CheckedQuery) -> Result<Option<Expr>, SqlError> {
         .chain(q.aggregates.iter().filter_map(|a| a.argument.as_ref()));
     for root in roots {
         // The same raw calls as the measures' (`partials::plan_measures`
-        // splits every argument alike), so each row's call is shared.
+        // splits every argument alike), so each row's call is shared
+        // once hoisted.
         let split = split_calls(root.clone())?;
         // A visit cannot fail here: the closure never returns an error.
         let _ = split.apply(|e| {
@@ -76,41 +77,10 @@ pub fn defaulted_row_flag(q: &CheckedQuery) -> Result<Option<Expr>, SqlError> {
     })
 }
 
-/// The exact count of flagged rows over all of `q`'s groups, bounded by
-/// `bounding` (the job's own: each unit keeps at most `min(G · R, L)` rows
-/// over all groups). `unit_bounds` are the query's verified row bounds
-/// (`UnitBounds::default()` when none): where they show bounding cannot
-/// bind, the count is one aggregation of the rows, the same count.
-///
-/// # Errors
-/// The errors of [`compute_totals`] (deadline, memory, a failure on the
-/// data: details withheld).
-pub async fn count_defaulted_rows(
-    session: &JobSession,
-    q: &CheckedQuery,
-    flag: Expr,
-    bounding: Bounding,
-    unit_bounds: UnitBounds,
-) -> Result<u64, SqlError> {
-    let statistics = compute_totals(
-        session,
-        q,
-        &[defaulted_row_measure(flag)?],
-        bounding,
-        unit_bounds,
-        false,
-    )
-    .await?;
-    let Contributions::Totals { mut totals, .. } = statistics.contributions else {
-        return Err(SqlError::Internal("the count of defaults was not totalled".into()));
-    };
-    Ok(take_defaulted_rows(&mut totals))
-}
-
 /// The flag of [`defaulted_row_flag`] as a measure column (0 or 1 a row),
-/// to total with a job's own measures in one pass: the last measure's
-/// bounded sum over all groups is then the count of
-/// [`count_defaulted_rows`] ([`take_defaulted_rows`]).
+/// to total with a job's own measures in one pass: its bounded sum over
+/// all groups is the count of defaulted rows ([`take_defaulted_rows`] in
+/// the engine's totals; the runtime's release step where it bounds).
 ///
 /// # Errors
 /// None in practice (the grid [0, 1] is valid).

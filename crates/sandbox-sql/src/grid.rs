@@ -203,4 +203,78 @@ mod tests {
         let got = invoke(g, Float64Array::from(vec![Some(3.0), None, Some(12.0)]));
         assert_eq!(got, vec![Some(g.to_grid(3.0).expect("finite")), None, Some(g.max_abs)]);
     }
+
+    /// Fuzz (red team of 2026-12-01, grid): random bit patterns (subnormals, NaN payloads, ±0, huge), sliced
+    /// arrays with nulls, and the scalar path, against `Quantizer::to_grid`
+    /// under ordinary and extreme grids; every value within ±max_abs.
+    #[test]
+    fn grid_matches_the_reference_on_random_bit_patterns() {
+        let grids = [
+            Quantizer::for_sum(0.0, 500_000.0).expect("g"),
+            Quantizer::for_mean(-1e-300, 1e-300).expect("g"),
+            Quantizer::for_variance(-1e300, 1e300).expect("g"),
+            Quantizer::for_sum(-f64::MAX, f64::MAX).expect("g"),
+            Quantizer::for_mean(0.1, 0.30000000000000004).expect("g"),
+            Quantizer::for_sum(1e-300, 1e-299).expect("g"),
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut values: Vec<Option<f64>> = Vec::new();
+        for i in 0..200_000 {
+            let bits = next();
+            let v = match i % 5 {
+                0 => f64::from_bits(bits),
+                1 => f64::from_bits(bits & 0x800F_FFFF_FFFF_FFFF), // subnormals / ±0
+                2 => (bits % 2_000_001) as f64 / 2.0 - 250_000.0,  // halves
+                3 => f64::from_bits(bits) * 0.0,
+                _ => ((bits >> 11) as f64) * (if bits & 1 == 0 { 1.0 } else { -1.0 }),
+            };
+            values.push(if bits % 17 == 0 { None } else { Some(v) });
+        }
+        for g in grids {
+            let udf = GridValue::new(g);
+            for offset in [0usize, 3] {
+                let all: Float64Array = values.iter().copied().collect();
+                let input = all.slice(offset, all.len() - offset - 1);
+                let n = input.len();
+                let args = ScalarFunctionArgs {
+                    args: vec![ColumnarValue::Array(Arc::new(input))],
+                    arg_fields: vec![Arc::new(Field::new("x", DataType::Float64, true))],
+                    number_rows: n,
+                    return_field: Arc::new(Field::new("g", DataType::Int64, true)),
+                    config_options: Arc::new(Default::default()),
+                };
+                let ColumnarValue::Array(out) = udf.invoke_with_args(args).expect("invoke") else {
+                    panic!("an array")
+                };
+                let out = out.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                for i in 0..n {
+                    let want = values[offset + i].and_then(|v| g.to_grid(v));
+                    let got = out.is_valid(i).then(|| out.value(i));
+                    assert_eq!(got, want, "grid {g:?} value {:?}", values[offset + i]);
+                    if let Some(v) = got {
+                        assert!(v.abs() <= g.max_abs);
+                    }
+                }
+            }
+            for v in values.iter().take(2000) {
+                let args = ScalarFunctionArgs {
+                    args: vec![ColumnarValue::Scalar(ScalarValue::Float64(*v))],
+                    arg_fields: vec![Arc::new(Field::new("x", DataType::Float64, true))],
+                    number_rows: 1,
+                    return_field: Arc::new(Field::new("g", DataType::Int64, true)),
+                    config_options: Arc::new(Default::default()),
+                };
+                let ColumnarValue::Scalar(ScalarValue::Int64(got)) = udf.invoke_with_args(args).expect("invoke") else {
+                    panic!("a scalar")
+                };
+                assert_eq!(got, v.and_then(|v| g.to_grid(v)));
+            }
+        }
+    }
 }

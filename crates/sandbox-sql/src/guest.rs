@@ -28,12 +28,14 @@
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::Column;
 use datafusion::common::Result as DfResult;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::functions::expr_fn::coalesce;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
+    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility, lit,
 };
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -236,10 +238,10 @@ impl ScalarUDFImpl for GuestUdf {
 /// (NaN possible, not clamped), **NULL where the row's call failed**. The
 /// released value (the default for a failed row, clamped) and the flag of
 /// a defaulted row (`crate::defaults`) are both computed from this one
-/// column, so each row is evaluated once, not once per use: DataFusion's
-/// common-subexpression elimination shares the call, which it may since
-/// the call is deterministic (a row's value depends on its arguments
-/// alone, see the module docs). Never registered in a session.
+/// column: [`hoist_raw_calls`] evaluates each call once per row in a
+/// projection of its own, so both uses read the same evaluation. Volatile,
+/// like [`GuestUdf`], so the optimizer never evaluates it at planning
+/// (literal arguments) nor duplicates it. Never registered in a session.
 #[derive(Debug)]
 pub(crate) struct GuestRaw {
     function: Arc<dyn RowFunction>,
@@ -296,9 +298,82 @@ pub(crate) fn raw_call(function: &Arc<dyn RowFunction>, args: Vec<Expr>) -> Expr
     let raw = GuestRaw {
         function: function.clone(),
         name: format!("__sandbox_raw_{}", function.name()),
-        signature: Signature::exact(vec![DataType::Float64; function.arity()], Volatility::Immutable),
+        signature: Signature::exact(vec![DataType::Float64; function.arity()], Volatility::Volatile),
     };
     Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(raw)), args))
+}
+
+/// Whether `e` is a call of a job function's raw form.
+fn is_raw_call(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarFunction(call) if call.func.inner().is::<GuestRaw>())
+}
+
+/// Puts every raw job-function call of `exprs` ([`split_calls`]) in a
+/// projection of its own above `source`, which passes every column of
+/// `source` through and adds one column per distinct call (`__raw0`, …),
+/// and returns that plan with `exprs` reading the columns. So each call
+/// runs once per row however often the expressions use it (a value reads
+/// it twice, the defaulted-row flag once more), and every use of it reads
+/// the same evaluation. Nested calls (`f(g(x))`) take one projection per
+/// level, innermost first.
+///
+/// # Errors
+/// Internal only (a projection DataFusion cannot build).
+pub fn hoist_raw_calls(source: LogicalPlan, mut exprs: Vec<Expr>) -> Result<(LogicalPlan, Vec<Expr>), crate::SqlError> {
+    let internal = |e: datafusion::error::DataFusionError| crate::SqlError::Internal(e.strip_backtrace());
+    let mut plan = source;
+    let mut hoisted = 0usize;
+    loop {
+        // The calls none of whose arguments holds another raw call.
+        let mut innermost: Vec<Expr> = Vec::new();
+        for e in &exprs {
+            e.apply(|node| {
+                if is_raw_call(node)
+                    && let Expr::ScalarFunction(call) = node
+                    && !call
+                        .args
+                        .iter()
+                        .any(|a| a.exists(|x| Ok(is_raw_call(x))).unwrap_or(true))
+                    && !innermost.contains(node)
+                {
+                    innermost.push(node.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .map_err(internal)?;
+        }
+        if innermost.is_empty() {
+            return Ok((plan, exprs));
+        }
+        let names: Vec<String> = (hoisted..hoisted + innermost.len())
+            .map(|i| format!("__sandbox_raw_call_{i}"))
+            .collect();
+        hoisted += innermost.len();
+        let mut projection: Vec<Expr> = plan.schema().columns().into_iter().map(Expr::Column).collect();
+        projection.extend(
+            innermost
+                .iter()
+                .zip(&names)
+                .map(|(call, name)| call.clone().alias(name)),
+        );
+        plan = LogicalPlanBuilder::from(plan)
+            .project(projection)
+            .and_then(|b| b.build())
+            .map_err(internal)?;
+        exprs = exprs
+            .into_iter()
+            .map(|e| {
+                e.transform_up(|node| {
+                    Ok(match innermost.iter().position(|c| c == &node) {
+                        Some(i) => Transformed::yes(Expr::Column(Column::from_name(&names[i]))),
+                        None => Transformed::no(node),
+                    })
+                })
+                .map(|t| t.data)
+            })
+            .collect::<DfResult<Vec<_>>>()
+            .map_err(internal)?;
+    }
 }
 
 /// `e` with every call of a job function ([`GuestUdf`]) written as

@@ -136,7 +136,8 @@ pub async fn compute_totals(
         }
     }
 
-    let rows = LogicalPlanBuilder::from(q.row_source.clone())
+    let (source, projection) = crate::guest::hoist_raw_calls(q.row_source.clone(), projection)?;
+    let rows = LogicalPlanBuilder::from(source)
         .project(projection)
         .and_then(|b| b.filter(keep))
         .map_err(internal)?;

@@ -302,7 +302,8 @@ pub async fn compute_partials(
         }
     }
     with_priority.push(crate::contribution::choice_priority(choice_key, hashed).alias("__prio"));
-    let plan = LogicalPlanBuilder::from(q.row_source.clone())
+    let (source, projection) = crate::guest::hoist_raw_calls(q.row_source.clone(), projection)?;
+    let plan = LogicalPlanBuilder::from(source)
         .project(projection)
         .and_then(|b| b.filter(col("__u").is_not_null()))
         .and_then(|b| b.aggregate(group_by, aggs))
