@@ -119,28 +119,22 @@ pub async fn compute_totals(
     // Rows without a unit are dropped; where the verified files have no
     // NULL unit the filter is left out, so a plan that needs no unit (units
     // counted by rows) does not read the unit column at all.
-    let mut keep = if unit_bounds.unit_never_null {
-        lit(true)
-    } else {
-        col("__u").is_not_null()
-    };
+    let unit_present = (!unit_bounds.unit_never_null).then(|| col("__u").is_not_null());
+    let mut in_public_sets: Option<Expr> = None;
     if public.is_some() {
         let schema = q.row_source.schema();
         for (i, g) in q.group_keys.iter().enumerate() {
             let key_type = g.expr.get_type(schema).map_err(internal)?;
-            keep = keep.and(in_public_set(
-                col(&keys[i]),
-                &key_type,
-                g.public_keys.as_deref().unwrap_or_default(),
-            ));
+            let member = in_public_set(col(&keys[i]), &key_type, g.public_keys.as_deref().unwrap_or_default());
+            in_public_sets = Some(match in_public_sets {
+                Some(e) => e.and(member),
+                None => member,
+            });
         }
     }
 
     let (source, projection) = crate::guest::hoist_raw_calls(q.row_source.clone(), projection)?;
-    let rows = LogicalPlanBuilder::from(source)
-        .project(projection)
-        .and_then(|b| b.filter(keep))
-        .map_err(internal)?;
+    let projected = LogicalPlanBuilder::from(source).project(projection).map_err(internal)?;
     if let Some(n) = unit_bounds.rows
         && !bounding_can_bind(bounding, public.as_ref().map(|p| p.len()), unit_bounds)
     {
@@ -152,8 +146,27 @@ pub async fn compute_totals(
         } else {
             UnitCount::NotCounted
         };
+        // Without a per-unit stage, a group's totals are sums over its own
+        // rows alone, so the keys' public sets need not filter every row
+        // (a per-row `IN` was the largest cost of the plan over the plain
+        // query): a key outside its set forms a group of its own, which
+        // the reading of the totals drops (`read_totals`, matching the keys
+        // exactly as `in_public_set` does). With a per-unit stage the rows
+        // are filtered first, so that such rows take no part in bounding.
+        let rows = match unit_present {
+            Some(present) => projected.filter(present).map_err(internal)?,
+            None => projected,
+        };
         return unbounded_totals(session, q, measures, rows, public, bounding, units).await;
     }
+    let keep = match (unit_present, in_public_sets) {
+        (Some(a), Some(b)) => Some(a.and(b)),
+        (a, b) => a.or(b),
+    };
+    let rows = match keep {
+        Some(keep) => projected.filter(keep).map_err(internal)?,
+        None => projected,
+    };
 
     // Partials per (unit, group).
     let mut by_unit = vec![col("__u")];
