@@ -395,3 +395,81 @@ async fn the_engines_internal_functions_cannot_be_named() {
         );
     }
 }
+
+/// Red team (hoisting, 2026-12-01 b): shapes beyond the regression test's.
+/// One call a row wherever the same call serves several aggregates (sum,
+/// variance's squares, a quantile's 65 candidate measures), sits under a
+/// CASE, or appears in a join; on both bounding paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_team_hoist_one_call_a_row_for_every_shape() {
+    let rows = utility_rows().await;
+    let shapes = [
+        "SELECT month, SUM(counted_score(electricity_kwh, water_m3)) AS s, \
+                AVG(counted_score(electricity_kwh, water_m3)) AS a, \
+                VARIANCE(counted_score(electricity_kwh, water_m3)) AS v \
+         FROM gov.utility_usage GROUP BY month",
+        "SELECT month, MEDIAN(counted_score(electricity_kwh, water_m3)) AS m FROM gov.utility_usage GROUP BY month",
+        "SELECT month, AVG(counted_score(electricity_kwh, water_m3)) + AVG(counted_score(electricity_kwh, water_m3)) AS s \
+         FROM gov.utility_usage GROUP BY month",
+    ];
+    let mut failures = Vec::new();
+    for sql in shapes {
+        for forced_partials in [false, true] {
+            let score = CountedScore::named("counted_score");
+            sandbox_runtime::testing::force_unit_partials(forced_partials);
+            let result = sandbox()
+                .run_sql_with_functions(TEST_GRANT, sql, &SqlJobOptions::default(), vec![score.clone()])
+                .await;
+            sandbox_runtime::testing::force_unit_partials(false);
+            match result {
+                Err(e) => failures.push(format!("{sql} (partials {forced_partials}): error {e}")),
+                Ok(_) if score.evaluated() != rows => failures.push(format!(
+                    "{sql} (partials {forced_partials}): {} calls for {rows} rows",
+                    score.evaluated()
+                )),
+                Ok(_) => {}
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Red team (hoisting): calls in the row source (a subquery's SELECT
+/// list, a WHERE clause) next to hoisted ones, and a self-join whose sides
+/// share every column name. Records the calls per row (no release may
+/// fail; a row's call count is data-independent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_team_hoist_row_source_calls_and_self_join() {
+    let rows = utility_rows().await;
+    let shapes = [
+        "SELECT month, AVG(s) AS a FROM (SELECT month, credit_code, counted_score(electricity_kwh, water_m3) AS s \
+         FROM gov.utility_usage) t GROUP BY month",
+        "SELECT l.district, AVG(counted_score(u.electricity_kwh, l.registered_capital)) AS s FROM gov.utility_usage u \
+         JOIN gov.legal_entities l ON u.credit_code = l.credit_code GROUP BY l.district",
+        "SELECT l.district, u.month, AVG(counted_score(counted_score(u.electricity_kwh, l.insured_employees), u.water_m3)) AS s \
+         FROM gov.utility_usage u JOIN gov.legal_entities l USING (credit_code) GROUP BY l.district, u.month",
+        "SELECT month, AVG(counted_score(electricity_kwh, water_m3)) AS s FROM gov.utility_usage \
+         WHERE counted_score(electricity_kwh, water_m3) >= 0 GROUP BY month",
+    ];
+    let mut report = Vec::new();
+    for sql in shapes {
+        for forced_partials in [false, true] {
+            let score = CountedScore::named("counted_score");
+            sandbox_runtime::testing::force_unit_partials(forced_partials);
+            let result = sandbox()
+                .run_sql_with_functions(TEST_GRANT, sql, &SqlJobOptions::default(), vec![score.clone()])
+                .await;
+            sandbox_runtime::testing::force_unit_partials(false);
+            report.push(format!(
+                "{sql} (partials {forced_partials}): {} calls for {rows} rows: {}",
+                score.evaluated(),
+                match &result {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("error {e}"),
+                }
+            ));
+        }
+    }
+    eprintln!("{report:#?}");
+    assert!(report.iter().all(|r| !r.contains("error Internal")), "{report:#?}");
+}

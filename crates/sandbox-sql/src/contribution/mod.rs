@@ -133,8 +133,21 @@ pub async fn compute_totals(
         }
     }
 
+    // Rows with a key outside its public set are filtered out before any
+    // aggregation, on every path: left in, each distinct such key would be
+    // a group of its own in the engine, costing memory in proportion to
+    // data the job never releases, at a limit the query could move (red
+    // team of 2026-12-01, out-of-set keys).
+    let keep = match (unit_present, in_public_sets) {
+        (Some(a), Some(b)) => Some(a.and(b)),
+        (a, b) => a.or(b),
+    };
     let (source, projection) = crate::guest::hoist_raw_calls(q.row_source.clone(), projection)?;
     let projected = LogicalPlanBuilder::from(source).project(projection).map_err(internal)?;
+    let rows = match keep {
+        Some(keep) => projected.filter(keep).map_err(internal)?,
+        None => projected,
+    };
     if let Some(n) = unit_bounds.rows
         && !bounding_can_bind(bounding, public.as_ref().map(|p| p.len()), unit_bounds)
     {
@@ -146,27 +159,8 @@ pub async fn compute_totals(
         } else {
             UnitCount::NotCounted
         };
-        // Without a per-unit stage, a group's totals are sums over its own
-        // rows alone, so the keys' public sets need not filter every row
-        // (a per-row `IN` was the largest cost of the plan over the plain
-        // query): a key outside its set forms a group of its own, which
-        // the reading of the totals drops (`read_totals`, matching the keys
-        // exactly as `in_public_set` does). With a per-unit stage the rows
-        // are filtered first, so that such rows take no part in bounding.
-        let rows = match unit_present {
-            Some(present) => projected.filter(present).map_err(internal)?,
-            None => projected,
-        };
         return unbounded_totals(session, q, measures, rows, public, bounding, units).await;
     }
-    let keep = match (unit_present, in_public_sets) {
-        (Some(a), Some(b)) => Some(a.and(b)),
-        (a, b) => a.or(b),
-    };
-    let rows = match keep {
-        Some(keep) => projected.filter(keep).map_err(internal)?,
-        None => projected,
-    };
 
     // Partials per (unit, group).
     let mut by_unit = vec![col("__u")];
@@ -540,3 +534,6 @@ mod tests;
 
 #[cfg(test)]
 mod red_team_1201;
+
+#[cfg(test)]
+mod red_team_keys;
