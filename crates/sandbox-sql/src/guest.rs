@@ -172,29 +172,38 @@ pub(crate) fn evaluate_raw(function: &dyn RowFunction, arrays: Vec<ArrayRef>, n:
 /// The planning form of a job function (the function's own arity): the
 /// user's SQL is planned and checked against it. Executed directly, each
 /// row is evaluated alone.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GuestUdf {
-    function: Arc<dyn RowFunction>,
+    function: JobFunction,
     signature: Signature,
 }
 
-impl PartialEq for GuestUdf {
+/// A job function, equal to another exactly when both have the same name
+/// and module identity (so two calls of one function in a plan are one
+/// function to DataFusion, and functions of two modules never are).
+#[derive(Debug, Clone)]
+struct JobFunction(Arc<dyn RowFunction>);
+
+impl PartialEq for JobFunction {
     fn eq(&self, other: &Self) -> bool {
-        self.function.name() == other.function.name() && self.function.identity() == other.function.identity()
+        self.0.name() == other.0.name() && self.0.identity() == other.0.identity()
     }
 }
-impl Eq for GuestUdf {}
-impl Hash for GuestUdf {
+impl Eq for JobFunction {}
+impl Hash for JobFunction {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.name().hash(state);
-        self.function.identity().hash(state);
+        self.0.name().hash(state);
+        self.0.identity().hash(state);
     }
 }
 
 impl GuestUdf {
     pub fn new(function: Arc<dyn RowFunction>) -> Self {
         let signature = Signature::exact(vec![DataType::Float64; function.arity()], Volatility::Volatile);
-        GuestUdf { function, signature }
+        GuestUdf {
+            function: JobFunction(function),
+            signature,
+        }
     }
 
     pub fn into_udf(self) -> ScalarUDF {
@@ -203,13 +212,13 @@ impl GuestUdf {
 
     /// The job function behind this UDF.
     pub fn function(&self) -> &Arc<dyn RowFunction> {
-        &self.function
+        &self.function.0
     }
 }
 
 impl ScalarUDFImpl for GuestUdf {
     fn name(&self) -> &str {
-        self.function.name()
+        self.function.0.name()
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -224,7 +233,7 @@ impl ScalarUDFImpl for GuestUdf {
             .into_iter()
             .map(|a| a.into_array(n))
             .collect::<DfResult<Vec<_>>>()?;
-        let function = self.function.as_ref();
+        let function = self.function.0.as_ref();
         let default = default_value(function);
         let values = evaluate_raw(function, arrays, n)?
             .into_iter()
@@ -242,30 +251,17 @@ impl ScalarUDFImpl for GuestUdf {
 /// projection of its own, so both uses read the same evaluation. Volatile,
 /// like [`GuestUdf`], so the optimizer never evaluates it at planning
 /// (literal arguments) nor duplicates it. Never registered in a session.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct GuestRaw {
-    function: Arc<dyn RowFunction>,
+    function: JobFunction,
     name: String,
     signature: Signature,
-}
-
-impl PartialEq for GuestRaw {
-    fn eq(&self, other: &Self) -> bool {
-        self.function.name() == other.function.name() && self.function.identity() == other.function.identity()
-    }
-}
-impl Eq for GuestRaw {}
-impl Hash for GuestRaw {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.name().hash(state);
-        self.function.identity().hash(state);
-    }
 }
 
 impl GuestRaw {
     /// The job function behind this call.
     pub(crate) fn function(&self) -> &Arc<dyn RowFunction> {
-        &self.function
+        &self.function.0
     }
 }
 
@@ -286,7 +282,7 @@ impl ScalarUDFImpl for GuestRaw {
             .into_iter()
             .map(|a| a.into_array(n))
             .collect::<DfResult<Vec<_>>>()?;
-        let values = evaluate_raw(self.function.as_ref(), arrays, n)?;
+        let values = evaluate_raw(self.function.0.as_ref(), arrays, n)?;
         Ok(ColumnarValue::Array(Arc::new(
             values.into_iter().collect::<Float64Array>(),
         )))
@@ -296,7 +292,7 @@ impl ScalarUDFImpl for GuestRaw {
 /// A call of `function`'s raw form ([`GuestRaw`]) on `args`.
 pub(crate) fn raw_call(function: &Arc<dyn RowFunction>, args: Vec<Expr>) -> Expr {
     let raw = GuestRaw {
-        function: function.clone(),
+        function: JobFunction(function.clone()),
         name: format!("__sandbox_raw_{}", function.name()),
         signature: Signature::exact(vec![DataType::Float64; function.arity()], Volatility::Volatile),
     };
