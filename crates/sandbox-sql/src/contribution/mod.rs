@@ -501,7 +501,7 @@ pub fn unit_expr(source: &LogicalPlan, unit_columns: &[Column]) -> Result<Expr, 
 /// string column, `Int32` for an `Int32` key) so that the filter compares
 /// each row's key as it is, with no per-row cast; an integer outside the
 /// key type's range cannot equal any key and is left out of the list.
-fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
+pub(crate) fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
     let list: Vec<Expr> = match key_type {
         DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => set
             .iter()

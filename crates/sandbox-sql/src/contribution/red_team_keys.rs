@@ -311,3 +311,50 @@ async fn red_team_keys_the_query_sets_the_out_of_set_memory_threshold() {
     eprintln!("{outcomes:?}");
     assert_eq!(outcomes[0].1, outcomes[1].1, "{outcomes:?}");
 }
+
+/// The release step's path (`compute_partials`, per-unit partials for the
+/// dominance rule or bounding outside the engine) filters out-of-set keys
+/// before its aggregation too: with many distinct keys outside the set and
+/// a small pool, it succeeds like the in-engine paths, with the same
+/// public totals.
+#[tokio::test]
+async fn red_team_keys_the_partials_path_filters_out_of_set_keys_first() {
+    let n = 400_000usize;
+    let keys: Vec<String> = (0..n)
+        .map(|i| {
+            if i % 1000 == 0 {
+                "a".to_string()
+            } else {
+                format!("out-of-set key number {i:>12}")
+            }
+        })
+        .collect();
+    let batch = RecordBatch::try_from_iter([
+        (
+            "u",
+            Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>())) as ArrayRef,
+        ),
+        ("k", Arc::new(StringArray::from(keys)) as ArrayRef),
+        ("v", Arc::new(Int64Array::from(vec![1i64; n])) as ArrayRef),
+    ])
+    .expect("batch");
+    let ctx = SessionContext::new();
+    let plan = ctx.read_batch(batch).expect("frame").logical_plan().clone();
+    let q = query(plan, vec![("k", vec![Str("a".into())])]);
+    let session = JobSession::new(
+        &[],
+        EngineLimits {
+            memory_bytes: 4 << 20,
+            ..EngineLimits::default()
+        },
+    )
+    .expect("session");
+    let partials = crate::partials::compute_partials(&session, &q, &[measure()], 7)
+        .await
+        .expect("out-of-set keys cost the partials path no memory");
+    let Contributions::Partials(p) = &partials.contributions else {
+        panic!("partials expected")
+    };
+    assert_eq!(partials.groups.keys.len(), 1, "one public group");
+    assert_eq!(p.len(), n / 1000, "one partial per unit in the public group");
+}
