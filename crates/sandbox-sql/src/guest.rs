@@ -153,14 +153,20 @@ fn evaluate_each_row(function: &dyn RowFunction, batch: &RecordBatch) -> Vec<Opt
     values
 }
 
-/// Evaluates a job function on the arrays of one call, row by row as its
+/// Evaluates a job function on the arguments of one call, row by row as its
 /// kind requires (see the module docs): each row's raw value (NaN
 /// possible, not clamped), `None` where the row's call failed.
 ///
 /// # Errors
 /// An argument array that cannot be cast to Float64 (a planning mistake,
 /// independent of the data).
-pub(crate) fn evaluate_raw(function: &dyn RowFunction, arrays: Vec<ArrayRef>, n: usize) -> DfResult<Vec<Option<f64>>> {
+fn evaluate_call(function: &dyn RowFunction, args: ScalarFunctionArgs) -> DfResult<Vec<Option<f64>>> {
+    let n = args.number_rows;
+    let arrays = args
+        .args
+        .into_iter()
+        .map(|a| a.into_array(n))
+        .collect::<DfResult<Vec<_>>>()?;
     let batch = argument_batch(arrays, n)?;
     Ok(if function.rows_are_independent() {
         evaluate_independent_rows(function, &batch)
@@ -227,15 +233,9 @@ impl ScalarUDFImpl for GuestUdf {
         Ok(DataType::Float64)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows;
-        let arrays = args
-            .args
-            .into_iter()
-            .map(|a| a.into_array(n))
-            .collect::<DfResult<Vec<_>>>()?;
         let function = self.function.0.as_ref();
         let default = default_value(function);
-        let values = evaluate_raw(function, arrays, n)?
+        let values = evaluate_call(function, args)?
             .into_iter()
             .map(|v| clamp(function, v.unwrap_or(default)));
         Ok(ColumnarValue::Array(Arc::new(values.collect::<Float64Array>())))
@@ -276,13 +276,7 @@ impl ScalarUDFImpl for GuestRaw {
         Ok(DataType::Float64)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let n = args.number_rows;
-        let arrays = args
-            .args
-            .into_iter()
-            .map(|a| a.into_array(n))
-            .collect::<DfResult<Vec<_>>>()?;
-        let values = evaluate_raw(self.function.0.as_ref(), arrays, n)?;
+        let values = evaluate_call(self.function.0.as_ref(), args)?;
         Ok(ColumnarValue::Array(Arc::new(
             values.into_iter().collect::<Float64Array>(),
         )))
