@@ -120,18 +120,11 @@ pub async fn compute_totals(
     // NULL unit the filter is left out, so a plan that needs no unit (units
     // counted by rows) does not read the unit column at all.
     let unit_present = (!unit_bounds.unit_never_null).then(|| col("__u").is_not_null());
-    let mut in_public_sets: Option<Expr> = None;
-    if public.is_some() {
-        let schema = q.row_source.schema();
-        for (i, g) in q.group_keys.iter().enumerate() {
-            let key_type = g.expr.get_type(schema).map_err(internal)?;
-            let member = in_public_set(col(&keys[i]), &key_type, g.public_keys.as_deref().unwrap_or_default());
-            in_public_sets = Some(match in_public_sets {
-                Some(e) => e.and(member),
-                None => member,
-            });
-        }
-    }
+    let in_public_sets = if public.is_some() {
+        keys_in_public_sets(q)?
+    } else {
+        None
+    };
 
     // Rows with a key outside its public set are filtered out before any
     // aggregation, on every path: left in, each distinct such key would be
@@ -501,7 +494,34 @@ pub fn unit_expr(source: &LogicalPlan, unit_columns: &[Column]) -> Result<Expr, 
 /// string column, `Int32` for an `Int32` key) so that the filter compares
 /// each row's key as it is, with no per-row cast; an integer outside the
 /// key type's range cannot equal any key and is left out of the list.
-pub(crate) fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
+/// `__g0 IN set0 AND __g1 IN set1 …` over the projected keys of `q` (see
+/// [`in_public_set`]); `None` without keys. For plans whose groups are the
+/// public key sets' cross product.
+///
+/// # Errors
+/// Internal only (a key whose type cannot be derived).
+pub(crate) fn keys_in_public_sets(q: &CheckedQuery) -> Result<Option<Expr>, SqlError> {
+    let schema = q.row_source.schema();
+    let mut all: Option<Expr> = None;
+    for (i, g) in q.group_keys.iter().enumerate() {
+        let key_type = g
+            .expr
+            .get_type(schema)
+            .map_err(|e| SqlError::Internal(e.strip_backtrace()))?;
+        let member = in_public_set(
+            col(format!("__g{i}")),
+            &key_type,
+            g.public_keys.as_deref().unwrap_or_default(),
+        );
+        all = Some(match all {
+            Some(e) => e.and(member),
+            None => member,
+        });
+    }
+    Ok(all)
+}
+
+fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
     let list: Vec<Expr> = match key_type {
         DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => set
             .iter()

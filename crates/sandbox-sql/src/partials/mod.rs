@@ -23,7 +23,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
-use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlanBuilder, cast as cast_expr, col, lit, when};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast as cast_expr, col, lit, when};
 use sandbox_dp::aggregate::AggregateSpec;
 use sandbox_dp::bounding::{GroupTotals, Partials};
 use sandbox_dp::fixed_point::Quantizer;
@@ -309,16 +309,10 @@ pub async fn compute_partials(
     // memory in proportion to data the job never releases (red team of
     // 2026-12-01, out-of-set keys).
     let mut keep = col("__u").is_not_null();
-    if public_groups(q, limits.max_groups).is_some() {
-        let schema = q.row_source.schema();
-        for (i, g) in q.group_keys.iter().enumerate() {
-            let key_type = g.expr.get_type(schema).map_err(internal)?;
-            keep = keep.and(crate::contribution::in_public_set(
-                col(format!("__g{i}")),
-                &key_type,
-                g.public_keys.as_deref().unwrap_or_default(),
-            ));
-        }
+    if public_groups(q, limits.max_groups).is_some()
+        && let Some(in_sets) = crate::contribution::keys_in_public_sets(q)?
+    {
+        keep = keep.and(in_sets);
     }
     let (source, projection) = crate::guest::hoist_raw_calls(q.row_source.clone(), projection)?;
     let plan = LogicalPlanBuilder::from(source)
