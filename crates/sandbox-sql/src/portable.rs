@@ -19,6 +19,7 @@
 
 use crate::SqlError;
 use crate::contribution::functions::{ChoicePriority, RowCap};
+use crate::contribution::public_set::InPublicSet;
 use crate::desensitize::function::Desensitize;
 use crate::grid::GridValue;
 use crate::guest::GuestRaw;
@@ -57,6 +58,8 @@ pub enum PortableFunction {
         quantum_bits: u64,
         max_abs: i64,
     },
+    /// Membership of a string key in its public key set.
+    InPublicSet { members: Vec<String> },
     /// One column's desensitization rule on a column of `column_type`.
     Desensitize {
         rule: PortableRule,
@@ -136,6 +139,11 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
     }
     if let Some(f) = inner.downcast_ref::<GuestRaw>() {
         return Err(unportable(f.function().name()));
+    }
+    if let Some(f) = inner.downcast_ref::<InPublicSet>() {
+        return Ok(PortableFunction::InPublicSet {
+            members: f.members().to_vec(),
+        });
     }
     if let Some(f) = inner.downcast_ref::<GridValue>() {
         let g = f.quantizer();
@@ -236,6 +244,9 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
                 return Err(bad(format!("grid {grid:?}")));
             }
             Arc::new(ScalarUDF::new_from_impl(GridValue::new(grid)))
+        }
+        PortableFunction::InPublicSet { members } => {
+            Arc::new(ScalarUDF::new_from_impl(InPublicSet::new(members.clone())))
         }
         PortableFunction::CapStrings => Arc::new(ScalarUDF::new_from_impl(CapStrings::new())),
         PortableFunction::Total { inner } => Arc::new(ScalarUDF::new_from_impl(TotalFunction::new(rebuild(inner)?))),

@@ -503,17 +503,21 @@ pub fn unit_expr(source: &LogicalPlan, unit_columns: &[Column]) -> Result<Expr, 
 /// key type's range cannot equal any key and is left out of the list.
 pub(crate) fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
     let list: Vec<Expr> = match key_type {
-        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => set
-            .iter()
-            .filter_map(|k| match k {
-                PublicKey::Str(s) => Some(lit(match key_type {
-                    DataType::Utf8View => ScalarValue::Utf8View(Some(s.clone())),
-                    DataType::LargeUtf8 => ScalarValue::LargeUtf8(Some(s.clone())),
-                    _ => ScalarValue::Utf8(Some(s.clone())),
-                })),
-                PublicKey::Int(_) => None,
-            })
-            .collect(),
+        // Strings: one vectorised membership test (`public_set`), the same
+        // answers as `IN` at a fraction of its cost.
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+            let members: Vec<String> = set
+                .iter()
+                .filter_map(|k| match k {
+                    PublicKey::Str(s) => Some(s.clone()),
+                    PublicKey::Int(_) => None,
+                })
+                .collect();
+            if members.is_empty() {
+                return lit(false);
+            }
+            return public_set::call(key, members);
+        }
         t if t.is_integer() => set
             .iter()
             .filter_map(|k| match k {
@@ -528,6 +532,8 @@ pub(crate) fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -
     }
     key.in_list(list, false)
 }
+
+pub mod public_set;
 
 #[cfg(test)]
 mod tests;
