@@ -173,7 +173,14 @@ fn main() -> BenchResult<()> {
                 let state = session.state();
                 let plan = state.create_logical_plan(sql).await?;
                 let physical = state.create_physical_plan(&plan).await?;
-                collect(physical, state.task_ctx()).await.map(|_| ())
+                collect(physical.clone(), state.task_ctx()).await?;
+                // The plain plan's operators, to set beside the DP plan's
+                // (`SANDBOX_LOG=sandbox_sql::partials=trace,dp_query_shapes=trace`).
+                tracing::trace!(
+                    plan = %sandbox_sql::datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true),
+                    "plain plan with its metrics"
+                );
+                Ok::<(), sandbox_sql::datafusion::error::DataFusionError>(())
             })?;
             Ok(())
         });

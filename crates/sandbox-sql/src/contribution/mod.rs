@@ -108,10 +108,43 @@ pub async fn compute_totals(
     let keys: Vec<String> = (0..k).map(|i| format!("__g{i}")).collect();
     let key_cols = || keys.iter().map(col).collect::<Vec<_>>();
 
+    // Where bounding cannot bind, the totals are one aggregation of the
+    // rows per group (`unbounded_totals`), counting units as below.
+    let unbounded = unit_bounds
+        .rows
+        .filter(|_| !bounding_can_bind(bounding, public.as_ref().map(|p| p.len()), unit_bounds))
+        .map(|n| {
+            // A unit with at most one row in each group is counted by its rows.
+            if n <= 1 || unit_bounds.rows_per_group.is_some_and(|r| r <= 1) {
+                UnitCount::Rows
+            } else if count_units {
+                UnitCount::Distinct
+            } else {
+                UnitCount::NotCounted
+            }
+        });
+
+    // Rows with a key outside its public set cost nothing that depends on
+    // how many distinct such keys there are, on every path: left as they
+    // are, each would be a group of its own in the engine, costing memory
+    // in proportion to data the job never releases, at a limit the query
+    // could move (red team of 2026-12-01, out-of-set keys). Aggregating
+    // rows straight into groups, the key is made NULL outside its set
+    // (one extra group the release never reads, and no copy of the rows:
+    // `public_set`); before a per-unit stage, whose groups are (unit, key)
+    // and whose choice of groups must see in-set keys only, such rows are
+    // filtered out.
+    let null_out_of_set = unbounded.is_some() && public.is_some();
+
     // Rows: unit, keys, grid values; units present; keys in their public sets.
     let mut projection = vec![unit_expr(&q.row_source, &q.unit_columns)?.alias("__u")];
     for (i, g) in q.group_keys.iter().enumerate() {
-        projection.push(g.expr.clone().alias(&keys[i]));
+        let key = if null_out_of_set {
+            public_set::call(g.expr.clone(), g.public_keys.as_deref().unwrap_or_default())
+        } else {
+            g.expr.clone()
+        };
+        projection.push(key.alias(&keys[i]));
     }
     for (j, m) in measures.iter().enumerate() {
         projection.push(m.expr.clone().alias(format!("__m{j}")));
@@ -120,17 +153,11 @@ pub async fn compute_totals(
     // NULL unit the filter is left out, so a plan that needs no unit (units
     // counted by rows) does not read the unit column at all.
     let unit_present = (!unit_bounds.unit_never_null).then(|| col("__u").is_not_null());
-    let in_public_sets = if public.is_some() {
+    let in_public_sets = if public.is_some() && !null_out_of_set {
         keys_in_public_sets(q)?
     } else {
         None
     };
-
-    // Rows with a key outside its public set are filtered out before any
-    // aggregation, on every path: left in, each distinct such key would be
-    // a group of its own in the engine, costing memory in proportion to
-    // data the job never releases, at a limit the query could move (red
-    // team of 2026-12-01, out-of-set keys).
     let keep = match (unit_present, in_public_sets) {
         (Some(a), Some(b)) => Some(a.and(b)),
         (a, b) => a.or(b),
@@ -141,17 +168,7 @@ pub async fn compute_totals(
         Some(keep) => projected.filter(keep).map_err(internal)?,
         None => projected,
     };
-    if let Some(n) = unit_bounds.rows
-        && !bounding_can_bind(bounding, public.as_ref().map(|p| p.len()), unit_bounds)
-    {
-        // A unit with at most one row in each group is counted by its rows.
-        let units = if n <= 1 || unit_bounds.rows_per_group.is_some_and(|r| r <= 1) {
-            UnitCount::Rows
-        } else if count_units {
-            UnitCount::Distinct
-        } else {
-            UnitCount::NotCounted
-        };
+    if let Some(units) = unbounded {
         return unbounded_totals(session, q, measures, rows, public, bounding, units).await;
     }
 
@@ -377,7 +394,7 @@ async fn unbounded_totals(
     };
     let public_groups = public.is_some();
     let batches = group_totals(session, q, rows.clone(), totals(false), public_groups).await?;
-    let batches = if int64_sums_exact(&batches, q.group_keys.len(), measures)? {
+    let batches = if int64_sums_exact(&batches, q.group_keys.len(), measures, public_groups)? {
         batches
     } else {
         tracing::debug!("a group has enough rows to overflow an Int64 sum: summing again in Decimal128");
@@ -395,12 +412,28 @@ async fn unbounded_totals(
 /// order, so it cannot wrap when that product fits in `i64` (for squares,
 /// `n · max_abs²`). With the grids of [`sandbox_dp::fixed_point`] that holds
 /// below 2^43 rows a group for sums and 2^33 for squares.
-fn int64_sums_exact(batches: &[RecordBatch], keys: usize, measures: &[MeasureColumn]) -> Result<bool, SqlError> {
+///
+/// With `public_groups`, a row with a NULL key is the group of the rows
+/// outside the public sets, which is never read: its sums need not be
+/// exact (and its size must not cost a second pass).
+fn int64_sums_exact(
+    batches: &[RecordBatch],
+    keys: usize,
+    measures: &[MeasureColumn],
+    public_groups: bool,
+) -> Result<bool, SqlError> {
     for batch in batches {
+        let read = |row: usize| !public_groups || (0..keys).all(|i| batch.column(i).is_valid(row));
         let mut next = keys + 2;
         for m in measures {
             let counts = exact_column(batch.column(next))?;
-            let largest = counts.iter().copied().max().unwrap_or(0);
+            let largest = counts
+                .iter()
+                .enumerate()
+                .filter(|(row, _)| read(*row))
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0);
             let max_abs = i128::from(m.grid.max_abs);
             if largest * max_abs > i128::from(i64::MAX)
                 || (m.squares && largest * max_abs * max_abs > i128::from(i64::MAX))
@@ -548,6 +581,8 @@ fn in_public_set(key: Expr, key_type: &DataType, set: &[PublicKey]) -> Expr {
     }
     key.in_list(list, false)
 }
+
+pub mod public_set;
 
 #[cfg(test)]
 mod tests;
