@@ -592,3 +592,6 @@ mod red_team_1201;
 
 #[cfg(test)]
 mod red_team_keys;
+
+#[cfg(test)]
+mod red_team_null;
