@@ -559,3 +559,49 @@ async fn red_team_null_public_totals_equal_the_filter_first_path_for_every_key_t
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+/// HELD: `grid::on_grid` (rounding without `f64::round`) against
+/// `Quantizer::to_grid` on every tie of two grids whose quantum is 1 (so
+/// the quotient is the value itself): each integer m in ±(max_abs + 2),
+/// m ± 0.5 and the doubles either side of each tie.
+#[test]
+fn red_team_null_grid_rounds_every_tie_as_the_reference() {
+    use datafusion::arrow::datatypes::{Field, Int64Type};
+    use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl};
+    let grids = [
+        Quantizer::for_sum(-1048576.0, 1048576.0).expect("grid"),
+        Quantizer::for_variance(-32768.0, 32768.0).expect("grid"),
+        Quantizer::for_mean(-1048576.0, 1048576.0).expect("grid"),
+    ];
+    for g in grids {
+        assert_eq!(g.quantum, 1.0, "{g:?}");
+        let reach = g.max_abs + 2;
+        let mut values = Vec::with_capacity((2 * reach as usize + 1) * 5);
+        for m in -reach..=reach {
+            let m = m as f64;
+            for x in [m, m + 0.5, m - 0.5] {
+                values.push(x);
+                values.push(f64::from_bits(x.to_bits() + 1));
+                if x != 0.0 {
+                    values.push(f64::from_bits(x.to_bits() - 1));
+                }
+            }
+        }
+        let udf = crate::grid::GridValue::new(g);
+        let n = values.len();
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(Arc::new(Float64Array::from(values.clone())))],
+            arg_fields: vec![Arc::new(Field::new("x", datafusion::arrow::datatypes::DataType::Float64, true))],
+            number_rows: n,
+            return_field: Arc::new(Field::new("g", datafusion::arrow::datatypes::DataType::Int64, true)),
+            config_options: Arc::new(Default::default()),
+        };
+        let ColumnarValue::Array(out) = udf.invoke_with_args(args).expect("invoke") else {
+            panic!("an array")
+        };
+        let out = out.as_primitive::<Int64Type>();
+        for (i, x) in values.iter().enumerate() {
+            assert_eq!(Some(out.value(i)), g.to_grid(*x), "grid {g:?} value {x:?}");
+        }
+    }
+}
