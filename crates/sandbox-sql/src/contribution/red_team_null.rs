@@ -605,3 +605,27 @@ fn red_team_null_grid_rounds_every_tie_as_the_reference() {
         }
     }
 }
+
+/// FINDING (the query moves the threshold): on the same databases as
+/// above with 12 keys, a pool that one measure fits fails with many
+/// measures only where the out-of-set rows have many patterns. The
+/// number of the query's measures sets the count of out-of-set patterns
+/// at which the job fails.
+#[tokio::test]
+async fn red_team_null_measures_move_the_out_of_set_threshold() {
+    let limits = EngineLimits {
+        memory_bytes: 1_000_000,
+        ..EngineLimits::default()
+    };
+    let mut outcomes = Vec::new();
+    for measures in [1usize, 24] {
+        let (same, many, shown) = pattern_outcomes(12, limits.clone(), measures).await;
+        outcomes.push((measures, same.is_ok(), many.is_ok(), shown));
+    }
+    for (measures, same, many, shown) in &outcomes {
+        assert_eq!(
+            same, many,
+            "{measures} measures: out-of-set patterns decide the job's failure: {shown}"
+        );
+    }
+}
