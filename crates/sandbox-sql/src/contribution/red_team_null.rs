@@ -591,7 +591,11 @@ fn red_team_null_grid_rounds_every_tie_as_the_reference() {
         let n = values.len();
         let args = ScalarFunctionArgs {
             args: vec![ColumnarValue::Array(Arc::new(Float64Array::from(values.clone())))],
-            arg_fields: vec![Arc::new(Field::new("x", datafusion::arrow::datatypes::DataType::Float64, true))],
+            arg_fields: vec![Arc::new(Field::new(
+                "x",
+                datafusion::arrow::datatypes::DataType::Float64,
+                true,
+            ))],
             number_rows: n,
             return_field: Arc::new(Field::new("g", datafusion::arrow::datatypes::DataType::Int64, true)),
             config_options: Arc::new(Default::default()),
