@@ -298,6 +298,12 @@ fn is_raw_call(e: &Expr) -> bool {
     matches!(e, Expr::ScalarFunction(call) if call.func.inner().is::<GuestRaw>())
 }
 
+/// Whether any of `exprs` calls a job function in its raw form
+/// ([`split_calls`]).
+pub fn has_raw_calls(exprs: &[Expr]) -> bool {
+    exprs.iter().any(|e| e.exists(|x| Ok(is_raw_call(x))).unwrap_or(true))
+}
+
 /// Puts every raw job-function call of `exprs` ([`split_calls`]) in a
 /// projection of its own above `source`, which passes every column of
 /// `source` through and adds one column per distinct call (`__raw0`, …),

@@ -19,7 +19,7 @@
 
 use crate::SqlError;
 use crate::contribution::functions::{ChoicePriority, RowCap};
-use crate::contribution::public_set::PublicKeyOrNull;
+use crate::contribution::public_set::{IfPublic, KeySet};
 use crate::desensitize::function::Desensitize;
 use crate::grid::GridValue;
 use crate::guest::GuestRaw;
@@ -58,8 +58,9 @@ pub enum PortableFunction {
         quantum_bits: u64,
         max_abs: i64,
     },
-    /// A group key kept in its public key set, NULL outside it.
-    PublicKey { strings: Vec<String>, ints: Vec<i64> },
+    /// A value kept where every group key lies in its public key set
+    /// (each set: its strings and its integers), NULL elsewhere.
+    IfPublic { sets: Vec<(Vec<String>, Vec<i64>)> },
     /// One column's desensitization rule on a column of `column_type`.
     Desensitize {
         rule: PortableRule,
@@ -140,10 +141,13 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
     if let Some(f) = inner.downcast_ref::<GuestRaw>() {
         return Err(unportable(f.function().name()));
     }
-    if let Some(f) = inner.downcast_ref::<PublicKeyOrNull>() {
-        return Ok(PortableFunction::PublicKey {
-            strings: f.strings().to_vec(),
-            ints: f.ints().to_vec(),
+    if let Some(f) = inner.downcast_ref::<IfPublic>() {
+        return Ok(PortableFunction::IfPublic {
+            sets: f
+                .sets()
+                .iter()
+                .map(|s| (s.strings().to_vec(), s.ints().to_vec()))
+                .collect(),
         });
     }
     if let Some(f) = inner.downcast_ref::<GridValue>() {
@@ -246,9 +250,10 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
             }
             Arc::new(ScalarUDF::new_from_impl(GridValue::new(grid)))
         }
-        PortableFunction::PublicKey { strings, ints } => Arc::new(ScalarUDF::new_from_impl(PublicKeyOrNull::new(
-            strings.iter().cloned(),
-            ints.iter().copied(),
+        PortableFunction::IfPublic { sets } => Arc::new(ScalarUDF::new_from_impl(IfPublic::new(
+            sets.iter()
+                .map(|(strings, ints)| KeySet::new(strings.iter().cloned(), ints.iter().copied()))
+                .collect(),
         ))),
         PortableFunction::CapStrings => Arc::new(ScalarUDF::new_from_impl(CapStrings::new())),
         PortableFunction::Total { inner } => Arc::new(ScalarUDF::new_from_impl(TotalFunction::new(rebuild(inner)?))),

@@ -125,22 +125,38 @@ pub async fn compute_totals(
         });
 
     // Rows with a key outside its public set cost nothing that depends on
-    // how many distinct such keys there are, on every path: left as they
-    // are, each would be a group of its own in the engine, costing memory
-    // in proportion to data the job never releases, at a limit the query
-    // could move (red team of 2026-12-01, out-of-set keys). Aggregating
-    // rows straight into groups, the key is made NULL outside its set
-    // (one extra group the release never reads, and no copy of the rows:
-    // `public_set`); before a per-unit stage, whose groups are (unit, key)
-    // and whose choice of groups must see in-set keys only, such rows are
-    // filtered out.
-    let null_out_of_set = unbounded.is_some() && public.is_some();
+    // them, on every path: left as they are, each distinct such key would
+    // be a group of its own in the engine, costing memory in proportion to
+    // data the job never releases, at a limit the query could move (red
+    // team of 2026-12-01, out-of-set keys). Where rows are aggregated
+    // straight into groups, every key (and the unit, where units are
+    // counted distinctly) is made NULL unless all keys lie in their sets:
+    // one extra group, with no unit in it, that the release never reads,
+    // and no copy of the rows (`public_set`). Before a per-unit stage,
+    // whose groups are (unit, key) and whose choice of groups must see
+    // in-set keys only, such rows are filtered out; so they are where a
+    // measure calls a job function, so that no call runs on them.
+    let measure_exprs: Vec<Expr> = measures.iter().map(|m| m.expr.clone()).collect();
+    let null_out_of_set = unbounded.is_some() && public.is_some() && !crate::guest::has_raw_calls(&measure_exprs);
+    let key_exprs: Vec<Expr> = q.group_keys.iter().map(|g| g.expr.clone()).collect();
+    let key_sets: Vec<&[PublicKey]> = q
+        .group_keys
+        .iter()
+        .map(|g| g.public_keys.as_deref().unwrap_or_default())
+        .collect();
+    let if_public = |value: Expr| public_set::call(value, key_exprs.clone(), &key_sets);
 
     // Rows: unit, keys, grid values; units present; keys in their public sets.
-    let mut projection = vec![unit_expr(&q.row_source, &q.unit_columns)?.alias("__u")];
+    let unit = unit_expr(&q.row_source, &q.unit_columns)?;
+    let unit = if null_out_of_set && unbounded == Some(UnitCount::Distinct) {
+        if_public(unit)
+    } else {
+        unit
+    };
+    let mut projection = vec![unit.alias("__u")];
     for (i, g) in q.group_keys.iter().enumerate() {
         let key = if null_out_of_set {
-            public_set::call(g.expr.clone(), g.public_keys.as_deref().unwrap_or_default())
+            if_public(g.expr.clone())
         } else {
             g.expr.clone()
         };

@@ -1,18 +1,24 @@
-//! A group key kept where it lies in its public key set and NULL
-//! elsewhere, as one vectorised function.
+//! A value kept where the row's group keys all lie in their public key
+//! sets, and NULL elsewhere, as one vectorised function.
 //!
-//! Rows whose key lies outside its public set must cost nothing that
-//! depends on how many such keys there are (`docs/threat-model.md`, red
-//! team of 2026-12-01). Filtering them out before the aggregation does
-//! that, but DataFusion 55's `FilterExec` copies every batch it passes on
-//! (its batch coalescer), even when every row stays: on a 10M-row scan
-//! that copy was the largest cost of a DP job over its plain query
+//! Rows whose keys lie outside their public sets must cost nothing that
+//! depends on them (`docs/threat-model.md`, red teams of 2026-12-01).
+//! Filtering them out before the aggregation does that, but DataFusion
+//! 55's `FilterExec` copies every batch it passes on (its batch
+//! coalescer), even when every row stays: on a 10M-row scan that copy was
+//! the largest cost of a DP job over its plain query
 //! (`docs/benchmarks.md`). Where the engine aggregates rows straight into
-//! groups, the key is instead replaced by `__sandbox_public_key(key)`:
-//! every out-of-set key becomes NULL, so all such rows fall into one
-//! extra group (one per key column at most), which the release never
-//! reads (a NULL key lies in no public set). The values are not copied:
-//! only the validity changes (`nullif`).
+//! groups, each key (and the unit, where units are counted distinctly) is
+//! instead replaced by `__sandbox_if_public(value, key0, key1, …)`: NULL
+//! unless *every* key lies in its set. All rows outside the sets thus fall
+//! into one extra group whose keys are all NULL, with no unit counted in
+//! it, which the release never reads (a NULL key lies in no public set).
+//! One group, not one per pattern of out-of-set columns: per-column
+//! nulling let rows outside the sets fill up to ∏(|Sᵢ|+1) − ∏|Sᵢ| groups
+//! whose hashes collide (DataFusion's row hash skips NULL columns), and
+//! the distinct units of the NULL group be held in memory (red team
+//! `red_team_null`). The values are not copied: only their validity
+//! changes (`nullif`).
 //!
 //! Membership is exactly SQL's `key IN (set)` under a filter: a string key
 //! matches the set's strings, an integer key its integers, anything else
@@ -37,10 +43,9 @@ use std::sync::Arc;
 /// The longest string a `Utf8View` view holds inline.
 const INLINE: usize = 12;
 
-/// `__sandbox_public_key(key)` for one public key set. Only the engine
-/// builds calls of it (never registered in a session).
+/// One key's public set, for membership tests.
 #[derive(Debug)]
-pub struct PublicKeyOrNull {
+pub struct KeySet {
     /// The set's strings, sorted and without duplicates.
     strings: Vec<String>,
     /// The set's integers, sorted and without duplicates.
@@ -49,16 +54,15 @@ pub struct PublicKeyOrNull {
     inline_views: Vec<u128>,
     /// The strings longer than [`INLINE`] bytes.
     long: HashSet<Vec<u8>>,
-    signature: Signature,
 }
 
-impl PartialEq for PublicKeyOrNull {
+impl PartialEq for KeySet {
     fn eq(&self, other: &Self) -> bool {
         self.strings == other.strings && self.ints == other.ints
     }
 }
-impl Eq for PublicKeyOrNull {}
-impl std::hash::Hash for PublicKeyOrNull {
+impl Eq for KeySet {}
+impl std::hash::Hash for KeySet {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.strings.hash(state);
         self.ints.hash(state);
@@ -86,8 +90,8 @@ fn canonical_inline(view: u128, len: usize) -> u128 {
     }
 }
 
-impl PublicKeyOrNull {
-    /// The function of the set `strings` ∪ `ints` (any order, duplicates
+impl KeySet {
+    /// The set `strings` ∪ `ints` (any order, duplicates
     /// allowed).
     pub fn new(strings: impl IntoIterator<Item = String>, ints: impl IntoIterator<Item = i64>) -> Self {
         let mut strings: Vec<String> = strings.into_iter().collect();
@@ -107,16 +111,15 @@ impl PublicKeyOrNull {
             .filter(|m| m.len() > INLINE)
             .map(|m| m.as_bytes().to_vec())
             .collect();
-        PublicKeyOrNull {
+        KeySet {
             strings,
             ints,
             inline_views,
             long,
-            signature: Signature::any(1, Volatility::Immutable),
         }
     }
 
-    /// The function of a public key set as the catalog gives it.
+    /// A public key set as the catalog gives it.
     pub fn of_set(set: &[PublicKey]) -> Self {
         let strings = set.iter().filter_map(|k| match k {
             PublicKey::Str(s) => Some(s.clone()),
@@ -200,41 +203,84 @@ impl PublicKeyOrNull {
     }
 }
 
-/// `__sandbox_public_key(key)`: `key` where it lies in `set`, NULL
-/// elsewhere (same type as `key`).
-pub fn call(key: Expr, set: &[PublicKey]) -> Expr {
-    Expr::ScalarFunction(ScalarFunction::new_udf(
-        Arc::new(ScalarUDF::new_from_impl(PublicKeyOrNull::of_set(set))),
-        vec![key],
-    ))
+/// `__sandbox_if_public(value, key0, key1, …)` for the public sets of
+/// the keys. Only the engine builds calls of it (never registered in a
+/// session).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IfPublic {
+    sets: Vec<KeySet>,
+    signature: Signature,
 }
 
-impl ScalarUDFImpl for PublicKeyOrNull {
+impl IfPublic {
+    /// The function of `sets`, one per key argument.
+    pub fn new(sets: Vec<KeySet>) -> Self {
+        IfPublic {
+            sets,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+
+    /// The keys' sets, in argument order.
+    pub fn sets(&self) -> &[KeySet] {
+        &self.sets
+    }
+}
+
+/// `__sandbox_if_public(value, keys…)`: `value` where every one of `keys`
+/// lies in its set of `sets` (same order), NULL elsewhere; the type is
+/// `value`'s.
+pub fn call(value: Expr, keys: Vec<Expr>, sets: &[&[PublicKey]]) -> Expr {
+    let f = IfPublic::new(sets.iter().map(|s| KeySet::of_set(s)).collect());
+    let mut args = vec![value];
+    args.extend(keys);
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(f)), args))
+}
+
+impl ScalarUDFImpl for IfPublic {
     fn name(&self) -> &str {
-        "__sandbox_public_key"
+        "__sandbox_if_public"
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         match args {
-            [t] => Ok(t.clone()),
-            _ => datafusion::common::plan_err!("__sandbox_public_key takes one argument"),
+            [value, keys @ ..] if keys.len() == self.sets.len() => Ok(value.clone()),
+            _ => datafusion::common::plan_err!("__sandbox_if_public takes a value and {} keys", self.sets.len()),
         }
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [key] = args.args.as_slice() else {
-            return datafusion::common::exec_err!("__sandbox_public_key takes one argument");
+        let [value, keys @ ..] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("__sandbox_if_public takes a value and its keys");
         };
-        match key {
-            ColumnarValue::Scalar(s) => Ok(ColumnarValue::Scalar(if self.contains_scalar(s) {
-                s.clone()
-            } else {
-                ScalarValue::try_from(s.data_type())?
-            })),
-            ColumnarValue::Array(keys) => {
-                let outside = BooleanArray::new(!&self.members(keys)?, None);
-                Ok(ColumnarValue::Array(nullif(keys.as_ref(), &outside)?))
+        if keys.len() != self.sets.len() {
+            return datafusion::common::exec_err!("__sandbox_if_public takes a value and {} keys", self.sets.len());
+        }
+        let n = args.number_rows;
+        // Every key in its set: the AND of each key's membership.
+        let mut public = BooleanBuffer::new_set(n);
+        for (key, set) in keys.iter().zip(&self.sets) {
+            let member = match key {
+                ColumnarValue::Scalar(s) => {
+                    if set.contains_scalar(s) {
+                        continue;
+                    }
+                    BooleanBuffer::new_unset(n)
+                }
+                ColumnarValue::Array(a) => set.members(a)?,
+            };
+            public = &public & &member;
+        }
+        match value {
+            ColumnarValue::Scalar(s) if public.count_set_bits() == n => Ok(ColumnarValue::Scalar(s.clone())),
+            ColumnarValue::Scalar(s) if n == 1 || public.count_set_bits() == 0 => {
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from(s.data_type())?))
+            }
+            value => {
+                let values = value.to_array(n)?;
+                let outside = BooleanArray::new(!&public, None);
+                Ok(ColumnarValue::Array(nullif(values.as_ref(), &outside)?))
             }
         }
     }
@@ -246,11 +292,15 @@ mod tests {
     use datafusion::arrow::array::{Int32Array, LargeStringArray, StringArray, StringViewArray, UInt64Array};
     use datafusion::arrow::datatypes::Field;
 
-    fn invoke(f: &PublicKeyOrNull, key: ColumnarValue, n: usize) -> ColumnarValue {
-        let t = key.data_type();
+    fn invoke(f: &IfPublic, args: Vec<ColumnarValue>, n: usize) -> ColumnarValue {
+        let t = args[0].data_type();
+        let arg_fields = args
+            .iter()
+            .map(|a| Arc::new(Field::new("k", a.data_type(), true)))
+            .collect();
         let args = ScalarFunctionArgs {
-            args: vec![key],
-            arg_fields: vec![Arc::new(Field::new("k", t.clone(), true))],
+            args,
+            arg_fields,
             number_rows: n,
             return_field: Arc::new(Field::new("k", t, true)),
             config_options: Arc::new(Default::default()),
@@ -258,10 +308,16 @@ mod tests {
         f.invoke_with_args(args).expect("invoke")
     }
 
+    /// One key and its set, the key its own value.
+    fn one_key(strings: &[&str], ints: &[i64]) -> IfPublic {
+        IfPublic::new(vec![KeySet::new(strings.iter().map(|s| s.to_string()), ints.iter().copied())])
+    }
+
     /// The rows kept (non-NULL), after checking that every kept row holds
     /// its key unchanged and the type is the key's.
-    fn kept(f: &PublicKeyOrNull, keys: ArrayRef) -> Vec<bool> {
-        let ColumnarValue::Array(out) = invoke(f, ColumnarValue::Array(keys.clone()), keys.len()) else {
+    fn kept(f: &IfPublic, keys: ArrayRef) -> Vec<bool> {
+        let n = keys.len();
+        let ColumnarValue::Array(out) = invoke(f, vec![ColumnarValue::Array(keys.clone()); 2], n) else {
             panic!("an array")
         };
         assert_eq!(out.data_type(), keys.data_type());
@@ -289,7 +345,7 @@ mod tests {
             "thirteen byte",
             "a long district name beyond twelve bytes",
         ];
-        let f = PublicKeyOrNull::new(set.iter().map(|s| s.to_string()), [7]);
+        let f = one_key(&set, &[7]);
         let keys: Vec<Option<&str>> = vec![
             Some("2023-01"),
             Some("2023-1"),
@@ -324,7 +380,7 @@ mod tests {
     /// member never matches an integer key, nor a value beyond i64.
     #[test]
     fn members_and_only_members_among_integers() {
-        let f = PublicKeyOrNull::new(["1".to_string()], [1, -5, 2024, i64::MAX]);
+        let f = one_key(&["1"], &[1, -5, 2024, i64::MAX]);
         let keys: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), Some(2), None, Some(-5), Some(2024), Some(0)]));
         assert_eq!(kept(&f, keys), vec![true, false, false, true, true, false]);
         let wide: ArrayRef = Arc::new(UInt64Array::from(vec![u64::MAX, i64::MAX as u64, 1, 3]));
@@ -334,11 +390,11 @@ mod tests {
         assert_eq!(kept(&f, floats), vec![false, false]);
     }
 
-    /// A scalar key gives itself or a NULL of its own type.
+    /// A scalar value gives itself or a NULL of its own type, by its key.
     #[test]
-    fn a_scalar_key_is_kept_or_a_typed_null() {
-        let f = PublicKeyOrNull::new(["a".to_string()], [3]);
-        let one = |s: ScalarValue| match invoke(&f, ColumnarValue::Scalar(s), 1) {
+    fn a_scalar_is_kept_or_a_typed_null() {
+        let f = one_key(&["a"], &[3]);
+        let one = |s: ScalarValue| match invoke(&f, vec![ColumnarValue::Scalar(s.clone()); 2], 1) {
             ColumnarValue::Scalar(s) => s,
             ColumnarValue::Array(_) => panic!("a scalar"),
         };
@@ -349,11 +405,58 @@ mod tests {
         assert_eq!(one(ScalarValue::Int64(None)), ScalarValue::Int64(None));
     }
 
+    /// With several keys, a row's value is kept only where every key lies
+    /// in its set: every pattern of out-of-set columns gives the same all-
+    /// NULL row (one group), and a value that is not a key (the unit) is
+    /// nulled with them.
+    #[test]
+    fn a_row_is_kept_only_where_every_key_is_public() {
+        let f = IfPublic::new(vec![
+            KeySet::new(["a".to_string()], []),
+            KeySet::new([], [1]),
+            KeySet::new(["x".to_string(), "y".to_string()], []),
+        ]);
+        let k0: ArrayRef = Arc::new(StringViewArray::from(vec![Some("a"), Some("b"), Some("a"), None, Some("a")]));
+        let k1: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), Some(1), Some(2), Some(1), Some(1)]));
+        let k2: ArrayRef = Arc::new(StringArray::from(vec![Some("y"), Some("x"), Some("x"), Some("x"), Some("z")]));
+        let unit: ArrayRef = Arc::new(StringArray::from(vec!["u0", "u1", "u2", "u3", "u4"]));
+        let args = |value: &ArrayRef| {
+            [value, &k0, &k1, &k2]
+                .into_iter()
+                .map(|a| ColumnarValue::Array(a.clone()))
+                .collect::<Vec<_>>()
+        };
+        for value in [&unit, &k0, &k1, &k2] {
+            let ColumnarValue::Array(out) = invoke(&f, args(value), 5) else {
+                panic!("an array")
+            };
+            assert_eq!(out.data_type(), value.data_type());
+            let valid: Vec<bool> = (0..5).map(|i| out.is_valid(i)).collect();
+            assert_eq!(valid, vec![true, false, false, false, false]);
+            assert_eq!(out.slice(0, 1).to_data(), value.slice(0, 1).to_data());
+        }
+        // A scalar key outside its set nulls every row; inside, none.
+        let with_scalar = |k1: ScalarValue| {
+            let args = vec![
+                ColumnarValue::Array(unit.clone()),
+                ColumnarValue::Array(k0.clone()),
+                ColumnarValue::Scalar(k1),
+                ColumnarValue::Array(k2.clone()),
+            ];
+            let ColumnarValue::Array(out) = invoke(&f, args, 5) else {
+                panic!("an array")
+            };
+            (0..5).map(|i| out.is_valid(i)).collect::<Vec<_>>()
+        };
+        assert_eq!(with_scalar(ScalarValue::Int64(Some(1))), vec![true, false, true, false, false]);
+        assert_eq!(with_scalar(ScalarValue::Int64(Some(5))), vec![false; 5]);
+    }
+
     /// A view whose padding past the string is not zero (allowed to a
     /// producer that does not follow the layout) is still a member.
     #[test]
     fn padding_past_the_string_never_decides_membership() {
-        let f = PublicKeyOrNull::new(["ab".to_string()], []);
+        let f = KeySet::new(["ab".to_string()], []);
         let dirty = inline_view(b"ab") | (0xFFu128 << 120);
         assert_eq!(canonical_inline(dirty, 2), inline_view(b"ab"));
         assert!(f.inline_views.binary_search(&canonical_inline(dirty, 2)).is_ok());

@@ -75,14 +75,17 @@ fn every_sandbox_function_rebuilds_as_the_same_function_with_its_parameters() {
     round_trip(&ScalarUDF::new_from_impl(CapStrings::new()));
     round_trip(&crate::clamp::udf());
     round_trip(&ScalarUDF::new_from_impl(
-        crate::contribution::public_set::PublicKeyOrNull::new(
-            [
-                "黄浦区".to_string(),
-                "a long district name beyond twelve bytes".to_string(),
-                String::new(),
-            ],
-            [2024, -1, i64::MIN],
-        ),
+        crate::contribution::public_set::IfPublic::new(vec![
+            crate::contribution::public_set::KeySet::new(
+                [
+                    "黄浦区".to_string(),
+                    "a long district name beyond twelve bytes".to_string(),
+                    String::new(),
+                ],
+                [2024, -1, i64::MIN],
+            ),
+            crate::contribution::public_set::KeySet::new([], [7]),
+        ]),
     ));
     // Grids whose parameters have no short decimal form survive bit for bit.
     for grid in [
