@@ -588,6 +588,14 @@ fn declared_keys() -> Vec<(String, String)> {
          JOIN bank.loans l ON u.credit_code = l.credit_code GROUP BY u.month",
         "SELECT m, COUNT(DISTINCT c) AS firms FROM (SELECT credit_code AS c, month AS m FROM gov.utility_usage) t GROUP BY m",
         "SELECT substr(month, 1, 4) AS y, COUNT(DISTINCT credit_code) AS firms FROM gov.utility_usage GROUP BY substr(month, 1, 4)",
+        // The benchmark's public-key shapes (rows outside the public months
+        // made NULL in one unread group: `contribution::public_set`).
+        "SELECT month, COUNT(*) AS n, AVG(electricity_kwh) AS kwh FROM gov.utility_usage GROUP BY month",
+        "SELECT month, AVG(electricity_kwh) AS kwh, VARIANCE(electricity_kwh) AS v FROM gov.utility_usage GROUP BY month",
+        // Two public keys from two owners' tables: one NULL group for every
+        // pattern of keys outside their sets.
+        "SELECT u.month, e.district, COUNT(DISTINCT u.credit_code) AS firms, SUM(u.water_m3) AS w \
+         FROM gov.utility_usage u JOIN gov.legal_entities e ON u.credit_code = e.credit_code GROUP BY u.month, e.district",
     ]
     .iter()
     .enumerate()

@@ -160,6 +160,7 @@ impl World {
             pick("SELECT credit_code FROM bank_loans GROUP BY credit_code ORDER BY COUNT(*) DESC, credit_code LIMIT 1");
         let taxpayer = pick("SELECT credit_code FROM gov_tax_payments ORDER BY tax_paid DESC, credit_code LIMIT 1");
         let ordinary = pick("SELECT credit_code FROM gov_legal_entities ORDER BY credit_code LIMIT 1 OFFSET 777");
+        move_outside_the_public_months(&ctx, &base, &ordinary);
         let patient = pick(
             "SELECT person_id FROM health_clinic_visits GROUP BY person_id ORDER BY COUNT(*) DESC, person_id LIMIT 1",
         );
@@ -377,6 +378,49 @@ fn write_precoarsened(ctx: &SessionContext, base: &Path, root: &Path) {
 
 /// Writes D without `unit` under `root`: the unit's tables filtered, every
 /// other table linked.
+/// Rows outside the public key sets: the ordinary enterprise's 2024 usage
+/// is relabelled 2031 (months no policy lists), keeping its row count and
+/// the declared key `"credit_code+month" = 1`. Jobs grouped by month then
+/// read rows outside the set (made NULL or filtered out, by path), and the
+/// neighbour without that enterprise lacks them.
+fn move_outside_the_public_months(ctx: &SessionContext, base: &Path, unit: &str) {
+    let batches = query(
+        ctx,
+        &format!(
+            "SELECT * REPLACE (CASE WHEN credit_code = '{unit}' AND month >= '2024-01' \
+             THEN '2031-' || substr(month, 6, 2) ELSE month END AS month) FROM gov_utility_usage"
+        ),
+    );
+    let moved: usize = query(
+        ctx,
+        &format!("SELECT * FROM gov_utility_usage WHERE credit_code = '{unit}' AND month >= '2024-01'"),
+    )
+    .iter()
+    .map(|b| b.num_rows())
+    .sum();
+    assert!(moved > 0, "the ordinary enterprise has 2024 usage to move");
+    let dir = table_dir(base, "gov.utility_usage");
+    std::fs::remove_dir_all(&dir).expect("rm usage");
+    std::fs::create_dir_all(&dir).expect("mkdir usage");
+    let file = std::fs::File::create(dir.join("part-0.parquet")).expect("create");
+    let schema = batches.first().expect("a batch").schema();
+    let mut writer = ArrowWriter::try_new(file, schema, None).expect("writer");
+    for b in &batches {
+        writer.write(b).expect("write");
+    }
+    writer.close().expect("close");
+    block_on(async {
+        ctx.deregister_table("gov_utility_usage").expect("deregister");
+        ctx.register_parquet(
+            "gov_utility_usage",
+            &format!("{}/", dir.display()),
+            ParquetReadOptions::default(),
+        )
+        .await
+    })
+    .expect("register");
+}
+
 fn write_neighbour(ctx: &SessionContext, base: &Path, root: &Path, entity: Entity, unit: &str) {
     let dir = DataDir::open(root).expect("data dir");
     std::fs::remove_dir_all(dir.tables_dir()).expect("rm tables");

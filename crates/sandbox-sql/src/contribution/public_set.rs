@@ -310,7 +310,10 @@ mod tests {
 
     /// One key and its set, the key its own value.
     fn one_key(strings: &[&str], ints: &[i64]) -> IfPublic {
-        IfPublic::new(vec![KeySet::new(strings.iter().map(|s| s.to_string()), ints.iter().copied())])
+        IfPublic::new(vec![KeySet::new(
+            strings.iter().map(|s| s.to_string()),
+            ints.iter().copied(),
+        )])
     }
 
     /// The rows kept (non-NULL), after checking that every kept row holds
@@ -381,7 +384,14 @@ mod tests {
     #[test]
     fn members_and_only_members_among_integers() {
         let f = one_key(&["1"], &[1, -5, 2024, i64::MAX]);
-        let keys: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), Some(2), None, Some(-5), Some(2024), Some(0)]));
+        let keys: ArrayRef = Arc::new(Int32Array::from(vec![
+            Some(1),
+            Some(2),
+            None,
+            Some(-5),
+            Some(2024),
+            Some(0),
+        ]));
         assert_eq!(kept(&f, keys), vec![true, false, false, true, true, false]);
         let wide: ArrayRef = Arc::new(UInt64Array::from(vec![u64::MAX, i64::MAX as u64, 1, 3]));
         assert_eq!(kept(&f, wide), vec![false, true, true, false]);
@@ -398,7 +408,10 @@ mod tests {
             ColumnarValue::Scalar(s) => s,
             ColumnarValue::Array(_) => panic!("a scalar"),
         };
-        assert_eq!(one(ScalarValue::Utf8View(Some("a".into()))), ScalarValue::Utf8View(Some("a".into())));
+        assert_eq!(
+            one(ScalarValue::Utf8View(Some("a".into()))),
+            ScalarValue::Utf8View(Some("a".into()))
+        );
         assert_eq!(one(ScalarValue::Utf8(Some("b".into()))), ScalarValue::Utf8(None));
         assert_eq!(one(ScalarValue::Int16(Some(3))), ScalarValue::Int16(Some(3)));
         assert_eq!(one(ScalarValue::Int64(Some(4))), ScalarValue::Int64(None));
@@ -416,9 +429,21 @@ mod tests {
             KeySet::new([], [1]),
             KeySet::new(["x".to_string(), "y".to_string()], []),
         ]);
-        let k0: ArrayRef = Arc::new(StringViewArray::from(vec![Some("a"), Some("b"), Some("a"), None, Some("a")]));
+        let k0: ArrayRef = Arc::new(StringViewArray::from(vec![
+            Some("a"),
+            Some("b"),
+            Some("a"),
+            None,
+            Some("a"),
+        ]));
         let k1: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), Some(1), Some(2), Some(1), Some(1)]));
-        let k2: ArrayRef = Arc::new(StringArray::from(vec![Some("y"), Some("x"), Some("x"), Some("x"), Some("z")]));
+        let k2: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("y"),
+            Some("x"),
+            Some("x"),
+            Some("x"),
+            Some("z"),
+        ]));
         let unit: ArrayRef = Arc::new(StringArray::from(vec!["u0", "u1", "u2", "u3", "u4"]));
         let args = |value: &ArrayRef| {
             [value, &k0, &k1, &k2]
@@ -448,7 +473,10 @@ mod tests {
             };
             (0..5).map(|i| out.is_valid(i)).collect::<Vec<_>>()
         };
-        assert_eq!(with_scalar(ScalarValue::Int64(Some(1))), vec![true, false, true, false, false]);
+        assert_eq!(
+            with_scalar(ScalarValue::Int64(Some(1))),
+            vec![true, false, true, false, false]
+        );
         assert_eq!(with_scalar(ScalarValue::Int64(Some(5))), vec![false; 5]);
     }
 
