@@ -43,6 +43,71 @@ use std::sync::Arc;
 /// The longest string a `Utf8View` view holds inline.
 const INLINE: usize = 12;
 
+/// A set of 128-bit words (the inline views of short strings, or
+/// integers) whose membership test takes a few nanoseconds: open
+/// addressing with linear probing in a power-of-two table at most half
+/// full, so a lookup is a multiply, a load and a comparison that is almost
+/// always decided the same way. (A binary search mispredicts about one
+/// branch in two per step: on 10M rows of 24 months it cost about 20 ns a
+/// row.) No member is [`EMPTY`]: an inline view's length (its low 32 bits)
+/// is at most 12, and an integer's word has its high 64 bits zero.
+#[derive(Debug, Clone)]
+struct WordSet {
+    slots: Vec<u128>,
+    /// 64 − log2(slots.len()): the hash's top bits index the table.
+    shift: u32,
+}
+
+/// An unused slot of a [`WordSet`].
+const EMPTY: u128 = u128::MAX;
+
+impl WordSet {
+    fn new(words: &[u128]) -> Self {
+        let size = (words.len() * 2).next_power_of_two().max(8);
+        let mut set = WordSet {
+            slots: vec![EMPTY; size],
+            shift: 64 - size.trailing_zeros(),
+        };
+        for &w in words {
+            let mut i = set.slot(w);
+            while set.slots[i] != EMPTY && set.slots[i] != w {
+                i = (i + 1) & (size - 1);
+            }
+            set.slots[i] = w;
+        }
+        set
+    }
+
+    #[inline]
+    fn slot(&self, w: u128) -> usize {
+        let folded = (w as u64) ^ ((w >> 64) as u64).rotate_left(29);
+        (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    /// Whether `w` is a member (`w` is never [`EMPTY`]: see the type).
+    #[inline]
+    fn contains(&self, w: u128) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(w);
+        loop {
+            let s = self.slots[i];
+            if s == w {
+                return true;
+            }
+            if s == EMPTY {
+                return false;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// An integer as a [`WordSet`] word.
+#[inline]
+fn int_word(v: i64) -> u128 {
+    u128::from(v as u64)
+}
+
 /// One key's public set, for membership tests.
 #[derive(Debug)]
 pub struct KeySet {
@@ -50,8 +115,10 @@ pub struct KeySet {
     strings: Vec<String>,
     /// The set's integers, sorted and without duplicates.
     ints: Vec<i64>,
-    /// The views of the strings of at most [`INLINE`] bytes, sorted.
-    inline_views: Vec<u128>,
+    /// The views of the strings of at most [`INLINE`] bytes.
+    inline_views: WordSet,
+    /// The integers as words.
+    int_words: WordSet,
     /// The strings longer than [`INLINE`] bytes.
     long: HashSet<Vec<u8>>,
 }
@@ -100,12 +167,13 @@ impl KeySet {
         let mut ints: Vec<i64> = ints.into_iter().collect();
         ints.sort_unstable();
         ints.dedup();
-        let mut inline_views: Vec<u128> = strings
+        let views: Vec<u128> = strings
             .iter()
             .filter(|m| m.len() <= INLINE)
             .map(|m| inline_view(m.as_bytes()))
             .collect();
-        inline_views.sort_unstable();
+        let inline_views = WordSet::new(&views);
+        let int_words = WordSet::new(&ints.iter().map(|&v| int_word(v)).collect::<Vec<_>>());
         let long = strings
             .iter()
             .filter(|m| m.len() > INLINE)
@@ -115,6 +183,7 @@ impl KeySet {
             strings,
             ints,
             inline_views,
+            int_words,
             long,
         }
     }
@@ -144,7 +213,7 @@ impl KeySet {
 
     fn contains_str(&self, s: &[u8]) -> bool {
         if s.len() <= INLINE {
-            self.inline_views.binary_search(&inline_view(s)).is_ok()
+            self.inline_views.contains(inline_view(s))
         } else {
             self.long.contains(s)
         }
@@ -156,7 +225,7 @@ impl KeySet {
                 self.contains_str(v.as_bytes())
             }
             s if s.data_type().is_integer() && !s.is_null() => match s.cast_to(&DataType::Int64) {
-                Ok(ScalarValue::Int64(Some(v))) => self.ints.binary_search(&v).is_ok(),
+                Ok(ScalarValue::Int64(Some(v))) => self.int_words.contains(int_word(v)),
                 _ => false,
             },
             _ => false,
@@ -170,18 +239,21 @@ impl KeySet {
             DataType::Utf8View => {
                 let a = keys.as_string_view();
                 let views = a.views();
-                BooleanBuffer::collect_bool(n, |i| {
-                    if a.is_null(i) {
-                        return false;
-                    }
+                let member = |i: usize| {
                     let view = views[i];
                     let len = view as u32 as usize;
                     if len <= INLINE {
-                        self.inline_views.binary_search(&canonical_inline(view, len)).is_ok()
+                        self.inline_views.contains(canonical_inline(view, len))
                     } else {
                         self.long.contains(a.value(i).as_bytes())
                     }
-                })
+                };
+                // A NULL row's view is not read (it need not be valid).
+                if a.null_count() == 0 {
+                    BooleanBuffer::collect_bool(n, member)
+                } else {
+                    BooleanBuffer::collect_bool(n, |i| a.is_valid(i) && member(i))
+                }
             }
             DataType::Utf8 => {
                 let a = keys.as_string::<i32>();
@@ -196,7 +268,12 @@ impl KeySet {
                 let wide = cast(keys, &DataType::Int64)?;
                 let a = wide.as_primitive::<Int64Type>();
                 let values = a.values();
-                BooleanBuffer::collect_bool(n, |i| a.is_valid(i) && self.ints.binary_search(&values[i]).is_ok())
+                let member = |i: usize| self.int_words.contains(int_word(values[i]));
+                let all = BooleanBuffer::collect_bool(n, member);
+                match a.nulls() {
+                    Some(valid) => &all & valid.inner(),
+                    None => all,
+                }
             }
             _ => BooleanBuffer::new_unset(n),
         })
@@ -480,6 +557,44 @@ mod tests {
         assert_eq!(with_scalar(ScalarValue::Int64(Some(5))), vec![false; 5]);
     }
 
+    /// The hash table answers as a set would, for sets of every size up to
+    /// a few hundred words (full of collisions in the small tables), on
+    /// members, near misses and random words.
+    #[test]
+    fn the_word_table_answers_as_a_set() {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for size in [0usize, 1, 2, 3, 7, 8, 9, 24, 100, 333] {
+            let words: Vec<u128> = (0..size)
+                .map(|_| (u128::from(next()) << 64 | u128::from(next())) & !(1u128 << 127))
+                .collect();
+            let table = WordSet::new(&words);
+            let reference: std::collections::HashSet<u128> = words.iter().copied().collect();
+            for &w in &words {
+                assert!(table.contains(w));
+                assert_eq!(table.contains(w ^ 1), reference.contains(&(w ^ 1)));
+                assert_eq!(table.contains(w ^ (1 << 64)), reference.contains(&(w ^ (1 << 64))));
+            }
+            for _ in 0..2000 {
+                let w = (u128::from(next()) << 64 | u128::from(next())) & !(1u128 << 127);
+                assert_eq!(table.contains(w), reference.contains(&w));
+            }
+        }
+        // Integers, including the extremes.
+        let f = KeySet::new([], [i64::MIN, -1, 0, i64::MAX]);
+        for v in [i64::MIN, -1, 0, i64::MAX] {
+            assert!(f.int_words.contains(int_word(v)));
+        }
+        for v in [i64::MIN + 1, 1, -2, i64::MAX - 1] {
+            assert!(!f.int_words.contains(int_word(v)));
+        }
+    }
+
     /// A view whose padding past the string is not zero (allowed to a
     /// producer that does not follow the layout) is still a member.
     #[test]
@@ -487,6 +602,6 @@ mod tests {
         let f = KeySet::new(["ab".to_string()], []);
         let dirty = inline_view(b"ab") | (0xFFu128 << 120);
         assert_eq!(canonical_inline(dirty, 2), inline_view(b"ab"));
-        assert!(f.inline_views.binary_search(&canonical_inline(dirty, 2)).is_ok());
+        assert!(f.inline_views.contains(canonical_inline(dirty, 2)));
     }
 }
