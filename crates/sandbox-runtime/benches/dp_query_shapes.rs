@@ -10,6 +10,7 @@
 //! SANDBOX_WASM_GUESTS=<dir with risk_score.wasm>   # adds the shape with a WebAssembly UDF
 //! SANDBOX_BIN=<path to a release `sandbox` binary>  # default: target/release/sandbox
 //! SANDBOX_BENCH_ONLY=<text>   # only the shapes whose label contains it (profiling)
+//! SANDBOX_BENCH_SQL=<query>    # only this query, as plain and as DP job (profiling)
 //! ```
 //!
 //! Times are the best of three runs after one warm-up; the warm-up's DP
@@ -148,6 +149,13 @@ fn main() -> BenchResult<()> {
     // For profiling one shape: `SANDBOX_BENCH_ONLY=<text in its label>`.
     if let Ok(only) = std::env::var("SANDBOX_BENCH_ONLY") {
         shapes.retain(|(label, _)| label.contains(only.as_str()));
+    }
+    // For profiling a query of one's own: `SANDBOX_BENCH_SQL=<query>`.
+    let own_sql = std::env::var("SANDBOX_BENCH_SQL")
+        .ok()
+        .map(|q| &*Box::leak(q.into_boxed_str()));
+    if let Some(sql) = own_sql {
+        shapes = vec![("SANDBOX_BENCH_SQL", sql)];
     }
 
     println!();

@@ -232,6 +232,44 @@ impl KeySet {
         }
     }
 
+    /// Membership of the strings of a `Utf8` or `LargeUtf8` array given
+    /// by its offsets and bytes (and its validity).
+    ///
+    /// A short string's view is built from one 16-byte load of the bytes
+    /// buffer, masked to its length: building it byte-wise
+    /// ([`inline_view`]) calls `memcpy` per row, which cost about 15 ns a
+    /// row on 10M rows.
+    fn offset_members<O: datafusion::arrow::array::OffsetSizeTrait>(
+        &self,
+        offsets: &[O],
+        values: &[u8],
+        nulls: Option<&datafusion::arrow::buffer::NullBuffer>,
+    ) -> BooleanBuffer {
+        let n = offsets.len().saturating_sub(1);
+        let member = |i: usize| {
+            let start = offsets[i].as_usize();
+            let end = offsets[i + 1].as_usize();
+            let len = end - start;
+            if len > INLINE {
+                return self.long.contains(&values[start..end]);
+            }
+            let mut word = [0u8; 16];
+            if start + 16 <= values.len() {
+                word.copy_from_slice(&values[start..start + 16]);
+            } else {
+                word[..len].copy_from_slice(&values[start..end]);
+            }
+            // len ≤ 12: the shift stays below 128.
+            let bytes = u128::from_le_bytes(word) & ((1u128 << (8 * len)) - 1);
+            self.inline_views.contains((bytes << 32) | len as u128)
+        };
+        let all = BooleanBuffer::collect_bool(n, member);
+        match nulls {
+            Some(valid) => &all & valid.inner(),
+            None => all,
+        }
+    }
+
     /// Which of `keys` lie in the set (NULL and other types never do).
     fn members(&self, keys: &ArrayRef) -> DfResult<BooleanBuffer> {
         let n = keys.len();
@@ -257,11 +295,11 @@ impl KeySet {
             }
             DataType::Utf8 => {
                 let a = keys.as_string::<i32>();
-                BooleanBuffer::collect_bool(n, |i| a.is_valid(i) && self.contains_str(a.value(i).as_bytes()))
+                self.offset_members(a.value_offsets(), a.values(), a.nulls())
             }
             DataType::LargeUtf8 => {
                 let a = keys.as_string::<i64>();
-                BooleanBuffer::collect_bool(n, |i| a.is_valid(i) && self.contains_str(a.value(i).as_bytes()))
+                self.offset_members(a.value_offsets(), a.values(), a.nulls())
             }
             t if t.is_integer() => {
                 // An unsigned value beyond i64 casts to NULL: in no set.
