@@ -19,7 +19,7 @@
 
 use crate::SqlError;
 use crate::contribution::functions::{ChoicePriority, RowCap};
-use crate::contribution::public_set::{IfPublic, KeySet};
+use crate::contribution::public_set::{InPublicSets, KeepIf, KeySet};
 use crate::desensitize::function::Desensitize;
 use crate::grid::GridValue;
 use crate::guest::GuestRaw;
@@ -58,9 +58,11 @@ pub enum PortableFunction {
         quantum_bits: u64,
         max_abs: i64,
     },
-    /// A value kept where every group key lies in its public key set
-    /// (each set: its strings and its integers), NULL elsewhere.
-    IfPublic { sets: Vec<(Vec<String>, Vec<i64>)> },
+    /// Whether every group key lies in its public key set (each set: its
+    /// strings and its integers).
+    InPublicSets { sets: Vec<(Vec<String>, Vec<i64>)> },
+    /// A value kept where a flag is true, NULL elsewhere.
+    KeepIf,
     /// One column's desensitization rule on a column of `column_type`.
     Desensitize {
         rule: PortableRule,
@@ -141,8 +143,11 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
     if let Some(f) = inner.downcast_ref::<GuestRaw>() {
         return Err(unportable(f.function().name()));
     }
-    if let Some(f) = inner.downcast_ref::<IfPublic>() {
-        return Ok(PortableFunction::IfPublic {
+    if inner.is::<KeepIf>() {
+        return Ok(PortableFunction::KeepIf);
+    }
+    if let Some(f) = inner.downcast_ref::<InPublicSets>() {
+        return Ok(PortableFunction::InPublicSets {
             sets: f
                 .sets()
                 .iter()
@@ -250,7 +255,8 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
             }
             Arc::new(ScalarUDF::new_from_impl(GridValue::new(grid)))
         }
-        PortableFunction::IfPublic { sets } => Arc::new(ScalarUDF::new_from_impl(IfPublic::new(
+        PortableFunction::KeepIf => Arc::new(ScalarUDF::new_from_impl(KeepIf::new())),
+        PortableFunction::InPublicSets { sets } => Arc::new(ScalarUDF::new_from_impl(InPublicSets::new(
             sets.iter()
                 .map(|(strings, ints)| KeySet::new(strings.iter().cloned(), ints.iter().copied()))
                 .collect(),

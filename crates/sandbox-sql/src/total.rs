@@ -111,7 +111,8 @@ fn is_total(f: &ScalarUDF) -> bool {
         || inner.is::<CapStrings>()
         || inner.is::<crate::clamp::Clamp>()
         || inner.is::<crate::grid::GridValue>()
-        || inner.is::<crate::contribution::public_set::IfPublic>()
+        || inner.is::<crate::contribution::public_set::InPublicSets>()
+        || inner.is::<crate::contribution::public_set::KeepIf>()
 }
 
 /// Evaluates `call` on the whole batch; if it fails or panics, evaluates it

@@ -144,7 +144,11 @@ pub async fn compute_totals(
         .iter()
         .map(|g| g.public_keys.as_deref().unwrap_or_default())
         .collect();
-    let if_public = |value: Expr| public_set::call(value, key_exprs.clone(), &key_sets);
+    // One membership test per row: the flag expression is the same in
+    // every call, so DataFusion's common-subexpression pass evaluates it
+    // once and each key reads it.
+    let public_row = public_set::in_sets(key_exprs.clone(), &key_sets);
+    let if_public = |value: Expr| public_set::keep_if(value, public_row.clone());
 
     // Rows: unit, keys, grid values; units present; keys in their public sets.
     let unit = unit_expr(&q.row_source, &q.unit_columns)?;

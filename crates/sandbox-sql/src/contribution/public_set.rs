@@ -318,19 +318,19 @@ impl KeySet {
     }
 }
 
-/// `__sandbox_if_public(value, key0, key1, …)` for the public sets of
-/// the keys. Only the engine builds calls of it (never registered in a
-/// session).
+/// `__sandbox_in_public_sets(key0, key1, …)`: whether every key lies in
+/// its public set (never NULL). Only the engine builds calls of it (never
+/// registered in a session).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct IfPublic {
+pub struct InPublicSets {
     sets: Vec<KeySet>,
     signature: Signature,
 }
 
-impl IfPublic {
+impl InPublicSets {
     /// The function of `sets`, one per key argument.
     pub fn new(sets: Vec<KeySet>) -> Self {
-        IfPublic {
+        InPublicSets {
             sets,
             signature: Signature::variadic_any(Volatility::Immutable),
         }
@@ -340,40 +340,12 @@ impl IfPublic {
     pub fn sets(&self) -> &[KeySet] {
         &self.sets
     }
-}
 
-/// `__sandbox_if_public(value, keys…)`: `value` where every one of `keys`
-/// lies in its set of `sets` (same order), NULL elsewhere; the type is
-/// `value`'s.
-pub fn call(value: Expr, keys: Vec<Expr>, sets: &[&[PublicKey]]) -> Expr {
-    let f = IfPublic::new(sets.iter().map(|s| KeySet::of_set(s)).collect());
-    let mut args = vec![value];
-    args.extend(keys);
-    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(f)), args))
-}
-
-impl ScalarUDFImpl for IfPublic {
-    fn name(&self) -> &str {
-        "__sandbox_if_public"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
-        match args {
-            [value, keys @ ..] if keys.len() == self.sets.len() => Ok(value.clone()),
-            _ => datafusion::common::plan_err!("__sandbox_if_public takes a value and {} keys", self.sets.len()),
-        }
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [value, keys @ ..] = args.args.as_slice() else {
-            return datafusion::common::exec_err!("__sandbox_if_public takes a value and its keys");
-        };
+    /// Whether each of `n` rows has every key in its set.
+    fn public_rows(&self, keys: &[ColumnarValue], n: usize) -> DfResult<BooleanBuffer> {
         if keys.len() != self.sets.len() {
-            return datafusion::common::exec_err!("__sandbox_if_public takes a value and {} keys", self.sets.len());
+            return datafusion::common::exec_err!("__sandbox_in_public_sets takes {} keys", self.sets.len());
         }
-        let n = args.number_rows;
-        // Every key in its set: the AND of each key's membership.
         let mut public = BooleanBuffer::new_set(n);
         for (key, set) in keys.iter().zip(&self.sets) {
             let member = match key {
@@ -387,18 +359,107 @@ impl ScalarUDFImpl for IfPublic {
             };
             public = &public & &member;
         }
+        Ok(public)
+    }
+}
+
+impl ScalarUDFImpl for InPublicSets {
+    fn name(&self) -> &str {
+        "__sandbox_in_public_sets"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        if args.len() == self.sets.len() {
+            Ok(DataType::Boolean)
+        } else {
+            datafusion::common::plan_err!("__sandbox_in_public_sets takes {} keys", self.sets.len())
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let public = self.public_rows(&args.args, args.number_rows)?;
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(public, None))))
+    }
+}
+
+/// `__sandbox_keep_if(value, flag)`: `value` where `flag` is true, NULL
+/// elsewhere (flag false or NULL); the type is `value`'s. Only validity
+/// changes (`nullif`): the values are not copied.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct KeepIf {
+    signature: Signature,
+}
+
+impl KeepIf {
+    /// The function.
+    pub fn new() -> Self {
+        KeepIf {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for KeepIf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for KeepIf {
+    fn name(&self) -> &str {
+        "__sandbox_keep_if"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        match args {
+            [value, DataType::Boolean] => Ok(value.clone()),
+            _ => datafusion::common::plan_err!("__sandbox_keep_if takes a value and a boolean"),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value, flag] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("__sandbox_keep_if takes a value and a boolean");
+        };
+        let n = args.number_rows;
+        let flag = flag.to_array(n)?;
+        let Some(flag) = flag.as_boolean_opt() else {
+            return datafusion::common::exec_err!("__sandbox_keep_if takes a boolean flag");
+        };
+        // Kept: flag true and valid.
+        let kept = match flag.nulls() {
+            Some(valid) => flag.values() & valid.inner(),
+            None => flag.values().clone(),
+        };
         match value {
-            ColumnarValue::Scalar(s) if public.count_set_bits() == n => Ok(ColumnarValue::Scalar(s.clone())),
-            ColumnarValue::Scalar(s) if n == 1 || public.count_set_bits() == 0 => {
+            ColumnarValue::Scalar(s) if kept.count_set_bits() == n => Ok(ColumnarValue::Scalar(s.clone())),
+            ColumnarValue::Scalar(s) if n == 1 || kept.count_set_bits() == 0 => {
                 Ok(ColumnarValue::Scalar(ScalarValue::try_from(s.data_type())?))
             }
             value => {
                 let values = value.to_array(n)?;
-                let outside = BooleanArray::new(!&public, None);
+                let outside = BooleanArray::new(!&kept, None);
                 Ok(ColumnarValue::Array(nullif(values.as_ref(), &outside)?))
             }
         }
     }
+}
+
+/// `__sandbox_in_public_sets(keys…)` for the keys' public sets (same
+/// order).
+pub fn in_sets(keys: Vec<Expr>, sets: &[&[PublicKey]]) -> Expr {
+    let f = InPublicSets::new(sets.iter().map(|s| KeySet::of_set(s)).collect());
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(f)), keys))
+}
+
+/// `__sandbox_keep_if(value, flag)`.
+pub fn keep_if(value: Expr, flag: Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::new_from_impl(KeepIf::new())),
+        vec![value, flag],
+    ))
 }
 
 #[cfg(test)]
@@ -407,8 +468,7 @@ mod tests {
     use datafusion::arrow::array::{Int32Array, LargeStringArray, StringArray, StringViewArray, UInt64Array};
     use datafusion::arrow::datatypes::Field;
 
-    fn invoke(f: &IfPublic, args: Vec<ColumnarValue>, n: usize) -> ColumnarValue {
-        let t = args[0].data_type();
+    fn invoke_udf(f: &dyn ScalarUDFImpl, args: Vec<ColumnarValue>, n: usize, out: DataType) -> ColumnarValue {
         let arg_fields = args
             .iter()
             .map(|a| Arc::new(Field::new("k", a.data_type(), true)))
@@ -417,15 +477,22 @@ mod tests {
             args,
             arg_fields,
             number_rows: n,
-            return_field: Arc::new(Field::new("k", t, true)),
+            return_field: Arc::new(Field::new("k", out, true)),
             config_options: Arc::new(Default::default()),
         };
         f.invoke_with_args(args).expect("invoke")
     }
 
+    /// `keep_if(args[0], in_sets(args[1..]))`, as the engine plans it.
+    fn invoke(f: &InPublicSets, args: Vec<ColumnarValue>, n: usize) -> ColumnarValue {
+        let t = args[0].data_type();
+        let flag = invoke_udf(f, args[1..].to_vec(), n, DataType::Boolean);
+        invoke_udf(&KeepIf::new(), vec![args[0].clone(), flag], n, t)
+    }
+
     /// One key and its set, the key its own value.
-    fn one_key(strings: &[&str], ints: &[i64]) -> IfPublic {
-        IfPublic::new(vec![KeySet::new(
+    fn one_key(strings: &[&str], ints: &[i64]) -> InPublicSets {
+        InPublicSets::new(vec![KeySet::new(
             strings.iter().map(|s| s.to_string()),
             ints.iter().copied(),
         )])
@@ -433,7 +500,7 @@ mod tests {
 
     /// The rows kept (non-NULL), after checking that every kept row holds
     /// its key unchanged and the type is the key's.
-    fn kept(f: &IfPublic, keys: ArrayRef) -> Vec<bool> {
+    fn kept(f: &InPublicSets, keys: ArrayRef) -> Vec<bool> {
         let n = keys.len();
         let ColumnarValue::Array(out) = invoke(f, vec![ColumnarValue::Array(keys.clone()); 2], n) else {
             panic!("an array")
@@ -539,7 +606,7 @@ mod tests {
     /// nulled with them.
     #[test]
     fn a_row_is_kept_only_where_every_key_is_public() {
-        let f = IfPublic::new(vec![
+        let f = InPublicSets::new(vec![
             KeySet::new(["a".to_string()], []),
             KeySet::new([], [1]),
             KeySet::new(["x".to_string(), "y".to_string()], []),

@@ -75,7 +75,7 @@ fn every_sandbox_function_rebuilds_as_the_same_function_with_its_parameters() {
     round_trip(&ScalarUDF::new_from_impl(CapStrings::new()));
     round_trip(&crate::clamp::udf());
     round_trip(&ScalarUDF::new_from_impl(
-        crate::contribution::public_set::IfPublic::new(vec![
+        crate::contribution::public_set::InPublicSets::new(vec![
             crate::contribution::public_set::KeySet::new(
                 [
                     "黄浦区".to_string(),
@@ -87,6 +87,7 @@ fn every_sandbox_function_rebuilds_as_the_same_function_with_its_parameters() {
             crate::contribution::public_set::KeySet::new([], [7]),
         ]),
     ));
+    round_trip(&ScalarUDF::new_from_impl(crate::contribution::public_set::KeepIf::new()));
     // Grids whose parameters have no short decimal form survive bit for bit.
     for grid in [
         sandbox_dp::fixed_point::Quantizer::for_mean(0.1, 99.99999999999999).expect("grid"),
