@@ -9,8 +9,10 @@
 //! the largest cost of a DP job over its plain query
 //! (`docs/benchmarks.md`). Where the engine aggregates rows straight into
 //! groups, each key (and the unit, where units are counted distinctly) is
-//! instead replaced by `__sandbox_if_public(value, key0, key1, …)`: NULL
-//! unless *every* key lies in its set. All rows outside the sets thus fall
+//! instead replaced by `__sandbox_keep_if(value, flag)` with the one flag
+//! `__sandbox_in_public_sets(key0, key1, …)`: NULL unless *every* key lies
+//! in its set (the flag is the same expression in every call, so the
+//! engine evaluates it once per row). All rows outside the sets thus fall
 //! into one extra group whose keys are all NULL, with no unit counted in
 //! it, which the release never reads (a NULL key lies in no public set).
 //! One group, not one per pattern of out-of-set columns: per-column
