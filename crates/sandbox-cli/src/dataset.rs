@@ -368,6 +368,9 @@ pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str
                     subject.dataset.id, manifest.version, subject.dataset.id
                 ))
             })?;
+            // The catalog's row bounds, checked on the new files now rather
+            // than by the first job that reads them.
+            let row_bounds = sandbox.verify_declared_row_bounds(&subject.dataset.id).await;
             if args.json {
                 println!(
                     "{}",
@@ -379,6 +382,8 @@ pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str
                     println!("  published: {} files to {}", record.files.len(), tables.root());
                 }
             }
+            // On stderr, so that `--json` output stays one document.
+            eprint!("{}", row_bounds_text(&subject.dataset.id, &row_bounds));
             Ok(())
         }
         DatasetCommand::Publish { dataset, again } => {
@@ -410,7 +415,13 @@ pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str
                     continue;
                 }
                 match sandbox.publish(id).await? {
-                    Some(_) => published.push(id.clone()),
+                    Some(_) => {
+                        // Jobs key the row-bound check by the published
+                        // objects: check them now, not in the first job.
+                        let row_bounds = sandbox.verify_declared_row_bounds(id).await;
+                        eprint!("{}", row_bounds_text(id, &row_bounds));
+                        published.push(id.clone())
+                    }
                     None if dataset.is_some() => return Err(fail(format!("{id} has no data to publish"))),
                     None => {}
                 }
@@ -512,6 +523,43 @@ pub(crate) async fn run(root: &Path, command: DatasetCommand, token: Option<&str
 }
 
 /// A version as its owner reads it: identity, digests, then the quality report.
+/// The catalog's `max_rows_per_value` declarations as verified on the
+/// dataset's current files, for its owner: one line per declaration, or
+/// nothing when it declares none. A failed check is a warning (the version
+/// is registered; jobs count again and, failing that, bound every
+/// contribution).
+pub(crate) fn row_bounds_text(
+    dataset: &DatasetId,
+    verified: &Result<sandbox_runtime::DeclaredRowBounds, sandbox_runtime::RuntimeError>,
+) -> String {
+    let mut s = String::new();
+    match verified {
+        Err(e) => s.push_str(&format!(
+            "warning: the catalog's max_rows_per_value declarations of {dataset} could not be checked ({e}); \
+             the first job checks them again\n"
+        )),
+        Ok(v) => {
+            for (column, bound) in &v.holds {
+                s.push_str(&format!(
+                    "  max_rows_per_value {column} = {bound}: holds (jobs may skip contribution bounding it makes unnecessary)\n"
+                ));
+            }
+            for (column, most) in &v.violated {
+                let found = if *most == u64::MAX {
+                    "the column could not be counted".to_string()
+                } else {
+                    format!("a value has {most} rows")
+                };
+                s.push_str(&format!(
+                    "warning: max_rows_per_value {column} does not hold on {dataset}: {found}; \
+                     jobs ignore it and bound every contribution (correct the catalog entry or the data)\n"
+                ));
+            }
+        }
+    }
+    s
+}
+
 pub(crate) fn manifest_text(m: &VersionManifest) -> String {
     let mut s = format!(
         "{} version {} ({}), registered by {} at {}\n  source: {} ({}{}, {} bytes, sha256 {})\n  stored: {} rows, data sha256 {}\n  pseudonymized: {} (secret {})\n",

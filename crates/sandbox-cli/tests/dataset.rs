@@ -86,6 +86,53 @@ fn current(dir: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// The catalog's row bounds are checked when a version is registered: the
+/// owner sees which declarations hold and which the data break (the
+/// export holds one duplicate (enterprise, inspection date)), and the
+/// result is cached for the first job.
+#[test]
+fn a_registration_checks_the_declared_row_bounds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let (_, market, _) = accounts(dir);
+    let text = std::fs::read_to_string(example("gov.market_inspections.entry.toml")).expect("entry");
+    let declared = text.replacen(
+        "\n[[fields]]",
+        "\nmax_rows_per_value = { credit_code = 400, \"credit_code+inspected\" = 1 }\n\n[[fields]]",
+        1,
+    );
+    assert_ne!(declared, text);
+    let entry = dir.join("entry.toml");
+    std::fs::write(&entry, declared).expect("write entry");
+    let (csv, policy) = (
+        example("gov.market_inspections.csv"),
+        example("gov.market_inspections.policy.toml"),
+    );
+    let out = sandbox(
+        dir,
+        Some(&market),
+        &register_args(
+            csv.to_str().expect("utf-8"),
+            entry.to_str().expect("utf-8"),
+            policy.to_str().expect("utf-8"),
+            &["--encoding", "gb18030", "--max-rejected-rows", "1"],
+        ),
+    );
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_rows_per_value credit_code = 400: holds"), "{err}");
+    assert!(
+        err.contains(
+            "warning: max_rows_per_value credit_code+inspected does not hold on gov.market_inspections: a value has 2 rows"
+        ),
+        "{err}"
+    );
+    let cache = dir.join("data/cache/verified/gov.market_inspections.json");
+    let cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).expect("the result is cached for the first job")).expect("json");
+    assert_eq!(cached["violated"]["credit_code+inspected"], 2, "{cached}");
+}
+
 #[test]
 fn owners_register_see_the_report_and_withdraw() {
     let tmp = tempfile::tempdir().expect("tmp");

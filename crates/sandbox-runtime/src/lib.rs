@@ -38,8 +38,8 @@ pub use data_dir::DataDir;
 pub use error::RuntimeError;
 pub use published::PublishedTables;
 pub use sandbox::{
-    AnalysisDryRun, AnalysisResult, DryRunReport, JobContext, OutputNoise, Sandbox, SqlJobOptions, SqlJobResult,
-    SqlTrialReport, TrialBlock, TrialReport,
+    AnalysisDryRun, AnalysisResult, DeclaredRowBounds, DryRunReport, JobContext, OutputNoise, Sandbox, SqlJobOptions,
+    SqlJobResult, SqlTrialReport, TrialBlock, TrialReport,
 };
 /// How a job's ε composes (shown in dry runs), from `sandbox-dp`.
 pub use sandbox_dp::accounting::Composition;

@@ -10,6 +10,7 @@ mod trial_job;
 pub use analysis_job::DEFAULTS_ROW;
 pub use defaults_count::DEFAULTS_PART;
 use defaults_count::defaults_note;
+pub use row_bounds::DeclaredRowBounds;
 pub use sql_trial::{FailedCall, FunctionTrial, MAX_SHOWN_FAILURES, MAX_TRIAL_ROWS, SqlTrialReport};
 pub use trial_job::{AnalysisDryRun, OutputNoise, TrialBlock, TrialReport};
 

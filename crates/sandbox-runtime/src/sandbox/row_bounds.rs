@@ -3,8 +3,27 @@
 //! contribution bounding (see [`crate::multiplicity`]).
 
 use super::Sandbox;
+use crate::RuntimeError;
 use sandbox_model::DatasetId;
 use sandbox_sql::JobSession;
+use std::collections::BTreeMap;
+
+/// What the catalog's `max_rows_per_value` declarations of one dataset
+/// come to on its current files ([`Sandbox::verify_declared_row_bounds`]).
+/// For the data owner and operator: the counts are of their own data and
+/// never reach an analyst.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredRowBounds {
+    /// Declarations that hold: column (or `a+b` key) → declared rows per value.
+    pub holds: BTreeMap<String, u64>,
+    /// Declarations the data break: column → the most rows found for one
+    /// value (`u64::MAX`: the column could not be counted). Jobs ignore
+    /// them and bound every contribution.
+    pub violated: BTreeMap<String, u64>,
+    /// Whether the files were counted now (`false`: the cached result for
+    /// the same files, binding and policy).
+    pub counted: bool,
+}
 
 impl Sandbox {
     /// Installs in `session` the catalog's `max_rows_per_value`
@@ -20,73 +39,100 @@ impl Sandbox {
         policies: &sandbox_policy::PolicySet,
     ) {
         for dataset in datasets {
-            let Some(binding) = session.binding(dataset) else {
-                continue;
-            };
-            let declared = binding.declared_max_rows_per_value.clone();
-            if declared.is_empty() {
-                continue;
+            match self.verification(session, dataset, policies).await {
+                Ok(Some((verification, _))) => {
+                    session.set_verified_max_rows_per_value(dataset, verification.holds);
+                    session.set_null_free_columns(dataset, verification.null_free);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used"),
             }
-            // Published objects are keyed by their pins (every read of them
-            // is held to the pin); local files (and public samples, which
-            // stay local) by path, inode and times.
-            let fingerprint = match binding.pins.is_empty() {
-                false => Ok(crate::multiplicity::FileFingerprint::Objects(binding.pins.clone())),
-                true => {
-                    let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
-                    crate::multiplicity::FileFingerprint::of(&files)
-                }
-            };
-            let fingerprint = match fingerprint {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
-                    continue;
-                }
-            };
-            // The count reads through the binding (types, rules) under the
-            // policy: a cache made under others is not reused.
-            let scan = crate::multiplicity::scan_digest(binding, policies.get(dataset));
-            let cache = self.dir.verification_cache(dataset);
-            let verification = match crate::multiplicity::cached(&cache, &fingerprint, &scan, &declared) {
-                Some(v) => v,
-                None => {
-                    let columns: Vec<String> = declared.keys().cloned().collect();
-                    let started = std::time::Instant::now();
-                    // NULLs are counted in the declared single columns (a
-                    // unit column among them lets the plan skip its filter).
-                    let singles: Vec<String> = columns
-                        .iter()
-                        .filter(|c| sandbox_sql::multiplicity::key_columns(c).len() == 1)
-                        .cloned()
-                        .collect();
-                    let counts = async {
-                        let counted =
-                            sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns).await?;
-                        let nulls = sandbox_sql::multiplicity::count_nulls(session, dataset, &singles).await?;
-                        Ok::<_, sandbox_sql::SqlError>((counted, nulls))
-                    };
-                    match counts.await {
-                        Ok((counted, nulls)) => {
-                            let v =
-                                crate::multiplicity::Verification::new(fingerprint, scan, &declared, &counted, &nulls);
-                            tracing::info!(%dataset, elapsed = ?started.elapsed(), holds = ?v.holds.keys().collect::<Vec<_>>(), "row multiplicity declarations verified");
-                            if !v.violated.is_empty() {
-                                tracing::warn!(%dataset, violated = ?v.violated, "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)");
-                            }
-                            crate::multiplicity::store(&cache, &v);
-                            v
-                        }
-                        Err(e) => {
-                            tracing::warn!(%dataset, error = %e, "max_rows_per_value not verified; not used");
-                            continue;
-                        }
-                    }
-                }
-            };
-            session.set_verified_max_rows_per_value(dataset, verification.holds);
-            session.set_null_free_columns(dataset, verification.null_free);
         }
+    }
+
+    /// Verifies `dataset`'s `max_rows_per_value` declarations on its current
+    /// files (as published, where jobs read published tables) and caches the
+    /// result, so that the first job on a new version does not pay for the
+    /// count (at 100M rows a key of two columns takes minutes). Called when
+    /// a version is registered or published; a job finds the cache, or
+    /// counts itself when the files changed since.
+    ///
+    /// Returns an empty [`DeclaredRowBounds`] for a dataset without
+    /// declarations or without data.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Setup`] when the files cannot be fingerprinted or
+    /// counted (a missing or unreadable file); jobs then bound every
+    /// contribution.
+    pub async fn verify_declared_row_bounds(&self, dataset: &DatasetId) -> Result<DeclaredRowBounds, RuntimeError> {
+        let session = self.session_over(std::slice::from_ref(dataset), false).await?;
+        Ok(match self.verification(&session, dataset, &self.policies()).await? {
+            Some((v, counted)) => DeclaredRowBounds {
+                holds: v.holds,
+                violated: v.violated,
+                counted,
+            },
+            None => DeclaredRowBounds::default(),
+        })
+    }
+
+    /// The verification of `dataset`'s declarations on `session`'s files:
+    /// the cached one for the same files, binding and policy, or a count
+    /// (then cached); with whether it was counted now. `None`: nothing
+    /// declared, or the dataset is not in the session.
+    async fn verification(
+        &self,
+        session: &JobSession,
+        dataset: &DatasetId,
+        policies: &sandbox_policy::PolicySet,
+    ) -> Result<Option<(crate::multiplicity::Verification, bool)>, RuntimeError> {
+        let Some(binding) = session.binding(dataset) else {
+            return Ok(None);
+        };
+        let declared = binding.declared_max_rows_per_value.clone();
+        if declared.is_empty() {
+            return Ok(None);
+        }
+        // Published objects are keyed by their pins (every read of them is
+        // held to the pin); local files (and public samples, which stay
+        // local) by path, inode and times.
+        let fingerprint = if binding.pins.is_empty() {
+            let files: Vec<std::path::PathBuf> = binding.files.iter().map(std::path::PathBuf::from).collect();
+            crate::multiplicity::FileFingerprint::of(&files)?
+        } else {
+            crate::multiplicity::FileFingerprint::Objects(binding.pins.clone())
+        };
+        // The count reads through the binding (types, rules) under the
+        // policy: a cache made under others is not reused.
+        let scan = crate::multiplicity::scan_digest(binding, policies.get(dataset));
+        let cache = self.dir.verification_cache(dataset);
+        if let Some(v) = crate::multiplicity::cached(&cache, &fingerprint, &scan, &declared) {
+            return Ok(Some((v, false)));
+        }
+        let columns: Vec<String> = declared.keys().cloned().collect();
+        let started = std::time::Instant::now();
+        // NULLs are counted in the declared single columns (a unit column
+        // among them lets the plan skip its filter).
+        let singles: Vec<String> = columns
+            .iter()
+            .filter(|c| sandbox_sql::multiplicity::key_columns(c).len() == 1)
+            .cloned()
+            .collect();
+        let count =
+            |e: sandbox_sql::SqlError| RuntimeError::Setup(format!("counting rows per value of {dataset}: {e}"));
+        let counted = sandbox_sql::multiplicity::count_max_rows_per_value(session, dataset, &columns)
+            .await
+            .map_err(count)?;
+        let nulls = sandbox_sql::multiplicity::count_nulls(session, dataset, &singles)
+            .await
+            .map_err(count)?;
+        let v = crate::multiplicity::Verification::new(fingerprint, scan, &declared, &counted, &nulls);
+        tracing::info!(%dataset, elapsed = ?started.elapsed(), holds = ?v.holds.keys().collect::<Vec<_>>(), "row multiplicity declarations verified");
+        if !v.violated.is_empty() {
+            tracing::warn!(%dataset, violated = ?v.violated, "the data break the catalog's max_rows_per_value declarations: they are ignored (full contribution bounding applies)");
+        }
+        crate::multiplicity::store(&cache, &v);
+        Ok(Some((v, true)))
     }
 }
 
@@ -105,6 +151,59 @@ mod tests {
             .verify_row_bounds(&mut session, &datasets, &sandbox.policies())
             .await;
         session.max_rows_per_value(dataset).cloned()
+    }
+
+    /// Registration verifies and caches; a job afterwards finds the cache
+    /// (nothing counted again) and installs the same bounds. Data that
+    /// break a declaration are reported with the most rows found.
+    #[tokio::test]
+    async fn registration_verifies_once_and_jobs_reuse_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path().join("data")).expect("data dir");
+        let options =
+            sandbox_datagen::GenerateOptions::new(42, sandbox_datagen::Scale::with_entities(50), dir.tables_dir())
+                .only(["gov.districts"]);
+        sandbox_datagen::generate(&options).expect("generate");
+        let sandbox = Sandbox::open(dir).expect("sandbox");
+        let id: DatasetId = "gov.districts".parse().expect("id");
+
+        let first = sandbox.verify_declared_row_bounds(&id).await.expect("verify");
+        let one = BTreeMap::from([("district".to_string(), 1)]);
+        assert_eq!(
+            (first.holds.clone(), first.violated.is_empty(), first.counted),
+            (one.clone(), true, true)
+        );
+        let again = sandbox.verify_declared_row_bounds(&id).await.expect("verify");
+        assert!(
+            !again.counted,
+            "the same files, binding and policy: read from the cache"
+        );
+        assert_eq!(again.holds, one);
+        assert_eq!(verified(&sandbox, &id).await, Some(one));
+
+        // A second row for one district breaks the declaration.
+        let table = sandbox.data_dir().table_dir(&id);
+        let file = crate::multiplicity::pinned_files(&table).expect("files").remove(0);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file).expect("open"),
+        )
+        .expect("parquet")
+        .build()
+        .expect("reader");
+        let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
+        let copy = table.join("duplicate.parquet");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&copy).expect("create"),
+            batches[0].schema(),
+            None,
+        )
+        .expect("writer");
+        writer.write(&batches[0].slice(0, 1)).expect("write");
+        writer.close().expect("close");
+        let broken = sandbox.verify_declared_row_bounds(&id).await.expect("verify");
+        assert!(broken.counted, "new files are counted again");
+        assert!(broken.holds.is_empty(), "{broken:?}");
+        assert_eq!(broken.violated, BTreeMap::from([("district".to_string(), 2)]));
     }
 
     /// `gov.districts` declares one row per district, which holds (16

@@ -424,6 +424,22 @@ pub async fn register_upload(
              (`sandbox dataset publish` retries)",
         ));
     }
+    // The catalog's row bounds are checked on the new files in the
+    // background (minutes at 100M rows), so that the first job finds the
+    // result instead of counting; a job that starts before it ends counts
+    // for itself.
+    if let Ok(id) = manifest.dataset.parse::<sandbox_model::DatasetId>() {
+        let sandbox = state.sandbox.clone();
+        tokio::spawn(async move {
+            match sandbox.verify_declared_row_bounds(&id).await {
+                Ok(v) if !v.violated.is_empty() => {
+                    tracing::warn!(dataset = %id, violated = ?v.violated, "registered data break the catalog's max_rows_per_value declarations")
+                }
+                Ok(v) => tracing::info!(dataset = %id, holds = ?v.holds, "max_rows_per_value declarations verified"),
+                Err(e) => tracing::warn!(dataset = %id, error = %e, "max_rows_per_value declarations not verified"),
+            }
+        });
+    }
     let value = serde_json::to_value(&manifest).map_err(|_| ApiError::internal("the manifest could not be written"))?;
     Ok((StatusCode::CREATED, Json(value)))
 }
