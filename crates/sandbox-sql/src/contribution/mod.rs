@@ -615,3 +615,6 @@ mod red_team_keys;
 
 #[cfg(test)]
 mod red_team_null;
+
+#[cfg(test)]
+mod red_team_support;

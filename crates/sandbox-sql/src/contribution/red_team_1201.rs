@@ -13,22 +13,7 @@ use datafusion::prelude::SessionContext;
 use sandbox_policy::PublicKey::{Int, Str};
 
 fn query(plan: LogicalPlan, set: Vec<PublicKey>) -> CheckedQuery {
-    CheckedQuery {
-        row_source: plan,
-        unit_columns: Vec::new(),
-        group_keys: vec![crate::query::GroupKey {
-            name: "k".into(),
-            expr: col("k"),
-            source: None,
-            public_keys: Some(set),
-        }],
-        aggregates: Vec::new(),
-        outputs: Vec::new(),
-        post: Vec::new(),
-        datasets: Default::default(),
-        protected: Default::default(),
-        usage: Default::default(),
-    }
+    super::red_team_support::query_over(plan, &[], vec![("k".to_string(), set)])
 }
 
 #[tokio::test]

@@ -4,42 +4,20 @@
 //! path (rows filtered first), whatever the out-of-set keys are; and a
 //! plan's success must not depend on out-of-set values.
 
+use super::red_team_support::{flat, measure, query_over};
 use super::*;
 use crate::limits::EngineLimits;
 use crate::session::JobSession;
 use datafusion::arrow::array::{Int64Array, StringArray, StringViewArray};
 use datafusion::prelude::SessionContext;
-use sandbox_dp::fixed_point::Quantizer;
 use sandbox_policy::PublicKey::{Int, Str};
 
 fn query(plan: LogicalPlan, keys: Vec<(&str, Vec<PublicKey>)>) -> CheckedQuery {
-    CheckedQuery {
-        row_source: plan,
-        unit_columns: vec![Column::from_name("u")],
-        group_keys: keys
-            .into_iter()
-            .map(|(name, set)| crate::query::GroupKey {
-                name: name.into(),
-                expr: col(name),
-                source: None,
-                public_keys: Some(set),
-            })
-            .collect(),
-        aggregates: Vec::new(),
-        outputs: Vec::new(),
-        post: Vec::new(),
-        datasets: Default::default(),
-        protected: Default::default(),
-        usage: Default::default(),
-    }
-}
-
-fn measure() -> MeasureColumn {
-    MeasureColumn {
-        expr: col("v"),
-        grid: Quantizer::for_sum(0.0, 1.0).expect("grid"),
-        squares: true,
-    }
+    query_over(
+        plan,
+        &["u"],
+        keys.into_iter().map(|(k, set)| (k.to_string(), set)).collect(),
+    )
 }
 
 fn bounding() -> Bounding {
@@ -51,19 +29,6 @@ fn bounding() -> Bounding {
         },
         key: 7,
     }
-}
-
-/// Rows, units, count, sum, sumsq per public group.
-fn flat(s: &GroupStatistics) -> Vec<(i128, i128, i128, i128, i128)> {
-    let Contributions::Totals { totals, .. } = &s.contributions else {
-        panic!("totals expected")
-    };
-    (0..totals.rows.len())
-        .map(|g| {
-            let m = &totals.measures[0];
-            (totals.rows[g], totals.units[g], m.count[g], m.sum[g], m.sumsq[g])
-        })
-        .collect()
 }
 
 async fn both_paths(

@@ -5,6 +5,7 @@
 //! `docs/threat-model.md` states that such rows "cost no memory beyond
 //! their scan".
 
+use super::red_team_support::{flat, measure, query_over};
 use super::*;
 use crate::limits::EngineLimits;
 use crate::session::JobSession;
@@ -18,46 +19,7 @@ use sandbox_dp::fixed_point::Quantizer;
 use sandbox_policy::PublicKey::{Int, Str};
 
 fn query(plan: LogicalPlan, keys: Vec<(String, Vec<PublicKey>)>) -> CheckedQuery {
-    CheckedQuery {
-        row_source: plan,
-        unit_columns: vec![Column::from_name("u")],
-        group_keys: keys
-            .into_iter()
-            .map(|(name, set)| crate::query::GroupKey {
-                name: name.clone(),
-                expr: col(name.as_str()),
-                source: None,
-                public_keys: Some(set),
-            })
-            .collect(),
-        aggregates: Vec::new(),
-        outputs: Vec::new(),
-        post: Vec::new(),
-        datasets: Default::default(),
-        protected: Default::default(),
-        usage: Default::default(),
-    }
-}
-
-fn measure() -> MeasureColumn {
-    MeasureColumn {
-        expr: col("v"),
-        grid: Quantizer::for_sum(0.0, 1.0).expect("grid"),
-        squares: true,
-    }
-}
-
-/// Rows, units, count, sum, sumsq per public group (first measure).
-fn flat(s: &GroupStatistics) -> Vec<(i128, i128, i128, i128, i128)> {
-    let Contributions::Totals { totals, .. } = &s.contributions else {
-        panic!("totals expected")
-    };
-    (0..totals.rows.len())
-        .map(|g| {
-            let m = &totals.measures[0];
-            (totals.rows[g], totals.units[g], m.count[g], m.sum[g], m.sumsq[g])
-        })
-        .collect()
+    query_over(plan, &["u"], keys)
 }
 
 fn show(r: &Result<GroupStatistics, SqlError>) -> String {
