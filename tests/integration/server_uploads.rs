@@ -19,6 +19,7 @@ area_coverage = "上海市"
 format = "CSV"
 open_class = "conditional"
 open_conditions = "有条件开放: 仅在数据沙箱内使用。"
+max_rows_per_value = { credit_code = 1 }
 fields = [
   { name = "credit_code", type = "utf8", description = "统一社会信用代码" },
   { name = "refund", type = "float64", description = "退税额", unit = "万元" },
@@ -168,6 +169,17 @@ fn an_owner_uploads_and_registers_and_a_failed_upload_leaves_nothing() {
     assert_eq!(manifest["version"], 1);
     assert_eq!(manifest["owner"], "tax-owner");
     assert!(uploads(&server).is_empty(), "the upload is removed once registered");
+    // The declared row bound is checked on the new version after the
+    // response, and cached for the first job.
+    let cache = server.root().join("cache/verified/gov.tax_refunds.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cache.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let verified: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).expect("the row bound is verified after registration"))
+            .expect("json");
+    assert_eq!(verified["holds"]["credit_code"], 1, "{verified}");
     // In the catalog at once, recorded in the ledger.
     let (_, catalog) = ops.get("/v1/catalog");
     assert!(
