@@ -18,7 +18,7 @@
 //! with the rule `distributed-row-function`.
 
 use crate::SqlError;
-use crate::contribution::functions::{ChoicePriority, RowCap};
+use crate::contribution::functions::{ChoicePriority, RowCap, UnitHash};
 use crate::contribution::public_set::{InPublicSets, KeepIf, KeySet};
 use crate::desensitize::function::Desensitize;
 use crate::grid::GridValue;
@@ -41,6 +41,8 @@ pub enum PortableFunction {
     Builtin { name: String },
     /// [`ChoicePriority`] under the job's choice key.
     ChoicePriority { key: u64 },
+    /// [`UnitHash`] under the job's unit-hash key.
+    UnitHash { key: u64 },
     /// [`RowCap`] with its bounds per kept row.
     RowCap { floor: i64, ceiling: i64 },
     /// The total arithmetic operator (`None`: unary minus).
@@ -123,6 +125,9 @@ pub fn describe(udf: &ScalarUDF) -> Result<PortableFunction, SqlError> {
     let inner = udf.inner().as_ref();
     if let Some(f) = inner.downcast_ref::<ChoicePriority>() {
         return Ok(PortableFunction::ChoicePriority { key: f.key() });
+    }
+    if let Some(f) = inner.downcast_ref::<UnitHash>() {
+        return Ok(PortableFunction::UnitHash { key: f.key() });
     }
     if let Some(f) = inner.downcast_ref::<RowCap>() {
         let (floor, ceiling) = f.bounds();
@@ -213,6 +218,7 @@ pub fn rebuild(f: &PortableFunction) -> Result<Arc<ScalarUDF>, SqlError> {
             crate::session::scalar_function(name).ok_or_else(|| bad(format!("no built-in `{name}`")))?
         }
         PortableFunction::ChoicePriority { key } => Arc::new(ScalarUDF::new_from_impl(ChoicePriority::new(*key))),
+        PortableFunction::UnitHash { key } => Arc::new(ScalarUDF::new_from_impl(UnitHash::new(*key))),
         PortableFunction::RowCap { floor, ceiling } => {
             if floor > ceiling {
                 return Err(bad(format!("row cap with floor {floor} above ceiling {ceiling}")));

@@ -113,6 +113,7 @@ fn is_total(f: &ScalarUDF) -> bool {
         || inner.is::<crate::grid::GridValue>()
         || inner.is::<crate::contribution::public_set::InPublicSets>()
         || inner.is::<crate::contribution::public_set::KeepIf>()
+        || inner.is::<crate::contribution::functions::UnitHash>()
 }
 
 /// Evaluates `call` on the whole batch; if it fails or panics, evaluates it

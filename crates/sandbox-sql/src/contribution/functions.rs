@@ -1,8 +1,9 @@
-//! The two scalar functions the bounding plan needs beyond DataFusion's
-//! own: the keyed priority that chooses each unit's groups, and a row cap
-//! applied to one (unit, group) partial sum.
+//! The scalar functions the bounding plan needs beyond DataFusion's own:
+//! the keyed priority that chooses each unit's groups, a row cap applied to
+//! one (unit, group) partial sum, and a keyed 64-bit unit hash for counting
+//! units.
 //!
-//! Both are total (they never fail on data) and carry their parameters in
+//! All are total (they never fail on data) and carry their parameters in
 //! the function value itself, so a plan that holds them can be serialized
 //! and run elsewhere without re-deriving anything from names.
 
@@ -80,6 +81,66 @@ impl ScalarUDFImpl for ChoicePriority {
         }
         let out = UInt64Array::from(folded);
         Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `__sandbox_unit_hash(unit) -> UInt64`: a keyed 64-bit hash of a privacy
+/// unit of any type, NULL where the unit is NULL, for
+/// `COUNT(DISTINCT __sandbox_unit_hash(unit))`: DataFusion 55 counts
+/// distinct integers per group with a hash set of (group, value), but
+/// distinct strings one group at a time through a per-group accumulator
+/// (≈ 3× the CPU on the two-table bench shape).
+///
+/// Two units that share a hash are counted once. That can only lower a
+/// group's unit count, never raise it, and one unit still moves each
+/// group's count by at most 1 (removing it removes its hash from the group
+/// only if no other unit has it), so the count keeps its sensitivity and
+/// thresholds on it (`min_units`) stay on the safe side. The key is drawn
+/// per job, so which units collide does not repeat across jobs; with n
+/// units a collision happens with probability below n²/2⁶⁵ (≈ 5·10⁻⁹ for
+/// 416 667 enterprises).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct UnitHash {
+    key: u64,
+    signature: Signature,
+}
+
+impl UnitHash {
+    pub fn new(key: u64) -> Self {
+        UnitHash {
+            key,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+
+    /// The job's hash key.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+impl ScalarUDFImpl for UnitHash {
+    fn name(&self) -> &str {
+        "__sandbox_unit_hash"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [unit] = args.args.as_slice() else {
+            return exec_err!("__sandbox_unit_hash takes one argument");
+        };
+        let unit = unit.to_array(args.number_rows)?;
+        let state = foldhash::quality::FixedState::with_seed(self.key);
+        let mut hashes = vec![0u64; unit.len()];
+        create_hashes([&unit], &state, &mut hashes)?;
+        // The unit's own validity: a NULL unit is no unit.
+        let nulls = datafusion::arrow::buffer::NullBuffer::new(!is_null(unit.as_ref())?.values());
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        Ok(ColumnarValue::Array(Arc::new(UInt64Array::new(hashes.into(), nulls))))
     }
 }
 
@@ -175,6 +236,55 @@ impl ScalarUDFImpl for RowCap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unit_hashes(key: u64, units: ArrayRef) -> UInt64Array {
+        use datafusion::arrow::datatypes::Field;
+        let n = units.len();
+        let field = Arc::new(Field::new("u", units.data_type().clone(), true));
+        UnitHash::new(key)
+            .invoke_with_args(ScalarFunctionArgs {
+                args: vec![ColumnarValue::Array(units)],
+                arg_fields: vec![field],
+                number_rows: n,
+                return_field: Arc::new(Field::new("h", DataType::UInt64, true)),
+                config_options: Arc::new(Default::default()),
+            })
+            .expect("hash")
+            .into_array(n)
+            .expect("array")
+            .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+            .clone()
+    }
+
+    /// A unit's hash depends on its value and the key only, whatever the
+    /// array type; a NULL unit stays NULL (it is no unit, and
+    /// `COUNT(DISTINCT)` skips it); another key gives other hashes.
+    #[test]
+    fn unit_hashes_are_keyed_per_value_and_keep_nulls() {
+        use datafusion::arrow::array::{DictionaryArray, StringArray, StringViewArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        let values = vec![Some("91310000A"), None, Some("91310000B"), Some("91310000A")];
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(values.clone())),
+            Arc::new(StringViewArray::from(values.clone())),
+            Arc::new(values.iter().copied().collect::<DictionaryArray<Int32Type>>()),
+        ];
+        for units in arrays {
+            let h = unit_hashes(7, units.clone());
+            assert_eq!((h.is_null(1), h.null_count()), (true, 1), "{:?}", units.data_type());
+            assert_eq!(h.value(0), h.value(3), "one value, one hash");
+            assert_ne!(h.value(0), h.value(2));
+            let other = unit_hashes(8, units);
+            assert_ne!(h.value(0), other.value(0), "the key changes the hash");
+        }
+        // 100 000 distinct units: no two share a hash under this key.
+        let many: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..100_000).map(|i| format!("9131{i:014}")),
+        ));
+        let h = unit_hashes(7, many);
+        let distinct: std::collections::HashSet<u64> = h.values().iter().copied().collect();
+        assert_eq!(distinct.len(), 100_000);
+    }
 
     /// Groups that differ only in where their NULLs are, or in the order
     /// of their values, get different priorities (before, `(NULL, x)` and

@@ -50,6 +50,14 @@ fn every_sandbox_function_rebuilds_as_the_same_function_with_its_parameters() {
     let other = ScalarUDF::new_from_impl(ChoicePriority::new(0x5eed_1235));
     assert!(back.as_ref() != &other);
 
+    let hash = ScalarUDF::new_from_impl(crate::contribution::UnitHash::new(0x5eed_1234));
+    let back = round_trip(&hash);
+    assert_eq!(
+        run(&hash, vec![ints.clone()]).as_ref(),
+        run(&back, vec![ints.clone()]).as_ref()
+    );
+    assert!(back.as_ref() != &ScalarUDF::new_from_impl(crate::contribution::UnitHash::new(0x5eed_1235)));
+
     for cap in [RowCap::sum(40), RowCap::squares(40)] {
         let udf = ScalarUDF::new_from_impl(cap);
         let back = round_trip(&udf);
