@@ -646,3 +646,6 @@ mod red_team_null;
 
 #[cfg(test)]
 mod red_team_support;
+
+#[cfg(test)]
+mod red_team_unithash;
