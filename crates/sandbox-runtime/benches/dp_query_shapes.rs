@@ -11,6 +11,7 @@
 //! SANDBOX_BIN=<path to a release `sandbox` binary>  # default: target/release/sandbox
 //! SANDBOX_BENCH_ONLY=<text>   # only the shapes whose label contains it (profiling)
 //! SANDBOX_BENCH_SQL=<query>    # only this query, as plain and as DP job (profiling)
+//! SANDBOX_BENCH_PLAIN_DEADLINE=<seconds>   # per plain run (default 600); a plain query past it is reported, its DP job still timed
 //! ```
 //!
 //! Times are the best of three runs after one warm-up; the warm-up's DP
@@ -120,6 +121,12 @@ fn main() -> BenchResult<()> {
         ..Default::default()
     };
     let sandbox = Sandbox::open(dir)?.with_limits(limits);
+    let plain_deadline = std::time::Duration::from_secs(
+        std::env::var("SANDBOX_BENCH_PLAIN_DEADLINE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600),
+    );
     // One grant per shape: a grant's budget on a dataset is capped by the
     // policy's `epsilon_budget` (10), which four runs of several shapes on
     // one table would exceed.
@@ -198,7 +205,17 @@ fn main() -> BenchResult<()> {
                 let state = session.state();
                 let plan = state.create_logical_plan(sql).await?;
                 let physical = state.create_physical_plan(&plan).await?;
-                collect(physical.clone(), state.task_ctx()).await?;
+                // The plain query has no job deadline of its own: at 100M
+                // rows `COUNT(DISTINCT code) … GROUP BY month` spills past
+                // the pool and sorts for more than 25 minutes.
+                tokio::time::timeout(plain_deadline, collect(physical.clone(), state.task_ctx()))
+                    .await
+                    .map_err(|_| {
+                        sandbox_sql::datafusion::error::DataFusionError::Execution(format!(
+                            "no answer within {} s (SANDBOX_BENCH_PLAIN_DEADLINE)",
+                            plain_deadline.as_secs()
+                        ))
+                    })??;
                 // The plain plan's operators, to set beside the DP plan's
                 // (`SANDBOX_LOG=sandbox_sql::partials=trace,dp_query_shapes=trace`).
                 tracing::trace!(
@@ -222,6 +239,13 @@ fn main() -> BenchResult<()> {
         // reported and the suite goes on.
         let (plain, dp) = match (plain, dp) {
             (Ok(plain), Ok(dp)) => (plain, dp),
+            (Err(e), Ok(dp)) => {
+                println!(
+                    "{label:<42} {:>10} {:>10.3} {:>7} {:>12.3}   (plain: {e})",
+                    "-", dp.1, "-", dp.0
+                );
+                continue;
+            }
             (plain, dp) => {
                 let why = |r: BenchResult<(f64, f64)>| r.err().map(|e| e.to_string()).unwrap_or_else(|| "ok".into());
                 println!("{label:<42} failed: plain {}; DP job {}", why(plain), why(dp));
