@@ -153,11 +153,9 @@ mod tests {
         session.max_rows_per_value(dataset).cloned()
     }
 
-    /// Registration verifies and caches; a job afterwards finds the cache
-    /// (nothing counted again) and installs the same bounds. Data that
-    /// break a declaration are reported with the most rows found.
-    #[tokio::test]
-    async fn registration_verifies_once_and_jobs_reuse_it() {
+    /// A sandbox over generated `gov.districts` (which declares one row
+    /// per district), with the directory that holds it.
+    fn districts() -> (tempfile::TempDir, Sandbox, DatasetId) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::open(tmp.path().join("data")).expect("data dir");
         let options =
@@ -165,7 +163,15 @@ mod tests {
                 .only(["gov.districts"]);
         sandbox_datagen::generate(&options).expect("generate");
         let sandbox = Sandbox::open(dir).expect("sandbox");
-        let id: DatasetId = "gov.districts".parse().expect("id");
+        (tmp, sandbox, "gov.districts".parse().expect("id"))
+    }
+
+    /// Registration verifies and caches; a job afterwards finds the cache
+    /// (nothing counted again) and installs the same bounds. Data that
+    /// break a declaration are reported with the most rows found.
+    #[tokio::test]
+    async fn registration_verifies_once_and_jobs_reuse_it() {
+        let (_tmp, sandbox, id) = districts();
 
         let first = sandbox.verify_declared_row_bounds(&id).await.expect("verify");
         let one = BTreeMap::from([("district".to_string(), 1)]);
@@ -214,15 +220,8 @@ mod tests {
     /// installs no bound (full contribution bounding applies).
     #[tokio::test]
     async fn a_rule_added_later_makes_the_bound_be_counted_again() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = DataDir::open(tmp.path().join("data")).expect("data dir");
-        let options =
-            sandbox_datagen::GenerateOptions::new(42, sandbox_datagen::Scale::with_entities(50), dir.tables_dir())
-                .only(["gov.districts"]);
-        sandbox_datagen::generate(&options).expect("generate");
-        let policy = dir.policies_dir().join("gov.districts.toml");
-        let sandbox = Sandbox::open(dir).expect("sandbox");
-        let id: DatasetId = "gov.districts".parse().expect("id");
+        let (_tmp, sandbox, id) = districts();
+        let policy = sandbox.data_dir().policies_dir().join("gov.districts.toml");
 
         let one = BTreeMap::from([("district".to_string(), 1)]);
         assert_eq!(verified(&sandbox, &id).await, Some(one.clone()));

@@ -237,24 +237,7 @@ impl ScalarUDFImpl for RowCap {
 mod tests {
     use super::*;
 
-    fn unit_hashes(key: u64, units: ArrayRef) -> UInt64Array {
-        use datafusion::arrow::datatypes::Field;
-        let n = units.len();
-        let field = Arc::new(Field::new("u", units.data_type().clone(), true));
-        UnitHash::new(key)
-            .invoke_with_args(ScalarFunctionArgs {
-                args: vec![ColumnarValue::Array(units)],
-                arg_fields: vec![field],
-                number_rows: n,
-                return_field: Arc::new(Field::new("h", DataType::UInt64, true)),
-                config_options: Arc::new(Default::default()),
-            })
-            .expect("hash")
-            .into_array(n)
-            .expect("array")
-            .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
-            .clone()
-    }
+    use crate::contribution::red_team_support::unit_hashes;
 
     /// A unit's hash depends on its value and the key only, whatever the
     /// array type; a NULL unit stays NULL (it is no unit, and

@@ -54,3 +54,27 @@ pub(super) fn flat(s: &GroupStatistics) -> Vec<(i128, i128, i128, i128, i128)> {
         })
         .collect()
 }
+
+/// `UnitHash` under `key` applied to `units`, as the engine calls it.
+pub(super) fn unit_hashes(
+    key: u64,
+    units: datafusion::arrow::array::ArrayRef,
+) -> datafusion::arrow::array::UInt64Array {
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl};
+    let n = units.len();
+    let field = Arc::new(Field::new("u", units.data_type().clone(), true));
+    UnitHash::new(key)
+        .invoke_with_args(ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(units)],
+            arg_fields: vec![field],
+            number_rows: n,
+            return_field: Arc::new(Field::new("h", DataType::UInt64, true)),
+            config_options: Arc::new(Default::default()),
+        })
+        .expect("the unit hash never fails")
+        .into_array(n)
+        .expect("array")
+        .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+        .clone()
+}

@@ -6,37 +6,18 @@
 //! (the per-unit path's `GROUP BY unit`), the function never fails on data,
 //! and it travels unchanged to an executor.
 
-use super::red_team_support::{flat, measure, query_over};
+use super::red_team_support::{flat, measure, query_over, unit_hashes};
 use super::*;
 use crate::limits::EngineLimits;
 use crate::session::JobSession;
 use datafusion::arrow::array::{
     BinaryArray, BinaryViewArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, FixedSizeBinaryArray,
     Float64Array, Int64Array, LargeBinaryArray, LargeStringArray, ListArray, RunArray, StringArray, StringViewArray,
-    StructArray, TimestampMicrosecondArray, UInt64Array,
+    StructArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{Field, Int8Type, Int32Type, UInt64Type};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl};
+use datafusion::arrow::datatypes::{Field, Int8Type, Int32Type};
 use datafusion::prelude::SessionContext;
 use sandbox_policy::PublicKey::Str;
-
-fn unit_hashes(key: u64, units: ArrayRef) -> UInt64Array {
-    let n = units.len();
-    let field = Arc::new(Field::new("u", units.data_type().clone(), true));
-    UnitHash::new(key)
-        .invoke_with_args(ScalarFunctionArgs {
-            args: vec![ColumnarValue::Array(units)],
-            arg_fields: vec![field],
-            number_rows: n,
-            return_field: Arc::new(Field::new("h", DataType::UInt64, true)),
-            config_options: Arc::new(Default::default()),
-        })
-        .expect("the unit hash never fails")
-        .into_array(n)
-        .expect("array")
-        .as_primitive::<UInt64Type>()
-        .clone()
-}
 
 fn h(units: ArrayRef) -> Vec<Option<u64>> {
     unit_hashes(0x5eed, units).iter().collect()
